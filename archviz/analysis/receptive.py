@@ -1,0 +1,52 @@
+"""Receptive field, effective stride (jump) and start of every node (Araujo et al. 2019, "Computing receptive
+fields of convolutional neural networks", eq. 1-3), per axis (height, width).
+
+For a window of extent k, stride s and padding p on an input with field r, jump j and start c:
+    r_out = r + (k - 1) * j        j_out = j * s        c_out = c + ((k - 1) / 2 - p) * j
+Where paths join (add, concat) the field is the largest over the paths. Once a tensor is flattened, every unit
+sees the whole map, so flatten widens the field by the map's extent: r + (H - 1) * j.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archviz.graph.ir import INPUT, Graph, Node
+from archviz.ops import get_op
+
+
+@dataclass(frozen=True)
+class Field:
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    start: tuple[float, float]
+
+    def widened(self, kernel, stride, padding) -> "Field":
+        return Field(
+            size=tuple(r + (k - 1) * j for r, k, j in zip(self.size, kernel, self.jump)),
+            jump=tuple(j * s for j, s in zip(self.jump, stride)),
+            start=tuple(c + ((k - 1) / 2 - p) * j for c, k, p, j in zip(self.start, kernel, padding, self.jump)),
+        )
+
+
+INPUT_FIELD = Field(size=(1, 1), jump=(1, 1), start=(0.5, 0.5))
+
+
+def receptive_fields(graph: Graph) -> dict[str, Field]:
+    fields = {INPUT: INPUT_FIELD}
+    for node in graph.nodes:
+        fields[node.name] = node_field(node, [fields[name] for name in node.inputs])
+    return fields
+
+
+def node_field(node: Node, inputs: list[Field]) -> Field:
+    widest = max(inputs, key=lambda f: f.size[0] * f.size[1])
+    op = get_op(node.op)
+    window = op.window(node.attrs, list(node.in_shapes))
+    if window is not None:
+        return widest.widened(window.kernel, window.stride, window.padding)
+    in_shape = node.in_shapes[0]
+    if node.op == "flatten" and len(in_shape) == 3:
+        extent = in_shape[1:]
+        return widest.widened(extent, (1, 1), tuple((e - 1) / 2 for e in extent))
+    return widest

@@ -1,0 +1,157 @@
+"""analyze(): every figure of every layer of a Graph, by formula, and the totals. Pure Python, no torch.
+
+The conventions (what a MAC is, FLOPs = 2 x MACs, "other ops") are stated once in archviz/ops/base.py.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from archviz.analysis.memory import peak_activation_elements
+from archviz.analysis.receptive import receptive_fields
+from archviz.errors import SpecError, closest
+from archviz.graph.ir import INPUT, Graph, Shape
+from archviz.ops import OpKind, get_op
+from archviz.ops.base import numel
+
+CONVENTIONS = (
+    "MAC = one multiply-accumulate of a conv/linear/matmul, bias excluded; FLOPs = 2 x MACs (torch FlopCounterMode); "
+    "bias adds, activations, pooling, normalisation and residual adds are 'other ops'; shapes are C x H x W without "
+    "the batch; costs are per batch."
+)
+
+
+class DType(enum.StrEnum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+    FLOAT64 = "float64"
+    INT8 = "int8"
+
+    @property
+    def bytes(self) -> int:
+        return {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}[self.value]
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One layer's figures. Costs (macs, flops, other_ops, activation_*) are for the whole batch."""
+
+    name: str
+    op: str
+    kind: str
+    summary: str
+    in_shapes: tuple[Shape, ...]
+    out_shape: Shape
+    params: int
+    buffers: int
+    macs: int
+    flops: int
+    other_ops: int
+    activation_elements: int
+    activation_bytes: int
+    receptive_field: tuple[int, int]
+    jump: tuple[int, int]
+    start: tuple[float, float]
+    scope: str
+    line: int | None
+
+    @property
+    def depth(self) -> int:
+        return self.name.count(".")
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable_params: int
+    non_trainable_params: int
+    buffers: int
+    param_bytes: int  # parameters and buffers at the chosen dtype
+    macs: int  # whole batch
+    flops: int  # whole batch
+    other_ops: int  # whole batch
+    macs_per_image: int
+    flops_per_image: int
+    activation_bytes: int  # every layer's output for the batch: what training keeps for the backward pass
+    peak_activation_bytes: int  # most bytes alive at once in an inference forward pass
+    peak_at: str
+    depth: int  # conv and linear layers on the longest path (VGG16 -> 16, ResNet-50 -> 50)
+    layers: int
+
+
+@dataclass(frozen=True)
+class Report:
+    model: str
+    description: str
+    input: Shape
+    batch: int
+    dtype: DType
+    layers: tuple[LayerStats, ...]
+    totals: Totals
+    graph: Graph = field(repr=False, compare=False)
+    crosscheck: Any = None  # archviz.crosscheck.CrossCheck, filled by inspect(..., crosscheck=True)
+
+    def layer(self, name: str) -> LayerStats:
+        for stats in self.layers:
+            if stats.name == name:
+                return stats
+        raise SpecError(f"no layer {name!r} in {self.model}{closest(name, [s.name for s in self.layers])}")
+
+
+def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32) -> Report:
+    """Per-layer figures and totals of a validated graph.
+
+    >>> from archviz import load
+    >>> analyze(load("vgg16")).totals.params
+    138357544
+    """
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise SpecError(f"batch must be a positive integer, got {batch!r}")
+    dtype = DType(dtype)
+    fields = receptive_fields(graph)
+    layers = tuple(_layer_stats(node, fields[node.name], batch, dtype) for node in graph.nodes)
+    return Report(
+        model=graph.name, description=graph.description, input=graph.input_shape, batch=batch, dtype=dtype,
+        layers=layers, totals=_totals(graph, layers, batch, dtype), graph=graph,
+    )
+
+
+def _layer_stats(node, field_, batch: int, dtype: DType) -> LayerStats:
+    op = get_op(node.op)
+    in_shapes = list(node.in_shapes)
+    macs = op.macs(node.attrs, in_shapes, node.out_shape) * batch
+    elements = numel(node.out_shape) * batch
+    return LayerStats(
+        name=node.name, op=node.op, kind=op.kind.value, summary=op.summary(node.attrs), in_shapes=node.in_shapes,
+        out_shape=node.out_shape, params=op.params(node.attrs, in_shapes), buffers=op.buffers(node.attrs, in_shapes),
+        macs=macs, flops=2 * macs, other_ops=op.other_ops(node.attrs, in_shapes, node.out_shape) * batch,
+        activation_elements=elements, activation_bytes=elements * dtype.bytes, receptive_field=field_.size,
+        jump=field_.jump, start=field_.start, scope=node.scope, line=node.line,
+    )
+
+
+def _totals(graph: Graph, layers: tuple[LayerStats, ...], batch: int, dtype: DType) -> Totals:
+    params = sum(s.params for s in layers)
+    buffers = sum(s.buffers for s in layers)
+    macs = sum(s.macs for s in layers)
+    peak_elements, peak_at = peak_activation_elements(graph)
+    return Totals(
+        params=params, trainable_params=params, non_trainable_params=0, buffers=buffers,
+        param_bytes=(params + buffers) * dtype.bytes, macs=macs, flops=2 * macs,
+        other_ops=sum(s.other_ops for s in layers), macs_per_image=macs // batch, flops_per_image=2 * macs // batch,
+        activation_bytes=sum(s.activation_bytes for s in layers),
+        peak_activation_bytes=peak_elements * batch * dtype.bytes, peak_at=peak_at, depth=weight_depth(graph),
+        layers=len(layers),
+    )
+
+
+def weight_depth(graph: Graph) -> int:
+    """The most conv and linear layers on any path from the input to the output."""
+    longest = {INPUT: 0}
+    for node in graph.nodes:
+        counts = 1 if get_op(node.op).kind in (OpKind.CONV, OpKind.LINEAR) else 0
+        longest[node.name] = max(longest[name] for name in node.inputs) + counts
+    return longest[graph.output]

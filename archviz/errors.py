@@ -1,0 +1,61 @@
+"""Errors a user can act on. The CLI prints any of these as one line and exits with status 2."""
+
+from __future__ import annotations
+
+
+class ArchvizError(Exception):
+    """Base of every error caused by user input rather than by a bug in archviz."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, layer: str | None = None):
+        self.message = message
+        self.file = file
+        self.line = line
+        self.layer = layer
+        super().__init__(self.__str__())
+
+    def where(self) -> str:
+        place = self.file or ""
+        if self.line is not None:
+            place = f"{place}:{self.line}" if place else f"line {self.line}"
+        return place
+
+    def __str__(self) -> str:
+        prefix = self.where()
+        layer = f"{self.layer}: " if self.layer and not self.message.startswith(self.layer) else ""
+        return f"{prefix}: {layer}{self.message}" if prefix else f"{layer}{self.message}"
+
+    def located(self, *, file: str | None = None, line: int | None = None, layer: str | None = None) -> "ArchvizError":
+        """Fill in whatever part of the location is still unknown."""
+        self.file = self.file or file
+        self.line = self.line if self.line is not None else line
+        self.layer = self.layer or layer
+        self.args = (self.__str__(),)
+        return self
+
+
+class SpecError(ArchvizError):
+    """The spec file is malformed: bad YAML, unknown key, wrong type, bad expression."""
+
+
+class ShapeError(ArchvizError):
+    """A layer cannot accept the shape it is given."""
+
+
+class UnsupportedOpError(ArchvizError):
+    """An operation the formula engine does not know."""
+
+
+class UnknownNameError(ArchvizError):
+    """An unknown model, layer, block or parameter name."""
+
+
+class MissingDependencyError(ArchvizError):
+    """An optional dependency (torch, graphviz, ...) is not installed."""
+
+
+def closest(name: str, candidates, *, limit: int = 3) -> str:
+    """' (did you mean: a, b?)' for the candidates closest to name, or '' when none is close."""
+    import difflib
+
+    matches = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=limit, cutoff=0.5)
+    return f" (did you mean: {', '.join(matches)}?)" if matches else ""

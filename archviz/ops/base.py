@@ -1,0 +1,233 @@
+"""What every operation defines once: its arguments, output shape, costs, window, explanation and torch module.
+
+Conventions (stated here once; every renderer links to them):
+  * A MAC is one multiply-accumulate of a convolution, linear layer or matmul. Bias additions are not MACs.
+  * FLOPs = 2 x MACs, the convention of torch.utils.flop_counter.FlopCounterMode.
+  * "Other ops" are everything else that computes: bias adds, activations, pooling, normalisation and
+    residual adds, each with the per-element formula given in its op's docstring.
+  * Shapes exclude the batch dimension and use torch's order: (C, H, W) for feature maps, (F,) for vectors.
+  * Costs are per image; totals for a batch multiply by the batch size.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping
+
+from archviz.errors import ShapeError, SpecError
+
+Shape = tuple[int, ...]
+Attrs = Mapping[str, Any]
+REQUIRED = object()
+
+
+class ArgKind(enum.StrEnum):
+    INT = "int"  # a positive integer
+    NONNEG_INT = "nonneg_int"  # zero allowed
+    PAIR = "pair"  # an int, or [height, width]
+    PADDING = "padding"  # an int, [height, width], "same" or "valid"
+    FLOAT = "float"
+    BOOL = "bool"
+    CHOICE = "choice"
+    OPTIONAL_PAIR = "optional_pair"  # like PAIR, but either side may be null (keep that size)
+    INT_OR_NONE = "int_or_none"
+    SIGNED_INT = "signed_int"  # any integer, e.g. a dimension counted from the end
+
+
+class OpKind(enum.StrEnum):
+    """The family an op belongs to; diagrams colour by it."""
+
+    CONV = "conv"
+    POOL = "pool"
+    NORM = "norm"
+    ACTIVATION = "activation"
+    LINEAR = "linear"
+    RESHAPE = "reshape"
+    REGULARIZATION = "regularization"
+    JOIN = "join"
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    kind: ArgKind
+    default: Any = REQUIRED
+    aliases: tuple[str, ...] = ()
+    doc: str = ""
+    choices: tuple = ()
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of arithmetic: what is computed, the formula with numbers filled in, and the result."""
+
+    quantity: str
+    arithmetic: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Window:
+    """How a spatial op maps input positions to output positions, per axis (height, width).
+
+    kernel is the effective extent, dilation already applied: dilation * (kernel_size - 1) + 1.
+    """
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+
+class Op:
+    """Base of every operation. Subclasses override what differs from a parameter-free pointwise op."""
+
+    name: ClassVar[str]
+    kind: ClassVar[OpKind]
+    args: ClassVar[tuple[Arg, ...]] = ()
+    aliases: ClassVar[tuple[str, ...]] = ()
+    torch_class: ClassVar[str] = ""
+    keras_class: ClassVar[str] = ""
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int] = 1
+    inplace_capable: ClassVar[bool] = False
+
+    def __init__(self):
+        self.doc = (type(self).__doc__ or "").strip()
+
+    # --- shapes -----------------------------------------------------------------------------------
+    def infer_shape(self, attrs: Attrs, in_shapes: list[Shape]) -> Shape:
+        return in_shapes[0]
+
+    def resolve(self, attrs: dict, in_shapes: list[Shape]) -> dict:
+        """Fill arguments that come from the input shape (in_channels, num_features, ...) and check given ones."""
+        return attrs
+
+    # --- costs ------------------------------------------------------------------------------------
+    def params(self, attrs: Attrs, in_shapes: list[Shape]) -> int:
+        """Trainable parameters."""
+        return 0
+
+    def buffers(self, attrs: Attrs, in_shapes: list[Shape]) -> int:
+        """Non-trainable state saved with the model (batch-norm running statistics)."""
+        return 0
+
+    def macs(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return 0
+
+    def other_ops(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return 0
+
+    def window(self, attrs: Attrs, in_shapes: list[Shape]) -> Window | None:
+        """The spatial window, for receptive fields; None for pointwise ops."""
+        return None
+
+    # --- explanation ------------------------------------------------------------------------------
+    def explain(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> list[Step]:
+        return [Step("output shape", f"same as input {fmt_shape(in_shapes[0])}", fmt_shape(out_shape))]
+
+    def explain_other_ops(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> Step | None:
+        return None
+
+    # --- torch ------------------------------------------------------------------------------------
+    def build_torch(self, attrs: Attrs, in_shapes: list[Shape]):
+        raise NotImplementedError(f"{self.name} has no torch module")  # every registered op overrides this
+
+    def summary(self, attrs: Attrs) -> str:
+        """Short hyper-parameter text for tables and diagrams, e.g. 'k3 s1 p1'."""
+        return ""
+
+
+# --- shared helpers -------------------------------------------------------------------------------
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def fmt_int(value: int) -> str:
+    return f"{value:,}"
+
+
+def require_rank(op: Op, in_shape: Shape, rank: int, what: str) -> None:
+    if len(in_shape) != rank:
+        raise ShapeError(f"{op.name} needs a {what} input, got shape {fmt_shape(in_shape)}")
+
+
+def pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def compact(value) -> str:
+    """'3' for 3 or (3, 3), '1x3' for (1, 3), strings as they are."""
+    if isinstance(value, str):
+        return value
+    a, b = pair(value)
+    return str(a) if a == b else f"{a}x{b}"
+
+
+@dataclass(frozen=True)
+class SlidingAxis:
+    """Output size of one axis of a sliding window: floor or ceil((in + 2p - d(k-1) - 1) / s) + 1."""
+
+    size: int
+    kernel: int
+    stride: int
+    padding: int
+    dilation: int = 1
+    ceil_mode: bool = False
+    padding_after: int | None = None  # asymmetric padding ('same' with an even kernel)
+
+    @property
+    def extent(self) -> int:
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def padded(self) -> int:
+        after = self.padding if self.padding_after is None else self.padding_after
+        return self.size + self.padding + after
+
+    @property
+    def out(self) -> int:
+        span = self.padded - self.extent
+        if span < 0:
+            return 0
+        steps = -(-span // self.stride) if self.ceil_mode else span // self.stride
+        out = steps + 1
+        # torch: with ceil_mode the last window must start inside the input or the left padding
+        if self.ceil_mode and (out - 1) * self.stride >= self.size + self.padding:
+            out -= 1
+        return out
+
+    def arithmetic(self) -> str:
+        """The course's ([W - F + 2P] / S) + 1, with the numbers of this axis."""
+        kernel = f"{self.extent}" if self.dilation == 1 else f"({self.dilation}*({self.kernel}-1)+1)"
+        if self.padding_after is None or self.padding_after == self.padding:
+            pad = f"2*{self.padding}"
+        else:
+            pad = f"{self.padding}+{self.padding_after}"
+        numerator = f"{self.size} - {kernel} + {pad}"
+        exact = (self.padded - self.extent) % self.stride == 0
+        rounding = "" if exact else (" (rounded up: ceil_mode)" if self.ceil_mode else " (rounded down)")
+        if self.stride == 1:
+            return f"({numerator}) + 1 = {self.out}"
+        return f"({numerator})/{self.stride} + 1 = {self.out}{rounding}"
+
+
+def check_window_fits(op: Op, axes: list[SlidingAxis], in_shape: Shape) -> None:
+    for axis_name, axis in zip(("height", "width"), axes):
+        if axis.out <= 0:
+            raise ShapeError(
+                f"kernel {axis.kernel}"
+                + (f" (dilation {axis.dilation}, extent {axis.extent})" if axis.dilation > 1 else "")
+                + f" is larger than its {fmt_shape(in_shape[1:])} input"
+                f" (padding {axis.padding}) along the {axis_name}"
+            )

@@ -1,0 +1,134 @@
+"""2-D convolution: torch.nn.Conv2d semantics (Dumoulin & Visin 2016, "A guide to convolution arithmetic")."""
+
+from __future__ import annotations
+
+from archviz.errors import ShapeError
+from archviz.ops.base import (
+    Arg, ArgKind, Op, OpKind, SlidingAxis, compact, Step, Window, check_window_fits, fmt_int, fmt_shape, numel, pair,
+    require_rank,
+)
+from archviz.ops.registry import register
+
+
+def conv_axes(attrs, in_shape) -> list[SlidingAxis]:
+    """Sliding axes for height and width; 'same' pads d*(k-1) in total, the extra pixel after (as torch does)."""
+    kernel, stride, dilation = pair(attrs["kernel_size"]), pair(attrs["stride"]), pair(attrs["dilation"])
+    padding = attrs["padding"]
+    axes = []
+    for i in range(2):
+        if padding == "same":
+            total = dilation[i] * (kernel[i] - 1)
+            before, after = total // 2, total - total // 2
+        else:
+            before = after = 0 if padding == "valid" else pair(padding)[i]
+        axes.append(SlidingAxis(in_shape[1 + i], kernel[i], stride[i], before, dilation[i], padding_after=after))
+    return axes
+
+
+@register
+class Conv2d(Op):
+    """2-D convolution.
+
+    out = floor((W - d*(F-1) - 1 + 2P) / S) + 1 per spatial axis; with d = 1 this is the course's ([W-F+2P]/S)+1.
+    params = F_h * F_w * (C_in / groups) * C_out + C_out (bias).
+    MACs = H_out * W_out * C_out * F_h * F_w * (C_in / groups); the bias is not a MAC.
+    Other ops: one bias add per output element.
+    """
+
+    name = "conv2d"
+    kind = OpKind.CONV
+    aliases = ("conv",)
+    torch_class = "nn.Conv2d"
+    keras_class = "Conv2D"
+    args = (
+        Arg("out_channels", ArgKind.INT, aliases=("filters", "out"), doc="number of filters"),
+        Arg("kernel_size", ArgKind.PAIR, aliases=("kernel", "k"), doc="filter size: int or [h, w]"),
+        Arg("stride", ArgKind.PAIR, 1, aliases=("s",)),
+        Arg("padding", ArgKind.PADDING, 0, aliases=("p", "pad"), doc="int, [h, w], 'same' or 'valid'"),
+        Arg("dilation", ArgKind.PAIR, 1, aliases=("d",)),
+        Arg("groups", ArgKind.INT, 1, aliases=("g",)),
+        Arg("bias", ArgKind.BOOL, True),
+        Arg("in_channels", ArgKind.INT, None, doc="inferred from the input; checked when given"),
+    )
+
+    def resolve(self, attrs, in_shapes):
+        require_rank(self, in_shapes[0], 3, "C x H x W")
+        channels = in_shapes[0][0]
+        if attrs["in_channels"] is not None and attrs["in_channels"] != channels:
+            raise ShapeError(f"in_channels is {attrs['in_channels']} but the input has {channels} channels")
+        groups = attrs["groups"]
+        for side, count in (("in_channels", channels), ("out_channels", attrs["out_channels"])):
+            if count % groups:
+                raise ShapeError(f"{side} {count} is not divisible by groups {groups}")
+        if attrs["padding"] == "same" and pair(attrs["stride"]) != (1, 1):
+            raise ShapeError("padding 'same' needs stride 1 (as in torch)")
+        return {**attrs, "in_channels": channels}
+
+    def infer_shape(self, attrs, in_shapes):
+        axes = conv_axes(attrs, in_shapes[0])
+        check_window_fits(self, axes, in_shapes[0])
+        return (attrs["out_channels"], axes[0].out, axes[1].out)
+
+    def weight_count(self, attrs) -> int:
+        kh, kw = pair(attrs["kernel_size"])
+        return kh * kw * (attrs["in_channels"] // attrs["groups"]) * attrs["out_channels"]
+
+    def params(self, attrs, in_shapes):
+        return self.weight_count(attrs) + (attrs["out_channels"] if attrs["bias"] else 0)
+
+    def macs(self, attrs, in_shapes, out_shape):
+        kh, kw = pair(attrs["kernel_size"])
+        return numel(out_shape) * kh * kw * (attrs["in_channels"] // attrs["groups"])
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return numel(out_shape) if attrs["bias"] else 0
+
+    def window(self, attrs, in_shapes):
+        axes = conv_axes(attrs, in_shapes[0])
+        return Window(tuple(a.extent for a in axes), tuple(a.stride for a in axes), tuple(a.padding for a in axes))
+
+    def explain(self, attrs, in_shapes, out_shape):
+        axes = conv_axes(attrs, in_shapes[0])
+        kh, kw = pair(attrs["kernel_size"])
+        c_in, c_out, groups = attrs["in_channels"], attrs["out_channels"], attrs["groups"]
+        per_group = f"{c_in}/{groups}" if groups > 1 else f"{c_in}"
+        bias = " + 1" if attrs["bias"] else ""
+        steps = [
+            Step("output height", axes[0].arithmetic(), axes[0].out),
+            Step("output width", axes[1].arithmetic(), axes[1].out),
+            Step("output shape", f"{c_out} filters x {axes[0].out} x {axes[1].out}", fmt_shape(out_shape)),
+            Step("params", f"({kh}*{kw}*{per_group}{bias})*{c_out}", fmt_int(self.params(attrs, in_shapes))),
+            Step(
+                "MACs",
+                f"{out_shape[1]}*{out_shape[2]}*{c_out} outputs x {kh}*{kw}*{per_group} each",
+                fmt_int(self.macs(attrs, in_shapes, out_shape)),
+            ),
+        ]
+        return steps
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        if not attrs["bias"]:
+            return Step("other ops", "no bias, nothing to add", 0)
+        return Step("other ops", f"one bias add per output: {fmt_shape(out_shape)}", fmt_int(numel(out_shape)))
+
+    def summary(self, attrs):
+        kh, kw = pair(attrs["kernel_size"])
+        text = f"{attrs['out_channels']} {kh}x{kw}"
+        if pair(attrs["stride"]) != (1, 1):
+            text += f" s{compact(attrs['stride'])}"
+        if attrs["padding"] not in (0, (0, 0), "valid"):
+            text += f" p{compact(attrs['padding'])}"
+        if pair(attrs["dilation"]) != (1, 1):
+            text += f" d{compact(attrs['dilation'])}"
+        if attrs["groups"] != 1:
+            text += f" g{attrs['groups']}"
+        return text
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.Conv2d(
+            attrs["in_channels"], attrs["out_channels"], pair(attrs["kernel_size"]), stride=pair(attrs["stride"]),
+            padding=attrs["padding"] if isinstance(attrs["padding"], str) else pair(attrs["padding"]),
+            dilation=pair(attrs["dilation"]), groups=attrs["groups"], bias=attrs["bias"],
+        )

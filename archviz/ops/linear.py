@@ -1,0 +1,72 @@
+"""Fully connected layers (torch.nn.Linear, Keras Dense), applied to the last dimension."""
+
+from __future__ import annotations
+
+from archviz.errors import ShapeError
+from archviz.ops.base import Arg, ArgKind, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.registry import register
+
+
+@register
+class Linear(Op):
+    """Fully connected layer on the last dimension.
+
+    params = (in_features + 1) * out_features with bias (the course's output_size * (input_size + 1)).
+    MACs = in_features * out_features per input row. Other ops: one bias add per output element.
+    """
+
+    name = "linear"
+    aliases = ("dense", "fc")
+    kind = OpKind.LINEAR
+    torch_class = "nn.Linear"
+    keras_class = "Dense"
+    args = (
+        Arg("out_features", ArgKind.INT, aliases=("units", "out")),
+        Arg("bias", ArgKind.BOOL, True),
+        Arg("in_features", ArgKind.INT, None, doc="inferred from the input; checked when given"),
+    )
+
+    def resolve(self, attrs, in_shapes):
+        features = in_shapes[0][-1]
+        if attrs["in_features"] is not None and attrs["in_features"] != features:
+            raise ShapeError(
+                f"in_features is {attrs['in_features']} but the input has {features} features"
+                f" (shape {fmt_shape(in_shapes[0])}; flatten first?)"
+            )
+        return {**attrs, "in_features": features}
+
+    def infer_shape(self, attrs, in_shapes):
+        return (*in_shapes[0][:-1], attrs["out_features"])
+
+    def params(self, attrs, in_shapes):
+        return (attrs["in_features"] + (1 if attrs["bias"] else 0)) * attrs["out_features"]
+
+    def macs(self, attrs, in_shapes, out_shape):
+        return numel(in_shapes[0][:-1]) * attrs["in_features"] * attrs["out_features"]
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return numel(out_shape) if attrs["bias"] else 0
+
+    def explain(self, attrs, in_shapes, out_shape):
+        n_in, n_out = attrs["in_features"], attrs["out_features"]
+        rows = numel(in_shapes[0][:-1])
+        row_text = f"{rows} rows x " if rows > 1 else ""
+        bias = " + 1" if attrs["bias"] else ""
+        return [
+            Step("output shape", f"{fmt_shape(in_shapes[0])} -> {n_out} units", fmt_shape(out_shape)),
+            Step("params", f"({n_in}{bias})*{n_out}", fmt_int(self.params(attrs, in_shapes))),
+            Step("MACs", f"{row_text}{n_in}*{n_out}", fmt_int(self.macs(attrs, in_shapes, out_shape))),
+        ]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        if not attrs["bias"]:
+            return Step("other ops", "no bias, nothing to add", 0)
+        return Step("other ops", f"one bias add per output: {fmt_shape(out_shape)}", fmt_int(numel(out_shape)))
+
+    def summary(self, attrs):
+        return f"{attrs['out_features']} units"
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.Linear(attrs["in_features"], attrs["out_features"], bias=attrs["bias"])

@@ -1,0 +1,223 @@
+"""Pooling: max, average, adaptive and global average (torch.nn.MaxPool2d, AvgPool2d, AdaptiveAvgPool2d)."""
+
+from __future__ import annotations
+
+from archviz.errors import ShapeError
+from archviz.ops.base import (
+    Arg, ArgKind, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape, numel,
+    pair, require_rank,
+)
+from archviz.ops.registry import register
+
+
+class _SlidingPool(Op):
+    kind = OpKind.POOL
+    args = (
+        Arg("kernel_size", ArgKind.PAIR, aliases=("kernel", "k", "pool_size")),
+        Arg("stride", ArgKind.PAIR, None, aliases=("s", "strides"), doc="defaults to kernel_size"),
+        Arg("padding", ArgKind.PAIR, 0, aliases=("p", "pad")),
+        Arg("ceil_mode", ArgKind.BOOL, False),
+    )
+
+    def resolve(self, attrs, in_shapes):
+        require_rank(self, in_shapes[0], 3, "C x H x W")
+        attrs = {**attrs, "stride": attrs["stride"] if attrs["stride"] is not None else attrs["kernel_size"]}
+        kernel, padding = pair(attrs["kernel_size"]), pair(attrs["padding"])
+        if any(p > k // 2 for p, k in zip(padding, kernel)):
+            raise ShapeError(f"padding {compact(attrs['padding'])} is more than half the kernel {compact(kernel)}")
+        return attrs
+
+    def axes(self, attrs, in_shape) -> list[SlidingAxis]:
+        kernel, stride, padding = pair(attrs["kernel_size"]), pair(attrs["stride"]), pair(attrs["padding"])
+        dilation = pair(attrs.get("dilation", 1))
+        return [
+            SlidingAxis(in_shape[1 + i], kernel[i], stride[i], padding[i], dilation[i], attrs["ceil_mode"])
+            for i in range(2)
+        ]
+
+    def infer_shape(self, attrs, in_shapes):
+        axes = self.axes(attrs, in_shapes[0])
+        check_window_fits(self, axes, in_shapes[0])
+        return (in_shapes[0][0], axes[0].out, axes[1].out)
+
+    def window(self, attrs, in_shapes):
+        axes = self.axes(attrs, in_shapes[0])
+        return Window(tuple(a.extent for a in axes), tuple(a.stride for a in axes), tuple(a.padding for a in axes))
+
+    def explain(self, attrs, in_shapes, out_shape):
+        axes = self.axes(attrs, in_shapes[0])
+        return [
+            Step("output height", axes[0].arithmetic(), axes[0].out),
+            Step("output width", axes[1].arithmetic(), axes[1].out),
+            Step("output shape", f"channels kept: {out_shape[0]} x {axes[0].out} x {axes[1].out}", fmt_shape(out_shape)),
+            Step("params", "pooling has no weights", 0),
+        ]
+
+    def summary(self, attrs):
+        text = f"{compact(attrs['kernel_size'])}"
+        if pair(attrs["stride"]) != pair(attrs["kernel_size"]):
+            text += f" s{compact(attrs['stride'])}"
+        if pair(attrs["padding"]) != (0, 0):
+            text += f" p{compact(attrs['padding'])}"
+        return text + (" ceil" if attrs["ceil_mode"] else "")
+
+
+@register
+class MaxPool2d(_SlidingPool):
+    """Max pooling. Output size as for a convolution, with floor or ceil (ceil_mode).
+
+    Other ops: k_h*k_w - 1 comparisons per output element.
+    """
+
+    name = "maxpool2d"
+    aliases = ("maxpool", "max_pool", "max_pool2d")
+    torch_class = "nn.MaxPool2d"
+    keras_class = "MaxPooling2D"
+    args = (*_SlidingPool.args, Arg("dilation", ArgKind.PAIR, 1, aliases=("d",)))
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        kh, kw = pair(attrs["kernel_size"])
+        return numel(out_shape) * (kh * kw - 1)
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        kh, kw = pair(attrs["kernel_size"])
+        value = self.other_ops(attrs, in_shapes, out_shape)
+        return Step("other ops", f"{fmt_shape(out_shape)} outputs x ({kh}*{kw} - 1) comparisons", fmt_int(value))
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.MaxPool2d(
+            pair(attrs["kernel_size"]), stride=pair(attrs["stride"]), padding=pair(attrs["padding"]),
+            dilation=pair(attrs["dilation"]), ceil_mode=attrs["ceil_mode"],
+        )
+
+
+@register
+class AvgPool2d(_SlidingPool):
+    """Average pooling.
+
+    Other ops: k_h*k_w per output element (k_h*k_w - 1 adds and one divide; border windows are
+    counted at full size even when count_include_pad is false).
+    """
+
+    name = "avgpool2d"
+    aliases = ("avgpool", "avg_pool", "avg_pool2d", "average_pooling2d")
+    torch_class = "nn.AvgPool2d"
+    keras_class = "AveragePooling2D"
+    args = (*_SlidingPool.args, Arg("count_include_pad", ArgKind.BOOL, True))
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        kh, kw = pair(attrs["kernel_size"])
+        return numel(out_shape) * kh * kw
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        kh, kw = pair(attrs["kernel_size"])
+        value = self.other_ops(attrs, in_shapes, out_shape)
+        return Step("other ops", f"{fmt_shape(out_shape)} outputs x {kh}*{kw} (adds and one divide)", fmt_int(value))
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.AvgPool2d(
+            pair(attrs["kernel_size"]), stride=pair(attrs["stride"]), padding=pair(attrs["padding"]),
+            ceil_mode=attrs["ceil_mode"], count_include_pad=attrs["count_include_pad"],
+        )
+
+
+def adaptive_bounds(size: int, out: int) -> list[tuple[int, int]]:
+    """torch's adaptive windows: [floor(i*size/out), ceil((i+1)*size/out)) for each output i."""
+    return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
+
+
+class _AdaptiveAvg(Op):
+    kind = OpKind.POOL
+    torch_class = "nn.AdaptiveAvgPool2d"
+
+    def target(self, attrs, in_shape) -> tuple[int, int]:
+        raise NotImplementedError  # each subclass says its output size
+
+    def infer_shape(self, attrs, in_shapes):
+        require_rank(self, in_shapes[0], 3, "C x H x W")
+        return (in_shapes[0][0], *self.target(attrs, in_shapes[0]))
+
+    def window_sums(self, in_shape, out_hw) -> tuple[int, int]:
+        return tuple(
+            sum(end - start for start, end in adaptive_bounds(size, out)) for size, out in zip(in_shape[1:], out_hw)
+        )
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        """Every input in each window is added once (windows overlap when sizes do not divide), one divide per output."""
+        sum_h, sum_w = self.window_sums(in_shapes[0], out_shape[1:])
+        return in_shapes[0][0] * sum_h * sum_w + numel(out_shape)
+
+    def window(self, attrs, in_shapes):
+        kernel, stride = [], []
+        for size, out in zip(in_shapes[0][1:], self.target(attrs, in_shapes[0])):
+            bounds = adaptive_bounds(size, out)
+            kernel.append(max(end - start for start, end in bounds))
+            stride.append(max(1, size // out))
+        return Window(tuple(kernel), tuple(stride), (0, 0))
+
+    def explain(self, attrs, in_shapes, out_shape):
+        (h, w), (oh, ow) = in_shapes[0][1:], out_shape[1:]
+        window = self.window(attrs, in_shapes)
+        how = "exact windows" if h % oh == 0 and w % ow == 0 else "windows overlap since the sizes do not divide"
+        return [
+            Step(
+                "output shape",
+                f"{h}x{w} averaged into {oh}x{ow} windows of up to {window.kernel[0]}x{window.kernel[1]} ({how})",
+                fmt_shape(out_shape),
+            ),
+            Step("params", "pooling has no weights", 0),
+        ]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        sum_h, sum_w = self.window_sums(in_shapes[0], out_shape[1:])
+        value = self.other_ops(attrs, in_shapes, out_shape)
+        return Step(
+            "other ops",
+            f"{in_shapes[0][0]} channels x {sum_h}*{sum_w} window inputs added + {numel(out_shape):,} divides",
+            fmt_int(value),
+        )
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.AdaptiveAvgPool2d(self.target(attrs, in_shapes[0]))
+
+
+@register
+class AdaptiveAvgPool2d(_AdaptiveAvg):
+    """Adaptive average pooling to a fixed output size (torch's windows). Other ops: one add per window input,
+    one divide per output."""
+
+    name = "adaptive_avgpool2d"
+    aliases = ("adaptive_avg_pool2d", "adaptive_avgpool")
+    keras_class = "AdaptiveAveragePooling2D"
+    args = (Arg("output_size", ArgKind.OPTIONAL_PAIR, doc="int or [h, w]; null keeps that side"),)
+
+    def target(self, attrs, in_shape):
+        return tuple(in_shape[1 + i] if o is None else o for i, o in enumerate(pair(attrs["output_size"])))
+
+    def summary(self, attrs):
+        out = self.target(attrs, (0, 0, 0)) if None not in pair(attrs["output_size"]) else attrs["output_size"]
+        return f"-> {compact(out)}"
+
+
+@register
+class GlobalAvgPool2d(_AdaptiveAvg):
+    """Global average pooling: each channel averaged to one value, shape C x 1 x 1 (torch AdaptiveAvgPool2d(1)).
+
+    Other ops: H*W adds and one divide per channel.
+    """
+
+    name = "global_avgpool2d"
+    aliases = ("global_avg_pool", "global_avgpool", "global_average_pooling2d", "gap")
+    keras_class = "GlobalAveragePooling2D"
+
+    def target(self, attrs, in_shape):
+        return (1, 1)
+
+    def summary(self, attrs):
+        return "global"

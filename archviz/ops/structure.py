@@ -1,0 +1,153 @@
+"""Ops that move data without computing on it (flatten, dropout, identity) and the joins (add, concat)."""
+
+from __future__ import annotations
+
+from archviz.errors import ShapeError
+from archviz.ops.base import Arg, ArgKind, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.registry import register
+
+
+@register
+class Flatten(Op):
+    """Flatten dimensions start_dim..end_dim into one (torch counting: the batch is dim 0). No cost."""
+
+    name = "flatten"
+    kind = OpKind.RESHAPE
+    torch_class = "nn.Flatten"
+    keras_class = "Flatten"
+    args = (Arg("start_dim", ArgKind.INT, 1), Arg("end_dim", ArgKind.SIGNED_INT, -1))
+
+    def span(self, attrs, in_shape) -> tuple[int, int]:
+        rank = len(in_shape) + 1
+        start, end = attrs["start_dim"], attrs["end_dim"] % rank if attrs["end_dim"] < 0 else attrs["end_dim"]
+        if not 1 <= start <= end < rank:
+            raise ShapeError(f"cannot flatten dims {start}..{attrs['end_dim']} of a {rank}-d tensor (batch is dim 0)")
+        return start - 1, end  # as a slice of the batch-free shape
+
+    def infer_shape(self, attrs, in_shapes):
+        first, stop = self.span(attrs, in_shapes[0])
+        shape = in_shapes[0]
+        return (*shape[:first], numel(shape[first:stop]), *shape[stop:])
+
+    def explain(self, attrs, in_shapes, out_shape):
+        first, stop = self.span(attrs, in_shapes[0])
+        dims = "*".join(str(d) for d in in_shapes[0][first:stop])
+        return [Step("output shape", f"{dims} = {fmt_int(numel(in_shapes[0][first:stop]))}", fmt_shape(out_shape))]
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.Flatten(attrs["start_dim"], attrs["end_dim"])
+
+
+@register
+class Dropout(Op):
+    """Dropout: zeroes elements at random while training, the identity at inference. No cost counted."""
+
+    name = "dropout"
+    kind = OpKind.REGULARIZATION
+    torch_class = "nn.Dropout"
+    keras_class = "Dropout"
+    args = (Arg("p", ArgKind.FLOAT, 0.5, aliases=("rate",)), Arg("inplace", ArgKind.BOOL, False))
+    inplace_capable = True
+
+    def summary(self, attrs):
+        return f"p={attrs['p']}"
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.Dropout(attrs["p"], inplace=attrs["inplace"])
+
+
+@register
+class Identity(Op):
+    """Passes its input through unchanged. No cost."""
+
+    name = "identity"
+    kind = OpKind.RESHAPE
+    torch_class = "nn.Identity"
+    keras_class = "Identity"
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.Identity()
+
+
+@register
+class Add(Op):
+    """Element-wise sum of two or more tensors of one shape (the residual join).
+
+    Other ops: (inputs - 1) adds per output element.
+    """
+
+    name = "add"
+    kind = OpKind.JOIN
+    keras_class = "Add"
+    torch_class = "archviz Add"
+    min_inputs, max_inputs = 2, 64
+
+    def infer_shape(self, attrs, in_shapes):
+        first = in_shapes[0]
+        for other in in_shapes[1:]:
+            if other != first:
+                raise ShapeError(f"shapes {fmt_shape(first)} and {fmt_shape(other)} differ")
+        return first
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return (len(in_shapes) - 1) * numel(out_shape)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        shapes = " + ".join(fmt_shape(s) for s in in_shapes)
+        return [Step("output shape", f"{shapes} (element-wise)", fmt_shape(out_shape))]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        value = self.other_ops(attrs, in_shapes, out_shape)
+        return Step("other ops", f"({len(in_shapes)} inputs - 1) adds x {fmt_shape(out_shape)}", fmt_int(value))
+
+    def build_torch(self, attrs, in_shapes):
+        from archviz.torch_build import AddJoin
+
+        return AddJoin()
+
+
+@register
+class Concat(Op):
+    """Concatenation along a dimension (dim=1, channels, by default; torch counting with the batch as 0). No cost."""
+
+    name = "concat"
+    kind = OpKind.JOIN
+    aliases = ("cat", "concatenate")
+    keras_class = "Concatenate"
+    torch_class = "archviz Concat"
+    min_inputs, max_inputs = 2, 64
+    args = (Arg("dim", ArgKind.SIGNED_INT, 1),)
+
+    def axis(self, attrs, in_shape) -> int:
+        rank = len(in_shape) + 1
+        dim = attrs["dim"] % rank if attrs["dim"] < 0 else attrs["dim"]
+        if not 1 <= dim < rank:
+            raise ShapeError(f"cannot concatenate along dim {attrs['dim']} of a {rank}-d tensor (batch is dim 0)")
+        return dim - 1
+
+    def infer_shape(self, attrs, in_shapes):
+        axis = self.axis(attrs, in_shapes[0])
+        first = in_shapes[0]
+        for other in in_shapes[1:]:
+            rest = lambda s: s[:axis] + s[axis + 1:]  # noqa: E731
+            if len(other) != len(first) or rest(other) != rest(first):
+                raise ShapeError(
+                    f"shapes {fmt_shape(first)} and {fmt_shape(other)} differ outside the concatenated dim {attrs['dim']}"
+                )
+        return (*first[:axis], sum(s[axis] for s in in_shapes), *first[axis + 1:])
+
+    def explain(self, attrs, in_shapes, out_shape):
+        axis = self.axis(attrs, in_shapes[0])
+        parts = " + ".join(str(s[axis]) for s in in_shapes)
+        return [Step("output shape", f"{parts} = {out_shape[axis]} along dim {attrs['dim']}", fmt_shape(out_shape))]
+
+    def build_torch(self, attrs, in_shapes):
+        from archviz.torch_build import ConcatJoin
+
+        return ConcatJoin(attrs["dim"])

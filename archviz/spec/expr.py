@@ -1,0 +1,140 @@
+"""Safe arithmetic for spec values written as `$expression` (e.g. `$planes * 4`, `$blocks - 1`).
+
+Only literals, parameter names, arithmetic, comparisons, `and`/`or`/`not`, `x if c else y` and the
+functions below are allowed; the expression is parsed with `ast` and walked here, never `eval`ed.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+
+from archviz.errors import SpecError, closest
+
+MAX_EXPRESSION_CHARS = 500
+MAX_INT_DIGITS = 30  # 10**30 is far past any real layer; keeps `2 ** 10 ** 10` from hanging
+
+_BINARY = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+}
+_COMPARE = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Gt: operator.gt, ast.GtE: operator.ge,
+}
+_FUNCTIONS = {"min": min, "max": max, "int": int, "round": round, "abs": abs, "ceil": math.ceil, "floor": math.floor}
+
+
+def is_expression(value) -> bool:
+    return isinstance(value, str) and value.startswith("$")
+
+
+def evaluate(text: str, scope: dict):
+    """Evaluate `$expr` with the names in scope.
+
+    >>> evaluate("$planes * 4", {"planes": 64})
+    256
+    """
+    source = text[1:].strip()
+    if source.startswith("{") and source.endswith("}"):
+        source = source[1:-1]
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise SpecError(f"expression is longer than {MAX_EXPRESSION_CHARS} characters")
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError:
+        raise SpecError(f"cannot parse expression {text!r}") from None
+    return _Evaluator(scope, text).visit(tree.body)
+
+
+class _Evaluator:
+    def __init__(self, scope: dict, text: str):
+        self.scope = scope
+        self.text = text
+
+    def fail(self, why: str):
+        raise SpecError(f"in expression {self.text!r}: {why}")
+
+    def visit(self, node):
+        method = getattr(self, f"visit_{type(node).__name__}", None)
+        if method is None:
+            self.fail(f"{type(node).__name__} is not allowed")
+        return method(node)
+
+    def visit_Constant(self, node):
+        if not isinstance(node.value, (int, float, str, bool)) and node.value is not None:
+            self.fail(f"literal {node.value!r} is not allowed")
+        return node.value
+
+    def visit_Name(self, node):
+        if node.id in self.scope:
+            return self.scope[node.id]
+        if node.id in ("True", "False", "None"):
+            return {"True": True, "False": False, "None": None}[node.id]
+        self.fail(f"unknown name {node.id!r}{closest(node.id, self.scope)}")
+
+    def visit_BinOp(self, node):
+        left, right = self.visit(node.left), self.visit(node.right)
+        if isinstance(node.op, ast.Pow) and isinstance(right, (int, float)) and abs(right) > 64:
+            self.fail("exponent larger than 64")
+        try:
+            result = _BINARY[type(node.op)](left, right)
+        except KeyError:
+            self.fail(f"operator {type(node.op).__name__} is not allowed")
+        except (TypeError, ZeroDivisionError, OverflowError) as error:
+            self.fail(str(error))
+        if isinstance(result, int) and abs(result) >= 10**MAX_INT_DIGITS:
+            self.fail("result is too large")
+        return result
+
+    def visit_UnaryOp(self, node):
+        value = self.visit(node.operand)
+        if isinstance(node.op, ast.USub):
+            return -value
+        if isinstance(node.op, ast.UAdd):
+            return +value
+        if isinstance(node.op, ast.Not):
+            return not value
+        self.fail(f"operator {type(node.op).__name__} is not allowed")
+
+    def visit_BoolOp(self, node):
+        values = [self.visit(v) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return all(values)
+        return any(values)
+
+    def visit_Compare(self, node):
+        left = self.visit(node.left)
+        for op, right_node in zip(node.ops, node.comparators):
+            right = self.visit(right_node)
+            if type(op) not in _COMPARE:
+                self.fail(f"comparison {type(op).__name__} is not allowed")
+            if not _COMPARE[type(op)](left, right):
+                return False
+            left = right
+        return True
+
+    def visit_IfExp(self, node):
+        return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
+
+    def visit_Call(self, node):
+        if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS or node.keywords:
+            self.fail(f"only the functions {', '.join(_FUNCTIONS)} may be called")
+        args = [self.visit(a) for a in node.args]
+        try:
+            return _FUNCTIONS[node.func.id](*args)
+        except (TypeError, ValueError) as error:
+            self.fail(str(error))
+
+    def visit_Subscript(self, node):
+        container, index = self.visit(node.value), self.visit(node.slice)
+        try:
+            return container[index]
+        except (TypeError, IndexError, KeyError) as error:
+            self.fail(f"cannot index {container!r} with {index!r}: {error}")
+
+    def visit_List(self, node):
+        return [self.visit(e) for e in node.elts]
+
+    visit_Tuple = visit_List

@@ -1,0 +1,122 @@
+"""Safe YAML loading that remembers where each mapping and list came from.
+
+PyYAML's SafeLoader builds no objects beyond plain data; on top of it we reject duplicate keys
+(PyYAML silently keeps the last one) and anchors/aliases (the door to "billion laughs" expansion;
+blocks are the spec language's way to reuse structure).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from archviz.errors import SpecError
+
+MAX_SPEC_BYTES = 5_000_000  # a hand-written spec is a few KB; this bounds parse time and memory
+
+
+class LocatedDict(dict):
+    """A mapping that knows its file, the line it started on and the line of each key."""
+
+    file: str | None = None
+    line: int | None = None
+    key_lines: dict
+
+    def line_of(self, key) -> int | None:
+        return getattr(self, "key_lines", {}).get(key, self.line)
+
+
+class LocatedList(list):
+    """A list that knows its file, the line it started on and the line of each item."""
+
+    file: str | None = None
+    line: int | None = None
+    item_lines: list
+
+    def line_of(self, index: int) -> int | None:
+        lines = getattr(self, "item_lines", [])
+        return lines[index] if index < len(lines) else self.line
+
+
+class _SpecLoader(yaml.SafeLoader):
+    spec_file: str | None = None
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise SpecError(
+                f"YAML alias *{event.anchor} is not supported; define a block and use it instead",
+                line=event.start_mark.line + 1,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        mapping = LocatedDict()
+        mapping.file = self.spec_file
+        mapping.line = node.start_mark.line + 1
+        mapping.key_lines = {}
+        self.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise SpecError(f"mapping key {key!r} must be a plain name", line=key_node.start_mark.line + 1)
+            if key in mapping:
+                raise SpecError(
+                    f"duplicate key {key!r} (first on line {mapping.key_lines[key]})",
+                    line=key_node.start_mark.line + 1,
+                )
+            mapping[key] = self.construct_object(value_node, deep=True)
+            mapping.key_lines[key] = key_node.start_mark.line + 1
+        return mapping
+
+    def construct_sequence(self, node, deep=False):
+        items = LocatedList(self.construct_object(child, deep=True) for child in node.value)
+        items.file = self.spec_file
+        items.line = node.start_mark.line + 1
+        items.item_lines = [child.start_mark.line + 1 for child in node.value]
+        return items
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:map", _SpecLoader.construct_mapping)
+_SpecLoader.add_constructor("tag:yaml.org,2002:seq", _SpecLoader.construct_sequence)
+
+
+def load_yaml_text(text: str, *, file: str | None = None):
+    """Parse YAML text into LocatedDict/LocatedList/scalars, turning every YAML problem into a SpecError."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"spec is {len(text):,} bytes; the limit is {MAX_SPEC_BYTES:,}", file=file)
+    loader = _SpecLoader(text)  # derives from SafeLoader: plain data only, never objects
+    loader.spec_file = file
+    try:
+        return loader.get_single_data()
+    except SpecError as error:
+        raise error.located(file=file)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else None
+        problem = error.problem or error.context or "invalid YAML"
+        raise SpecError(f"invalid YAML: {problem}", file=file, line=line) from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"invalid YAML: {error}", file=file) from None
+    except RecursionError:
+        raise SpecError("YAML is nested too deeply", file=file) from None
+    finally:
+        loader.dispose()
+
+
+def load_yaml_file(path: Path):
+    """Read and parse a spec file; a missing or unreadable file is a SpecError naming it."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError("file not found", file=str(path)) from None
+    except IsADirectoryError:
+        raise SpecError("is a directory, not a spec file", file=str(path)) from None
+    except OSError as error:
+        raise SpecError(f"cannot read file: {error.strerror}", file=str(path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(f"not UTF-8 text (byte {error.start})", file=str(path)) from None
+    return load_yaml_text(text, file=str(path))
