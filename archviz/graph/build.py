@@ -154,7 +154,7 @@ class _Builder:
                             file=where.file, line=where.line, layer=ns.path or None)
         if head in ("sequential", "group"):
             return self.run_sequential(head, body, name, tensor, ns, scope, where, depth=depth)
-        if head in ("add", "concat"):
+        if canonical_name(head) in ("add", "concat"):  # also the aliases cat, concatenate
             return self.run_join(head, body, name, tensor, ns, scope, where, depth=depth)
         if head in self.spec.blocks:
             return self.run_block(self.spec.blocks[head], body, name, tensor, ns, scope, where, depth=depth)

@@ -12,6 +12,7 @@ Conventions (stated here once; every renderer links to them):
 from __future__ import annotations
 
 import enum
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
@@ -98,7 +99,7 @@ class Op:
     inplace_capable: ClassVar[bool] = False
 
     def __init__(self):
-        self.doc = (type(self).__doc__ or "").strip()
+        self.doc = inspect.cleandoc(type(self).__doc__ or "")
 
     # --- shapes -----------------------------------------------------------------------------------
     def infer_shape(self, attrs: Attrs, in_shapes: list[Shape]) -> Shape:

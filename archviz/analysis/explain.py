@@ -1,0 +1,85 @@
+"""Every figure of one layer with its arithmetic written out, e.g. `(227 - 11 + 2*0)/4 + 1 = 55`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archviz.analysis.names import find_layer
+from archviz.analysis.receptive import receptive_fields
+from archviz.analysis.report import LayerStats, Report
+from archviz.graph.ir import INPUT
+from archviz.ops import Step, get_op
+from archviz.ops.base import fmt_int, fmt_shape
+from archviz.render.format import pair_text
+
+
+@dataclass(frozen=True)
+class Explanation:
+    model: str
+    layer: LayerStats
+    op_doc: str
+    inputs: tuple[str, ...]
+    steps: tuple[Step, ...]
+    file: str | None
+    line: int | None
+
+
+def explain_layer(report: Report, name: str) -> Explanation:
+    """
+    >>> import archviz
+    >>> steps = explain_layer(archviz.inspect("alexnet"), "conv1").steps
+    >>> [s.arithmetic for s in steps if s.quantity == "params"]
+    ['(11*11*3 + 1)*96']
+    """
+    stats = find_layer(report, name)
+    node = report.graph.node(stats.name)
+    op = get_op(node.op)
+    in_shapes = list(node.in_shapes)
+    steps = [Step("input shape", " , ".join(fmt_shape(s) for s in in_shapes), "")]
+    steps += op.explain(node.attrs, in_shapes, node.out_shape)
+    steps += _cost_steps(op, node, stats, report)
+    steps += _field_steps(op, node, report)
+    return Explanation(
+        model=report.model, layer=stats, op_doc=op.doc, inputs=node.inputs, steps=tuple(steps), file=node.file,
+        line=node.line,
+    )
+
+
+def _cost_steps(op, node, stats: LayerStats, report: Report) -> list[Step]:
+    batch = report.batch
+    per = f" x batch {batch}" if batch > 1 else ""
+    steps = []
+    if batch > 1 and stats.macs:
+        steps.append(Step("MACs for the batch", f"{fmt_int(stats.macs // batch)} per image x {batch}", fmt_int(stats.macs)))
+    if stats.macs:
+        steps.append(Step("FLOPs", f"2 x {fmt_int(stats.macs)} MACs (multiply and add counted apart)", fmt_int(stats.flops)))
+    other = op.explain_other_ops(node.attrs, list(node.in_shapes), node.out_shape)
+    if other is not None:
+        steps.append(Step(other.quantity, other.arithmetic + per, fmt_int(stats.other_ops)))
+    steps.append(Step(
+        "output memory",
+        f"{fmt_shape(node.out_shape)} = {fmt_int(stats.activation_elements // batch)} values x {report.dtype.bytes} bytes"
+        f" ({report.dtype.value}){per}",
+        f"{fmt_int(stats.activation_bytes)} bytes",
+    ))
+    return steps
+
+
+def _field_steps(op, node, report: Report) -> list[Step]:
+    fields = receptive_fields(report.graph)
+    here = fields[node.name]
+    source = max((fields[name] for name in node.inputs), key=lambda f: f.size[0] * f.size[1])
+    window = op.window(node.attrs, list(node.in_shapes))
+    origin = "the input image" if node.inputs == (INPUT,) else "its input"
+    if window is None and here == source:
+        return [Step("receptive field", f"unchanged from {origin}: {pair_text(here.size)} pixels", pair_text(here.size))]
+    if window is None:
+        extent = node.in_shapes[0][1:]
+        arithmetic = f"{source.size[0]} + ({extent[0]} - 1)*{source.jump[0]} (every unit sees the whole map)"
+    else:
+        k, j = window.kernel[0], source.jump[0]
+        arithmetic = f"{source.size[0]} + ({k} - 1)*{j}"
+    return [
+        Step("receptive field", arithmetic, f"{pair_text(here.size)} pixels"),
+        Step("jump (effective stride)", f"{source.jump[0]} x {window.stride[0] if window else 1}", pair_text(here.jump)),
+    ]

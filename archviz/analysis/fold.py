@@ -1,0 +1,89 @@
+"""Folding layers into the groups (sequentials, blocks) they belong to, for tables that show nesting to a depth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archviz.analysis.report import LayerStats, Report
+
+
+@dataclass(frozen=True)
+class Row:
+    """A table row: one layer, or a group with the totals of the layers inside it."""
+
+    name: str
+    label: str  # op or block name
+    summary: str
+    out_shape: tuple[int, ...]
+    params: int
+    buffers: int
+    macs: int
+    activation_bytes: int
+    receptive_field: tuple[int, int]
+    depth: int
+    is_group: bool
+    layer_count: int = 1
+
+
+def rows(report: Report, *, depth: int | None = None) -> list[Row]:
+    """Groups as header rows followed by their layers; layers below `depth` folded into their group."""
+    scopes = {scope.path: scope for scope in report.graph.scopes}
+    out: list[Row] = []
+    emitted: set[str] = set()
+    folded: dict[str, list[LayerStats]] = {}
+    order: list[tuple[str, str]] = []  # ("group"|"layer", key)
+    for stats in report.layers:
+        prefixes = _prefixes(stats.name, scopes)
+        for level, prefix in enumerate(prefixes):
+            if depth is not None and level >= depth:
+                folded.setdefault(prefix, []).append(stats)
+                if prefix not in emitted:
+                    emitted.add(prefix)
+                    order.append(("fold", prefix))
+                break
+            if prefix not in emitted:
+                emitted.add(prefix)
+                order.append(("group", prefix))
+        else:
+            order.append(("layer", stats.name))
+    members = _members(report, scopes)
+    by_name = {s.name: s for s in report.layers}
+    for kind, key in order:
+        if kind == "layer":
+            out.append(_layer_row(by_name[key]))
+        else:
+            out.append(_group_row(key, scopes[key], members[key], folded=kind == "fold"))
+    return out
+
+
+def _prefixes(name: str, scopes) -> list[str]:
+    parts = name.split(".")
+    return [p for p in (".".join(parts[:i]) for i in range(1, len(parts))) if p in scopes]
+
+
+def _members(report: Report, scopes) -> dict[str, list[LayerStats]]:
+    members: dict[str, list[LayerStats]] = {path: [] for path in scopes}
+    for stats in report.layers:
+        for prefix in _prefixes(stats.name, scopes):
+            members[prefix].append(stats)
+    return members
+
+
+def _layer_row(stats: LayerStats) -> Row:
+    return Row(
+        name=stats.name, label=stats.op, summary=stats.summary, out_shape=stats.out_shape, params=stats.params,
+        buffers=stats.buffers, macs=stats.macs, activation_bytes=stats.activation_bytes,
+        receptive_field=stats.receptive_field, depth=stats.name.count("."), is_group=False,
+    )
+
+
+def _group_row(path: str, scope, layers: list[LayerStats], *, folded: bool) -> Row:
+    last = layers[-1]
+    label = scope.block or scope.kind
+    return Row(
+        name=path, label=label, summary=f"{len(layers)} layers" + (" (folded)" if folded else ""),
+        out_shape=last.out_shape, params=sum(s.params for s in layers), buffers=sum(s.buffers for s in layers),
+        macs=sum(s.macs for s in layers), activation_bytes=sum(s.activation_bytes for s in layers),
+        receptive_field=max((s.receptive_field for s in layers), key=lambda f: f[0] * f[1]),
+        depth=path.count("."), is_group=True, layer_count=len(layers),
+    )

@@ -1,0 +1,190 @@
+"""The `archviz` command: parse arguments, call the library, render. Results go to stdout, diagnostics to stderr.
+
+A user error (ArchvizError) becomes one line on stderr and exit status 2; anything else is our bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from archviz.errors import ArchvizError, SpecError
+
+app = typer.Typer(
+    name="archviz",
+    help="Take convolutional networks apart: shapes, params, MACs, memory and receptive fields, by formula.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class OutputFormat(enum.StrEnum):
+    TABLE = "table"
+    KERAS = "keras"
+    JSON = "json"
+    CSV = "csv"
+    MARKDOWN = "markdown"
+
+
+class DiffFormat(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+class DTypeChoice(enum.StrEnum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+    FLOAT64 = "float64"
+    INT8 = "int8"
+
+
+ModelArg = Annotated[str, typer.Argument(help="A zoo name (see `archviz list`) or a spec file (my_net.yaml).")]
+InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", help="Input shape CxHxW, e.g. 3x32x32.")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size; costs are for the whole batch.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a spec parameter: name=value.")]
+DTypeOpt = Annotated[DTypeChoice, typer.Option("--dtype", help="Element type for memory figures.")]
+
+
+def user_errors(command):
+    """Turn an ArchvizError into one line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ArchvizError as error:
+            typer.echo(f"archviz: error: {error}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    import yaml
+
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set {item!r}: expected name=value, e.g. num_classes=10")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise SpecError(f"--set {item!r}: cannot read the value {value!r}") from None
+    return overrides
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(soft_wrap=False)
+
+
+def _inspect(model: str, input: str | None, batch: int, set_: list[str] | None, dtype: DTypeChoice, crosscheck: bool):
+    import archviz
+
+    return archviz.inspect(model, input=input, overrides=parse_overrides(set_), batch=batch, dtype=dtype.value,
+                           crosscheck=crosscheck)
+
+
+@app.command()
+@user_errors
+def inspect(
+    model: ModelArg,
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    set_: SetOpt = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=0, help="Fold groups nested deeper than N.")] = None,
+    crosscheck: Annotated[bool, typer.Option("--crosscheck/--no-crosscheck",
+                                             help="Confirm figures with torchinfo, fvcore and FlopCounterMode.")] = True,
+    format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
+    dtype: DTypeOpt = DTypeChoice.FLOAT32,
+):
+    """Per-layer output shape, params, MACs/FLOPs, memory and receptive field, with totals and the cross-check."""
+    report = _inspect(model, input, batch, set_, dtype, crosscheck)
+    if format == OutputFormat.TABLE:
+        from archviz.render.table import inspect_view
+
+        _console().print(inspect_view(report, depth=depth))
+        return
+    from archviz.render import data, keras
+
+    renderers = {
+        OutputFormat.KERAS: keras.keras_summary, OutputFormat.JSON: data.report_json,
+        OutputFormat.CSV: data.report_csv, OutputFormat.MARKDOWN: data.report_markdown,
+    }
+    text = renderers[format](report)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command()
+@user_errors
+def diff(
+    model_a: ModelArg,
+    model_b: ModelArg,
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    dtype: DTypeOpt = DTypeChoice.FLOAT32,
+    format: Annotated[DiffFormat, typer.Option("--format", "-f", help="Output format.")] = DiffFormat.TABLE,
+):
+    """Two architectures side by side: totals, stages aligned by resolution, and what differs, in words."""
+    from archviz.analysis.diff import diff_reports
+    from archviz.render.diff import diff_dict, diff_view
+
+    result = diff_reports(*(_inspect(m, input, batch, None, dtype, False) for m in (model_a, model_b)))
+    if format == DiffFormat.JSON:
+        sys.stdout.write(json.dumps(diff_dict(result), indent=2) + "\n")
+    else:
+        _console().print(diff_view(result))
+
+
+@app.command()
+@user_errors
+def explain(
+    model: ModelArg,
+    layer: Annotated[str, typer.Argument(help="A layer path (layer3.2.conv2), a Keras name (conv2d_1) or a short name.")],
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    set_: SetOpt = None,
+    dtype: DTypeOpt = DTypeChoice.FLOAT32,
+):
+    """Every figure of one layer, with its arithmetic written out."""
+    from archviz.analysis.explain import explain_layer
+    from archviz.render.explain import explanation_view
+
+    report = _inspect(model, input, batch, set_, dtype, False)
+    _console().print(explanation_view(explain_layer(report, layer)))
+
+
+@app.command("list")
+@user_errors
+def list_models():
+    """The architecture zoo: one line per model with its input, params and MACs."""
+    from archviz.render.listing import zoo_table
+
+    _console().print(zoo_table())
+
+
+@app.command()
+@user_errors
+def schema():
+    """Print the JSON Schema of the spec language (for editors: validation and completion)."""
+    from archviz.spec.schema import spec_schema
+
+    sys.stdout.write(json.dumps(spec_schema(), indent=2) + "\n")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

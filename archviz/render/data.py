@@ -1,0 +1,78 @@
+"""Machine-readable output: JSON (a documented, stable interface), CSV and Markdown tables.
+
+JSON layout (schema_version 1): model, description, input [C, H, W], batch, dtype, conventions,
+totals {params, trainable_params, non_trainable_params, buffers, param_bytes, macs, flops, other_ops,
+macs_per_image, flops_per_image, activation_bytes, peak_activation_bytes, peak_at, depth, layers},
+layers [{name, type, kind, summary, input_shapes, output_shape, params, buffers, macs, flops, other_ops,
+activation_elements, activation_bytes, receptive_field, jump, start, line}], crosscheck (null when not run).
+Costs in totals and layers are for the whole batch; shapes exclude the batch, in torch's order.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+
+from archviz.analysis.report import CONVENTIONS, LayerStats, Report
+from archviz.render.format import shape
+
+SCHEMA_VERSION = 1
+CSV_COLUMNS = ("name", "type", "kind", "output_shape", "params", "buffers", "macs", "flops", "other_ops",
+               "activation_bytes", "receptive_field")
+
+
+def layer_dict(stats: LayerStats) -> dict:
+    return {
+        "name": stats.name, "type": stats.op, "kind": stats.kind, "summary": stats.summary,
+        "input_shapes": [list(s) for s in stats.in_shapes], "output_shape": list(stats.out_shape),
+        "params": stats.params, "buffers": stats.buffers, "macs": stats.macs, "flops": stats.flops,
+        "other_ops": stats.other_ops, "activation_elements": stats.activation_elements,
+        "activation_bytes": stats.activation_bytes, "receptive_field": list(stats.receptive_field),
+        "jump": list(stats.jump), "start": list(stats.start), "line": stats.line,
+    }
+
+
+def report_dict(report: Report, *, layers: bool = True) -> dict:
+    from archviz import __version__
+
+    data = {
+        "schema_version": SCHEMA_VERSION, "archviz_version": __version__, "model": report.model,
+        "description": report.description, "input": list(report.input), "batch": report.batch,
+        "dtype": report.dtype.value, "conventions": CONVENTIONS, "totals": dataclasses.asdict(report.totals),
+    }
+    if layers:
+        data["layers"] = [layer_dict(s) for s in report.layers]
+    check = report.crosscheck
+    data["crosscheck"] = check.to_dict() if check is not None else None
+    return data
+
+
+def report_json(report: Report) -> str:
+    return json.dumps(report_dict(report), indent=2)
+
+
+def report_csv(report: Report) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for s in report.layers:
+        writer.writerow([s.name, s.op, s.kind, shape(s.out_shape), s.params, s.buffers, s.macs, s.flops, s.other_ops,
+                         s.activation_bytes, shape(s.receptive_field)])
+    return buffer.getvalue()
+
+
+def report_markdown(report: Report) -> str:
+    head = "| Layer | Type | Output shape | Params | MACs | Output bytes | RF |"
+    lines = [f"### {report.model}: input {shape(report.input)}, batch {report.batch}", "", head,
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for s in report.layers:
+        kind = f"{s.op} {s.summary}".strip()
+        lines.append(f"| `{s.name}` | {kind} | {shape(s.out_shape)} | {s.params:,} | {s.macs:,} | "
+                     f"{s.activation_bytes:,} | {shape(s.receptive_field)} |")
+    t = report.totals
+    lines += ["", f"**Total params:** {t.params:,} &nbsp; **MACs:** {t.macs:,} &nbsp; **FLOPs:** {t.flops:,} &nbsp; "
+              f"**Peak activation memory:** {t.peak_activation_bytes:,} bytes &nbsp; **Depth:** {t.depth}", "",
+              f"_{CONVENTIONS}_"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,80 @@
+"""`archviz diff`: the rich rendering of a Diff and its JSON form."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from archviz.analysis.diff import Diff, ratio_text
+from archviz.render.data import report_dict
+from archviz.render.format import exact, human, pair_text, shape, size_bytes
+
+
+def _metric_rows(diff: Diff):
+    ta, tb = diff.a.totals, diff.b.totals
+    yield "Input", shape(diff.a.input), shape(diff.b.input), None, None
+    yield "Params", exact(ta.params), exact(tb.params), ta.params, tb.params
+    yield "Param memory", size_bytes(ta.param_bytes), size_bytes(tb.param_bytes), ta.param_bytes, tb.param_bytes
+    yield "MACs", exact(ta.macs), exact(tb.macs), ta.macs, tb.macs
+    yield "FLOPs", human(ta.flops), human(tb.flops), ta.flops, tb.flops
+    yield "Peak activation memory", size_bytes(ta.peak_activation_bytes), size_bytes(tb.peak_activation_bytes), \
+        ta.peak_activation_bytes, tb.peak_activation_bytes
+    yield "Depth (weight layers)", str(ta.depth), str(tb.depth), ta.depth, tb.depth
+    yield "Layers", str(ta.layers), str(tb.layers), ta.layers, tb.layers
+    rf_a, rf_b = diff.a.layers[-1].receptive_field, diff.b.layers[-1].receptive_field
+    yield "Receptive field", pair_text(rf_a), pair_text(rf_b), rf_a[0], rf_b[0]
+
+
+def totals_table(diff: Diff) -> Table:
+    table = Table(title=f"{diff.a.model} vs {diff.b.model}", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("")
+    table.add_column(diff.a.model, justify="right")
+    table.add_column(diff.b.model, justify="right")
+    table.add_column(f"{diff.b.model} vs {diff.a.model}", justify="right")
+    for label, a_text, b_text, a_value, b_value in _metric_rows(diff):
+        changed = a_text != b_text
+        comparison = ratio_text(a_value, b_value) if a_value is not None else ("differs" if changed else "same")
+        table.add_row(label, a_text, b_text, Text(comparison, style="yellow" if changed else "dim"))
+    return table
+
+
+def stage_table(diff: Diff) -> Table:
+    table = Table(title="Stages (aligned by downsampling step)", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("Stage")
+    for model in (diff.a.model, diff.b.model):
+        table.add_column(f"{model} size", justify="right")
+        table.add_column("layers", justify="right")
+        table.add_column("params", justify="right")
+        table.add_column("MACs", justify="right")
+    for index, pair in enumerate(diff.stages):
+        label = "head" if any(s is not None and s.resolution is None for s in pair) else str(index)
+        cells = []
+        for stage in pair:
+            if stage is None:
+                cells += ["-", "", "", ""]
+            else:
+                size = stage.label if stage.out_channels is None else f"{stage.out_channels}x{stage.label}"
+                cells += [size, str(stage.layers), human(stage.params), human(stage.macs)]
+        table.add_row(label, *cells)
+    return table
+
+
+def diff_view(diff: Diff) -> Group:
+    summary = Text("\n".join(f"• {line}" for line in diff.summary))
+    return Group(totals_table(diff), stage_table(diff), summary)
+
+
+def diff_dict(diff: Diff) -> dict:
+    return {
+        "a": report_dict(diff.a, layers=False),
+        "b": report_dict(diff.b, layers=False),
+        "stages": [
+            [None if s is None else {"size": s.label, "out_channels": s.out_channels, "layers": s.layers,
+                                     "params": s.params, "macs": s.macs, "activation_bytes": s.activation_bytes,
+                                     "receptive_field": list(s.receptive_field)} for s in pair]
+            for pair in diff.stages
+        ],
+        "summary": list(diff.summary),
+    }

@@ -1,0 +1,42 @@
+"""Number and shape formatting shared by every renderer."""
+
+from __future__ import annotations
+
+_SCALES = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
+
+
+def exact(value: int) -> str:
+    """138357544 -> '138,357,544'."""
+    return f"{value:,}"
+
+
+def human(value: float) -> str:
+    """138357544 -> '138.4 M'; small numbers as they are."""
+    for scale, suffix in _SCALES:
+        if abs(value) >= scale:
+            return f"{value / scale:.1f} {suffix}"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:.3g}"
+
+
+def exact_and_human(value: int) -> str:
+    """'138,357,544 (138.4 M)'; the human figure only where it helps."""
+    return exact(value) if abs(value) < 10_000 else f"{exact(value)} ({human(value)})"
+
+
+def size_bytes(value: int) -> str:
+    """Decimal units, as torchinfo: 553,430,176 -> '553.43 MB'."""
+    for scale, suffix in ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "KB")):
+        if value >= scale:
+            return f"{value / scale:.2f} {suffix}"
+    return f"{value} B"
+
+
+def shape(dims) -> str:
+    """(64, 112, 112) -> '64x112x112'."""
+    return "x".join(str(d) for d in dims)
+
+
+def pair_text(values) -> str:
+    """(212, 212) -> '212'; (7, 3) -> '7x3'."""
+    a, b = values
+    return f"{a:g}" if a == b else f"{a:g}x{b:g}"

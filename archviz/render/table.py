@@ -1,0 +1,78 @@
+"""The terminal table of `archviz inspect`: one row per layer (groups indented, folded below --depth), then totals."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from archviz.analysis.fold import rows
+from archviz.analysis.report import CONVENTIONS, Report
+from archviz.render.crosscheck import crosscheck_text
+from archviz.render.format import exact, exact_and_human, human, pair_text, shape, size_bytes
+
+KIND_STYLES = {
+    "conv": "cyan", "linear": "magenta", "pool": "green", "norm": "yellow", "activation": "dim",
+    "join": "bold blue", "reshape": "dim", "regularization": "dim",
+}
+
+
+def layer_table(report: Report, *, depth: int | None = None) -> Table:
+    batch = f" (batch {report.batch})" if report.batch > 1 else ""
+    table = Table(
+        title=f"{report.model}: input {shape(report.input)}{batch}", box=box.SIMPLE_HEAD, title_justify="left",
+        caption=report.description or None, caption_justify="left",
+    )
+    table.add_column("Layer", no_wrap=True)
+    table.add_column("Type")
+    table.add_column("Output shape", justify="right", no_wrap=True)
+    table.add_column("Params", justify="right")
+    table.add_column("MACs", justify="right")
+    table.add_column("Output memory", justify="right")
+    table.add_column("RF", justify="right", header_style="bold")
+    from archviz.ops import get_op
+
+    for row in rows(report, depth=depth):
+        indent = "  " * row.depth
+        if row.is_group:
+            name = Text(f"{indent}{row.name.rsplit('.', 1)[-1]}", style="bold")
+            kind = Text(f"{row.label} ({row.summary})", style="bold")
+        else:
+            name = Text(f"{indent}{row.name.rsplit('.', 1)[-1]}")
+            style = KIND_STYLES.get(get_op(row.label).kind.value, "")
+            kind = Text(row.label, style=style) + Text(f" {row.summary}" if row.summary else "")
+        table.add_row(
+            name, kind, shape(row.out_shape), exact(row.params) if row.params else "-",
+            human(row.macs) if row.macs else "-", size_bytes(row.activation_bytes), pair_text(row.receptive_field),
+        )
+    return table
+
+
+def totals_table(report: Report) -> Table:
+    t = report.totals
+    per_image = f" ({human(t.macs_per_image)} per image)" if report.batch > 1 else ""
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("Total params", exact_and_human(t.params))
+    table.add_row("Trainable params", exact(t.trainable_params))
+    table.add_row("Non-trainable params", exact(t.non_trainable_params))
+    if t.buffers:
+        table.add_row("Buffers", f"{exact(t.buffers)} (batch-norm running statistics, not trained)")
+    table.add_row(f"Param memory ({report.dtype.value})", size_bytes(t.param_bytes))
+    table.add_row("MACs", f"{exact_and_human(t.macs)}{per_image}")
+    table.add_row("FLOPs", exact_and_human(t.flops))
+    table.add_row("Other ops", exact_and_human(t.other_ops))
+    table.add_row("Peak activation memory", f"{size_bytes(t.peak_activation_bytes)} (inference, at {t.peak_at})")
+    table.add_row("All outputs (training)", size_bytes(t.activation_bytes))
+    table.add_row("Depth", f"{t.depth} weight layers, {t.layers} layers in all")
+    table.add_row("Receptive field", f"{pair_text(report.layers[-1].receptive_field)} pixels at the output")
+    return table
+
+
+def inspect_view(report: Report, *, depth: int | None = None) -> Group:
+    parts = [layer_table(report, depth=depth), totals_table(report)]
+    parts.append(crosscheck_text(report))
+    parts.append(Text(f"Conventions: {CONVENTIONS}", style="dim"))
+    return Group(*parts)
