@@ -82,10 +82,13 @@ def parse_overrides(items: list[str] | None) -> dict:
     return overrides
 
 
+WIDTH_WHEN_PIPED = 120  # rich falls back to 80 columns off a terminal, which wraps the table's cells
+
+
 def _console():
     from rich.console import Console
 
-    return Console(soft_wrap=False)
+    return Console(width=None if sys.stdout.isatty() else WIDTH_WHEN_PIPED)
 
 
 def _inspect(model: str, input: str | None, batch: int, set_: list[str] | None, dtype: DTypeChoice, crosscheck: bool):
@@ -102,7 +105,7 @@ def inspect(
     input: InputOpt = None,
     batch: BatchOpt = 1,
     set_: SetOpt = None,
-    depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=0, help="Fold groups nested deeper than N.")] = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=1, help="Show N levels of nesting; deeper groups fold into one row.")] = None,
     crosscheck: Annotated[bool, typer.Option("--crosscheck/--no-crosscheck",
                                              help="Confirm figures with torchinfo, fvcore and FlopCounterMode.")] = True,
     format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,

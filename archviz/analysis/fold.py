@@ -26,7 +26,10 @@ class Row:
 
 
 def rows(report: Report, *, depth: int | None = None) -> list[Row]:
-    """Groups as header rows followed by their layers; layers below `depth` folded into their group."""
+    """Groups as header rows followed by their layers; with `depth` N, only N levels of rows, deeper ones folded.
+
+    depth=1 shows the top-level layers and groups (each group's totals on one row), like torchinfo's depth.
+    """
     scopes = {scope.path: scope for scope in report.graph.scopes}
     out: list[Row] = []
     emitted: set[str] = set()
@@ -35,7 +38,7 @@ def rows(report: Report, *, depth: int | None = None) -> list[Row]:
     for stats in report.layers:
         prefixes = _prefixes(stats.name, scopes)
         for level, prefix in enumerate(prefixes):
-            if depth is not None and level >= depth:
+            if depth is not None and level + 1 >= depth:
                 folded.setdefault(prefix, []).append(stats)
                 if prefix not in emitted:
                     emitted.add(prefix)
@@ -79,9 +82,9 @@ def _layer_row(stats: LayerStats) -> Row:
 
 def _group_row(path: str, scope, layers: list[LayerStats], *, folded: bool) -> Row:
     last = layers[-1]
-    label = scope.block or scope.kind
+    label = scope.block or ("sequential" if scope.kind == "repeat" else scope.kind)
     return Row(
-        name=path, label=label, summary=f"{len(layers)} layers" + (" (folded)" if folded else ""),
+        name=path, label=label, summary=f"{len(layers)} layers" + (", folded" if folded else ""),
         out_shape=last.out_shape, params=sum(s.params for s in layers), buffers=sum(s.buffers for s in layers),
         macs=sum(s.macs for s in layers), activation_bytes=sum(s.activation_bytes for s in layers),
         receptive_field=max((s.receptive_field for s in layers), key=lambda f: f[0] * f[1]),
