@@ -21,7 +21,8 @@ class ArchvizError(Exception):
 
     def __str__(self) -> str:
         prefix = self.where()
-        layer = f"{self.layer}: " if self.layer and not self.message.startswith(self.layer) else ""
+        label = f"layer {self.layer}" if self.layer and self.layer.replace(".", "").isdigit() else self.layer
+        layer = f"{label}: " if self.layer and not self.message.startswith(self.layer) else ""
         return f"{prefix}: {layer}{self.message}" if prefix else f"{layer}{self.message}"
 
     def located(self, *, file: str | None = None, line: int | None = None, layer: str | None = None) -> "ArchvizError":

@@ -22,6 +22,7 @@ class Explanation:
     steps: tuple[Step, ...]
     file: str | None
     line: int | None
+    note: str | None = None
 
 
 def explain_layer(report: Report, name: str) -> Explanation:
@@ -41,7 +42,7 @@ def explain_layer(report: Report, name: str) -> Explanation:
     steps += _field_steps(op, node, report)
     return Explanation(
         model=report.model, layer=stats, op_doc=op.doc, inputs=node.inputs, steps=tuple(steps), file=node.file,
-        line=node.line,
+        line=node.line, note=node.note,
     )
 
 

@@ -6,6 +6,7 @@ A layer entry is one item of a `layers:` list:
       name: conv1                              optional: its name (else its index, as in torch's Sequential)
       repeat: 2                                optional: that many copies (with a name: a sequential of them)
       if: $stride != 1                         optional: skipped when false
+      note: "..."                              optional: shown by `archviz explain` (errata, paper remarks)
     - my_block: {planes: 64}                   a block from `blocks:`
     - sequential: [...]                        a nested, numbered group (torch nn.Sequential)
     - group: [...]                             layers spliced into the current numbering
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
-from archviz.errors import ArchvizError, ShapeError, SpecError, UnknownNameError, closest
+from archviz.errors import ArchvizError, ShapeError, SpecError, UnknownNameError, UnsupportedOpError, closest
 from archviz.graph.ir import INPUT, Graph, Node, Scope, Shape
 from archviz.ops import all_names, canonical_name, get_op
 from archviz.ops.base import fmt_shape
@@ -28,7 +29,7 @@ from archviz.spec.args import MAX_DIMENSION, normalize_args, resolve_value
 from archviz.spec.model import REQUIRED_PARAM, STRUCTURAL_HEADS, BlockDef, Spec
 from archviz.spec.yaml_loader import LocatedDict, LocatedList
 
-META_KEYS = ("name", "repeat", "if")
+META_KEYS = ("name", "repeat", "if", "note")
 MAX_NODES = 1_000_000  # a 1,000-layer network is large; a million bounds time and memory of any spec
 MAX_NESTING = 64  # blocks inside blocks; also stops a block that uses itself
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
@@ -43,6 +44,7 @@ class Tensor(NamedTuple):
 class Where:
     file: str | None
     line: int | None
+    note: str | None = None
 
 
 class _Namespace:
@@ -66,11 +68,15 @@ def validate(spec: Spec, *, input_shape=None, overrides: Mapping[str, Any] | Non
     (6, 28, 28)
     """
     params = resolve_params(spec, overrides or {})
-    shape = parse_input(input_shape if input_shape is not None else spec.input, file=spec.file)
+    if input_shape is not None:
+        shape = parse_input(input_shape)  # the caller's (--input): not the spec file's mistake
+    else:
+        shape = parse_input(spec.input, file=spec.file)
     builder = _Builder(spec, params)
     out = builder.run_list(spec.layers, Tensor(INPUT, shape), _Namespace(""), params, depth=0)
     if not builder.nodes:
-        raise SpecError("spec has no layers", file=spec.file)
+        raise SpecError("spec has no layers (`layers:` is empty or `if` skipped every entry)", file=spec.file,
+                        line=getattr(spec.layers, "line", None))
     return Graph(
         name=spec.name, description=spec.description, input_shape=shape, nodes=tuple(builder.nodes),
         scopes=tuple(builder.scopes), output=out.name, params=MappingProxyType(params), source=spec.source,
@@ -95,6 +101,7 @@ def resolve_params(spec: Spec, overrides: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_input(value, *, file: str | None = None) -> Shape:
     """[3, 224, 224], "3x224x224" or "3,224,224" -> (3, 224, 224)."""
+    given, line = value, getattr(value, "line", None)
     if value is None:
         raise SpecError("no input shape: add `input: [C, H, W]` to the spec or pass --input CxHxW", file=file)
     if isinstance(value, str):
@@ -104,10 +111,11 @@ def parse_input(value, *, file: str | None = None) -> Shape:
         except ValueError:
             raise SpecError(f"input shape {value!r} is not like 3x224x224", file=file) from None
     if not isinstance(value, (list, tuple)) or not value:
-        raise SpecError(f"input shape {value!r} is not like [3, 224, 224]", file=file)
+        raise SpecError(f"input shape {given!r} is not like [3, 224, 224]", file=file, line=line)
     for dim in value:
         if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIMENSION:
-            raise SpecError(f"input shape {list(value)!r}: every size must be an integer from 1 to {MAX_DIMENSION:,}", file=file)
+            raise SpecError(f"input shape {given!r}: every size must be an integer from 1 to {MAX_DIMENSION:,}",
+                            file=file, line=line)
     return tuple(value)
 
 
@@ -138,6 +146,10 @@ class _Builder:
             repeat = _repeat_count(resolve_value(meta.get("repeat", 1), local)) if "repeat" in meta else None
         except ArchvizError as error:
             raise error.located(file=where.file, line=where.line, layer=ns.path or None)
+        note = meta.get("note")
+        if note is not None and not isinstance(note, str):
+            raise SpecError(f"`note` must be text, got {note!r}", file=where.file, line=where.line)
+        where = Where(where.file, where.line, note)
         if repeat is None:
             return self.run_head(head, body, name, tensor, ns, scope, where, depth=depth)
         target = ns
@@ -151,7 +163,7 @@ class _Builder:
     def run_head(self, head, body, name, tensor, ns, scope, where, *, depth: int) -> Tensor:
         if depth > MAX_NESTING:
             raise SpecError(f"blocks are nested more than {MAX_NESTING} deep (does a block use itself?)",
-                            file=where.file, line=where.line, layer=ns.path or None)
+                            file=where.file, line=where.line, layer=ns.path.split(".")[0] or None)
         if head in ("sequential", "group"):
             return self.run_sequential(head, body, name, tensor, ns, scope, where, depth=depth)
         if canonical_name(head) in ("add", "concat"):  # also the aliases cat, concatenate
@@ -160,7 +172,8 @@ class _Builder:
             return self.run_block(self.spec.blocks[head], body, name, tensor, ns, scope, where, depth=depth)
         if canonical_name(head) is None:
             choices = [*all_names(), *self.spec.blocks, *STRUCTURAL_HEADS]
-            raise SpecError(f"unknown layer type {head!r}{closest(head, choices)}", file=where.file, line=where.line)
+            raise UnsupportedOpError(f"unknown layer type {head!r}{closest(head, choices)}", file=where.file,
+                                     line=where.line)
         return self.add_node(head, body, name, [tensor], ns, scope, where)
 
     def run_sequential(self, head, body, name, tensor, ns, scope, where, *, depth: int) -> Tensor:
@@ -176,6 +189,9 @@ class _Builder:
         return self.run_list(body, tensor, inner, scope, depth=depth + 1)
 
     def run_block(self, block: BlockDef, body, name, tensor, ns, scope, where, *, depth: int) -> Tensor:
+        if depth >= MAX_NESTING:  # before its layers reach the general limit in run_head, to name the block
+            raise SpecError(f"block {block.name!r} is nested more than {MAX_NESTING} deep (does it use itself?)",
+                            file=where.file, line=where.line, layer=ns.path.split(".")[0] or None)
         local = {**scope, **tensor_vars(tensor.shape)}
         bound = bind_block_args(block, body, local, self.params, where)
         inner_scope = {**self.params, **bound}
@@ -199,8 +215,8 @@ class _Builder:
             branch_where = Where(where.file, _line_of(branches, index) or where.line)
             if isinstance(branch, list):
                 outputs.append(self.run_list(branch, tensor, ns, scope, depth=depth + 1))
-            else:
-                outputs.append(self.run_entry(branch, tensor, ns, scope, branch_where, depth=depth + 1))
+                continue
+            outputs.append(self.run_entry(branch, tensor, ns, scope, branch_where, depth=depth + 1))
         join_name = name if name is not None else self.free_name(ns, head)
         return self.add_node(head, args, join_name, outputs, ns, scope, where, count=False)
 
@@ -222,6 +238,7 @@ class _Builder:
         self.nodes.append(Node(
             name=path, op=op.name, attrs=MappingProxyType(attrs), inputs=tuple(t.name for t in inputs),
             in_shapes=tuple(in_shapes), out_shape=out_shape, scope=ns.path, file=where.file, line=where.line,
+            note=where.note,
         ))
         return Tensor(path, out_shape)
 

@@ -29,6 +29,7 @@ class Node:
     scope: str = ""
     file: str | None = None
     line: int | None = None
+    note: str | None = None  # the spec's `note:` for this layer (errata, remarks from the paper)
 
     @property
     def short_name(self) -> str:

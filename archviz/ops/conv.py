@@ -61,7 +61,7 @@ class Conv2d(Op):
             if count % groups:
                 raise ShapeError(f"{side} {count} is not divisible by groups {groups}")
         if attrs["padding"] == "same" and pair(attrs["stride"]) != (1, 1):
-            raise ShapeError("padding 'same' needs stride 1 (as in torch)")
+            raise ShapeError(f"padding 'same' needs stride 1 (as in torch), got stride {compact(attrs['stride'])}")
         return {**attrs, "in_channels": channels}
 
     def infer_shape(self, attrs, in_shapes):

@@ -25,5 +25,8 @@ def explanation_view(explanation: Explanation) -> Group:
     for step in explanation.steps:
         table.add_row(step.quantity, step.arithmetic, str(step.value))
     inputs = ", ".join(explanation.inputs)
-    doc = Text(explanation.op_doc, style="dim")
-    return Group(title, Text(f"input from: {inputs}  ->  output {shape(layer.out_shape)}"), table, doc)
+    parts = [title, Text(f"input from: {inputs}  ->  output {shape(layer.out_shape)}"), table]
+    if explanation.note:
+        parts.append(Text(f"Note: {explanation.note}\n", style="yellow"))
+    parts.append(Text(explanation.op_doc, style="dim"))
+    return Group(*parts)

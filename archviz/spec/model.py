@@ -97,8 +97,8 @@ def _read(path: Path, *, depth: int) -> Spec:
     if not isinstance(name, str) or not name:
         raise SpecError("`name` must be a non-empty string", file=file, line=data.line_of("name"))
     layers = data.get("layers", base.layers if base else None)
-    if layers is None:
-        raise SpecError("spec has no `layers:`", file=file, line=data.line)
+    if layers is None and "layers" not in data:  # a library of blocks for `extends`; validate() refuses to build it
+        layers = LocatedList()
     if not isinstance(layers, LocatedList):
         raise SpecError("`layers` must be a list of layer entries", file=file, line=data.line_of("layers"))
     params = {**(base.params if base else {}), **_mapping(data, "params", file)}

@@ -6,7 +6,7 @@ its meaning: shapes, block parameters and expressions are checked by validate() 
 the blocks a file defines (a schema cannot, so any other single head with a mapping passes as a block invocation).
 
 To let VS Code's YAML extension validate and complete spec files, write the schema out once:
-    python -m archviz.spec.schema > archviz-spec.schema.json
+    archviz schema > archviz-spec.schema.json
 and map it onto spec files in settings.json (`"yaml.schemas": {"archviz-spec.schema.json": "specs/*.yaml"}`) or
 start a file with `# yaml-language-server: $schema=archviz-spec.schema.json`.
 
@@ -17,7 +17,6 @@ start a file with `# yaml-language-server: $schema=archviz-spec.schema.json`.
 from __future__ import annotations
 
 import itertools
-import json
 from typing import Any
 
 from archviz.graph.build import META_KEYS, NAME_PATTERN
@@ -74,7 +73,7 @@ def spec_schema() -> dict[str, Any]:
         "type": "object",
         "properties": _top_level(),
         "additionalProperties": False,
-        "anyOf": [{"required": ["layers"]}, {"required": ["extends"]}],
+        "anyOf": [{"required": ["layers"]}, {"required": ["extends"]}, {"required": ["blocks"]}],  # blocks: a library
         "$defs": defs,
     }
 
@@ -159,6 +158,7 @@ def _meta() -> dict[str, Any]:
             "anyOf": [{"type": ["boolean", "integer"]}, {"$ref": _REF + "expression"}],
             "description": "Skip the entry when false.",
         },
+        "note": {"type": "string", "description": "Shown by `archviz explain`: errata, remarks from the paper."},
     }
     assert tuple(properties) == META_KEYS, "the schema's meta keys drifted from graph/build.py"
     return properties
@@ -274,6 +274,3 @@ def _op_description(op: Op, head: str) -> str:
     alias = f"Alias of `{op.name}`. " if head != op.name else ""
     return alias + (op.doc or op.name)
 
-
-if __name__ == "__main__":
-    print(json.dumps(spec_schema(), indent=2))

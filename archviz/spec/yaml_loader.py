@@ -96,6 +96,12 @@ def load_yaml_text(text: str, *, file: str | None = None):
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark else None
         problem = error.problem or error.context or "invalid YAML"
+        if problem.startswith("could not determine a constructor for the tag"):  # !!python/object and the like
+            tag = problem.split("'")[1].replace("tag:yaml.org,2002:", "!!")
+            raise SpecError(f"YAML tag {tag} is not allowed: a spec holds plain data only", file=file,
+                            line=line) from None
+        if error.context and error.context_mark and error.problem_mark and error.context_mark.line != mark.line:
+            problem += f" ({error.context} that starts on line {error.context_mark.line + 1})"
         raise SpecError(f"invalid YAML: {problem}", file=file, line=line) from None
     except yaml.YAMLError as error:
         raise SpecError(f"invalid YAML: {error}", file=file) from None
@@ -118,5 +124,7 @@ def load_yaml_file(path: Path):
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise SpecError(f"not UTF-8 text (byte {error.start})", file=str(path)) from None
+        line = raw[:error.start].count(b"\n") + 1
+        raise SpecError(f"not UTF-8 text: byte {raw[error.start]:#04x} at offset {error.start}", file=str(path),
+                        line=line) from None
     return load_yaml_text(text, file=str(path))

@@ -1,0 +1,58 @@
+"""Cross-check a Report's formula figures against torchinfo, fvcore and torch's FlopCounterMode.
+
+Each peer runs on the graph built in torch (archviz.torch_build), on the meta device where it can; its per-layer
+figures are converted to our convention (archviz/ops/base.py) with the conversion stated, and every remaining
+difference carries a reason. Sources of each peer's counting rules are in its module's docstring.
+Importing this package does not import torch; run_crosscheck does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+from archviz.analysis.report import CONVENTIONS, Report
+from archviz.errors import MissingDependencyError
+from archviz.crosscheck.result import TOTAL, CrossCheck, Figure, PeerResult, Quantity, Status
+from archviz.torch_build import INSTALL_HINT
+
+PEERS = (  # (peer name, module in this package, distribution it needs)
+    ("torchinfo", "torchinfo_peer", "torchinfo"),
+    ("flop_counter", "flop_counter_peer", "torch"),
+    ("fvcore", "fvcore_peer", "fvcore"),
+)
+
+
+def run_crosscheck(report: Report) -> Report:
+    """The report with its `crosscheck` field filled; without torch, a skipped CrossCheck saying how to install it.
+
+    >>> import archviz
+    >>> run_crosscheck(archviz.inspect("lenet")).crosscheck.agrees
+    True
+    """
+    check = CrossCheck(model=report.model, input=report.input, batch=report.batch, conventions=CONVENTIONS)
+    try:
+        import torch  # noqa: F401  (only to know whether it is there)
+    except ImportError:
+        message = f"cross-check skipped: PyTorch is not installed ({INSTALL_HINT})"
+        return dataclasses.replace(report, crosscheck=dataclasses.replace(check, skipped=True, message=message))
+    peers = tuple(_run_peer(report, *peer) for peer in PEERS)
+    return dataclasses.replace(report, crosscheck=dataclasses.replace(check, peers=peers))
+
+
+def _run_peer(report: Report, name: str, module: str, distribution: str) -> PeerResult:
+    try:
+        importlib.import_module(distribution)
+    except ImportError:
+        return PeerResult(peer=name, version="", method="", skipped=True,
+                          message=f"{distribution} is not installed ({INSTALL_HINT})")
+    try:
+        return importlib.import_module(f"archviz.crosscheck.{module}").check(report)
+    except MissingDependencyError as error:
+        return PeerResult(peer=name, version="", method="", skipped=True, message=str(error))
+    except Exception as error:  # a peer that cannot handle this model must not hide the others' results
+        return PeerResult(peer=name, version="", method="", skipped=True,
+                          message=f"{name} failed: {type(error).__name__}: {error}")
+
+
+__all__ = ["TOTAL", "CrossCheck", "Figure", "PeerResult", "Quantity", "Status", "run_crosscheck"]

@@ -1,0 +1,218 @@
+"""fvcore: FlopCountAnalysis's own trace and op handles, without a forward pass at the user's size.
+
+fvcore traces the model with torch.jit and applies a handle per aten op (fvcore/nn/jit_handles.py, the
+_DEFAULT_SUPPORTED_OPS table in fvcore/nn/flop_count.py). Its tracer cannot run on meta tensors (the meta kernels'
+shape checks receive traced tensors and fail), and a CPU forward pass at a large input and batch costs minutes and
+gigabytes. fvcore's handles read nothing but tensor shapes (and constant flags), so:
+  1. a meta-device forward pass at the user's batch and input records every layer's input and output shapes;
+  2. fvcore traces the model on CPU at batch 1 and a small input (the smallest of a few sizes at which the same
+     layers run in the same order; else the user's input), with every weight a zero-stride view of one zero;
+  3. each handle fvcore calls gets the layer's activation shapes from step 1 in place of the traced ones (weights
+     keep their shapes; every replaced shape is first checked against the shape that layer had in the trace).
+fvcore aggregates per module, skips and lists unsupported ops exactly as it does for a plain FlopCountAnalysis.
+
+fvcore's convention: one fused multiply-add is one flop, so its conv and linear counts are our MACs as they are. Its
+batch_norm (2 per element at inference with affine, 1 without) and adaptive_avg_pool2d (1 per input element) counts
+are no MACs: they are taken out of the MAC comparison and shown beside our other ops.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import torch
+
+from archviz.analysis.report import LayerStats, Report
+from archviz.crosscheck.common import LayerShapes, batch_shape, meta_model, record_shapes, version
+from archviz.crosscheck.result import TOTAL, Figure, PeerResult, Quantity, compare
+
+PEER = "fvcore"
+MAC_OPS = frozenset({"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"})  # fvcore's names for its handles
+TRACE_SIDES = (32, 64, 96, 128, 192, 256)  # the longer side of the small inputs tried for the trace
+OTHER_OP_REASONS = {
+    "batch_norm": "fvcore's batchnorm_flop_jit counts batch norm at inference as 2 flops per element with affine, "
+                  "1 without",
+    "adaptive_avg_pool2d": "fvcore counts one flop per input element of adaptive_avg_pool2d "
+                           "(elementwise_flop_counter(1, 0))",
+}
+
+
+class _SizedType:
+    def __init__(self, sizes):
+        self._sizes = list(sizes)
+
+    def sizes(self):
+        return self._sizes
+
+
+class _Sized:
+    """A traced jit value that reports other tensor sizes; fvcore's handles read only isCompleteTensor and sizes."""
+
+    def __init__(self, value, sizes):
+        self._value = value
+        self._type = _SizedType(sizes)
+
+    def isCompleteTensor(self):  # noqa: N802  (the torch._C.Value method name)
+        return True
+
+    def type(self):
+        return self._type
+
+    def __getattr__(self, name):
+        return getattr(self._value, name)
+
+
+class _Resizer:
+    """Wraps fvcore's handles so each sees the shapes of the full-size pass; records what could not be mapped."""
+
+    def __init__(self, traced: dict[str, LayerShapes], full: dict[str, LayerShapes]):
+        self.traced, self.full = traced, full
+        self.problems: list[str] = []
+
+    def wrap(self, op: str, handle):
+        def resized(inputs, outputs):
+            layer = outputs[0].node().scopeName().split("/")[-1]
+            try:
+                inputs = [self._value(layer, v, is_output=False) for v in inputs]
+                outputs = [self._value(layer, outputs[0], is_output=True), *outputs[1:]]
+            except LookupError as problem:
+                self.problems.append(f"{op} in {layer or 'the model itself'}: {problem}")
+            return handle(inputs, outputs)
+
+        return resized
+
+    def _value(self, layer: str, value, *, is_output: bool):
+        if not value.isCompleteTensor():
+            return value
+        if not is_output and value.node().kind() == "prim::Param" and value.offset() > 0:
+            return value  # a weight or buffer: the graph's inputs after the model's input
+        if layer not in self.full:
+            raise LookupError("not inside one of the layers")
+        sizes = tuple(value.type().sizes())
+        traced, full = self.traced[layer], self.full[layer]
+        if is_output and sizes == traced.output:
+            return _Sized(value, full.output)
+        if not is_output and sizes in traced.inputs:
+            return _Sized(value, full.inputs[traced.inputs.index(sizes)])
+        raise LookupError(f"a tensor of shape {list(sizes)} is neither the layer's input nor its output")
+
+
+def check(report: Report) -> PeerResult:
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
+
+    start = time.perf_counter()
+    model = meta_model(report)
+    names = [layer.name for layer in report.layers]
+    full, order = record_shapes(model, batch_shape(report), names)
+    trace_shape, traced = _trace_shape(report, model, names, order)
+    _zero_weights(model)
+    resizer = _Resizer(traced, full)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = FlopCountAnalysis(model, torch.zeros(trace_shape))
+        analysis.set_op_handle(**{op: resizer.wrap(op, handle) for op, handle in _DEFAULT_SUPPORTED_OPS.items()})
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        counts = analysis.by_module_and_operator()
+        unsupported = {name: analysis.unsupported_ops(name) for name in names}
+        unsupported_total = analysis.unsupported_ops()
+        total = analysis.total()
+
+    figures: list[Figure] = []
+    for layer in report.layers:
+        figures.extend(_layer_figures(layer, counts.get(layer.name, {}), unsupported[layer.name], full[layer.name]))
+    by_op = counts.get("", {})
+    others = {op: n for op, n in by_op.items() if op not in MAC_OPS}
+    macs = total - sum(others.values())
+    conversion = "minus " + ", ".join(f"{op} {n:,}" for op, n in others.items()) + " (no MACs)" if others else ""
+    totals = (
+        compare(PEER, TOTAL, Quantity.MACS, report.totals.macs, total, macs, conversion=conversion),
+        compare(PEER, TOTAL, Quantity.OTHER_OPS, report.totals.other_ops, sum(others.values()), checked=False,
+                known="fvcore counts only some non-MAC ops (see each layer)"),
+    )
+    notes = [
+        "fvcore counts one fused multiply-add as one flop: its conv and linear counts are MACs",
+        "fvcore by op: " + (", ".join(f"{op} {n:,}" for op, n in by_op.items()) or "nothing"),
+        "unsupported by fvcore, counted as 0: "
+        + (", ".join(f"{op} x{n}" for op, n in unsupported_total.items()) or "none"),
+        *(f"could not give fvcore the full-size shapes: {problem}" for problem in resizer.problems),
+    ]
+    size = "x".join(map(str, trace_shape))
+    method = (
+        f"fvcore.nn.FlopCountAnalysis: traced on CPU at {size} with zero-stride zero weights; its handles given the "
+        f"activation shapes of a meta-device forward pass at {'x'.join(map(str, batch_shape(report)))} "
+        f"(batch {report.batch})"
+    )
+    return PeerResult(
+        peer=PEER, version=version("fvcore"), method=method, layers=tuple(figures), totals=totals,
+        notes=tuple(notes), seconds=time.perf_counter() - start,
+    )
+
+
+def _trace_shape(report: Report, model, names, order) -> tuple[tuple[int, ...], dict[str, LayerShapes]]:
+    """The smallest input (batch 1) at which the same layers run in the same order, and their shapes there."""
+    spatial = report.input[1:]
+    if len(report.input) == 3:
+        longest = max(spatial)
+        for side in TRACE_SIDES:
+            if side >= longest:
+                break
+            small = tuple(max(1, round(d * side / longest)) for d in spatial)
+            shape = batch_shape(report, batch=1, spatial=small)
+            try:
+                traced, traced_order = record_shapes(model, shape, names)
+            except (RuntimeError, ValueError, IndexError):  # too small for some layer
+                continue
+            if traced_order == order:
+                return shape, traced
+    shape = batch_shape(report, batch=1)
+    return shape, record_shapes(model, shape, names)[0]
+
+
+def _zero_weights(model) -> None:
+    """Every parameter and buffer becomes a zero-stride view of one zero on CPU: right shapes, no memory."""
+    for module in model.modules():
+        for name, param in module._parameters.items():
+            if param is not None:
+                zero = torch.zeros((), dtype=param.dtype).expand(param.shape)
+                module._parameters[name] = torch.nn.Parameter(zero, requires_grad=False)
+        for name, buffer in module._buffers.items():
+            if buffer is not None:
+                module._buffers[name] = torch.zeros((), dtype=buffer.dtype).expand(buffer.shape)
+
+
+def _layer_figures(layer: LayerStats, ops, unsupported, shapes: LayerShapes) -> list[Figure]:
+    reported = sum(ops.values())
+    macs = sum(n for op, n in ops.items() if op in MAC_OPS)
+    others = {op: n for op, n in ops.items() if op not in MAC_OPS}
+    conversion = "minus fvcore's " + ", ".join(f"{op} {n:,}" for op, n in others.items()) + " (no MACs)"
+    missing = ", ".join(f"{op} x{n}" for op, n in unsupported.items())
+    figures = [compare(PEER, layer.name, Quantity.MACS, layer.macs, reported, macs,
+                       conversion=conversion if others else "",
+                       known=f"fvcore has no handle for {missing} and counts it as 0" if missing else "")]
+    other = sum(others.values())
+    unknown = [op for op in others if op not in OTHER_OP_REASONS]
+    figures.append(compare(
+        PEER, layer.name, Quantity.OTHER_OPS, layer.other_ops, other, checked=False,
+        known="" if unknown else _other_ops_reason(layer, others, missing, shapes),
+    ))
+    return figures
+
+
+def _other_ops_reason(layer: LayerStats, others: dict, missing: str, shapes: LayerShapes) -> str:
+    """Why fvcore's non-MAC count for this layer is not our other ops."""
+    reasons = [OTHER_OP_REASONS[op] for op in others]
+    if "adaptive_avg_pool2d" in others:
+        outputs = math.prod(shapes.output)
+        reasons.append(f"archviz also counts one divide per output ({outputs:,}) and counts an input again for "
+                       "each overlapping window")
+    if missing:
+        reasons.append(f"fvcore has no handle for {missing} and counts it as 0")
+    if layer.op in ("conv2d", "linear") and layer.other_ops:
+        reasons.append("fvcore's conv and linear handles leave out the bias adds")
+    if not reasons:
+        reasons.append("fvcore counts no flops for this layer's ops (activations, dropout, flatten and cat are free "
+                       "in its _IGNORED_OPS)")
+    return "; ".join(reasons)

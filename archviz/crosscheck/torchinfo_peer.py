@@ -1,0 +1,96 @@
+"""torchinfo: output shapes, parameters and "Mult-Adds" per layer, converted to our MACs.
+
+What torchinfo 1.8 counts (torchinfo/layer_info.py, LayerInfo.calculate_macs), for every parameter named weight or
+bias of a layer, with output_size = [N, C, H, W] including the batch:
+  * a layer whose class name contains "Conv": parameter elements x N x H_out x W_out, so a convolution's figure is
+    our MACs plus one bias term per output element (N x C_out x H_out x W_out);
+  * any other layer: parameter elements x N (the batch only), so a linear layer on a vector is our MACs plus
+    N x out_features bias terms, a linear layer on an (L, F) input misses the factor L, and BatchNorm2d gets
+    N x 2C (gamma and beta) although a normalisation is no MAC (we count it as other ops).
+Layers without parameters get 0.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from archviz.analysis.report import Report
+from archviz.crosscheck.common import batch_shape, meta_model, version
+from archviz.crosscheck.result import TOTAL, Figure, PeerResult, Quantity, compare
+
+PEER = "torchinfo"
+
+
+def check(report: Report) -> PeerResult:
+    import torchinfo
+
+    start = time.perf_counter()
+    model = meta_model(report)
+    shape = batch_shape(report)
+    stats = torchinfo.summary(
+        model, input_data=[torch.empty(shape, device="meta")], device="meta", verbose=0, depth=100, mode="eval",
+        col_names=("output_size", "num_params", "mult_adds"),
+    )
+    path_of = {id(module): path for path, module in model.named_modules()}
+    rows = {path_of.get(id(info.module)): info for info in stats.summary_list if info.is_leaf_layer}
+    figures: list[Figure] = []
+    converted_macs = 0
+    for layer in report.layers:
+        info = rows.get(layer.name)
+        if info is None:
+            figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, None))
+            continue
+        out = tuple(info.output_size)
+        out_shape = out[1:] if out[:1] == (report.batch,) else out
+        figures.append(compare(PEER, layer.name, Quantity.OUT_SHAPE, layer.out_shape, out_shape))
+        figures.append(compare(PEER, layer.name, Quantity.PARAMS, layer.params, info.num_params))
+        macs, conversion = _to_macs(layer.op, info)
+        converted_macs += macs
+        figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, info.macs, macs, conversion=conversion))
+    leaf_sum = sum(info.macs for info in rows.values())
+    totals = (
+        compare(PEER, TOTAL, Quantity.PARAMS, report.totals.params, stats.total_params),
+        compare(PEER, TOTAL, Quantity.MACS, report.totals.macs, stats.total_mult_adds,
+                stats.total_mult_adds - leaf_sum + converted_macs, conversion="the per-layer conversions, summed"),
+    )
+    unmapped = sorted(str(path) for path in rows if path not in report.graph.by_name)
+    notes = [
+        "output sizes include the batch dimension; compared without it",
+        "Mult-Adds count bias terms and, outside convolutions, scale with the batch only "
+        "(torchinfo/layer_info.py, LayerInfo.calculate_macs); converted per layer",
+    ]
+    if unmapped:
+        notes.append(f"torchinfo rows that are no layer of ours: {', '.join(unmapped)}")
+    return PeerResult(
+        peer=PEER, version=version("torchinfo"),
+        method=f"torchinfo.summary(depth=100, mode='eval') on the meta device, input {'x'.join(map(str, shape))} "
+               f"(batch {report.batch}); rows matched to layers through the module objects",
+        layers=tuple(figures), totals=totals, notes=tuple(notes), seconds=time.perf_counter() - start,
+    )
+
+
+def _to_macs(op: str, info) -> tuple[int, str]:
+    """torchinfo's Mult-Adds of one layer in our MACs, and how (see the module docstring)."""
+    module, out = info.module, list(info.output_size)
+    bias = getattr(module, "bias", None)
+    bias_elements = bias.numel() if isinstance(bias, torch.Tensor) else 0
+    if op == "conv2d":
+        positions = math.prod(out[:1] + out[2:])  # N x H_out x W_out
+        return info.macs - bias_elements * positions, (
+            f"torchinfo adds one bias term per output element for a convolution: minus {bias_elements} bias x "
+            f"{positions:,} positions (N x H_out x W_out) = {bias_elements * positions:,}"
+        )
+    if op == "linear":
+        rows = math.prod(out[1:-1])  # the leading dims torchinfo leaves out
+        macs = (info.macs - bias_elements * out[0]) * rows
+        text = f"torchinfo counts (weights + bias) x N: minus {bias_elements} bias x N={out[0]}"
+        return macs, text + (f", times the {rows} rows of each sample that it leaves out" if rows > 1 else "")
+    if op == "batchnorm2d":
+        return 0, (
+            f"torchinfo counts batch norm's gamma and beta times N ({info.num_params} x {out[0]}) as Mult-Adds; a "
+            "normalisation is no MAC (archviz counts it as other ops, 2 per element)"
+        )
+    return info.macs, "torchinfo counts parameters x N for layers other than convolutions"

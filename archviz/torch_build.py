@@ -1,0 +1,187 @@
+"""to_torch(): a validated Graph as a torch nn.Module, its submodules named by the layer paths.
+
+Node "layer1.0.conv1" lives at model.layer1[0].conv1, so `model.get_submodule("layer1.0.conv1")` finds it and the
+state_dict keys ("layer1.0.conv1.weight") are torchvision's for the zoo models. forward(x) runs the nodes in graph
+order, looking each input up by name, and returns the graph's output. Every layer's module comes from its op's
+`build_torch` (archviz/ops); this module only wires them together.
+
+torch is imported inside the functions, so importing this module stays cheap; the torch classes (AddJoin,
+ConcatJoin, Scope, ArchvizModel) are made on first use and read as attributes of this module.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+from archviz.errors import ArchvizError, MissingDependencyError
+from archviz.graph.ir import INPUT, Graph
+from archviz.ops import get_op
+
+INSTALL_HINT = "pip install 'archviz[torch]'"
+RAM_FRACTION = 0.75  # of physical memory: leaves room for the OS, the activations and the Python process
+GPU_FRACTION = 0.9  # of the GPU's free memory: the CUDA context and allocator keep some for themselves
+_CLASS_NAMES = ("AddJoin", "ConcatJoin", "Scope", "ArchvizModel")
+
+
+def import_torch():
+    """torch, or a MissingDependencyError saying how to install it."""
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError(f"this needs PyTorch, which is not installed: {INSTALL_HINT}") from None
+    return torch
+
+
+def to_torch(graph: Graph, *, device: Any = None, memory_limit: int | None = None):
+    """The graph as an nn.Module on `device` (torch's default device when None), in training mode as torch builds it.
+
+    On device "meta" no weights are allocated. Otherwise the parameters and buffers are first counted by formula and
+    the build is refused, with an ArchvizError, when they would not fit in `memory_limit` bytes (default: 75% of
+    physical memory, or 90% of the free memory of a CUDA device).
+
+    >>> import archviz
+    >>> model = to_torch(archviz.load("lenet"), device="meta")
+    >>> model.get_submodule("conv1").weight.shape
+    torch.Size([6, 1, 5, 5])
+    """
+    torch = import_torch()
+    device = torch.device(device) if device is not None else torch.empty(0).device
+    if device.type != "meta":
+        _check_memory(graph, device, memory_limit, torch)
+    classes = _classes()
+    model = classes["ArchvizModel"](graph)
+    with torch.device(device):
+        for node in graph.nodes:
+            module = get_op(node.op).build_torch(node.attrs, list(node.in_shapes))
+            _place(model, node.name, module, classes["Scope"])
+    return model
+
+
+def weight_elements(graph: Graph) -> int:
+    """Parameters and buffers of every layer, by formula (BatchNorm's one-element step counters not included)."""
+    total = 0
+    for node in graph.nodes:
+        op = get_op(node.op)
+        total += op.params(node.attrs, list(node.in_shapes)) + op.buffers(node.attrs, list(node.in_shapes))
+    return total
+
+
+def default_memory_limit(device, torch) -> int | None:
+    """Bytes the weights may take on device: a share of physical RAM, or of a GPU's free memory; None if unknown."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * GPU_FRACTION)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * RAM_FRACTION)
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name: do not guess
+        return None
+
+
+def _check_memory(graph: Graph, device, memory_limit: int | None, torch) -> None:
+    element_bytes = torch.get_default_dtype().itemsize
+    needed = weight_elements(graph) * element_bytes
+    limit = memory_limit if memory_limit is not None else default_memory_limit(device, torch)
+    if limit is not None and needed > limit:
+        raise ArchvizError(
+            f"{graph.name}: its parameters and buffers need {needed:,} bytes ({needed / 2**30:.1f} GiB at "
+            f"{element_bytes} bytes each), more than the {limit:,} bytes allowed on {device}; "
+            "build it on device='meta' to inspect it without weights"
+        )
+
+
+def _place(model, path: str, module, scope_class) -> None:
+    """Attach module at its dotted path, making the scopes above it on the way."""
+    *parents, leaf = path.split(".")
+    owner = model
+    for part in parents:
+        child = owner._modules.get(part)
+        if child is None:
+            child = scope_class()
+            _add(owner, part, child, path)
+        owner = child
+    _add(owner, leaf, module, path)
+
+
+def _add(owner, name: str, module, path: str) -> None:
+    if name in owner._modules:
+        raise ArchvizError(f"two layers are placed at {path!r}", layer=path)
+    try:
+        owner.add_module(name, module)
+    except KeyError:  # torch refuses names of existing attributes ("training", "forward", ...)
+        raise ArchvizError(
+            f"layer name {name!r} clashes with an attribute of torch.nn.Module; rename the layer", layer=path
+        ) from None
+
+
+def __getattr__(name: str):
+    if name in _CLASS_NAMES:
+        return _classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def _classes() -> dict[str, type]:
+    """The nn.Module classes, made once torch is wanted; named as module attributes so that they pickle."""
+    torch = import_torch()
+    nn = torch.nn
+
+    class AddJoin(nn.Module):
+        """Element-wise sum of its inputs (the residual join)."""
+
+        def forward(self, *tensors):
+            total = tensors[0]
+            for tensor in tensors[1:]:
+                total = total + tensor
+            return total
+
+    class ConcatJoin(nn.Module):
+        """Concatenation of its inputs along `dim` (torch counting: the batch is dim 0)."""
+
+        def __init__(self, dim: int = 1):
+            super().__init__()
+            self.dim = dim
+
+        def forward(self, *tensors):
+            return torch.cat(tensors, dim=self.dim)
+
+        def extra_repr(self) -> str:
+            return f"dim={self.dim}"
+
+    class Scope(nn.Module):
+        """A named group of layers (a sequential, block or repeat): it holds submodules and is never called."""
+
+    class ArchvizModel(nn.Module):
+        """A Graph's layers as submodules named by their paths; forward runs them in graph order."""
+
+        def __init__(self, graph: Graph):
+            super().__init__()
+            self.graph_name = graph.name
+            self.steps = tuple((node.name, node.inputs) for node in graph.nodes)
+            self.output = graph.output
+            last_use = {INPUT: -1}
+            for index, (_, inputs) in enumerate(self.steps):
+                for source in inputs:
+                    last_use[source] = index
+            last_use[self.output] = len(self.steps)
+            # after step i, the tensors no later step reads are dropped, so memory follows the live set
+            self.release = tuple(
+                tuple(name for name, last in last_use.items() if last == index) for index in range(len(self.steps))
+            )
+
+        def forward(self, x):
+            values = {INPUT: x}
+            for (name, inputs), done in zip(self.steps, self.release):
+                values[name] = self.get_submodule(name)(*(values[source] for source in inputs))
+                for source in done:
+                    del values[source]
+            return values[self.output]
+
+        def extra_repr(self) -> str:
+            return f"graph={self.graph_name!r}"
+
+    classes = {"AddJoin": AddJoin, "ConcatJoin": ConcatJoin, "Scope": Scope, "ArchvizModel": ArchvizModel}
+    for name, cls in classes.items():
+        cls.__module__, cls.__qualname__ = __name__, name
+    return classes
