@@ -150,7 +150,19 @@ def _classes() -> dict[str, type]:
             return f"dim={self.dim}"
 
     class Scope(nn.Module):
-        """A named group of layers (a sequential, block or repeat): it holds submodules and is never called."""
+        """A named group of layers (a sequential, block or repeat): it holds submodules and is never called.
+
+        Indexing reads a child by name, so torchvision-style paths read the same: model.layer1[0].conv1.
+        """
+
+        def __getitem__(self, key):
+            try:
+                return self._modules[str(key)]
+            except KeyError:
+                raise KeyError(f"no layer {key!r} in this scope; it holds: {', '.join(self._modules)}") from None
+
+        def __len__(self) -> int:
+            return len(self._modules)
 
     class ArchvizModel(nn.Module):
         """A Graph's layers as submodules named by their paths; forward runs them in graph order."""

@@ -100,8 +100,10 @@ class _Resizer:
 
 
 def check(report: Report) -> PeerResult:
-    from fvcore.nn import FlopCountAnalysis
-    from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # fvcore's import calls the deprecated torch.jit.script
+        from fvcore.nn import FlopCountAnalysis
+        from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
 
     start = time.perf_counter()
     model = meta_model(report)

@@ -8,7 +8,8 @@ the blocks a file defines (a schema cannot, so any other single head with a mapp
 To let VS Code's YAML extension validate and complete spec files, write the schema out once:
     archviz schema > archviz-spec.schema.json
 and map it onto spec files in settings.json (`"yaml.schemas": {"archviz-spec.schema.json": "specs/*.yaml"}`) or
-start a file with `# yaml-language-server: $schema=archviz-spec.schema.json`.
+start a file with `# yaml-language-server: $schema=archviz-spec.schema.json`. Only keywords that draft-07
+validators know as well are used (`$defs` is reached by JSON pointer), so older editor plugins read it too.
 
 >>> spec_schema()["properties"]["layers"]
 {'$ref': '#/$defs/layers'}
@@ -38,7 +39,7 @@ def spec_schema() -> dict[str, Any]:
         name: _join_body(op, name) if op.name in STRUCTURAL_HEADS else _op_body(op, name)  # add, concat: structure
         for op in all_ops() for name in _heads(op)
     }
-    bodies["sequential"] = {"$ref": _REF + "layers", "description": "A nested, numbered group of layers (nn.Sequential)."}
+    bodies["sequential"] = {"$ref": _REF + "layers", "description": "A nested, numbered group (nn.Sequential)."}
     bodies["group"] = {"$ref": _REF + "layers", "description": "Layers spliced into the current numbering; unnamed."}
     defs: dict[str, Any] = {
         "expression": {
@@ -82,7 +83,7 @@ def spec_schema() -> dict[str, Any]:
 
 def _top_level() -> dict[str, Any]:
     properties = {
-        "name": {"type": "string", "minLength": 1, "description": "The model's name in the zoo (default: the file's stem)."},
+        "name": {"type": "string", "minLength": 1, "description": "The model's name in the zoo (default: the file)."},
         "description": {"type": "string"},
         "source": {"type": "string", "description": "Where the architecture comes from: paper, table, code."},
         "extends": {"type": "string", "description": "A spec file (relative to this one) whose keys this one extends."},
@@ -100,7 +101,7 @@ def _top_level() -> dict[str, Any]:
             "description": "Other models from the same layers with other params (vgg11 ... vgg19).",
             "additionalProperties": {"$ref": _REF + "variant"},
         },
-        "torchvision": {"type": ["string", "null"], "description": "The torchvision model builder of the same network."},
+        "torchvision": {"type": ["string", "null"], "description": "The torchvision builder of the same network."},
     }
     assert tuple(properties) == TOP_LEVEL_KEYS, "the schema's top-level keys drifted from spec/model.py"
     return properties
@@ -111,7 +112,7 @@ def _block_definition() -> dict[str, Any]:
         "description": {"type": "string"},
         "params": {
             "type": "object",
-            "description": f"The block's parameters and their defaults; `{REQUIRED_PARAM}` marks one without a default.",
+            "description": f"The block's parameters and their defaults; `{REQUIRED_PARAM}` marks one without.",
         },
         "layers": {"$ref": _REF + "layers"},
         "inline": {"type": "boolean", "default": False,
@@ -191,7 +192,7 @@ def _mapping_entry(heads: list[str]) -> dict[str, Any]:
         "type": "object",
         "description": "One layer: its type as the key, its arguments as the value.",
         "properties": {**{name: {"$ref": f"{_REF}head.{name}"} for name in heads}, **_meta()},
-        "additionalProperties": {"type": ["object", "null"], "description": "A block from `blocks:` and its arguments."},
+        "additionalProperties": {"type": ["object", "null"], "description": "A block from `blocks:`, its arguments."},
         "anyOf": one_head,
     }
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from archviz.errors import UnknownNameError, closest
+from archviz.errors import ArchvizError, UnknownNameError, closest
 from archviz.spec.model import Spec, read_spec
 
 
@@ -35,7 +35,11 @@ def zoo_index() -> dict[str, ZooEntry]:
     for path in sorted(zoo_dir().glob("*.yaml")):
         if path.name.startswith("_"):
             continue
-        spec = read_spec(path)
+        try:
+            spec = read_spec(path)
+        except ArchvizError:  # a broken file must not hide the rest of the zoo; loading it reports the error
+            index[path.stem] = ZooEntry(path.stem, path, None)
+            continue
         index[spec.name] = ZooEntry(spec.name, path, None)
         for variant in spec.variants:
             index[variant] = ZooEntry(variant, path, variant)

@@ -1,0 +1,179 @@
+"""Cross-check: torchinfo, FlopCounterMode and fvcore agree with the formulas once converted, every difference says why."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import pytest
+
+import archviz
+from archviz.crosscheck import TOTAL, Quantity, Status, run_crosscheck
+from archviz.crosscheck.result import compare
+from archviz.spec.zoo import zoo_names
+
+PEERS = ("torchinfo", "flop_counter", "fvcore")
+
+MIXED = """
+    name: mixed
+    input: [3, 20, 20]
+    layers:
+      - conv2d: {out_channels: 8, kernel_size: 3, padding: 1}
+        name: stem
+      - batchnorm2d: {}
+        name: bn
+      - relu: {inplace: true}
+        name: relu
+      - add:
+          - - conv2d: {out_channels: 8, kernel_size: 3, padding: 1, groups: 4, bias: false}
+              name: grouped
+            - batchnorm2d: {affine: false}
+              name: bn_plain
+          - []
+        name: residual
+      - concat:
+          - - conv2d: {out_channels: 4, kernel_size: 1}
+              name: branch1
+          - - maxpool2d: {kernel_size: 3, stride: 1, padding: 1}
+              name: pool
+            - conv2d: {out_channels: 6, kernel_size: 3, padding: 2, dilation: 2}
+              name: branch2
+        name: mix
+      - adaptive_avgpool2d: {output_size: 3}
+        name: avgpool
+      - flatten
+      - linear: {out_features: 5}
+        name: fc
+"""
+
+SEQUENCE = """
+    name: sequence
+    input: [5, 8]
+    layers:
+      - linear: {out_features: 16}
+        name: embed
+      - relu
+      - linear: {out_features: 4, bias: false}
+        name: head
+"""
+
+
+def crosscheck(source, **options):
+    return archviz.inspect(source, crosscheck=True, **options).crosscheck
+
+
+def assert_agrees(check):
+    problems = [f"{peer}: {f.layer} {f.quantity}: {f.reason}" for peer, f in check.unexplained]
+    problems += [f"{p.peer}: {p.message}" for p in check.peers if p.skipped]
+    assert not problems, "\n".join(problems)
+    assert check.agrees
+    assert [p.peer for p in check.peers] == list(PEERS)
+    for peer in check.peers:
+        assert peer.agrees and peer.version and peer.method
+        for figure in peer.differences:
+            assert figure.reason, (peer.peer, figure)
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    pytest.importorskip("torch")
+    return archviz.inspect("lenet", crosscheck=True)
+
+
+def test_lenet_agrees_with_every_peer(lenet):
+    check = lenet.crosscheck
+    assert_agrees(check)
+    json.dumps(check.to_dict())
+    assert check.to_dict()["agrees"] is True
+
+
+def test_lenet_figures_beside_ours(lenet):
+    conv1 = lenet.layer("conv1")
+    torchinfo = {(f.layer, f.quantity): f for f in lenet.crosscheck.peer("torchinfo").layers}
+    macs = torchinfo["conv1", Quantity.MACS]
+    # torchinfo: (weights + bias) x N x H_out x W_out
+    assert macs.reported == (5 * 5 * 1 * 6 + 6) * 28 * 28
+    assert macs.converted == conv1.macs and macs.status is Status.CONVERTED and "bias" in macs.reason
+    assert torchinfo["conv1", Quantity.OUT_SHAPE].status is Status.SAME
+    counter = {f.layer: f for f in lenet.crosscheck.peer("flop_counter").layers}
+    assert counter["conv1"].reported == 2 * conv1.macs
+    fvcore = {(f.layer, f.quantity): f for f in lenet.crosscheck.peer("fvcore").layers}
+    assert fvcore["conv1", Quantity.MACS].status is Status.SAME  # one fused multiply-add is one fvcore flop
+
+
+def test_batchnorm_joins_and_adaptive_pool_agree(write_spec):
+    check = crosscheck(write_spec(MIXED), batch=3)
+    assert_agrees(check)
+    torchinfo = {(f.layer, f.quantity): f for f in check.peer("torchinfo").layers}
+    bn = torchinfo["bn", Quantity.MACS]
+    assert bn.reported == 3 * 2 * 8 and bn.converted == 0 and "no MAC" in bn.reason
+    fvcore = {(f.layer, f.quantity): f for f in check.peer("fvcore").layers}
+    assert fvcore["bn", Quantity.MACS].reported == 3 * 2 * 8 * 20 * 20  # 2 per element, with affine
+    assert fvcore["bn", Quantity.OTHER_OPS].status is Status.SAME
+    assert fvcore["bn_plain", Quantity.MACS].reported == 3 * 8 * 20 * 20  # 1 per element, without
+    pool = fvcore["avgpool", Quantity.OTHER_OPS]
+    assert pool.reported == 3 * 10 * 20 * 20 and pool.status is Status.EXPLAINED and "divide" in pool.reason
+    assert "max_pool2d" in fvcore["pool", Quantity.OTHER_OPS].reason
+    assert any("aten::max_pool2d" in note for note in check.peer("fvcore").notes)
+
+
+def test_linear_on_a_sequence_agrees(write_spec):
+    check = crosscheck(write_spec(SEQUENCE), batch=2)
+    assert_agrees(check)
+    embed = next(f for f in check.peer("torchinfo").layers if f.layer == "embed" and f.quantity == Quantity.MACS)
+    assert embed.reported == 2 * (8 * 16 + 16)  # torchinfo scales by the batch only, not the 5 rows
+    assert embed.converted == 2 * 5 * 8 * 16
+
+
+@pytest.mark.parametrize("name", zoo_names())
+def test_every_zoo_model_agrees(name):
+    pytest.importorskip("torch")
+    assert_agrees(crosscheck(name))
+
+
+def test_fvcore_from_a_small_trace_equals_fvcore_at_full_size():
+    torch = pytest.importorskip("torch")
+    from fvcore.nn import FlopCountAnalysis
+
+    from archviz.crosscheck import fvcore_peer
+    from archviz.torch_build import to_torch
+
+    report = archviz.inspect("resnet18", input=(3, 96, 96), batch=2)
+    peer = fvcore_peer.check(report)
+    assert "1x3x32x32" in peer.method  # it did trace small
+    plain = FlopCountAnalysis(to_torch(report.graph).eval(), torch.randn(2, 3, 96, 96))
+    plain.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    modules = plain.by_module()
+    for figure in peer.layers:
+        if figure.quantity == Quantity.MACS:
+            assert figure.reported == modules[figure.layer], figure.layer
+    assert next(f for f in peer.totals if f.quantity == Quantity.MACS).reported == plain.total()
+
+
+def test_a_wrong_figure_is_an_unexplained_difference(lenet):
+    wrong = dataclasses.replace(lenet.layer("conv2"), macs=lenet.layer("conv2").macs + 1)
+    layers = tuple(wrong if s.name == "conv2" else s for s in lenet.layers)
+    check = run_crosscheck(dataclasses.replace(lenet, layers=layers, crosscheck=None)).crosscheck
+    assert not check.agrees
+    assert {(peer, f.layer) for peer, f in check.unexplained} == {(peer, "conv2") for peer in PEERS}
+    assert all(f.reason.startswith("unexplained") for _, f in check.unexplained)
+
+
+def test_compare_sets_a_reason_for_every_difference():
+    assert compare("p", "x", Quantity.MACS, 10, 10).reason == ""
+    converted = compare("p", "x", Quantity.MACS, 10, 20, 10, conversion="halved")
+    assert (converted.status, converted.reason) == (Status.CONVERTED, "halved")
+    known = compare("p", TOTAL, Quantity.OTHER_OPS, 10, 3, checked=False, known="counts less")
+    assert known.agrees and known.status is Status.EXPLAINED
+    bad = compare("p", "x", Quantity.MACS, 10, 12, 11, conversion="minus 1")
+    assert not bad.agrees and bad.status is Status.UNEXPLAINED and "11" in bad.reason
+
+
+def test_without_torch_the_check_is_skipped_with_the_install_hint(monkeypatch):
+    report = archviz.inspect("lenet")
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    check = run_crosscheck(report).crosscheck
+    assert check.skipped and not check.agrees and check.peers == ()
+    assert "pip install 'archviz[torch]'" in check.message
+    assert check.to_dict()["skipped"] is True
