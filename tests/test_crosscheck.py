@@ -1,4 +1,4 @@
-"""Cross-check: torchinfo, FlopCounterMode and fvcore agree with the formulas once converted, every difference says why."""
+"""Cross-check: torchinfo, FlopCounterMode and fvcore agree with the formulas once converted; differences say why."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from types import MappingProxyType
 
 import torch
 
@@ -31,12 +32,12 @@ from archviz.crosscheck.result import TOTAL, Figure, PeerResult, Quantity, compa
 PEER = "fvcore"
 MAC_OPS = frozenset({"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"})  # fvcore's names for its handles
 TRACE_SIDES = (32, 64, 96, 128, 192, 256)  # the longer side of the small inputs tried for the trace
-OTHER_OP_REASONS = {
+OTHER_OP_REASONS = MappingProxyType({
     "batch_norm": "fvcore's batchnorm_flop_jit counts batch norm at inference as 2 flops per element with affine, "
                   "1 without",
     "adaptive_avg_pool2d": "fvcore counts one flop per input element of adaptive_avg_pool2d "
                            "(elementwise_flop_counter(1, 0))",
-}
+})
 
 
 class _SizedType:
