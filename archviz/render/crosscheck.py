@@ -1,26 +1,56 @@
-"""The cross-check verdict under a table: each peer, how its figure was obtained, and why it differs where it does."""
+"""The cross-check verdict under a table: each peer, how its figures were obtained, and why they differ where they do."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from rich.text import Text
 
 from archviz.analysis.report import Report
+
+PEER_TITLES = {"torchinfo": "torchinfo", "flop_counter": "torch FlopCounterMode", "fvcore": "fvcore"}
+MAX_REASONS = 4  # unexplained differences shown per peer; --format json has every figure with its reason
 
 
 def crosscheck_text(report: Report) -> Text:
     check = report.crosscheck
     if check is None:
         return Text("Cross-check: not run (--no-crosscheck); every figure above is by formula.", style="dim")
-    if getattr(check, "skipped", False):
+    if check.skipped:
         return Text(f"Cross-check skipped: {check.message}", style="yellow")
     text = Text("Cross-check: ", style="bold")
-    text.append("all peers agree\n" if check.agrees else "DISAGREEMENT\n", style="green" if check.agrees else "bold red")
+    if check.agrees:
+        text.append("every peer agrees after conversion\n", style="green")
+    else:
+        text.append(f"{len(check.unexplained)} unexplained difference(s)\n", style="bold red")
     for peer in check.peers:
-        mark, style = ("✓", "green") if peer.agrees else ("✗", "red")
-        text.append(f"  {mark} ", style=style)
-        text.append(f"{peer.name} {peer.version}", style="bold")
-        text.append(f": {peer.summary}\n")
-        text.append(f"      how: {peer.how}\n", style="dim")
-        for reason in peer.reasons:
-            text.append(f"      note: {reason}\n", style="dim")
+        text.append_text(_peer_text(peer))
     return text
+
+
+def _peer_text(peer) -> Text:
+    """One line per peer: per quantity, how many figures were the same, equal after conversion, or explained."""
+    title = PEER_TITLES.get(peer.peer, peer.peer)
+    if peer.skipped:
+        return Text(f"  - {title}: skipped: {peer.message}\n", style="yellow")
+    mark, style = ("✓", "green") if peer.agrees else ("✗", "red")
+    text = Text(f"  {mark} ", style=style)
+    text.append(f"{title} {peer.version}".rstrip(), style="bold")
+    text.append(f" ({peer.seconds:.1f} s): {_status_counts(peer)}\n")
+    text.append(f"      how: {peer.method}\n", style="dim")
+    for note in peer.notes:
+        text.append(f"      note: {note}\n", style="dim")
+    for figure in peer.unexplained[:MAX_REASONS]:
+        text.append(f"      {figure.layer}: {figure.reason}\n", style="red")
+    return text
+
+
+def _status_counts(peer) -> str:
+    by_quantity: dict[str, Counter] = {}
+    for figure in (*peer.layers, *peer.totals):
+        by_quantity.setdefault(figure.quantity.value, Counter())[figure.status.value] += 1
+    parts = []
+    for quantity, counts in by_quantity.items():
+        detail = ", ".join(f"{n} {status}" for status, n in counts.items())
+        parts.append(f"{quantity} {detail}")
+    return "; ".join(parts)
