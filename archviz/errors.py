@@ -14,7 +14,7 @@ class ArchvizError(Exception):
         super().__init__(self.__str__())
 
     def where(self) -> str:
-        place = self.file or ""
+        place = display_path(self.file) if self.file else ""
         if self.line is not None:
             place = f"{place}:{self.line}" if place else f"line {self.line}"
         return place
@@ -52,6 +52,16 @@ class UnknownNameError(ArchvizError):
 
 class MissingDependencyError(ArchvizError):
     """An optional dependency (torch, graphviz, ...) is not installed."""
+
+
+def display_path(file: str) -> str:
+    """A path as a user would type it: relative to the working directory when it lies inside it."""
+    from pathlib import Path
+
+    try:
+        return str(Path(file).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return file
 
 
 def closest(name: str, candidates, *, limit: int = 3) -> str:

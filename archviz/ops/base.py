@@ -27,7 +27,8 @@ REQUIRED = object()
 class ArgKind(enum.StrEnum):
     INT = "int"  # a positive integer
     NONNEG_INT = "nonneg_int"  # zero allowed
-    PAIR = "pair"  # an int, or [height, width]
+    PAIR = "pair"  # a positive int, or [height, width]
+    NONNEG_PAIR = "nonneg_pair"  # like PAIR, zero allowed (padding)
     PADDING = "padding"  # an int, [height, width], "same" or "valid"
     FLOAT = "float"
     BOOL = "bool"

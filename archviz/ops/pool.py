@@ -15,7 +15,7 @@ class _SlidingPool(Op):
     args = (
         Arg("kernel_size", ArgKind.PAIR, aliases=("kernel", "k", "pool_size")),
         Arg("stride", ArgKind.PAIR, None, aliases=("s", "strides"), doc="defaults to kernel_size"),
-        Arg("padding", ArgKind.PAIR, 0, aliases=("p", "pad")),
+        Arg("padding", ArgKind.NONNEG_PAIR, 0, aliases=("p", "pad")),
         Arg("ceil_mode", ArgKind.BOOL, False),
     )
 

@@ -8,12 +8,13 @@ from rich.table import Table
 from rich.text import Text
 
 from archviz.analysis.explain import Explanation
+from archviz.errors import display_path
 from archviz.render.format import shape
 
 
 def explanation_view(explanation: Explanation) -> Group:
     layer = explanation.layer
-    where = f"{explanation.file}:{explanation.line}" if explanation.file and explanation.line else ""
+    where = f"{display_path(explanation.file)}:{explanation.line}" if explanation.file and explanation.line else ""
     title = Text(f"{explanation.model} / {layer.name}", style="bold")
     title.append(f"  {layer.op} {layer.summary}".rstrip())
     if where:

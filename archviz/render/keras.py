@@ -10,7 +10,7 @@ from __future__ import annotations
 from archviz.analysis.names import keras_rows
 from archviz.analysis.report import Report
 
-WIDTHS = (42, 26, 12)
+WIDTHS = (46, 26, 12)
 CONNECTED_WIDTH = 30
 
 

@@ -107,8 +107,11 @@ def _pair_of(arg, value, *, minimum: int, allow_none: bool = False):
 
 
 def _pair(arg, value):
-    minimum = 0 if arg.name == "padding" else 1
-    return _pair_of(arg, value, minimum=minimum)
+    return _pair_of(arg, value, minimum=1)
+
+
+def _nonneg_pair(arg, value):
+    return _pair_of(arg, value, minimum=0)
 
 
 def _optional_pair(arg, value):
@@ -146,7 +149,7 @@ def _int_or_none(arg, value):
 
 
 _CHECKERS = {
-    ArgKind.INT: _int, ArgKind.NONNEG_INT: _nonneg_int, ArgKind.SIGNED_INT: _signed_int, ArgKind.PAIR: _pair,
+    ArgKind.INT: _int, ArgKind.NONNEG_INT: _nonneg_int, ArgKind.SIGNED_INT: _signed_int, ArgKind.PAIR: _pair, ArgKind.NONNEG_PAIR: _nonneg_pair,
     ArgKind.OPTIONAL_PAIR: _optional_pair, ArgKind.PADDING: _padding, ArgKind.FLOAT: _float, ArgKind.BOOL: _bool,
     ArgKind.CHOICE: _choice, ArgKind.INT_OR_NONE: _int_or_none,
 }

@@ -251,7 +251,8 @@ _KINDS = {
     ArgKind.INT: lambda arg: _integer(1),
     ArgKind.NONNEG_INT: lambda arg: _integer(0),
     ArgKind.SIGNED_INT: lambda arg: _integer(None),
-    ArgKind.PAIR: lambda arg: _pair(0 if arg.name == "padding" else 1),  # as spec/args.py: padding may be 0
+    ArgKind.PAIR: lambda arg: _pair(1),
+    ArgKind.NONNEG_PAIR: lambda arg: _pair(0),
     ArgKind.OPTIONAL_PAIR: lambda arg: _pair(1, nullable=True),
     ArgKind.PADDING: lambda arg: {"anyOf": [_pair(0), {"enum": ["same", "valid"]}]},
     ArgKind.FLOAT: lambda arg: {"type": "number"},
