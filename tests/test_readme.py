@@ -36,3 +36,12 @@ def test_error_examples_match_the_cli(monkeypatch):
         result = CliRunner().invoke(app, command.split())
         assert result.exit_code == 2, command
         assert result.stderr.strip() == message, command
+
+
+def test_readme_examples_are_current_output():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/update_readme.py"), "--check"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr + "\nrun: .venv/bin/python scripts/update_readme.py"

@@ -1,7 +1,8 @@
 """Two architectures side by side: totals, stages aligned by resolution, and a plain-language summary.
 
-A stage is every layer whose output has one spatial size; stages are numbered from the largest size down, so
-stage k of one model faces stage k of the other (after k downsamplings), and the vector layers form the head.
+A stage is every layer whose output has one spatial size. When both inputs have one size, stages of equal size
+face each other (a model without that size shows a gap); otherwise stage k faces stage k, each after k
+downsamplings. The vector layers form the head.
 """
 
 from __future__ import annotations
@@ -54,13 +55,20 @@ def stages(report: Report) -> list[Stage]:
 
 
 def diff_reports(a: Report, b: Report) -> Diff:
+    """Stages face each other by output size when the inputs have one size, else by downsampling step."""
     sa, sb = stages(a), stages(b)
     body_a = [s for s in sa if s.resolution is not None]
     body_b = [s for s in sb if s.resolution is not None]
-    aligned = [
-        (body_a[i] if i < len(body_a) else None, body_b[i] if i < len(body_b) else None)
-        for i in range(max(len(body_a), len(body_b)))
-    ]
+    if a.input[1:] == b.input[1:]:
+        sizes = sorted({s.resolution for s in (*body_a, *body_b)}, key=lambda hw: hw[0] * hw[1], reverse=True)
+        by_size_a = {s.resolution: s for s in body_a}
+        by_size_b = {s.resolution: s for s in body_b}
+        aligned = [(by_size_a.get(size), by_size_b.get(size)) for size in sizes]
+    else:
+        aligned = [
+            (body_a[i] if i < len(body_a) else None, body_b[i] if i < len(body_b) else None)
+            for i in range(max(len(body_a), len(body_b)))
+        ]
     head_a = next((s for s in sa if s.resolution is None), None)
     head_b = next((s for s in sb if s.resolution is None), None)
     if head_a or head_b:

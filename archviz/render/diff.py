@@ -41,23 +41,23 @@ def totals_table(diff: Diff) -> Table:
 
 
 def stage_table(diff: Diff) -> Table:
-    table = Table(title="Stages (aligned by downsampling step)", box=box.SIMPLE_HEAD, title_justify="left")
-    table.add_column("Stage")
-    for model in (diff.a.model, diff.b.model):
-        table.add_column(f"{model} size", justify="right")
-        table.add_column("layers", justify="right")
-        table.add_column("params", justify="right")
-        table.add_column("MACs", justify="right")
+    """Two rows per stage, one per model, so the table stays narrow."""
+    same_input = diff.a.input[1:] == diff.b.input[1:]
+    how = "aligned by output size" if same_input else "aligned by downsampling step: the inputs differ"
+    table = Table(title=f"Stages ({how})", box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("Stage", "Model", "Output", "Layers", "Params", "MACs", "Memory", "RF"):
+        table.add_column(column, justify="left" if column in ("Stage", "Model") else "right", no_wrap=True)
     for index, pair in enumerate(diff.stages):
         label = "head" if any(s is not None and s.resolution is None for s in pair) else str(index)
-        cells = []
-        for stage in pair:
+        for model, stage in zip((diff.a.model, diff.b.model), pair):
             if stage is None:
-                cells += ["-", "", "", ""]
+                table.add_row(label, model, "-", "", "", "", "", "")
             else:
                 size = stage.label if stage.out_channels is None else f"{stage.out_channels}x{stage.label}"
-                cells += [size, str(stage.layers), human(stage.params), human(stage.macs)]
-        table.add_row(label, *cells)
+                table.add_row(label, model, size, str(stage.layers), human(stage.params), human(stage.macs),
+                              size_bytes(stage.activation_bytes), pair_text(stage.receptive_field))
+            label = ""
+        table.add_section()
     return table
 
 
