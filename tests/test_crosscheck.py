@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dataclasses
 import json
 import sys
@@ -15,48 +17,9 @@ from archviz.spec.zoo import zoo_names
 
 PEERS = ("torchinfo", "flop_counter", "fvcore")
 
-MIXED = """
-    name: mixed
-    input: [3, 20, 20]
-    layers:
-      - conv2d: {out_channels: 8, kernel_size: 3, padding: 1}
-        name: stem
-      - batchnorm2d: {}
-        name: bn
-      - relu: {inplace: true}
-        name: relu
-      - add:
-          - - conv2d: {out_channels: 8, kernel_size: 3, padding: 1, groups: 4, bias: false}
-              name: grouped
-            - batchnorm2d: {affine: false}
-              name: bn_plain
-          - []
-        name: residual
-      - concat:
-          - - conv2d: {out_channels: 4, kernel_size: 1}
-              name: branch1
-          - - maxpool2d: {kernel_size: 3, stride: 1, padding: 1}
-              name: pool
-            - conv2d: {out_channels: 6, kernel_size: 3, padding: 2, dilation: 2}
-              name: branch2
-        name: mix
-      - adaptive_avgpool2d: {output_size: 3}
-        name: avgpool
-      - flatten
-      - linear: {out_features: 5}
-        name: fc
-"""
+MIXED = (Path(__file__).parent / "data" / "branchy.yaml").read_text()
 
-SEQUENCE = """
-    name: sequence
-    input: [5, 8]
-    layers:
-      - linear: {out_features: 16}
-        name: embed
-      - relu
-      - linear: {out_features: 4, bias: false}
-        name: head
-"""
+SEQUENCE = (Path(__file__).parent / "data" / "sequence.yaml").read_text()
 
 
 def crosscheck(source, **options):
@@ -113,7 +76,8 @@ def test_batchnorm_joins_and_adaptive_pool_agree(write_spec):
     assert fvcore["bn", Quantity.OTHER_OPS].status is Status.SAME
     assert fvcore["bn_plain", Quantity.MACS].reported == 3 * 8 * 20 * 20  # 1 per element, without
     pool = fvcore["avgpool", Quantity.OTHER_OPS]
-    assert pool.reported == 3 * 10 * 20 * 20 and pool.status is Status.EXPLAINED and "divide" in pool.reason
+    # fvcore counts 1 per input element; the pool's input is `down`'s 10x9x9
+    assert pool.reported == 3 * 10 * 9 * 9 and pool.status is Status.EXPLAINED and "divide" in pool.reason
     assert "max_pool2d" in fvcore["pool", Quantity.OTHER_OPS].reason
     assert any("aten::max_pool2d" in note for note in check.peer("fvcore").notes)
 

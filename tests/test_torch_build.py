@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import copy
 import pickle
 import subprocess
@@ -16,54 +18,9 @@ from archviz.spec.zoo import zoo_names
 torch = pytest.importorskip("torch")
 from archviz.torch_build import AddJoin, ConcatJoin, to_torch, weight_elements  # noqa: E402
 
-BRANCHY = """
-    name: branchy
-    input: [3, 20, 20]
-    layers:
-      - conv2d: {out_channels: 8, kernel_size: 3, padding: 1}
-        name: stem
-      - batchnorm2d: {}
-        name: bn
-      - relu: {inplace: true}
-        name: relu
-      - add:
-          - - conv2d: {out_channels: 8, kernel_size: 3, padding: 1, groups: 4, bias: false}
-              name: grouped
-            - batchnorm2d: {affine: false}
-              name: bn_plain
-          - []
-        name: residual
-      - concat:
-          - - conv2d: {out_channels: 4, kernel_size: 1}
-              name: branch1
-          - - maxpool2d: {kernel_size: 3, stride: 1, padding: 1}
-              name: pool
-            - conv2d: {out_channels: 6, kernel_size: 3, padding: 2, dilation: 2}
-              name: branch2
-        name: mix
-      - sequential:
-          - conv2d: {out_channels: 10, kernel_size: 3, stride: 2}
-          - batchnorm2d: {}
-        name: down
-      - adaptive_avgpool2d: {output_size: 3}
-        name: avgpool
-      - flatten
-      - dropout: {p: 0.1}
-      - linear: {out_features: 5}
-        name: fc
-"""
+BRANCHY = (Path(__file__).parent / "data" / "branchy.yaml").read_text()
 
-SEQUENCE = """
-    name: sequence
-    input: [5, 8]
-    layers:
-      - linear: {out_features: 16}
-        name: embed
-      - gelu
-      - linear: {out_features: 4, bias: false}
-        name: head
-      - softmax: {dim: -1}
-"""
+SEQUENCE = (Path(__file__).parent / "data" / "sequence.yaml").read_text()
 
 # torchvision builders whose defaults add layers the zoo spec leaves out (the specs say so in their comments)
 TORCHVISION_KWARGS = {

@@ -11,6 +11,7 @@ Conventions (stated here once; every renderer links to them):
 
 from __future__ import annotations
 
+import abc
 import enum
 import inspect
 import math
@@ -86,7 +87,7 @@ class Window:
     padding: tuple[int, int]
 
 
-class Op:
+class Op(abc.ABC):
     """Base of every operation. Subclasses override what differs from a parameter-free pointwise op."""
 
     name: ClassVar[str]
@@ -137,8 +138,9 @@ class Op:
         return None
 
     # --- torch ------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def build_torch(self, attrs: Attrs, in_shapes: list[Shape]):
-        raise NotImplementedError(f"{self.name} has no torch module")  # every registered op overrides this
+        """The torch module computing this op (torch is imported inside: the formula path never needs it)."""
 
     def summary(self, attrs: Attrs) -> str:
         """Short hyper-parameter text for tables and diagrams, e.g. 'k3 s1 p1'."""

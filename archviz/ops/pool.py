@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape, numel,
@@ -134,8 +136,9 @@ class _AdaptiveAvg(Op):
     kind = OpKind.POOL
     torch_class = "nn.AdaptiveAvgPool2d"
 
+    @abc.abstractmethod
     def target(self, attrs, in_shape) -> tuple[int, int]:
-        raise NotImplementedError  # each subclass says its output size
+        """The output's (height, width)."""
 
     def infer_shape(self, attrs, in_shapes):
         require_rank(self, in_shapes[0], 3, "C x H x W")
