@@ -137,16 +137,52 @@ def diff(
     batch: BatchOpt = 1,
     dtype: DTypeOpt = DTypeChoice.FLOAT32,
     format: Annotated[DiffFormat, typer.Option("--format", "-f", help="Output format.")] = DiffFormat.TABLE,
+    html: Annotated[Optional[str], typer.Option("--html", help="Also write a comparison report to this file.")] = None,
 ):
     """Two architectures side by side: totals, stages aligned by resolution, and what differs, in words."""
     from archviz.analysis.diff import diff_reports
     from archviz.render.diff import diff_dict, diff_view
 
-    result = diff_reports(*(_inspect(m, input, batch, None, dtype, False) for m in (model_a, model_b)))
+    reports = [_inspect(m, input, batch, None, dtype, False) for m in (model_a, model_b)]
+    result = diff_reports(*reports)
+    if html is not None:
+        from archviz.render.html.build import write_comparison_of
+
+        typer.echo(f"wrote {write_comparison_of(reports, html)}", err=True)
     if format == DiffFormat.JSON:
         sys.stdout.write(json.dumps(diff_dict(result), indent=2) + "\n")
     else:
         _console().print(diff_view(result))
+
+
+@app.command()
+@user_errors
+def report(
+    models: Annotated[Optional[list[str]], typer.Argument(help="One model (a report) or several (a comparison).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="The HTML file (with --zoo: the folder).")] = None,
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    set_: SetOpt = None,
+    dtype: DTypeOpt = DTypeChoice.FLOAT32,
+    crosscheck: Annotated[bool, typer.Option("--crosscheck/--no-crosscheck",
+                                             help="Include the peers' counts (needs torch).")] = True,
+    zoo: Annotated[bool, typer.Option("--zoo", help="A report for every zoo model and reports/index.html.")] = False,
+):
+    """Write one self-contained HTML file: summary, diagram, layer table, charts, cross-check, arithmetic."""
+    from archviz.render.html.build import write_comparison, write_model_report, write_zoo
+
+    overrides = parse_overrides(set_)
+    options = dict(input=input, overrides=overrides, batch=batch, dtype=dtype.value, crosscheck=crosscheck)
+    if zoo:
+        written = write_zoo(output or "reports", **options)
+    elif not models:
+        raise SpecError("name a model (archviz report vgg16), several to compare, or --zoo")
+    elif len(models) == 1:
+        written = [write_model_report(models[0], output, **options)]
+    else:
+        written = [write_comparison(models, output, **options)]
+    for path in written:
+        typer.echo(str(path))
 
 
 @app.command()

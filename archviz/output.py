@@ -33,6 +33,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
             stream.write(payload)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, _mode_for(target))
         os.replace(temporary, target)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
@@ -40,3 +41,13 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
             raise ArchvizError(f"cannot write {str(target)!r}: {error.strerror}") from None
         raise
     return target
+
+
+def _mode_for(target: Path) -> int:
+    """The existing file's mode, or what a plain open() would give (mkstemp makes files private: 0600)."""
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

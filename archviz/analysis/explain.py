@@ -25,21 +25,24 @@ class Explanation:
     note: str | None = None
 
 
-def explain_layer(report: Report, name: str) -> Explanation:
-    """
+def explain_layer(report: Report, name: str, *, fields: dict | None = None) -> Explanation:
+    """One layer's figures with their arithmetic. `fields` (receptive_fields of the graph) saves recomputing them when
+    explaining many layers.
+
     >>> import archviz
     >>> steps = explain_layer(archviz.inspect("alexnet"), "conv1").steps
     >>> [s.arithmetic for s in steps if s.quantity == "params"]
     ['(11*11*3 + 1)*96']
     """
     stats = find_layer(report, name)
+    fields = fields if fields is not None else receptive_fields(report.graph)
     node = report.graph.node(stats.name)
     op = get_op(node.op)
     in_shapes = list(node.in_shapes)
     steps = [Step("input shape", " , ".join(fmt_shape(s) for s in in_shapes), "")]
     steps += op.explain(node.attrs, in_shapes, node.out_shape)
     steps += _cost_steps(op, node, stats, report)
-    steps += _field_steps(op, node, report)
+    steps += _field_steps(op, node, fields)
     return Explanation(
         model=report.model, layer=stats, op_doc=op.doc, inputs=node.inputs, steps=tuple(steps), file=node.file,
         line=node.line, note=node.note,
@@ -66,8 +69,7 @@ def _cost_steps(op, node, stats: LayerStats, report: Report) -> list[Step]:
     return steps
 
 
-def _field_steps(op, node, report: Report) -> list[Step]:
-    fields = receptive_fields(report.graph)
+def _field_steps(op, node, fields: dict) -> list[Step]:
     here = fields[node.name]
     source = max((fields[name] for name in node.inputs), key=lambda f: f.size[0] * f.size[1])
     window = op.window(node.attrs, list(node.in_shapes))

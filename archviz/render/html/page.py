@@ -1,0 +1,221 @@
+"""Self-contained HTML pages: one model's report, a comparison of several, and an index of reports.
+
+Each page carries everything it needs (CSS, the plotly library once, the page script, the data as JSON), so it works
+offline from file://. Text from a spec is escaped here with html.escape, and travels to the script as escaped JSON
+(render/html/data.py).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from importlib import resources
+
+from archviz.analysis.report import CONVENTIONS, Report
+from archviz.render.format import shape
+from archviz.render.html.data import model_data, script_json
+
+
+@dataclass(frozen=True)
+class DiagramViews:
+    """Pre-rendered SVGs of one model's diagram, one per fold state, and which click switches to which view."""
+
+    default: str
+    svgs: dict[str, str]  # view id -> SVG text
+    toggles: dict[str, dict[str, str]] = field(default_factory=dict)  # view id -> {group path -> view id}
+
+
+def asset(name: str) -> str:
+    return resources.files("archviz.render.html").joinpath(name).read_text(encoding="utf-8")
+
+
+def plotly_js() -> str:
+    """The plotly.js bundle shipped inside the plotly Python package (read as a file: plotly is not imported)."""
+    from archviz.errors import MissingDependencyError
+
+    try:
+        bundle = resources.files("plotly").joinpath("package_data", "plotly.min.js")
+        return bundle.read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise MissingDependencyError("HTML reports need plotly: pip install 'archviz[report]'") from None
+
+
+def _page(title: str, body: str, data: dict, *, scripts: tuple[str, ...] = ()) -> str:
+    from archviz import __version__
+
+    data = {**data, "archviz_version": __version__}
+    script_blocks = "\n".join(f"<script>{s}</script>" for s in (plotly_js(), *scripts, asset("report.js")))
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="archviz {__version__}">
+<title>{html.escape(title)}</title>
+<style>{asset("report.css")}</style>
+</head>
+<body>
+{body}
+<aside id="explain-panel" hidden></aside>
+<script type="application/json" id="archviz-data">{script_json(data)}</script>
+{script_blocks}
+</body>
+</html>
+"""
+
+
+def _header(title: str, description: str, meta: str) -> str:
+    return (f'<header><h1>{html.escape(title)}</h1><p class="description">{html.escape(description)}</p>'
+            f'<p class="meta">{html.escape(meta)}</p></header>')
+
+
+def _diagram_section(views: DiagramViews | None) -> str:
+    if views is None:
+        return ""
+    blocks = "\n".join(
+        f'<div class="diagram-view" data-view="{html.escape(view)}"{"" if view == views.default else " hidden"}>'
+        f"{svg}</div>"
+        for view, svg in views.svgs.items()
+    )
+    return f"""<section id="diagram"><h2>Diagram</h2>
+<p class="muted">Click a block (thick border) to open or fold it; click a layer for its arithmetic.
+<button id="diagram-reset" type="button">Fold all</button></p>
+{blocks}
+</section>"""
+
+
+def model_report_html(report: Report, *, views: DiagramViews | None = None) -> str:
+    """One model: summary cards, diagram, sortable layer table, charts, cross-check, each layer's arithmetic."""
+    meta = (f"input {shape(report.input)} · batch {report.batch} · {report.dtype.value} · "
+            f"{report.totals.layers} layers")
+    body = f"""{_header(f"archviz: {report.model}", report.description, meta)}
+<nav><a href="#summary">Summary</a><a href="#diagram">Diagram</a><a href="#layers">Layers</a><a href="#charts">Charts</a>
+<a href="#crosscheck">Cross-check</a><a href="#conventions">Conventions</a></nav>
+<main>
+<section id="summary"><div id="cards" class="cards"></div></section>
+{_diagram_section(views)}
+<section id="layers"><h2>Layers</h2>
+<div class="table-tools"><input id="layer-filter" type="search" placeholder="Filter by name or type (e.g. conv, layer3)">
+<span id="layer-count" class="muted"></span><span class="muted">Click a column to sort, a row for its arithmetic.</span></div>
+<div class="table-wrap"><table id="layer-table"></table></div></section>
+<section id="charts"><h2>Charts</h2><div class="charts">
+<div class="chart" id="chart-params"></div><div class="chart" id="chart-macs"></div>
+<div class="chart" id="chart-memory"></div><div class="chart" id="chart-cumulative"></div>
+<div class="chart" id="chart-rf"></div></div></section>
+<section id="crosscheck"><h2>Cross-check</h2><div id="crosscheck-body"></div></section>
+<section id="conventions"><h2>Conventions</h2><p>{html.escape(CONVENTIONS)}</p></section>
+</main>"""
+    data = {"kind": "model", "models": [model_data(report)]}
+    if views is not None:
+        data["diagram_default"] = views.default
+        data["diagram_toggles"] = views.toggles
+    return _page(f"archviz: {report.model}", body, data)
+
+
+def _comparison_table(reports: list[Report]) -> str:
+    from archviz.render.format import exact, human, pair_text, size_bytes
+
+    rows = [
+        ("Input", [shape(r.input) for r in reports]),
+        ("Params", [f"{exact(r.totals.params)} ({human(r.totals.params)})" for r in reports]),
+        ("Param memory", [size_bytes(r.totals.param_bytes) for r in reports]),
+        ("MACs", [f"{exact(r.totals.macs)} ({human(r.totals.macs)})" for r in reports]),
+        ("FLOPs", [human(r.totals.flops) for r in reports]),
+        ("Peak activation memory", [size_bytes(r.totals.peak_activation_bytes) for r in reports]),
+        ("All outputs (training)", [size_bytes(r.totals.activation_bytes) for r in reports]),
+        ("Depth (weight layers)", [str(r.totals.depth) for r in reports]),
+        ("Layers", [str(r.totals.layers) for r in reports]),
+        ("Receptive field", [pair_text(r.layers[-1].receptive_field) for r in reports]),
+    ]
+    head = "".join(f'<th class="num">{html.escape(r.model)}</th>' for r in reports)
+    body = "".join(
+        f"<tr><td>{html.escape(label)}</td>" + "".join(f'<td class="num">{html.escape(v)}</td>' for v in values) + "</tr>"
+        for label, values in rows
+    )
+    return f'<table id="compare-table"><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _stage_table(diff) -> str:
+    from archviz.render.format import human, pair_text, size_bytes
+
+    head = "<tr><th>Stage</th><th>Model</th>" + "".join(
+        f'<th class="num">{t}</th>' for t in ("Output", "Layers", "Params", "MACs", "Memory", "RF")) + "</tr>"
+    rows = []
+    for index, pair in enumerate(diff.stages):
+        label = "head" if any(s is not None and s.resolution is None for s in pair) else str(index)
+        for model, stage in zip((diff.a.model, diff.b.model), pair):
+            if stage is None:
+                cells = ["-", "", "", "", "", ""]
+            else:
+                size = stage.label if stage.out_channels is None else f"{stage.out_channels}x{stage.label}"
+                cells = [size, str(stage.layers), human(stage.params), human(stage.macs),
+                         size_bytes(stage.activation_bytes), pair_text(stage.receptive_field)]
+            rows.append(f"<tr><td>{label}</td><td>{html.escape(model)}</td>"
+                        + "".join(f'<td class="num">{html.escape(c)}</td>' for c in cells) + "</tr>")
+            label = ""
+    return f'<table id="stage-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def comparison_report_html(reports: list[Report], *, views: list[DiagramViews | None] | None = None,
+                           links: list[str] | None = None) -> str:
+    """Several models side by side: a table of totals, charts, and for two models the stages aligned and charted."""
+    from archviz.analysis.diff import diff_reports
+    from archviz.render.diff import diff_dict
+
+    names = ", ".join(r.model for r in reports)
+    data: dict = {"kind": "compare", "models": [model_data(r) for r in reports]}
+    two = ""
+    if len(reports) == 2:
+        diff = diff_reports(*reports)
+        data["stages"] = diff_dict(diff)["stages"]
+        summary = "".join(f"<li>{html.escape(line)}</li>" for line in diff.summary)
+        same_input = reports[0].input[1:] == reports[1].input[1:]
+        how = "aligned by output size" if same_input else "aligned by downsampling step (the inputs differ)"
+        two = f"""<section id="differences"><h2>What differs</h2><ul>{summary}</ul></section>
+<section id="stages"><h2>Stages, {how}</h2>{_stage_table(diff)}
+<div class="charts"><div class="chart" id="chart-stage-params"></div><div class="chart" id="chart-stage-macs"></div></div>
+</section>"""
+    diagrams = ""
+    if views and any(v is not None for v in views):
+        cells = "".join(
+            f'<div><h3>{html.escape(r.model)}</h3><div class="diagram-view">{v.svgs[v.default] if v else ""}</div></div>'
+            for r, v in zip(reports, views)
+        )
+        diagrams = f'<section id="diagram"><h2>Diagrams</h2><div class="side-by-side">{cells}</div></section>'
+    link_list = ""
+    if links:
+        items = "".join(f'<li><a href="{html.escape(link)}">{html.escape(r.model)}</a></li>'
+                        for r, link in zip(reports, links))
+        link_list = f"<section><h2>Reports</h2><ul>{items}</ul></section>"
+    body = f"""{_header(f"archviz: {names}", f"{len(reports)} architectures side by side", CONVENTIONS)}
+<main>
+<section id="summary"><h2>Totals</h2><div class="table-wrap">{_comparison_table(reports)}</div></section>
+{two}
+<section id="charts"><h2>Charts</h2><div class="charts">
+<div class="chart" id="chart-scatter"></div><div class="chart" id="chart-params"></div>
+<div class="chart" id="chart-macs"></div><div class="chart" id="chart-memory"></div><div class="chart" id="chart-depth"></div>
+</div></section>
+{diagrams}
+{link_list}
+</main>"""
+    return _page(f"archviz: {names}", body, data, scripts=(asset("compare.js"),))
+
+
+def index_html(reports: list[Report], links: list[str]) -> str:
+    """A page linking one report per model, with each model's key figures."""
+    from archviz.render.format import human, size_bytes
+
+    rows = "".join(
+        f'<tr><td><a href="{html.escape(link)}">{html.escape(r.model)}</a></td><td class="num">{shape(r.input)}</td>'
+        f'<td class="num">{human(r.totals.params)}</td><td class="num">{human(r.totals.macs)}</td>'
+        f'<td class="num">{size_bytes(r.totals.peak_activation_bytes)}</td><td class="num">{r.totals.depth}</td>'
+        f"<td>{html.escape(r.description)}</td></tr>"
+        for r, link in zip(reports, links)
+    )
+    head = "".join(f"<th>{t}</th>" for t in ("Model", "Input", "Params", "MACs", "Peak memory", "Depth", "Description"))
+    body = f"""{_header("archviz zoo", f"{len(reports)} architectures, one report each", CONVENTIONS)}
+<main><section><table id="index-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></section></main>"""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>archviz zoo</title><style>{asset("report.css")}</style></head>
+<body>{body}</body></html>
+"""
