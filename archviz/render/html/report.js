@@ -135,8 +135,8 @@
       rows.sort((a, b) => {
         const la = model.layers[+a.dataset.index], lb = model.layers[+b.dataset.index];
         const ka = sortKey(la, key), kb = sortKey(lb, key);
-        const order = ka < kb ? -1 : ka > kb ? 1 : (+a.dataset.index) - (+b.dataset.index);
-        return descending ? -order : order;
+        const order = ka < kb ? -1 : ka > kb ? 1 : 0;
+        return (descending ? -order : order) || (+a.dataset.index) - (+b.dataset.index);  // ties in layer order
       });
       body.append(...rows);
     }

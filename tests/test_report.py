@@ -1,0 +1,121 @@
+"""HTML reports: self-contained, escaped, written atomically; the CLI's report and diff --html."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+import archviz
+from archviz.cli import app
+from archviz.output import write_atomic
+from archviz.render.html import comparison_report_html, index_html, model_report_html
+from archviz.render.html.data import script_json
+
+runner = CliRunner()
+
+HOSTILE = """
+    name: "<script>alert('name')</script>"
+    description: "quotes \\" and ' and <b>tags</b> & ampersands </script><script>alert(2)</script>"
+    input: [3, 16, 16]
+    layers:
+      - conv2d: {out_channels: 4, kernel_size: 3}
+        name: conv1
+        note: "<img src=x onerror=alert(3)>"
+      - flatten
+      - linear: {out_features: 2}
+"""
+
+
+def embedded_data(page: str) -> dict:
+    match = re.search(r'<script type="application/json" id="archviz-data">(.*?)</script>', page, re.S)
+    return json.loads(match.group(1))
+
+
+def test_model_report_is_self_contained():
+    page = model_report_html(archviz.inspect("lenet"))
+    assert page.count("<script") == 1 + 2  # the data, plotly once, the page script
+    assert "plotly" in page.lower() and page.count("Plotly.newPlot=") <= 1
+    assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', page)  # no CDN, nothing remote
+    data = embedded_data(page)
+    assert data["models"][0]["totals"]["params"] == 61_706
+    assert data["models"][0]["explanations"]["conv1"]["steps"]
+
+
+def test_spec_text_is_escaped(write_spec):
+    report = archviz.inspect(write_spec(HOSTILE))
+    for page in (model_report_html(report), comparison_report_html([report, report]), index_html([report], ["x.html"])):
+        assert "<script>alert" not in page
+        assert "<img src=x" not in page
+        assert "<b>tags</b>" not in page
+    page = model_report_html(report)
+    assert "&lt;script&gt;alert(&#x27;name&#x27;)&lt;/script&gt;" in page  # shown as text in the title and header
+    assert embedded_data(page)["models"][0]["model"] == "<script>alert('name')</script>"  # intact as data
+
+
+def test_script_json_cannot_close_the_script_element():
+    text = script_json({"a": "</script><!-- & >"})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == {"a": "</script><!-- & >"}
+
+
+def test_report_cli_writes_a_file(tmp_path):
+    target = tmp_path / "out" / "lenet.html"
+    result = runner.invoke(app, ["report", "lenet", "--no-crosscheck", "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(target)
+    assert target.stat().st_size > 1_000_000  # plotly is inside
+    assert oct(target.stat().st_mode & 0o777) != "0o600"
+
+
+def test_comparison_and_diff_html(tmp_path):
+    result = runner.invoke(app, ["report", "lenet", "alexnet", "mlp", "--no-crosscheck", "-o", str(tmp_path / "c.html")])
+    assert result.exit_code == 0, result.output
+    data = embedded_data((tmp_path / "c.html").read_text())
+    assert [m["model"] for m in data["models"]] == ["lenet", "alexnet", "mlp"]
+    result = runner.invoke(app, ["diff", "lenet", "alexnet", "--html", str(tmp_path / "d.html")])
+    assert result.exit_code == 0
+    page = (tmp_path / "d.html").read_text()
+    assert "stage-table" in page and len(embedded_data(page)["stages"]) == 5
+
+
+def test_report_errors_exit_2(tmp_path):
+    result = runner.invoke(app, ["report"])
+    assert result.exit_code == 2 and "name a model" in result.stderr
+    result = runner.invoke(app, ["report", "lenett", "-o", str(tmp_path / "x.html")])
+    assert result.exit_code == 2 and "lenet" in result.stderr
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_atomic_write_keeps_the_old_file_when_killed(tmp_path):
+    """A writer killed mid-write leaves the previous file intact and nothing half-written under its name."""
+    target = tmp_path / "report.html"
+    target.write_text("previous report")
+    child = (
+        "import os, sys, time\n"
+        "import archviz.output as out\n"
+        "real_fsync = os.fsync\n"
+        "def slow_fsync(fd):\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+        "out.os.fsync = slow_fsync\n"
+        f"out.write_atomic({str(target)!r}, 'x' * 50_000_000)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"  # the payload is being written
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert target.read_text() == "previous report"
+
+
+def test_atomic_write_replaces(tmp_path):
+    target = tmp_path / "a.txt"
+    write_atomic(target, "one")
+    write_atomic(target, b"two")
+    assert target.read_text() == "two"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]

@@ -1,0 +1,82 @@
+"""The HTML report in a real headless browser (Debian's Chromium driven by Playwright), offline from file://.
+
+Checks what a student would see: the page loads with no console errors and no network request, every chart has
+rendered, the diagram is visible and a block opens on click, the table sorts and filters, a row shows its
+arithmetic. The screenshots are kept in .artifacts/ (not committed).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh installs it)")
+ARTIFACTS = Path(__file__).parent.parent / ".artifacts"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
+def report_file(tmp_path_factory):
+    from archviz.render.html.build import write_model_report
+
+    return write_model_report("resnet50", tmp_path_factory.mktemp("report") / "resnet50.html", crosscheck=True)
+
+
+def open_page(browser, path: Path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems, requests = [], []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+
+    def refuse_network(route):
+        requests.append(route.request.url)
+        route.abort()
+
+    page.route("http*://**", refuse_network)
+    page.goto(path.as_uri())
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 5")
+    return page, problems, requests
+
+
+def test_report_loads_offline_with_every_chart(browser, report_file):
+    page, problems, requests = open_page(browser, report_file)
+    assert problems == [] and requests == []
+    assert page.locator(".js-plotly-plot").count() == 5
+    for chart in page.locator(".js-plotly-plot").all():  # each chart has drawn at least one trace
+        assert chart.locator("g.trace").count() >= 1
+    assert page.locator("#cards .card").count() == 8
+    assert "every peer agrees" in page.locator("#crosscheck-body").inner_text().lower()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-resnet50.png"))
+    page.close()
+
+
+def test_table_sorts_filters_and_explains(browser, report_file):
+    page, problems, _ = open_page(browser, report_file)
+    page.locator("#layer-table th", has_text="Params").click()  # descending first
+    first = page.locator("#layer-table tbody tr").first
+    # 3*3*512*512 = 2,359,296 beats fc's (2048 + 1)*1000; of the equal layer4 conv2s, the first comes first
+    assert first.get_attribute("data-layer") == "layer4.0.conv2"
+    page.locator("#layer-filter").fill("downsample")
+    visible = page.locator("#layer-table tbody tr:not([hidden])")
+    assert visible.count() == 8 and "8 of 175" in page.locator("#layer-count").inner_text()
+    visible.first.click()
+    panel = page.locator("#explain-panel")
+    assert panel.is_visible() and "downsample" in panel.inner_text() and "params" in panel.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-resnet50-explain.png"))
+    assert problems == []
+    page.close()
