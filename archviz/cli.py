@@ -221,6 +221,45 @@ def schema():
     sys.stdout.write(json.dumps(spec_schema(), indent=2) + "\n")
 
 
+class RankDirChoice(enum.StrEnum):
+    TB = "TB"
+    LR = "LR"
+
+
+@app.command()
+@user_errors
+def diagram(
+    model: ModelArg,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="File to write; its extension picks the format: .svg, .png, .pdf, or .dot (DOT text, "
+        "needs no Graphviz). Default: MODEL.svg in the current folder.")] = None,
+    rankdir: Annotated[RankDirChoice, typer.Option("--rankdir", case_sensitive=False,
+                                                   help="Flow top to bottom (TB) or left to right (LR).")] = RankDirChoice.TB,
+    depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=1, help="Show N levels of nesting; deeper groups fold into one box.")] = None,
+    expand: Annotated[bool, typer.Option("--expand", help="Draw every layer, no group folded.")] = False,
+    unfold: Annotated[Optional[list[str]], typer.Option("--unfold", "-u", help="Also open this group (a path such as layer3.1); repeatable.")] = None,
+    input: InputOpt = None,
+    set_: SetOpt = None,
+):
+    """Draw the architecture (SVG, PNG, PDF or DOT): shapes, params and MACs; deep nets fold repeated blocks ("x35")."""
+    from pathlib import Path
+
+    from archviz.diagram import FORMATS, collect, fold_state, render, to_dot
+    from archviz.output import write_atomic
+
+    if output is None:
+        stem = Path(model).stem if model.endswith((".yaml", ".yml")) else model
+        output = f"{stem}.svg"
+    fmt = Path(output).suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise ArchvizError(f"-o {output!r}: cannot tell the format from the extension {Path(output).suffix!r}; "
+                           f"use one of {', '.join('.' + f for f in FORMATS)}")
+    report = _inspect(model, input, 1, set_, DTypeChoice.FLOAT32, False)
+    state = fold_state(report, depth=depth, expand=expand, expanded=unfold or ())
+    data = render(to_dot(collect(report, state), rankdir=rankdir.value), fmt)
+    typer.echo(str(write_atomic(output, data)))
+
+
 def main() -> None:
     app()
 

@@ -177,6 +177,7 @@ def _classes() -> dict[str, type]:
                 for source in inputs:
                     last_use[source] = index
             last_use[self.output] = len(self.steps)
+            self.last_use = last_use
             # after step i, the tensors no later step reads are dropped, so memory follows the live set
             self.release = tuple(
                 tuple(name for name, last in last_use.items() if last == index) for index in range(len(self.steps))
@@ -184,11 +185,29 @@ def _classes() -> dict[str, type]:
 
         def forward(self, x):
             values = {INPUT: x}
-            for (name, inputs), done in zip(self.steps, self.release):
-                values[name] = self.get_submodule(name)(*(values[source] for source in inputs))
+            for index, ((name, inputs), done) in enumerate(zip(self.steps, self.release)):
+                module = self.get_submodule(name)
+                args = [values[source] for source in inputs]
+                if getattr(module, "inplace", False):
+                    args = [self._private(tensor, values, index) for tensor in args]
+                values[name] = module(*args)
                 for source in done:
                     del values[source]
             return values[self.output]
+
+        def _private(self, tensor, values, index: int):
+            """The tensor, or a copy where an in-place layer would change what a later layer reads.
+
+            A branch's input is read by every branch, and identity, dropout and flatten hand on their input itself or
+            a view of it, so any live tensor sharing the storage counts; on the meta device there are no values.
+            """
+            if tensor.is_meta:
+                return tensor
+            storage = tensor.untyped_storage().data_ptr()
+            for name, value in values.items():
+                if self.last_use[name] > index and value.untyped_storage().data_ptr() == storage:
+                    return tensor.clone()
+            return tensor
 
         def extra_repr(self) -> str:
             return f"graph={self.graph_name!r}"

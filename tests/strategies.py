@@ -279,8 +279,10 @@ class _Drawer:
             args["ceil_mode"] = ceil_mode
         if op == "maxpool2d" and (dilation != 1 or self.flag()):
             args["dilation"] = dilation
-        if op == "avgpool2d" and self.flag():
-            args["count_include_pad"] = self.flag()
+        if op == "avgpool2d":
+            include = self.flag()
+            if not include or self.flag():
+                args["count_include_pad"] = include
         return {op: args}, (c, *out_hw)
 
     def draw_maxpool(self, shape, depth):
@@ -307,7 +309,7 @@ class _Drawer:
         if self.int_(0, 2) == 0:
             return "batchnorm2d", shape
         args: dict[str, Any] = {"affine": self.flag()}
-        if self.int_(0, 5) == 0:
+        if shape[1] * shape[2] > 1 and self.int_(0, 5) == 0:  # batch statistics need two values per channel
             args["track_running_stats"] = False
         if self.flag():
             args["num_features"] = shape[0]
@@ -323,7 +325,7 @@ class _Drawer:
             args["negative_slope"] = self.pick([0.01, 0.2])
         elif name == "gelu" and self.flag():
             args["approximate"] = self.pick(["none", "tanh"])
-        if name in ("relu", "relu6", "leaky_relu", "silu") and self.int_(0, 3) == 0:
+        if name in ("relu", "relu6", "leaky_relu", "silu") and self.flag():
             args["inplace"] = True
         return ({name: args} if args else name), shape
 
@@ -389,6 +391,8 @@ class _Drawer:
 
     def draw_concat(self, shape, depth):
         first, out = self.chain(shape, depth + 1, self.int_(1, 2), keep_rank=True)
+        if len(shape) < 3 and shape[:-1] != out[:-1]:  # rows concatenated: no other branch can match them
+            return {"sequential": first}, out
         rank = len(out) + 1  # torch's, with the batch
         if len(out) == 3:
             axis = self.pick([0, 0, 0, 1, 2])  # mostly channels

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archviz.errors import ShapeError
 from archviz.graph.ir import INPUT, Graph, Node
 from archviz.ops import get_op
+
+MAX_JUMP = 10**30  # strides only compound past the map size on 1x1 maps; beyond this `start` overflows a float
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,11 @@ INPUT_FIELD = Field(size=(1, 1), jump=(1, 1), start=(0.5, 0.5))
 def receptive_fields(graph: Graph) -> dict[str, Field]:
     fields = {INPUT: INPUT_FIELD}
     for node in graph.nodes:
-        fields[node.name] = node_field(node, [fields[name] for name in node.inputs])
+        field = fields[node.name] = node_field(node, [fields[name] for name in node.inputs])
+        if max(field.jump) > MAX_JUMP:
+            raise ShapeError(f"the strides up to here multiply to a jump of {field.jump[0]:.3g} x {field.jump[1]:.3g} "
+                             f"input pixels, more than {MAX_JUMP:.0e}: a stride larger than its map compounds",
+                             file=node.file, line=node.line, layer=node.name)
     return fields
 
 

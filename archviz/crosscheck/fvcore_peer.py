@@ -10,6 +10,8 @@ gigabytes. fvcore's handles read nothing but tensor shapes (and constant flags),
   3. each handle fvcore calls gets the layer's activation shapes from step 1 in place of the traced ones (weights
      keep their shapes; every replaced shape is first checked against the shape that layer had in the trace).
 fvcore aggregates per module, skips and lists unsupported ops exactly as it does for a plain FlopCountAnalysis.
+One op is added to fvcore's table: aten::_convolution_mode, a convolution with padding 'same' or 'valid', for which
+fvcore 0.1.5 has no handle; it is counted with fvcore's own conv_flop_count (as its conv_flop_jit does).
 
 fvcore's convention: one fused multiply-add is one flop, so its conv and linear counts are our MACs as they are. Its
 batch_norm (2 per element at inference with affine, 1 without) and adaptive_avg_pool2d (1 per input element) counts
@@ -116,7 +118,8 @@ def check(report: Report) -> PeerResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         analysis = FlopCountAnalysis(model, torch.zeros(trace_shape))
-        analysis.set_op_handle(**{op: resizer.wrap(op, handle) for op, handle in _DEFAULT_SUPPORTED_OPS.items()})
+        handles = {"aten::_convolution_mode": _convolution_mode_flop_jit, **_DEFAULT_SUPPORTED_OPS}
+        analysis.set_op_handle(**{op: resizer.wrap(op, handle) for op, handle in handles.items()})
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
         counts = analysis.by_module_and_operator()
         unsupported = {name: analysis.unsupported_ops(name) for name in names}
@@ -172,6 +175,18 @@ def _trace_shape(report: Report, model, names, order) -> tuple[tuple[int, ...], 
                 return shape, traced
     shape = batch_shape(report, batch=1)
     return shape, record_shapes(model, shape, names)[0]
+
+
+def _convolution_mode_flop_jit(inputs, outputs):
+    """fvcore's count of aten::_convolution_mode (input, weight, bias, stride, padding as a string, dilation, groups).
+
+    torch calls it for a conv whose padding is 'same' or 'valid'; fvcore has no handle for it (it would count 0).
+    """
+    from collections import Counter
+
+    from fvcore.nn.jit_handles import conv_flop_count, get_shape
+
+    return Counter({"conv": conv_flop_count(get_shape(inputs[0]), get_shape(inputs[1]), get_shape(outputs[0]))})
 
 
 def _zero_weights(model) -> None:

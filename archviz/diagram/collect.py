@@ -28,6 +28,7 @@ from archviz.graph.ir import INPUT, Graph, Scope, Shape
 # opened while the diagram stays within it (ResNet-152 opens its stages, GoogLeNet its inception modules).
 DEFAULT_BUDGET = 60
 MERGED = ".."  # joins the first and last group paths of a merged run: "layer3.1..layer3.35"
+KEY_KINDS = ("conv", "pool", "linear")  # the layers a folded group's one-line summary names (not bn, relu)
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,8 @@ def collect(report: Report, state: FoldState | None = None) -> Diagram:
             src = drawn_id(tensor)
             if src != dst:
                 edges[(src, dst)] = None
-    clusters = tuple(_cluster(path, tree, stats) for path in sorted(expanded, key=lambda p: tree.order[tree.members[p][0]]))
+    in_spec_order = sorted(expanded, key=lambda path: tree.order[tree.members[path][0]])
+    clusters = tuple(_cluster(path, tree, stats) for path in in_spec_order)
     return Diagram(
         model=report.model, description=report.description, input_shape=graph.input_shape,
         params=report.totals.params, macs=report.totals.macs, nodes=tuple(nodes),
@@ -335,9 +337,9 @@ def _group_type(path: str, tree: _Tree) -> str:
 def _group_detail(path: str, tree: _Tree, stats: dict[str, LayerStats]) -> str:
     """A block's arguments; else, for a sequential or repeat, what it holds."""
     scope = tree.scopes[path]
-    weights = [stats[m] for m in tree.members[path] if stats[m].kind in ("conv", "linear")]
-    chain = " → ".join(f"{s.op} {s.summary}".strip() for s in weights)
-    if 1 <= len(weights) <= 2:
+    key = [stats[m] for m in tree.members[path] if stats[m].kind in KEY_KINDS]
+    chain = " → ".join(f"{s.op} {s.summary}".strip() for s in key)
+    if 1 <= len(key) <= 2:
         return chain
     if scope.args:
         return ", ".join(f"{key}={value}" for key, value in scope.args.items())
@@ -346,4 +348,4 @@ def _group_detail(path: str, tree: _Tree, stats: dict[str, LayerStats]) -> str:
     direct = [m for m in tree.members[path] if not any(m.startswith(c + ".") for c in children)]
     if children and not direct and len(blocks) == 1:
         return f"{len(children)} x {blocks[0]}"
-    return chain if len(weights) <= 3 else ""
+    return chain if len(key) <= 3 else ""

@@ -12,6 +12,7 @@ import re
 import textwrap
 
 from archviz.diagram.collect import Diagram, DiagramCluster, DiagramNode
+from archviz.errors import ArchvizError
 from archviz.render.format import exact, human, shape
 
 
@@ -45,14 +46,17 @@ def to_dot(diagram: Diagram, *, rankdir: RankDir | str = RankDir.TB, clusters: b
     >>> from archviz import inspect
     >>> from archviz.diagram.collect import collect
     >>> text = to_dot(collect(inspect("lenet")))
-    >>> '"conv1" [id="node:conv1"' in text, '"conv1" -> "pool1"' in text or '"conv1" -> "relu1"' in text
-    (True, True)
+    >>> print(next(line for line in text.splitlines() if line.startswith('  "conv1" -> ')))
+      "conv1" -> "tanh1" [id="edge:conv1->tanh1"];
     """
+    if str(rankdir).upper() not in RankDir.__members__:
+        raise ArchvizError(f"rankdir must be TB or LR, got {rankdir!r}")
     rankdir = RankDir(str(rankdir).upper())
     out = [
         f"digraph {_quote(diagram.model)} {{",
         f'  graph [rankdir={rankdir.value}, fontname="{FONT}", fontsize=12, labelloc=t, labeljust=l, '
-        f'nodesep=0.25, ranksep=0.3, newrank=true, ordering=out, id="diagram", label=<{_title(diagram)}>];',
+        f'nodesep=0.25, ranksep=0.3, newrank=true, id={_quote("diagram:" + diagram.model)}, class="archviz-diagram", '
+        f'label=<{_title(diagram)}>];',
         f'  node [shape=box, style="rounded,filled", fontname="{FONT}", fontsize=10, margin="0.1,0.04", '
         'penwidth=0.8, color="#555555"];',
         '  edge [arrowsize=0.6, color="#555555", penwidth=0.9];',
@@ -63,29 +67,99 @@ def to_dot(diagram: Diagram, *, rankdir: RankDir | str = RankDir.TB, clusters: b
     by_cluster: dict[str | None, list[DiagramNode]] = {}
     for node in diagram.nodes:
         by_cluster.setdefault(node.cluster if clusters else None, []).append(node)
-    out.extend(_scope_lines(None, children, by_cluster, indent="  "))
+    rows = _sibling_rows(diagram, clusters=clusters, rankdir=rankdir)
+    out.extend(_scope_lines(None, children, by_cluster, rows, _positions(diagram, clusters=clusters), indent="  "))
     for edge in diagram.edges:
         label = f", label=<{_html(edge.label)}>" if edge.label else ""
         out.append(f'  {_quote(edge.src)} -> {_quote(edge.dst)} [id={_quote(f"edge:{edge.src}->{edge.dst}")}{label}];')
     if legend:
-        out.extend(_legend(diagram))
+        out.extend(_legend(diagram, rankdir))
     out.append("}")
     return "\n".join(out) + "\n"
 
 
-def _scope_lines(parent: str | None, children, by_cluster, *, indent: str) -> list[str]:
-    """The nodes directly in `parent`, then each expanded group inside it as a cluster, recursively."""
-    lines = [indent + _node(node) for node in by_cluster.get(parent, [])]
-    for cluster in children.get(parent, []):
-        lines.append(f"{indent}subgraph {_quote('cluster:' + cluster.id)} {{")
+def _scope_lines(parent: str | None, children, by_cluster, rows, position, *, indent: str) -> list[str]:
+    """The nodes and expanded groups (clusters) directly in `parent`, in spec order, recursively."""
+    items = [(position[node.id], "node", node) for node in by_cluster.get(parent, [])]
+    items += [(position[cluster.id], "cluster", cluster) for cluster in children.get(parent, [])]
+    lines = []
+    for _, what, item in sorted(items, key=lambda entry: entry[0]):
+        if what == "node":
+            lines.append(indent + _node(item))
+            continue
+        lines.append(f"{indent}subgraph {_quote('cluster:' + item.id)} {{")
         lines.append(
-            f'{indent}  graph [id={_quote("cluster:" + cluster.id)}, class="cluster", label=<{_cluster_label(cluster)}>, '
-            f'tooltip={_quote(_cluster_tooltip(cluster))}, style="rounded,dashed", color="#888888", '
+            f'{indent}  graph [id={_quote("cluster:" + item.id)}, class="expanded", '
+            f'label=<{_cluster_label(item)}>, '
+            f'tooltip={_quote(_cluster_tooltip(item))}, style="rounded,dashed", color="#888888", '
             'fontsize=10, labeljust=l];'
         )
-        lines.extend(_scope_lines(cluster.id, children, by_cluster, indent=indent + "  "))
+        lines.extend(_scope_lines(item.id, children, by_cluster, rows, position, indent=indent + "  "))
         lines.append(f"{indent}}}")
+    for row in rows.get(parent, []):
+        lines.append(f'{indent}{{rank=same; {" -> ".join(_quote(node_id) for node_id in row)} [style=invis];}}')
     return lines
+
+
+def _positions(diagram: Diagram, *, clusters: bool) -> dict[str, int]:
+    """Each node's index in spec order, and each cluster's: that of its first node."""
+    position = {node.id: index for index, node in enumerate(diagram.nodes)}
+    parent = {cluster.id: cluster.parent for cluster in diagram.clusters}
+    for index, node in enumerate(diagram.nodes):
+        cluster = node.cluster if clusters else None
+        while cluster is not None:
+            position.setdefault(cluster, index)
+            cluster = parent[cluster]
+    return position
+
+
+def _sibling_rows(diagram: Diagram, *, clusters: bool, rankdir: RankDir) -> dict[str | None, list[tuple[str, ...]]]:
+    """Branches side by side in spec order: the consumers of one tensor that sit on one rank in one cluster.
+
+    dot keeps no input order inside a cluster (Graphviz 2.43 reverses it), so an inception module would show
+    branch4 ... branch1. A row of invisible edges on one rank fixes the order: dot draws such an edge left to right.
+    Only consumers at the same longest-path depth are lined up (a residual add sits lower than its block's first
+    conv and keeps its own rank), and only within one cluster: dot orders sibling clusters as it likes. With
+    rankdir LR, Graphviz 2.43 turns a row inside a cluster bottom to top (at the top level, top to bottom), so
+    those rows are written reversed: the first branch is on top either way.
+    """
+    order = {node.id: index for index, node in enumerate(diagram.nodes)}
+    cluster_of = {node.id: node.cluster if clusters else None for node in diagram.nodes}
+    consumers: dict[str, list[str]] = {node.id: [] for node in diagram.nodes}
+    for edge in diagram.edges:
+        consumers[edge.src].append(edge.dst)
+    depth = _longest_path_depth(diagram)
+    rows: dict[str | None, list[tuple[str, ...]]] = {}
+    for node in diagram.nodes:
+        groups: dict[tuple, list[str]] = {}
+        for dst in consumers[node.id]:
+            if dst in depth:
+                groups.setdefault((cluster_of[dst], depth[dst]), []).append(dst)
+        for (cluster, _), row in groups.items():
+            reverse = rankdir == RankDir.LR and cluster is not None
+            row = tuple(sorted(row, key=order.__getitem__, reverse=reverse))
+            if len(row) > 1 and row not in rows.get(cluster, []):
+                rows.setdefault(cluster, []).append(row)
+    return rows
+
+
+def _longest_path_depth(diagram: Diagram) -> dict[str, int]:
+    """Each node's longest distance from the input (Kahn's topological walk; nodes on a cycle are left out)."""
+    waiting = {node.id: 0 for node in diagram.nodes}
+    consumers: dict[str, list[str]] = {node.id: [] for node in diagram.nodes}
+    for edge in diagram.edges:
+        waiting[edge.dst] += 1
+        consumers[edge.src].append(edge.dst)
+    depth = {node_id: 0 for node_id, count in waiting.items() if count == 0}
+    ready = list(depth)
+    while ready:
+        node_id = ready.pop()
+        for dst in consumers[node_id]:
+            depth[dst] = max(depth.get(dst, 0), depth[node_id] + 1)
+            waiting[dst] -= 1
+            if waiting[dst] == 0:
+                ready.append(dst)
+    return {node_id: value for node_id, value in depth.items() if waiting[node_id] == 0}
 
 
 def _node(node: DiagramNode) -> str:
@@ -117,7 +191,8 @@ def _node_label(node: DiagramNode) -> str:
             rows.append(kind)
         rows.extend(_html(line) for line in _wrap(node.detail))
     else:
-        rows.append(f"<B>{_html(node.title)}</B>  {_html(node.type)}")
+        same = node.type == node.title.rsplit(".", 1)[-1]  # "relu  relu" says it twice
+        rows.append(f"<B>{_html(node.title)}</B>" + ("" if same else f"  {_html(node.type)}"))
         if node.detail:
             rows.append(_html(node.detail))
     rows.append(_html(shape(node.out_shape)))
@@ -151,19 +226,21 @@ def _title(diagram: Diagram) -> str:
     return '<BR ALIGN="LEFT"/>'.join(lines) + '<BR ALIGN="LEFT"/>'
 
 
-def _legend(diagram: Diagram) -> list[str]:
+def _legend(diagram: Diagram, rankdir: RankDir) -> list[str]:
     kinds = [kind for kind in COLOURS if kind != "input" and any(node.kind == kind for node in diagram.nodes)]
     if not kinds:
         return []
-    cells = "".join(
-        f'<TD BGCOLOR="{COLOURS[kind]}" BORDER="1" COLOR="#888888">{_html("folded group" if kind == "group" else kind)}</TD>'
-        for kind in kinds
-    )
-    table = f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="3" CELLPADDING="3"><TR>{cells}</TR></TABLE>'
+    names = {kind: "folded group" if kind == "group" else kind for kind in kinds}
+    cells = [f'<TD BGCOLOR="{COLOURS[kind]}" BORDER="1" COLOR="#888888">{_html(names[kind])}</TD>' for kind in kinds]
+    # a row across the top when the flow goes down, a column when it goes right: either way beside the input
+    rows = [cells] if rankdir == RankDir.TB else [[cell] for cell in cells]
+    body = "".join("<TR>" + "".join(row) + "</TR>" for row in rows)
+    table = f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="3" CELLPADDING="3">{body}</TABLE>'
     return [
-        '  subgraph "cluster:legend" {',
-        '    graph [id="cluster:legend", class="legend", label="", style="invis"];',
-        f'    "legend" [id="legend", shape=plaintext, style="", fontsize=9, label=<{table}>, tooltip="layer kinds"];',
+        '  subgraph "cluster:archviz:legend" {',
+        '    graph [id="cluster:archviz:legend", class="legend", label="", style="invis"];',
+        f'    "archviz:legend" [id="diagram:legend", shape=plaintext, style="", fontsize=9, label=<{table}>, '
+        'tooltip="layer kinds"];',
         "  }",
     ]
 

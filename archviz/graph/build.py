@@ -30,7 +30,9 @@ from archviz.spec.model import REQUIRED_PARAM, STRUCTURAL_HEADS, BlockDef, Spec
 from archviz.spec.yaml_loader import LocatedDict, LocatedList
 
 META_KEYS = ("name", "repeat", "if", "note")
-MAX_NODES = 1_000_000  # a 1,000-layer network is large; a million bounds time and memory of any spec
+MAX_NODES = 200_000  # a 1,000-layer network is large; this bounds time (~10 s) and memory (~1.5 GB) of any spec
+MAX_ENTRIES = 4 * MAX_NODES  # entries expanded, also those that make no layer (`group: []`, a false `if`)
+MAX_PATH_CHARS = 1_000  # of a layer path ("layer3.2.conv2"); long names nested deep would fill memory
 MAX_NESTING = 64  # blocks inside blocks; also stops a block that uses itself
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -126,6 +128,8 @@ class _Builder:
         self.nodes: list[Node] = []
         self.scopes: list[Scope] = []
         self.taken: dict[str, int | None] = {INPUT: None}
+        self.suffixes: dict[str, int] = {}  # free_name's last suffix per base path: taken names are never freed
+        self.entries = 0  # entries expanded so far, nodes or not; see MAX_ENTRIES
 
     # --- lists and entries ---------------------------------------------------------------------------
     def run_list(self, entries, tensor: Tensor, ns: _Namespace, scope: dict, *, depth: int) -> Tensor:
@@ -137,9 +141,10 @@ class _Builder:
         return tensor
 
     def run_entry(self, item, tensor: Tensor, ns: _Namespace, scope: dict, where: Where, *, depth: int) -> Tensor:
+        self.count_entry(where)
         try:
             head, body, meta = split_entry(item)
-            local = {**scope, **tensor_vars(tensor.shape)}
+            local = {**scope, **tensor_vars(tensor.shape)} if "if" in meta or "repeat" in meta else scope
             if "if" in meta and not _truth(resolve_value(meta["if"], local)):
                 return tensor
             name = _check_name(meta.get("name"))
@@ -156,8 +161,15 @@ class _Builder:
         if name is not None:
             target = _Namespace(self.claim(ns.child(name), where))
             self.scopes.append(Scope(target.path, "repeat", file=where.file, line=where.line))
+        smallest = 0
         for copy in range(repeat):
+            self.count_entry(where)
+            before = len(self.nodes)
             tensor = self.run_head(head, body, None, tensor, target, {**scope, "i": copy}, where, depth=depth)
+            smallest = len(self.nodes) - before if copy == 0 else min(smallest, len(self.nodes) - before)
+            if copy >= 1 and len(self.nodes) + smallest * (repeat - copy - 1) > MAX_NODES:  # nested repeats multiply
+                raise SpecError(f"repeat: {repeat:,} copies of {smallest:,} layers each would pass {MAX_NODES:,} "
+                                "layers in all; archviz stops here", file=where.file, line=where.line)
         return tensor
 
     def run_head(self, head, body, name, tensor, ns, scope, where, *, depth: int) -> Tensor:
@@ -242,7 +254,16 @@ class _Builder:
         ))
         return Tensor(path, out_shape)
 
+    def count_entry(self, where: Where) -> None:
+        self.entries += 1
+        if self.entries > MAX_ENTRIES:
+            raise SpecError(f"more than {MAX_ENTRIES:,} layer entries to expand (nested repeats multiply); archviz "
+                            "stops here", file=where.file, line=where.line)
+
     def claim(self, path: str, where: Where) -> str:
+        if len(path) > MAX_PATH_CHARS:
+            raise SpecError(f"layer path {path[:40] + '...'!r} is longer than {MAX_PATH_CHARS:,} characters",
+                            file=where.file, line=where.line)
         if path in self.taken:
             first = self.taken[path]
             seen = f" (first on line {first})" if first else ""
@@ -252,10 +273,12 @@ class _Builder:
 
     def free_name(self, ns: _Namespace, base: str) -> str:
         prefix = f"{ns.path}." if ns.path else ""
-        candidate, suffix = base, 0
+        suffix = self.suffixes.get(prefix + base, 0)
+        candidate = f"{base}_{suffix}" if suffix else base
         while prefix + candidate in self.taken:
             suffix += 1
             candidate = f"{base}_{suffix}"
+        self.suffixes[prefix + base] = suffix
         return candidate
 
 

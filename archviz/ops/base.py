@@ -201,15 +201,18 @@ class SlidingAxis:
 
     @property
     def out(self) -> int:
+        """torch's size (ATen pooling_output_shape); 0 when no window fits.
+
+        With ceil_mode the last window may hang past the end of the input, even when the kernel is longer than the
+        padded input (a 2x2/2 max pool on 1x1 gives 1x1), as long as it starts inside the input or its left padding.
+        """
         span = self.padded - self.extent
-        if span < 0:
-            return 0
-        steps = -(-span // self.stride) if self.ceil_mode else span // self.stride
-        out = steps + 1
-        # torch: with ceil_mode the last window must start inside the input or the left padding
-        if self.ceil_mode and (out - 1) * self.stride >= self.size + self.padding:
+        if not self.ceil_mode:
+            return span // self.stride + 1 if span >= 0 else 0
+        out = -(-span // self.stride) + 1  # ceil, for a negative span too
+        if (out - 1) * self.stride >= self.size + self.padding:
             out -= 1
-        return out
+        return max(out, 0)
 
     def arithmetic(self) -> str:
         """The course's ([W - F + 2P] / S) + 1, with the numbers of this axis."""

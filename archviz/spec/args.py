@@ -14,7 +14,7 @@ MAX_DIMENSION = 10**9  # larger sizes are typos, and would make element counts m
 def resolve_value(value, scope: Mapping[str, Any]):
     """A literal as it is, a `$expression` evaluated, lists element by element."""
     if is_expression(value):
-        return evaluate(value, dict(scope))
+        return evaluate(value, scope)
     if isinstance(value, list):
         return [resolve_value(v, scope) for v in value]
     return value

@@ -7,6 +7,7 @@ functions below are allowed; the expression is parsed with `ast` and walked here
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 
@@ -14,6 +15,7 @@ from archviz.errors import SpecError, closest
 
 MAX_EXPRESSION_CHARS = 500
 MAX_INT_DIGITS = 30  # 10**30 is far past any real layer; keeps `2 ** 10 ** 10` from hanging
+MAX_SEQUENCE_LENGTH = 10_000  # of a text or list an expression builds; keeps `'a' * 10**9` from filling memory
 
 _BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -42,10 +44,17 @@ def evaluate(text: str, scope: dict):
     if len(source) > MAX_EXPRESSION_CHARS:
         raise SpecError(f"expression is longer than {MAX_EXPRESSION_CHARS} characters")
     try:
-        tree = ast.parse(source, mode="eval")
+        return _Evaluator(scope, text).visit(_parse(source))
     except SyntaxError:
         raise SpecError(f"cannot parse expression {text!r}") from None
-    return _Evaluator(scope, text).visit(tree.body)
+    except RecursionError:  # `- - - ... 1`: 500 characters can nest deeper than Python's stack
+        raise SpecError(f"expression {text!r} is nested too deeply") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(source: str) -> ast.expr:
+    """The expression's tree, parsed once: a block repeated 50,000 times evaluates the same few texts."""
+    return ast.parse(source, mode="eval").body
 
 
 class _Evaluator:
@@ -55,6 +64,14 @@ class _Evaluator:
 
     def fail(self, why: str):
         raise SpecError(f"in expression {self.text!r}: {why}")
+
+    def checked(self, result):
+        """The result, unless it is too large to be a layer size or to hold in memory."""
+        if isinstance(result, int) and abs(result) >= 10**MAX_INT_DIGITS:
+            self.fail("result is too large")
+        if isinstance(result, (str, list)) and len(result) > MAX_SEQUENCE_LENGTH:
+            self.fail(f"result is longer than {MAX_SEQUENCE_LENGTH:,}")
+        return result
 
     def visit(self, node):
         method = getattr(self, f"visit_{type(node).__name__}", None)
@@ -78,25 +95,29 @@ class _Evaluator:
         left, right = self.visit(node.left), self.visit(node.right)
         if isinstance(node.op, ast.Pow) and isinstance(right, (int, float)) and abs(right) > 64:
             self.fail("exponent larger than 64")
+        if isinstance(node.op, ast.Mod) and isinstance(left, str):
+            self.fail("text formatting with % is not allowed")  # '%0999999999d' % 1 would fill memory
+        sequence, count = (left, right) if isinstance(left, (str, list)) else (right, left)
+        if isinstance(node.op, ast.Mult) and isinstance(sequence, (str, list)) and isinstance(count, int):
+            if len(sequence) * count > MAX_SEQUENCE_LENGTH:  # checked before 'a' * 10**9 allocates
+                self.fail(f"result is longer than {MAX_SEQUENCE_LENGTH:,}")
         try:
             result = _BINARY[type(node.op)](left, right)
         except KeyError:
             self.fail(f"operator {type(node.op).__name__} is not allowed")
         except (TypeError, ZeroDivisionError, OverflowError) as error:
             self.fail(str(error))
-        if isinstance(result, int) and abs(result) >= 10**MAX_INT_DIGITS:
-            self.fail("result is too large")
-        return result
+        return self.checked(result)
 
     def visit_UnaryOp(self, node):
         value = self.visit(node.operand)
-        if isinstance(node.op, ast.USub):
-            return -value
-        if isinstance(node.op, ast.UAdd):
-            return +value
         if isinstance(node.op, ast.Not):
             return not value
-        self.fail(f"operator {type(node.op).__name__} is not allowed")
+        if not isinstance(node.op, (ast.USub, ast.UAdd)):
+            self.fail(f"operator {type(node.op).__name__} is not allowed")
+        if not isinstance(value, (int, float)):
+            self.fail(f"cannot negate {value!r}" if isinstance(node.op, ast.USub) else f"+{value!r} is not a number")
+        return -value if isinstance(node.op, ast.USub) else +value
 
     def visit_BoolOp(self, node):
         values = [self.visit(v) for v in node.values]
@@ -110,7 +131,11 @@ class _Evaluator:
             right = self.visit(right_node)
             if type(op) not in _COMPARE:
                 self.fail(f"comparison {type(op).__name__} is not allowed")
-            if not _COMPARE[type(op)](left, right):
+            try:
+                holds = _COMPARE[type(op)](left, right)
+            except TypeError as error:  # 'a' < 1
+                self.fail(str(error))
+            if not holds:
                 return False
             left = right
         return True
@@ -122,9 +147,11 @@ class _Evaluator:
         if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS or node.keywords:
             self.fail(f"only the functions {', '.join(_FUNCTIONS)} may be called")
         args = [self.visit(a) for a in node.args]
+        if node.func.id == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > MAX_INT_DIGITS:
+            self.fail(f"round to at most {MAX_INT_DIGITS} digits")  # round(5, -10**29) computes 10**(10**29)
         try:
-            return _FUNCTIONS[node.func.id](*args)
-        except (TypeError, ValueError) as error:
+            return self.checked(_FUNCTIONS[node.func.id](*args))
+        except (TypeError, ValueError, OverflowError) as error:  # int(inf) overflows
             self.fail(str(error))
 
     def visit_Subscript(self, node):

@@ -14,6 +14,7 @@ import yaml
 from archviz.errors import SpecError
 
 MAX_SPEC_BYTES = 5_000_000  # a hand-written spec is a few KB; this bounds parse time and memory
+MAX_YAML_DEPTH = 200  # lists and mappings inside each other; a spec needs a few dozen, Python's stack about 300
 
 
 class LocatedDict(dict):
@@ -41,15 +42,22 @@ class LocatedList(list):
 
 class _SpecLoader(yaml.SafeLoader):
     spec_file: str | None = None
+    depth = 0
 
     def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
             raise SpecError(
                 f"YAML alias *{event.anchor} is not supported; define a block and use it instead",
                 line=event.start_mark.line + 1,
             )
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_YAML_DEPTH:  # PyYAML composes and constructs recursively: [[[[...]]]] ends the stack
+            raise SpecError(f"YAML is nested more than {MAX_YAML_DEPTH} deep", line=event.start_mark.line + 1)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node, deep=False):
         mapping = LocatedDict()
@@ -86,7 +94,12 @@ def load_yaml_text(text: str, *, file: str | None = None):
     """Parse YAML text into LocatedDict/LocatedList/scalars, turning every YAML problem into a SpecError."""
     if len(text) > MAX_SPEC_BYTES:
         raise SpecError(f"spec is {len(text):,} bytes; the limit is {MAX_SPEC_BYTES:,}", file=file)
-    loader = _SpecLoader(text)  # derives from SafeLoader: plain data only, never objects
+    try:
+        loader = _SpecLoader(text)  # derives from SafeLoader: plain data only, never objects
+    except yaml.reader.ReaderError as error:  # the reader refuses control characters before parsing
+        line = text[:error.position].count("\n") + 1
+        raise SpecError(f"invalid YAML: character {chr(error.character)!r} is not allowed", file=file,
+                        line=line) from None
     loader.spec_file = file
     try:
         return loader.get_single_data()
@@ -114,13 +127,16 @@ def load_yaml_text(text: str, *, file: str | None = None):
 def load_yaml_file(path: Path):
     """Read and parse a spec file; a missing or unreadable file is a SpecError naming it."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_SPEC_BYTES + 1)  # not the whole of /dev/zero
     except FileNotFoundError:
         raise SpecError("file not found", file=str(path)) from None
     except IsADirectoryError:
         raise SpecError("is a directory, not a spec file", file=str(path)) from None
     except OSError as error:
         raise SpecError(f"cannot read file: {error.strerror}", file=str(path)) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"spec is more than {MAX_SPEC_BYTES:,} bytes, the limit", file=str(path))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
