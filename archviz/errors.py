@@ -20,10 +20,12 @@ class ArchvizError(Exception):
         return place
 
     def __str__(self) -> str:
+        """One line: a name from the spec that holds a line break or a control character is escaped."""
         prefix = self.where()
         label = f"layer {self.layer}" if self.layer and self.layer.replace(".", "").isdigit() else self.layer
         layer = f"{label}: " if self.layer and not self.message.startswith(self.layer) else ""
-        return f"{prefix}: {layer}{self.message}" if prefix else f"{layer}{self.message}"
+        text = f"{prefix}: {layer}{self.message}" if prefix else f"{layer}{self.message}"
+        return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
     def located(self, *, file: str | None = None, line: int | None = None, layer: str | None = None) -> "ArchvizError":
         """Fill in whatever part of the location is still unknown."""

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=10_000, help="networks to draw (default 10000)")
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed: the same seed draws the same networks")
     parser.add_argument("--save", type=int, default=5, help="disagreeing specs to save to fuzz/failures/ (default 5)")
-    parser.add_argument("--no-fvcore", action="store_true", help="skip fvcore, the slowest peer (about 0.1 s a network)")
+    parser.add_argument("--no-fvcore", action="store_true", help="skip fvcore, the slowest peer")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT / "tests"))

@@ -8,11 +8,12 @@ another shape, params or MACs than torch, is a bug in archviz (or in this file).
 
 What the networks hold: conv2d (square and non-square kernels, stride, padding as an int, a pair, 'same' or 'valid',
 dilation, groups, bias), max and average pooling (ceil_mode, padding up to half the kernel, dilation,
-count_include_pad), adaptive and global average pooling, batch norm (affine or not), every activation, dropout,
-identity, flatten and linear layers (on vectors, on (L, F) sequences and on the last dim of a feature map), residual
-adds (identity or projection shortcuts), concats along any dim, nested sequentials and groups, blocks with params
-(a residual block whose projection is chosen by `if:` on in_channels and stride, an inception-like block, an inline
-block, a block reading in_height), named and numbered entries, `repeat` (with `i`), `if`, and spec `params`.
+count_include_pad), adaptive and global average pooling, batch norm (affine or not), local response norm, every
+activation (some in place), dropout, identity, flatten and linear layers (on vectors, on (L, F) sequences and on the
+last dim of a feature map), residual adds (identity or projection shortcuts), concats along any dim, nested
+sequentials and groups, blocks with params (a residual block whose projection is chosen by `if:` on in_channels and
+stride, an inception-like block, an inline block, a block reading in_height), named and numbered entries, `repeat`
+(with `i`), `if`, and spec `params`. tests/test_agreement.py checks that a few hundred examples reach all of it.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class _Drawer:
         nested = depth < MAX_DEPTH and self.entries < MAX_ENTRIES
         if len(shape) == 3:
             kinds = ["conv"] * 5 + ["maxpool", "avgpool", "bn", "bn", "act", "act", "dropout", "identity", "adaptive",
-                                    "linear"]
+                                    "linear", "lrn"]
             if nested:
                 kinds += ["add", "add", "concat", "concat", "sequential", "group", "res", "res", "mix", "cbr",
                           "gmax", "repeat"]
@@ -223,8 +224,9 @@ class _Drawer:
         ph, pw = {"same": (0, 0), "valid": (0, 0)}.get(style) or (
             (padding, padding) if isinstance(padding, int) else padding)
         if style != "same":  # the dilated kernel must fit the padded input
-            kh = self.int_(1, min(7, (h + 2 * ph - 1) // dh + 1))
-            kw = kh if self.flag() and dw * (kh - 1) + 1 <= w + 2 * pw else self.int_(1, min(7, (w + 2 * pw - 1) // dw + 1))
+            longest_h, longest_w = (h + 2 * ph - 1) // dh + 1, (w + 2 * pw - 1) // dw + 1
+            kh = self.int_(1, min(7, longest_h))
+            kw = kh if self.flag() and kh <= longest_w else self.int_(1, min(7, longest_w))
             out_hw = (conv_size(h, kh, sh, ph, dh), conv_size(w, kw, sw, pw, dw))
         else:  # 'same' pads d(k-1) in all: any kernel fits
             kh = self.int_(1, 6)
@@ -266,6 +268,9 @@ class _Drawer:
         stride = self.pick([None, 1, 2, 3, [1, 2], [2, 3]])
         sh, sw = (kh, kw) if stride is None else ((stride, stride) if isinstance(stride, int) else stride)
         out_hw = (pool_size(h, kh, sh, ph, dh, ceil_mode), pool_size(w, kw, sw, pw, dw, ceil_mode))
+        if max(out_hw) > MAX_SIDE:  # padding grew a long axis by one: no padding
+            ph = pw = 0
+            out_hw = (pool_size(h, kh, sh, 0, dh, ceil_mode), pool_size(w, kw, sw, 0, dw, ceil_mode))
         if min(out_hw) < 1:  # torch refuses a window larger than the (padded) input: pool 1x1 instead
             kernel, kh, kw, ph, pw = "int", 1, 1, 0, 0
             sh, sw = (1, 1) if stride is None else (sh, sw)
@@ -314,6 +319,9 @@ class _Drawer:
         if self.flag():
             args["num_features"] = shape[0]
         return {self.pick(["batchnorm2d", "bn"]): args}, shape
+
+    def draw_lrn(self, shape, depth):
+        return {self.pick(["local_response_norm", "lrn"]): {"size": self.int_(1, 5)}}, shape
 
     def draw_act(self, shape, depth):
         name = self.pick(list(ACTIVATIONS))
@@ -396,13 +404,15 @@ class _Drawer:
         rank = len(out) + 1  # torch's, with the batch
         if len(out) == 3:
             axis = self.pick([0, 0, 0, 1, 2])  # mostly channels
+            if axis and out[axis] >= MAX_SIDE:  # no room along this side
+                axis = 0
             cap = MAX_CHANNELS * 2 if axis == 0 else MAX_SIDE
         else:
             axis = self.pick([0, len(out) - 1])
             cap = 4 * MAX_FEATURES
         branches, total = [first], out[axis]
         for _ in range(self.int_(1, 2)):
-            size = min(self.int_(1, 8), max(1, cap - total))
+            size = min(self.int_(1, 8), max(1, cap - total))  # sides stay within the cap, channels nearly
             target = (*out[:axis], size, *out[axis + 1:])
             if len(out) == 3:
                 branch = [fit_conv(shape, target)] if shape != target or self.flag() else []

@@ -211,6 +211,8 @@ def test_dot_ids_are_paths_and_output_is_deterministic():
     assert 'subgraph "cluster:layer3" {' in text
     assert '"layer3.0" -> "layer3.1..layer3.5" [id="edge:layer3.0->layer3.1..layer3.5"];' in text
     assert "rankdir=TB" in text and "rankdir=LR" in to_dot(collect(r), rankdir="lr")
+    with pytest.raises(ArchvizError, match="rankdir must be TB or LR"):
+        to_dot(collect(r), rankdir="BT")
     assert "tooltip=" in text and "conv" in text.split('"archviz:legend"')[1]
 
 

@@ -80,3 +80,24 @@ def test_table_sorts_filters_and_explains(browser, report_file):
     page.screenshot(path=str(ARTIFACTS / "report-resnet50-explain.png"))
     assert problems == []
     page.close()
+
+
+def test_diagram_is_visible_and_blocks_open_and_fold(browser, report_file):
+    page, problems, _ = open_page(browser, report_file)
+    shown = page.locator(".diagram-view:not([hidden]) svg")
+    assert shown.count() == 1 and shown.is_visible()
+    assert page.locator(".diagram-view:not([hidden])").get_attribute("data-view") == "default"
+    block = page.locator('.diagram-view:not([hidden]) g.node.clickable[id="node:layer3.0"]')
+    block.click()
+    opened = page.locator(".diagram-view:not([hidden])")
+    assert opened.get_attribute("data-view") != "default"
+    assert opened.locator('g.node[id="node:layer3.0.conv2"]').count() == 1  # the block's layers are drawn
+    # a frame's visible area is its border and label, often under other shapes: send the click to the frame itself
+    opened.locator('g.cluster.clickable[id="cluster:layer3.0"]').dispatch_event("click")
+    assert page.locator(".diagram-view:not([hidden])").get_attribute("data-view") == "default"  # folded again
+    page.locator('.diagram-view:not([hidden]) g.node[id="node:conv1"]').click()
+    assert "conv1" in page.locator("#explain-panel").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#diagram").screenshot(path=str(ARTIFACTS / "report-resnet50-diagram.png"))
+    assert problems == []
+    page.close()

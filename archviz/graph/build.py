@@ -30,7 +30,7 @@ from archviz.spec.model import REQUIRED_PARAM, STRUCTURAL_HEADS, BlockDef, Spec
 from archviz.spec.yaml_loader import LocatedDict, LocatedList
 
 META_KEYS = ("name", "repeat", "if", "note")
-MAX_NODES = 200_000  # a 1,000-layer network is large; this bounds time (~10 s) and memory (~1.5 GB) of any spec
+MAX_NODES = 100_000  # 200x ResNet-152's layers; bounds the time (seconds) and memory (~1 GB) of any spec
 MAX_ENTRIES = 4 * MAX_NODES  # entries expanded, also those that make no layer (`group: []`, a false `if`)
 MAX_PATH_CHARS = 1_000  # of a layer path ("layer3.2.conv2"); long names nested deep would fill memory
 MAX_NESTING = 64  # blocks inside blocks; also stops a block that uses itself
@@ -135,8 +135,9 @@ class _Builder:
     def run_list(self, entries, tensor: Tensor, ns: _Namespace, scope: dict, *, depth: int) -> Tensor:
         if not isinstance(entries, list):
             raise SpecError(f"expected a list of layers, got {entries!r}", file=self.spec.file)
+        file = getattr(entries, "file", None) or self.spec.file
         for index, item in enumerate(entries):
-            where = Where(getattr(entries, "file", None) or self.spec.file, _line_of(entries, index))
+            where = Where(file, _line_of(entries, index))
             tensor = self.run_entry(item, tensor, ns, scope, where, depth=depth)
         return tensor
 
@@ -154,7 +155,8 @@ class _Builder:
         note = meta.get("note")
         if note is not None and not isinstance(note, str):
             raise SpecError(f"`note` must be text, got {note!r}", file=where.file, line=where.line)
-        where = Where(where.file, where.line, note)
+        if note is not None:
+            where = Where(where.file, where.line, note)
         if repeat is None:
             return self.run_head(head, body, name, tensor, ns, scope, where, depth=depth)
         target = ns
@@ -240,7 +242,7 @@ class _Builder:
         if len(self.nodes) >= MAX_NODES:
             raise SpecError(f"more than {MAX_NODES:,} layers; archviz stops here", file=where.file, line=where.line)
         in_shapes = [t.shape for t in inputs]
-        local = {**scope, **tensor_vars(in_shapes[0])}
+        local = {**scope, **tensor_vars(in_shapes[0])} if raw_args else scope
         try:
             attrs = normalize_args(op, raw_args, local)
             attrs = op.resolve(attrs, in_shapes)

@@ -78,7 +78,7 @@ def _diagram_section(views: DiagramViews | None) -> str:
         for view, svg in views.svgs.items()
     )
     return f"""<section id="diagram"><h2>Diagram</h2>
-<p class="muted">Click a block (thick border) to open or fold it; click a layer for its arithmetic.
+<p class="muted">Click a block (blue border) to open it, an open block's frame to fold it, a layer for its arithmetic.
 <button id="diagram-reset" type="button">Fold all</button></p>
 {blocks}
 </section>"""

@@ -246,12 +246,13 @@
       document.getElementById("diagram").dataset.current = viewId;
     }
     views.forEach((view) => {
-      view.querySelectorAll("g.node").forEach((node) => {
-        const id = node.id.replace(/^node:/, "");
+      view.querySelectorAll("g.node, g.cluster").forEach((item) => {
+        const id = item.id.replace(/^(node|cluster):/, "");
         const target = (toggles[view.dataset.view] || {})[id];
-        if (target) node.classList.add("group");
-        node.addEventListener("click", (event) => {
+        if (target) item.classList.add("clickable");
+        item.addEventListener("click", (event) => {
           event.preventDefault();
+          event.stopPropagation();
           if (target) show(target);
           else if (model.explanations[id]) explain(model, id);
         });
