@@ -228,3 +228,20 @@ def test_a_slow_case_is_reported_as_a_hang_not_waited_for(tmp_path, monkeypatch)
     start = time.perf_counter()
     outcome = spec_fuzz.run_case(case, tmp_path, budget_s=0.5)
     assert outcome.kind == "hang" and time.perf_counter() - start < 5
+
+
+def test_adaptive_pooling_to_a_billion_outputs_is_analysed_without_a_loop(tmp_path):
+    """Was a hang: the window sizes were found by listing every one of the 10**9 windows."""
+    spec = "input: [1, 8, 8]\nlayers:\n  - adaptive_avgpool2d: {output_size: [null, 1000000000]}\n"
+    for command in (INSPECT, ("explain", "{dir}/spec.yaml", "0")):
+        outcome = run(tmp_path, spec, *command)
+        assert outcome.kind == "ok" and outcome.seconds < 5, outcome
+
+
+def test_adaptive_windows_in_closed_form_equal_torchs_windows_listed():
+    from archviz.ops.pool import adaptive_windows
+
+    for size in range(1, 50):
+        for out in range(1, 50):
+            windows = [-(-((i + 1) * size) // out) - (i * size) // out for i in range(out)]  # torch's [start, end)
+            assert adaptive_windows(size, out) == (max(windows), sum(windows)), (size, out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
@@ -127,9 +128,16 @@ class AvgPool2d(_SlidingPool):
         )
 
 
-def adaptive_bounds(size: int, out: int) -> list[tuple[int, int]]:
-    """torch's adaptive windows: [floor(i*size/out), ceil((i+1)*size/out)) for each output i."""
-    return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
+def adaptive_windows(size: int, out: int) -> tuple[int, int]:
+    """(longest window, sum of the window lengths) of torch's adaptive windows along one axis, without a loop over
+    the outputs (an output of 10**9 would take minutes).
+
+    Window i is [floor(i*s/o), ceil((i+1)*s/o)); with f = frac(i*s/o) its length is ceil(f + s/o), and i*s mod o
+    takes every multiple of g = gcd(s, o) below o, so the longest is ceil((s + o - g)/o). The ceilings exceed the
+    floors by one except at the g outputs where o/g divides i, so the lengths sum to s + o - g.
+    """
+    g = math.gcd(size, out)
+    return -(-(size + out - g) // out), size + out - g
 
 
 class _AdaptiveAvg(Op):
@@ -145,9 +153,7 @@ class _AdaptiveAvg(Op):
         return (in_shapes[0][0], *self.target(attrs, in_shapes[0]))
 
     def window_sums(self, in_shape, out_hw) -> tuple[int, int]:
-        return tuple(
-            sum(end - start for start, end in adaptive_bounds(size, out)) for size, out in zip(in_shape[1:], out_hw)
-        )
+        return tuple(adaptive_windows(size, out)[1] for size, out in zip(in_shape[1:], out_hw))
 
     def other_ops(self, attrs, in_shapes, out_shape):
         """Every input in each window is added once (windows overlap when sizes do not divide), one divide per output."""
@@ -157,8 +163,7 @@ class _AdaptiveAvg(Op):
     def window(self, attrs, in_shapes):
         kernel, stride = [], []
         for size, out in zip(in_shapes[0][1:], self.target(attrs, in_shapes[0])):
-            bounds = adaptive_bounds(size, out)
-            kernel.append(max(end - start for start, end in bounds))
+            kernel.append(adaptive_windows(size, out)[0])
             stride.append(max(1, size // out))
         return Window(tuple(kernel), tuple(stride), (0, 0))
 
