@@ -285,3 +285,22 @@ def test_an_in_place_layer_leaves_the_other_branches_input_alone(join, expected,
         out = to_torch(graph, device="cpu").eval()(x.clone())
     assert torch.allclose(out, expected(x))
     assert forward_problems(graph) == []
+
+
+def test_fvcore_counts_a_conv_padded_same_or_valid(write_spec):
+    """torch runs a conv with padding 'same' or 'valid' as aten::_convolution_mode, which fvcore has no handle for:
+    it counted 0 MACs for such a layer, so fvcore disagreed on every network using one."""
+    graph = archviz.load(write_spec("""
+        name: padded_by_name
+        input: [3, 9, 9]
+        layers:
+          - conv2d: {out_channels: 4, kernel_size: [2, 3], padding: same, dilation: 3}
+            name: same
+          - conv2d: {out_channels: 5, kernel_size: 3, padding: valid}
+            name: valid
+    """))
+    peer = fvcore_peer.check(analyze(graph, batch=2))
+    macs = {f.layer: f for f in peer.layers if f.quantity == "macs"}
+    assert macs["same"].reported == 2 * 4 * 9 * 9 * 2 * 3 * 3  # N x C_out x H x W x k_h x k_w x C_in
+    assert macs["valid"].reported == 2 * 5 * 7 * 7 * 3 * 3 * 4
+    assert peer.agrees and not peer.unexplained

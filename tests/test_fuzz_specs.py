@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
 import spec_fuzz  # noqa: E402
 
-CI_CASES = 300  # about 40 s; the seed is fixed, so a failure here reproduces with the same seed
+CI_CASES = 400  # about 25 s; the seed is fixed, so a failure here reproduces with the same seed
 CI_SEED = 2024
 INSPECT = ("inspect", "{dir}/" + spec_fuzz.MAIN, "--no-crosscheck", "--format", "json")
 
@@ -146,6 +146,20 @@ def test_a_control_character_is_refused_with_its_line(tmp_path):
                 "invalid YAML: character '\\x00' is not allowed")
 
 
+@pytest.mark.parametrize(("value", "message"), [
+    ("!!float abc", "'abc' is not a valid !!float"),  # was ValueError
+    ("!!float ''", "'' is not a valid !!float"),  # was IndexError
+    ("!!bool maybe", "'maybe' is not a valid !!bool"),  # was KeyError
+    ("!!timestamp 2001-13-45", "'2001-13-45' is not a valid !!timestamp"),  # was ValueError
+    ("9" * 5000, "'" + "9" * 40 + "...' is not a valid !!int"),  # Python reads at most 4,300 digits: was ValueError
+    ("!!set conv2d", "expected a mapping, found a scalar"),  # was ValueError in our constructor
+    ("!!seq conv2d", "expected a list, found a scalar"),  # was AttributeError
+])
+def test_yaml_values_its_constructors_cannot_read(tmp_path, value, message):
+    clean_error(tmp_path, f"input: [3, 8, 8]\nlayers:\n  - conv2d: {{out_channels: {value}, kernel_size: 1}}\n",
+                "spec.yaml:3:", f"invalid YAML: {message}")
+
+
 def test_sizes_of_10_to_the_30_are_refused(tmp_path):
     clean_error(tmp_path, f"input: [3, 8, 8]\nlayers:\n  - conv2d: {{out_channels: {10**30}, kernel_size: 1}}\n",
                 "spec.yaml:3:", "out_channels must be at most 1,000,000,000, got 10000000000")
@@ -219,15 +233,31 @@ def test_an_error_naming_a_block_with_a_line_break_is_one_line(tmp_path):
                 "spec.yaml:4:", "unknown layer type 'relux' (did you mean: relu, relu6, re\\nlu?)")
 
 
-def test_a_slow_case_is_reported_as_a_hang_not_waited_for(tmp_path, monkeypatch):
-    """The budget works: a command that sleeps past it comes back as a hang."""
+@pytest.mark.parametrize("stall", ["compute", "wait"])
+def test_a_case_past_its_budget_is_a_hang_not_waited_for(tmp_path, monkeypatch, stall):
+    """The budget works: past 0.2 s of CPU (a loop), or five times that on the clock (a wait), the case stops."""
     import archviz
 
-    monkeypatch.setattr(archviz, "inspect", lambda *a, **k: time.sleep(30))
-    case = spec_fuzz.Case(0, "sleeps", ((spec_fuzz.MAIN, b"layers: [relu]\n"),), INSPECT)
+    def forever(*args, **kwargs):
+        while True:
+            if stall == "wait":
+                time.sleep(1)
+
+    monkeypatch.setattr(archviz, "inspect", forever)
+    case = spec_fuzz.Case(0, stall, ((spec_fuzz.MAIN, b"layers: [relu]\n"),), INSPECT)
     start = time.perf_counter()
-    outcome = spec_fuzz.run_case(case, tmp_path, budget_s=0.5)
-    assert outcome.kind == "hang" and time.perf_counter() - start < 5
+    outcome = spec_fuzz.run_case(case, tmp_path, budget_s=0.2)
+    assert outcome.kind == "hang" and time.perf_counter() - start < 10, outcome
+    assert ("s of CPU" if stall == "compute" else "on the clock") in outcome.detail
+
+
+def test_the_memory_of_a_worker_is_limited():
+    """A case that fills memory is a MemoryError in its worker, reported as a bug, and the next case still runs."""
+    big = b"input: [1, 4, 4]\nlayers:\n  - relu: {}\n    repeat: 100000\n"  # about 600 MB to analyse
+    small = b"input: [1, 4, 4]\nlayers: [relu]\n"
+    cases = [spec_fuzz.Case(number, "", ((spec_fuzz.MAIN, spec),), INSPECT) for number, spec in enumerate((big, small))]
+    outcomes = dict(spec_fuzz.run_cases(cases, memory_bytes=300 * 2**20))
+    assert [outcomes[case].kind for case in cases] == ["memory", "ok"]
 
 
 def test_adaptive_pooling_to_a_billion_outputs_is_analysed_without_a_loop(tmp_path):

@@ -59,7 +59,19 @@ class _SpecLoader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
+    def construct_object(self, node, deep=False):
+        if not isinstance(node, yaml.ScalarNode):
+            return super().construct_object(node, deep)
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, LookupError, AttributeError) as error:  # PyYAML's `!!float abc`, `!!bool x`
+            shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise yaml.constructor.ConstructorError(None, None, f"{shown!r} is not a valid {tag}",
+                                                    node.start_mark) from error
+
     def construct_mapping(self, node, deep=False):
+        _expect(node, yaml.MappingNode)
         mapping = LocatedDict()
         mapping.file = self.spec_file
         mapping.line = node.start_mark.line + 1
@@ -79,11 +91,20 @@ class _SpecLoader(yaml.SafeLoader):
         return mapping
 
     def construct_sequence(self, node, deep=False):
+        _expect(node, yaml.SequenceNode)
         items = LocatedList(self.construct_object(child, deep=True) for child in node.value)
         items.file = self.spec_file
         items.line = node.start_mark.line + 1
         items.item_lines = [child.start_mark.line + 1 for child in node.value]
         return items
+
+
+def _expect(node, kind) -> None:
+    """PyYAML's own check, which the constructors above replace: `!!set x` or `!!seq x` tag a plain scalar."""
+    if not isinstance(node, kind):
+        expected = "mapping" if kind is yaml.MappingNode else "list"
+        raise yaml.constructor.ConstructorError(None, None, f"expected a {expected}, found a {node.id}",
+                                                node.start_mark)
 
 
 _SpecLoader.add_constructor("tag:yaml.org,2002:map", _SpecLoader.construct_mapping)
