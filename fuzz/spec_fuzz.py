@@ -10,7 +10,9 @@ garbage, `!!python/object/apply` tags, huge repeats, long expressions, `$2 ** 10
 Each case runs through typer's CliRunner in a worker process whose address space is limited (a memory blow-up is
 a MemoryError there, not a frozen machine). Its budget is CPU time, so that a loaded machine does not turn slow
 cases into hangs: an alarm stops a case past BUDGET_S seconds of CPU, another one past WALL_FACTOR times that on
-the clock (a case blocked on I/O), and a worker that does not answer at all is killed. An outcome is `ok` (exit 0; --format json must parse), `error` (exit 2, exactly one stderr line
+the clock (a case blocked on I/O), and a worker that does not answer at all is killed.
+
+An outcome is `ok` (exit 0; --format json must parse as strict JSON), `error` (exit 2, exactly one stderr line
 starting "archviz: error:", no traceback) or a bug: `traceback` (any other exit, an uncaught exception, more than
 one line), `hang` or `memory`. Bug cases, and the slowest case, are written to fuzz/failures/ with the command
 that reproduces them.
@@ -56,8 +58,9 @@ WEIRD_NUMBERS = ("0", "-1", "1000000000000000000000000000000", "1000000000", "10
                  "'x'", "abc", "null", "true", "[]", "{}", "[1, 2, 3]", ".inf", ".nan", "1e400", "0x10", "2001-12-14",
                  "'$2 ** 10 ** 10'", "'$in_channels * 2'", "'$i'", "'$nope'", "'$1 / 0'", "'$-1'", "'$in_height'",
                  "'$int(1e308 * 10)'", "'$round(5, -10**29)'", "'$''a'' * 10**9'", "!!binary aGVsbG8=", "!!float 3",
-                 "'same'", "'valid'", "é", "层", "[1]", "[1, 1, 1]", "[0, 0]", "-1000000000", "999999999999", "9" * 5000,
-                 "!!float abc", "!!int ''", "!!bool maybe", "!!timestamp 2001-13-45", "!!seq x", "!!set x", "1:30")
+                 "'same'", "'valid'", "é", "层", "[1]", "[1, 1, 1]", "[0, 0]", "-1000000000", "999999999999",
+                 "9" * 5000, "!!float abc", "!!int ''", "!!bool maybe", "!!timestamp 2001-13-45", "!!seq x",
+                 "!!set x", "1:30")
 UNICODE_NAMES = ("конв", "层1", "😀", "naïve", "a b", "a.b", "1abc", "_", "ǅ", "\u200b", "x" * 300, "ｃｏｎｖ", "Σ")
 KEYS = ("name", "repeat", "if", "note", "layers", "blocks", "params", "input", "extends", "variants", "inline",
         "description", "torchvision", "source", "branches", "required", "sequential", "group", "add", "concat")
@@ -118,7 +121,8 @@ class Generator:
         self.libraries = [name for name in self.zoo if name.startswith("_")]
         self.ops, self.args = op_vocabulary()
         self.trees: dict[str, object] = {}  # the zoo's specs as data, parsed once
-        self.type_pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, self.ops), key=len, reverse=True)) + r")\b")
+        longest_first = sorted(map(re.escape, self.ops), key=len, reverse=True)
+        self.type_pattern = re.compile(r"\b(" + "|".join(longest_first) + r")\b")
 
     def case(self, number: int) -> Case:
         rng = self.rng
@@ -663,8 +667,8 @@ def classify(result, argv: list[str], seconds: float, cpu_seconds: float = 0.0) 
     if (result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("archviz: error: ")
             and "Traceback" not in stderr):
         return Outcome("error", seconds, lines[0], cpu_seconds)
-    return Outcome("traceback", seconds, f"exit {result.exit_code}, stderr:\n{stderr}\nstdout:\n{result.stdout[-2000:]}",
-                   cpu_seconds)
+    detail = f"exit {result.exit_code}, stderr:\n{stderr}\nstdout:\n{result.stdout[-2000:]}"
+    return Outcome("traceback", seconds, detail, cpu_seconds)
 
 
 def _no_constant(name: str):
@@ -818,7 +822,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ok analyses    {counts['ok']}")
     print(f"clean errors   {counts['error']}")
     print(f"tracebacks     {counts['traceback']}  (must be 0)")
-    print(f"hangs          {counts['hang']}  (over {args.budget} s of CPU, or {args.budget * WALL_FACTOR} s on the clock)")
+    print(f"hangs          {counts['hang']}  (over {args.budget} s of CPU, or {args.budget * WALL_FACTOR} s on the "
+          "clock)")
     print(f"memory         {counts['memory']}  (over {MEMORY_BYTES // 2**30} GiB)")
     if slowest is not None:
         folder = save(*slowest, FAILURES / "slowest")
