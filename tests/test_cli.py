@@ -150,3 +150,19 @@ def test_inspect_without_torch_says_crosscheck_skipped(write_spec):
         "assert 'pip install' in result.output, result.output\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_long_tables_are_cut_for_the_terminal(write_spec):
+    spec = write_spec("""
+        name: long
+        input: [2, 4, 4]
+        layers:
+          - group: [relu]
+            repeat: 2500
+    """)
+    result = run("inspect", spec, "--no-crosscheck")
+    assert result.exit_code == 0
+    assert "500 rows not shown" in result.output
+    assert "2499" in result.output  # the last layers are still shown
+    csv_rows = run("inspect", spec, "--no-crosscheck", "-f", "csv").stdout.splitlines()
+    assert len(csv_rows) == 1 + 2500

@@ -119,3 +119,17 @@ def test_atomic_write_replaces(tmp_path):
     write_atomic(target, b"two")
     assert target.read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_zoo_reports_and_index(tmp_path, monkeypatch):
+    import archviz.spec.zoo as zoo
+
+    monkeypatch.setattr(zoo, "zoo_names", lambda: ["lenet", "alexnet", "resnet18"])
+    result = runner.invoke(app, ["report", "--zoo", "--no-crosscheck", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alexnet.html", "index.html", "lenet.html", "resnet18.html"]
+    index = (tmp_path / "index.html").read_text()
+    for name in ("lenet", "alexnet", "resnet18"):
+        assert f'href="{name}.html"' in index
+    assert "<script" not in index  # the index is a plain page
+    assert 'class="diagram-view"' in (tmp_path / "resnet18.html").read_text()

@@ -209,8 +209,10 @@ class AdaptiveAvgPool2d(_AdaptiveAvg):
         return tuple(in_shape[1 + i] if o is None else o for i, o in enumerate(pair(attrs["output_size"])))
 
     def summary(self, attrs):
-        out = self.target(attrs, (0, 0, 0)) if None not in pair(attrs["output_size"]) else attrs["output_size"]
-        return f"-> {compact(out)}"
+        sides = pair(attrs["output_size"])
+        if None in sides:  # a null side keeps the input's size
+            return "-> " + "x".join("same" if side is None else str(side) for side in sides)
+        return f"-> {compact(sides)}"
 
 
 @register

@@ -12,6 +12,9 @@ from archviz.analysis.report import CONVENTIONS, Report
 from archviz.render.crosscheck import crosscheck_text
 from archviz.render.format import exact, exact_and_human, human, pair_text, shape, size_bytes
 
+MAX_ROWS = 2_000  # a table longer than this is for a file, not a terminal
+TAIL_ROWS = 200  # the output end of a long table is shown too
+
 KIND_STYLES = {
     "conv": "cyan", "linear": "magenta", "pool": "green", "norm": "yellow", "activation": "dim",
     "join": "bold blue", "reshape": "dim", "regularization": "dim",
@@ -33,7 +36,17 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
     table.add_column("RF", justify="right", header_style="bold")
     from archviz.ops import get_op
 
-    for row in rows(report, depth=depth):
+    shown = rows(report, depth=depth)
+    if len(shown) > MAX_ROWS:  # rich takes about a millisecond a row: 10^5 rows would take minutes
+        omitted = len(shown) - MAX_ROWS
+        head, tail = shown[:MAX_ROWS - TAIL_ROWS], shown[-TAIL_ROWS:]
+        shown = [*head, None, *tail]
+    for row in shown:
+        if row is None:
+            table.add_row(Text("...", style="yellow"), Text(f"{omitted:,} rows not shown", style="yellow"),
+                          "", "", "", "", "")
+            table.caption = f"{omitted:,} rows not shown: use --depth, or --format csv|json for every layer"
+            continue
         indent = "  " * row.depth
         if row.is_group:
             name = Text(f"{indent}{row.name.rsplit('.', 1)[-1]}", style="bold")
