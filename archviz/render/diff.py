@@ -40,23 +40,41 @@ def totals_table(diff: Diff) -> Table:
     return table
 
 
-def stage_table(diff: Diff) -> Table:
-    """Two rows per stage, one per model, so the table stays narrow."""
-    same_input = diff.a.input[1:] == diff.b.input[1:]
-    how = "aligned by output size" if same_input else "aligned by downsampling step: the inputs differ"
-    table = Table(title=f"Stages ({how})", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("Stage", "Model", "Output", "Layers", "Params", "MACs", "Memory", "RF"):
-        table.add_column(column, justify="left" if column in ("Stage", "Model") else "right", no_wrap=True)
+STAGE_COLUMNS = ("Stage", "Model", "Output", "Layers", "Params", "MACs", "Memory", "RF")
+
+
+def alignment_text(diff: Diff) -> str:
+    if diff.a.input[1:] == diff.b.input[1:]:
+        return "aligned by output size"
+    return "aligned by downsampling step: the inputs differ"
+
+
+def stage_rows(diff: Diff) -> list[list[list[str]]]:
+    """Per stage, one row of STAGE_COLUMNS texts per model (the stage label on the first only)."""
+    stages = []
     for index, pair in enumerate(diff.stages):
         label = "head" if any(s is not None and s.resolution is None for s in pair) else str(index)
+        rows = []
         for model, stage in zip((diff.a.model, diff.b.model), pair):
             if stage is None:
-                table.add_row(label, model, "-", "", "", "", "", "")
+                rows.append([label, model, "-", "", "", "", "", ""])
             else:
                 size = stage.label if stage.out_channels is None else f"{stage.out_channels}x{stage.label}"
-                table.add_row(label, model, size, str(stage.layers), human(stage.params), human(stage.macs),
-                              size_bytes(stage.activation_bytes), pair_text(stage.receptive_field))
+                rows.append([label, model, size, str(stage.layers), human(stage.params), human(stage.macs),
+                             size_bytes(stage.activation_bytes), pair_text(stage.receptive_field)])
             label = ""
+        stages.append(rows)
+    return stages
+
+
+def stage_table(diff: Diff) -> Table:
+    """Two rows per stage, one per model, so the table stays narrow."""
+    table = Table(title=f"Stages ({alignment_text(diff)})", box=box.SIMPLE_HEAD, title_justify="left")
+    for column in STAGE_COLUMNS:
+        table.add_column(column, justify="left" if column in ("Stage", "Model") else "right", no_wrap=True)
+    for rows in stage_rows(diff):
+        for row in rows:
+            table.add_row(*row)
         table.add_section()
     return table
 

@@ -136,31 +136,25 @@ def _comparison_table(reports: list[Report]) -> str:
 
 
 def _stage_table(diff) -> str:
-    from archviz.render.format import human, pair_text, size_bytes
+    from archviz.render.diff import STAGE_COLUMNS, stage_rows
 
-    head = "<tr><th>Stage</th><th>Model</th>" + "".join(
-        f'<th class="num">{t}</th>' for t in ("Output", "Layers", "Params", "MACs", "Memory", "RF")) + "</tr>"
-    rows = []
-    for index, pair in enumerate(diff.stages):
-        label = "head" if any(s is not None and s.resolution is None for s in pair) else str(index)
-        for model, stage in zip((diff.a.model, diff.b.model), pair):
-            if stage is None:
-                cells = ["-", "", "", "", "", ""]
-            else:
-                size = stage.label if stage.out_channels is None else f"{stage.out_channels}x{stage.label}"
-                cells = [size, str(stage.layers), human(stage.params), human(stage.macs),
-                         size_bytes(stage.activation_bytes), pair_text(stage.receptive_field)]
-            rows.append(f"<tr><td>{label}</td><td>{html.escape(model)}</td>"
-                        + "".join(f'<td class="num">{html.escape(c)}</td>' for c in cells) + "</tr>")
-            label = ""
-    return f'<table id="stage-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+    def cell(tag: str, index: int, text: str) -> str:
+        numeric = ' class="num"' if index >= 2 else ""  # Stage and Model are text; the rest are figures
+        return f"<{tag}{numeric}>{html.escape(text)}</{tag}>"
+
+    head = "".join(cell("th", i, title) for i, title in enumerate(STAGE_COLUMNS))
+    rows = "".join(
+        "<tr>" + "".join(cell("td", i, text) for i, text in enumerate(row)) + "</tr>"
+        for stage in stage_rows(diff) for row in stage
+    )
+    return f'<table id="stage-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
 def comparison_report_html(reports: list[Report], *, views: list[DiagramViews | None] | None = None,
                            links: list[str] | None = None) -> str:
     """Several models side by side: a table of totals, charts, and for two models the stages aligned and charted."""
     from archviz.analysis.diff import diff_reports
-    from archviz.render.diff import diff_dict
+    from archviz.render.diff import alignment_text, diff_dict
 
     names = ", ".join(r.model for r in reports)
     data: dict = {"kind": "compare", "models": [model_data(r) for r in reports]}
@@ -169,10 +163,8 @@ def comparison_report_html(reports: list[Report], *, views: list[DiagramViews | 
         diff = diff_reports(*reports)
         data["stages"] = diff_dict(diff)["stages"]
         summary = "".join(f"<li>{html.escape(line)}</li>" for line in diff.summary)
-        same_input = reports[0].input[1:] == reports[1].input[1:]
-        how = "aligned by output size" if same_input else "aligned by downsampling step (the inputs differ)"
         two = f"""<section id="differences"><h2>What differs</h2><ul>{summary}</ul></section>
-<section id="stages"><h2>Stages, {how}</h2>{_stage_table(diff)}
+<section id="stages"><h2>Stages, {alignment_text(diff)}</h2>{_stage_table(diff)}
 <div class="charts"><div class="chart" id="chart-stage-params"></div><div class="chart" id="chart-stage-macs"></div></div>
 </section>"""
     diagrams = ""
