@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from archviz.analysis.report import Report
 from archviz.ops import OpKind, get_op
-from archviz.render.format import human, pair_text, shape
+from archviz.format import human, pair_text, shape
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from archviz.analysis.report import LayerStats, Report
 from archviz.graph.ir import INPUT
 from archviz.ops import Step, get_op
 from archviz.ops.base import fmt_int, fmt_shape
-from archviz.render.format import pair_text
+from archviz.format import pair_text
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ class DiagramNode:
     @property
     def lines(self) -> tuple[str, ...]:
         """Label text, one entry a line: what it is, its arguments, output shape, then params and MACs."""
-        from archviz.render.format import human, shape
+        from archviz.format import human, shape
 
         head = f"{self.title}  {self.type}" if self.type and self.type != self.title else self.title
         if self.repeat > 1:

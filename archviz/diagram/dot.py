@@ -13,7 +13,7 @@ import textwrap
 
 from archviz.diagram.collect import Diagram, DiagramCluster, DiagramNode
 from archviz.errors import ArchvizError
-from archviz.render.format import exact, human, shape
+from archviz.format import exact, human, shape
 
 
 class RankDir(enum.StrEnum):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping
 
 from archviz.errors import ShapeError, SpecError
+from archviz.format import exact as fmt_int, shape as fmt_shape  # noqa: F401  (the ops' names for them)
 
 Shape = tuple[int, ...]
 Attrs = Mapping[str, Any]
@@ -151,14 +152,6 @@ class Op(abc.ABC):
 
 def numel(shape: Shape) -> int:
     return math.prod(shape)
-
-
-def fmt_shape(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
-
-
-def fmt_int(value: int) -> str:
-    return f"{value:,}"
 
 
 def require_rank(op: Op, in_shape: Shape, rank: int, what: str) -> None:

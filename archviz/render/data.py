@@ -16,7 +16,7 @@ import io
 import json
 
 from archviz.analysis.report import CONVENTIONS, LayerStats, Report
-from archviz.render.format import shape
+from archviz.format import shape
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("name", "type", "kind", "output_shape", "params", "buffers", "macs", "flops", "other_ops",

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from archviz.analysis.diff import Diff, ratio_text
 from archviz.render.data import report_dict
-from archviz.render.format import exact, human, pair_text, shape, size_bytes
+from archviz.format import exact, human, pair_text, shape, size_bytes
 
 
 def _metric_rows(diff: Diff):

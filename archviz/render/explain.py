@@ -9,7 +9,7 @@ from rich.text import Text
 
 from archviz.analysis.explain import Explanation
 from archviz.errors import display_path
-from archviz.render.format import shape
+from archviz.format import shape
 
 
 def explanation_view(explanation: Explanation) -> Group:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich import box
 from rich.table import Table
 
-from archviz.render.format import human, shape
+from archviz.format import human, shape
 
 
 DESCRIPTION_WIDTH = 72  # keeps each model on one line of a 120-column terminal

@@ -10,7 +10,7 @@ from rich.text import Text
 from archviz.analysis.fold import rows
 from archviz.analysis.report import CONVENTIONS, Report
 from archviz.render.crosscheck import crosscheck_text
-from archviz.render.format import exact, exact_and_human, human, pair_text, shape, size_bytes
+from archviz.format import exact, exact_and_human, human, pair_text, shape, size_bytes
 
 MAX_ROWS = 2_000  # a table longer than this is for a file, not a terminal
 TAIL_ROWS = 200  # the output end of a long table is shown too

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from archviz.analysis.report import CONVENTIONS, Report
-from archviz.render.format import shape
+from archviz.format import shape
 from archviz.render.html.data import model_data, script_json
 
 
@@ -113,7 +113,7 @@ def model_report_html(report: Report, *, views: DiagramViews | None = None) -> s
 
 
 def _comparison_table(reports: list[Report]) -> str:
-    from archviz.render.format import exact, human, pair_text, size_bytes
+    from archviz.format import exact, human, pair_text, size_bytes
 
     rows = [
         ("Input", [shape(r.input) for r in reports]),
@@ -195,7 +195,7 @@ def comparison_report_html(reports: list[Report], *, views: list[DiagramViews | 
 
 def index_html(reports: list[Report], links: list[str]) -> str:
     """A page linking one report per model, with each model's key figures."""
-    from archviz.render.format import human, size_bytes
+    from archviz.format import human, size_bytes
 
     rows = "".join(
         f'<tr><td><a href="{html.escape(link)}">{html.escape(r.model)}</a></td><td class="num">{shape(r.input)}</td>'

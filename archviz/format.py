@@ -1,4 +1,4 @@
-"""Number and shape formatting shared by every renderer."""
+"""Number and shape formatting shared by every stage that writes text (explanations, diagrams, renderers)."""
 
 from __future__ import annotations
 
