@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dataclasses
 import json
+import subprocess
 import sys
 
 import pytest
@@ -141,3 +142,16 @@ def test_without_torch_the_check_is_skipped_with_the_install_hint(monkeypatch):
     assert check.skipped and not check.agrees and check.peers == ()
     assert "pip install 'archviz[torch]'" in check.message
     assert check.to_dict()["skipped"] is True
+
+
+def test_the_dynamo_stand_in_is_gone_after_a_crosscheck():
+    """The cross-check keeps torch._dynamo from loading while it runs; torch.compile must work normally afterwards."""
+    code = (
+        "import sys, archviz, torch\n"
+        "assert archviz.inspect('resnet18', crosscheck=True).crosscheck.agrees\n"
+        "import torch._dynamo\n"
+        "assert hasattr(torch._dynamo, 'optimize'), 'the stand-in module is still installed'\n"
+        "compiled = torch.compile(lambda x: x * 2 + 1, backend='eager')\n"
+        "assert compiled(torch.ones(2)).tolist() == [3.0, 3.0]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

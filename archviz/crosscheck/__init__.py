@@ -36,7 +36,10 @@ def run_crosscheck(report: Report) -> Report:
     except ImportError:
         message = f"cross-check skipped: PyTorch is not installed ({INSTALL_HINT})"
         return dataclasses.replace(report, crosscheck=dataclasses.replace(check, skipped=True, message=message))
-    peers = tuple(_run_peer(report, *peer) for peer in PEERS)
+    from archviz.crosscheck.common import without_dynamo_import
+
+    with without_dynamo_import():
+        peers = tuple(_run_peer(report, *peer) for peer in PEERS)
     return dataclasses.replace(report, crosscheck=dataclasses.replace(check, peers=peers))
 
 
