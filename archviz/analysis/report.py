@@ -57,6 +57,8 @@ class LayerStats:
     start: tuple[float, float]
     scope: str
     line: int | None
+    counted: bool = True  # False for an op without a formula (opaque): its MACs and other ops are unknown, not zero
+    shares: str | None = None  # the layer whose weights this one reuses; its params are counted there
 
     @property
     def depth(self) -> int:
@@ -80,6 +82,7 @@ class Totals:
     peak_at: str
     depth: int  # conv and linear layers on the longest path (VGG16 -> 16, ResNet-50 -> 50)
     layers: int
+    uncounted: tuple[str, ...] = ()  # layers whose MACs and other ops no formula gives: the totals leave them out
 
 
 @dataclass(frozen=True)
@@ -124,12 +127,15 @@ def _layer_stats(node, field_, batch: int, dtype: DType) -> LayerStats:
     in_shapes = list(node.in_shapes)
     macs = op.macs(node.attrs, in_shapes, node.out_shape) * batch
     elements = numel(node.out_shape) * batch
+    owns_weights = node.shares is None
     return LayerStats(
         name=node.name, op=node.op, kind=op.kind.value, summary=op.summary(node.attrs), in_shapes=node.in_shapes,
-        out_shape=node.out_shape, params=op.params(node.attrs, in_shapes), buffers=op.buffers(node.attrs, in_shapes),
+        out_shape=node.out_shape, params=op.params(node.attrs, in_shapes) if owns_weights else 0,
+        buffers=op.buffers(node.attrs, in_shapes) if owns_weights else 0,
         macs=macs, flops=2 * macs, other_ops=op.other_ops(node.attrs, in_shapes, node.out_shape) * batch,
         activation_elements=elements, activation_bytes=elements * dtype.bytes, receptive_field=field_.size,
         jump=field_.jump, start=field_.start, scope=node.scope, line=node.line,
+        counted=op.kind != OpKind.OPAQUE, shares=node.shares,
     )
 
 
@@ -144,7 +150,7 @@ def _totals(graph: Graph, layers: tuple[LayerStats, ...], batch: int, dtype: DTy
         other_ops=sum(s.other_ops for s in layers), macs_per_image=macs // batch, flops_per_image=2 * macs // batch,
         activation_bytes=sum(s.activation_bytes for s in layers),
         peak_activation_bytes=peak_elements * batch * dtype.bytes, peak_at=peak_at, depth=weight_depth(graph),
-        layers=len(layers),
+        layers=len(layers), uncounted=tuple(s.name for s in layers if not s.counted),
     )
 
 

@@ -30,6 +30,7 @@ class Node:
     file: str | None = None
     line: int | None = None
     note: str | None = None  # the spec's `note:` for this layer (errata, remarks from the paper)
+    shares: str | None = None  # the earlier layer whose weights this one reuses (tied weights): counted once, there
 
     @property
     def short_name(self) -> str:

@@ -38,6 +38,8 @@ class ArgKind(enum.StrEnum):
     OPTIONAL_PAIR = "optional_pair"  # like PAIR, but either side may be null (keep that size)
     INT_OR_NONE = "int_or_none"
     SIGNED_INT = "signed_int"  # any integer, e.g. a dimension counted from the end
+    TEXT = "text"  # a short string, e.g. the name of an operation archviz has no formula for
+    SHAPE = "shape"  # a list of positive integers, a tensor's shape without the batch
 
 
 class OpKind(enum.StrEnum):
@@ -51,6 +53,7 @@ class OpKind(enum.StrEnum):
     RESHAPE = "reshape"
     REGULARIZATION = "regularization"
     JOIN = "join"
+    OPAQUE = "opaque"  # no formula: shapes from a trace, costs not counted
 
 
 @dataclass(frozen=True)

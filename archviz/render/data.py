@@ -2,9 +2,11 @@
 
 JSON layout (schema_version 1): model, description, input [C, H, W], batch, dtype, conventions,
 totals {params, trainable_params, non_trainable_params, buffers, param_bytes, macs, flops, other_ops,
-macs_per_image, flops_per_image, activation_bytes, peak_activation_bytes, peak_at, depth, layers},
+macs_per_image, flops_per_image, activation_bytes, peak_activation_bytes, peak_at, depth, layers, uncounted},
 layers [{name, type, kind, summary, input_shapes, output_shape, params, buffers, macs, flops, other_ops,
-activation_elements, activation_bytes, receptive_field, jump, start, line}], crosscheck (null when not run).
+activation_elements, activation_bytes, receptive_field, jump, start, line, counted, shares}], crosscheck (null when
+not run). `uncounted` lists the layers without a formula (their macs and other_ops are 0 and `counted` is false);
+`shares` names the layer whose weights a layer reuses (its params are counted there).
 Costs in totals and layers are for the whole batch; shapes exclude the batch, in torch's order.
 """
 
@@ -30,7 +32,8 @@ def layer_dict(stats: LayerStats) -> dict:
         "params": stats.params, "buffers": stats.buffers, "macs": stats.macs, "flops": stats.flops,
         "other_ops": stats.other_ops, "activation_elements": stats.activation_elements,
         "activation_bytes": stats.activation_bytes, "receptive_field": list(stats.receptive_field),
-        "jump": list(stats.jump), "start": list(stats.start), "line": stats.line,
+        "jump": list(stats.jump), "start": list(stats.start), "line": stats.line, "counted": stats.counted,
+        "shares": stats.shares,
     }
 
 

@@ -11,7 +11,7 @@ MIN_DESCRIPTION = 20  # narrower than this and the description is dropped rather
 def zoo_listing(*, width: int) -> str:
     """The zoo as text at most width columns wide (the description is cut to fit).
 
-    >>> zoo_listing(width=60).splitlines()[0].split()
+    >>> zoo_listing(width=100).splitlines()[0].split()
     ['Model', 'Input', 'Params', 'MACs', 'Description']
     """
     from archviz.analysis.zoo import zoo_summaries

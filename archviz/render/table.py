@@ -57,9 +57,15 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
             kind = Text(row.label, style=style) + Text(f" {row.summary}" if row.summary else "")
         table.add_row(
             name, kind, shape(row.out_shape), exact(row.params) if row.params else "-",
-            human(row.macs) if row.macs else "-", size_bytes(row.activation_bytes), pair_text(row.receptive_field),
+            _macs_cell(row), size_bytes(row.activation_bytes), pair_text(row.receptive_field),
         )
     return table
+
+
+def _macs_cell(row) -> str:
+    if not row.is_group and row.label == "opaque":
+        return "?"
+    return human(row.macs) if row.macs else "-"
 
 
 def totals_table(report: Report) -> Table:
@@ -77,6 +83,12 @@ def totals_table(report: Report) -> Table:
     table.add_row("MACs", f"{exact_and_human(t.macs)}{per_image}")
     table.add_row("FLOPs", exact_and_human(t.flops))
     table.add_row("Other ops", exact_and_human(t.other_ops))
+    if t.uncounted:
+        shown = ", ".join(t.uncounted[:5]) + (f" and {len(t.uncounted) - 5} more" if len(t.uncounted) > 5 else "")
+        table.add_row(Text("Not counted", style="bold yellow"),
+                      Text(f"MACs and other ops of {len(t.uncounted)} layer{'s' if len(t.uncounted) > 1 else ''} "
+                           f"without a formula: {shown}",
+                           style="yellow"))
     table.add_row("Peak activation memory", f"{size_bytes(t.peak_activation_bytes)} (inference, at {t.peak_at})")
     table.add_row("All outputs (training)", size_bytes(t.activation_bytes))
     table.add_row("Depth", f"{t.depth} weight layers, {t.layers} layers in all")

@@ -144,6 +144,22 @@ def _choice(arg, value):
     return value
 
 
+MAX_TEXT = 200  # characters of a TEXT argument (an op's name from a trace or an ONNX file)
+
+
+def _text(arg, value):
+    if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
+        _fail(arg, value, f"a non-empty string of at most {MAX_TEXT} characters")
+    return value
+
+
+def _shape(arg, value):
+    expected = "a shape: a list of positive integers such as [64, 56, 56]"
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 8:
+        _fail(arg, value, expected)
+    return tuple(_as_int(arg, v, minimum=1, expected=expected) for v in value)
+
+
 def _int_or_none(arg, value):
     return None if value is None else _int(arg, value)
 
@@ -151,5 +167,5 @@ def _int_or_none(arg, value):
 _CHECKERS = {
     ArgKind.INT: _int, ArgKind.NONNEG_INT: _nonneg_int, ArgKind.SIGNED_INT: _signed_int, ArgKind.PAIR: _pair, ArgKind.NONNEG_PAIR: _nonneg_pair,
     ArgKind.OPTIONAL_PAIR: _optional_pair, ArgKind.PADDING: _padding, ArgKind.FLOAT: _float, ArgKind.BOOL: _bool,
-    ArgKind.CHOICE: _choice, ArgKind.INT_OR_NONE: _int_or_none,
+    ArgKind.CHOICE: _choice, ArgKind.INT_OR_NONE: _int_or_none, ArgKind.TEXT: _text, ArgKind.SHAPE: _shape,
 }

@@ -1,0 +1,56 @@
+"""An operation archviz has no formula for, met in a traced PyTorch model or an ONNX file.
+
+Its output shape comes from the trace and its parameter count from the module that ran it, so shapes, memory and
+params stay exact; its MACs and other ops are not counted, and every total says which layers it leaves out
+(`Totals.uncounted`). Never a silent zero: renderers print the list.
+"""
+
+from __future__ import annotations
+
+from archviz.errors import UnsupportedOpError
+from archviz.ops.base import Arg, ArgKind, Op, OpKind, Step, fmt_int, fmt_shape
+from archviz.ops.registry import register
+
+
+@register
+class Opaque(Op):
+    """An operation without a formula: shape and parameters as traced, MACs and other ops not counted.
+
+    In a spec: `- opaque: {target: torch.nn.GELU, out_shape: [64, 56, 56], params: 0}`.
+    """
+
+    name = "opaque"
+    kind = OpKind.OPAQUE
+    torch_class = "(traced)"
+    min_inputs, max_inputs = 1, 64
+    args = (
+        Arg("target", ArgKind.TEXT, doc="what ran: a module class, a function or an ONNX op type"),
+        Arg("out_shape", ArgKind.SHAPE, doc="its output shape without the batch, from the trace"),
+        Arg("params", ArgKind.NONNEG_INT, 0, doc="trainable parameters of the module that ran it"),
+        Arg("buffers", ArgKind.NONNEG_INT, 0, doc="saved non-trainable state of that module"),
+    )
+
+    def infer_shape(self, attrs, in_shapes):
+        return tuple(attrs["out_shape"])
+
+    def params(self, attrs, in_shapes):
+        return attrs["params"]
+
+    def buffers(self, attrs, in_shapes):
+        return attrs["buffers"]
+
+    def explain(self, attrs, in_shapes, out_shape):
+        inputs = ", ".join(fmt_shape(s) for s in in_shapes)
+        return [
+            Step("output shape", f"{attrs['target']} on {inputs}, as traced", fmt_shape(out_shape)),
+            Step("params", "counted from the module's own parameters", fmt_int(attrs["params"])),
+            Step("MACs", f"not counted: archviz has no formula for {attrs['target']}", "?"),
+        ]
+
+    def summary(self, attrs):
+        return f"{attrs['target']} (not counted)"
+
+    def build_torch(self, attrs, in_shapes):
+        raise UnsupportedOpError(f"{attrs['target']} has no formula in archviz, so it cannot be rebuilt in torch; "
+                                 "the cross-check runs on the original model instead")
+
