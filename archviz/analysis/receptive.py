@@ -37,8 +37,9 @@ INPUT_FIELD = Field(size=(1, 1), jump=(1, 1), start=(0.5, 0.5))
 
 def receptive_fields(graph: Graph) -> dict[str, Field]:
     fields = {INPUT: INPUT_FIELD}
+    windows: dict = {}
     for node in graph.nodes:
-        field = fields[node.name] = node_field(node, [fields[name] for name in node.inputs])
+        field = fields[node.name] = node_field(node, [fields[name] for name in node.inputs], windows)
         if max(field.jump) > MAX_JUMP:
             raise ShapeError(f"the strides up to here multiply to a jump of {field.jump[0]:.3g} x {field.jump[1]:.3g} "
                              f"input pixels, more than {MAX_JUMP:.0e}: a stride larger than its map compounds",
@@ -46,10 +47,9 @@ def receptive_fields(graph: Graph) -> dict[str, Field]:
     return fields
 
 
-def node_field(node: Node, inputs: list[Field]) -> Field:
-    widest = max(inputs, key=lambda f: f.size[0] * f.size[1])
-    op = get_op(node.op)
-    window = op.window(node.attrs, list(node.in_shapes))
+def node_field(node: Node, inputs: list[Field], windows: dict | None = None) -> Field:
+    widest = inputs[0] if len(inputs) == 1 else max(inputs, key=lambda f: f.size[0] * f.size[1])
+    window = _window(node, {} if windows is None else windows)
     if window is not None:
         return widest.widened(window.kernel, window.stride, window.padding)
     in_shape = node.in_shapes[0]
@@ -57,3 +57,15 @@ def node_field(node: Node, inputs: list[Field]) -> Field:
         extent = in_shape[1:]
         return widest.widened(extent, (1, 1), tuple((e - 1) / 2 for e in extent))
     return widest
+
+
+def _window(node: Node, cache: dict):
+    """The op's window; repeated copies of a layer share one computation."""
+    try:
+        key = (node.op, tuple(node.attrs.items()), node.in_shapes)
+        return cache[key]
+    except TypeError:
+        return get_op(node.op).window(node.attrs, list(node.in_shapes))
+    except KeyError:
+        window = cache[key] = get_op(node.op).window(node.attrs, list(node.in_shapes))
+        return window

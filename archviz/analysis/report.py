@@ -115,27 +115,58 @@ def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32)
         raise SpecError(f"batch must be a positive integer, got {batch!r}")
     dtype = DType(dtype)
     fields = receptive_fields(graph)
-    layers = tuple(_layer_stats(node, fields[node.name], batch, dtype) for node in graph.nodes)
+    cache: dict = {}
+    layers = tuple(_layer_stats(node, fields[node.name], batch, dtype, cache) for node in graph.nodes)
     return Report(
         model=graph.name, description=graph.description, input=graph.input_shape, batch=batch, dtype=dtype,
         layers=layers, totals=_totals(graph, layers, batch, dtype), graph=graph,
     )
 
 
-def _layer_stats(node, field_, batch: int, dtype: DType) -> LayerStats:
+@dataclass(frozen=True)
+class _OpFigures:
+    """What an op computes from its attributes and shapes alone; the same for every copy of a repeated layer."""
+
+    kind: str
+    summary: str
+    params: int
+    buffers: int
+    macs: int
+    other_ops: int
+    counted: bool
+
+
+def _op_figures(node, cache: dict) -> _OpFigures:
+    try:
+        key = (node.op, tuple(node.attrs.items()), node.in_shapes, node.out_shape)
+        return cache[key]
+    except TypeError:  # an unhashable attribute value: compute without the cache
+        key = None
+    except KeyError:
+        pass
     op = get_op(node.op)
     in_shapes = list(node.in_shapes)
-    macs = op.macs(node.attrs, in_shapes, node.out_shape) * batch
+    figures = _OpFigures(
+        kind=op.kind.value, summary=op.summary(node.attrs), params=op.params(node.attrs, in_shapes),
+        buffers=op.buffers(node.attrs, in_shapes), macs=op.macs(node.attrs, in_shapes, node.out_shape),
+        other_ops=op.other_ops(node.attrs, in_shapes, node.out_shape), counted=op.kind != OpKind.OPAQUE,
+    )
+    if key is not None:
+        cache[key] = figures
+    return figures
+
+
+def _layer_stats(node, field_, batch: int, dtype: DType, cache: dict) -> LayerStats:
+    op = _op_figures(node, cache)
+    macs = op.macs * batch
     elements = numel(node.out_shape) * batch
     owns_weights = node.shares is None
     return LayerStats(
-        name=node.name, op=node.op, kind=op.kind.value, summary=op.summary(node.attrs), in_shapes=node.in_shapes,
-        out_shape=node.out_shape, params=op.params(node.attrs, in_shapes) if owns_weights else 0,
-        buffers=op.buffers(node.attrs, in_shapes) if owns_weights else 0,
-        macs=macs, flops=2 * macs, other_ops=op.other_ops(node.attrs, in_shapes, node.out_shape) * batch,
+        name=node.name, op=node.op, kind=op.kind, summary=op.summary, in_shapes=node.in_shapes,
+        out_shape=node.out_shape, params=op.params if owns_weights else 0, buffers=op.buffers if owns_weights else 0,
+        macs=macs, flops=2 * macs, other_ops=op.other_ops * batch,
         activation_elements=elements, activation_bytes=elements * dtype.bytes, receptive_field=field_.size,
-        jump=field_.jump, start=field_.start, scope=node.scope, line=node.line,
-        counted=op.kind != OpKind.OPAQUE, shares=node.shares,
+        jump=field_.jump, start=field_.start, scope=node.scope, line=node.line, counted=op.counted, shares=node.shares,
     )
 
 

@@ -52,8 +52,22 @@ def report_dict(report: Report, *, layers: bool = True) -> dict:
     return data
 
 
+_LAYERS_SLOT = "\u0000layers\u0000"  # a placeholder no report text can contain (specs refuse control characters)
+
+
 def report_json(report: Report) -> str:
-    return json.dumps(report_dict(report), indent=2)
+    """The JSON document, indented, with one layer per line.
+
+    json's C encoder runs only without indentation; indenting every layer field by field would take 5 s at
+    100,000 layers, so each layer is encoded compactly on its own line.
+    """
+    data = report_dict(report)
+    layers = data.get("layers")
+    if layers is None:
+        return json.dumps(data, indent=2)
+    data["layers"] = _LAYERS_SLOT
+    body = ",\n".join("    " + json.dumps(layer) for layer in layers)
+    return json.dumps(data, indent=2).replace(json.dumps(_LAYERS_SLOT), f"[\n{body}\n  ]" if layers else "[]", 1)
 
 
 def report_csv(report: Report) -> str:
