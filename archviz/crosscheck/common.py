@@ -91,7 +91,7 @@ def without_dynamo_import():
     finally:
         if sys.modules.get("torch._dynamo") is stand_in:
             del sys.modules["torch._dynamo"]
-        if getattr(torch, "_dynamo", None) is stand_in:
+        if vars(torch).get("_dynamo") is stand_in:  # not getattr: torch's module __getattr__ would import it
             del torch._dynamo
         for fn in marked:
             with contextlib.suppress(AttributeError):
