@@ -47,8 +47,10 @@ def load(source: str | Path, *, input=None, overrides: Mapping[str, Any] | None 
 
 
 def inspect(source: str | Path | Graph, *, input=None, overrides: Mapping[str, Any] | None = None, batch: int = 1,
-            dtype: DType | str = "float32", crosscheck: bool = False) -> Report:
+            dtype: DType | str = "float32", crosscheck: bool = False, fvcore_full: bool = False) -> Report:
     """Every figure of every layer, by formula; with crosscheck=True also the peers' counts (needs torch).
+
+    fvcore_full lets fvcore run a CPU forward pass at the full input when no smaller one runs the same layers.
 
     >>> inspect("lenet").totals.params
     61706
@@ -61,7 +63,7 @@ def inspect(source: str | Path | Graph, *, input=None, overrides: Mapping[str, A
     if crosscheck:
         from archviz.crosscheck import run_crosscheck
 
-        report = run_crosscheck(report)
+        report = run_crosscheck(report, fvcore_full=fvcore_full)
     return report
 
 

@@ -94,11 +94,12 @@ def _console():
     return Console(width=None if sys.stdout.isatty() else WIDTH_WHEN_PIPED)
 
 
-def _inspect(model: str, input: str | None, batch: int, set_: list[str] | None, dtype: DTypeChoice, crosscheck: bool):
+def _inspect(model: str, input: str | None, batch: int, set_: list[str] | None, dtype: DTypeChoice, crosscheck: bool,
+             fvcore_full: bool = False):
     import archviz
 
     return archviz.inspect(model, input=input, overrides=parse_overrides(set_), batch=batch, dtype=dtype.value,
-                           crosscheck=crosscheck)
+                           crosscheck=crosscheck, fvcore_full=fvcore_full)
 
 
 @app.command(short_help='Per-layer shapes, params, MACs, memory, receptive field.')
@@ -112,10 +113,12 @@ def inspect(
     crosscheck: Annotated[bool, typer.Option("--crosscheck/--no-crosscheck",
                                              help="Confirm figures with torchinfo, fvcore and FlopCounterMode.")] = True,
     format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
+    fvcore_full: Annotated[bool, typer.Option("--fvcore-full", help="Let fvcore trace at the full input on the CPU "
+                                              "when no smaller input runs the same layers (slow at large inputs).")] = False,
     dtype: DTypeOpt = DTypeChoice.FLOAT32,
 ):
     """Per-layer output shape, params, MACs/FLOPs, memory and receptive field, with totals and the cross-check."""
-    report = _inspect(model, input, batch, set_, dtype, crosscheck)
+    report = _inspect(model, input, batch, set_, dtype, crosscheck, fvcore_full)
     if format == OutputFormat.TABLE:
         from archviz.render.table import inspect_view
 

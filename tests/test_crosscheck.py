@@ -155,3 +155,20 @@ def test_the_dynamo_stand_in_is_gone_after_a_crosscheck():
         "assert compiled(torch.ones(2)).tolist() == [3.0, 3.0]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fvcore_asks_before_a_costly_full_size_trace(write_spec):
+    """Flatten into a linear layer pins the input size, so fvcore could only trace at 3x512x512: ~40 GMACs."""
+    spec = write_spec("""
+        name: pinned
+        input: 3x512x512
+        layers:
+          - conv2d: {out_channels: 128, kernel_size: 3, padding: 1}
+          - conv2d: {out_channels: 128, kernel_size: 3, padding: 1}
+          - maxpool2d: {kernel_size: 64}
+          - flatten
+          - linear: {out_features: 10}
+    """)
+    peers = {p.peer: p for p in archviz.inspect(spec, crosscheck=True).crosscheck.peers}
+    assert peers["fvcore"].skipped and "--fvcore-full" in peers["fvcore"].message
+    assert not peers["torchinfo"].skipped and peers["torchinfo"].agrees

@@ -23,8 +23,10 @@ PEERS = (  # (peer name, module in this package, distribution it needs)
 )
 
 
-def run_crosscheck(report: Report) -> Report:
+def run_crosscheck(report: Report, *, fvcore_full: bool = False) -> Report:
     """The report with its `crosscheck` field filled; without torch, a skipped CrossCheck saying how to install it.
+
+    fvcore_full lets fvcore trace at the user's input on the CPU when no small input runs the same layers (costly).
 
     >>> import archviz
     >>> run_crosscheck(archviz.inspect("lenet")).crosscheck.agrees
@@ -39,18 +41,19 @@ def run_crosscheck(report: Report) -> Report:
     from archviz.crosscheck.common import without_dynamo_import
 
     with without_dynamo_import():
-        peers = tuple(_run_peer(report, *peer) for peer in PEERS)
+        peers = tuple(_run_peer(report, *peer, fvcore_full=fvcore_full) for peer in PEERS)
     return dataclasses.replace(report, crosscheck=dataclasses.replace(check, peers=peers))
 
 
-def _run_peer(report: Report, name: str, module: str, distribution: str) -> PeerResult:
+def _run_peer(report: Report, name: str, module: str, distribution: str, *, fvcore_full: bool) -> PeerResult:
     try:
         importlib.import_module(distribution)
     except ImportError:
         return PeerResult(peer=name, version="", method="", skipped=True,
                           message=f"{distribution} is not installed ({INSTALL_HINT})")
     try:
-        return importlib.import_module(f"archviz.crosscheck.{module}").check(report)
+        options = {"full_trace": fvcore_full} if name == "fvcore" else {}
+        return importlib.import_module(f"archviz.crosscheck.{module}").check(report, **options)
     except MissingDependencyError as error:
         return PeerResult(peer=name, version="", method="", skipped=True, message=str(error))
     except Exception as error:  # a peer that cannot handle this model must not hide the others' results

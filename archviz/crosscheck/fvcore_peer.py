@@ -34,6 +34,7 @@ from archviz.crosscheck.result import TOTAL, Figure, PeerResult, Quantity, compa
 PEER = "fvcore"
 MAC_OPS = frozenset({"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"})  # fvcore's names for its handles
 TRACE_SIDES = (32, 64, 96, 128, 192, 256)  # the longer side of the small inputs tried for the trace
+FULL_TRACE_MACS = 20 * 10**9  # a CPU forward pass above this takes tens of seconds on a laptop: only when asked
 OTHER_OP_REASONS = MappingProxyType({
     "batch_norm": "fvcore's batchnorm_flop_jit counts batch norm at inference as 2 flops per element with affine, "
                   "1 without",
@@ -102,7 +103,19 @@ class _Resizer:
         raise LookupError(f"a tensor of shape {list(sizes)} is neither the layer's input nor its output")
 
 
-def check(report: Report) -> PeerResult:
+class TraceTooCostly(Exception):
+    """No small input runs the same layers, and the full-size CPU trace was not asked for."""
+
+
+def check(report: Report, *, full_trace: bool = False) -> PeerResult:
+    """fvcore's figures for the report's model; full_trace allows a CPU forward pass at the user's input size."""
+    try:
+        return _check(report, full_trace=full_trace)
+    except TraceTooCostly as error:
+        return PeerResult(peer=PEER, version=version("fvcore"), method="", skipped=True, message=str(error))
+
+
+def _check(report: Report, *, full_trace: bool) -> PeerResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # fvcore's import calls the deprecated torch.jit.script
         from fvcore.nn import FlopCountAnalysis
@@ -112,7 +125,7 @@ def check(report: Report) -> PeerResult:
     model = meta_model(report)
     names = [layer.name for layer in report.layers]
     full, order = record_shapes(model, batch_shape(report), names)
-    trace_shape, traced = _trace_shape(report, model, names, order)
+    trace_shape, traced = _trace_shape(report, model, names, order, full_trace=full_trace)
     _zero_weights(model)
     resizer = _Resizer(traced, full)
     with warnings.catch_warnings():
@@ -157,7 +170,7 @@ def check(report: Report) -> PeerResult:
     )
 
 
-def _trace_shape(report: Report, model, names, order) -> tuple[tuple[int, ...], dict[str, LayerShapes]]:
+def _trace_shape(report: Report, model, names, order, *, full_trace: bool) -> tuple[tuple[int, ...], dict[str, LayerShapes]]:
     """The smallest input (batch 1) at which the same layers run in the same order, and their shapes there."""
     spatial = report.input[1:]
     if len(report.input) == 3:
@@ -174,6 +187,12 @@ def _trace_shape(report: Report, model, names, order) -> tuple[tuple[int, ...], 
             if traced_order == order:
                 return shape, traced
     shape = batch_shape(report, batch=1)
+    macs = report.totals.macs_per_image
+    if macs > FULL_TRACE_MACS and not full_trace:
+        raise TraceTooCostly(
+            f"fvcore not run: no smaller input runs the same layers, and its trace at {'x'.join(map(str, shape))} "
+            f"would be a CPU forward pass of {macs / 1e9:,.0f} GMACs; --fvcore-full runs it (batch 1 is enough: "
+            "its counts grow linearly with the batch)")
     return shape, record_shapes(model, shape, names)[0]
 
 
