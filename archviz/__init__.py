@@ -34,23 +34,85 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'archviz' has no attribute {name!r}")
 
 
-def load(source: str | Path, *, input=None, overrides: Mapping[str, Any] | None = None) -> Graph:
-    """A zoo name or spec file, validated into a Graph (every shape inferred).
+def load(source: Any, *, input=None, overrides: Mapping[str, Any] | None = None,
+         kwargs: Mapping[str, Any] | None = None) -> Graph:
+    """Any model as a Graph, every shape inferred:
+      * a zoo name ("vgg16") or a spec file ("my_net.yaml"), with `overrides` of its params;
+      * "torchvision:resnet50", traced (input 3x224x224 unless given; inception_v3 3x299x299);
+      * "path/to/model.py:Net" or "package.module:make_model": IMPORTS AND RUNS that code, calls the class or factory
+        with `kwargs` on the meta device and traces the module (`input` is required);
+      * an nn.Module object, traced from a meta copy (the object is not changed; `input` is required);
+      * an .onnx file (archviz.onnx), or a state dict (.pth/.pt) whose tensors are a zoo or torchvision model's.
 
     >>> load("alexnet").node("conv1").out_shape
     (96, 55, 55)
     """
+    from archviz.trace.load import is_model_source
+
+    if _is_torch_module(source):
+        _only_spec_overrides(overrides, type(source).__name__)
+        from archviz.trace import trace_module
+
+        return trace_module(source, input=input)
+    text = str(source)
+    if is_model_source(text):
+        _only_spec_overrides(overrides, text)
+        from archviz.trace import trace_source
+
+        return trace_source(text, input=input, kwargs=kwargs)
+    if kwargs:
+        raise SpecError(f"{text}: kwargs (--kwargs) go to a PyTorch class or factory (torchvision:NAME, FILE.py:Name, "
+                        "module:name); a spec takes --set name=value")
+    suffix = Path(text).suffix.lower()
+    if suffix == ".onnx":
+        return _read_onnx(text, input=input)
+    if suffix in (".pth", ".pt"):
+        import dataclasses
+
+        from archviz.trace.state_dict import identify
+
+        match = identify(text)
+        graph = load(match.source, input=input, overrides=overrides)
+        return dataclasses.replace(graph, description=f"{match.message}. {graph.description}".strip())
     from archviz.graph.build import validate
     from archviz.spec.zoo import load_spec
 
     return validate(load_spec(source), input_shape=input, overrides=overrides)
 
 
-def inspect(source: str | Path | Graph, *, input=None, overrides: Mapping[str, Any] | None = None, batch: int = 1,
-            dtype: DType | str = "float32", crosscheck: bool = False, fvcore_full: bool = False) -> Report:
+def _is_torch_module(source) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")  # an nn.Module exists only if torch is imported already
+    return torch is not None and isinstance(source, torch.nn.Module)
+
+
+def _only_spec_overrides(overrides, source: str) -> None:
+    if overrides:
+        raise SpecError(f"{source}: --set changes a spec's params; a PyTorch model takes its constructor's "
+                        "arguments as --kwargs '{\"name\": value}'")
+
+
+def _read_onnx(path: str, *, input=None) -> Graph:
+    try:
+        from archviz.onnx.read import read_onnx
+    except ModuleNotFoundError as error:
+        if error.name and error.name.startswith("archviz"):
+            raise ArchvizError(f"{path}: this archviz cannot read ONNX files yet") from None
+        from archviz.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"{path}: reading ONNX needs {error.name!r}, which is not installed") from None
+    return read_onnx(path, input=input)
+
+
+def inspect(source: Any, *, input=None, overrides: Mapping[str, Any] | None = None,
+            kwargs: Mapping[str, Any] | None = None, batch: int = 1, dtype: DType | str = "float32",
+            crosscheck: bool = False, fvcore_full: bool = False) -> Report:
     """Every figure of every layer, by formula; with crosscheck=True also the peers' counts (needs torch).
 
-    fvcore_full lets fvcore run a CPU forward pass at the full input when no smaller one runs the same layers.
+    `source` is anything load() reads (a zoo name, a spec file, torchvision:NAME, FILE.py:Name, an nn.Module, ...)
+    or a Graph. fvcore_full lets fvcore run a CPU forward pass at the full input when no smaller one runs the same
+    layers.
 
     >>> inspect("lenet").totals.params
     61706
@@ -58,7 +120,7 @@ def inspect(source: str | Path | Graph, *, input=None, overrides: Mapping[str, A
     from archviz.analysis import analyze
     from archviz.graph.ir import Graph
 
-    graph = source if isinstance(source, Graph) else load(source, input=input, overrides=overrides)
+    graph = source if isinstance(source, Graph) else load(source, input=input, overrides=overrides, kwargs=kwargs)
     report = analyze(graph, batch=batch, dtype=dtype)
     if crosscheck:
         from archviz.crosscheck import run_crosscheck

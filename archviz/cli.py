@@ -49,11 +49,17 @@ class DTypeChoice(enum.StrEnum):
     INT8 = "int8"
 
 
-ModelArg = Annotated[str, typer.Argument(help="A zoo name (see `archviz list`) or a spec file (my_net.yaml).")]
+ModelArg = Annotated[str, typer.Argument(help=(
+    "A zoo name (see `archviz list`), a spec file (my_net.yaml), torchvision:NAME (e.g. torchvision:resnet50), "
+    "FILE.py:Name or package.module:name (a torch.nn.Module class or a function returning one: archviz IMPORTS AND "
+    "RUNS that code, so name only code you trust), an .onnx file, or a state dict (.pth/.pt) of a zoo or torchvision "
+    "model."))]
 InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", help="Input shape CxHxW, e.g. 3x32x32.")]
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size; costs are for the whole batch.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a spec parameter: name=value.")]
 DTypeOpt = Annotated[DTypeChoice, typer.Option("--dtype", help="Element type for memory figures.")]
+KwargsOpt = Annotated[Optional[str], typer.Option("--kwargs", help=(
+    "Keyword arguments for a PyTorch model's class or factory, as a JSON object: '{\"num_classes\": 10}'."))]
 
 
 def user_errors(command):
@@ -95,11 +101,40 @@ def _console():
 
 
 def _inspect(model: str, input: str | None, batch: int, set_: list[str] | None, dtype: DTypeChoice, crosscheck: bool,
-             fvcore_full: bool = False):
+             fvcore_full: bool = False, kwargs: str | None = None):
     import archviz
 
-    return archviz.inspect(model, input=input, overrides=parse_overrides(set_), batch=batch, dtype=dtype.value,
-                           crosscheck=crosscheck, fvcore_full=fvcore_full)
+    return archviz.inspect(_resolve(model), input=input, overrides=parse_overrides(set_), kwargs=_kwargs(kwargs),
+                           batch=batch, dtype=dtype.value, crosscheck=crosscheck, fvcore_full=fvcore_full)
+
+
+def _resolve(model: str) -> str:
+    """A state dict file stands for the model whose tensors it holds (said on stderr); any other source as it is."""
+    if not model.lower().endswith((".pth", ".pt")):
+        return model
+    from archviz.trace.state_dict import identify
+
+    match = identify(model)
+    typer.echo(f"archviz: {match.message}", err=True)
+    return match.source
+
+
+def _stem(model: str) -> str:
+    """A file name for a model's default output: a file's stem, or the source made safe (torchvision_resnet50)."""
+    import re
+    from pathlib import Path
+
+    if model.lower().endswith((".yaml", ".yml", ".onnx", ".pth", ".pt")):
+        return Path(model).stem
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model.rpartition("/")[2].replace(".py:", "_"))
+
+
+def _kwargs(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    from archviz.trace.load import parse_kwargs
+
+    return parse_kwargs(text)
 
 
 @app.command(short_help='Per-layer shapes, params, MACs, memory, receptive field.')
@@ -116,9 +151,10 @@ def inspect(
     fvcore_full: Annotated[bool, typer.Option("--fvcore-full", help="Let fvcore trace at the full input on the CPU "
                                               "when no smaller input runs the same layers (slow at large inputs).")] = False,
     dtype: DTypeOpt = DTypeChoice.FLOAT32,
+    kwargs: KwargsOpt = None,
 ):
     """Per-layer output shape, params, MACs/FLOPs, memory and receptive field, with totals and the cross-check."""
-    report = _inspect(model, input, batch, set_, dtype, crosscheck, fvcore_full)
+    report = _inspect(model, input, batch, set_, dtype, crosscheck, fvcore_full, kwargs)
     if format == OutputFormat.TABLE:
         from archviz.render.table import inspect_view
 
@@ -144,12 +180,18 @@ def diff(
     dtype: DTypeOpt = DTypeChoice.FLOAT32,
     format: Annotated[DiffFormat, typer.Option("--format", "-f", help="Output format.")] = DiffFormat.TABLE,
     html: Annotated[Optional[str], typer.Option("--html", help="Also write a comparison report to this file.")] = None,
+    kwargs: Annotated[Optional[str], typer.Option("--kwargs", help=(
+        "Keyword arguments (a JSON object) for whichever model is PyTorch code (torchvision:, FILE.py:, module:)."
+    ))] = None,
 ):
     """Two architectures side by side: totals, stages aligned by resolution, and what differs, in words."""
     from archviz.analysis.diff import diff_reports
     from archviz.render.diff import diff_dict, diff_view
 
-    reports = [_inspect(m, input, batch, None, dtype, False) for m in (model_a, model_b)]
+    from archviz.trace.load import is_model_source
+
+    reports = [_inspect(m, input, batch, None, dtype, False, kwargs=kwargs if is_model_source(m) else None)
+               for m in (model_a, model_b)]
     result = diff_reports(*reports)
     if html is not None:
         from archviz.render.html.build import write_comparison_of
@@ -173,12 +215,15 @@ def report(
     crosscheck: Annotated[bool, typer.Option("--crosscheck/--no-crosscheck",
                                              help="Include the peers' counts (needs torch).")] = True,
     zoo: Annotated[bool, typer.Option("--zoo", help="A report for every zoo model and reports/index.html.")] = False,
+    kwargs: KwargsOpt = None,
 ):
     """Write one self-contained HTML file: summary, diagram, layer table, charts, cross-check, arithmetic."""
     from archviz.render.html.build import write_comparison, write_model_report, write_zoo
 
     overrides = parse_overrides(set_)
-    options = dict(input=input, overrides=overrides, batch=batch, dtype=dtype.value, crosscheck=crosscheck)
+    options = dict(input=input, overrides=overrides, batch=batch, dtype=dtype.value, crosscheck=crosscheck,
+                   kwargs=_kwargs(kwargs))
+    models = [_resolve(m) for m in models or []]
     if zoo:
         written = write_zoo(output or "reports", **options)
     elif not models:
@@ -200,12 +245,13 @@ def explain(
     batch: BatchOpt = 1,
     set_: SetOpt = None,
     dtype: DTypeOpt = DTypeChoice.FLOAT32,
+    kwargs: KwargsOpt = None,
 ):
     """Every figure of one layer, with its arithmetic written out."""
     from archviz.analysis.explain import explain_layer
     from archviz.render.explain import explanation_view
 
-    report = _inspect(model, input, batch, set_, dtype, False)
+    report = _inspect(model, input, batch, set_, dtype, False, kwargs=kwargs)
     _console().print(explanation_view(explain_layer(report, layer)))
 
 
@@ -249,6 +295,7 @@ def diagram(
     unfold: Annotated[Optional[list[str]], typer.Option("--unfold", "-u", help="Also open this group (a path such as layer3.1); repeatable.")] = None,
     input: InputOpt = None,
     set_: SetOpt = None,
+    kwargs: KwargsOpt = None,
 ):
     """Draw the architecture (SVG, PNG, PDF or DOT): shapes, params and MACs; deep nets fold repeated blocks ("x35")."""
     from pathlib import Path
@@ -257,16 +304,50 @@ def diagram(
     from archviz.output import write_atomic
 
     if output is None:
-        stem = Path(model).stem if model.endswith((".yaml", ".yml")) else model
-        output = f"{stem}.svg"
+        output = f"{_stem(model)}.svg"
     fmt = Path(output).suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ArchvizError(f"-o {output!r}: cannot tell the format from the extension {Path(output).suffix!r}; "
                            f"use one of {', '.join('.' + f for f in FORMATS)}")
-    report = _inspect(model, input, 1, set_, DTypeChoice.FLOAT32, False)
+    report = _inspect(model, input, 1, set_, DTypeChoice.FLOAT32, False, kwargs=kwargs)
     state = fold_state(report, depth=depth, expand=expand, expanded=unfold or ())
     data = render(to_dot(collect(report, state), rankdir=rankdir.value), fmt)
     typer.echo(str(write_atomic(output, data)))
+
+
+@app.command(short_help="Write the architecture as an ONNX file (Netron, ONNX runtimes).")
+@user_errors
+def export(
+    model: ModelArg,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="The .onnx file to write. Default: MODEL.onnx in the current folder.")] = None,
+    input: InputOpt = None,
+    set_: SetOpt = None,
+    weights: Annotated[Optional[str], typer.Option(
+        "--weights", help="A PyTorch state dict (torch.save(model.state_dict(), f)) whose keys are the layer paths, "
+        "as in archviz.torch_build.to_torch. Default: torch's random initialisation.")] = None,
+    no_weights: Annotated[bool, typer.Option(
+        "--no-weights", help="Write the weights as graph inputs, not data: a small file for Netron; a runtime must "
+        "be given them.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random initial weights.")] = 0,
+    kwargs: KwargsOpt = None,
+):
+    """Write an ONNX file (opset 20) of the model for Netron and ONNX runtimes, and print its path.
+
+    Layers are named by their paths and weights by to_torch's state-dict keys; layers without a formula (opaque)
+    cannot be written.
+    """
+    from pathlib import Path
+
+    import archviz
+    from archviz.onnx import export_onnx
+
+    graph = archviz.load(_resolve(model), input=input, overrides=parse_overrides(set_), kwargs=_kwargs(kwargs))
+    if output is None:
+        output = f"{_stem(model)}.onnx"
+        if Path(output).resolve() == Path(model).resolve():
+            raise ArchvizError(f"writing {output!r} would replace the model read; name another file with -o")
+    typer.echo(str(export_onnx(graph, output, checkpoint=weights, as_inputs=no_weights, seed=seed)))
 
 
 def main() -> None:

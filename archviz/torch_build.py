@@ -3,7 +3,10 @@
 Node "layer1.0.conv1" lives at model.layer1[0].conv1, so `model.get_submodule("layer1.0.conv1")` finds it and the
 state_dict keys ("layer1.0.conv1.weight") are torchvision's for the zoo models. forward(x) runs the nodes in graph
 order, looking each input up by name, and returns the graph's output. Every layer's module comes from its op's
-`build_torch` (archviz/ops); this module only wires them together.
+`build_torch` (archviz/ops); this module only wires them together. A layer that shares another's weights
+(`Node.shares`, `shares:` in a spec) is that layer's module, placed at a second path, or, where its other arguments
+differ (another stride or padding), a module of its own whose parameters and buffers are the owner's tensors: either
+way the model holds those weights once.
 
 torch is imported inside the functions, so importing this module stays cheap; the torch classes (AddJoin,
 ConcatJoin, Scope, ArchvizModel) are made on first use and read as attributes of this module.
@@ -52,17 +55,37 @@ def to_torch(graph: Graph, *, device: Any = None, memory_limit: int | None = Non
         _check_memory(graph, device, memory_limit, torch)
     classes = _classes()
     model = classes["ArchvizModel"](graph)
+    built = {}
     with torch.device(device):
         for node in graph.nodes:
-            module = get_op(node.op).build_torch(node.attrs, list(node.in_shapes))
+            if node.shares is not None and dict(node.attrs) == dict(graph.node(node.shares).attrs):
+                module = built[node.shares]
+            else:
+                module = get_op(node.op).build_torch(node.attrs, list(node.in_shapes))
+                if node.shares is not None:
+                    _tie(module, built[node.shares])
+            built[node.name] = module
             _place(model, node.name, module, classes["Scope"])
     return model
 
 
+def _tie(module, owner) -> None:
+    """Make module use owner's parameters and buffers (the same tensors), dropping the ones it was built with."""
+    for name, parameter in owner.named_parameters(recurse=True):
+        *path, leaf = name.split(".")
+        module.get_submodule(".".join(path)).register_parameter(leaf, parameter)
+    for name, buffer in owner.named_buffers(recurse=True):
+        *path, leaf = name.split(".")
+        module.get_submodule(".".join(path)).register_buffer(leaf, buffer)
+
+
 def weight_elements(graph: Graph) -> int:
-    """Parameters and buffers of every layer, by formula (BatchNorm's one-element step counters not included)."""
+    """Parameters and buffers of every layer, by formula (BatchNorm's one-element step counters not included); a layer
+    that shares another's weights adds none."""
     total = 0
     for node in graph.nodes:
+        if node.shares is not None:
+            continue
         op = get_op(node.op)
         total += op.params(node.attrs, list(node.in_shapes)) + op.buffers(node.attrs, list(node.in_shapes))
     return total

@@ -10,7 +10,7 @@ from importlib import metadata
 
 import torch
 
-from archviz.analysis.report import Report
+from archviz.analysis.report import LayerStats, Report
 from archviz.torch_build import to_torch
 
 Shape = tuple[int, ...]
@@ -25,8 +25,41 @@ class LayerShapes:
 
 
 def meta_model(report: Report):
-    """The report's graph on the meta device in eval mode: shapes and parameter counts, no weights."""
+    """The report's model on the meta device in eval mode: shapes and parameter counts, no weights.
+
+    A graph traced from PyTorch code is checked on its original module, built again from its source (its graph may
+    hold opaque layers, which have no torch module of archviz's); a spec's graph is built by archviz.torch_build.
+    """
+    origin = report.graph.origin
+    if origin is not None:
+        from archviz.trace.load import meta_module
+
+        return meta_module(origin)
     return to_torch(report.graph, device="meta").eval()
+
+
+def module_groups(report: Report, model) -> dict[str, list[LayerStats]]:
+    """Module path -> the layers that ran it, first call first: each layer named by a module path, with the later
+    calls of a shared module (named "relu_1", sharing "relu"). Layers that are function calls (a traced "add")
+    belong to no module of the model, so to no group; in a spec's graph every layer is its own module.
+    """
+    modules = {path for path, _ in model.named_modules()}
+    groups: dict[str, list[LayerStats]] = {}
+    for layer in report.layers:
+        if layer.name in modules:
+            groups.setdefault(layer.name, []).insert(0, layer)
+        elif layer.shares in modules:
+            groups.setdefault(layer.shares, []).append(layer)
+    return groups
+
+
+def not_counted_reason(layers) -> str:
+    """Why a peer's MACs exceed ours for layers without a formula ('' when every layer is counted)."""
+    opaque = [layer.name for layer in layers if not layer.counted]
+    if not opaque:
+        return ""
+    shown = ", ".join(opaque[:3]) + (f" and {len(opaque) - 3} more" if len(opaque) > 3 else "")
+    return f"archviz has no formula for {shown}: not counted (the totals list them)"
 
 
 def batch_shape(report: Report, *, batch: int | None = None, spatial: Shape | None = None) -> Shape:

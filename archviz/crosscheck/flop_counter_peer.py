@@ -13,7 +13,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from archviz.analysis.report import Report
-from archviz.crosscheck.common import batch_shape, meta_model, version
+from archviz.crosscheck.common import batch_shape, meta_model, module_groups, not_counted_reason, version
 from archviz.crosscheck.result import TOTAL, PeerResult, Quantity, compare
 
 PEER = "flop_counter"
@@ -29,17 +29,22 @@ def check(report: Report) -> PeerResult:
     counts = counter.get_flop_counts()
     prefix = type(model).__name__  # ModuleTracker names modules "<root class>.<path>"
     figures = []
-    for layer in report.layers:
-        flops = sum(counts.get(f"{prefix}.{layer.name}", {}).values())
-        figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, flops, _half(flops), conversion=HALVE))
+    for path, layers in module_groups(report, model).items():
+        flops = sum(counts.get(f"{prefix}.{path}", {}).values())
+        ours = sum(layer.macs for layer in layers)  # a module called twice: FlopCounterMode adds up its calls
+        known = not_counted_reason(layers)
+        figures.append(compare(PEER, layers[0].name, Quantity.MACS, ours, flops, _half(flops), conversion=HALVE,
+                               known=known, checked=not known))
     total = counter.get_total_flops()
+    uncounted = not_counted_reason(report.layers)
     by_op = ", ".join(f"{op}: {flops:,}" for op, flops in counts.get("Global", {}).items()) or "none"
     return PeerResult(
         peer=PEER, version=version("torch"),
         method=f"torch.utils.flop_counter.FlopCounterMode around a forward pass on the meta device, input "
                f"{'x'.join(map(str, shape))} (batch {report.batch}); FLOPs per module / 2",
         layers=tuple(figures),
-        totals=(compare(PEER, TOTAL, Quantity.MACS, report.totals.macs, total, _half(total), conversion=HALVE),),
+        totals=(compare(PEER, TOTAL, Quantity.MACS, report.totals.macs, total, _half(total), conversion=HALVE,
+                        known=uncounted, checked=not uncounted),),
         notes=(HALVE, f"FLOPs by aten op: {by_op}"), seconds=time.perf_counter() - start,
     )
 

@@ -20,6 +20,7 @@ are no MACs: they are taken out of the MAC comparison and shown beside our other
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -28,7 +29,9 @@ from types import MappingProxyType
 import torch
 
 from archviz.analysis.report import LayerStats, Report
-from archviz.crosscheck.common import LayerShapes, batch_shape, meta_model, record_shapes, version
+from archviz.crosscheck.common import (
+    LayerShapes, batch_shape, meta_model, module_groups, not_counted_reason, record_shapes, version,
+)
 from archviz.crosscheck.result import TOTAL, Figure, PeerResult, Quantity, compare
 
 PEER = "fvcore"
@@ -123,7 +126,8 @@ def _check(report: Report, *, full_trace: bool) -> PeerResult:
 
     start = time.perf_counter()
     model = meta_model(report)
-    names = [layer.name for layer in report.layers]
+    groups = module_groups(report, model)
+    names = list(groups)
     full, order = record_shapes(model, batch_shape(report), names)
     trace_shape, traced = _trace_shape(report, model, names, order, full_trace=full_trace)
     _zero_weights(model)
@@ -140,14 +144,20 @@ def _check(report: Report, *, full_trace: bool) -> PeerResult:
         total = analysis.total()
 
     figures: list[Figure] = []
-    for layer in report.layers:
-        figures.extend(_layer_figures(layer, counts.get(layer.name, {}), unsupported[layer.name], full[layer.name]))
+    for path, layers in groups.items():
+        layer = layers[0]
+        if len(layers) > 1:  # a module called more than once: fvcore adds up its calls
+            layer = dataclasses.replace(layer, macs=sum(s.macs for s in layers),
+                                        other_ops=sum(s.other_ops for s in layers), counted=all(s.counted for s in layers))
+        figures.extend(_layer_figures(layer, counts.get(path, {}), unsupported[path], full[path]))
     by_op = counts.get("", {})
     others = {op: n for op, n in by_op.items() if op not in MAC_OPS}
     macs = total - sum(others.values())
     conversion = "minus " + ", ".join(f"{op} {n:,}" for op, n in others.items()) + " (no MACs)" if others else ""
+    uncounted = not_counted_reason(report.layers)
     totals = (
-        compare(PEER, TOTAL, Quantity.MACS, report.totals.macs, total, macs, conversion=conversion),
+        compare(PEER, TOTAL, Quantity.MACS, report.totals.macs, total, macs, conversion=conversion, known=uncounted,
+                checked=not uncounted),
         compare(PEER, TOTAL, Quantity.OTHER_OPS, report.totals.other_ops, sum(others.values()), checked=False,
                 known="fvcore counts only some non-MAC ops (see each layer)"),
     )
@@ -226,14 +236,15 @@ def _layer_figures(layer: LayerStats, ops, unsupported, shapes: LayerShapes) -> 
     others = {op: n for op, n in ops.items() if op not in MAC_OPS}
     conversion = "minus fvcore's " + ", ".join(f"{op} {n:,}" for op, n in others.items()) + " (no MACs)"
     missing = ", ".join(f"{op} x{n}" for op, n in unsupported.items())
+    opaque = not_counted_reason([layer])
+    known = "; ".join(filter(None, (opaque, f"fvcore has no handle for {missing} and counts it as 0" if missing else "")))
     figures = [compare(PEER, layer.name, Quantity.MACS, layer.macs, reported, macs,
-                       conversion=conversion if others else "",
-                       known=f"fvcore has no handle for {missing} and counts it as 0" if missing else "")]
+                       conversion=conversion if others else "", known=known, checked=not opaque)]
     other = sum(others.values())
     unknown = [op for op in others if op not in OTHER_OP_REASONS]
     figures.append(compare(
         PEER, layer.name, Quantity.OTHER_OPS, layer.other_ops, other, checked=False,
-        known="" if unknown else _other_ops_reason(layer, others, missing, shapes),
+        known=opaque or ("" if unknown else _other_ops_reason(layer, others, missing, shapes)),
     ))
     return figures
 

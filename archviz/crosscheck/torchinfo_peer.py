@@ -18,7 +18,7 @@ import time
 import torch
 
 from archviz.analysis.report import Report
-from archviz.crosscheck.common import batch_shape, meta_model, version
+from archviz.crosscheck.common import batch_shape, meta_model, module_groups, not_counted_reason, version
 from archviz.crosscheck.result import TOTAL, Figure, PeerResult, Quantity, compare
 
 PEER = "torchinfo"
@@ -38,9 +38,12 @@ def check(report: Report) -> PeerResult:
     rows = {path_of.get(id(info.module)): info for info in stats.summary_list if info.is_leaf_layer}
     figures: list[Figure] = []
     converted_macs = 0
-    for layer in report.layers:
-        info = rows.get(layer.name)
+    groups = module_groups(report, model)
+    for path, layers in groups.items():
+        layer, info = layers[0], rows.get(path)
         if info is None:
+            if layer.name in report.graph.by_name and report.graph.origin is not None:
+                continue  # a traced module that holds others (torchinfo rows only leaf modules)
             figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, None))
             continue
         out = tuple(info.output_size)
@@ -49,14 +52,22 @@ def check(report: Report) -> PeerResult:
         figures.append(compare(PEER, layer.name, Quantity.PARAMS, layer.params, info.num_params))
         macs, conversion = _to_macs(layer.op, info)
         converted_macs += macs
-        figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, info.macs, macs, conversion=conversion))
+        known = not_counted_reason([layer])
+        figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, info.macs, macs, conversion=conversion,
+                               known=known, checked=not known))
     leaf_sum = sum(info.macs for info in rows.values())
+    uncalled = report.graph.origin.uncalled if report.graph.origin is not None else ()
+    skipped = sum(count for _, count in uncalled)
+    uncounted = not_counted_reason(report.layers)
     totals = (
-        compare(PEER, TOTAL, Quantity.PARAMS, report.totals.params, stats.total_params),
+        compare(PEER, TOTAL, Quantity.PARAMS, report.totals.params, stats.total_params, stats.total_params - skipped,
+                conversion=f"minus {skipped:,} parameters of modules that never ran (not in archviz's totals)"
+                if skipped else ""),
         compare(PEER, TOTAL, Quantity.MACS, report.totals.macs, stats.total_mult_adds,
-                stats.total_mult_adds - leaf_sum + converted_macs, conversion="the per-layer conversions, summed"),
+                stats.total_mult_adds - leaf_sum + converted_macs, conversion="the per-layer conversions, summed",
+                known=uncounted, checked=not uncounted),
     )
-    unmapped = sorted(str(path) for path in rows if path not in report.graph.by_name)
+    unmapped = sorted(str(path) for path in rows if path not in groups)
     notes = [
         "output sizes include the batch dimension; compared without it",
         "Mult-Adds count bias terms and, outside convolutions, scale with the batch only "

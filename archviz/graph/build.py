@@ -7,11 +7,25 @@ A layer entry is one item of a `layers:` list:
       repeat: 2                                optional: that many copies (with a name: a sequential of them)
       if: $stride != 1                         optional: skipped when false
       note: "..."                              optional: shown by `archviz explain` (errata, paper remarks)
+      from: conv1                              optional: its input is that earlier layer's output, not the previous
+                                               entry's; a list ([conv1, pool]) for an op of several inputs
+      shares: conv1                            optional: it reuses that earlier layer's weights (tied weights)
+                                               or, for a layer without weights, its module
     - my_block: {planes: 64}                   a block from `blocks:`
     - sequential: [...]                        a nested, numbered group (torch nn.Sequential)
     - group: [...]                             layers spliced into the current numbering
     - add: [[...], []]                         branches from one input, summed ([] is the identity)
     - concat: [[...], [...]]                   branches concatenated along channels
+    - add: {}                                  a join of earlier layers, named by `from:` (at least two)
+      from: [conv3, downsample.1]
+
+A name in `from:` or `shares:` is looked up as Python looks up a variable: first among the layers of the enclosing
+group or block ("conv1" inside layer1.0 is layer1.0.conv1), then in each group around it, out to the whole model,
+where a full path ("layer1.0.conv1") is found too; `input` is the model's input. Only layers made before the entry
+count, so the graph stays acyclic. `from:` with one name sets the input of any entry (an op, a sequential, a block, or
+the branches of a join); `from:` with several names feeds an op or join that takes several inputs. With `repeat`, the
+first copy takes the `from:` input and each later copy its predecessor's output. `shares:` names a layer of the same
+op whose weights have the same shapes; the analysis counts them once, there, and to_torch builds one module for both.
 """
 
 from __future__ import annotations
@@ -29,7 +43,7 @@ from archviz.spec.args import MAX_DIMENSION, normalize_args, resolve_value
 from archviz.spec.model import REQUIRED_PARAM, STRUCTURAL_HEADS, BlockDef, Spec
 from archviz.spec.yaml_loader import LocatedDict, LocatedList
 
-META_KEYS = ("name", "repeat", "if", "note")
+META_KEYS = ("name", "repeat", "if", "note", "from", "shares")
 MAX_NODES = 100_000  # 200x ResNet-152's layers; bounds the time (seconds) and memory (~1 GB) of any spec
 MAX_ENTRIES = 4 * MAX_NODES  # entries expanded, also those that make no layer (`group: []`, a false `if`)
 MAX_PATH_CHARS = 1_000  # of a layer path ("layer3.2.conv2"); long names nested deep would fill memory
@@ -47,6 +61,15 @@ class Where:
     file: str | None
     line: int | None
     note: str | None = None
+    shares: Any = None  # the entry's `shares:` value, resolved when its layer is made
+    shares_line: int | None = None
+
+
+# The attributes that fix the shapes of an op's weights and buffers (ops/ define no weight shapes of their own):
+# two layers may share weights when these agree, as well as their parameter and buffer counts.
+WEIGHT_ATTRS = ("in_channels", "out_channels", "kernel_size", "groups", "bias", "in_features", "out_features",
+                "num_features", "affine", "track_running_stats", "normalized_shape", "elementwise_affine", "target",
+                "params", "buffers")
 
 
 class _Namespace:
@@ -57,8 +80,13 @@ class _Namespace:
         self.count = 0
 
     def child(self, name: str | None) -> str:
-        label = str(self.count) if name is None else name
+        path = self.peek(name)
         self.count += 1
+        return path
+
+    def peek(self, name: str | None) -> str:
+        """The path the next child would get, without taking it."""
+        label = str(self.count) if name is None else name
         return f"{self.path}.{label}" if self.path else label
 
 
@@ -74,7 +102,7 @@ def validate(spec: Spec, *, input_shape=None, overrides: Mapping[str, Any] | Non
         shape = parse_input(input_shape)  # the caller's (--input): not the spec file's mistake
     else:
         shape = parse_input(spec.input, file=spec.file)
-    builder = _Builder(spec, params)
+    builder = _Builder(spec, params, shape)
     out = builder.run_list(spec.layers, Tensor(INPUT, shape), _Namespace(""), params, depth=0)
     if not builder.nodes:
         raise SpecError("spec has no layers (`layers:` is empty or `if` skipped every entry)", file=spec.file,
@@ -122,10 +150,12 @@ def parse_input(value, *, file: str | None = None) -> Shape:
 
 
 class _Builder:
-    def __init__(self, spec: Spec, params: dict[str, Any]):
+    def __init__(self, spec: Spec, params: dict[str, Any], input_shape: Shape):
         self.spec = spec
         self.params = params
         self.nodes: list[Node] = []
+        self.made: dict[str, Node | None] = {INPUT: None}  # layers made so far, by path, for `from:` and `shares:`
+        self.input_shape = input_shape
         self.scopes: list[Scope] = []
         self.taken: dict[str, int | None] = {INPUT: None}
         self.suffixes: dict[str, int] = {}  # free_name's last suffix per base path: taken names are never freed
@@ -143,22 +173,36 @@ class _Builder:
 
     def run_entry(self, item, tensor: Tensor, ns: _Namespace, scope: dict, where: Where, *, depth: int) -> Tensor:
         self.count_entry(where)
+        inputs = None  # the tensors named by a `from:` of several layers
         try:
             head, body, meta = split_entry(item)
+        except ArchvizError as error:
+            raise error.located(file=where.file, line=where.line, layer=ns.path or None)
+        if "from" in meta:
+            try:
+                sources = self.sources(meta["from"], ns)
+            except ArchvizError as error:
+                raise error.located(file=where.file, line=_key_line(item, "from", where),
+                                    layer=_future_path(head, meta.get("name"), ns))
+            tensor, inputs = sources[0], (sources if len(sources) > 1 else None)
+        try:
             local = {**scope, **tensor_vars(tensor.shape)} if "if" in meta or "repeat" in meta else scope
             if "if" in meta and not _truth(resolve_value(meta["if"], local)):
                 return tensor
             name = _check_name(meta.get("name"))
             repeat = _repeat_count(resolve_value(meta.get("repeat", 1), local)) if "repeat" in meta else None
+            if inputs is not None and repeat is not None:
+                raise SpecError(f"`from:` names {len(inputs)} layers, so the entry cannot repeat (each copy after the "
+                                "first takes one input, its predecessor's output)")
         except ArchvizError as error:
             raise error.located(file=where.file, line=where.line, layer=ns.path or None)
         note = meta.get("note")
         if note is not None and not isinstance(note, str):
             raise SpecError(f"`note` must be text, got {note!r}", file=where.file, line=where.line)
-        if note is not None:
-            where = Where(where.file, where.line, note)
+        if note is not None or "shares" in meta:
+            where = Where(where.file, where.line, note, meta.get("shares"), _key_line(item, "shares", where))
         if repeat is None:
-            return self.run_head(head, body, name, tensor, ns, scope, where, depth=depth)
+            return self.run_head(head, body, name, tensor, ns, scope, where, depth=depth, inputs=inputs)
         target = ns
         if name is not None:
             target = _Namespace(self.claim(ns.child(name), where))
@@ -174,21 +218,30 @@ class _Builder:
                                 "layers in all; archviz stops here", file=where.file, line=where.line)
         return tensor
 
-    def run_head(self, head, body, name, tensor, ns, scope, where, *, depth: int) -> Tensor:
+    def run_head(self, head, body, name, tensor, ns, scope, where, *, depth: int, inputs=None) -> Tensor:
         if depth > MAX_NESTING:
             raise SpecError(f"blocks are nested more than {MAX_NESTING} deep (does a block use itself?)",
                             file=where.file, line=where.line, layer=ns.path.split(".")[0] or None)
+        is_join = canonical_name(head) in ("add", "concat")  # also the aliases cat, concatenate
+        if where.shares is not None and (head in ("sequential", "group") or head in self.spec.blocks or is_join):
+            what = "a join" if is_join else f"a {head}" if head in ("sequential", "group") else f"block {head!r}"
+            raise SpecError(f"`shares:` names the layer whose weights one layer reuses; {what} has no weights of its "
+                            "own (put `shares:` on its layers)", file=where.file, line=where.shares_line)
+        if inputs is not None and not is_join and (head in ("sequential", "group") or head in self.spec.blocks):
+            what = f"a {head}" if head in ("sequential", "group") else f"block {head!r}"
+            raise SpecError(f"`from:` names {len(inputs)} layers, but {what} takes one input", file=where.file,
+                            line=where.line, layer=ns.peek(name))
         if head in ("sequential", "group"):
             return self.run_sequential(head, body, name, tensor, ns, scope, where, depth=depth)
-        if canonical_name(head) in ("add", "concat"):  # also the aliases cat, concatenate
-            return self.run_join(head, body, name, tensor, ns, scope, where, depth=depth)
+        if is_join:
+            return self.run_join(head, body, name, tensor, ns, scope, where, depth=depth, inputs=inputs)
         if head in self.spec.blocks:
             return self.run_block(self.spec.blocks[head], body, name, tensor, ns, scope, where, depth=depth)
         if canonical_name(head) is None:
             choices = [*all_names(), *self.spec.blocks, *STRUCTURAL_HEADS]
             raise UnsupportedOpError(f"unknown layer type {head!r}{closest(head, choices)}", file=where.file,
                                      line=where.line)
-        return self.add_node(head, body, name, [tensor], ns, scope, where)
+        return self.add_node(head, body, name, inputs or [tensor], ns, scope, where)
 
     def run_sequential(self, head, body, name, tensor, ns, scope, where, *, depth: int) -> Tensor:
         if not isinstance(body, list):
@@ -215,15 +268,26 @@ class _Builder:
         self.scopes.append(Scope(inner.path, "block", block.name, MappingProxyType(bound), where.file, where.line))
         return self.run_list(block.layers, tensor, inner, inner_scope, depth=depth + 1)
 
-    def run_join(self, head, body, name, tensor, ns, scope, where, *, depth: int) -> Tensor:
+    def run_join(self, head, body, name, tensor, ns, scope, where, *, depth: int, inputs=None) -> Tensor:
         args = {}
         branches = body
         if isinstance(body, dict):
             args = {k: v for k, v in body.items() if k != "branches"}
             branches = body.get("branches")
+        if inputs is not None or (branches is None and body is not None):
+            if branches is not None:
+                raise SpecError(f"`from:` names {len(inputs)} layers, which are the inputs of `{head}`: give it no "
+                                "branches too (or name one layer in `from:`, the input of its branches)",
+                                file=where.file, line=where.line, layer=ns.peek(name or head))
+            if inputs is None:
+                raise SpecError(f"`{head}` without branches needs `from:` naming the layers it joins (at least two)",
+                                file=where.file, line=where.line, layer=ns.peek(name or head))
+            join_name = name if name is not None else self.free_name(ns, head)
+            return self.add_node(head, args, join_name, inputs, ns, scope, where, count=False)
         if not isinstance(branches, list) or len(branches) < 2:
             raise SpecError(f"`{head}` needs a list of at least two branches (a branch is a list of layers; [] passes "
-                            "the input through)", file=where.file, line=where.line)
+                            "the input through), or `from:` naming the layers it joins", file=where.file,
+                            line=where.line)
         outputs = []
         for index, branch in enumerate(branches):
             branch_where = Where(where.file, _line_of(branches, index) or where.line)
@@ -241,6 +305,10 @@ class _Builder:
         self.claim(path, where)
         if len(self.nodes) >= MAX_NODES:
             raise SpecError(f"more than {MAX_NODES:,} layers; archviz stops here", file=where.file, line=where.line)
+        if not op.min_inputs <= len(inputs) <= op.max_inputs:
+            takes = op.min_inputs if op.min_inputs == op.max_inputs else f"{op.min_inputs} to {op.max_inputs}"
+            raise SpecError(f"{op.name} takes {takes} input{'s' if takes != 1 else ''}, but `from:` names "
+                            f"{len(inputs)}", file=where.file, line=where.line, layer=path)
         in_shapes = [t.shape for t in inputs]
         local = {**scope, **tensor_vars(in_shapes[0])} if raw_args else scope
         try:
@@ -249,12 +317,69 @@ class _Builder:
             out_shape = tuple(op.infer_shape(attrs, in_shapes))
         except ArchvizError as error:
             raise error.located(file=where.file, line=where.line, layer=path)
-        self.nodes.append(Node(
+        shares = None
+        if where.shares is not None:
+            try:
+                shares = self.shared_owner(where.shares, op, attrs, in_shapes, ns)
+            except ArchvizError as error:
+                raise error.located(file=where.file, line=where.shares_line, layer=path)
+        node = Node(
             name=path, op=op.name, attrs=MappingProxyType(attrs), inputs=tuple(t.name for t in inputs),
             in_shapes=tuple(in_shapes), out_shape=out_shape, scope=ns.path, file=where.file, line=where.line,
-            note=where.note,
-        ))
+            note=where.note, shares=shares,
+        )
+        self.nodes.append(node)
+        self.made[path] = node
         return Tensor(path, out_shape)
+
+    # --- `from:` and `shares:` ---------------------------------------------------------------------------
+    def lookup(self, ref, ns: _Namespace, key: str) -> str:
+        """The path of the earlier layer `ref` names, seen from ns: its own layers first, then each group around it."""
+        if not isinstance(ref, str) or not ref:
+            raise SpecError(f"`{key}:` takes a layer name, got {ref!r}")
+        prefix = ns.path
+        while True:
+            path = f"{prefix}.{ref}" if prefix else ref
+            if path in self.made:
+                return path
+            if not prefix:
+                break
+            prefix = prefix.rpartition(".")[0]
+        inside = f"{ns.path}." if ns.path else ""
+        nearby = [p[len(inside):] for p in self.made if p.startswith(inside)] if inside else list(self.made)
+        raise SpecError(f"`{key}: {ref}`: no earlier layer {ref!r}{closest(ref, nearby)} (a name in this group or one "
+                        "around it, or a full path; only layers above this entry count)")
+
+    def sources(self, value, ns: _Namespace) -> list[Tensor]:
+        names = value if isinstance(value, list) else [value]
+        if not names:
+            raise SpecError("`from:` needs a layer name or a list of them, got []")
+        paths = [self.lookup(ref, ns, "from") for ref in names]
+        return [Tensor(p, self.input_shape if p == INPUT else self.made[p].out_shape) for p in paths]
+
+    def shared_owner(self, ref, op, attrs: dict, in_shapes: list[Shape], ns: _Namespace) -> str:
+        """The layer that owns the weights `shares: ref` names, checked to be the same op with weights of one shape.
+
+    A layer without weights may name one too: a module called twice (a ReLU a torch block applies twice) is one
+    module in to_torch's model, as in the traced one.
+    """
+        path = self.lookup(ref, ns, "shares")
+        target = self.made[path]
+        if target is None:
+            raise SpecError(f"`shares: {ref}`: the input has no weights to share")
+        if target.op != op.name:
+            raise SpecError(f"`shares: {ref}`: {path} is {target.op}, not {op.name}; only a layer of the same type "
+                            "can share its weights")
+        mine = (op.params(attrs, in_shapes), op.buffers(attrs, in_shapes))
+        for key in WEIGHT_ATTRS:
+            if key in attrs and _size(attrs[key]) != _size(target.attrs.get(key)):
+                raise SpecError(f"`shares: {ref}`: the weights differ in shape: {key} is {attrs[key]!r} here but "
+                                f"{target.attrs.get(key)!r} in {path}")
+        theirs = (op.params(target.attrs, list(target.in_shapes)), op.buffers(target.attrs, list(target.in_shapes)))
+        if mine != theirs:
+            raise SpecError(f"`shares: {ref}`: the weights differ in size: {mine[0]:,} parameters and {mine[1]:,} "
+                            f"buffers here, {theirs[0]:,} and {theirs[1]:,} in {path}")
+        return target.shares or path
 
     def count_entry(self, where: Where) -> None:
         self.entries += 1
@@ -350,6 +475,24 @@ def _truth(value) -> bool:
     if not isinstance(value, (bool, int)):
         raise SpecError(f"`if` must be true or false, got {value!r}")
     return bool(value)
+
+
+def _size(value):
+    """kernel_size 3 and [3, 3] make weights of one shape."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _future_path(head: str, name, ns: _Namespace) -> str | None:
+    """The path an entry's layer would get, for an error in its `from:`, raised before the layer is made."""
+    if isinstance(name, (str, int)) and not isinstance(name, bool) and NAME_PATTERN.match(str(name)):
+        return ns.peek(str(name))
+    return ns.peek(head) if canonical_name(head) in ("add", "concat") else ns.peek(None)
+
+
+def _key_line(item, key: str, where: Where) -> int | None:
+    return item.line_of(key) if isinstance(item, LocatedDict) and key in item else where.line
 
 
 def _line_of(entries, index: int) -> int | None:

@@ -54,6 +54,18 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a graph traced from PyTorch code came from: enough to build the original module again, on the meta
+    device, for the cross-check (archviz/trace/load.py, meta_module), and what the trace could not place."""
+
+    source: str  # as given: "torchvision:resnet50", "models/net.py:Net", "pkg.models:make_model", "<Net object>"
+    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # for the constructor/factory
+    module: Any = field(default=None, compare=False, repr=False)  # an nn.Module given to the Python API; never changed
+    method: str = "fx"  # "fx": torch.fx symbolic trace; "hooks": forward hooks on leaf modules, wired by run order
+    uncalled: tuple[tuple[str, int], ...] = ()  # (module path, parameters) of weights no traced layer uses
+
+
+@dataclass(frozen=True)
 class Graph:
     """A frozen DAG of nodes in topological (spec) order."""
 
@@ -66,6 +78,7 @@ class Graph:
     params: Mapping[str, Any]
     source: str | None = None
     torchvision: str | None = None
+    origin: Origin | None = None  # set on graphs traced from PyTorch code (archviz/trace); None for specs
 
     @cached_property
     def by_name(self) -> Mapping[str, Node]:

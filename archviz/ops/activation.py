@@ -59,6 +59,10 @@ _activation(
     args=(Arg("approximate", ArgKind.CHOICE, "none", choices=("none", "tanh")),),
 )
 _activation("silu", "nn.SiLU", 4, "x * sigmoid(x)", aliases=("swish",), inplace=True)
+_activation("hardswish", "nn.Hardswish", 5, "x * min(max(x + 3, 0), 6) / 6: add, two compares, multiply, divide",
+            aliases=("hard_swish",), inplace=True)
+_activation("hardsigmoid", "nn.Hardsigmoid", 4, "min(max(x + 3, 0), 6) / 6: add, two compares, divide",
+            aliases=("hard_sigmoid",), inplace=True)
 
 
 @register

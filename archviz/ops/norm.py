@@ -99,3 +99,63 @@ class LocalResponseNorm(Op):
         from torch import nn
 
         return nn.LocalResponseNorm(attrs["size"], alpha=attrs["alpha"], beta=attrs["beta"], k=attrs["k"])
+
+
+@register
+class LayerNorm(Op):
+    """Layer normalisation over the last dimensions, `normalized_shape` (Ba, Kiros & Hinton 2016).
+
+    params = 2 * prod(normalized_shape) (scale and shift) with elementwise_affine and bias; prod(normalized_shape)
+    without the bias; 0 without elementwise_affine. No buffers: the statistics are computed for each input.
+    Other ops: 5 per element with the affine scale, 4 without (fvcore's norm_flop_counter convention, so the
+    cross-check compares like with like: mean, variance, normalise, and the scale-and-shift).
+    """
+
+    name = "layer_norm"
+    aliases = ("layernorm",)
+    kind = OpKind.NORM
+    torch_class = "nn.LayerNorm"
+    keras_class = "LayerNormalization"
+    args = (
+        Arg("normalized_shape", ArgKind.SHAPE, doc="the last dims normalised together, e.g. [768]"),
+        Arg("eps", ArgKind.FLOAT, 1e-5),
+        Arg("elementwise_affine", ArgKind.BOOL, True),
+        Arg("bias", ArgKind.BOOL, True),
+    )
+
+    def resolve(self, attrs, in_shapes):
+        normalized = tuple(attrs["normalized_shape"])
+        if tuple(in_shapes[0][-len(normalized):]) != normalized or len(normalized) > len(in_shapes[0]):
+            raise ShapeError(f"normalized_shape {fmt_shape(normalized)} is not the end of the input shape "
+                             f"{fmt_shape(in_shapes[0])}")
+        return {**attrs, "normalized_shape": normalized}
+
+    def params(self, attrs, in_shapes):
+        if not attrs["elementwise_affine"]:
+            return 0
+        return numel(attrs["normalized_shape"]) * (2 if attrs["bias"] else 1)
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return (5 if attrs["elementwise_affine"] else 4) * numel(out_shape)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        size = numel(attrs["normalized_shape"])
+        if not attrs["elementwise_affine"]:
+            params = Step("params", "elementwise_affine is off", 0)
+        else:
+            formula = f"2*{size} (scale and shift)" if attrs["bias"] else f"{size} (scale; no bias)"
+            params = Step("params", formula, fmt_int(self.params(attrs, in_shapes)))
+        return [Step("output shape", f"same as input {fmt_shape(in_shapes[0])}", fmt_shape(out_shape)), params]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        per = 5 if attrs["elementwise_affine"] else 4
+        return Step("other ops", f"{per} per element x {fmt_shape(out_shape)}", fmt_int(per * numel(out_shape)))
+
+    def summary(self, attrs):
+        return f"over {fmt_shape(attrs['normalized_shape'])}"
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.LayerNorm(list(attrs["normalized_shape"]), eps=attrs["eps"],
+                            elementwise_affine=attrs["elementwise_affine"], bias=attrs["bias"])

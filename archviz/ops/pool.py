@@ -157,7 +157,7 @@ class _AdaptiveAvg(Op):
 
     def other_ops(self, attrs, in_shapes, out_shape):
         """Every input in each window is added once (windows overlap when sizes do not divide), one divide per output."""
-        sum_h, sum_w = self.window_sums(in_shapes[0], out_shape[1:])
+        sum_h, sum_w = self.window_sums(in_shapes[0], self.target(attrs, in_shapes[0]))
         return in_shapes[0][0] * sum_h * sum_w + numel(out_shape)
 
     def window(self, attrs, in_shapes):
@@ -168,7 +168,7 @@ class _AdaptiveAvg(Op):
         return Window(tuple(kernel), tuple(stride), (0, 0))
 
     def explain(self, attrs, in_shapes, out_shape):
-        (h, w), (oh, ow) = in_shapes[0][1:], out_shape[1:]
+        (h, w), (oh, ow) = in_shapes[0][1:], self.target(attrs, in_shapes[0])
         window = self.window(attrs, in_shapes)
         how = "exact windows" if h % oh == 0 and w % ow == 0 else "windows overlap since the sizes do not divide"
         return [
@@ -181,7 +181,7 @@ class _AdaptiveAvg(Op):
         ]
 
     def explain_other_ops(self, attrs, in_shapes, out_shape):
-        sum_h, sum_w = self.window_sums(in_shapes[0], out_shape[1:])
+        sum_h, sum_w = self.window_sums(in_shapes[0], self.target(attrs, in_shapes[0]))
         value = self.other_ops(attrs, in_shapes, out_shape)
         return Step(
             "other ops",
@@ -217,7 +217,8 @@ class AdaptiveAvgPool2d(_AdaptiveAvg):
 
 @register
 class GlobalAvgPool2d(_AdaptiveAvg):
-    """Global average pooling: each channel averaged to one value, shape C x 1 x 1 (torch AdaptiveAvgPool2d(1)).
+    """Global average pooling: each channel averaged to one value, shape C x 1 x 1 (torch AdaptiveAvgPool2d(1)),
+    or C with keepdim false (torch's x.mean((2, 3))).
 
     Other ops: H*W adds and one divide per channel.
     """
@@ -225,9 +226,21 @@ class GlobalAvgPool2d(_AdaptiveAvg):
     name = "global_avgpool2d"
     aliases = ("global_avg_pool", "global_avgpool", "global_average_pooling2d", "gap")
     keras_class = "GlobalAveragePooling2D"
+    args = (Arg("keepdim", ArgKind.BOOL, True, doc="false: the C x 1 x 1 result is flattened to C, as x.mean((2, 3))"),)
 
     def target(self, attrs, in_shape):
         return (1, 1)
 
+    def infer_shape(self, attrs, in_shapes):
+        shape = super().infer_shape(attrs, in_shapes)
+        return shape if attrs.get("keepdim", True) else shape[:1]
+
     def summary(self, attrs):
-        return "global"
+        return "global" if attrs.get("keepdim", True) else "global, flattened"
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        if attrs.get("keepdim", True):
+            return nn.AdaptiveAvgPool2d((1, 1))
+        return nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(1))

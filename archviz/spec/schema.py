@@ -62,6 +62,12 @@ def spec_schema() -> dict[str, Any]:
             "description": "A list of layers from the join's input ([] passes the input through), or one entry.",
         },
         "branches": {"type": "array", "minItems": 2, "items": {"$ref": _REF + "branch"}},
+        "layer_ref": {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$",
+            "description": "An earlier layer: a name in this group or one around it, a full path (layer1.0.conv1), "
+                           "or `input`.",
+        },
         "block": _block_definition(),
         "variant": _variant(),
         **{f"head.{name}": body for name, body in bodies.items()},
@@ -160,6 +166,15 @@ def _meta() -> dict[str, Any]:
             "description": "Skip the entry when false.",
         },
         "note": {"type": "string", "description": "Shown by `archviz explain`: errata, remarks from the paper."},
+        "from": {
+            "anyOf": [{"$ref": _REF + "layer_ref"}, {"type": "array", "minItems": 1, "items": {"$ref": _REF + "layer_ref"}}],
+            "description": "Take the input from this earlier layer instead of the previous entry; a list feeds an op "
+                           "or join of several inputs. Names are looked up in the enclosing group first, then outward.",
+        },
+        "shares": {
+            "$ref": _REF + "layer_ref",
+            "description": "Reuse this earlier layer's weights (same op, same weight shapes): tied weights, counted once.",
+        },
     }
     assert tuple(properties) == META_KEYS, "the schema's meta keys drifted from graph/build.py"
     return properties
@@ -204,9 +219,9 @@ def _op_body(op: Op, head: str) -> dict[str, Any]:
 
 
 def _join_body(op: Op, head: str) -> dict[str, Any]:
+    """Branches, {dim: ..., branches: [...]}, or (with `from:` naming the inputs) arguments alone or nothing."""
     as_mapping = {"type": "object", **_arguments(op, extra={"branches": {"$ref": _REF + "branches"}})}
-    as_mapping["required"] = ["branches"]
-    return {"anyOf": [{"$ref": _REF + "branches"}, as_mapping], "description": _op_description(op, head)}
+    return {"anyOf": [{"$ref": _REF + "branches"}, as_mapping, {"type": "null"}], "description": _op_description(op, head)}
 
 
 def _arguments(op: Op, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,0 +1,77 @@
+"""The small torch modules that rebuild the ops of archviz/ops/tensor.py (mul, reshape, permute, narrow).
+
+Made on first use, so importing the op registry never imports torch; they are attributes of this module (read through
+the module's __getattr__), so models holding them pickle.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+_CLASS_NAMES = ("Mul", "Reshape", "Permute", "Narrow")
+
+
+def __getattr__(name: str):
+    if name in _CLASS_NAMES:
+        return _classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@cache
+def _classes() -> dict[str, type]:
+    from archviz.torch_build import import_torch
+
+    nn = import_torch().nn
+
+    class Mul(nn.Module):
+        """Element-wise product of its inputs, broadcast."""
+
+        def forward(self, *tensors):
+            product = tensors[0]
+            for tensor in tensors[1:]:
+                product = product * tensor
+            return product
+
+    class Reshape(nn.Module):
+        """x viewed as (N, *shape)."""
+
+        def __init__(self, shape):
+            super().__init__()
+            self.shape = tuple(shape)
+
+        def forward(self, x):
+            return x.reshape(x.shape[0], *self.shape)  # (N, *shape)
+
+        def extra_repr(self) -> str:
+            return f"shape={self.shape}"
+
+    class Permute(nn.Module):
+        """x with its non-batch dims in the order `dims` (torch counting; the batch stays dim 0)."""
+
+        def __init__(self, dims):
+            super().__init__()
+            self.dims = tuple(dims)
+
+        def forward(self, x):
+            return x.permute(0, *self.dims)
+
+        def extra_repr(self) -> str:
+            return f"dims={self.dims}"
+
+    class Narrow(nn.Module):
+        """x.narrow(dim, start, length)."""
+
+        def __init__(self, dim: int, start: int, length: int):
+            super().__init__()
+            self.dim, self.start, self.length = dim, start, length
+
+        def forward(self, x):
+            return x.narrow(self.dim, self.start, self.length)
+
+        def extra_repr(self) -> str:
+            return f"dim={self.dim}, start={self.start}, length={self.length}"
+
+    classes = {"Mul": Mul, "Reshape": Reshape, "Permute": Permute, "Narrow": Narrow}
+    for name, cls in classes.items():
+        cls.__module__, cls.__qualname__ = __name__, name
+    return classes

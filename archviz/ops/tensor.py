@@ -1,0 +1,200 @@
+"""Ops that traced PyTorch models use between their layers: element-wise product, stochastic depth, and the
+cost-free moves reshape, permute and narrow.
+
+Dims are counted as torch counts them, with the batch as dim 0 (as flatten and concat do); the batch always stays
+first. The torch modules that rebuild these ops are in archviz/ops/modules.py.
+"""
+
+from __future__ import annotations
+
+from archviz.errors import ShapeError
+from archviz.ops.base import Arg, ArgKind, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.registry import register
+
+
+def broadcast(shapes) -> tuple[int, ...]:
+    """torch's broadcast of shapes of one rank: each dim equal, or 1 on all but one side."""
+    first = shapes[0]
+    out = list(first)
+    for other in shapes[1:]:
+        if len(other) != len(first):
+            raise ShapeError(f"shapes {fmt_shape(first)} and {fmt_shape(other)} have different ranks")
+        for i, (a, b) in enumerate(zip(out, other)):
+            if a != b and 1 not in (a, b):
+                raise ShapeError(f"shapes {fmt_shape(first)} and {fmt_shape(other)} do not broadcast (dim {i + 1})")
+            out[i] = max(a, b)
+    return tuple(out)
+
+
+@register
+class Mul(Op):
+    """Element-wise product of two or more tensors of one rank, broadcast as torch does (a squeeze-and-excitation
+    block scales C x H x W by C x 1 x 1).
+
+    Other ops: (inputs - 1) multiplies per output element. No params.
+    """
+
+    name = "mul"
+    aliases = ("multiply",)
+    kind = OpKind.JOIN
+    keras_class = "Multiply"
+    torch_class = "archviz Mul"
+    min_inputs, max_inputs = 2, 64
+
+    def infer_shape(self, attrs, in_shapes):
+        return broadcast(in_shapes)
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return (len(in_shapes) - 1) * numel(out_shape)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        shapes = " * ".join(fmt_shape(s) for s in in_shapes)
+        return [Step("output shape", f"{shapes} (element-wise, broadcast)", fmt_shape(out_shape))]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        value = self.other_ops(attrs, in_shapes, out_shape)
+        return Step("other ops", f"({len(in_shapes)} inputs - 1) multiplies x {fmt_shape(out_shape)}", fmt_int(value))
+
+    def build_torch(self, attrs, in_shapes):
+        from archviz.ops.modules import Mul
+
+        return Mul()
+
+
+@register
+class StochasticDepth(Op):
+    """Stochastic depth (Huang et al. 2016; torchvision.ops.StochasticDepth): while training, drops a residual
+    branch at random with probability p; at inference the identity. No cost counted, as for dropout.
+    """
+
+    name = "stochastic_depth"
+    aliases = ("drop_path",)
+    kind = OpKind.REGULARIZATION
+    torch_class = "torchvision.ops.StochasticDepth"
+    keras_class = "StochasticDepth"
+    args = (
+        Arg("p", ArgKind.FLOAT, 0.0, doc="probability of dropping the branch while training"),
+        Arg("mode", ArgKind.CHOICE, "row", choices=("row", "batch"), doc="per sample (row) or per batch"),
+    )
+
+    def summary(self, attrs):
+        return f"p={attrs['p']:g}"
+
+    def build_torch(self, attrs, in_shapes):
+        from torchvision.ops import StochasticDepth
+
+        return StochasticDepth(attrs["p"], attrs["mode"])
+
+
+@register
+class Reshape(Op):
+    """A view of the same elements in another shape (torch's view/reshape, the batch kept). No cost."""
+
+    name = "reshape"
+    aliases = ("view",)
+    kind = OpKind.RESHAPE
+    keras_class = "Reshape"
+    torch_class = "archviz Reshape"
+    args = (Arg("shape", ArgKind.SHAPE, doc="the new shape without the batch, e.g. [2, 58, 28, 28]"),)
+
+    def resolve(self, attrs, in_shapes):
+        shape = tuple(attrs["shape"])
+        if numel(shape) != numel(in_shapes[0]):
+            raise ShapeError(f"cannot view {fmt_shape(in_shapes[0])} ({numel(in_shapes[0]):,} elements) as "
+                             f"{fmt_shape(shape)} ({numel(shape):,} elements)")
+        return {**attrs, "shape": shape}
+
+    def infer_shape(self, attrs, in_shapes):
+        return tuple(attrs["shape"])
+
+    def explain(self, attrs, in_shapes, out_shape):
+        return [Step("output shape", f"the {fmt_int(numel(out_shape))} elements of {fmt_shape(in_shapes[0])}, "
+                                     "viewed", fmt_shape(out_shape))]
+
+    def summary(self, attrs):
+        return f"-> {fmt_shape(attrs['shape'])}"
+
+    def build_torch(self, attrs, in_shapes):
+        from archviz.ops.modules import Reshape
+
+        return Reshape(attrs["shape"])
+
+
+@register
+class Permute(Op):
+    """The dims in another order (torch's permute and transpose, the batch kept first). No cost.
+
+    dims lists every non-batch dim in torch counting: [2, 3, 1] turns N x C x H x W into N x H x W x C.
+    """
+
+    name = "permute"
+    kind = OpKind.RESHAPE
+    keras_class = "Permute"
+    torch_class = "archviz Permute"
+    args = (Arg("dims", ArgKind.SHAPE, doc="the order of the non-batch dims, torch counting (batch = 0)"),)
+
+    def resolve(self, attrs, in_shapes):
+        dims = tuple(attrs["dims"])
+        if sorted(dims) != list(range(1, len(in_shapes[0]) + 1)):
+            raise ShapeError(f"dims {list(dims)} is not an order of the dims 1..{len(in_shapes[0])} of a "
+                             f"{fmt_shape(in_shapes[0])} input (the batch, dim 0, stays first)")
+        return {**attrs, "dims": dims}
+
+    def infer_shape(self, attrs, in_shapes):
+        return tuple(in_shapes[0][d - 1] for d in attrs["dims"])
+
+    def explain(self, attrs, in_shapes, out_shape):
+        order = ", ".join(str(d) for d in attrs["dims"])
+        return [Step("output shape", f"dims of {fmt_shape(in_shapes[0])} in the order 0, {order}", fmt_shape(out_shape))]
+
+    def summary(self, attrs):
+        return "0," + ",".join(str(d) for d in attrs["dims"])
+
+    def build_torch(self, attrs, in_shapes):
+        from archviz.ops.modules import Permute
+
+        return Permute(attrs["dims"])
+
+
+@register
+class Narrow(Op):
+    """`length` consecutive entries of one dim from `start` (torch's narrow; each piece of chunk or split). No cost."""
+
+    name = "narrow"
+    aliases = ("slice",)
+    kind = OpKind.RESHAPE
+    keras_class = "Cropping"
+    torch_class = "archviz Narrow"
+    args = (
+        Arg("dim", ArgKind.INT, doc="torch counting: the batch is dim 0 and cannot be narrowed"),
+        Arg("start", ArgKind.NONNEG_INT, 0),
+        Arg("length", ArgKind.INT),
+    )
+
+    def resolve(self, attrs, in_shapes):
+        shape = in_shapes[0]
+        if not 1 <= attrs["dim"] <= len(shape):
+            raise ShapeError(f"dim {attrs['dim']} is not a non-batch dim of a {fmt_shape(shape)} input")
+        size = shape[attrs["dim"] - 1]
+        if attrs["start"] + attrs["length"] > size:
+            raise ShapeError(f"start {attrs['start']} + length {attrs['length']} passes the end of dim "
+                             f"{attrs['dim']} (size {size})")
+        return attrs
+
+    def infer_shape(self, attrs, in_shapes):
+        shape = list(in_shapes[0])
+        shape[attrs["dim"] - 1] = attrs["length"]
+        return tuple(shape)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        start, length = attrs["start"], attrs["length"]
+        return [Step("output shape", f"entries {start}..{start + length - 1} of dim {attrs['dim']} of "
+                                     f"{fmt_shape(in_shapes[0])}", fmt_shape(out_shape))]
+
+    def summary(self, attrs):
+        return f"dim {attrs['dim']} [{attrs['start']}:{attrs['start'] + attrs['length']}]"
+
+    def build_torch(self, attrs, in_shapes):
+        from archviz.ops.modules import Narrow
+
+        return Narrow(attrs["dim"], attrs["start"], attrs["length"])

@@ -1,0 +1,92 @@
+"""Any PyTorch model in: torchvision:NAME, file.py:Name, package.module:name or an nn.Module object, traced into the
+same frozen Graph a spec becomes, so every later stage (analysis, diagrams, diff, reports) works on it unchanged.
+
+    load.py       the module behind a source, built on the meta device (no weights allocated)
+    fx.py         torch.fx symbolic trace + a run on meta tensors -> Calls
+    hooks.py      forward hooks where fx cannot trace (wired by execution order)
+    mapping.py    module / function / method -> registry op and arguments
+    assemble.py   Calls -> Graph: names, scopes, the shape check, parameters counted once
+    state_dict.py a .pth file: which zoo or torchvision model its tensors are
+The user's own module is never changed: archviz traces a meta copy of it (load.meta_copy).
+Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from archviz.errors import SpecError
+from archviz.graph.ir import Graph, Origin
+from archviz.trace.load import SourceKind, is_model_source, parse_kwargs, parse_source
+
+__all__ = ["is_model_source", "parse_kwargs", "trace_module", "trace_source"]
+
+
+def trace_source(source: str, *, input=None, kwargs: Mapping[str, Any] | None = None) -> Graph:
+    """The Graph of a torchvision:, file.py:Name or module:name source (see archviz/trace/load.py).
+
+    >>> trace_source("torchvision:resnet18").node("layer1.0.add").inputs
+    ('layer1.0.bn2', 'maxpool')
+    """
+    from archviz.graph.build import parse_input
+    from archviz.trace.load import build_meta, default_input
+
+    parsed = parse_source(source, kwargs=kwargs)
+    if input is None:
+        input = default_input(parsed)
+        if input is None:
+            raise SpecError(f"{source}: give the input shape with --input CxHxW (archviz cannot know what a model of "
+                            "your own takes)")
+    shape = parse_input(input)
+    model = build_meta(parsed)
+    builder = f"torchvision.models.{parsed.location}" if parsed.kind == SourceKind.TORCHVISION else parsed.name
+    arguments = ", ".join(f"{k}={v!r}" for k, v in parsed.kwargs.items())
+    return _trace(model, shape, name=parsed.name, description=f"{builder}({arguments})",
+                  origin=Origin(source, parsed.kwargs),
+                  torchvision=parsed.location if parsed.kind == SourceKind.TORCHVISION else None)
+
+
+def trace_module(module, *, input, name: str | None = None) -> Graph:
+    """The Graph of an nn.Module object; the module itself is left exactly as it was (weights, device, hooks, mode).
+
+    >>> import torch
+    >>> trace_module(torch.nn.Conv2d(3, 8, 3), input=(3, 32, 32)).nodes[0].out_shape
+    (8, 30, 30)
+    """
+    from archviz.graph.build import parse_input
+    from archviz.trace.load import meta_copy
+
+    if input is None:
+        raise SpecError(f"give the input shape of the {type(module).__name__} (input=(C, H, W)); archviz cannot know "
+                        "what a model of your own takes")
+    shape = parse_input(input)
+    label = name or type(module).__name__
+    return _trace(meta_copy(module), shape, name=label, description=f"a {type(module).__name__} object",
+                  origin=Origin(f"<{type(module).__name__} object>", module=module))
+
+
+def _trace(model, shape, *, name: str, description: str, origin: Origin, torchvision: str | None = None) -> Graph:
+    import torch
+
+    from archviz.crosscheck.common import without_dynamo_import
+    from archviz.errors import ArchvizError
+    from archviz.trace.assemble import assemble
+    from archviz.trace.fx import Untraceable, trace_fx
+    from archviz.trace.hooks import trace_hooks
+
+    with without_dynamo_import(), torch.no_grad():
+        try:
+            traced = trace_fx(model, shape)
+            how = "traced with torch.fx on the meta device"
+        except Untraceable as reason:
+            try:
+                traced = trace_hooks(model, shape, reason=str(reason).split("\n")[0][:200])
+            except ArchvizError:
+                raise
+            except Exception as error:
+                first_line = str(error).strip().split("\n")[0][:300]
+                raise ArchvizError(f"{name} does not run on an input of {'x'.join(map(str, shape))} on the meta "
+                                   f"device (no weights): {type(error).__name__}: {first_line}") from None
+            how = "recorded with forward hooks on the meta device"
+    return assemble(model, traced, name=name, description=f"{description}, {how}.", input_shape=shape,
+                    origin=origin, torchvision=torchvision)

@@ -1,0 +1,246 @@
+"""torch.fx: trace a module symbolically, run the trace on meta tensors, and describe every call as an archviz Call.
+
+torch.fx.symbolic_trace records each module call, function and tensor method with the module stack it ran in
+(node.meta["nn_module_stack"]); an fx Interpreter then runs that graph on a meta tensor (no data, no weights) and
+records every value, so each call's shapes are torch's own. Tensors are sorted three ways:
+  * a `Ref` depends on the input and becomes a node (or, for a tuple such as chunk's, one node per piece used);
+  * a `Const` does not (a parameter, a buffer, or something computed from them only): it is no node, and the
+    parameters it holds are counted at the call that uses it (ViT's pos_embedding at its add);
+  * anything else (x.size(), x.dim()) is a plain value the calls receive as arguments.
+The trace runs at a batch of BATCH, so that the batch dim is told apart from a dim of size 1.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx
+
+from archviz.errors import UnsupportedOpError
+from archviz.ops.base import fmt_shape
+from archviz.trace.assemble import Call, Const, Ref, Traced
+from archviz.trace.mapping import (
+    SPLITTER_METHODS, SPLITTERS, map_function, map_method, map_module, map_piece, mapped_class, qualified_name,
+    split_dim,
+)
+
+BATCH = 2  # > 1: a dim of the batch's size that is not dim 0 is then a model's own dim, never the batch
+
+
+class Untraceable(Exception):
+    """torch.fx cannot trace the model (data-dependent control flow, unsupported Python); hooks take over."""
+
+
+class _Tracer(fx.Tracer):
+    """torch's leaf modules, and any subclass of a mapped torch class that keeps its forward (a user's Conv2d)."""
+
+    def is_leaf_module(self, module, qualified_name: str) -> bool:
+        return mapped_class(type(module)) is not None or super().is_leaf_module(module, qualified_name)
+
+
+class _Recorder(fx.Interpreter):
+    """Runs the traced graph and keeps every node's value."""
+
+    def __init__(self, module):
+        super().__init__(module)
+        self.values: dict[fx.Node, object] = {}
+
+    def run_node(self, node):
+        result = super().run_node(node)
+        self.values[node] = result
+        return result
+
+
+@dataclass
+class _TupleRef:
+    """A call that returned several tensors (chunk, split, a module returning a tuple); pieces become nodes on use."""
+
+    node: fx.Node
+    values: tuple
+    module: object = None  # the module, for a module call
+    pieces: dict[int, Ref] = field(default_factory=dict)
+
+
+def batch_free(tensor, what: str) -> tuple[int, ...]:
+    """The tensor's shape without the batch; an error where its first dim is not the batch."""
+    shape = tuple(tensor.shape)
+    if not shape or shape[0] != BATCH:
+        raise UnsupportedOpError(
+            f"{what} gives a tensor of shape {fmt_shape(shape) if shape else 'a scalar'} whose first dim is not "
+            f"the batch (traced with a batch of {BATCH}); archviz analyses models whose tensors keep the batch first")
+    return shape[1:]
+
+
+def trace_fx(model, input_shape: tuple[int, ...]) -> Traced:
+    """The calls of `model` (on the meta device, eval mode) for one input of `input_shape` (batch left out)."""
+    tracer = _Tracer()
+    try:
+        graph = tracer.trace(model)
+    except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
+        raise Untraceable(f"{type(error).__name__}: {error}") from None
+    module = fx.GraphModule(tracer.root, graph)  # shares the model's submodules and tensors (identity matters)
+    recorder = _Recorder(module)
+    try:
+        recorder.run(torch.empty((BATCH, *input_shape), device="meta"))
+    except Exception as error:
+        raise Untraceable(f"the traced graph does not run: {type(error).__name__}: {error}") from None
+    return _Walker(module, recorder.values).walk()
+
+
+class _Walker:
+    def __init__(self, module, values):
+        self.module = module
+        self.values = values
+        self.resolved: dict[fx.Node, object] = {}
+        self.calls: list[Call] = []
+        self.weights = {id(t) for t in (*module.parameters(), *module.buffers())}
+
+    def walk(self) -> Traced:
+        output = None
+        for node in self.module.graph.nodes:
+            if node.op == "output":
+                output = self._output(node)
+            else:
+                self.resolved[node] = self._resolve(node)
+        return Traced(tuple(self.calls), output, "fx")
+
+    # --- values ---------------------------------------------------------------------------------------------------
+    def _resolve(self, node: fx.Node):
+        value = self.values.get(node)
+        if node.op == "placeholder":
+            if not any(n.op == "placeholder" for n in self.resolved):
+                return Ref(None, self._batch_free(value, "the input"))
+            return value  # a later argument of forward, at its default
+        if node.op == "get_attr":
+            if isinstance(value, torch.Tensor):
+                return Const((value,) if id(value) in self.weights else ())
+            return value
+        tensors = isinstance(value, torch.Tensor)
+        several = isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value)
+        if not (tensors or several):
+            return value  # sizes, dims, flags
+        if not self._live((node.args, node.kwargs)):
+            return Const(self._const_tensors((node.args, node.kwargs)))
+        if node.op == "call_function" and node.target is operator.getitem \
+                and isinstance(self.resolved.get(node.args[0]), _TupleRef):
+            return self._piece(self.resolved[node.args[0]], node.args[1])
+        if several:
+            owner = self.module.get_submodule(node.target) if node.op == "call_module" else None
+            return _TupleRef(node, tuple(value), owner)
+        return self._call(node, value)
+
+    def _live(self, args) -> bool:
+        found = []
+        fx.node.map_arg(args, lambda n: found.append(n) or n)
+        return any(isinstance(self.resolved.get(n), (Ref, _TupleRef)) for n in found)
+
+    def _const_tensors(self, args) -> tuple:
+        found = []
+        fx.node.map_arg(args, lambda n: found.append(n) or n)
+        return tuple(t for n in found if isinstance(c := self.resolved.get(n), Const) for t in c.tensors)
+
+    def _args(self, args):
+        """fx arguments with every node replaced by its resolved value (tuples of pieces expanded)."""
+        def value(n):
+            resolved = self.resolved[n]
+            if isinstance(resolved, _TupleRef):
+                return tuple(self._piece(resolved, i) for i in range(len(resolved.values)))
+            return resolved
+
+        return fx.node.map_arg(args, value)
+
+    @staticmethod
+    def _flat(args, kind) -> list:
+        out = []
+
+        def visit(value):
+            if isinstance(value, kind):
+                out.append(value)
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    visit(item)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    visit(item)
+
+        visit(args)
+        return out
+
+    def _batch_free(self, value, what: str) -> tuple[int, ...]:
+        return batch_free(value, what)
+
+    # --- calls ----------------------------------------------------------------------------------------------------
+    def _stack(self, node: fx.Node) -> list[tuple[str, str]]:
+        """(key, module path) of the module calls the node ran inside, outermost first."""
+        stack = node.meta.get("nn_module_stack") or {}
+        return [(key, entry[0] if isinstance(entry, tuple) else str(entry)) for key, entry in stack.items()]
+
+    def _call(self, node: fx.Node, value) -> Ref:
+        args, kwargs = self._args(node.args), self._args(node.kwargs)
+        refs = tuple(self._flat((args, kwargs), Ref))
+        consts = tuple(t for c in self._flat((args, kwargs), Const) for t in c.tensors)
+        stack = self._stack(node)
+        if node.op == "call_module":
+            return self._module_call(node.target, self.module.get_submodule(node.target), stack, refs, consts,
+                                     value, mapped=True)
+        if node.op == "call_function":
+            target, base = qualified_name(node.target), getattr(node.target, "__name__", "op")
+        else:
+            target, base = f"Tensor.{node.target}", node.target
+        where = target if not stack else f"{target} in {stack[-1][1]}"
+        out = self._batch_free(value, where)
+        mapper = map_function if node.op == "call_function" else map_method
+        mapped = mapper(node.target, args, kwargs, out)
+        if mapped is not None and {id(t) for t in mapped.claims} != {id(t) for t in consts}:
+            mapped = None  # the op's formula would not count every weight the call uses
+        key, path = stack[-1] if stack else ("", "")
+        return self._add(Call("function", path, key, "", base, target, refs, out, mapped, consts))
+
+    def _module_call(self, path: str, module, stack, refs, consts, value, *, mapped: bool, piece: str = "") -> Ref:
+        own, parent = (stack[-1][0] if stack else path), (stack[-2][0] if len(stack) > 1 else "")
+        target = qualified_name(type(module)) + piece
+        out = self._batch_free(value, f"{target} at {path}")
+        mapping = map_module(module, refs) if mapped and not consts else None
+        owned = (*module.parameters(), *module.buffers(), *consts)
+        return self._add(Call("module", path, own, parent, type(module).__name__, target, refs, out, mapping, owned))
+
+    def _add(self, call: Call) -> Ref:
+        self.calls.append(call)
+        return Ref(len(self.calls) - 1, call.out_shape)
+
+    def _piece(self, producer: _TupleRef, index) -> Ref:
+        if not isinstance(index, int) or not -len(producer.values) <= index < len(producer.values):
+            raise UnsupportedOpError(f"cannot follow item {index!r} of {producer.node.target}'s results")
+        index %= len(producer.values)
+        if index in producer.pieces:
+            return producer.pieces[index]
+        node, value = producer.node, producer.values[index]
+        args, kwargs = self._args(node.args), self._args(node.kwargs)
+        refs = tuple(self._flat((args, kwargs), Ref))
+        consts = tuple(t for c in self._flat((args, kwargs), Const) for t in c.tensors)
+        stack = self._stack(node)
+        if producer.module is not None:
+            ref = self._module_call(node.target, producer.module, stack, refs, consts, value, mapped=False,
+                                    piece=f"[{index}]")
+        else:
+            splitter = node.target in SPLITTERS if node.op == "call_function" else node.target in SPLITTER_METHODS
+            target = qualified_name(node.target) if node.op == "call_function" else f"Tensor.{node.target}"
+            base = getattr(node.target, "__name__", "op") if node.op == "call_function" else node.target
+            out = self._batch_free(value, target)
+            mapped = None
+            if splitter and refs and args and args[0] is refs[0] and not consts:
+                pieces = [tuple(v.shape[1:]) for v in producer.values]
+                mapped = map_piece(refs[0], split_dim(args, kwargs), pieces, index)
+            key, path = stack[-1] if stack else ("", "")
+            ref = self._add(Call("function", path, key, "", base, f"{target}[{index}]", refs, out, mapped, consts))
+        producer.pieces[index] = ref
+        return ref
+
+    def _output(self, node: fx.Node) -> int:
+        found = self._flat(self._args(node.args), Ref)
+        if not found or found[0].call is None:
+            raise UnsupportedOpError("the model's output does not come from any layer (it returns its input, or "
+                                     "nothing that depends on it)")
+        return found[0].call

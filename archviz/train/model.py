@@ -1,0 +1,142 @@
+"""The model a run trains: a spec's graph fitted to a dataset, every change stated in words and recorded.
+
+- The classes: a spec with a `num_classes` parameter gets the dataset's count through it.
+- The input: with Adapt.INPUT the images are resized and their channels converted to the spec's input (done per
+  batch in loop.py; described here); with Adapt.MODEL the spec is validated at the images' own shape.
+- A final softmax is left out: the cross-entropy loss takes logits (argmax, and so accuracy, is unchanged).
+- A graph whose output is not one score per class (the course's basic_cnn ends at its last convolution) gets a
+  head: flatten, then a linear layer to the classes, as nodes `head_flatten` and `head_fc` of the same graph, so
+  `archviz.inspect(graph)` counts them too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+
+from archviz.errors import ArchvizError, ShapeError
+from archviz.graph.ir import Graph, Node
+
+HEAD_NAMES = ("head_flatten", "head_fc")
+LOGIT_FREE_OPS = ("softmax", "log_softmax")  # dropped before training: the loss applies log-softmax itself
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What was asked for (a zoo name or a spec file) and the spec file's text, recorded in every checkpoint."""
+
+    model: str  # as given: "lenet" or "nets/my_net.yaml"
+    kind: str  # "zoo" or "file"
+    spec_file: str
+    spec_text: str
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "kind": self.kind, "spec_file": self.spec_file, "spec_text": self.spec_text}
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    graph: Graph
+    source: ModelSource
+    input_shape: tuple[int, ...]  # (C, H, W) the model takes; batches are adapted to it
+    changes: tuple[str, ...]  # every change to the spec, in words
+
+
+def model_source(model: str | Path) -> ModelSource:
+    from archviz.spec.zoo import load_spec
+
+    spec = load_spec(model)
+    path = Path(spec.file) if spec.file else None
+    text = path.read_text(encoding="utf-8") if path is not None and path.is_file() else ""
+    is_file = str(model).endswith((".yaml", ".yml")) or "/" in str(model) or Path(str(model)).is_file()
+    return ModelSource(str(model), "file" if is_file else "zoo", str(path or ""), text)
+
+
+def fit_model(model: str | Path, *, classes: int, image_shape: tuple[int, int, int], adapt: str) -> FittedModel:
+    """The spec's graph fitted to `classes` classes and, with adapt="model", to images of image_shape.
+
+    >>> fitted = fit_model("basic_cnn", classes=10, image_shape=(1, 8, 8), adapt="input")
+    >>> fitted.graph.output, fitted.graph.nodes[-1].out_shape
+    ('head_fc', (10,))
+    """
+    import archviz
+    from archviz.spec.zoo import load_spec
+
+    source = model_source(model)
+    spec = load_spec(model)
+    changes: list[str] = []
+    overrides = {}
+    current = spec.params.get("num_classes")
+    if "num_classes" in spec.params and current != classes:
+        overrides["num_classes"] = classes
+        changes.append(f"num_classes {current} -> {classes} (the dataset's classes)")
+    shape = tuple(image_shape) if adapt == "model" else None
+    try:
+        graph = archviz.load(model, input=shape, overrides=overrides)
+    except ShapeError as error:
+        if shape is None:
+            raise
+        raise ShapeError(f"--adapt model: {spec.name} cannot take the dataset's {'x'.join(map(str, shape))} images: "
+                         f"{error}; --adapt input resizes the images to its input instead") from None
+    if shape is not None and tuple(spec_input(spec)) != shape:
+        changes.append(f"model input {'x'.join(map(str, spec_input(spec)))} -> {'x'.join(map(str, shape))} "
+                       "(the images' own shape)")
+    last = graph.by_name[graph.output]
+    if last.op in LOGIT_FREE_OPS and len(last.inputs) == 1 and len(graph.consumers[graph.output]) == 0:
+        graph = replace(graph, nodes=graph.nodes[:-1], output=last.inputs[0])
+        changes.append(f"final {last.op} {last.name!r} left out: the cross-entropy loss takes logits")
+    out_shape = graph.by_name[graph.output].out_shape
+    if tuple(out_shape) != (classes,):
+        graph = add_head(graph, classes)
+        changes.append(f"head added: flatten {'x'.join(map(str, out_shape))} -> linear to {classes} classes "
+                       f"({HEAD_NAMES[0]}, {HEAD_NAMES[1]}); the spec ends without a {classes}-way classifier")
+    return FittedModel(graph, source, tuple(graph.input_shape), tuple(changes))
+
+
+def spec_input(spec) -> tuple[int, ...]:
+    from archviz.graph.build import parse_input
+
+    return parse_input(spec.input, file=spec.file)
+
+
+def add_head(graph: Graph, classes: int) -> Graph:
+    """The graph with flatten and linear(classes) appended after its output."""
+    from archviz.ops import get_op
+    from archviz.spec.args import normalize_args
+
+    for name in HEAD_NAMES:
+        if name in graph.by_name:
+            raise ArchvizError(f"{graph.name} already has a layer {name!r}; cannot add a classifier head", layer=name)
+    nodes = list(graph.nodes)
+    tensor, shape = graph.output, graph.by_name[graph.output].out_shape
+    layers = [(HEAD_NAMES[0], "flatten", {})] if len(shape) > 1 else []
+    layers.append((HEAD_NAMES[1], "linear", {"out_features": classes}))
+    for name, op_name, raw in layers:
+        op = get_op(op_name)
+        attrs = op.resolve(normalize_args(op, raw, {}), [shape])
+        out_shape = tuple(op.infer_shape(attrs, [shape]))
+        nodes.append(Node(name=name, op=op.name, attrs=MappingProxyType(attrs), inputs=(tensor,), in_shapes=(shape,),
+                          out_shape=out_shape, note="added by archviz train"))
+        tensor, shape = name, out_shape
+    return replace(graph, nodes=tuple(nodes), output=tensor)
+
+
+def describe_input_adaptation(image_shape: tuple[int, int, int], input_shape: tuple[int, ...]) -> tuple[str, ...]:
+    """How each batch is changed to fit the model's input, in words; () when nothing changes."""
+    if len(input_shape) != 3:
+        raise ShapeError(f"the model takes {'x'.join(map(str, input_shape))} inputs; archviz train feeds images, "
+                         "CxHxW")
+    (c, h, w), (mc, mh, mw) = image_shape, input_shape
+    steps = []
+    if c != mc:
+        if (c, mc) == (1, 3):
+            steps.append("channels 1 -> 3 (the gray image repeated)")
+        elif (c, mc) == (3, 1):
+            steps.append("channels 3 -> 1 (luma: 0.299 R + 0.587 G + 0.114 B)")
+        else:
+            raise ShapeError(f"the model takes {mc}-channel images and the dataset has {c} channels; only 1 <-> 3 "
+                             "converts (--adapt model gives the model the dataset's shape)")
+    if (h, w) != (mh, mw):
+        steps.append(f"resized {h}x{w} -> {mh}x{mw} (bilinear{', antialiased' if mh < h or mw < w else ''})")
+    return tuple(steps)
