@@ -350,6 +350,147 @@ def export(
     typer.echo(str(export_onnx(graph, output, checkpoint=weights, as_inputs=no_weights, seed=seed)))
 
 
+from archviz.train.choices import Adapt as _TrainAdapt, Device as _TrainDevice  # noqa: E402  (enums only)
+from archviz.train.choices import Optimizer as _TrainOptimizer, Schedule as _TrainSchedule  # noqa: E402
+
+
+@app.command(short_help="Train a model on local data (digits, MNIST, CIFAR-10, image folders).")
+@user_errors
+def train(
+    model: Annotated[str, typer.Argument(help="A zoo name (see `archviz list`) or a spec file (my_net.yaml).")],
+    dataset: Annotated[str, typer.Option(
+        "--dataset", help="digits (bundled with scikit-learn), mnist:PATH (idx files), cifar10:PATH (python "
+        "batches) or folder:PATH (a subfolder of images per class). Nothing is downloaded.")] = "digits",
+    data: Annotated[Optional[str], typer.Option(
+        "--data", help="The dataset's folder (or write --dataset mnist:PATH).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs [default: 20].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size [default: 32].")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: 0.003].")] = None,
+    optimizer: Annotated[Optional[_TrainOptimizer], typer.Option("--optimizer", help="[default: adamw]")] = None,
+    schedule: Annotated[Optional[_TrainSchedule], typer.Option(
+        "--schedule", help="Learning rate per batch: cosine (after a warm-up epoch), step, none "
+        "[default: cosine].")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="[default: 0.05]")] = None,
+    augment: Annotated[Optional[bool], typer.Option(
+        "--augment/--no-augment", help="Small random rotations, scalings and shifts (and mirror images for photos) "
+        "[default: on].")] = None,
+    adapt: Annotated[Optional[_TrainAdapt], typer.Option(
+        "--adapt", help="input: resize the images to the model's input; model: give the model the images' shape "
+        "[default: input].")] = None,
+    device: Annotated[_TrainDevice, typer.Option(
+        "--device", help="auto picks CUDA when available.")] = _TrainDevice.AUTO,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", help="Seed of weights, data order and augmentation [default: 0].")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help="CPU threads [default: every core; on a busy machine 1 can be much faster].")] = None,
+    compile: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model (slower on small CPU runs).")] = False,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="The run folder [default: runs/MODEL-DATASET-TIME].")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in -o exactly where it stopped (with its own settings).")] = False,
+):
+    """Train a zoo model or spec file; write metrics, a per-class report, the confusion matrix and checkpoints.
+
+    Ctrl-C saves a checkpoint and exits with status 130; --resume -o FOLDER continues it exactly.
+    """
+    from archviz.train.loop import train as run_training
+    from archviz.train.run import TrainingInterrupted, summary_text
+
+    try:
+        result = run_training(
+            model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
+            optimizer=optimizer and optimizer.value, schedule=schedule and schedule.value, weight_decay=weight_decay,
+            augment=augment, adapt=adapt and adapt.value, seed=seed, device=device.value, threads=threads,
+            compile=compile, output=output, resume=resume)
+    except TrainingInterrupted as stopped:
+        typer.echo(f"archviz: {stopped}", err=True)
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        typer.echo("archviz: interrupted at once; last.pt in the run folder is the last checkpoint saved, if any",
+                   err=True)
+        raise typer.Exit(130) from None
+    sys.stdout.write(summary_text(result))
+
+
+@app.command("export-spec", short_help="Write the architecture as a spec YAML file (from any model archviz reads).")
+@user_errors
+def export_spec(
+    model: ModelArg,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="The .yaml file to write. Default: the spec on stdout.")] = None,
+    input: InputOpt = None,
+    set_: SetOpt = None,
+    kwargs: KwargsOpt = None,
+):
+    """Write the model as a spec in archviz's language: groups as sequentials, repeated groups as blocks, residual
+    and inception joins as branches. `archviz inspect` of the file gives the same figures as the model."""
+    from pathlib import Path
+
+    import archviz
+    from archviz.output import write_atomic
+    from archviz.render.spec_yaml import graph_to_spec
+
+    graph = archviz.load(_resolve(model), input=input, overrides=parse_overrides(set_), kwargs=_kwargs(kwargs))
+    text = graph_to_spec(graph, origin=model)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    if Path(output).resolve() == Path(model).resolve():
+        raise ArchvizError(f"writing {output!r} would replace the model read; name another file with -o")
+    typer.echo(str(write_atomic(output, text)))
+
+
+@app.command(short_help="Train several models under the same settings; one table of accuracy against cost.")
+@user_errors
+def compare(
+    models: Annotated[list[str], typer.Argument(help="Two or more zoo names or spec files.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="As for `archviz train`.")] = "digits",
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs [default: 20].")] = None,
+    time_budget: Annotated[Optional[float], typer.Option(
+        "--time-budget", min=0, help="Seconds of training each model may take; a run ends after the last epoch that "
+        "fits.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="[default: 32]")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="[default: 0.003]")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="[default: 0]")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads [default: every core].")] = None,
+    device: Annotated[_TrainDevice, typer.Option("--device")] = _TrainDevice.AUTO,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="The folder of the runs [default: runs/compare-DATASET-TIME].")] = None,
+):
+    """Train each model with the same settings and seed; print params, MACs, accuracy, time and images/s."""
+    from archviz.train.compare import compare as run_compare, table
+
+    rows = run_compare(models, dataset=dataset, output=output, time_budget=time_budget, epochs=epochs,
+                       batch_size=batch_size, lr=lr, seed=seed, threads=threads, device=device.value,
+                       announce=lambda text: typer.echo(text))
+    _console().print(table(rows, title=f"{', '.join(models)} on {dataset}"))
+
+
+@app.command(short_help="Train one model over a grid of learning rates and batch sizes.")
+@user_errors
+def sweep(
+    model: Annotated[str, typer.Argument(help="A zoo name or a spec file.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="As for `archviz train`.")] = "digits",
+    lr: Annotated[str, typer.Option("--lr", help="Learning rates, comma-separated.")] = "1e-3,3e-3,1e-2",
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Batch sizes, comma-separated.")] = "32,64",
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs [default: 20].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="[default: 0]")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads [default: every core].")] = None,
+    device: Annotated[_TrainDevice, typer.Option("--device")] = _TrainDevice.AUTO,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="The folder of the runs [default: runs/sweep-MODEL-DATASET-TIME].")] = None,
+):
+    """Train every (learning rate, batch size) pair; print the runs best first and the command of the best."""
+    from archviz.train.compare import parse_list, sweep as run_sweep, table, train_command
+
+    rows = run_sweep(model, dataset=dataset, lrs=parse_list(lr, float, "--lr"),
+                     batch_sizes=parse_list(batch_size, int, "--batch-size"), output=output, epochs=epochs,
+                     seed=seed, threads=threads, device=device.value, announce=lambda text: typer.echo(text))
+    _console().print(table(rows, title=f"{model} on {dataset}, best first (lowest validation loss)"))
+    typer.echo("best: " + train_command(model, dataset, rows[0], {"epochs": epochs, "seed": seed}))
+
+
 def main() -> None:
     app()
 

@@ -30,8 +30,9 @@ def build_model(name: str, device: str):
     if name in TORCHVISION_NAMES:
         import torchvision
 
+        build = getattr(torchvision.models, TORCHVISION_NAMES[name])
         with torch.device(device):
-            model = getattr(torchvision.models, TORCHVISION_NAMES[name])(weights=None, **TORCHVISION_KWARGS.get(name, {}))
+            model = build(weights=None, **TORCHVISION_KWARGS.get(name, {}))
     else:
         import archviz
         from archviz.torch_build import to_torch

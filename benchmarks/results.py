@@ -186,6 +186,12 @@ def notes(rows: list[dict]) -> list[str]:
         "FLOPs / 2, ptflops and thop MACs) with archviz's MACs (conv/linear multiply-accumulates, bias excluded); "
         "the peers differ in what else they count (bias, batch norm, pooling, activations).",
     ]
+    checked = [f"{row['case'].tool} on {row['case'].model} batch {row['case'].batch}: "
+               f"~{row['estimate_bytes'] / 1e9:.1f} GB estimated, {row['peak_mb'] * 2**20 / 1e9:.1f} GB measured"
+               for row in rows if row["wall_s"] is not None and (row.get("estimate_bytes") or 0) > 4e9]
+    if checked:
+        found.append("The memory estimates that decide the skips, against the peaks of the CPU peers that ran: "
+                     + "; ".join(checked) + ".")
     for row in rows:
         case, macs_ratio = row["case"], row.get("macs_ratio")
         if macs_ratio is not None and abs(macs_ratio - 1) > MAC_TOLERANCE:
@@ -282,8 +288,8 @@ def relative(name: str, row: dict | None, base: dict | None, limit: float, field
     if row["wall_s"] is None or base["wall_s"] is None:
         return failed(name, row, base)
     value = row[field] / base[field]
-    unit = "s" if field == "wall_s" else "MB"
-    detail = (f"{row[field]:.3g} {unit} against {base[field]:.3g} {unit}: {value:.2f}x, limit {limit:g}x "
+    show = (lambda amount: f"{amount:.3g} s") if field == "wall_s" else (lambda amount: f"{amount:,.0f} MB")
+    detail = (f"{show(row[field])} against {show(base[field])}: {value:.2f}x, limit {limit:g}x "
               f"({'margin' if value <= limit else 'over by'} {abs(limit - value) / limit:.0%})")
     return target(name, value <= limit, detail)
 

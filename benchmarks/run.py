@@ -317,10 +317,11 @@ def medians(runs: list[Run]) -> dict:
     """Medians of the whole-process time, in-process time and peak memory; a timed-out run gives its peak only."""
     ok = [run for run in runs if run.status == "ok"]
     calls = [run.timing["call_s"] for run in ok if "call_s" in run.timing]
+    peaks = [run.peak_mb for run in ok] or [max(run.peak_mb for run in runs)] if runs else []
     return {
         "wall_s": statistics.median(run.wall_s for run in ok) if ok else None,
         "call_s": statistics.median(calls) if calls else None,
-        "peak_mb": statistics.median(run.peak_mb for run in ok) if ok else (max(r.peak_mb for r in runs) if runs else None),
+        "peak_mb": statistics.median(peaks) if peaks else None,
         "macs": next((run.timing.get("macs") for run in ok if run.timing.get("macs") is not None), None),
     }
 
@@ -359,17 +360,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=None, help="runs per case, median reported (default 3)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a run is killed (default 300)")
     parser.add_argument("-o", "--output", type=Path, default=BENCH_DIR / "results", help="results folder")
+    parser.add_argument("--from-json", type=Path, metavar="RESULTS_JSON",
+                        help="run nothing: write the table, .md and .svg again from a results .json")
     return parser.parse_args(argv)
+
+
+def load_results(path: Path) -> tuple[list[dict], dict, dict]:
+    """The rows, machine and settings of a results .json that this script wrote."""
+    document = json.loads(path.read_text())
+    peers = {peer.name: peer for peer in PEERS}
+    fields = {field.name for field in dataclasses.fields(Case)} - {"peer"}
+    rows = []
+    for saved in document["cases"]:
+        case = Case(**{name: saved[name] for name in fields}, peer=peers.get(saved["peer"]))
+        runs = [Run(**run) for run in saved["runs"]]
+        rows.append({**saved, "case": case, "runs": runs})
+    return rows, document["machine"], document["settings"]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        rows, machine, settings = load_results(args.from_json)
+        print_table(rows)
+        for path in write_results(rows, machine, settings, args.output, args.from_json.stem):
+            print(f"wrote {path}")
+        return 0
     repeat = args.repeat or (1 if args.quick else 3)
     started = time.time()
     machine = machine_info()
     with tempfile.TemporaryDirectory(prefix="archviz-bench-") as tmp:
         workdir = Path(tmp)
         cases = select_cases(all_cases(workdir), args.quick, args.only)
+        if not cases:
+            print(f"no case matches {args.only}; the cases are named 'tool | model | input | bBATCH'")
+            return 2
         rows = []
         for number, case in enumerate(cases, 1):
             print(f"[{number}/{len(cases)}] {case.key} ...", end=" ", flush=True)
@@ -388,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
 def progress_text(row: dict) -> str:
     if row["wall_s"] is None:
         return row["status"]
-    return f"{row['wall_s']:.3g} s, {row['peak_mb']:.0f} MB ({len(row['runs'])} runs){'' if row['status'] == 'ok' else ', ' + row['status']}"
+    trouble = "" if row["status"] == "ok" else f", {row['status']}"
+    return f"{row['wall_s']:.3g} s, {row['peak_mb']:.0f} MB ({len(row['runs'])} runs){trouble}"
 
 
 if __name__ == "__main__":

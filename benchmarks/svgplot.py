@@ -1,6 +1,7 @@
 """The benchmark's chart as hand-written SVG: horizontal bars of whole-process seconds on a log scale.
 
-One block of bars per model, input and batch (archviz, then each peer), after a block of start-up rows; a case
+One block of bars per model, input and batch (archviz, then each peer), after a block of start-up rows and before
+the scale rows (archviz only); a case
 that did not finish gets its status as text instead of a bar. White background, 900 px wide, for GitHub's README.
 """
 
@@ -23,7 +24,7 @@ COLOURS = {
     "ptflops (cpu)": "#e377c2", "thop (cpu)": "#bcbd22", "by hand: torchinfo + fvcore (cpu)": "#555555",
 }
 OTHER_COLOUR = "#9aa4ad"
-CHART_GROUPS = ("start-up", "zoo", "big input")
+CHART_GROUPS = ("start-up", "zoo", "big input", "scale")
 
 
 def bar_chart(rows: list[dict], machine: dict) -> str:
@@ -31,7 +32,8 @@ def bar_chart(rows: list[dict], machine: dict) -> str:
     values = [row["wall_s"] for _, block in blocks for row in block if row["wall_s"]]
     if not values:
         values = [1.0]
-    low, high = 10 ** math.floor(math.log10(min(values))), 10 ** math.ceil(math.log10(max(values)))
+    low = 10 ** math.floor(math.log10(min(values)))
+    high = max(10 ** math.ceil(math.log10(max(values))), low * 10)
     height = TOP + sum(HEADER_HEIGHT + BAR_PITCH * len(block) for _, block in blocks) + 40
     parts = [svg_header(height), title(machine)]
     parts += axis(low, high, TOP - 8, height - 30)
@@ -53,8 +55,12 @@ def chart_blocks(rows: list[dict]) -> list[tuple[str, list[dict]]]:
         case = row["case"]
         if case.group not in CHART_GROUPS:
             continue
-        heading = ("start-up and imports" if case.group == "start-up"
-                   else f"{case.model}, {case.image}, batch {case.batch}")
+        if case.group == "start-up":
+            heading = "start-up and imports"
+        elif case.group == "scale":
+            heading = f"scale: a spec of {case.model}, {case.image}"
+        else:
+            heading = f"{case.model}, {case.image}, batch {case.batch}"
         blocks.setdefault(heading, []).append(row)
     return list(blocks.items())
 

@@ -3,8 +3,10 @@ fields of convolutional neural networks", eq. 1-3), per axis (height, width).
 
 For a window of extent k, stride s and padding p on an input with field r, jump j and start c:
     r_out = r + (k - 1) * j        j_out = j * s        c_out = c + ((k - 1) / 2 - p) * j
-Where paths join (add, concat) the field is the largest over the paths. Once a tensor is flattened, every unit
-sees the whole map, so flatten widens the field by the map's extent: r + (H - 1) * j.
+Where paths join (add, concat) the field is the largest over the paths; the jump and start are those of the paths
+whose map has the output's size (a squeeze-and-excitation scale of C x 1 x 1, broadcast over the map, widens the field
+but places no unit). Once a tensor is flattened, every unit sees the whole map, so flatten widens the field by the
+map's extent: r + (H - 1) * j.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def receptive_fields(graph: Graph) -> dict[str, Field]:
 
 
 def node_field(node: Node, inputs: list[Field], windows: dict | None = None) -> Field:
-    widest = inputs[0] if len(inputs) == 1 else max(inputs, key=lambda f: f.size[0] * f.size[1])
+    widest = inputs[0] if len(inputs) == 1 else _joined(node, inputs)
     window = _window(node, {} if windows is None else windows)
     if window is not None:
         return widest.widened(window.kernel, window.stride, window.padding)
@@ -57,6 +59,17 @@ def node_field(node: Node, inputs: list[Field], windows: dict | None = None) -> 
         extent = in_shape[1:]
         return widest.widened(extent, (1, 1), tuple((e - 1) / 2 for e in extent))
     return widest
+
+
+def _joined(node: Node, inputs: list[Field]) -> Field:
+    def area(field: Field) -> int:
+        return field.size[0] * field.size[1]
+
+    widest = max(inputs, key=area)
+    spatial = node.out_shape[-2:]
+    placed = [f for f, shape in zip(inputs, node.in_shapes) if shape[-2:] == spatial] or inputs
+    anchor = max(placed, key=area)
+    return anchor if anchor is widest else Field(widest.size, anchor.jump, anchor.start)
 
 
 def _window(node: Node, cache: dict):

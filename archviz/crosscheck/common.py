@@ -53,6 +53,17 @@ def module_groups(report: Report, model) -> dict[str, list[LayerStats]]:
     return groups
 
 
+def function_layers_note(report: Report, groups: dict[str, list[LayerStats]]) -> list[str]:
+    """A note naming the traced layers that are function calls, which no peer reports per layer."""
+    grouped = {layer.name for layers in groups.values() for layer in layers}
+    loose = [layer.name for layer in report.layers if layer.name not in grouped]
+    if not loose:
+        return []
+    shown = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+    return [f"{len(loose)} layers are function calls in forward, not modules ({shown}): no per-layer figure; "
+            "their costs are in the totals"]
+
+
 def not_counted_reason(layers) -> str:
     """Why a peer's MACs exceed ours for layers without a formula ('' when every layer is counted)."""
     opaque = [layer.name for layer in layers if not layer.counted]
@@ -75,7 +86,10 @@ def record_shapes(model, shape: Shape, names) -> tuple[dict[str, LayerShapes], l
 
     def hook(name):
         def record(module, inputs, output):
-            seen[name] = LayerShapes(tuple(tuple(t.shape) for t in inputs), tuple(output.shape))
+            if isinstance(output, (tuple, list)):  # a module returning several tensors (attention and its weights)
+                output = next(t for t in output if isinstance(t, torch.Tensor))
+            tensors = (t for t in inputs if isinstance(t, torch.Tensor))
+            seen[name] = LayerShapes(tuple(tuple(t.shape) for t in tensors), tuple(output.shape))
             order.append(name)
 
         return record

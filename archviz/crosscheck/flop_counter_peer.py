@@ -13,7 +13,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from archviz.analysis.report import Report
-from archviz.crosscheck.common import batch_shape, meta_model, module_groups, not_counted_reason, version
+from archviz.crosscheck.common import (
+    batch_shape, function_layers_note, meta_model, module_groups, not_counted_reason, version,
+)
 from archviz.crosscheck.result import TOTAL, PeerResult, Quantity, compare
 
 PEER = "flop_counter"
@@ -29,7 +31,8 @@ def check(report: Report) -> PeerResult:
     counts = counter.get_flop_counts()
     prefix = type(model).__name__  # ModuleTracker names modules "<root class>.<path>"
     figures = []
-    for path, layers in module_groups(report, model).items():
+    groups = module_groups(report, model)
+    for path, layers in groups.items():
         flops = sum(counts.get(f"{prefix}.{path}", {}).values())
         ours = sum(layer.macs for layer in layers)  # a module called twice: FlopCounterMode adds up its calls
         known = not_counted_reason(layers)
@@ -45,7 +48,8 @@ def check(report: Report) -> PeerResult:
         layers=tuple(figures),
         totals=(compare(PEER, TOTAL, Quantity.MACS, report.totals.macs, total, _half(total), conversion=HALVE,
                         known=uncounted, checked=not uncounted),),
-        notes=(HALVE, f"FLOPs by aten op: {by_op}"), seconds=time.perf_counter() - start,
+        notes=(HALVE, f"FLOPs by aten op: {by_op}", *function_layers_note(report, groups)),
+        seconds=time.perf_counter() - start,
     )
 
 

@@ -147,8 +147,8 @@ def _check(report: Report, *, full_trace: bool) -> PeerResult:
     for path, layers in groups.items():
         layer = layers[0]
         if len(layers) > 1:  # a module called more than once: fvcore adds up its calls
-            layer = dataclasses.replace(layer, macs=sum(s.macs for s in layers),
-                                        other_ops=sum(s.other_ops for s in layers), counted=all(s.counted for s in layers))
+            layer = dataclasses.replace(layer, macs=sum(s.macs for s in layers), counted=all(s.counted for s in layers),
+                                        other_ops=sum(s.other_ops for s in layers))
         figures.extend(_layer_figures(layer, counts.get(path, {}), unsupported[path], full[path]))
     by_op = counts.get("", {})
     others = {op: n for op, n in by_op.items() if op not in MAC_OPS}
@@ -192,7 +192,7 @@ def _trace_shape(report: Report, model, names, order, *, full_trace: bool) -> tu
             shape = batch_shape(report, batch=1, spatial=small)
             try:
                 traced, traced_order = record_shapes(model, shape, names)
-            except (RuntimeError, ValueError, IndexError):  # too small for some layer
+            except (RuntimeError, ValueError, IndexError, AssertionError):  # too small for some layer (or asserted)
                 continue
             if traced_order == order:
                 return shape, traced
@@ -237,7 +237,8 @@ def _layer_figures(layer: LayerStats, ops, unsupported, shapes: LayerShapes) -> 
     conversion = "minus fvcore's " + ", ".join(f"{op} {n:,}" for op, n in others.items()) + " (no MACs)"
     missing = ", ".join(f"{op} x{n}" for op, n in unsupported.items())
     opaque = not_counted_reason([layer])
-    known = "; ".join(filter(None, (opaque, f"fvcore has no handle for {missing} and counts it as 0" if missing else "")))
+    unhandled = f"fvcore has no handle for {missing} and counts it as 0" if missing else ""
+    known = "; ".join(filter(None, (opaque, unhandled)))
     figures = [compare(PEER, layer.name, Quantity.MACS, layer.macs, reported, macs,
                        conversion=conversion if others else "", known=known, checked=not opaque)]
     other = sum(others.values())

@@ -18,7 +18,9 @@ import time
 import torch
 
 from archviz.analysis.report import Report
-from archviz.crosscheck.common import batch_shape, meta_model, module_groups, not_counted_reason, version
+from archviz.crosscheck.common import (
+    batch_shape, function_layers_note, meta_model, module_groups, not_counted_reason, version,
+)
 from archviz.crosscheck.result import TOTAL, Figure, PeerResult, Quantity, compare
 
 PEER = "torchinfo"
@@ -35,34 +37,50 @@ def check(report: Report) -> PeerResult:
         col_names=("output_size", "num_params", "mult_adds"),
     )
     path_of = {id(module): path for path, module in model.named_modules()}
-    rows = {path_of.get(id(info.module)): info for info in stats.summary_list if info.is_leaf_layer}
+    rows: dict[str, list] = {}  # module path -> its rows, one per call
+    for info in stats.summary_list:
+        if info.is_leaf_layer:
+            rows.setdefault(path_of.get(id(info.module)), []).append(info)
     figures: list[Figure] = []
     converted_macs = 0
     groups = module_groups(report, model)
     for path, layers in groups.items():
-        layer, info = layers[0], rows.get(path)
-        if info is None:
-            if layer.name in report.graph.by_name and report.graph.origin is not None:
-                continue  # a traced module that holds others (torchinfo rows only leaf modules)
-            figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, None))
-            continue
-        out = tuple(info.output_size)
-        out_shape = out[1:] if out[:1] == (report.batch,) else out
-        figures.append(compare(PEER, layer.name, Quantity.OUT_SHAPE, layer.out_shape, out_shape))
-        figures.append(compare(PEER, layer.name, Quantity.PARAMS, layer.params, info.num_params))
-        macs, conversion = _to_macs(layer.op, info)
-        converted_macs += macs
-        known = not_counted_reason([layer])
-        figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, info.macs, macs, conversion=conversion,
-                               known=known, checked=not known))
-    leaf_sum = sum(info.macs for info in rows.values())
+        calls = rows.get(path, [])
+        if not calls and report.graph.origin is not None:
+            continue  # a traced module that holds others: torchinfo rows only leaf modules
+        for call, layer in enumerate(layers):
+            if call >= len(calls):
+                figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, None))
+                continue
+            info = calls[call]
+            out = tuple(info.output_size)
+            out_shape = out[1:] if out[:1] == (report.batch,) else out
+            figures.append(compare(PEER, layer.name, Quantity.OUT_SHAPE, layer.out_shape, out_shape))
+            if call == 0 and layer.shares:  # a module of its own whose weights are another's (tied)
+                figures.append(compare(PEER, layer.name, Quantity.PARAMS, layer.params, info.num_params,
+                                       known=f"its weights are {layer.shares}'s (tied): archviz counts them once, "
+                                             "there; torchinfo at every module holding them", checked=False))
+            elif call == 0:  # a shared module's parameters are counted at its first call
+                figures.append(compare(PEER, layer.name, Quantity.PARAMS, layer.params, info.num_params))
+            macs, conversion = _to_macs(layer.op, info)
+            converted_macs += macs
+            known = not_counted_reason([layer])
+            figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, info.macs, macs,
+                                   conversion=conversion, known=known, checked=not known))
+    leaf_sum = sum(info.macs for calls in rows.values() for info in calls)
     uncalled = report.graph.origin.uncalled if report.graph.origin is not None else ()
     skipped = sum(count for _, count in uncalled)
+    tied = sum(_formula_params(report.graph.node(layer.name)) for layer in report.layers
+               if layer.shares and layer.name in groups)
+    conversions = []
+    if skipped:
+        conversions.append(f"minus {skipped:,} parameters of modules that never ran (not in archviz's totals)")
+    if tied:
+        conversions.append(f"minus {tied:,} tied parameters torchinfo counts again at each module holding them")
     uncounted = not_counted_reason(report.layers)
     totals = (
-        compare(PEER, TOTAL, Quantity.PARAMS, report.totals.params, stats.total_params, stats.total_params - skipped,
-                conversion=f"minus {skipped:,} parameters of modules that never ran (not in archviz's totals)"
-                if skipped else ""),
+        compare(PEER, TOTAL, Quantity.PARAMS, report.totals.params, stats.total_params,
+                stats.total_params - skipped - tied, conversion="; ".join(conversions)),
         compare(PEER, TOTAL, Quantity.MACS, report.totals.macs, stats.total_mult_adds,
                 stats.total_mult_adds - leaf_sum + converted_macs, conversion="the per-layer conversions, summed",
                 known=uncounted, checked=not uncounted),
@@ -75,12 +93,19 @@ def check(report: Report) -> PeerResult:
     ]
     if unmapped:
         notes.append(f"torchinfo rows that are no layer of ours: {', '.join(unmapped)}")
+    notes.extend(function_layers_note(report, groups))
     return PeerResult(
         peer=PEER, version=version("torchinfo"),
         method=f"torchinfo.summary(depth=100, mode='eval') on the meta device, input {'x'.join(map(str, shape))} "
                f"(batch {report.batch}); rows matched to layers through the module objects",
         layers=tuple(figures), totals=totals, notes=tuple(notes), seconds=time.perf_counter() - start,
     )
+
+
+def _formula_params(node) -> int:
+    from archviz.ops import get_op
+
+    return get_op(node.op).params(node.attrs, list(node.in_shapes))
 
 
 def _to_macs(op: str, info) -> tuple[int, str]:
@@ -103,5 +128,10 @@ def _to_macs(op: str, info) -> tuple[int, str]:
         return 0, (
             f"torchinfo counts batch norm's gamma and beta times N ({info.num_params} x {out[0]}) as Mult-Adds; a "
             "normalisation is no MAC (archviz counts it as other ops, 2 per element)"
+        )
+    if op == "layer_norm":
+        return 0, (
+            f"torchinfo counts layer norm's weight and bias times N ({info.num_params} x {out[0]}) as Mult-Adds; a "
+            "normalisation is no MAC (archviz counts it as other ops, 5 per element)"
         )
     return info.macs, "torchinfo counts parameters x N for layers other than convolutions"

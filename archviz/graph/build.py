@@ -15,7 +15,8 @@ A layer entry is one item of a `layers:` list:
     - sequential: [...]                        a nested, numbered group (torch nn.Sequential)
     - group: [...]                             layers spliced into the current numbering
     - add: [[...], []]                         branches from one input, summed ([] is the identity)
-    - concat: [[...], [...]]                   branches concatenated along channels
+    - concat: [[...], [...]]                   branches concatenated along channels (any join op of several inputs
+                                               takes branches: add, concat, mul)
     - add: {}                                  a join of earlier layers, named by `from:` (at least two)
       from: [conv3, downsample.1]
 
@@ -37,7 +38,7 @@ from typing import Any, Mapping, NamedTuple
 
 from archviz.errors import ArchvizError, ShapeError, SpecError, UnknownNameError, UnsupportedOpError, closest
 from archviz.graph.ir import INPUT, Graph, Node, Scope, Shape
-from archviz.ops import all_names, canonical_name, get_op
+from archviz.ops import OpKind, all_names, canonical_name, get_op
 from archviz.ops.base import fmt_shape
 from archviz.spec.args import MAX_DIMENSION, normalize_args, resolve_value
 from archviz.spec.model import REQUIRED_PARAM, STRUCTURAL_HEADS, BlockDef, Spec
@@ -48,7 +49,7 @@ MAX_NODES = 100_000  # 200x ResNet-152's layers; bounds the time (seconds) and m
 MAX_ENTRIES = 4 * MAX_NODES  # entries expanded, also those that make no layer (`group: []`, a false `if`)
 MAX_PATH_CHARS = 1_000  # of a layer path ("layer3.2.conv2"); long names nested deep would fill memory
 MAX_NESTING = 64  # blocks inside blocks; also stops a block that uses itself
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")  # torch allows any name without a dot; RegNet's are like block1-0
 
 
 class Tensor(NamedTuple):
@@ -222,7 +223,7 @@ class _Builder:
         if depth > MAX_NESTING:
             raise SpecError(f"blocks are nested more than {MAX_NESTING} deep (does a block use itself?)",
                             file=where.file, line=where.line, layer=ns.path.split(".")[0] or None)
-        is_join = canonical_name(head) in ("add", "concat")  # also the aliases cat, concatenate
+        is_join = takes_branches(head)
         if where.shares is not None and (head in ("sequential", "group") or head in self.spec.blocks or is_join):
             what = "a join" if is_join else f"a {head}" if head in ("sequential", "group") else f"block {head!r}"
             raise SpecError(f"`shares:` names the layer whose weights one layer reuses; {what} has no weights of its "
@@ -360,9 +361,9 @@ class _Builder:
     def shared_owner(self, ref, op, attrs: dict, in_shapes: list[Shape], ns: _Namespace) -> str:
         """The layer that owns the weights `shares: ref` names, checked to be the same op with weights of one shape.
 
-    A layer without weights may name one too: a module called twice (a ReLU a torch block applies twice) is one
-    module in to_torch's model, as in the traced one.
-    """
+        A layer without weights may name one too: a module called twice (a ReLU a torch block applies twice) is one
+        module in to_torch's model, as in the traced one.
+        """
         path = self.lookup(ref, ns, "shares")
         target = self.made[path]
         if target is None:
@@ -424,6 +425,16 @@ def split_entry(item) -> tuple[str, Any, dict]:
     return str(heads[0]), item[heads[0]], meta
 
 
+def takes_branches(head: str) -> bool:
+    """Whether an entry head is a join of several inputs (add, concat, mul): written with branches or `from:`, named
+    by its op (add, add_1, ...) rather than numbered."""
+    name = canonical_name(head)
+    if name is None:
+        return False
+    op = get_op(name)
+    return op.kind == OpKind.JOIN and op.max_inputs >= 2
+
+
 def tensor_vars(shape: Shape) -> dict[str, int]:
     """Names an expression can use for the tensor flowing into an entry."""
     names = {"in_features": shape[-1]}
@@ -459,7 +470,7 @@ def _check_name(name) -> str | None:
         return None
     name = str(name)
     if not NAME_PATTERN.match(name):
-        raise SpecError(f"layer name {name!r} may hold only letters, digits and '_'")
+        raise SpecError(f"layer name {name!r} may hold only letters, digits, '_' and '-'")
     return name
 
 
@@ -488,7 +499,7 @@ def _future_path(head: str, name, ns: _Namespace) -> str | None:
     """The path an entry's layer would get, for an error in its `from:`, raised before the layer is made."""
     if isinstance(name, (str, int)) and not isinstance(name, bool) and NAME_PATTERN.match(str(name)):
         return ns.peek(str(name))
-    return ns.peek(head) if canonical_name(head) in ("add", "concat") else ns.peek(None)
+    return ns.peek(head) if takes_branches(head) else ns.peek(None)
 
 
 def _key_line(item, key: str, where: Where) -> int | None:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
-
-import onnx
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from archviz.errors import ArchvizError, SpecError
 from archviz.graph.build import MAX_NODES
@@ -26,6 +24,9 @@ from archviz.ops.base import SlidingAxis, fmt_shape, numel
 from archviz.onnx.model import DEFAULT_DOMAINS, ModelView, attributes
 from archviz.onnx.names import NameHint, layer_paths
 from archviz.spec.args import normalize_args
+
+if TYPE_CHECKING:
+    import onnx
 
 ARCHVIZ_DOMAIN = "archviz"  # the domain of the ONNX functions `archviz export` writes (adaptive average pooling)
 
@@ -55,6 +56,7 @@ class _Plan:
 
 
 def convert(view: ModelView, *, name: str, file: str, input_shape: tuple[int, ...], description: str) -> Graph:
+    """The Graph of the viewed model: its layers planned, named (archviz/onnx/names.py), then shaped in order."""
     plans = _plan(view)
     if len(plans) > MAX_NODES:
         raise SpecError(f"{len(plans):,} layers, more than {MAX_NODES:,}; archviz stops here", file=file)
@@ -111,10 +113,10 @@ def _build(view: ModelView, plans: list[_Plan], paths: list[str], input_shape, f
             attrs, out_shape = _shaped(layer, in_shapes, view)
         except (ArchvizError, NotRepresentable) as error:
             fallback = _opaque(plan.node, view, f"read as {layer.op}, but {error}", output=layer.output)
-            layer = Layer(fallback.op, fallback.args, layer.inputs, layer.output, stored=layer.stored or fallback.stored,
-                          note=fallback.note)
+            layer = Layer(fallback.op, fallback.args, layer.inputs, layer.output,
+                          stored=layer.stored or fallback.stored, note=fallback.note)
         if layer.op == "opaque":
-            attrs, out_shape = _opaque_attrs(layer, in_shapes, view, counted, where, file)
+            attrs, out_shape = _opaque_attrs(layer, view, counted, where, file)
         shares = None
         if layer.weight is not None and layer.op != "opaque":
             shares = first_user.setdefault(layer.weight, path)
@@ -144,12 +146,13 @@ def _shaped(layer: Layer, in_shapes, view: ModelView):
     return attrs, out_shape
 
 
-def _opaque_attrs(layer: Layer, in_shapes, view: ModelView, counted: set[str], where: str, file: str):
+def _opaque_attrs(layer: Layer, view: ModelView, counted: set[str], where: str, file: str):
+    """An opaque layer's attributes: ONNX's output shape, and as params the stored tensors not counted before."""
     shape = view.shape(layer.output)
     if shape is None:
         raise SpecError(f"node {where}: ONNX shape inference gives no static shape for its output {layer.output!r}, "
-                        "and archviz has no formula for it; pass --input CxHxW, or simplify the model (onnxsim)",
-                        file=file)
+                        "and archviz has no formula for it; simplify the model with onnxsim (it folds shape "
+                        "arithmetic), or pass --input CxHxW where the input's size is dynamic", file=file)
     out_shape = _without_batch(shape) or (1,)  # a scalar per image (or overall) is shown as one value
     params = sum(numel(view.stored[name]) for name in dict.fromkeys(layer.stored) if name not in counted)
     op = get_op("opaque")
@@ -187,11 +190,10 @@ def _scopes(paths: list[str], file: str) -> tuple[Scope, ...]:
 
 def _opaque(node: onnx.NodeProto, view: ModelView, note: str, *, output: str | None = None) -> Layer:
     domain = "onnx" if node.domain in DEFAULT_DOMAINS else node.domain
-    stored = tuple(dict.fromkeys(view.weight(t) for t in node.input if t and view.weight(t) is not None))
     inputs = tuple(t for t in node.input if view.is_activation(t))
     text = f"no formula for ONNX {node.op_type}" + (f": {note}" if note else "")
-    return Layer("opaque", {"target": f"{domain}::{node.op_type}"}, inputs, output or node.output[0], stored=stored,
-                 note=text)
+    return Layer("opaque", {"target": f"{domain}::{node.op_type}"}, inputs, output or node.output[0],
+                 stored=_stored(view, node), note=text)
 
 
 def _opaque_plans(node: onnx.NodeProto, view: ModelView, note: str) -> list[_Plan]:
@@ -330,7 +332,7 @@ def _fold_bias(view: ModelView, tensor: str, expected: tuple[int, ...]):
 
 # --- handlers: ONNX op type -> Layer ---------------------------------------------------------------------------------
 
-Handler = Callable[[onnx.NodeProto, ModelView], Layer]
+Handler = Callable[["onnx.NodeProto", ModelView], Layer]
 
 
 def _conv(node, view):
@@ -344,8 +346,9 @@ def _conv(node, view):
     strides, dilations = list(attrs.get("strides", [1, 1])), list(attrs.get("dilations", [1, 1]))
     before, after = _pads(attrs, spatial, kernel, strides, dilations)
     note = None
-    if before != after and strides == [1, 1] and all(
-            (b, a) == (t // 2, t - t // 2) for b, a, t in zip(before, after, (d * (k - 1) for d, k in zip(dilations, kernel)))):
+    totals = [d * (k - 1) for d, k in zip(dilations, kernel)]
+    if before != after and strides == [1, 1] and all((b, a) == (t // 2, t - t // 2)
+                                                     for b, a, t in zip(before, after, totals)):
         padding = "same"  # torch's padding="same": the odd pixel after
     else:
         padding, note = _symmetric(before, after, spatial, kernel, strides, dilations)
@@ -613,13 +616,27 @@ def _join(op: str, args_of: Callable[[onnx.NodeProto], dict] = lambda node: {}) 
     def handler(node, view):
         inputs = tuple(t for t in node.input if t)
         if any(not view.is_activation(t) for t in inputs):
-            raise NotRepresentable("one operand is a stored tensor" + (
-                " (a bias after no conv or linear layer)" if node.op_type == "Add" else ""))
+            return _with_parameter(node, view, inputs)
         if len(inputs) < 2:
             return Layer("identity", {}, inputs, node.output[0])
+        if canonical_name(op) is None:
+            raise NotRepresentable("")
         return Layer(op, args_of(node), inputs, node.output[0])
 
     return handler
+
+
+def _with_parameter(node, view, inputs) -> Layer:
+    """x + W or x * W of a stored W (a position embedding, a layer scale): add_param or mul_param."""
+    op = {"Add": "add_param", "Mul": "mul_param"}.get(node.op_type)
+    activations = [t for t in inputs if view.is_activation(t)]
+    stored = [t for t in inputs if not view.is_activation(t)]
+    if op is None or canonical_name(op) is None or len(inputs) != 2 or len(activations) != 1:
+        raise NotRepresentable("an operand is a stored tensor")
+    if view.weight(stored[0]) is None:
+        raise NotRepresentable("an operand is a constant, not a stored weight")
+    shape = _stored_shape(view, stored[0], "operand")
+    return Layer(op, {"shape": list(shape) or [1]}, (activations[0],), node.output[0], stored=_stored(view, node))
 
 
 def _layer_norm(node, view):
@@ -645,7 +662,7 @@ _HANDLERS: dict[str, Handler] = {
     "Reshape": _reshape, "Squeeze": _reshape, "Unsqueeze": _reshape,
     "Transpose": _registered("permute", _transpose), "Slice": _registered("narrow", _slice),
     "Add": _join("add"), "Sum": _join("add"), "Concat": _join("concat", lambda node: {"dim": attributes(node)["axis"]}),
-    "Mul": _registered("mul", _join("mul")), "LayerNormalization": _registered("layer_norm", _layer_norm),
+    "Mul": _join("mul"), "LayerNormalization": _registered("layer_norm", _layer_norm),
 }
 _DOMAIN_HANDLERS: dict[tuple[str, str], Handler] = {
     (ARCHVIZ_DOMAIN, "AdaptiveAvgPool2d"): _adaptive_avgpool,

@@ -319,7 +319,8 @@ _EMITTERS: dict[str, Emit] = {
     "global_avgpool2d": _global_avgpool, "flatten": _flatten, "dropout": _dropout,
     "identity": _simple("Identity"), "stochastic_depth": _simple("Identity"), "add": _add, "mul": _mul,
     "concat": _simple("Concat", lambda a: {"axis": a["dim"]}),
-    "relu": _simple("Relu"), "relu6": _relu6, "leaky_relu": _simple("LeakyRelu", lambda a: {"alpha": a["negative_slope"]}),
+    "relu": _simple("Relu"), "relu6": _relu6,
+    "leaky_relu": _simple("LeakyRelu", lambda a: {"alpha": a["negative_slope"]}),
     "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"), "silu": _gated("Sigmoid"),
     "gelu": _simple("Gelu", lambda a: {"approximate": a["approximate"]}),
     "softmax": _simple("Softmax", lambda a: {"axis": a["dim"]}),
@@ -328,6 +329,8 @@ _EMITTERS: dict[str, Emit] = {
     "reshape": lambda e, node, x: _reshape_to(e, node, x, node.attrs["shape"]),
     "permute": _simple("Transpose", lambda a: {"perm": [0, *a["dims"]]}), "narrow": _narrow,
     "layer_norm": _layer_norm,
+    "add_param": lambda e, node, x: e.add("Add", [x[0], e.weight(node, "weight")], node.name, node.name),
+    "mul_param": lambda e, node, x: e.add("Mul", [x[0], e.weight(node, "weight")], node.name, node.name),
 }
 
 

@@ -10,23 +10,28 @@ comes from through Identity, Transpose, Cast and the like, so a weight used twic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import onnx
-from onnx import helper, numpy_helper
+if TYPE_CHECKING:  # imported where used: importing archviz.onnx never needs the onnx package
+    import numpy as np
+    import onnx
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 SHAPE_OPS = ("Shape", "Size")  # their outputs depend on the input's shape only, never on its values
 # positions of the inputs that hold weights, per op type: a graph input used only there is a weight, not an image
 WEIGHT_POSITIONS = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1,), "BatchNormalization": (1, 2, 3, 4),
-    "InstanceNormalization": (1, 2), "LayerNormalization": (1, 2), "PRelu": (1,), "Add": (1,), "Mul": (1,),
+    "InstanceNormalization": (1, 2), "LayerNormalization": (1, 2), "PRelu": (1,),
 }
+# a graph input named like a PyTorch state-dict entry and never an op's first operand is a weight too (a bias added
+# after a MatMul, in a file written by `archviz export --no-weights` or torch.onnx.export(export_params=False))
+WEIGHT_NAME_SUFFIXES = (".weight", ".bias", ".running_mean", ".running_var")
 
 
 def attributes(node: onnx.NodeProto) -> dict[str, Any]:
     """The node's attributes as Python values (strings decoded)."""
+    from onnx import helper
+
     values = {}
     for attribute in node.attribute:
         value = helper.get_attribute_value(attribute)
@@ -61,6 +66,9 @@ class ModelView:
 
     def value(self, name: str) -> np.ndarray | None:
         """The value of a constant input (a Clip bound, a dropout ratio), or None when not stored in the file."""
+        import onnx
+        from onnx import numpy_helper
+
         tensor = self.constants.get(name)
         if tensor is None or tensor.data_location == onnx.TensorProto.EXTERNAL:
             return None
@@ -75,6 +83,7 @@ class ModelView:
 
 
 def view(model: onnx.ModelProto, opset: int, image: str, weight_inputs: set[str]) -> ModelView:
+    """The tensors of the model's main graph (shapes inferred already); `image` is its image input."""
     graph = model.graph
     shapes: dict[str, tuple[int, ...] | None] = {}
     for info in (*graph.input, *graph.value_info, *graph.output):
@@ -114,6 +123,9 @@ def view(model: onnx.ModelProto, opset: int, image: str, weight_inputs: set[str]
 
 def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
     """A Constant node's value as a tensor (value, value_float(s), value_int(s)); None for sparse values."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
     for attribute in node.attribute:
         if attribute.name == "value":
             return attribute.t

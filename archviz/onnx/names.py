@@ -2,8 +2,9 @@
 
 Where a name comes from, best first:
   1. a weight named like a PyTorch state-dict key, "layer1.0.conv1.weight": the module path is the key's stem;
-  2. a TorchScript-exporter node name, "/layer1/layer1.0/conv1/Conv": the scope before the op type, each scope
-     either a child name ("conv1") or a full path ("layer1.0"), gives "layer1.0.conv1";
+  2. a node name with scopes, as the TorchScript exporter writes them, "/layer1/layer1.0/conv1/Conv": the scopes
+     before the last part, each either a child name ("conv1") or a full path ("layer1.0"), give "layer1.0.conv1"
+     (tf2onnx's "model/dense/MatMul" gives "model.dense");
   3. any other node name, its characters outside [A-Za-z0-9_] made "_" (dots separate path components);
   4. the op type, lower case, for a node without a name.
 A name that several layers would get, or that is the group of other layers' names (googlenet's "/conv1/Relu" beside
@@ -63,11 +64,11 @@ def _candidate(hint: NameHint) -> tuple[tuple[str, ...], str]:
                 if module:
                     return module, leaf
     name = hint.node_name
-    if name.startswith("/"):
-        scopes = [part for part in name.split("/") if part]
-        if len(scopes) > 1:
-            return _scope_path(scopes[:-1]), _component(scopes[-1].lower()) or leaf
-        return (), _component(scopes[0].lower()) if scopes else leaf
+    scopes = [part for part in name.split("/") if part]
+    if len(scopes) > 1:  # "/layer1/layer1.0/conv1/Conv" (torch), "model/dense/MatMul" (tf2onnx), "conv1/7x7_s2"
+        return _scope_path(scopes[:-1]), _component(scopes[-1].lower()) or leaf
+    if name.startswith("/"):  # "/Flatten": torch names a node outside any module by its op type
+        return (), _component(name.lower()) or leaf
     return _components(name), leaf
 
 

@@ -82,7 +82,8 @@ def _set_weights_aside(model) -> set[str]:
         if size > MAX_KEPT_ELEMENTS or tensor.data_location == TensorProto.EXTERNAL:
             moved[index] = tensor.name
             if tensor.name not in declared:
-                model.graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+                info = helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+                model.graph.input.append(info)
     for index in sorted(moved, reverse=True):
         del model.graph.initializer[index]
     return set(moved.values())
@@ -109,20 +110,39 @@ def _opset(model, file: str) -> int:
 
 
 def _weight_inputs(model, set_aside: set[str]) -> set[str]:
-    """Graph inputs that hold weights: initializers set aside or listed as inputs too (IR < 4), or inputs read only
-    where an op takes weights (a file written with `archviz export --no-weights`)."""
-    from archviz.onnx.model import WEIGHT_POSITIONS
+    """Graph inputs that hold weights: initializers set aside or listed as inputs too (IR < 4); inputs read only
+    where ops take weights, or named like a state-dict entry (archviz/onnx/model.py); and, when one input has the
+    highest rank, the others of lower rank and fixed shape (a file saved without its weights, where a layer scale
+    of C x 1 x 1 sits beside the N x C x H x W image)."""
+    from archviz.onnx.model import WEIGHT_NAME_SUFFIXES, WEIGHT_POSITIONS
 
     initializers = {tensor.name for tensor in model.graph.initializer} | set_aside
-    uses: dict[str, list[bool]] = {}
+    uses: dict[str, list[tuple[str, int]]] = {}
     for node in model.graph.node:
-        positions = WEIGHT_POSITIONS.get(node.op_type, ())
         for index, name in enumerate(node.input):
-            uses.setdefault(name, []).append(index in positions)
-    return {
-        info.name for info in model.graph.input
-        if info.name in initializers or (uses.get(info.name) and all(uses[info.name]))
-    }
+            uses.setdefault(name, []).append((node.op_type, index))
+
+    def is_weight(name: str) -> bool:
+        if name in initializers:
+            return True
+        if not uses.get(name):
+            return False
+        if all(index in WEIGHT_POSITIONS.get(op_type, ()) for op_type, index in uses[name]):
+            return True
+        return name.endswith(WEIGHT_NAME_SUFFIXES)
+
+    weights = {info.name for info in model.graph.input if is_weight(info.name)}
+    others = [info for info in model.graph.input if info.name not in weights]
+    ranks = {info.name: len(info.type.tensor_type.shape.dim) for info in others}
+    top = [info for info in others if ranks[info.name] == max(ranks.values(), default=0)]
+    if len(top) == 1:
+        weights.update(info.name for info in others if info is not top[0] and _fixed(info))
+    return weights
+
+
+def _fixed(info) -> bool:
+    dims = info.type.tensor_type.shape.dim
+    return bool(dims) and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims)
 
 
 def _image_input(model, weight_inputs: set[str], file: str):
@@ -169,10 +189,12 @@ def _fix_input(model, image, given, file: str) -> tuple[int, ...]:
 
 
 def _clear_shapes(model) -> None:
+    """Forget the stored intermediate shapes, and the outputs' sizes (not their ranks, which the checker wants)."""
     del model.graph.value_info[:]
     for info in model.graph.output:
-        if info.type.HasField("tensor_type"):
-            info.type.tensor_type.ClearField("shape")
+        if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
+            for dim in info.type.tensor_type.shape.dim:
+                dim.Clear()
 
 
 def _infer_shapes(onnx, model, file: str):

@@ -56,8 +56,11 @@ def layer_weights(node: Node) -> list[WeightSpec]:
         specs = [WeightSpec(f"{path}.weight", c, Fill.ONES), WeightSpec(f"{path}.bias", c, Fill.ZEROS)] \
             if a["affine"] else []
         if a["track_running_stats"]:
-            specs += [WeightSpec(f"{path}.running_mean", c, Fill.ZEROS), WeightSpec(f"{path}.running_var", c, Fill.ONES)]
+            specs += [WeightSpec(f"{path}.running_mean", c, Fill.ZEROS),
+                      WeightSpec(f"{path}.running_var", c, Fill.ONES)]
         return specs
+    if node.op in ("add_param", "mul_param"):  # zeros to add, ones to multiply: the identity until trained
+        return [WeightSpec(f"{path}.weight", tuple(a["shape"]), Fill.ZEROS if node.op == "add_param" else Fill.ONES)]
     if node.op == "layer_norm" and a["elementwise_affine"]:
         shape = tuple(a["normalized_shape"])
         return [WeightSpec(f"{path}.weight", shape, Fill.ONES)] + (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 
-_CLASS_NAMES = ("Mul", "Reshape", "Permute", "Narrow")
+_CLASS_NAMES = ("Mul", "Reshape", "Permute", "Narrow", "AddParameter", "MulParameter")
 
 
 def __getattr__(name: str):
@@ -21,7 +21,8 @@ def __getattr__(name: str):
 def _classes() -> dict[str, type]:
     from archviz.torch_build import import_torch
 
-    nn = import_torch().nn
+    torch = import_torch()
+    nn = torch.nn
 
     class Mul(nn.Module):
         """Element-wise product of its inputs, broadcast."""
@@ -71,7 +72,28 @@ def _classes() -> dict[str, type]:
         def extra_repr(self) -> str:
             return f"dim={self.dim}, start={self.start}, length={self.length}"
 
-    classes = {"Mul": Mul, "Reshape": Reshape, "Permute": Permute, "Narrow": Narrow}
+    class AddParameter(nn.Module):
+        """x + a learned tensor (zeros until trained), broadcast."""
+
+        def __init__(self, shape):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(tuple(shape)))
+
+        def forward(self, x):
+            return x + self.weight
+
+    class MulParameter(nn.Module):
+        """x * a learned tensor (ones until trained), broadcast."""
+
+        def __init__(self, shape):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(tuple(shape)))
+
+        def forward(self, x):
+            return x * self.weight
+
+    classes = {"Mul": Mul, "Reshape": Reshape, "Permute": Permute, "Narrow": Narrow, "AddParameter": AddParameter,
+               "MulParameter": MulParameter}
     for name, cls in classes.items():
         cls.__module__, cls.__qualname__ = __name__, name
     return classes

@@ -145,7 +145,8 @@ class Permute(Op):
 
     def explain(self, attrs, in_shapes, out_shape):
         order = ", ".join(str(d) for d in attrs["dims"])
-        return [Step("output shape", f"dims of {fmt_shape(in_shapes[0])} in the order 0, {order}", fmt_shape(out_shape))]
+        return [Step("output shape", f"dims of {fmt_shape(in_shapes[0])} in the order 0, {order}",
+                     fmt_shape(out_shape))]
 
     def summary(self, attrs):
         return "0," + ",".join(str(d) for d in attrs["dims"])
@@ -198,3 +199,73 @@ class Narrow(Op):
         from archviz.ops.modules import Narrow
 
         return Narrow(attrs["dim"], attrs["start"], attrs["length"])
+
+
+class _WithParameter(Op):
+    """x combined element-wise with one learned tensor of `shape`, broadcast as torch does (from the right, the
+    batch included) without changing x's shape."""
+
+    kind = OpKind.JOIN
+    sign = ""
+    args = (Arg("shape", ArgKind.SHAPE, doc="the learned tensor's shape as torch holds it, e.g. [1, 197, 768]"),)
+
+    def resolve(self, attrs, in_shapes):
+        shape, full = tuple(attrs["shape"]), (None, *in_shapes[0])  # None: the batch
+        fits = len(shape) <= len(full) and all(
+            p == 1 or p == x for p, x in zip(reversed(shape), reversed(full)))
+        if not fits:
+            raise ShapeError(f"a learned tensor of shape {fmt_shape(shape)} does not broadcast to the input "
+                             f"N x {fmt_shape(in_shapes[0])} without changing it")
+        return {**attrs, "shape": shape}
+
+    def params(self, attrs, in_shapes):
+        return numel(attrs["shape"])
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return numel(out_shape)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        return [
+            Step("output shape", f"{fmt_shape(in_shapes[0])} {self.sign} a learned {fmt_shape(attrs['shape'])} "
+                                 "(broadcast)", fmt_shape(out_shape)),
+            Step("params", f"the learned tensor: {fmt_shape(attrs['shape'])}", fmt_int(self.params(attrs, in_shapes))),
+        ]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        return Step("other ops", f"one per element: {fmt_shape(out_shape)}", fmt_int(numel(out_shape)))
+
+    def summary(self, attrs):
+        return f"{self.sign} learned {fmt_shape(attrs['shape'])}"
+
+
+@register
+class AddParameter(_WithParameter):
+    """x plus a learned tensor (ViT's position embedding). params = its elements; other ops: one add per element."""
+
+    name = "add_param"
+    aliases = ("position_embedding",)
+    keras_class = "Add"
+    torch_class = "archviz AddParameter"
+    sign = "+"
+
+    def build_torch(self, attrs, in_shapes):
+        from archviz.ops.modules import AddParameter
+
+        return AddParameter(attrs["shape"])
+
+
+@register
+class MulParameter(_WithParameter):
+    """x times a learned tensor (ConvNeXt's layer scale). params = its elements; other ops: one multiply per
+    element."""
+
+    name = "mul_param"
+    aliases = ("layer_scale",)
+    keras_class = "Multiply"
+    torch_class = "archviz MulParameter"
+    sign = "*"
+
+    def build_torch(self, attrs, in_shapes):
+        from archviz.ops.modules import MulParameter
+
+        return MulParameter(attrs["shape"])

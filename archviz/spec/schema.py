@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from archviz.graph.build import META_KEYS, NAME_PATTERN
+from archviz.graph.build import META_KEYS, NAME_PATTERN, takes_branches
 from archviz.ops import Arg, ArgKind, Op, all_ops
 from archviz.spec.args import MAX_DIMENSION, MAX_TEXT
 from archviz.spec.model import BLOCK_KEYS, REQUIRED_PARAM, STRUCTURAL_HEADS, TOP_LEVEL_KEYS, VARIANT_KEYS
@@ -36,7 +36,7 @@ def spec_schema() -> dict[str, Any]:
     'https://json-schema.org/draft/2020-12/schema'
     """
     bodies: dict[str, Any] = {
-        name: _join_body(op, name) if op.name in STRUCTURAL_HEADS else _op_body(op, name)  # add, concat: structure
+        name: _join_body(op, name) if takes_branches(op.name) else _op_body(op, name)  # add, concat, mul: structure
         for op in all_ops() for name in _heads(op)
     }
     bodies["sequential"] = {"$ref": _REF + "layers", "description": "A nested, numbered group (nn.Sequential)."}
@@ -64,7 +64,7 @@ def spec_schema() -> dict[str, Any]:
         "branches": {"type": "array", "minItems": 2, "items": {"$ref": _REF + "branch"}},
         "layer_ref": {
             "type": "string",
-            "pattern": r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$",
+            "pattern": r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
             "description": "An earlier layer: a name in this group or one around it, a full path (layer1.0.conv1), "
                            "or `input`.",
         },
@@ -167,13 +167,15 @@ def _meta() -> dict[str, Any]:
         },
         "note": {"type": "string", "description": "Shown by `archviz explain`: errata, remarks from the paper."},
         "from": {
-            "anyOf": [{"$ref": _REF + "layer_ref"}, {"type": "array", "minItems": 1, "items": {"$ref": _REF + "layer_ref"}}],
+            "anyOf": [{"$ref": _REF + "layer_ref"},
+                      {"type": "array", "minItems": 1, "items": {"$ref": _REF + "layer_ref"}}],
             "description": "Take the input from this earlier layer instead of the previous entry; a list feeds an op "
                            "or join of several inputs. Names are looked up in the enclosing group first, then outward.",
         },
         "shares": {
             "$ref": _REF + "layer_ref",
-            "description": "Reuse this earlier layer's weights (same op, same weight shapes): tied weights, counted once.",
+            "description": "Reuse this earlier layer's weights (same op, same weight shapes): tied weights, counted "
+                           "once.",
         },
     }
     assert tuple(properties) == META_KEYS, "the schema's meta keys drifted from graph/build.py"
@@ -182,7 +184,7 @@ def _meta() -> dict[str, Any]:
 
 def _bare_entry() -> dict[str, Any]:
     """A bare name: an op whose arguments all have defaults, or a block (which the schema cannot know)."""
-    ops = [op for op in all_ops() if op.name not in STRUCTURAL_HEADS]
+    ops = [op for op in all_ops() if not takes_branches(op.name)]
     plain = [name for op in ops if not any(arg.required for arg in op.args) for name in _heads(op)]
     return {
         "type": "string",
@@ -221,7 +223,8 @@ def _op_body(op: Op, head: str) -> dict[str, Any]:
 def _join_body(op: Op, head: str) -> dict[str, Any]:
     """Branches, {dim: ..., branches: [...]}, or (with `from:` naming the inputs) arguments alone or nothing."""
     as_mapping = {"type": "object", **_arguments(op, extra={"branches": {"$ref": _REF + "branches"}})}
-    return {"anyOf": [{"$ref": _REF + "branches"}, as_mapping, {"type": "null"}], "description": _op_description(op, head)}
+    return {"anyOf": [{"$ref": _REF + "branches"}, as_mapping, {"type": "null"}],
+            "description": _op_description(op, head)}
 
 
 def _arguments(op: Op, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:

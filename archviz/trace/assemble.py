@@ -6,7 +6,8 @@ module alone decides names and counts:
   * a module's call is named by its path ("layer1.0.conv1"); a second call of one module gets "layer1.0.relu_1"
     and `shares` the first (its weights are counted once, there);
   * a function call is named inside the module whose forward made it ("layer1.0.add", "features.3.cat_1"), or by
-    that module's path when it is the module's only call (torchvision's StochasticDepth -> "features.1.0.stochastic_depth");
+    that module's path when it is the module's only call (torchvision's StochasticDepth module ->
+    "features.1.0.stochastic_depth");
   * a call mapped to a registry op must give, by the op's own formulas, the shape the trace saw and the parameters
     and buffers its module holds; a difference is an archviz bug (TraceBug), never ignored;
   * anything else is an `opaque` node: shape as traced, the parameters and buffers it uses counted, MACs not.
@@ -48,6 +49,12 @@ class Const:
     `tensors` are the model's parameters and buffers it was made from (compared by identity)."""
 
     tensors: tuple = ()
+    value: Any = field(default=None, compare=False, repr=False)  # the tensor itself (a meta tensor)
+
+    @property
+    def parameter(self):
+        """The model parameter this constant is, as it is (not computed from it); else None."""
+        return self.value if len(self.tensors) == 1 and self.tensors[0] is self.value else None
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ class Call:
     kind: str  # "module" or "function"
     path: str
     key: str
-    parent_key: str  # the enclosing module call's key ("" at the top)
+    within: tuple[str, ...]  # the keys of the module calls it ran inside, outermost first (not its own)
     base: str  # a function's short name ("add", "cat"); the module's class name for module calls
     target: str  # what ran, for an opaque node: "torch.nn.MultiheadAttention", "torch.cumsum"
     inputs: tuple[Ref, ...]
@@ -184,7 +191,8 @@ def _mapped_node(call: Call, mapped: Mapped, name, shares, inputs, owned: tuple[
     formula = (op.params(attrs, in_shapes), op.buffers(attrs, in_shapes))
     if formula != owned:
         raise TraceBug(f"archviz bug: layer {name}: {op.name}'s formulas give {formula[0]:,} parameters and "
-                       f"{formula[1]:,} buffers but {call.target} holds {owned[0]:,} and {owned[1]:,}; please report it")
+                       f"{formula[1]:,} buffers but {call.target} holds {owned[0]:,} and {owned[1]:,}; "
+                       "please report it")
     return Node(name=name, op=op.name, attrs=MappingProxyType(attrs), inputs=inputs, in_shapes=tuple(in_shapes),
                 out_shape=shape, scope=name.rpartition(".")[0], shares=shares)
 
@@ -219,8 +227,8 @@ class _Namer:
         self.taken = {path for path in modules if path} | {INPUT}  # module paths are their calls' alone
         self.first: dict[str, str] = {}  # module path -> its first call's node name
         self.suffix: Counter = Counter()
-        # calls made directly inside each module call: a function that is its module's only call takes its path
-        self.children = Counter(call.parent_key if call.kind == "module" else call.key for call in calls)
+        # calls made inside each module call, at any depth: a function that is its module's only call takes its path
+        self.children = Counter(key for call in calls for key in call.within)
 
     def name(self, index: int, call: Call) -> tuple[str, str | None]:
         if call.kind == "module":

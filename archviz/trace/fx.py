@@ -115,17 +115,21 @@ class _Walker:
             return value  # a later argument of forward, at its default
         if node.op == "get_attr":
             if isinstance(value, torch.Tensor):
-                return Const((value,) if id(value) in self.weights else ())
+                return Const((value,) if id(value) in self.weights else (), value)
             return value
         tensors = isinstance(value, torch.Tensor)
-        several = isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value)
+        several = isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value)
         if not (tensors or several):
             return value  # sizes, dims, flags
-        if not self._live((node.args, node.kwargs)):
-            return Const(self._const_tensors((node.args, node.kwargs)))
+        if not self._live((node.args, node.kwargs)):  # computed from weights alone (Swin v2's bias MLP)
+            tensors = self._const_tensors((node.args, node.kwargs))
+            if node.op == "call_module":
+                module = self.module.get_submodule(node.target)
+                tensors += (*module.parameters(), *module.buffers())
+            return Const(tensors, value)
         if node.op == "call_function" and node.target is operator.getitem \
                 and isinstance(self.resolved.get(node.args[0]), _TupleRef):
-            return self._piece(self.resolved[node.args[0]], node.args[1])
+            return self._piece(self.resolved[node.args[0]], node.args[1]) if tensors else value
         if several:
             owner = self.module.get_submodule(node.target) if node.op == "call_module" else None
             return _TupleRef(node, tuple(value), owner)
@@ -146,7 +150,8 @@ class _Walker:
         def value(n):
             resolved = self.resolved[n]
             if isinstance(resolved, _TupleRef):
-                return tuple(self._piece(resolved, i) for i in range(len(resolved.values)))
+                return tuple(self._piece(resolved, i) if isinstance(v, torch.Tensor) else v
+                             for i, v in enumerate(resolved.values))
             return resolved
 
         return fx.node.map_arg(args, value)
@@ -196,15 +201,16 @@ class _Walker:
         if mapped is not None and {id(t) for t in mapped.claims} != {id(t) for t in consts}:
             mapped = None  # the op's formula would not count every weight the call uses
         key, path = stack[-1] if stack else ("", "")
-        return self._add(Call("function", path, key, "", base, target, refs, out, mapped, consts))
+        within = tuple(k for k, _ in stack)
+        return self._add(Call("function", path, key, within, base, target, refs, out, mapped, consts))
 
     def _module_call(self, path: str, module, stack, refs, consts, value, *, mapped: bool, piece: str = "") -> Ref:
-        own, parent = (stack[-1][0] if stack else path), (stack[-2][0] if len(stack) > 1 else "")
+        own, within = (stack[-1][0] if stack else path), tuple(k for k, _ in stack[:-1])
         target = qualified_name(type(module)) + piece
         out = self._batch_free(value, f"{target} at {path}")
         mapping = map_module(module, refs) if mapped and not consts else None
         owned = (*module.parameters(), *module.buffers(), *consts)
-        return self._add(Call("module", path, own, parent, type(module).__name__, target, refs, out, mapping, owned))
+        return self._add(Call("module", path, own, within, type(module).__name__, target, refs, out, mapping, owned))
 
     def _add(self, call: Call) -> Ref:
         self.calls.append(call)
@@ -223,7 +229,7 @@ class _Walker:
         stack = self._stack(node)
         if producer.module is not None:
             ref = self._module_call(node.target, producer.module, stack, refs, consts, value, mapped=False,
-                                    piece=f"[{index}]")
+                                    piece=f"[{index}]" if index else "")
         else:
             splitter = node.target in SPLITTERS if node.op == "call_function" else node.target in SPLITTER_METHODS
             target = qualified_name(node.target) if node.op == "call_function" else f"Tensor.{node.target}"
@@ -234,7 +240,8 @@ class _Walker:
                 pieces = [tuple(v.shape[1:]) for v in producer.values]
                 mapped = map_piece(refs[0], split_dim(args, kwargs), pieces, index)
             key, path = stack[-1] if stack else ("", "")
-            ref = self._add(Call("function", path, key, "", base, f"{target}[{index}]", refs, out, mapped, consts))
+            ref = self._add(Call("function", path, key, tuple(k for k, _ in stack), base, f"{target}[{index}]", refs,
+                                 out, mapped, consts))
         producer.pieces[index] = ref
         return ref
 

@@ -65,7 +65,7 @@ def trace_hooks(model, input_shape: tuple[int, ...], *, reason: str) -> Traced:
             times[path] = count + 1
             key = path if count == 0 else f"{path}@{count}"
             shape = batch_free(first, f"{qualified_name(type(module))} at {path}")
-            call = Call("module", path, key, path.rpartition(".")[0], type(module).__name__,
+            call = Call("module", path, key, (), type(module).__name__,
                         qualified_name(type(module)), tuple(refs), shape, map_module(module, tuple(refs)),
                         (*module.parameters(), *module.buffers()))
             calls.append(call)

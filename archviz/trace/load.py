@@ -35,6 +35,7 @@ TORCHVISION_INPUT = (3, 224, 224)  # what torchvision's classification weights a
 TORCHVISION_INPUTS = MappingProxyType({"inception_v3": (3, 299, 299)})  # the exceptions
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _SUFFIXES = (".py",)
+_NOT_CODE = (".yaml", ".yml", ".onnx", ".pth", ".pt")
 
 
 class SourceKind(enum.StrEnum):
@@ -72,6 +73,8 @@ def is_model_source(source) -> bool:
         return False
     if source.startswith(TORCHVISION_PREFIX):
         return True
+    if source.lower().endswith(_NOT_CODE) or Path(source).exists():  # a spec, ONNX or weights file named "a:b.yaml"
+        return False
     left, sep, right = source.rpartition(":")
     return bool(sep and right and (left.endswith(_SUFFIXES) or _MODULE_NAME.match(left)))
 

@@ -154,26 +154,38 @@ def _ref(value) -> bool:
 
 
 def _unary(op: str, **fixed):
+    """An op of one input: the `fixed` arguments, and inplace or approximate where the call has them."""
     def build(a, out):
-        return Mapped(op, {**fixed, **{k: a[k] for k in ("inplace",) if k in a}}, (a["input"],)) if _ref(a["input"]) else None
+        if not _ref(a["input"]):
+            return None
+        return Mapped(op, {**fixed, **{k: a[k] for k in ("inplace", "approximate") if k in a}}, (a["input"],))
 
     return build
 
 
 def _join(op: str):
+    """x + y or x * y of two traced tensors; with a learned parameter as it is, add_param or mul_param."""
     def build(a, out):
         x, y = a["input"], a["other"]
-        if not (_ref(x) and _ref(y)) or a.get("alpha", 1) != 1:
+        if a.get("alpha", 1) != 1:
             return None
-        return Mapped(op, {}, (x, y))
+        if _ref(x) and _ref(y):
+            return Mapped(op, {}, (x, y))
+        if _ref(y):
+            x, y = y, x
+        if _ref(x) and isinstance(y, Const) and y.parameter is not None:
+            return Mapped(f"{op}_param", {"shape": list(y.parameter.shape)}, (x,), y.tensors)
+        return None
 
     return build
 
 
 def _cat(a, out):
     tensors = a["tensors"]
-    if not isinstance(tensors, (list, tuple)) or len(tensors) < 2 or not all(_ref(t) for t in tensors):
+    if not isinstance(tensors, (list, tuple)) or not tensors or not all(_ref(t) for t in tensors):
         return None
+    if len(tensors) == 1:  # DenseNet's first layer of a block concatenates one tensor: itself
+        return Mapped("identity", {}, tuple(tensors))
     dim = _dim(a["dim"], len(tensors[0].shape) + 1)
     return None if not dim else Mapped("concat", {"dim": dim}, tuple(tensors))
 
@@ -192,13 +204,11 @@ def _flatten(a, out):
 def reshape_to(x: Ref, out: Shape) -> Mapped:
     """A view of x as `out`: flatten where it merges one span of dims (x.view(n, -1)), else reshape."""
     shape = x.shape
-    if len(out) < len(shape):
-        head = 0
-        while head < len(out) and shape[head] == out[head]:
-            head += 1
-        tail = len(out) - head - 1
-        if tail >= 0 and shape[len(shape) - tail:] == out[head + 1:] and math.prod(shape[head:len(shape) - tail]) == out[head]:
-            return Mapped("flatten", {"start_dim": head + 1, "end_dim": len(shape) - tail}, (x,))
+    for start in range(len(shape)):
+        for end in range(len(shape) - 1, start, -1):  # the widest span first: x.view(n, -1) is flatten(1, -1)
+            if (*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:]) == tuple(out):
+                return Mapped("flatten", {"start_dim": start + 1, "end_dim": -1 if end == len(shape) - 1 else end + 1},
+                              (x,))
     return Mapped("reshape", {"shape": list(out)}, (x,))
 
 
@@ -280,6 +290,15 @@ def _stochastic_depth(a, out):
     return Mapped("stochastic_depth", {"p": a["p"], "mode": a["mode"]}, (a["input"],)) if _ref(a["input"]) else None
 
 
+def _leaky_relu(a, out):
+    attrs = {"negative_slope": a["negative_slope"], "inplace": a["inplace"]}
+    return Mapped("leaky_relu", attrs, (a["input"],)) if _ref(a["input"]) else None
+
+
+def _dropout(a, out):  # the identity at inference; F.dropout's `training` flag does not change the figures
+    return Mapped("dropout", {"p": a["p"], "inplace": a["inplace"]}, (a["input"],)) if _ref(a["input"]) else None
+
+
 def _identity(a, out):
     return Mapped("identity", {}, (a["input"],)) if _ref(a["input"]) else None
 
@@ -318,16 +337,13 @@ def function_table() -> dict[Any, tuple]:
         torch.relu_: (("input",), {}, _unary("relu", inplace=True)),
         F.relu6: (*_INPLACE, _unary("relu6")), F.hardswish: (*_INPLACE, _unary("hardswish")),
         F.hardsigmoid: (*_INPLACE, _unary("hardsigmoid")), F.silu: (*_INPLACE, _unary("silu")),
-        F.gelu: (("input", "approximate"), {"approximate": "none"},
-                 lambda a, out: Mapped("gelu", {"approximate": a["approximate"]}, (a["input"],)) if _ref(a["input"]) else None),
+        F.gelu: (("input", "approximate"), {"approximate": "none"}, _unary("gelu")),
         torch.sigmoid: (("input",), {}, _unary("sigmoid")), F.sigmoid: (("input",), {}, _unary("sigmoid")),
         torch.tanh: (("input",), {}, _unary("tanh")), F.tanh: (("input",), {}, _unary("tanh")),
         F.leaky_relu: (("input", "negative_slope", "inplace"), {"negative_slope": 0.01, "inplace": False},
-                       lambda a, out: Mapped("leaky_relu", {"negative_slope": a["negative_slope"],
-                                                            "inplace": a["inplace"]}, (a["input"],)) if _ref(a["input"]) else None),
+                       _leaky_relu),
         F.softmax: _SOFTMAX, torch.softmax: _SOFTMAX,
-        F.dropout: (("input", "p", "training", "inplace"), {"p": 0.5, "training": True, "inplace": False},
-                    lambda a, out: Mapped("dropout", {"p": a["p"], "inplace": a["inplace"]}, (a["input"],)) if _ref(a["input"]) else None),
+        F.dropout: (("input", "p", "training", "inplace"), {"p": 0.5, "training": True, "inplace": False}, _dropout),
         F.adaptive_avg_pool2d: (("input", "output_size"), {}, _adaptive_fn),
         F.max_pool2d: _MAXPOOL_SIG, torch.max_pool2d: _MAXPOOL_SIG,
         F.avg_pool2d: _AVGPOOL_SIG,
@@ -411,12 +427,14 @@ def split_dim(args, kwargs) -> Any:
 
 def qualified_name(obj) -> str:
     """'torch.nn.MultiheadAttention', 'torch.cumsum', 'operator.getitem': what ran, for an opaque node."""
+    name = getattr(obj, "__name__", None) or type(obj).__name__
+    for public, namespace in (("torch", torch), ("torch.nn.functional", F), ("operator", operator)):
+        if getattr(namespace, name, None) is obj:
+            return f"{public}.{name}"
+    if isinstance(obj, type) and mapped_class(obj) is None and getattr(nn, name, None) is obj:
+        return f"torch.nn.{name}"
     module = getattr(obj, "__module__", None) or ""
-    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__name__
+    qualified = getattr(obj, "__qualname__", None) or name
     if module.startswith("torch.nn.modules."):
         module = "torch.nn"
-    elif module == "torch._C._nn":
-        module = "torch.nn.functional"
-    elif module.startswith("torch._C") or module == "torch._VariableFunctionsClass":
-        module = "torch"
-    return f"{module}.{name}" if module else name
+    return f"{module}.{qualified}" if module else qualified

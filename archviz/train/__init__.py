@@ -1,0 +1,29 @@
+"""archviz train: train a zoo model or spec file on local data, with exact resume and a per-class report.
+
+>>> from archviz.train import train  # doctest: +SKIP
+>>> result = train("lenet", dataset="digits", output="runs/lenet-digits")  # doctest: +SKIP
+>>> print(result.report.text())  # doctest: +SKIP
+
+Modules: data (datasets read locally), model (the spec fitted to the data), batches (per-batch adaptation and
+augmentation), loop (the training loop), checkpoint, run (the run folder and RunResult), progress, metrics,
+compare (`archviz compare` and `archviz sweep`), settings and choices.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "train": "archviz.train.loop", "RunResult": "archviz.train.run", "TrainingInterrupted": "archviz.train.run",
+    "TrainingDiverged": "archviz.train.run", "Settings": "archviz.train.settings", "Runtime": "archviz.train.settings",
+    "load_dataset": "archviz.train.data", "DatasetError": "archviz.train.data", "class_report": "archviz.train.metrics",
+}  # compare and sweep: from archviz.train.compare (a lazy name here would be shadowed by the submodule)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'archviz.train' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

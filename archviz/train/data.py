@@ -128,7 +128,7 @@ def load_dataset(dataset: str, data: str | Path | None = None, *, image_size: tu
     size: they are decoded at that size (default: the first image's) and mode (default: the first image's).
 
     >>> load_dataset("digits").describe()
-    'digits: 10 classes, 1x8x8 images; train 1,258, val 180, test 359'
+    'digits: 10 classes, 1x8x8 images; train 1,259, val 179, test 359'
     """
     kind, path = parse_dataset(dataset, data)
     if kind == DatasetKind.DIGITS:
@@ -191,7 +191,8 @@ def _digits() -> Dataset:
     # values are 0..16 (counts of set pixels in 4x4 blocks of a 32x32 bitmap); scaled to 0..255 like the others
     images = np.round(table[:, :-1].reshape(-1, 1, 8, 8) * (255 / 16)).astype(np.uint8)
     train, val, test = _three_way(images, labels)
-    notes = (f"split 70/10/20 into train/val/test, stratified, seed {SPLIT_SEED}", "pixel values 0..16 scaled to 0..255")
+    notes = (f"split 70/10/20 into train/val/test, stratified, seed {SPLIT_SEED}",
+             "pixel values 0..16 scaled to 0..255")
     return Dataset(DatasetKind.DIGITS, None, tuple(str(d) for d in range(10)), train, val, test, "test", False, notes)
 
 

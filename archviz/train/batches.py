@@ -1,0 +1,111 @@
+"""From stored uint8 images to the model's input, one batch at a time: channels, size, augmentation, normalisation.
+
+The images stay uint8 at their own size (on the GPU when they fit), four times smaller than float32, and each
+batch is converted on the device where the model runs. Augmentation draws its random numbers from its own
+generator, on the CPU, so a resumed run draws the same numbers whatever the device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MAX_ROTATION_DEGREES = 10.0  # small enough that a 6 stays a 6 and a 9 a 9
+MAX_SCALE = 0.1  # zoom in or out by up to 10%
+MAX_SHIFT = 0.1  # of the image side: 3 pixels of a 32-pixel input
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
+GPU_DATA_FRACTION = 0.25  # of the free GPU memory: the images move there only when they take less
+
+
+def describe_augmentation(flips: bool) -> str:
+    text = (f"random affine per image: rotate up to {MAX_ROTATION_DEGREES:g} degrees, scale up to "
+            f"{MAX_SCALE:.0%}, shift up to {MAX_SHIFT:.0%} of the side")
+    return text + ", mirror half of them" if flips else text
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Per-channel mean and standard deviation of the training images after channel conversion, on a 0..1 scale."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def channel_stats(images, channels: int) -> Stats:
+    """Mean and std per channel of uint8 images (N, C, H, W), converted to `channels` channels first."""
+    import numpy as np
+
+    values = images.astype(np.float64) / 255
+    if images.shape[1] == 3 and channels == 1:
+        values = np.tensordot(np.asarray(LUMA), values, axes=([0], [1]))[:, None]
+    mean = values.mean(axis=(0, 2, 3))
+    std = values.std(axis=(0, 2, 3))
+    if images.shape[1] == 1 and channels == 3:
+        mean, std = np.repeat(mean, 3), np.repeat(std, 3)
+    std = np.where(std > 0, std, 1.0)  # a constant channel (blank test images) is only centred
+    return Stats(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+
+
+class BatchMaker:
+    """Turns uint8 batches (N, C, h, w) into normalised float batches of the model's input (N, C', H, W)."""
+
+    def __init__(self, *, input_shape, stats: Stats, device, channels_last: bool, augment: bool, flips: bool):
+        import torch
+
+        self.channels, self.height, self.width = input_shape
+        self.device = device
+        self.mean = torch.tensor(stats.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(stats.std, device=device).view(1, -1, 1, 1)
+        self.luma = torch.tensor(LUMA, device=device).view(1, 3, 1, 1)
+        self.channels_last = channels_last
+        self.augment = augment
+        self.flips = flips
+
+    def __call__(self, images, *, generator=None):
+        """generator given: a training batch, augmented when augmentation is on."""
+        import torch
+        import torch.nn.functional as F
+
+        x = images.to(self.device, non_blocking=True).float().div_(255)  # (N, C, h, w) in 0..1
+        if x.shape[1] == 1 and self.channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        elif x.shape[1] == 3 and self.channels == 1:
+            x = (x * self.luma).sum(dim=1, keepdim=True)
+        if x.shape[-2:] != (self.height, self.width):
+            smaller = self.height < x.shape[-2] or self.width < x.shape[-1]
+            x = F.interpolate(x, size=(self.height, self.width), mode="bilinear", align_corners=False,
+                              antialias=smaller)
+        if generator is not None and self.augment:
+            x = self._affine(x, generator)
+        x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _affine(self, x, generator):
+        import torch
+        import torch.nn.functional as F
+
+        count = x.shape[0]
+        draws = torch.rand(count, 5, generator=generator)  # always 5 per image: the stream does not depend on flips
+        angle = (draws[:, 0] * 2 - 1) * math.radians(MAX_ROTATION_DEGREES)
+        scale = 1 + (draws[:, 1] * 2 - 1) * MAX_SCALE
+        mirror = torch.where(draws[:, 4] < 0.5, -1.0, 1.0) if self.flips else torch.ones(count)
+        theta = torch.empty(count, 2, 3)  # output -> input coordinates, both spanning -1..1
+        theta[:, 0, 0] = torch.cos(angle) / scale * mirror
+        theta[:, 0, 1] = -torch.sin(angle) / scale
+        theta[:, 1, 0] = torch.sin(angle) / scale * mirror
+        theta[:, 1, 1] = torch.cos(angle) / scale
+        theta[:, :, 2] = (draws[:, 2:4] * 2 - 1) * MAX_SHIFT * 2  # the side spans 2 units of these coordinates
+        grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def storage_device(total_bytes: int, device):
+    """Where the uint8 images are kept: on a CUDA device when they fit in a share of its free memory, else the CPU."""
+    import torch
+
+    if device.type != "cuda":
+        return device
+    free, _total = torch.cuda.mem_get_info(device)
+    return device if total_bytes < free * GPU_DATA_FRACTION else torch.device("cpu")

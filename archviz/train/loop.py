@@ -1,0 +1,574 @@
+"""The training loop of `archviz train`: a spec's model trained on a local dataset, resumable bit for bit.
+
+One process, one device. Every epoch: a permutation of the training images from a seeded generator, batches
+adapted on the device (batches.py), cross-entropy on logits, a step of the optimiser and of the per-batch learning
+rate schedule; then the validation split, a line of metrics and a checkpoint (last.pt, and best.pt when the validation
+loss is the lowest so far). At the end, best.pt is scored on the test split (per-class report, confusion matrix).
+
+Exact resume: a checkpoint holds the data-order generator's state at the start of its epoch and the number of
+batches done in it, so the same permutation is drawn again and the finished batches skipped; with the weights,
+optimiser, scheduler, augmentation generator and global RNG states restored, a run interrupted anywhere (Ctrl-C
+stops after the current batch and saves a mid-epoch checkpoint) ends with the same weights as an uninterrupted one
+on the CPU with the same thread count.
+
+On CUDA: bf16 autocast, channels_last, cuDNN autotuning, and the images kept on the GPU when they fit; the loss is
+read back every SYNC_EVERY batches rather than every batch, so the GPU is not stalled.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from archviz.errors import ArchvizError
+from archviz.train import batches as batching
+from archviz.train.checkpoint import FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state, versions
+from archviz.train.data import Dataset, DatasetKind, load_dataset, parse_dataset
+from archviz.train.metrics import class_report
+from archviz.train.model import describe_input_adaptation, fit_model, model_source, spec_input
+from archviz.train.progress import Reporter, reporter
+from archviz.train.run import (RunResult, TrainingDiverged, TrainingInterrupted, default_folder, write_metrics,
+                               write_report, write_run)
+from archviz.train.settings import SGD_MOMENTUM, Adapt, Device, Optimizer, Runtime, Schedule, Settings
+
+SYNC_EVERY = {"cpu": 1, "cuda": 32}  # batches between reading the loss back (a read waits for the GPU)
+EVAL_BATCH_FACTOR = 4  # evaluation holds no gradients: larger batches fit
+
+
+def loss_function(logits, labels):
+    """Cross-entropy on logits, in float32 whatever the autocast dtype (a module attribute, so tests can patch it)."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(logits.float(), labels)
+
+
+def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None = None, epochs: int | None = None,
+          batch_size: int | None = None, lr: float | None = None, optimizer: str | None = None,
+          schedule: str | None = None, weight_decay: float | None = None, augment: bool | None = None,
+          adapt: str | None = None, seed: int | None = None, device: str = "auto", threads: int | None = None,
+          compile: bool = False, output: str | Path | None = None, resume: bool = False,
+          progress: bool | None = None, stop: Callable[[int, int], bool] | None = None,
+          time_budget: float | None = None) -> RunResult:
+    """Train a zoo model or spec file on a dataset; write the run folder; return the final figures.
+
+    Settings left as None take Settings' defaults, or with resume=True the run's own (any given must match them).
+    progress: None shows a bar on a terminal and lines elsewhere, True lines, False nothing. stop(epoch, batch),
+    called after every batch, stops the run as Ctrl-C does when it returns True. time_budget (seconds of training)
+    ends the run after the last epoch that fits in it, as if it were the last one (the schedule is cut short).
+    Raises TrainingInterrupted when stopped, TrainingDiverged when the loss is not finite.
+
+    >>> result = train("lenet", dataset="digits", epochs=1, output="runs/doc", progress=False)  # doctest: +SKIP
+    >>> result.test_accuracy > 0.5  # doctest: +SKIP
+    True
+    """
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "schedule": schedule,
+             "weight_decay": weight_decay, "augment": augment, "adapt": adapt, "seed": seed}
+    given = {key: value for key, value in given.items() if value is not None}
+    _check_choices(given, device)
+    runtime = Runtime(Device(device), threads, compile)
+    folder = Path(output) if output is not None else default_folder(str(model), dataset)
+    kind, path = parse_dataset(dataset, data)
+    dataset_name = kind.value if path is None else f"{kind.value}:{path}"
+    saved = _resume_state(folder, model, dataset_name, given) if resume else None
+    if saved is None and (folder / "last.pt").exists():
+        raise ArchvizError(f"{folder} already holds a run (last.pt); add --resume to continue it, or choose another "
+                           "folder with -o")
+    settings = Settings.from_dict(saved["settings"]) if saved else Settings.from_dict(
+        {**Settings().as_dict(), **{k: (v.value if hasattr(v, "value") else v) for k, v in given.items()}})
+    check_settings(settings, runtime)
+    show = reporter(progress)
+    previous_threads = _torch().get_num_threads()
+    try:
+        with _interrupt_requests() as interrupted:
+            def should_stop(epoch: int, batch: int) -> bool:
+                return interrupted() or (stop is not None and stop(epoch, batch))
+
+            return _Run(model, kind, path, settings, runtime, folder, show, should_stop, saved,
+                        time_budget).go()
+    finally:
+        show.close()
+        _torch().set_num_threads(previous_threads)
+
+
+def _check_choices(given: dict, device: str) -> None:
+    """A value outside a closed set of choices (--optimizer adamx) as an ArchvizError naming the choices."""
+    for option, value, kind in (("optimizer", given.get("optimizer"), Optimizer),
+                                ("schedule", given.get("schedule"), Schedule), ("adapt", given.get("adapt"), Adapt),
+                                ("device", device, Device)):
+        if value is not None and value not in {choice.value for choice in kind}:
+            raise ArchvizError(f"--{option} {value!r}: expected one of {', '.join(c.value for c in kind)}")
+
+
+def check_settings(settings: Settings, runtime: Runtime) -> None:
+    """Every bad value, up front, as one ArchvizError naming the option."""
+    problems = []
+    if settings.epochs < 1:
+        problems.append(f"--epochs {settings.epochs!r}: at least 1")
+    if settings.batch_size < 1:
+        problems.append(f"--batch-size {settings.batch_size!r}: at least 1")
+    if not settings.lr > 0 or math.isinf(settings.lr):
+        problems.append(f"--lr {settings.lr!r}: a positive number")
+    if not settings.weight_decay >= 0:
+        problems.append(f"--weight-decay {settings.weight_decay!r}: 0 or more")
+    if runtime.threads is not None and runtime.threads < 1:
+        problems.append(f"--threads {runtime.threads!r}: at least 1")
+    if problems:
+        raise ArchvizError("; ".join(problems))
+
+
+def _torch():
+    from archviz.torch_build import import_torch
+
+    return import_torch()
+
+
+def _resume_state(folder: Path, model, dataset_name: str, given: dict) -> dict:
+    state = load_checkpoint(folder / "last.pt")
+    if state["source"]["model"] != str(model):
+        raise ArchvizError(f"{folder} is a run of {state['source']['model']!r}, not {str(model)!r}")
+    if state["dataset"]["name"] != dataset_name:
+        raise ArchvizError(f"{folder} is a run on {state['dataset']['name']!r}, not {dataset_name!r}")
+    if model_source(model).spec_text != state["source"]["spec_text"]:
+        raise ArchvizError(f"{state['source']['spec_file']} changed since the run in {folder} started; an exact "
+                           "resume needs the same spec")
+    differ = [f"--{key.replace('_', '-')} {value!r} (the run has {state['settings'][key]!r})"
+              for key, value in given.items()
+              if (value.value if hasattr(value, "value") else value) != state["settings"][key]]
+    if differ:
+        raise ArchvizError(f"--resume continues {folder} with its own settings; leave out: {', '.join(differ)}")
+    return state
+
+
+@contextmanager
+def _interrupt_requests():
+    """A function telling whether Ctrl-C was pressed; a second Ctrl-C raises KeyboardInterrupt at once."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield lambda: False
+        return
+    pressed = []
+
+    def handler(signum, frame):
+        if pressed:
+            signal.default_int_handler(signum, frame)
+        pressed.append(time.monotonic())
+        sys.stderr.write("\nstopping after this batch to save a checkpoint (Ctrl-C again stops at once)\n")
+        sys.stderr.flush()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@dataclass
+class _Position:
+    """Where the run is: epochs completed, and batches done in the epoch after them, with that epoch's sums."""
+
+    epoch: int = 0
+    batch: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+    history: list = field(default_factory=list)
+    best: dict | None = None  # {"epoch", "val_accuracy", "val_loss"} of best.pt
+
+    def as_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch, "loss_sum": self.loss_sum, "correct": self.correct,
+                "seen": self.seen, "seconds": self.seconds, "history": list(self.history), "best": self.best}
+
+
+class _Run:
+    """One run's state while it trains; made and driven by train()."""
+
+    def __init__(self, model, kind: DatasetKind, path, settings: Settings, runtime: Runtime, folder: Path,
+                 show: Reporter, should_stop, saved: dict | None, time_budget: float | None = None):
+        self.torch = torch = _torch()
+        self.model, self.settings, self.runtime, self.folder = str(model), settings, runtime, folder
+        self.show, self.should_stop, self.saved = show, should_stop, saved
+        self.time_budget, self.stopped_early = time_budget, None
+        self.threads = runtime.thread_count()
+        torch.set_num_threads(self.threads)
+        self.device = _pick_device(runtime.device, torch)
+        self.data = self._load_data(model, kind, path)
+        self.fitted = fit_model(model, classes=len(self.data.classes), image_shape=self.data.image_shape,
+                                adapt=settings.adapt.value)
+        self.input_steps = describe_input_adaptation(self.data.image_shape, self.fitted.input_shape)
+
+    def _load_data(self, model, kind, path) -> Dataset:
+        shape = None
+        if kind == DatasetKind.FOLDER and self.settings.adapt == Adapt.INPUT:
+            from archviz.spec.zoo import load_spec
+
+            shape = spec_input(load_spec(model))  # decode the photos at the model's size: no resizing per batch
+        name = kind.value if path is None else f"{kind.value}:{path}"
+        return load_dataset(name, image_size=tuple(shape[1:]) if shape and len(shape) == 3 else None,
+                            channels=shape[0] if shape and len(shape) == 3 else None)
+
+    # --- set-up ----------------------------------------------------------------------------------------------------
+    def _build(self):
+        torch, settings = self.torch, self.settings
+        from archviz.torch_build import to_torch
+
+        torch.manual_seed(settings.seed)
+        random.seed(settings.seed)
+        import numpy as np
+
+        np.random.seed(settings.seed)
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+            torch.set_float32_matmul_precision("high")
+        self.net = to_torch(self.fitted.graph, device=self.device)
+        if cuda:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.runner = torch.compile(self.net) if self.runtime.compile else self.net
+        self.params = sum(p.numel() for p in self.net.parameters())
+        store = batching.storage_device(
+            sum(s.images.nbytes for s in (self.data.train, self.data.val, self.data.test)), self.device)
+        self.images = {name: torch.from_numpy(getattr(self.data, name).images).to(store)
+                       for name in ("train", "val", "test")}
+        self.labels = {name: torch.from_numpy(getattr(self.data, name).labels).to(self.device)
+                       for name in ("train", "val", "test")}
+        self.store = store
+        self.stats = batching.channel_stats(self.data.train.images, self.fitted.input_shape[0])
+        self.make_batch = batching.BatchMaker(input_shape=self.fitted.input_shape, stats=self.stats,
+                                              device=self.device, channels_last=cuda, augment=settings.augment,
+                                              flips=self.data.flips)
+        count = len(self.data.train)
+        # a batch of one would break batch norm's training statistics: that image sits out (a different one each epoch)
+        self.batches = count // settings.batch_size + (1 if count % settings.batch_size > 1 else 0)
+        if self.batches == 0:
+            raise ArchvizError(f"{self.data.name}: the training split has {count} image(s); training needs at least 2")
+        self.optimizer = _optimizer(settings, self.net.parameters(), torch)
+        steps, epochs, schedule = self.batches, settings.epochs, settings.schedule
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, schedule=schedule, steps_per_epoch=steps, epochs=epochs))
+        self.order = torch.Generator().manual_seed(settings.seed)
+        self.augment_draws = torch.Generator().manual_seed(settings.seed + 1)
+        self.position = _Position()
+        if self.saved:
+            self._restore(self.saved)
+
+    def _restore(self, state: dict):
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.order.set_state(state["order_generator"])
+        self.augment_draws.set_state(state["augment_generator"])
+        set_rng_state(state["rng"])
+        position = state["position"]
+        self.position = _Position(**{k: position[k] for k in ("epoch", "batch", "loss_sum", "correct", "seen",
+                                                              "seconds", "best")},
+                                  history=list(position["history"]))
+        self.order_state = state["order_generator"]
+
+    def _header(self):
+        s, data = self.settings, self.data
+        lines = [f"archviz train: {self.model} ({self.params:,} params) on {data.describe()}"]
+        lines += [f"  data: {note}" for note in data.notes]
+        lines += [f"  input: {step}" for step in self.input_steps] or []
+        lines += [f"  model: {change}" for change in self.fitted.changes]
+        augment = batching.describe_augmentation(data.flips) if s.augment else "no augmentation"
+        lines.append(f"  settings: {s.optimizer.value} lr {s.lr:g}, weight decay {s.weight_decay:g}, "
+                     f"{s.schedule.value} schedule, batch {s.batch_size}, {s.epochs} epochs, seed {s.seed}; {augment}")
+        on = f"{self.device}" + (", bf16 autocast, channels_last" if self.device.type == "cuda" else "")
+        lines.append(f"  device: {on}, {self.threads} CPU thread{'s' if self.threads != 1 else ''}"
+                     f"{', torch.compile' if self.runtime.compile else ''}; run folder {self.folder}")
+        busy = _load_average()
+        if self.device.type == "cpu" and self.threads > 1 and busy > self.threads - 0.5:
+            lines.append(f"  note: this machine is busy (load {busy:.1f} on {self.threads} cores); threads that wait "
+                         "for each other can make training many times slower: try --threads 1")
+        if self.saved:
+            p = self.saved["position"]
+            lines.append(f"  resuming after epoch {p['epoch']}" + (f", batch {p['batch']}" if p["batch"] else ""))
+            was = self.saved["runtime"]["threads"]
+            if was != self.threads and self.device.type == "cpu":
+                lines.append(f"  note: the run used {was} threads and this one {self.threads}: the weights may differ "
+                             "in the last bits from an uninterrupted run")
+        for line in lines:
+            self.show.line(line)
+
+    # --- the loop --------------------------------------------------------------------------------------------------
+    def go(self) -> RunResult:
+        self._build()
+        self._header()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.started = time.perf_counter()
+        self.done_here = 0
+        try:
+            while self.position.epoch < self.settings.epochs and not self._out_of_time():
+                self._epoch()
+        except TrainingDiverged as error:
+            self._record("diverged", message=str(error))
+            raise
+        except TrainingInterrupted as error:
+            self._record("interrupted", message=str(error))
+            raise
+        return self._finish()
+
+    def _epoch(self):
+        torch, p, s = self.torch, self.position, self.settings
+        epoch = p.epoch + 1
+        if p.batch == 0:
+            p.loss_sum, p.correct, p.seen, p.seconds = 0.0, 0, 0, 0.0
+        self.order_state = self.order.get_state()
+        order = torch.randperm(len(self.data.train), generator=self.order).to(self.store)
+        self.show.epoch_start(epoch, s.epochs, self.batches, p.batch)
+        self.net.train()
+        sync_every = SYNC_EVERY.get(self.device.type, SYNC_EVERY["cuda"])
+        pending = []
+        tick = time.perf_counter()
+        for batch in range(p.batch, self.batches):
+            index = order[batch * s.batch_size:(batch + 1) * s.batch_size]
+            x = self.make_batch(self.images["train"][index], generator=self.augment_draws)
+            y = self.labels["train"][index.to(self.device)]
+            with self._autocast():
+                logits = self.runner(x)
+            loss = loss_function(logits, y)
+            pending.append((batch + 1, loss.detach(), (logits.argmax(1) == y).sum(), len(y)))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            p.batch = batch + 1
+            self.done_here += 1
+            stopping = self.should_stop(epoch, batch + 1)
+            if len(pending) >= sync_every or stopping or batch + 1 == self.batches:
+                self._flush(pending, epoch)
+                p.seconds += time.perf_counter() - tick
+                tick = time.perf_counter()
+                self._progress(epoch)
+            if stopping:
+                self._interrupt(epoch)
+        p.seconds += time.perf_counter() - tick
+        val_loss, val_accuracy, _ = self._evaluate("val")
+        row = {"epoch": epoch, "train_loss": p.loss_sum / max(p.seen, 1), "train_accuracy": p.correct / max(p.seen, 1),
+               "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": self.optimizer.param_groups[0]["lr"],
+               "seconds": p.seconds, "images_per_second": p.seen / p.seconds if p.seconds else 0.0}
+        p.history.append(row)
+        # lowest validation loss, not highest accuracy: a small validation split saturates its accuracy early
+        best = p.best is None or (-val_loss, val_accuracy) > (-p.best["val_loss"], p.best["val_accuracy"])
+        if best:
+            p.best = {"epoch": epoch, "val_accuracy": val_accuracy, "val_loss": val_loss}
+        p.epoch, p.batch = epoch, 0
+        self.order_state = self.order.get_state()
+        data = save_checkpoint(self.folder / "last.pt", self._state())
+        if best:
+            from archviz.output import write_atomic
+
+            write_atomic(self.folder / "best.pt", data)
+        write_metrics(self.folder, p.history)
+        self.show.line(_epoch_line(row, s.epochs, best))
+        if self.should_stop(epoch, self.batches) and epoch < s.epochs:
+            self._interrupt(epoch, at_epoch_end=True)
+
+    def _out_of_time(self) -> bool:
+        """Whether one more epoch, at the mean time of those run, would go past the time budget."""
+        history = self.position.history
+        if self.time_budget is None or not history:
+            return False
+        spent = sum(row["seconds"] for row in history)
+        if spent + spent / len(history) <= self.time_budget:
+            return False
+        self.stopped_early = (f"the time budget of {self.time_budget:g} s allowed {len(history)} of "
+                              f"{self.settings.epochs} epochs")
+        self.show.line(f"stopped early: {self.stopped_early}")
+        return True
+
+    def _flush(self, pending: list, epoch: int):
+        torch, p = self.torch, self.position
+        losses = torch.stack([item[1] for item in pending]).float().cpu()
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            first = int((~finite).nonzero()[0, 0])
+            batch, value = pending[first][0], float(losses[first])
+            kept = (f"last.pt keeps epoch {p.epoch}, the last good one" if p.epoch else
+                    "no epoch completed, so there is no checkpoint")
+            raise TrainingDiverged(
+                f"the loss became {value} at epoch {epoch}, batch {batch} of {self.batches} (lr "
+                f"{self.optimizer.param_groups[0]['lr']:g}); training stopped and {kept}; try a lower --lr")
+        corrects = torch.stack([item[2] for item in pending]).cpu().tolist()
+        for (_, _, _, size), loss, correct in zip(pending, losses.tolist(), corrects):
+            p.loss_sum += loss * size
+            p.correct += int(correct)
+            p.seen += size
+        pending.clear()
+
+    def _progress(self, epoch: int):
+        p = self.position
+        elapsed = time.perf_counter() - self.started
+        remaining = (self.settings.epochs - epoch) * self.batches + self.batches - p.batch
+        eta = elapsed / self.done_here * remaining if self.done_here else float("nan")
+        self.show.batch(p.batch, p.loss_sum / max(p.seen, 1), p.correct / max(p.seen, 1),
+                        p.seen / p.seconds if p.seconds else 0.0, eta)
+
+    def _interrupt(self, epoch: int, *, at_epoch_end: bool = False):
+        if not at_epoch_end:
+            save_checkpoint(self.folder / "last.pt", self._state())
+        where = (f"after epoch {epoch}" if at_epoch_end else
+                 f"in epoch {epoch} after batch {self.position.batch} of {self.batches}")
+        raise TrainingInterrupted(f"interrupted {where}; {self.folder / 'last.pt'} holds this point; continue with "
+                                  f"--resume -o {self.folder}", checkpoint=self.folder / "last.pt")
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return self.torch.autocast("cuda", dtype=self.torch.bfloat16)
+        from contextlib import nullcontext
+
+        return nullcontext()
+
+    def _evaluate(self, split: str):
+        """(mean loss, accuracy, predicted labels) of the current weights on a split, in eval mode."""
+        torch = self.torch
+        images, labels = self.images[split], self.labels[split]
+        size = self.settings.batch_size * EVAL_BATCH_FACTOR
+        self.net.eval()
+        total, predictions = torch.zeros((), device=self.device, dtype=torch.float64), []
+        with torch.no_grad():
+            for start in range(0, len(labels), size):
+                x = self.make_batch(images[start:start + size])
+                y = labels[start:start + size]
+                with self._autocast():
+                    logits = self.runner(x)
+                total += loss_function(logits, y).double() * len(y)
+                predictions.append(logits.argmax(1))
+        self.net.train()
+        predicted = torch.cat(predictions) if predictions else labels[:0]
+        count = max(len(labels), 1)
+        return float(total) / count, float((predicted == labels).sum()) / count, predicted.cpu()
+
+    # --- records ---------------------------------------------------------------------------------------------------
+    def _state(self) -> dict:
+        d = self.data
+        return {
+            "format": FORMAT,
+            "model": self.net.state_dict(),
+            "source": self.fitted.source.as_dict(),
+            "graph": {"name": self.fitted.graph.name, "input_shape": list(self.fitted.input_shape),
+                      "changes": list(self.fitted.changes), "params": self.params},
+            "settings": self.settings.as_dict(),
+            "runtime": {"device": str(self.device), "threads": self.threads, "compile": self.runtime.compile},
+            "dataset": {"name": d.name, "classes": list(d.classes), "image_shape": list(d.image_shape),
+                        "sizes": {"train": len(d.train), "val": len(d.val), d.test_split: len(d.test)},
+                        "notes": list(d.notes), "input_steps": list(self.input_steps),
+                        "normalize": {"mean": list(self.stats.mean), "std": list(self.stats.std)}},
+            "versions": versions(),
+            "position": self.position.as_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "order_generator": self.order_state,
+            "augment_generator": self.augment_draws.get_state(),
+            "rng": rng_state(),
+        }
+
+    def _record(self, status: str, **extra) -> dict:
+        p, d = self.position, self.data
+        record = {
+            "status": status, **extra,
+            "model": self.model, "source": {k: v for k, v in self.fitted.source.as_dict().items() if k != "spec_text"},
+            "graph": {"name": self.fitted.graph.name, "input_shape": list(self.fitted.input_shape),
+                      "changes": list(self.fitted.changes), "params": self.params},
+            "dataset": {"name": d.name, "classes": list(d.classes), "image_shape": list(d.image_shape),
+                        "sizes": {"train": len(d.train), "val": len(d.val), d.test_split: len(d.test)},
+                        "notes": list(d.notes), "input_steps": list(self.input_steps),
+                        "augmentation": batching.describe_augmentation(d.flips) if self.settings.augment else None,
+                        "normalize": {"mean": list(self.stats.mean), "std": list(self.stats.std)}},
+            "settings": self.settings.as_dict(),
+            "runtime": {"device": str(self.device), "threads": self.threads, "compile": self.runtime.compile},
+            "versions": versions(),
+            "epochs_done": p.epoch, "best": p.best,
+            "train_seconds": sum(row["seconds"] for row in p.history),
+        }
+        write_metrics(self.folder, p.history)
+        write_run(self.folder, record)
+        return record
+
+    def _finish(self) -> RunResult:
+        p, d = self.position, self.data
+        _, last_accuracy, _ = self._evaluate("test")
+        best_state = load_checkpoint(self.folder / "best.pt")
+        self.net.load_state_dict(best_state["model"])
+        test_loss, test_accuracy, predicted = self._evaluate("test")
+        report = class_report(d.test.labels, predicted.numpy(), d.classes)
+        heading = (f"{self.model} on {d.name}: best.pt (epoch {p.best['epoch']} of {p.epoch}, the lowest validation "
+                   f"loss) on the {d.test_split} split, {len(d.test):,} images")
+        write_report(self.folder, report, heading=heading)
+        train_seconds = sum(row["seconds"] for row in p.history)
+        images = sum(row["images_per_second"] * row["seconds"] for row in p.history)
+        final = {"test_split": d.test_split, "test_accuracy": test_accuracy, "test_loss": test_loss,
+                 "last_test_accuracy": last_accuracy,
+                 "images_per_second": images / train_seconds if train_seconds else 0.0}
+        self._record("finished", final=final, stopped_early=self.stopped_early, time_budget=self.time_budget)
+        return RunResult(
+            folder=self.folder, model=self.model, dataset=d.name, settings=self.settings, params=self.params,
+            changes=self.input_steps + self.fitted.changes, history=tuple(p.history), best_epoch=p.best["epoch"],
+            best_val_accuracy=p.best["val_accuracy"], test_split=d.test_split, test_accuracy=test_accuracy,
+            last_test_accuracy=last_accuracy, report=report, train_seconds=train_seconds,
+            images_per_second=final["images_per_second"], graph=self.fitted.graph, stopped_early=self.stopped_early)
+
+
+def _epoch_line(row: dict, epochs: int, best: bool) -> str:
+    width = len(str(epochs))
+    return (f"epoch {row['epoch']:>{width}}/{epochs}  train loss {row['train_loss']:.4f} acc "
+            f"{row['train_accuracy']:6.1%}  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:6.1%}  "
+            f"lr {row['lr']:.2e}  {row['images_per_second']:,.0f} img/s  {row['seconds']:.1f} s"
+            + ("  *" if best else ""))
+
+
+def _load_average() -> float:
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return 0.0
+
+
+def _pick_device(choice: Device, torch):
+    if choice == Device.CPU:
+        return torch.device("cpu")
+    available = torch.cuda.is_available()
+    if choice == Device.CUDA and not available:
+        raise ArchvizError("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)")
+    return torch.device("cuda") if available else torch.device("cpu")
+
+
+def _optimizer(settings: Settings, parameters, torch):
+    if settings.optimizer == Optimizer.SGD:
+        return torch.optim.SGD(parameters, lr=settings.lr, momentum=SGD_MOMENTUM, nesterov=True,
+                               weight_decay=settings.weight_decay)
+    if settings.optimizer == Optimizer.ADAM:
+        return torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    return torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+
+
+def lr_factor(step: int, *, schedule: Schedule, steps_per_epoch: int, epochs: int) -> float:
+    """The learning rate at optimiser step `step` (from 0), as a fraction of --lr.
+
+    cosine: linear warm-up over the first epoch (when there are several), then 0.5 * (1 + cos(pi * t)) with t going
+    from 0 to 1 over the remaining steps (I. Loshchilov and F. Hutter, "SGDR", ICLR 2017, without restarts).
+    step: the same warm-up, then x0.1 from half the epochs and x0.01 from three quarters. none: 1 throughout.
+
+    >>> [round(lr_factor(s, schedule=Schedule.COSINE, steps_per_epoch=2, epochs=3), 3) for s in range(6)]
+    [0.5, 1.0, 1.0, 0.854, 0.5, 0.146]
+    """
+    if schedule == Schedule.NONE:
+        return 1.0
+    warm = steps_per_epoch if epochs > 1 else 0
+    if step < warm:
+        return (step + 1) / warm
+    if schedule == Schedule.COSINE:
+        t = (step - warm) / max(1, steps_per_epoch * epochs - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    epoch = step // steps_per_epoch
+    return 0.1 ** sum(1 for milestone in (epochs // 2, 3 * epochs // 4) if 0 < milestone <= epoch)

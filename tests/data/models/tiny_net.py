@@ -1,0 +1,118 @@
+"""Small PyTorch models for archviz's trace tests (tests/test_trace.py). archviz imports and runs this file when a
+test names `tests/data/models/tiny_net.py:Net`."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Block(nn.Module):
+    """A residual block whose join and activation are functions in forward, not modules."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv_a = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn_a = nn.BatchNorm2d(width)
+        self.conv_b = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn_b = nn.BatchNorm2d(width)
+
+    def forward(self, x):
+        out = F.relu(self.bn_a(self.conv_a(x)))
+        out = self.bn_b(self.conv_b(out))
+        return torch.relu(out + x)
+
+
+class Net(nn.Module):
+    """conv-bn-relu, a residual block, global pooling, a flatten written as x.view(n, -1), a classifier."""
+
+    def __init__(self, num_classes: int = 10, width: int = 8):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.block = Block(width)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.block(x)
+        x = self.pool(x)
+        x = x.view(x.size(0), -1)
+        return self.fc(x)
+
+
+def make_model(num_classes: int = 10):
+    """A factory, as `tiny_net.py:make_model` or `tiny_net:make_model`."""
+    return Net(num_classes=num_classes)
+
+
+instance = Net(num_classes=3)  # a module made on import: `tiny_net.py:instance`
+
+
+class Tied(nn.Module):
+    """One convolution applied twice, and a decoder whose weight is the head's (tied weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Linear(4, 4, bias=False)
+        self.decoder = nn.Linear(4, 4, bias=False)
+        self.decoder.weight = self.head.weight
+
+    def forward(self, x):
+        x = self.conv(self.conv(x))
+        x = x.mean((2, 3))
+        return self.decoder(self.head(x))
+
+
+class Unknown(nn.Module):
+    """nn.PixelShuffle and torch.cumsum: archviz has no formula for either."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, x):
+        return torch.cumsum(self.shuffle(self.conv(x)), dim=1)
+
+
+class Dynamic(nn.Module):
+    """Control flow on the input's size: torch.fx cannot trace it, so forward hooks record the layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(4 * 8 * 8, 2)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if x.shape[-1] > 8:
+            x = self.pool(x)
+        return self.fc(torch.flatten(x, 1))
+
+
+class Computed(nn.Module):
+    """A bias computed by a layer from a buffer alone (as Swin v2's position-bias MLP): no input flows through it."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("coords", torch.ones(1, 4))
+        self.mlp = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return x + self.mlp(self.coords)
+
+
+class Broken(nn.Module):
+    def __init__(self, depth: int = 1):
+        super().__init__()
+        raise ValueError(f"depth {depth} is not supported")
+
+
+NOT_A_MODEL = 42
+
+
+def make_list():
+    return [1, 2, 3]
