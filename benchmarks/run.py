@@ -271,6 +271,7 @@ def run_once(case: Case, timeout_s: float, workdir: Path) -> Run:
     stdout_path, stderr_path, timing_path = (workdir / "stdout", workdir / "stderr", workdir / "timing.json")
     timing_path.unlink(missing_ok=True)
     env = {**os.environ, TIMING_ENV: str(timing_path)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as an installed package runs: compiled once, not at every start
     fired = threading.Event()
     with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
         start = time.perf_counter()

@@ -30,7 +30,7 @@ import torch
 
 from archviz.analysis.report import LayerStats, Report
 from archviz.crosscheck.common import (
-    LayerShapes, batch_shape, meta_model, module_groups, not_counted_reason, record_shapes, version,
+    LayerShapes, batch_shape, meta_model, module_groups, not_counted_reason, real_batch_norm, record_shapes, version,
 )
 from archviz.crosscheck.result import TOTAL, Figure, PeerResult, Quantity, compare
 
@@ -130,6 +130,7 @@ def _check(report: Report, *, full_trace: bool) -> PeerResult:
     names = list(groups)
     full, order = record_shapes(model, batch_shape(report), names)
     trace_shape, traced = _trace_shape(report, model, names, order, full_trace=full_trace)
+    real_batch_norm(model)
     _zero_weights(model)
     resizer = _Resizer(traced, full)
     with warnings.catch_warnings():
