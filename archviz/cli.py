@@ -392,8 +392,11 @@ def train(
 ):
     """Train a zoo model or spec file; write metrics, a per-class report, the confusion matrix and checkpoints.
 
-    Ctrl-C saves a checkpoint and exits with status 130; --resume -o FOLDER continues it exactly.
+    Ctrl-C saves a checkpoint and exits with status 130; --resume -o FOLDER continues it exactly. Data-parallel on
+    several GPUs or CPU processes: torchrun --nproc-per-node N -m archviz.cli train ... (only rank 0 prints and
+    writes; --batch-size is per process).
     """
+    from archviz.train.distributed import is_main_process
     from archviz.train.loop import train as run_training
     from archviz.train.run import TrainingInterrupted, summary_text
 
@@ -404,13 +407,15 @@ def train(
             augment=augment, adapt=adapt and adapt.value, seed=seed, device=device.value, threads=threads,
             compile=compile, output=output, resume=resume)
     except TrainingInterrupted as stopped:
-        typer.echo(f"archviz: {stopped}", err=True)
+        if is_main_process():
+            typer.echo(f"archviz: {stopped}", err=True)
         raise typer.Exit(130) from None
     except KeyboardInterrupt:
         typer.echo("archviz: interrupted at once; last.pt in the run folder is the last checkpoint saved, if any",
                    err=True)
         raise typer.Exit(130) from None
-    sys.stdout.write(summary_text(result))
+    if result.rank == 0:
+        sys.stdout.write(summary_text(result))
 
 
 @app.command("export-spec", short_help="Write the architecture as a spec YAML file (from any model archviz reads).")
@@ -457,14 +462,20 @@ def compare(
     device: Annotated[_TrainDevice, typer.Option("--device")] = _TrainDevice.AUTO,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", help="The folder of the runs [default: runs/compare-DATASET-TIME].")] = None,
+    html: Annotated[Optional[str], typer.Option(
+        "--html", help="The HTML comparison (accuracy against MACs and params, learning curves, per-class reports) "
+        "[default: compare.html in the -o folder].")] = None,
 ):
-    """Train each model with the same settings and seed; print params, MACs, accuracy, time and images/s."""
+    """Train each model with the same settings and seed; print params, MACs, accuracy, time, images/s and peak
+    memory, and write an HTML comparison."""
     from archviz.train.compare import compare as run_compare, table
+    from archviz.train.distributed import is_main_process
 
     rows = run_compare(models, dataset=dataset, output=output, time_budget=time_budget, epochs=epochs,
                        batch_size=batch_size, lr=lr, seed=seed, threads=threads, device=device.value,
-                       announce=lambda text: typer.echo(text))
-    _console().print(table(rows, title=f"{', '.join(models)} on {dataset}"))
+                       html=html, announce=lambda text: typer.echo(text))
+    if is_main_process():
+        _console().print(table(rows, title=f"{', '.join(models)} on {dataset}"))
 
 
 @app.command(short_help="Train one model over a grid of learning rates and batch sizes.")
@@ -487,8 +498,11 @@ def sweep(
     rows = run_sweep(model, dataset=dataset, lrs=parse_list(lr, float, "--lr"),
                      batch_sizes=parse_list(batch_size, int, "--batch-size"), output=output, epochs=epochs,
                      seed=seed, threads=threads, device=device.value, announce=lambda text: typer.echo(text))
-    _console().print(table(rows, title=f"{model} on {dataset}, best first (lowest validation loss)"))
-    typer.echo("best: " + train_command(model, dataset, rows[0], {"epochs": epochs, "seed": seed}))
+    from archviz.train.distributed import is_main_process
+
+    if is_main_process():
+        _console().print(table(rows, title=f"{model} on {dataset}, best first (lowest validation loss)"))
+        typer.echo("best: " + train_command(model, dataset, rows[0], {"epochs": epochs, "seed": seed}))
 
 
 def main() -> None:

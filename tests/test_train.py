@@ -315,6 +315,48 @@ def test_compare_two_models_on_digits(tmp_path):
     assert rows[1].macs == 416_520 and all(row.test_accuracy > 0.3 for row in rows)  # lenet's MACs at 1x32x32
     assert [r["run"] for r in json.loads((tmp_path / "c" / "compare.json").read_text())] == ["mlp", "lenet"]
     assert (tmp_path / "c" / "lenet" / "best.pt").is_file()
+    assert all(row.peak_memory_bytes > 0 for row in rows)
+    assert json.loads((tmp_path / "c" / "lenet" / "run.json").read_text())["final"]["peak_memory_bytes"] == \
+        rows[1].peak_memory_bytes
+    pytest.importorskip("plotly")
+    page = (tmp_path / "c" / "compare.html").read_text()
+    data = json.loads(page.split('<script type="application/json" id="archviz-data">')[1].split("</script>")[0])
+    assert [m["name"] for m in data["models"]] == ["mlp", "lenet"]
+    assert data["models"][1]["macs"] == 416_520 and data["models"][1]["test_accuracy"] == rows[1].test_accuracy
+    assert [h["val_accuracy"] for h in data["models"][0]["history"]] == [rows[0].best_val_accuracy]
+    for row in rows:  # the results table and each per-class report, as text
+        assert f"<td>{row.run}</td>" in page and f"<h3>{row.run}</h3>" in page
+        assert f'<td class="num">{row.params:,}</td>' in page
+    report = json.loads((tmp_path / "c" / "lenet" / "report.json").read_text())
+    assert f'<td class="num">{report["classes"]["7"]["precision"]:.3f}</td>' in page
+    for chart in ("chart-accuracy-macs", "chart-accuracy-params", "chart-val-accuracy", "chart-loss"):
+        assert f'id="{chart}"' in page
+    assert "Plotly" in page and "<script src" not in page  # plotly inline: the page works offline
+    architectures = (tmp_path / "c" / "compare-architectures.html").read_text()
+    assert 'href="compare.html"' in architectures and 'href="compare-architectures.html"' in page
+
+
+def test_compare_page_escapes_every_name():
+    from dataclasses import replace
+
+    from archviz.render.html.compare_runs import training_comparison_html
+    from archviz.train.compare import Row
+    from archviz.train.run import RunResult
+    from archviz.train.settings import Settings
+
+    hostile = "<script>alert(1)</script>"
+    report = class_report([0, 1, 1], [0, 1, 0], [hostile, "a&b"])
+    history = ({"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 0.9, "val_accuracy": 0.6, "lr": 0.1,
+                "seconds": 1.0, "images_per_second": 10.0},)
+    result = RunResult(folder="runs/x", model=hostile, dataset="folder:<img src=x onerror=alert(2)>",
+                       settings=Settings(), params=1, changes=(), history=history, best_epoch=1,
+                       best_val_accuracy=0.6, test_split="test", test_accuracy=0.5, last_test_accuracy=0.5,
+                       report=report, train_seconds=1.0, images_per_second=10.0, graph=None)
+    row = Row(hostile, 1, 2, 1, 0.6, 0.9, 0.5, 0.5, 1.0, 10.0, 1024, "runs/<x>", {})
+    page = training_comparison_html([row, replace(row, run="b")], [result, result])
+    assert hostile not in page and "<img" not in page and "runs/<x>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "a&amp;b" in page
+    assert "\\u003cscript\\u003ealert(1)" in page  # in the JSON the script reads
 
 
 def test_time_budget_ends_the_run_early(tmp_path):

@@ -1,9 +1,10 @@
 """The training loop of `archviz train`: a spec's model trained on a local dataset, resumable bit for bit.
 
-One process, one device. Every epoch: a permutation of the training images from a seeded generator, batches
-adapted on the device (batches.py), cross-entropy on logits, a step of the optimiser and of the per-batch learning
-rate schedule; then the validation split, a line of metrics and a checkpoint (last.pt, and best.pt when the validation
-loss is the lowest so far). At the end, best.pt is scored on the test split (per-class report, confusion matrix).
+One process per device (several under torchrun: distributed.py). Every epoch: a permutation of the training images
+from a seeded generator, batches adapted on the device (batches.py), cross-entropy on logits, a step of the optimiser
+and of the per-batch learning rate schedule; then the validation split, a line of metrics and a checkpoint (last.pt,
+and best.pt when the validation loss is the lowest so far). At the end, best.pt is scored on the test split
+(per-class report, confusion matrix).
 
 Exact resume: a checkpoint holds the data-order generator's state at the start of its epoch and the number of
 batches done in it, so the same permutation is drawn again and the finished batches skipped; with the weights,
@@ -12,7 +13,9 @@ stops after the current batch and saves a mid-epoch checkpoint) ends with the sa
 on the CPU with the same thread count.
 
 On CUDA: bf16 autocast, channels_last, cuDNN autotuning, and the images kept on the GPU when they fit; the loss is
-read back every SYNC_EVERY batches rather than every batch, so the GPU is not stalled.
+read back every SYNC_EVERY batches rather than every batch, so the GPU is not stalled. On the CPU, networks with
+convolutions train channels_last too (NHWC convolutions: measured 1.6x faster for lenet and 2-3x for mobilenet_v2 on
+a 2-core CPU, resnet18 no slower; benchmarks/train_speed.py).
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from typing import Callable
 
 from archviz.errors import ArchvizError
 from archviz.train import batches as batching
+from archviz.train import distributed
 from archviz.train.checkpoint import FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state, versions
 from archviz.train.data import Dataset, DatasetKind, load_dataset, parse_dataset
+from archviz.train.memory import PeakMemory
 from archviz.train.metrics import class_report
 from archviz.train.model import describe_input_adaptation, fit_model, model_source, spec_input
-from archviz.train.progress import Reporter, reporter
+from archviz.train.progress import Reporter, Silent, reporter
 from archviz.train.run import (RunResult, TrainingDiverged, TrainingInterrupted, default_folder, write_metrics,
                                write_report, write_run)
 from archviz.train.settings import SGD_MOMENTUM, Adapt, Device, Optimizer, Runtime, Schedule, Settings
@@ -64,6 +69,7 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
     called after every batch, stops the run as Ctrl-C does when it returns True. time_budget (seconds of training)
     ends the run after the last epoch that fits in it, as if it were the last one (the schedule is cut short).
     Raises TrainingInterrupted when stopped, TrainingDiverged when the loss is not finite.
+    Under torchrun (WORLD_SIZE > 1) the run is data-parallel, one process per rank (archviz/train/distributed.py).
 
     >>> result = train("lenet", dataset="digits", epochs=1, output="runs/doc", progress=False)  # doctest: +SKIP
     >>> result.test_accuracy > 0.5  # doctest: +SKIP
@@ -74,7 +80,27 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
     given = {key: value for key, value in given.items() if value is not None}
     _check_choices(given, device)
     runtime = Runtime(Device(device), threads, compile)
+    ranks = distributed.join(cuda=Device(device) != Device.CPU and _torch().cuda.is_available())
+    try:
+        return _train(model, ranks=ranks, dataset=dataset, data=data, given=given, runtime=runtime, output=output,
+                      resume=resume, progress=progress, stop=stop, time_budget=time_budget)
+    except TrainingInterrupted:
+        raise  # every rank stopped at the same batch and the checkpoint is written: the group is still sound
+    except BaseException as error:
+        if not ranks.distributed:
+            raise
+        distributed.leave(failed=True)  # the peers' collectives fail now, rather than at their timeout
+        if distributed.is_collective_failure(error):
+            raise ArchvizError(f"{ranks.describe()}: another process of the run failed or stopped "
+                               f"({distributed.failure_text(error)}); its own message says why") from None
+        raise
+
+
+def _train(model, *, ranks: distributed.Ranks, dataset: str, data, given: dict, runtime: Runtime, output, resume: bool,
+           progress: bool | None, stop, time_budget: float | None) -> RunResult:
     folder = Path(output) if output is not None else default_folder(str(model), dataset)
+    if output is None and ranks.distributed:  # the default's time stamp may differ by a second between ranks
+        folder = Path(ranks.gather_objects(str(folder))[0])
     kind, path = parse_dataset(dataset, data)
     dataset_name = kind.value if path is None else f"{kind.value}:{path}"
     saved = _resume_state(folder, model, dataset_name, given) if resume else None
@@ -84,7 +110,7 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
     settings = Settings.from_dict(saved["settings"]) if saved else Settings.from_dict(
         {**Settings().as_dict(), **{k: (v.value if hasattr(v, "value") else v) for k, v in given.items()}})
     check_settings(settings, runtime)
-    show = reporter(progress)
+    show = reporter(progress) if ranks.main else Silent()
     previous_threads = _torch().get_num_threads()
     try:
         with _interrupt_requests() as interrupted:
@@ -92,7 +118,7 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
                 return interrupted() or (stop is not None and stop(epoch, batch))
 
             return _Run(model, kind, path, settings, runtime, folder, show, should_stop, saved,
-                        time_budget).go()
+                        time_budget, ranks).go()
     finally:
         show.close()
         _torch().set_num_threads(previous_threads)
@@ -191,14 +217,22 @@ class _Run:
     """One run's state while it trains; made and driven by train()."""
 
     def __init__(self, model, kind: DatasetKind, path, settings: Settings, runtime: Runtime, folder: Path,
-                 show: Reporter, should_stop, saved: dict | None, time_budget: float | None = None):
+                 show: Reporter, should_stop, saved: dict | None, time_budget: float | None = None,
+                 ranks: distributed.Ranks = distributed.Ranks()):
         self.torch = torch = _torch()
         self.model, self.settings, self.runtime, self.folder = str(model), settings, runtime, folder
         self.show, self.should_stop, self.saved = show, should_stop, saved
         self.time_budget, self.stopped_early = time_budget, None
-        self.threads = runtime.thread_count()
+        self.ranks = ranks
+        # the processes of one machine share its cores
+        self.threads = runtime.threads or max(1, runtime.thread_count() // ranks.local_world)
         torch.set_num_threads(self.threads)
-        self.device = _pick_device(runtime.device, torch)
+        self.device = _pick_device(runtime.device, torch, ranks)
+        if saved and saved["runtime"].get("world_size", 1) != ranks.world:
+            was = saved["runtime"].get("world_size", 1)
+            raise ArchvizError(f"{folder} was trained by {was} process{'es' if was != 1 else ''} and this is "
+                               f"{ranks.world}; an exact resume needs the same number"
+                               + (f": torchrun --nproc-per-node {was} ..." if was > 1 else ": run it without torchrun"))
         self.data = self._load_data(model, kind, path)
         self.fitted = fit_model(model, classes=len(self.data.classes), image_shape=self.data.image_shape,
                                 adapt=settings.adapt.value)
@@ -229,9 +263,16 @@ class _Run:
             torch.backends.cudnn.benchmark = True
             torch.set_float32_matmul_precision("high")
         self.net = to_torch(self.fitted.graph, device=self.device)
-        if cuda:
+        self.channels_last = cuda or _has_convolutions(self.fitted.graph)
+        if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.runner = torch.compile(self.net) if self.runtime.compile else self.net
+        ranks = self.ranks
+        trainer = ranks.wrap(self.net, self.device)  # every rank starts from rank 0's weights
+        self.runner = torch.compile(trainer) if self.runtime.compile else trainer
+        # evaluation runs each rank's share without DDP's collectives (shares may differ by one batch)
+        self.evaluator = self.runner if not ranks.distributed else self.net
+        if ranks.rank:
+            torch.manual_seed(distributed.rank_seed(settings.seed, ranks.rank, 0))  # dropout differs per rank
         self.params = sum(p.numel() for p in self.net.parameters())
         store = batching.storage_device(
             sum(s.images.nbytes for s in (self.data.train, self.data.val, self.data.test)), self.device)
@@ -242,9 +283,14 @@ class _Run:
         self.store = store
         self.stats = batching.channel_stats(self.data.train.images, self.fitted.input_shape[0])
         self.make_batch = batching.BatchMaker(input_shape=self.fitted.input_shape, stats=self.stats,
-                                              device=self.device, channels_last=cuda, augment=settings.augment,
-                                              flips=self.data.flips)
-        count = len(self.data.train)
+                                              device=self.device, channels_last=self.channels_last,
+                                              augment=settings.augment, flips=self.data.flips)
+        count = sum(len(getattr(self.data, name)) for name in ("train", "val", "test"))
+        self.prepared = self.make_batch.needs_adapting(self.data.image_shape) and batching.prepared_fits(
+            count * 4 * math.prod(self.fitted.input_shape), store)
+        if self.prepared:  # resized and converted once, not every batch of every epoch
+            self.images = {name: self.make_batch.prepare(images) for name, images in self.images.items()}
+        count = ranks.shard_size(len(self.data.train))
         # a batch of one would break batch norm's training statistics: that image sits out (a different one each epoch)
         self.batches = count // settings.batch_size + (1 if count % settings.batch_size > 1 else 0)
         if self.batches == 0:
@@ -254,7 +300,8 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, schedule=schedule, steps_per_epoch=steps, epochs=epochs))
         self.order = torch.Generator().manual_seed(settings.seed)
-        self.augment_draws = torch.Generator().manual_seed(settings.seed + 1)
+        self.augment_draws = torch.Generator().manual_seed(
+            settings.seed + 1 if not ranks.rank else distributed.rank_seed(settings.seed, ranks.rank, 1))
         self.position = _Position()
         if self.saved:
             self._restore(self.saved)
@@ -264,8 +311,9 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.order.set_state(state["order_generator"])
-        self.augment_draws.set_state(state["augment_generator"])
-        set_rng_state(state["rng"])
+        own = state["ranks"][self.ranks.rank] if self.ranks.distributed else state
+        self.augment_draws.set_state(own["augment_generator"])
+        set_rng_state(own["rng"])
         position = state["position"]
         self.position = _Position(**{k: position[k] for k in ("epoch", "batch", "loss_sum", "correct", "seen",
                                                               "seconds", "best")},
@@ -276,14 +324,21 @@ class _Run:
         s, data = self.settings, self.data
         lines = [f"archviz train: {self.model} ({self.params:,} params) on {data.describe()}"]
         lines += [f"  data: {note}" for note in data.notes]
-        lines += [f"  input: {step}" for step in self.input_steps] or []
+        once = " (once for the whole dataset, before training)" if self.prepared else ""
+        lines += [f"  input: {step}{once}" for step in self.input_steps]
         lines += [f"  model: {change}" for change in self.fitted.changes]
         augment = batching.describe_augmentation(data.flips) if s.augment else "no augmentation"
         lines.append(f"  settings: {s.optimizer.value} lr {s.lr:g}, weight decay {s.weight_decay:g}, "
                      f"{s.schedule.value} schedule, batch {s.batch_size}, {s.epochs} epochs, seed {s.seed}; {augment}")
-        on = f"{self.device}" + (", bf16 autocast, channels_last" if self.device.type == "cuda" else "")
+        on = (f"{self.device}" + (", bf16 autocast" if self.device.type == "cuda" else "")
+              + (", channels_last" if self.channels_last else ""))
         lines.append(f"  device: {on}, {self.threads} CPU thread{'s' if self.threads != 1 else ''}"
                      f"{', torch.compile' if self.runtime.compile else ''}; run folder {self.folder}")
+        if self.ranks.distributed:
+            r = self.ranks
+            lines.append(f"  data-parallel: {r.world} processes ({r.backend}), each training on a share of "
+                         f"{r.shard_size(len(data.train)):,} images; batch {s.batch_size} per process, so each "
+                         f"step sees {r.world * s.batch_size}")
         busy = _load_average()
         if self.device.type == "cpu" and self.threads > 1 and busy > self.threads - 0.5:
             lines.append(f"  note: this machine is busy (load {busy:.1f} on {self.threads} cores); threads that wait "
@@ -300,9 +355,11 @@ class _Run:
 
     # --- the loop --------------------------------------------------------------------------------------------------
     def go(self) -> RunResult:
+        self.memory = PeakMemory.start(self.device)
         self._build()
         self._header()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.ranks.main:
+            self.folder.mkdir(parents=True, exist_ok=True)
         self.started = time.perf_counter()
         self.done_here = 0
         try:
@@ -313,8 +370,11 @@ class _Run:
             raise
         except TrainingInterrupted as error:
             self._record("interrupted", message=str(error))
+            self.ranks.barrier()  # last.pt is written before any rank goes on (to resume it, say)
             raise
-        return self._finish()
+        result = self._finish()
+        self.ranks.barrier()  # every file is written before any rank returns
+        return result
 
     def _epoch(self):
         torch, p, s = self.torch, self.position, self.settings
@@ -322,11 +382,11 @@ class _Run:
         if p.batch == 0:
             p.loss_sum, p.correct, p.seen, p.seconds = 0.0, 0, 0, 0.0
         self.order_state = self.order.get_state()
-        order = torch.randperm(len(self.data.train), generator=self.order).to(self.store)
+        order = self.ranks.shard(torch.randperm(len(self.data.train), generator=self.order)).to(self.store)
         self.show.epoch_start(epoch, s.epochs, self.batches, p.batch)
         self.net.train()
         sync_every = SYNC_EVERY.get(self.device.type, SYNC_EVERY["cuda"])
-        pending = []
+        pending, asked = [], False
         tick = time.perf_counter()
         for batch in range(p.batch, self.batches):
             index = order[batch * s.batch_size:(batch + 1) * s.batch_size]
@@ -342,15 +402,18 @@ class _Run:
             self.scheduler.step()
             p.batch = batch + 1
             self.done_here += 1
-            stopping = self.should_stop(epoch, batch + 1)
-            if len(pending) >= sync_every or stopping or batch + 1 == self.batches:
-                self._flush(pending, epoch)
+            asked = self.should_stop(epoch, batch + 1) or (asked and self.ranks.distributed)
+            stopping = False
+            # under torchrun the ranks agree to stop when they flush, so that all stop after the same batch
+            if len(pending) >= sync_every or (asked and not self.ranks.distributed) or batch + 1 == self.batches:
+                stopping = self._flush(pending, epoch, stop=asked)
                 p.seconds += time.perf_counter() - tick
                 tick = time.perf_counter()
                 self._progress(epoch)
             if stopping:
                 self._interrupt(epoch)
         p.seconds += time.perf_counter() - tick
+        p.seconds = self.ranks.max(p.seconds, self.device)  # the slowest rank's time is the run's
         val_loss, val_accuracy, _ = self._evaluate("val")
         row = {"epoch": epoch, "train_loss": p.loss_sum / max(p.seen, 1), "train_accuracy": p.correct / max(p.seen, 1),
                "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": self.optimizer.param_groups[0]["lr"],
@@ -362,14 +425,16 @@ class _Run:
             p.best = {"epoch": epoch, "val_accuracy": val_accuracy, "val_loss": val_loss}
         p.epoch, p.batch = epoch, 0
         self.order_state = self.order.get_state()
-        data = save_checkpoint(self.folder / "last.pt", self._state())
-        if best:
-            from archviz.output import write_atomic
+        state = self._state()
+        if self.ranks.main:
+            data = save_checkpoint(self.folder / "last.pt", state)
+            if best:
+                from archviz.output import write_atomic
 
-            write_atomic(self.folder / "best.pt", data)
-        write_metrics(self.folder, p.history)
+                write_atomic(self.folder / "best.pt", data)
+            write_metrics(self.folder, p.history)
         self.show.line(_epoch_line(row, s.epochs, best))
-        if self.should_stop(epoch, self.batches) and epoch < s.epochs:
+        if self.ranks.any(self.should_stop(epoch, self.batches), self.device) and epoch < s.epochs:
             self._interrupt(epoch, at_epoch_end=True)
 
     def _out_of_time(self) -> bool:
@@ -385,9 +450,39 @@ class _Run:
         self.show.line(f"stopped early: {self.stopped_early}")
         return True
 
-    def _flush(self, pending: list, epoch: int):
+    def _flush(self, pending: list, epoch: int, *, stop: bool = False) -> bool:
+        """Add the pending batches' loss and accuracy to the epoch's (summed over the ranks under torchrun); stop at
+        a loss that is not finite. Returns whether to stop now: `stop` here, and on any rank under torchrun."""
         torch, p = self.torch, self.position
+        if self.ranks.distributed:
+            return self._flush_ranks(pending, epoch, stop)
         losses = torch.stack([item[1] for item in pending]).float().cpu()
+        self._check_finite(losses, pending, epoch)
+        corrects = torch.stack([item[2] for item in pending]).cpu().tolist()
+        for (_, _, _, size), loss, correct in zip(pending, losses.tolist(), corrects):
+            p.loss_sum += loss * size
+            p.correct += int(correct)
+            p.seen += size
+        pending.clear()
+        return stop
+
+    def _flush_ranks(self, pending: list, epoch: int, stop: bool) -> bool:
+        torch, p, count = self.torch, self.position, len(pending)
+        sizes = torch.tensor([item[3] for item in pending], dtype=torch.float64, device=self.device)
+        packed = torch.cat([torch.stack([item[1] for item in pending]).double() * sizes,
+                            torch.stack([item[2] for item in pending]).double(), sizes,
+                            torch.tensor([float(stop)], dtype=torch.float64, device=self.device)])
+        packed = self.ranks.sum_(packed).cpu()  # (loss sums, corrects, sizes) per batch, then the stop requests
+        loss_sums, corrects, sizes = packed[:count], packed[count:2 * count], packed[2 * count:3 * count]
+        self._check_finite(loss_sums / sizes, pending, epoch)
+        p.loss_sum += float(loss_sums.sum())
+        p.correct += int(corrects.sum())
+        p.seen += int(sizes.sum())
+        pending.clear()
+        return bool(packed[-1] > 0)
+
+    def _check_finite(self, losses, pending: list, epoch: int):
+        torch, p = self.torch, self.position
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0, 0])
@@ -397,12 +492,6 @@ class _Run:
             raise TrainingDiverged(
                 f"the loss became {value} at epoch {epoch}, batch {batch} of {self.batches} (lr "
                 f"{self.optimizer.param_groups[0]['lr']:g}); training stopped and {kept}; try a lower --lr")
-        corrects = torch.stack([item[2] for item in pending]).cpu().tolist()
-        for (_, _, _, size), loss, correct in zip(pending, losses.tolist(), corrects):
-            p.loss_sum += loss * size
-            p.correct += int(correct)
-            p.seen += size
-        pending.clear()
 
     def _progress(self, epoch: int):
         p = self.position
@@ -414,7 +503,9 @@ class _Run:
 
     def _interrupt(self, epoch: int, *, at_epoch_end: bool = False):
         if not at_epoch_end:
-            save_checkpoint(self.folder / "last.pt", self._state())
+            state = self._state()
+            if self.ranks.main:
+                save_checkpoint(self.folder / "last.pt", state)
         where = (f"after epoch {epoch}" if at_epoch_end else
                  f"in epoch {epoch} after batch {self.position.batch} of {self.batches}")
         raise TrainingInterrupted(f"interrupted {where}; {self.folder / 'last.pt'} holds this point; continue with "
@@ -427,29 +518,42 @@ class _Run:
 
         return nullcontext()
 
-    def _evaluate(self, split: str):
-        """(mean loss, accuracy, predicted labels) of the current weights on a split, in eval mode."""
-        torch = self.torch
+    def _evaluate(self, split: str, *, predictions: bool = False):
+        """(mean loss, accuracy, predicted labels or None) of the current weights on a split, in eval mode.
+
+        Under torchrun each rank scores every world-th image and the sums are added over the ranks.
+        """
+        torch, ranks = self.torch, self.ranks
         images, labels = self.images[split], self.labels[split]
+        count = len(labels)
+        if ranks.distributed:
+            ranks.broadcast_module(self.net, buffers_only=True)  # batch norm's running statistics: rank 0's, saved
+            images, labels = images[ranks.rank::ranks.world], labels[ranks.rank::ranks.world]
         size = self.settings.batch_size * EVAL_BATCH_FACTOR
         self.net.eval()
-        total, predictions = torch.zeros((), device=self.device, dtype=torch.float64), []
+        sums, guesses = torch.zeros(2, device=self.device, dtype=torch.float64), []  # (loss sum, correct)
         with torch.no_grad():
             for start in range(0, len(labels), size):
                 x = self.make_batch(images[start:start + size])
                 y = labels[start:start + size]
                 with self._autocast():
-                    logits = self.runner(x)
-                total += loss_function(logits, y).double() * len(y)
-                predictions.append(logits.argmax(1))
+                    logits = self.evaluator(x)
+                sums[0] += loss_function(logits, y).double() * len(y)
+                guesses.append(logits.argmax(1))
+                sums[1] += (guesses[-1] == y).sum()
         self.net.train()
-        predicted = torch.cat(predictions) if predictions else labels[:0]
-        count = max(len(labels), 1)
-        return float(total) / count, float((predicted == labels).sum()) / count, predicted.cpu()
+        ranks.sum_(sums)
+        predicted = None
+        if predictions:
+            predicted = ranks.gather_strided(torch.cat(guesses) if guesses else labels[:0], count).cpu()
+        return float(sums[0]) / max(count, 1), float(sums[1]) / max(count, 1), predicted
 
     # --- records ---------------------------------------------------------------------------------------------------
     def _state(self) -> dict:
+        """The checkpoint; under torchrun every rank calls it (it gathers each rank's random states)."""
         d = self.data
+        own = {"augment_generator": self.augment_draws.get_state(), "rng": rng_state()}
+        everyone = self.ranks.gather_objects(own)
         return {
             "format": FORMAT,
             "model": self.net.state_dict(),
@@ -457,7 +561,7 @@ class _Run:
             "graph": {"name": self.fitted.graph.name, "input_shape": list(self.fitted.input_shape),
                       "changes": list(self.fitted.changes), "params": self.params},
             "settings": self.settings.as_dict(),
-            "runtime": {"device": str(self.device), "threads": self.threads, "compile": self.runtime.compile},
+            "runtime": self._runtime_record(),
             "dataset": {"name": d.name, "classes": list(d.classes), "image_shape": list(d.image_shape),
                         "sizes": {"train": len(d.train), "val": len(d.val), d.test_split: len(d.test)},
                         "notes": list(d.notes), "input_steps": list(self.input_steps),
@@ -467,9 +571,15 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "order_generator": self.order_state,
-            "augment_generator": self.augment_draws.get_state(),
-            "rng": rng_state(),
+            **own,
+            **({"ranks": everyone} if self.ranks.distributed else {}),  # each rank's random states, for --resume
         }
+
+    def _runtime_record(self) -> dict:
+        record = {"device": str(self.device), "threads": self.threads, "compile": self.runtime.compile}
+        if self.ranks.distributed:
+            record.update(world_size=self.ranks.world, backend=self.ranks.backend)
+        return record
 
     def _record(self, status: str, **extra) -> dict:
         p, d = self.position, self.data
@@ -484,37 +594,44 @@ class _Run:
                         "augmentation": batching.describe_augmentation(d.flips) if self.settings.augment else None,
                         "normalize": {"mean": list(self.stats.mean), "std": list(self.stats.std)}},
             "settings": self.settings.as_dict(),
-            "runtime": {"device": str(self.device), "threads": self.threads, "compile": self.runtime.compile},
+            "runtime": self._runtime_record(),
             "versions": versions(),
             "epochs_done": p.epoch, "best": p.best,
             "train_seconds": sum(row["seconds"] for row in p.history),
         }
-        write_metrics(self.folder, p.history)
-        write_run(self.folder, record)
+        if self.ranks.main:
+            write_metrics(self.folder, p.history)
+            write_run(self.folder, record)
         return record
 
     def _finish(self) -> RunResult:
         p, d = self.position, self.data
         _, last_accuracy, _ = self._evaluate("test")
-        best_state = load_checkpoint(self.folder / "best.pt")
-        self.net.load_state_dict(best_state["model"])
-        test_loss, test_accuracy, predicted = self._evaluate("test")
+        if self.ranks.main:
+            self.net.load_state_dict(load_checkpoint(self.folder / "best.pt")["model"])
+        self.ranks.broadcast_module(self.net)  # only rank 0 reads best.pt: the folder may be on its machine alone
+        test_loss, test_accuracy, predicted = self._evaluate("test", predictions=True)
         report = class_report(d.test.labels, predicted.numpy(), d.classes)
         heading = (f"{self.model} on {d.name}: best.pt (epoch {p.best['epoch']} of {p.epoch}, the lowest validation "
                    f"loss) on the {d.test_split} split, {len(d.test):,} images")
-        write_report(self.folder, report, heading=heading)
+        if self.ranks.main:
+            write_report(self.folder, report, heading=heading)
         train_seconds = sum(row["seconds"] for row in p.history)
         images = sum(row["images_per_second"] * row["seconds"] for row in p.history)
+        peak = int(self.ranks.max(self.memory.peak_bytes(), self.device))
         final = {"test_split": d.test_split, "test_accuracy": test_accuracy, "test_loss": test_loss,
                  "last_test_accuracy": last_accuracy,
-                 "images_per_second": images / train_seconds if train_seconds else 0.0}
+                 "images_per_second": images / train_seconds if train_seconds else 0.0,
+                 "peak_memory_bytes": peak, "peak_memory": self.memory.description}
         self._record("finished", final=final, stopped_early=self.stopped_early, time_budget=self.time_budget)
         return RunResult(
             folder=self.folder, model=self.model, dataset=d.name, settings=self.settings, params=self.params,
             changes=self.input_steps + self.fitted.changes, history=tuple(p.history), best_epoch=p.best["epoch"],
             best_val_accuracy=p.best["val_accuracy"], test_split=d.test_split, test_accuracy=test_accuracy,
             last_test_accuracy=last_accuracy, report=report, train_seconds=train_seconds,
-            images_per_second=final["images_per_second"], graph=self.fitted.graph, stopped_early=self.stopped_early)
+            images_per_second=final["images_per_second"], graph=self.fitted.graph, stopped_early=self.stopped_early,
+            peak_memory_bytes=peak, peak_memory=self.memory.description, rank=self.ranks.rank,
+            world_size=self.ranks.world)
 
 
 def _epoch_line(row: dict, epochs: int, best: bool) -> str:
@@ -534,12 +651,20 @@ def _load_average() -> float:
         return 0.0
 
 
-def _pick_device(choice: Device, torch):
+def _has_convolutions(graph) -> bool:
+    from archviz.ops import OpKind, get_op
+
+    return any(get_op(node.op).kind == OpKind.CONV for node in graph.nodes)
+
+
+def _pick_device(choice: Device, torch, ranks: distributed.Ranks = distributed.Ranks()):
     if choice == Device.CPU:
         return torch.device("cpu")
     available = torch.cuda.is_available()
     if choice == Device.CUDA and not available:
         raise ArchvizError("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)")
+    if available and ranks.distributed:
+        return torch.device("cuda", ranks.local_rank)  # one device per process of this machine
     return torch.device("cuda") if available else torch.device("cpu")
 
 

@@ -63,6 +63,10 @@ class RunResult:
     images_per_second: float
     graph: Graph  # the fitted graph that was trained: archviz.inspect(result.graph) gives its params and MACs
     stopped_early: str | None = None  # why fewer epochs ran than asked (the time budget), else None
+    peak_memory_bytes: int = 0  # per process: CUDA tensors, or the rise of the resident set on the CPU (memory.py)
+    peak_memory: str = ""  # how peak_memory_bytes was measured, in words
+    rank: int = 0  # this process's rank under torchrun; only rank 0 wrote the folder
+    world_size: int = 1  # processes that trained the model together
 
 
 def default_folder(model: str, dataset: str) -> Path:
@@ -94,6 +98,8 @@ def write_run(folder: Path, record: dict) -> None:
 
 def summary_text(result: RunResult) -> str:
     """The closing lines of a run: test accuracy, the per-class report and where the files are."""
+    from archviz.format import size_bytes
+
     last = result.history[-1] if result.history else {}
     lines = [
         f"{result.test_split} accuracy {result.test_accuracy:.2%} ({result.report.support:,} images) with best.pt "
@@ -101,7 +107,8 @@ def summary_text(result: RunResult) -> str:
         f"{result.last_test_accuracy:.2%}",
         *([f"stopped early: {result.stopped_early}"] if result.stopped_early else []),
         f"trained {len(result.history)} epochs in {result.train_seconds:.1f} s, {result.images_per_second:,.0f} "
-        f"images/s" + (f"; final train loss {last['train_loss']:.4f}" if last else ""),
+        f"images/s" + (f"; final train loss {last['train_loss']:.4f}" if last else "")
+        + (f"; peak memory {size_bytes(result.peak_memory_bytes)}" if result.peak_memory_bytes else ""),
         "",
         result.report.text().rstrip("\n"),
         "",

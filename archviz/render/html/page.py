@@ -151,8 +151,9 @@ def _stage_table(diff) -> str:
 
 
 def comparison_report_html(reports: list[Report], *, views: list[DiagramViews | None] | None = None,
-                           links: list[str] | None = None) -> str:
-    """Several models side by side: a table of totals, charts, and for two models the stages aligned and charted."""
+                           links: list[str] | None = None, related: dict[str, str] | None = None) -> str:
+    """Several models side by side: a table of totals, charts, and for two models the stages aligned and charted.
+    related: {title: address} of pages about the same models (the training comparison of `archviz compare`)."""
     from archviz.analysis.diff import diff_reports
     from archviz.render.diff import alignment_text, diff_dict
 
@@ -179,7 +180,11 @@ def comparison_report_html(reports: list[Report], *, views: list[DiagramViews | 
         items = "".join(f'<li><a href="{html.escape(link)}">{html.escape(r.model)}</a></li>'
                         for r, link in zip(reports, links))
         link_list = f"<section><h2>Reports</h2><ul>{items}</ul></section>"
-    body = f"""{_header(f"archviz: {names}", f"{len(reports)} architectures side by side", CONVENTIONS)}
+    related_nav = ""
+    if related:
+        related_nav = "<nav>" + "".join(f'<a href="{html.escape(address)}">{html.escape(title)}</a>'
+                                        for title, address in related.items()) + "</nav>"
+    body = f"""{_header(f"archviz: {names}", f"{len(reports)} architectures side by side", CONVENTIONS)}{related_nav}
 <main>
 <section id="summary"><h2>Totals</h2><div class="table-wrap">{_comparison_table(reports)}</div></section>
 {two}
