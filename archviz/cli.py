@@ -494,12 +494,11 @@ def sweep(
 ):
     """Train every (learning rate, batch size) pair; print the runs best first and the command of the best."""
     from archviz.train.compare import parse_list, sweep as run_sweep, table, train_command
+    from archviz.train.distributed import is_main_process
 
     rows = run_sweep(model, dataset=dataset, lrs=parse_list(lr, float, "--lr"),
                      batch_sizes=parse_list(batch_size, int, "--batch-size"), output=output, epochs=epochs,
                      seed=seed, threads=threads, device=device.value, announce=lambda text: typer.echo(text))
-    from archviz.train.distributed import is_main_process
-
     if is_main_process():
         _console().print(table(rows, title=f"{model} on {dataset}, best first (lowest validation loss)"))
         typer.echo("best: " + train_command(model, dataset, rows[0], {"epochs": epochs, "seed": seed}))

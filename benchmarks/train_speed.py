@@ -114,11 +114,11 @@ def plain_speed(model: str, dataset: str, adapt: str, *, epochs: int, threads: i
             index = order[start:start + BATCH]
             if len(index) < 2:  # batch norm cannot train on one image (archviz leaves it out too)
                 continue
-            loss = F.cross_entropy(net(x[index]), y[index])
+            loss = F.cross_entropy(net(x[index]), y[index])  # indexing keeps x's memory format
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item()
+            total += loss.item()  # a plain loop reads its loss every batch (archviz too, on the CPU)
             seen += len(index)
         speeds.append(seen / (time.perf_counter() - started))
     return speeds

@@ -4,7 +4,8 @@
     .venv/bin/python scripts/update_readme.py --check  # exit 1 if an example's output is stale
 
 Blocks are fenced ``` blocks whose first line is `$ archviz ARGS` (optionally `# comment`); error examples (several
-commands in one block, each with its one-line message) are rerun the same way. Timings are ignored by --check.
+commands in one block, each with its one-line message) are rerun the same way. Timings are ignored by --check;
+a command marked `# abridged` or `# one run's output` (training: its speeds differ at every run) is kept as written.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"```\n(\$ archviz [^\n]*\n.*?)```", re.S)
 TIMING = re.compile(r"\(\d+\.\d s\)|, \d+\.\d s\]")
+KEPT_AS_WRITTEN = ("abridged", "one run's output")  # hand-shortened, or with speeds that differ at every run
 ARCHVIZ = [sys.executable, "-m", "archviz.cli"]  # the interpreter running this script, with archviz installed
 
 
@@ -37,9 +39,9 @@ def render(block: str) -> str:
             stdout, stderr = run(command[len("$ archviz "):])
             out += [command, (stderr or stdout).strip()]
         return "\n".join(out) + "\n"
+    if any(marker in commands[0] for marker in KEPT_AS_WRITTEN):
+        return block
     stdout, stderr = run(commands[0][len("$ archviz "):])
-    if "abridged" in commands[0]:
-        return block  # hand-shortened JSON: kept as written
     body = "\n".join(line.rstrip() for line in (stdout or stderr).rstrip().splitlines())
     return f"{commands[0]}\n{body}\n"
 
