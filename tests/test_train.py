@@ -382,3 +382,34 @@ def test_sweep_bad_list():
 
     with pytest.raises(ArchvizError, match=r"--batch-size '32,x': 'x' is not an integer"):
         parse_list("32,x", int, "--batch-size")
+
+
+GRAY_NET = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.relu(self.conv(x))).flatten(1))
+'''
+
+
+def test_a_model_of_your_own_code_trains_and_records_its_traced_spec(mnist, tmp_path):
+    """`train FILE.py:Name`: traced like `inspect` does, built from the graph, recorded as the spec it traces to."""
+    code = tmp_path / "gray_net.py"
+    code.write_text(GRAY_NET)
+    train(f"{code}:Net", dataset=f"mnist:{mnist}", adapt="model", output=tmp_path / "run", **{**FAST, "epochs": 1})
+    import torch
+
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["source"]["kind"] == "code"
+
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["source"]["kind"] == "code"
+    assert "conv2d: {out_channels: 4" in state["source"]["spec_text"]

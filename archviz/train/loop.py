@@ -38,7 +38,7 @@ from archviz.train.checkpoint import FORMAT, load_checkpoint, rng_state, save_ch
 from archviz.train.data import Dataset, DatasetKind, load_dataset, parse_dataset
 from archviz.train.memory import PeakMemory
 from archviz.train.metrics import class_report
-from archviz.train.model import describe_input_adaptation, fit_model, model_source, spec_input
+from archviz.train.model import describe_input_adaptation, fit_model, model_source, source_input, spec_input
 from archviz.train.progress import Reporter, Silent, reporter
 from archviz.train.run import (RunResult, TrainingDiverged, TrainingInterrupted, default_folder, write_metrics,
                                write_report, write_run)
@@ -162,7 +162,7 @@ def _resume_state(folder: Path, model, dataset_name: str, given: dict) -> dict:
         raise ArchvizError(f"{folder} is a run of {state['source']['model']!r}, not {str(model)!r}")
     if state["dataset"]["name"] != dataset_name:
         raise ArchvizError(f"{folder} is a run on {state['dataset']['name']!r}, not {dataset_name!r}")
-    if model_source(model).spec_text != state["source"]["spec_text"]:
+    if state["source"]["kind"] != "code" and model_source(model).spec_text != state["source"]["spec_text"]:
         raise ArchvizError(f"{state['source']['spec_file']} changed since the run in {folder} started; an exact "
                            "resume needs the same spec")
     differ = [f"--{key.replace('_', '-')} {value!r} (the run has {state['settings'][key]!r})"
@@ -236,14 +236,15 @@ class _Run:
         self.data = self._load_data(model, kind, path)
         self.fitted = fit_model(model, classes=len(self.data.classes), image_shape=self.data.image_shape,
                                 adapt=settings.adapt.value)
+        if saved and saved["source"]["kind"] == "code" and saved["source"]["spec_text"] != self.fitted.source.spec_text:
+            raise ArchvizError(f"{model}: the model's code traces to a different network than when the run in "
+                               f"{folder} started; an exact resume needs the same model")
         self.input_steps = describe_input_adaptation(self.data.image_shape, self.fitted.input_shape)
 
     def _load_data(self, model, kind, path) -> Dataset:
         shape = None
         if kind == DatasetKind.FOLDER and self.settings.adapt == Adapt.INPUT:
-            from archviz.spec.zoo import load_spec
-
-            shape = spec_input(load_spec(model))  # decode the photos at the model's size: no resizing per batch
+            shape = source_input(model)  # decode the photos at the model's size: no resizing per batch
         name = kind.value if path is None else f"{kind.value}:{path}"
         return load_dataset(name, image_size=tuple(shape[1:]) if shape and len(shape) == 3 else None,
                             channels=shape[0] if shape and len(shape) == 3 else None)

@@ -26,8 +26,8 @@ LOGIT_FREE_OPS = ("softmax", "log_softmax")  # dropped before training: the loss
 class ModelSource:
     """What was asked for (a zoo name or a spec file) and the spec file's text, recorded in every checkpoint."""
 
-    model: str  # as given: "lenet" or "nets/my_net.yaml"
-    kind: str  # "zoo" or "file"
+    model: str  # as given: "lenet", "nets/my_net.yaml" or "torchvision:mobilenet_v2"
+    kind: str  # "zoo", "file" or "code" (PyTorch code, recorded as the spec it traces to)
     spec_file: str
     spec_text: str
 
@@ -45,12 +45,43 @@ class FittedModel:
 
 def model_source(model: str | Path) -> ModelSource:
     from archviz.spec.zoo import load_spec
+    from archviz.trace.load import is_model_source
 
+    if is_model_source(model):  # its spec text comes from the traced graph, once fitted (fit_model)
+        return ModelSource(str(model), "code", "", "")
     spec = load_spec(model)
     path = Path(spec.file) if spec.file else None
     text = path.read_text(encoding="utf-8") if path is not None and path.is_file() else ""
     is_file = str(model).endswith((".yaml", ".yml")) or "/" in str(model) or Path(str(model)).is_file()
     return ModelSource(str(model), "file" if is_file else "zoo", str(path or ""), text)
+
+
+def source_input(model: str | Path) -> tuple[int, ...] | None:
+    """The input a model takes by default: its spec's, or for PyTorch code torchvision's default (else None)."""
+    from archviz.spec.zoo import load_spec
+    from archviz.trace.load import default_input, is_model_source, parse_source
+
+    if is_model_source(model):
+        return default_input(parse_source(str(model)))
+    return tuple(spec_input(load_spec(model)))
+
+
+def _fit_code(model: str, *, classes: int, image_shape: tuple[int, int, int], adapt: str):
+    """A traced model and what changed: torchvision's models take num_classes; others get a head if needed."""
+    import archviz
+    from archviz.trace.load import SourceKind, parse_source
+
+    shape = tuple(image_shape) if adapt == "model" else source_input(model)
+    if shape is None:
+        raise ArchvizError(f"{model}: archviz does not know this model's input size; train it with --adapt model "
+                           "(it then takes the images' own shape)")
+    changes, kwargs = [], {}
+    if parse_source(model).kind == SourceKind.TORCHVISION:
+        kwargs["num_classes"] = classes
+        changes.append(f"num_classes={classes} given to {model} (the dataset's classes)")
+    if adapt == "model":
+        changes.append(f"model input {'x'.join(map(str, shape))} (the images' own shape)")
+    return archviz.load(model, input=shape, kwargs=kwargs), changes
 
 
 def fit_model(model: str | Path, *, classes: int, image_shape: tuple[int, int, int], adapt: str) -> FittedModel:
@@ -62,8 +93,14 @@ def fit_model(model: str | Path, *, classes: int, image_shape: tuple[int, int, i
     """
     import archviz
     from archviz.spec.zoo import load_spec
+    from archviz.trace.load import is_model_source
 
     source = model_source(model)
+    if is_model_source(model):
+        from archviz.render.spec_yaml import graph_to_spec
+
+        graph, changes = _fit_code(str(model), classes=classes, image_shape=image_shape, adapt=adapt)
+        return _finish(graph, replace(source, spec_text=graph_to_spec(graph, when=None)), changes, classes)
     spec = load_spec(model)
     changes: list[str] = []
     overrides = {}
@@ -82,6 +119,11 @@ def fit_model(model: str | Path, *, classes: int, image_shape: tuple[int, int, i
     if shape is not None and tuple(spec_input(spec)) != shape:
         changes.append(f"model input {'x'.join(map(str, spec_input(spec)))} -> {'x'.join(map(str, shape))} "
                        "(the images' own shape)")
+    return _finish(graph, source, changes, classes)
+
+
+def _finish(graph: Graph, source: ModelSource, changes: list[str], classes: int) -> FittedModel:
+    """Drop a final softmax and add a classifier head where the output is not one score per class."""
     last = graph.by_name[graph.output]
     if last.op in LOGIT_FREE_OPS and len(last.inputs) == 1 and len(graph.consumers[graph.output]) == 0:
         graph = replace(graph, nodes=graph.nodes[:-1], output=last.inputs[0])
