@@ -504,6 +504,162 @@ def sweep(
         typer.echo("best: " + train_command(model, dataset, rows[0], {"epochs": epochs, "seed": seed}))
 
 
+WeightsOpt = Annotated[Optional[str], typer.Option(
+    "--weights", "-w", help="A run folder of archviz train (its best.pt), a checkpoint, or a state dict (.pth) whose "
+    "names are the model's layer paths (torchvision's for the zoo's torchvision models). Left out: random "
+    "initialisation from --seed, to compare with.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random initialisation when --weights is left out.")]
+PictureOpt = Annotated[Optional[str], typer.Option(
+    "--output", "-o", help="Write the picture to this PNG file; without it, it is drawn in the terminal.")]
+ImageOpt = Annotated[Optional[str], typer.Option("--image", help="An image file (PNG, JPEG, ...) to feed the model.")]
+SampleOpt = Annotated[Optional[int], typer.Option(
+    "--sample", min=0, help="Feed image N of the run's validation split instead of --image.")]
+
+
+def _input_image(trained, image: str | None, sample: int | None):
+    from archviz.inside.images import dataset_sample, read_image
+
+    if (image is None) == (sample is None):
+        raise ArchvizError("give one input: --image FILE or --sample N (an image of the run's dataset)")
+    return read_image(trained, image) if image is not None else dataset_sample(trained, sample)
+
+
+def _write_picture(output: str, png: bytes) -> None:
+    from archviz.output import write_atomic
+    from archviz.render.pictures import png_size
+
+    width, height = png_size(png)
+    typer.echo(f"wrote {write_atomic(output, png)} ({width}x{height} PNG)", err=True)
+
+
+@app.command(short_help="A convolution's learned kernels as an image grid.")
+@user_errors
+def filters(
+    model: Annotated[str, typer.Argument(help="A zoo name, spec file or other model source, or a run folder.")],
+    weights: WeightsOpt = None,
+    layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="A convolution [default: the first].")] = None,
+    per_channel: Annotated[bool, typer.Option(
+        "--per-channel", help="One tile per filter and input channel instead of each filter averaged over its "
+        "input channels (layers with other than 1 or 3 input channels).")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Filters shown at most.")] = 64,
+    seed: SeedOpt = 0,
+    output: PictureOpt = None,
+):
+    """Draw a convolution's kernels, each scaled to its own largest |weight|: in colour when it reads 3 channels,
+    else blue (negative) to red (positive). First layers learn edges and blobs; random ones are noise."""
+    from archviz.inside.filters import filter_grid
+    from archviz.inside.trained import load_trained
+    from archviz.render.inside import grids_png, print_grids
+
+    grid = filter_grid(load_trained(model, weights, seed=seed), layer, per_channel=per_channel, limit=limit)
+    if output:
+        _write_picture(output, grids_png([grid]))
+    else:
+        print_grids(_console(), [grid])
+
+
+@app.command(short_help="The feature maps chosen layers make of one image.")
+@user_errors
+def activations(
+    model: Annotated[str, typer.Argument(help="A zoo name, spec file or other model source, or a run folder.")],
+    weights: WeightsOpt = None,
+    image: ImageOpt = None,
+    sample: SampleOpt = None,
+    layers: Annotated[Optional[str], typer.Option(
+        "--layers", help="Comma-separated layer names [default: an early, a middle and the last spatial "
+        "layer].")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Channels shown per layer, the most active.")] = 32,
+    seed: SeedOpt = 0,
+    output: PictureOpt = None,
+):
+    """Run one image through the model and draw the outputs of chosen layers, captured with forward hooks (removed
+    afterwards). Early layers respond to edges; later ones to larger parts, at a coarser grid."""
+    from archviz.inside.activations import activation_grid, capture_maps
+    from archviz.inside.layers import default_activation_layers
+    from archviz.inside.trained import load_trained
+    from archviz.render.inside import grids_png, print_grids
+
+    trained = load_trained(model, weights, seed=seed)
+    picture = _input_image(trained, image, sample)
+    names = [name.strip() for name in layers.split(",") if name.strip()] if layers else \
+        [node.name for node in default_activation_layers(trained.graph)]
+    maps, logits = capture_maps(trained, picture, names)
+    grids = [activation_grid(layer_maps, limit=limit) for layer_maps in maps]
+    console = _console()
+    for line in [f"input: {picture.source}", f"weights: {trained.weights}", *_predictions(trained, logits)]:
+        console.print(line, highlight=False, style="dim" if output else None)
+    if output:
+        _write_picture(output, grids_png(grids))
+    else:
+        print_grids(console, grids)
+
+
+def _predictions(trained, logits) -> list[str]:
+    import torch
+
+    from archviz.inside.cam import TOP
+    from archviz.render.inside import prediction_lines
+
+    probabilities = torch.softmax(logits[0].float(), dim=0)
+    top = torch.topk(probabilities, min(TOP, len(probabilities)))
+    return prediction_lines(trained, list(zip(top.indices.tolist(), top.values.tolist())))
+
+
+class _CamMethod(enum.StrEnum):
+    GRADCAM = "gradcam"
+    GRADCAM_PLUS_PLUS = "gradcam++"
+
+
+@app.command(short_help="A class-activation map (Grad-CAM, Grad-CAM++) over one image.")
+@user_errors
+def cam(
+    model: Annotated[str, typer.Argument(help="A zoo name, spec file or other model source, or a run folder.")],
+    weights: WeightsOpt = None,
+    image: ImageOpt = None,
+    sample: SampleOpt = None,
+    layer: Annotated[str, typer.Option(
+        "--layer", "-l", help="auto: the last layer with a spatial output, before pooling; or a layer name.")] = "auto",
+    class_: Annotated[Optional[str], typer.Option(
+        "--class", help="A class index or name [default: the predicted class].")] = None,
+    method: Annotated[_CamMethod, typer.Option("--method")] = _CamMethod.GRADCAM,
+    seed: SeedOpt = 0,
+    output: PictureOpt = None,
+):
+    """Where in the image the evidence for a class lies, seen from one layer: the layer's maps weighted by the
+    gradient of the class score (Grad-CAM), or by its positive parts (Grad-CAM++), upsampled to the image."""
+    from archviz.inside.cam import CamMethod, class_activation_map
+    from archviz.inside.layers import auto_cam_layer, find_layer
+    from archviz.inside.trained import load_trained
+    from archviz.render.inside import cam_lines, cam_png, print_cam
+
+    trained = load_trained(model, weights, seed=seed)
+    picture = _input_image(trained, image, sample)
+    node = auto_cam_layer(trained.graph) if layer == "auto" else find_layer(trained.graph, layer)
+    reason = " (auto: the last layer with a spatial output, before pooling)" if layer == "auto" else ""
+    result = class_activation_map(trained, picture, layer=node.name, target=_class_index(trained, class_),
+                                  method=CamMethod(method.value))
+    console = _console()
+    for line in cam_lines(trained, picture, result, layer_reason=reason):
+        console.print(line, highlight=False)
+    if output:
+        _write_picture(output, cam_png(trained, picture, result))
+    else:
+        print_cam(console, picture, result)
+
+
+def _class_index(trained, given: str | None) -> int | None:
+    from archviz.errors import UnknownNameError, closest
+
+    if given is None:
+        return None
+    if given in trained.classes:
+        return trained.classes.index(given)
+    if given.isdigit() and int(given) < len(trained.classes):
+        return int(given)
+    raise UnknownNameError(f"--class {given!r}: not a class of this model (0 to {len(trained.classes) - 1}, or a "
+                           f"name{closest(given, trained.classes)})")
+
+
 def main() -> None:
     app()
 

@@ -32,22 +32,31 @@ def save_checkpoint(path: Path, state: dict) -> bytes:
 
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint written by save_checkpoint, loaded weights-only onto the CPU."""
+    if not path.is_file():
+        raise ArchvizError(f"no checkpoint {display_path(str(path))} to resume from; --resume continues the run in "
+                           "the -o folder, which holds last.pt")
+    state = read_weights_only(path)
+    if not is_checkpoint(state):
+        raise ArchvizError(f"{display_path(str(path))}: not a checkpoint of archviz train ({FORMAT})")
+    return state
+
+
+def is_checkpoint(state) -> bool:
+    return isinstance(state, dict) and state.get("format") == FORMAT
+
+
+def read_weights_only(path: Path):
+    """What torch.load(path, weights_only=True) gives, on the CPU; a corrupt or foreign file is an ArchvizError."""
     import pickle
 
     import torch
 
-    if not path.is_file():
-        raise ArchvizError(f"no checkpoint {display_path(str(path))} to resume from; --resume continues the run in "
-                           "the -o folder, which holds last.pt")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         first = next((line for line in lines if "error" in line.lower()), lines[0] if lines else type(error).__name__)
         raise ArchvizError(f"{display_path(str(path))}: cannot load this checkpoint ({first})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ArchvizError(f"{display_path(str(path))}: not a checkpoint of archviz train ({FORMAT})")
-    return state
 
 
 def rng_state() -> dict:

@@ -403,7 +403,7 @@ def _first_image(path: Path, classes: list[str]) -> Path:
 
 def _decode_format(first: Path, image_size, channels) -> tuple[tuple[int, int], str]:
     """(width, height) and Pillow mode to decode every image at; by default those of the first image."""
-    image = _open(first)
+    image = open_image(first)
     mode = {1: "L", 3: "RGB"}.get(channels) if channels else ("L" if image.mode in ("1", "L", "I;16", "I") else "RGB")
     if mode is None:
         raise DatasetError(f"folder: cannot decode images with {channels} channels; 1 (gray) or 3 (RGB)")
@@ -411,7 +411,7 @@ def _decode_format(first: Path, image_size, channels) -> tuple[tuple[int, int], 
     return size, mode
 
 
-def _open(file: Path):
+def open_image(file: Path):
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
@@ -436,7 +436,7 @@ def _read_split(folder: Path, classes: list[str], size: tuple[int, int], mode: s
             raise DatasetError(f"folder: the class folder {display_path(str(folder / name))} has no images "
                                f"({', '.join(IMAGE_SUFFIXES)})")
         for file in files:
-            image = _open(file).convert(mode)
+            image = open_image(file).convert(mode)
             if image.size != size:
                 image = image.resize(size, Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)

@@ -1,0 +1,177 @@
+"""A network with weights to look inside: its graph, its torch module in eval mode, and how its inputs are prepared.
+
+The weights come from
+- an archviz checkpoint (best.pt or last.pt of `archviz train`, or the run folder, meaning its best.pt): the graph is
+  fitted again as the run fitted it (classes, added head, input size), and the run's dataset, class names and
+  normalisation come with it;
+- a state dict (.pth/.pt: a dict of tensors, or one under "state_dict" or "model") whose keys are the graph's layer
+  paths; for the zoo's torchvision models these are torchvision's own names, so torchvision's ImageNet weights load;
+- nothing: random initialisation from a seed, the picture to compare a trained network against.
+
+The weights are checked against the graph up front (missing, unexpected and misshapen tensors, by name), so a file
+for another network is one clear error rather than torch's page of key lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from archviz.errors import ArchvizError, display_path
+from archviz.graph.ir import Graph
+from archviz.train.batches import Stats
+
+IMAGENET_STATS = Stats(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))  # torchvision's weights' preprocessing
+PLAIN_STATS = 0.5, 0.25  # mean and std for other inputs: 0..1 pixels to roughly -2..2
+STATE_DICT_KEYS = ("state_dict", "model")  # where training scripts commonly nest the tensors
+LISTED = 3  # names shown per kind of mismatch
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A graph with its weights loaded into the module built from it."""
+
+    graph: Graph
+    net: Any  # torch.nn.Module, in eval mode, on the CPU
+    classes: tuple[str, ...]  # one name per output score
+    stats: Stats  # the per-channel normalisation the weights were trained with
+    weights: str  # where the weights came from, in words
+    dataset: str | None = None  # the run's dataset ("digits", "mnist:/data/mnist") when the weights are a run's
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.graph.input_shape)
+
+    @property
+    def trained(self) -> bool:
+        return not self.weights.startswith("random")
+
+
+def load_trained(model: str, weights: str | Path | None = None, *, seed: int = 0) -> Trained:
+    """`model` (anything archviz.load reads, or a run folder) with the weights in `weights`, or random ones.
+
+    >>> trained = load_trained("lenet", seed=0)  # doctest: +SKIP
+    >>> trained.weights
+    'random initialisation (seed 0)'
+    """
+    if weights is None and Path(model).is_dir():
+        model, weights = None, model
+    if weights is None:
+        return _random(model, seed)
+    path = _weights_file(Path(weights))
+    from archviz.train.checkpoint import is_checkpoint, read_weights_only
+
+    state = read_weights_only(path)
+    if is_checkpoint(state):
+        return _from_checkpoint(model, path, state)
+    if model is None:
+        raise ArchvizError(f"{display_path(str(path))} is a state dict, not a run's checkpoint: name the model it "
+                           "belongs to (archviz filters resnet18 --weights FILE)")
+    return _from_state_dict(model, path, state)
+
+
+def _weights_file(path: Path) -> Path:
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise ArchvizError(f"{display_path(str(path))}: no best.pt or last.pt in this folder; --weights takes a run "
+                           "folder of archviz train, a checkpoint or a state dict file")
+    if not path.is_file():
+        raise ArchvizError(f"no weights file {display_path(str(path))}")
+    return path
+
+
+def _random(model: str, seed: int) -> Trained:
+    import archviz
+    from archviz.torch_build import import_torch, to_torch
+
+    torch = import_torch()
+    graph = archviz.load(model)
+    torch.manual_seed(seed)
+    net = to_torch(graph, device="cpu").eval()
+    return Trained(graph, net, _class_names(graph), _stats_for(graph), f"random initialisation (seed {seed})")
+
+
+def _from_checkpoint(model: str | None, path: Path, state: dict) -> Trained:
+    from archviz.torch_build import to_torch
+    from archviz.train.model import fit_model
+
+    dataset = state["dataset"]
+    source = state["source"]["model"]
+    fitted = fit_model(model or source, classes=len(dataset["classes"]), image_shape=tuple(dataset["image_shape"]),
+                       adapt=state["settings"]["adapt"])
+    net = to_torch(fitted.graph, device="cpu")
+    _load_into(net, state["model"], path=path, model=model or source, trained_from=source)
+    epoch = state["position"]["epoch"]
+    described = (f"{display_path(str(path))} (archviz train {source} on {dataset['name']}, {epoch} epoch"
+                 f"{'s' if epoch != 1 else ''})")
+    stats = Stats(tuple(dataset["normalize"]["mean"]), tuple(dataset["normalize"]["std"]))
+    return Trained(fitted.graph, net.eval(), tuple(dataset["classes"]), stats, described, dataset["name"])
+
+
+def _from_state_dict(model: str, path: Path, state) -> Trained:
+    import archviz
+    from archviz.torch_build import to_torch
+
+    tensors = _tensors_of(state, path)
+    graph = archviz.load(model)
+    net = to_torch(graph, device="cpu")
+    _load_into(net, tensors, path=path, model=model)
+    return Trained(graph, net.eval(), _class_names(graph), _stats_for(graph), f"{display_path(str(path))} (state dict)")
+
+
+def _tensors_of(state, path: Path) -> dict:
+    import torch
+
+    for key in STATE_DICT_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ArchvizError(f"{display_path(str(path))}: neither a checkpoint of archviz train nor a state dict "
+                           "(a dict of tensors)")
+    return state
+
+
+def _load_into(net, tensors: dict, *, path: Path, model: str, trained_from: str | None = None) -> None:
+    """Load tensors into net, or say by name what does not fit."""
+    own = net.state_dict()
+    missing = [name for name in own if name not in tensors]
+    unexpected = [name for name in tensors if name not in own]
+    misshapen = [f"{name} is {_dims(tensors[name])} in the file, {_dims(own[name])} in the model"
+                 for name in own if name in tensors and tuple(tensors[name].shape) != tuple(own[name].shape)]
+    problems = [f"{len(names)} {kind} ({', '.join(names[:LISTED])}{', ...' if len(names) > LISTED else ''})"
+                for kind, names in (("missing", missing), ("unexpected", unexpected), ("misshapen", misshapen))
+                if names]
+    if problems:
+        origin = f" (trained from {trained_from!r})" if trained_from and trained_from != model else ""
+        raise ArchvizError(f"{display_path(str(path))}{origin}: these weights do not fit {model}: "
+                           f"{'; '.join(problems)}")
+    net.load_state_dict(tensors)
+
+
+def _dims(tensor) -> str:
+    return "x".join(map(str, tensor.shape)) or "a scalar"
+
+
+def _class_names(graph: Graph) -> tuple[str, ...]:
+    """ImageNet's class names for a 1000-way output when torchvision is installed; otherwise the indices."""
+    out_shape = graph.by_name[graph.output].out_shape
+    count = out_shape[0] if len(out_shape) == 1 else 0
+    if count == 1000:
+        try:
+            from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+            return tuple(_IMAGENET_CATEGORIES)
+        except ImportError:
+            pass
+    return tuple(str(i) for i in range(count))
+
+
+def _stats_for(graph: Graph) -> Stats:
+    channels = graph.input_shape[0] if len(graph.input_shape) == 3 else 1
+    if channels == 3:
+        return IMAGENET_STATS
+    mean, std = PLAIN_STATS
+    return Stats((mean,) * channels, (std,) * channels)
