@@ -216,6 +216,9 @@ def report(
                                              help="Include the peers' counts (needs torch).")] = True,
     zoo: Annotated[bool, typer.Option("--zoo", help="A report for every zoo model and reports/index.html.")] = False,
     kwargs: KwargsOpt = None,
+    run: Annotated[Optional[str], typer.Option(
+        "--run", help="A run folder of archviz train: the report is of the network it trained, with its learning "
+        "curves, confusion matrix, per-class report, filters, activations and class-activation maps.")] = None,
 ):
     """Write one self-contained HTML file: summary, diagram, layer table, charts, cross-check, arithmetic."""
     from archviz.render.html.build import write_comparison, write_model_report, write_zoo
@@ -224,12 +227,15 @@ def report(
     options = dict(input=input, overrides=overrides, batch=batch, dtype=dtype.value, crosscheck=crosscheck,
                    kwargs=_kwargs(kwargs))
     models = [_resolve(m) for m in models or []]
+    if run is not None and (zoo or len(models) != 1 or input or overrides or kwargs):
+        raise SpecError("--run goes with one model, the one the run trained, and without --input, --set or --kwargs "
+                        "(the report is of the network as trained)")
     if zoo:
         written = write_zoo(output or "reports", **options)
     elif not models:
         raise SpecError("name a model (archviz report vgg16), several to compare, or --zoo")
     elif len(models) == 1:
-        written = [write_model_report(models[0], output, **options)]
+        written = [write_model_report(models[0], output, run=run, **options)]
     else:
         written = [write_comparison(models, output, **options)]
     for path in written:

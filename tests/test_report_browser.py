@@ -101,3 +101,29 @@ def test_diagram_is_visible_and_blocks_open_and_fold(browser, report_file):
     page.locator("#diagram").screenshot(path=str(ARTIFACTS / "report-resnet50-diagram.png"))
     assert problems == []
     page.close()
+
+
+@pytest.fixture(scope="module")
+def run_report_file(tmp_path_factory):
+    pytest.importorskip("PIL")
+    from archviz.render.html.build import write_model_report
+    from archviz.train import train
+
+    folder = tmp_path_factory.mktemp("run") / "lenet"
+    train("lenet", dataset="digits", epochs=1, output=folder, progress=False)
+    return write_model_report("lenet", tmp_path_factory.mktemp("report") / "lenet-run.html", run=folder,
+                              crosscheck=False)
+
+
+def test_run_report_draws_curves_confusion_and_pictures(browser, run_report_file):
+    page, problems, requests = open_page(browser, run_report_file)
+    page.wait_for_function("document.querySelectorAll('#training .js-plotly-plot').length == 3")
+    assert problems == [] and requests == []
+    for chart in page.locator("#training .js-plotly-plot").all():
+        assert chart.locator("g.trace, g.hm, image").count() >= 1
+    pictures = page.locator("#filters img, #activations img, #cams img")
+    assert pictures.count() == 10
+    assert all(img.evaluate("i => i.complete && i.naturalWidth > 0") for img in pictures.all())
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#cams").screenshot(path=str(ARTIFACTS / "report-run-cams.png"))
+    page.close()

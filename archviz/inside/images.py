@@ -89,7 +89,7 @@ def _prepared(trained: Trained, pixels, source: str, label: int | None = None) -
 
     maker = BatchMaker(input_shape=trained.input_shape, stats=trained.stats, device=torch.device("cpu"),
                        channels_last=False, augment=False, flips=False)
-    adapted = maker.adapt(torch.as_tensor(pixels)[None])  # (1, C, H, W) in 0..1
+    adapted = maker.adapt(torch.tensor(pixels)[None])  # (1, C, H, W) in 0..1; a copy: the array may be read-only
     tensor = (adapted - maker.mean) / maker.std
     picture = adapted[0].permute(1, 2, 0).numpy()  # (H, W, C)
     return Input(tensor, picture[..., 0] if picture.shape[-1] == 1 else picture, source, label)

@@ -43,20 +43,30 @@ class Trained:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.graph.input_shape)
 
-    @property
-    def trained(self) -> bool:
-        return not self.weights.startswith("random")
+    def initial(self, seed: int) -> Trained:
+        """The same network with the weights torch gives it from `seed`: for a run, the weights it started from
+        (archviz train seeds torch with --seed just before building the model)."""
+        from dataclasses import replace
+
+        from archviz.torch_build import import_torch, to_torch
+
+        import_torch().manual_seed(seed)
+        return replace(self, net=to_torch(self.graph, device="cpu").eval(),
+                       weights=f"initial weights (random, seed {seed})")
 
 
 def load_trained(model: str, weights: str | Path | None = None, *, seed: int = 0) -> Trained:
-    """`model` (anything archviz.load reads, or a run folder) with the weights in `weights`, or random ones.
+    """`model` (anything archviz.load reads, or a run folder) with the weights in `weights`, or random ones. A run
+    folder, checkpoint or state dict file given as `model` alone is read for its weights, never replaced by random ones.
 
-    >>> trained = load_trained("lenet", seed=0)  # doctest: +SKIP
+    >>> trained = load_trained("lenet", seed=0)
     >>> trained.weights
     'random initialisation (seed 0)'
     """
     if weights is None and Path(model).is_dir():
         model, weights = None, model
+    elif weights is None and Path(model).suffix.lower() in (".pt", ".pth") and Path(model).is_file():
+        weights = model  # archviz.load names the model whose tensors a state dict holds
     if weights is None:
         return _random(model, seed)
     path = _weights_file(Path(weights))
@@ -64,7 +74,7 @@ def load_trained(model: str, weights: str | Path | None = None, *, seed: int = 0
 
     state = read_weights_only(path)
     if is_checkpoint(state):
-        return _from_checkpoint(model, path, state)
+        return _from_checkpoint(None if model == weights else model, path, state)
     if model is None:
         raise ArchvizError(f"{display_path(str(path))} is a state dict, not a run's checkpoint: name the model it "
                            "belongs to (archviz filters resnet18 --weights FILE)")
@@ -84,14 +94,13 @@ def _weights_file(path: Path) -> Path:
 
 
 def _random(model: str, seed: int) -> Trained:
-    import archviz
-    from archviz.torch_build import import_torch, to_torch
+    from dataclasses import replace
 
-    torch = import_torch()
+    import archviz
+
     graph = archviz.load(model)
-    torch.manual_seed(seed)
-    net = to_torch(graph, device="cpu").eval()
-    return Trained(graph, net, _class_names(graph), _stats_for(graph), f"random initialisation (seed {seed})")
+    blank = Trained(graph, None, _class_names(graph), _stats_for(graph), "")
+    return replace(blank.initial(seed), weights=f"random initialisation (seed {seed})")
 
 
 def _from_checkpoint(model: str | None, path: Path, state: dict) -> Trained:
@@ -159,14 +168,30 @@ def _class_names(graph: Graph) -> tuple[str, ...]:
     """ImageNet's class names for a 1000-way output when torchvision is installed; otherwise the indices."""
     out_shape = graph.by_name[graph.output].out_shape
     count = out_shape[0] if len(out_shape) == 1 else 0
-    if count == 1000:
-        try:
-            from torchvision.models._meta import _IMAGENET_CATEGORIES
+    names = imagenet_categories() if count == 1000 else None
+    return names or tuple(str(i) for i in range(count))
 
-            return tuple(_IMAGENET_CATEGORIES)
-        except ImportError:
-            pass
-    return tuple(str(i) for i in range(count))
+
+def imagenet_categories() -> tuple[str, ...] | None:
+    """The 1000 ImageNet class names torchvision ships in models/_meta.py, read from the file: importing torchvision's
+    models takes seconds (it imports torch._dynamo). None when torchvision is not installed."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    meta = Path(next(iter(spec.submodule_search_locations))) / "models" / "_meta.py"
+    try:
+        tree = ast.parse(meta.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return None
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and any(getattr(t, "id", "") == "_IMAGENET_CATEGORIES"
+                                                     for t in statement.targets):
+            names = ast.literal_eval(statement.value)
+            return tuple(names) if len(names) == 1000 else None
+    return None
 
 
 def _stats_for(graph: Graph) -> Stats:

@@ -38,7 +38,7 @@ def stack_pngs(pngs: list[bytes]) -> bytes:
         canvas.paste(picture, (0, top))
         top += picture.height + GAP
     buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG", optimize=True)
+    canvas.save(buffer, format="PNG")
     return buffer.getvalue()
 
 

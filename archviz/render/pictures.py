@@ -48,7 +48,7 @@ MAX_PICTURE_WIDTH = 1600  # default columns stop here, so a 64-filter grid is no
 MIN_PANEL = 224  # overlay panels at least this (the usual ImageNet input side), so 28x28 digits are visible
 TITLE_SIZE, TEXT_SIZE = 18, 13
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-RGB_LEGEND = "colours are each tile's own red, green and blue channels (no colour bar)"
+RGB_LEGEND = "no colour bar: tiles shown as RGB"
 
 
 def colorize(values, *, scale: Scale) -> np.ndarray:
@@ -104,7 +104,8 @@ class Grid:
         if self.columns is not None and self.columns < 1:
             raise ValueError(f"grid {self.title!r}: columns must be at least 1, got {self.columns!r}")
         if len(self.scale_labels) not in (0, 3):
-            raise ValueError(f"grid {self.title!r}: scale_labels must be (low, middle, high), got {self.scale_labels!r}")
+            raise ValueError(f"grid {self.title!r}: scale_labels must be (low, middle, high), "
+                             f"got {self.scale_labels!r}")
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ def _paste_tiles(canvas: Image.Image, grid: Grid, layout: _Layout, *, draw: Imag
 
 
 def _enlarge(pixels: np.ndarray, *, longest: int) -> Image.Image:
-    """Whole-number nearest-neighbour enlargement to at most `longest` px, so every source pixel is an equal block."""
+    """Nearest-neighbour to at most `longest` px: enlarged by a whole number, so every source pixel is an equal block
+    (a 5x5 kernel in a 64 px cell is 60 px, not 64 with blocks of 12 and 13); larger pictures shrink to fit."""
     from PIL import Image
 
     picture = Image.fromarray(pixels)
@@ -331,7 +333,7 @@ def _png(picture: Image.Image) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", optimize=True)
+    picture.save(buffer, format="PNG")  # optimize=True: ten times slower for under 1% smaller
     return buffer.getvalue()
 
 

@@ -92,6 +92,22 @@ def write_report(folder: Path, report: ClassReport, *, heading: str) -> None:
     write_atomic(folder / "confusion.csv", report.confusion_csv())
 
 
+def read_class_report(folder: Path) -> ClassReport:
+    """The per-class report write_report wrote (report.json and confusion.csv), read back."""
+    from archviz.train.metrics import ClassRow
+
+    figures = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    table = list(csv.reader(io.StringIO((folder / "confusion.csv").read_text(encoding="utf-8"))))
+    confusion = tuple(tuple(int(count) for count in row[1:]) for row in table[1:])
+
+    def row(name: str, values: dict) -> ClassRow:
+        return ClassRow(name, values["precision"], values["recall"], values["f1"], values["support"])
+
+    return ClassReport(rows=tuple(row(name, values) for name, values in figures["classes"].items()),
+                       accuracy=figures["accuracy"], macro=row("macro avg", figures["macro_avg"]),
+                       weighted=row("weighted avg", figures["weighted_avg"]), confusion=confusion)
+
+
 def write_run(folder: Path, record: dict) -> None:
     write_atomic(folder / "run.json", json.dumps(record, indent=1) + "\n")
 

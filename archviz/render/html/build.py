@@ -33,10 +33,19 @@ def diagram_views(report: Report) -> DiagramViews | None:
         return None
 
 
-def write_model_report(model: str, output: str | Path | None, **options) -> Path:
+def write_model_report(model: str, output: str | Path | None, *, run: str | Path | None = None, **options) -> Path:
+    """The report of `model`; with `run` (a run folder of archviz train), of the graph that run trained, with the
+    run's sections (render/html/run_section.py)."""
+    view = None
+    if run is not None:
+        from archviz.inside.run import look_inside_run
+
+        view = look_inside_run(run, model)
+        options = {key: value for key, value in options.items() if key not in ("input", "overrides", "kwargs")}
+        model = view.trained.graph
     report = _inspect(model, **options)
     target = Path(output) if output else DEFAULT_FOLDER / f"{report.model}.html"
-    return write_atomic(target, model_report_html(report, views=diagram_views(report)))
+    return write_atomic(target, model_report_html(report, views=diagram_views(report), run=view))
 
 
 def write_comparison_of(reports: list[Report], output: str | Path | None, *, links: list[str] | None = None) -> Path:

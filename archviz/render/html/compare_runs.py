@@ -84,7 +84,7 @@ def training_comparison_html(rows: list[Row], results: list[RunResult], *, links
         '<div class="chart" id="chart-val-accuracy"></div><div class="chart" id="chart-loss"></div></div></section>',
         f'<section id="classes"><h2>Per-class reports ({html.escape(first.test_split)} split)</h2>'
         '<div class="class-reports">'
-        + "".join(_class_table(row.run, result.report) for row, result in zip(rows, results)) + "</div></section>",
+        + "".join(class_table(row.run, result.report) for row, result in zip(rows, results)) + "</div></section>",
         f'<section id="runs"><h2>Run folders</h2><ul>{_run_links(rows, links_from)}</ul></section>',
     ]
     architecture_link = (f'<a href="{html.escape(architectures)}">Architectures (layers, MACs, memory)</a>'
@@ -136,7 +136,7 @@ def _results_table(rows: list[Row], test_split: str) -> str:
     return f'<table id="results-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _class_table(model: str, report: ClassReport) -> str:
+def class_table(model: str, report: ClassReport) -> str:
     heads = ("Class", "Precision", "Recall", "F1", "Support")
     head = "".join(_cell(title, numeric=index > 0, tag="th") for index, title in enumerate(heads))
 

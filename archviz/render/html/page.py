@@ -10,10 +10,14 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from archviz.analysis.report import CONVENTIONS, Report
 from archviz.format import shape
 from archviz.render.html.data import model_data, script_json
+
+if TYPE_CHECKING:
+    from archviz.inside.run import RunView
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ def plotly_js() -> str:
         raise MissingDependencyError("HTML reports need plotly: pip install 'archviz[report]'") from None
 
 
-def _page(title: str, body: str, data: dict, *, scripts: tuple[str, ...] = ()) -> str:
+def _page(title: str, body: str, data: dict, *, scripts: tuple[str, ...] = (), css: str = "") -> str:
     from archviz import __version__
 
     data = {**data, "archviz_version": __version__}
@@ -52,7 +56,7 @@ def _page(title: str, body: str, data: dict, *, scripts: tuple[str, ...] = ()) -
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="archviz {__version__}">
 <title>{html.escape(title)}</title>
-<style>{asset("report.css")}</style>
+<style>{asset("report.css")}{css}</style>
 </head>
 <body>
 {body}
@@ -84,13 +88,19 @@ def _diagram_section(views: DiagramViews | None) -> str:
 </section>"""
 
 
-def model_report_html(report: Report, *, views: DiagramViews | None = None) -> str:
-    """One model: summary cards, diagram, sortable layer table, charts, cross-check, each layer's arithmetic."""
+def model_report_html(report: Report, *, views: DiagramViews | None = None, run: RunView | None = None) -> str:
+    """One model: summary cards, diagram, sortable layer table, charts, cross-check, each layer's arithmetic; with
+    `run`, the training run's curves, per-class report, filters, activations and class-activation maps."""
+    run_nav = run_body = ""
+    if run is not None:
+        from archviz.render.html.run_section import run_nav as nav_links, run_sections
+
+        run_nav, run_body = nav_links(), run_sections(run)
     meta = (f"input {shape(report.input)} · batch {report.batch} · {report.dtype.value} · "
             f"{report.totals.layers} layers")
     body = f"""{_header(f"archviz: {report.model}", report.description, meta)}
 <nav><a href="#summary">Summary</a><a href="#diagram">Diagram</a><a href="#layers">Layers</a><a href="#charts">Charts</a>
-<a href="#crosscheck">Cross-check</a><a href="#conventions">Conventions</a></nav>
+<a href="#crosscheck">Cross-check</a>{run_nav}<a href="#conventions">Conventions</a></nav>
 <main>
 <section id="summary"><div id="cards" class="cards"></div></section>
 {_diagram_section(views)}
@@ -103,13 +113,19 @@ def model_report_html(report: Report, *, views: DiagramViews | None = None) -> s
 <div class="chart" id="chart-memory"></div><div class="chart" id="chart-cumulative"></div>
 <div class="chart" id="chart-rf"></div></div></section>
 <section id="crosscheck"><h2>Cross-check</h2><div id="crosscheck-body"></div></section>
+{run_body}
 <section id="conventions"><h2>Conventions</h2><p>{html.escape(CONVENTIONS)}</p></section>
 </main>"""
     data = {"kind": "model", "models": [model_data(report)]}
     if views is not None:
         data["diagram_default"] = views.default
         data["diagram_toggles"] = views.toggles
-    return _page(f"archviz: {report.model}", body, data)
+    if run is None:
+        return _page(f"archviz: {report.model}", body, data)
+    from archviz.render.html.run_section import RUN_CSS, run_data
+
+    return _page(f"archviz: {report.model}", body, {**data, "run": run_data(run)}, scripts=(asset("run.js"),),
+                 css=RUN_CSS)
 
 
 def _comparison_table(reports: list[Report]) -> str:

@@ -1,0 +1,110 @@
+"""The sections a training run adds to a model's report (`archviz report MODEL --run runs/NAME`): learning curves,
+confusion matrix and per-class report, first-layer filters after training beside their initial weights, and feature
+maps and class-activation maps of a few validation images. Pictures are PNGs inline as data URIs; each comes with one
+line saying what to look for. Text from the run (class folder names, paths) is escaped here with html.escape.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+from archviz.render.html.compare_runs import EXTRA_CSS, class_table
+
+if TYPE_CHECKING:
+    from archviz.inside.run import RunView
+
+NAV = (("training", "Training"), ("filters", "Filters"), ("activations", "Activations"), ("cams", "Class maps"))
+RUN_CSS = EXTRA_CSS + """
+.pictures { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
+.pictures figure { margin: 0; }
+.pictures img { max-width: 100%; image-rendering: pixelated; border: 1px solid var(--line); }
+.pictures figcaption, p.look { color: var(--muted); font-size: 14px; max-width: 70em; }
+"""
+LOOK_FOR = {
+    "filters": "Look for smooth strokes, edges and blobs in the trained kernels, where the initial ones are noise: "
+               "the first layer learns to detect local edges and spots.",
+    "activations": "Look for the early layer keeping the image's outline (each map one kind of edge), and the later "
+                   "ones lighting up at fewer, coarser places: they respond to larger parts.",
+    "cams": "Look for the bright region on the object (the strokes of a digit) rather than the background; a map "
+            "that falls on the background means the model uses context, or a shortcut.",
+    "confusion": "Look off the diagonal: the pairs of classes the model mixes up.",
+}
+
+
+def run_data(view: RunView) -> dict:
+    """What run.js charts: the learning curves and the confusion matrix."""
+    keys = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+    return {"history": [{key: row[key] for key in keys} for row in view.history],
+            "classes": [row.name for row in view.report.rows],
+            "confusion": [list(row) for row in view.report.confusion]}
+
+
+def run_nav() -> str:
+    return "".join(f'<a href="#{anchor}">{title}</a>' for anchor, title in NAV)
+
+
+def run_sections(view: RunView) -> str:
+    return "\n".join((_training(view), _filters(view), _activations(view), _cams(view)))
+
+
+def _training(view: RunView) -> str:
+    record, report = view.record, view.report
+    final = record.get("final", {})
+    settings = record["settings"]
+    summary = (f"{record['model']} on {record['dataset']['name']}: {record['epochs_done']} epochs, "
+               f"{settings['optimizer']} lr {settings['lr']:g}, batch {settings['batch_size']}, seed "
+               f"{settings['seed']}; {final.get('test_split', 'test')} accuracy {report.accuracy:.2%} with best.pt "
+               f"(epoch {record['best']['epoch']}, the lowest validation loss). Run folder: {view.folder}")
+    return f"""<section id="training"><h2>Training</h2><p>{html.escape(summary)}</p>
+<div class="charts"><div class="chart" id="chart-run-accuracy"></div><div class="chart" id="chart-run-loss"></div>
+<div class="chart" id="chart-run-confusion"></div></div>
+<p class="look">{html.escape(LOOK_FOR["confusion"])}</p>
+{class_table(f"Per-class report ({final.get('test_split', 'test')} split)", report)}
+</section>"""
+
+
+def _filters(view: RunView) -> str:
+    if not view.filters:
+        return ('<section id="filters"><h2>Filters</h2><p>This network has no convolution, so no kernels to draw.'
+                "</p></section>")
+    rows = "".join(
+        f'<div class="pictures">{_figure(trained, "after training")}{_figure(initial, "initial weights")}</div>'
+        for trained, initial in view.filters)
+    return (f'<section id="filters"><h2>Filters</h2><p class="look">{html.escape(LOOK_FOR["filters"])}</p>{rows}'
+            "</section>")
+
+
+def _activations(view: RunView) -> str:
+    from archviz.render.inside import grids_png
+
+    figures = "".join(_png_figure(grids_png(list(sample.activations)), sample.image.source)
+                      for sample in view.samples)
+    return (f'<section id="activations"><h2>Activations</h2><p class="look">{html.escape(LOOK_FOR["activations"])}'
+            f'</p><div class="pictures">{figures}</div></section>')
+
+
+def _cams(view: RunView) -> str:
+    from archviz.render.inside import cam_png
+
+    figures = "".join(
+        _png_figure(cam_png(view.trained, sample.image, sample.cam),
+                    f"predicted {view.trained.classes[sample.cam.target]} ({sample.cam.probability:.1%}), "
+                    f"true {view.trained.classes[sample.image.label]}; Grad-CAM at {sample.cam.layer}")
+        for sample in view.samples)
+    return (f'<section id="cams"><h2>Class-activation maps</h2><p class="look">{html.escape(LOOK_FOR["cams"])}</p>'
+            f'<div class="pictures">{figures}</div></section>')
+
+
+def _figure(grid, label: str) -> str:
+    from archviz.render.pictures import grid_png
+
+    return _png_figure(grid_png(grid), label)
+
+
+def _png_figure(png: bytes, caption: str) -> str:
+    from archviz.render.pictures import png_data_uri, png_size
+
+    width, height = png_size(png)
+    return (f'<figure><img src="{png_data_uri(png)}" width="{width}" height="{height}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
