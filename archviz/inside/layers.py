@@ -42,7 +42,7 @@ def kernel_layer(graph: Graph, name: str | None) -> Node:
     node = find_layer(graph, name)
     if node.op != "conv2d":
         names = [k.name for k in kernels]
-        raise UnknownNameError(f"{name!r} is a {node.op} layer, not a convolution; its kernels are not images. "
+        raise UnknownNameError(f"{name} is a {node.op} layer, not a convolution; its kernels are not images. "
                                f"Convolutions: {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}",
                                layer=name)
     return node

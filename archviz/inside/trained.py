@@ -63,6 +63,7 @@ def load_trained(model: str, weights: str | Path | None = None, *, seed: int = 0
     >>> trained.weights
     'random initialisation (seed 0)'
     """
+    _check_libraries()
     if weights is None and Path(model).is_dir():
         model, weights = None, model
     elif weights is None and Path(model).suffix.lower() in (".pt", ".pth") and Path(model).is_file():
@@ -79,6 +80,19 @@ def load_trained(model: str, weights: str | Path | None = None, *, seed: int = 0
         raise ArchvizError(f"{display_path(str(path))} is a state dict, not a run's checkpoint: name the model it "
                            "belongs to (archviz filters resnet18 --weights FILE)")
     return _from_state_dict(model, path, state)
+
+
+def _check_libraries() -> None:
+    """torch runs the network and Pillow draws it: say up front, in one line, if either is missing."""
+    import importlib.util
+
+    from archviz.errors import MissingDependencyError
+    from archviz.torch_build import import_torch
+
+    import_torch()
+    if importlib.util.find_spec("PIL") is None:
+        raise MissingDependencyError("pictures are drawn with Pillow, which is not installed: pip install "
+                                     "'archviz[train]'")
 
 
 def _weights_file(path: Path) -> Path:
@@ -114,8 +128,7 @@ def _from_checkpoint(model: str | None, path: Path, state: dict) -> Trained:
     net = to_torch(fitted.graph, device="cpu")
     _load_into(net, state["model"], path=path, model=model or source, trained_from=source)
     epoch = state["position"]["epoch"]
-    described = (f"{display_path(str(path))} (archviz train {source} on {dataset['name']}, {epoch} epoch"
-                 f"{'s' if epoch != 1 else ''})")
+    described = f"{display_path(str(path))} (archviz train {source} on {dataset['name']}, after epoch {epoch})"
     stats = Stats(tuple(dataset["normalize"]["mean"]), tuple(dataset["normalize"]["std"]))
     return Trained(fitted.graph, net.eval(), tuple(dataset["classes"]), stats, described, dataset["name"])
 

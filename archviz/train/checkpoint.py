@@ -49,8 +49,9 @@ def read_weights_only(path: Path):
     """What torch.load(path, weights_only=True) gives, on the CPU; a corrupt or foreign file is an ArchvizError."""
     import pickle
 
-    import torch
+    from archviz.torch_build import import_torch
 
+    torch = import_torch()
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as error:
