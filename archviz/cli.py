@@ -658,12 +658,15 @@ def _class_index(trained, given: str | None) -> int | None:
 
     if given is None:
         return None
+    count = len(trained.classes)
     if given in trained.classes:
         return trained.classes.index(given)
-    if given.isdigit() and int(given) < len(trained.classes):
-        return int(given)
-    raise UnknownNameError(f"--class {given!r}: not a class of this model (0 to {len(trained.classes) - 1}, or a "
-                           f"name{closest(given, trained.classes)})")
+    if given.lstrip("-").isdigit():
+        if 0 <= int(given) < count:
+            return int(given)
+        raise UnknownNameError(f"--class {given}: the model has {count} classes, 0 to {count - 1}")
+    raise UnknownNameError(f"--class {given!r}: not a class name of this model{closest(given, trained.classes)}; "
+                           f"or give an index, 0 to {count - 1}")
 
 
 def main() -> None:

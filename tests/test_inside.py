@@ -326,9 +326,10 @@ def test_colour_first_layer(write_spec):
 
 
 def test_not_a_convolution(lenet):
-    with pytest.raises(UnknownNameError, match="'tanh1' is a tanh layer, not a convolution.*Convolutions: conv1, "
-                                               "conv2$"):
+    with pytest.raises(UnknownNameError) as caught:
         filter_grid(lenet, "tanh1")
+    assert str(caught.value) == ("tanh1 is a tanh layer, not a convolution; its kernels are not images. "
+                                 "Convolutions: conv1, conv2")
 
 
 def test_unknown_layer(lenet):
@@ -526,18 +527,10 @@ def test_target_class(camnet):
 
 
 def test_cam_needs_maps(lenet):
-    with pytest.raises(ArchvizError, match="'fc1' gives \\(120,\\) outputs, not C x H x W maps"):
+    with pytest.raises(ArchvizError) as caught:
         class_activation_map(lenet, dataset_sample(lenet, 0), layer="fc1")
+    assert str(caught.value).startswith("fc1 gives (120,) outputs, not C x H x W maps;")  # the name once
     assert no_hooks(lenet.net)
-
-
-def test_trained_lenet_looks_at_the_digit(lenet):
-    """The map of the predicted class lies on the strokes rather than on the empty border."""
-    image = dataset_sample(lenet, 3)
-    cam = class_activation_map(lenet, image, layer="tanh2")
-    assert cam.target == image.label and cam.probability > 0.5
-    ink = image.picture > 0.25
-    assert cam.heatmap[ink].mean() > cam.heatmap[~ink].mean()
 
 
 # --- the commands --------------------------------------------------------------------------------------------------
@@ -604,10 +597,13 @@ def test_cli_image_file(run, tmp_path):
     assert colour.exit_code == 0 and "resized" not in colour.stdout
 
 
-def test_cli_bad_layer(run):
+def test_cli_bad_layer(run, tmp_path):
     one_error_line(run_cli("cam", run, "--sample", 0, "--layer", "tanh9"), "no layer 'tanh9'", "did you mean")
     one_error_line(run_cli("activations", run, "--sample", 0, "--layers", "conv1,cnv2"), "did you mean: conv2")
     one_error_line(run_cli("filters", run, "--layer", "fc1"), "not a convolution")
+    one_error_line(run_cli("activations", run, "--sample", 0, "--layers", ",", "-o", tmp_path / "a.png"),
+                   "no layer named")
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_cli_one_input(run, tmp_path):
@@ -632,4 +628,4 @@ def test_cli_corrupt_checkpoint(tmp_path):
 
 
 def test_cli_class_out_of_range(run):
-    one_error_line(run_cli("cam", run, "--sample", 0, "--class", "12"), "--class '12'")
+    one_error_line(run_cli("cam", run, "--sample", 0, "--class", "12"), "--class 12: the model has 10 classes, 0 to 9")

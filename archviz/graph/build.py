@@ -36,10 +36,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple
 
-from archviz.errors import ArchvizError, ShapeError, SpecError, UnknownNameError, UnsupportedOpError, closest
+from archviz.errors import ArchvizError, SpecError, UnknownNameError, UnsupportedOpError, closest
 from archviz.graph.ir import INPUT, Graph, Node, Scope, Shape
 from archviz.ops import OpKind, all_names, canonical_name, get_op
-from archviz.ops.base import fmt_shape
 from archviz.spec.args import MAX_DIMENSION, normalize_args, resolve_value
 from archviz.spec.model import REQUIRED_PARAM, STRUCTURAL_HEADS, BlockDef, Spec
 from archviz.spec.yaml_loader import LocatedDict, LocatedList

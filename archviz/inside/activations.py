@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from archviz.errors import ArchvizError
 from archviz.inside.images import Input
 from archviz.inside.layers import find_layer
 from archviz.inside.trained import Trained
@@ -31,6 +32,8 @@ def capture_maps(trained: Trained, image: Input, layers: list[str]) -> tuple[lis
     from archviz.analysis.report import analyze
     from archviz.inside.capture import capture_outputs
 
+    if not layers:
+        raise ArchvizError("no layer named to show; --layers takes comma-separated names, e.g. conv1,relu1")
     nodes = [find_layer(trained.graph, name) for name in layers]
     outputs, logits = capture_outputs(trained.net, [node.name for node in nodes], image.tensor)
     fields = {layer.name: layer.receptive_field for layer in analyze(trained.graph).layers}
@@ -52,8 +55,8 @@ def activation_grid(maps: LayerMaps, *, limit: int = MAX_CHANNELS):
     negative = bool((shown < 0).any())
     peak = float(np.abs(shown).max()) or 1.0
     channels, height, width = values.shape
-    title = (f"{maps.layer}: {channels}x{height}x{width}, each position sees {'x'.join(map(str, maps.receptive_field))} "
-             "pixels of the input")
+    seen = "x".join(map(str, maps.receptive_field))
+    title = f"{maps.layer}: {channels}x{height}x{width}, each position sees {seen} pixels of the input"
     chosen = f"the {len(order)} most active of {channels} channels (mean |activation|)" if channels > limit else \
         f"all {channels} channels"
     return Grid(tiles=tuple(shown / peak), title=title, captions=tuple(str(int(c)) for c in order),

@@ -4,7 +4,8 @@ For a layer's output A (K maps of h x w) and the score y of class c (the logit, 
 g = dy/dA:
 - Grad-CAM (Selvaraju et al. 2017, eq. 1-2): weight_k = mean over positions of g_k; map = ReLU(sum_k weight_k A_k).
 - Grad-CAM++ (Chattopadhay et al. 2018, eq. 19, with exp(y) as the score so that the higher derivatives are powers of
-  g): alpha_ij = g_ij^2 / (2 g_ij^2 + g_ij^3 * sum over positions of A); weight_k = sum over positions of alpha ReLU(g_k).
+  g): alpha_ij = g_ij^2 / (2 g_ij^2 + g_ij^3 * sum over positions of A); weight_k = sum over positions of
+  alpha ReLU(g_k).
 The map is upsampled bilinearly to the input's size and divided by its largest value. The gradients come from
 torch.autograd.grad on the layer's output kept by a forward hook (capture.py), never from module backward hooks,
 which fail when an in-place op follows the layer.
@@ -60,7 +61,7 @@ def class_activation_map(trained: Trained, image: Input, *, layer: str, target: 
 
     activation, logits = output_with_gradient(trained.net, layer, image.tensor)
     if activation.dim() != 4:
-        raise ArchvizError(f"{layer!r} gives {tuple(activation.shape[1:])} outputs, not C x H x W maps; "
+        raise ArchvizError(f"{layer} gives {tuple(activation.shape[1:])} outputs, not C x H x W maps; "
                            "--layer auto picks the last layer with a spatial output", layer=layer)
     probabilities = torch.softmax(logits.detach()[0].float(), dim=0)
     target = int(probabilities.argmax()) if target is None else _checked(target, len(probabilities))

@@ -42,7 +42,8 @@ def filter_grid(trained: Trained, layer: str | None = None, *, per_channel: bool
     return Grid(
         tiles=tuple(tiles), scale=Scale.RGB if colour else Scale.DIVERGING, title=_title(node, weight),
         captions=tuple(captions), columns=min(weight.shape[1], MAX_CHANNELS) if per_channel else None,
-        scale_labels=() if colour else ("-max", "0", "+max"), note=_note(weight, limit, colour, per_channel, trained.weights))
+        scale_labels=() if colour else ("-max", "0", "+max"),
+        note=_note(weight, limit, colour, per_channel, trained.weights))
 
 
 def smoothness(weight) -> float:
@@ -91,7 +92,7 @@ def _note(weight, limit: int, colour: bool, per_channel: bool, weights: str) -> 
         parts.append("each filter scaled to its own largest |weight|, its 3 input channels as red, green, blue; "
                      "grey = 0")
     elif per_channel:
-        parts.append(f"one row per filter, one tile per input channel (filter/channel)"
+        parts.append("one row per filter, one tile per input channel (filter/channel)"
                      + (f", first {MAX_CHANNELS} of {inputs} channels" if inputs > MAX_CHANNELS else ""))
         parts.append("each filter scaled to its own largest |weight|")
     else:

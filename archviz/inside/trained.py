@@ -50,9 +50,11 @@ class Trained:
 
         from archviz.torch_build import import_torch, to_torch
 
-        import_torch().manual_seed(seed)
-        return replace(self, net=to_torch(self.graph, device="cpu").eval(),
-                       weights=f"initial weights (random, seed {seed})")
+        torch = import_torch()
+        with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+            torch.manual_seed(seed)
+            net = to_torch(self.graph, device="cpu").eval()
+        return replace(self, net=net, weights=f"initial weights (random, seed {seed})")
 
 
 def load_trained(model: str, weights: str | Path | None = None, *, seed: int = 0) -> Trained:

@@ -15,10 +15,10 @@ import abc
 import enum
 import inspect
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
 
-from archviz.errors import ShapeError, SpecError
+from archviz.errors import ShapeError
 from archviz.format import exact as fmt_int, shape as fmt_shape  # noqa: F401  (the ops' names for them)
 
 Shape = tuple[int, ...]

@@ -55,9 +55,19 @@ def read_weights_only(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        first = next((line for line in lines if "error" in line.lower()), lines[0] if lines else type(error).__name__)
-        raise ArchvizError(f"{display_path(str(path))}: cannot load this checkpoint ({first})") from None
+        raise ArchvizError(f"{display_path(str(path))}: cannot load this checkpoint ({_load_failure(error)})") from None
+
+
+def _load_failure(error: Exception) -> str:
+    """The part of torch's message that says what is wrong with the file (its first lines are advice on pickles)."""
+    if isinstance(error, EOFError):
+        return "the file is empty or cut short"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            detail = line.partition("WeightsUnpickler error:")[2].strip() or " ".join(lines[index + 1:index + 2])
+            return f"not a file of tensors that loads without running code: {detail}"
+    return next((line for line in lines if "error" in line.lower()), lines[0] if lines else type(error).__name__)
 
 
 def rng_state() -> dict:

@@ -350,7 +350,6 @@ SPLIT_FOLDERS = ("train", "val", "test")
 
 
 def _folder(path: Path, *, image_size: tuple[int, int] | None, channels: int | None) -> Dataset:
-    import numpy as np
 
     on_disk = {name: path / name for name in SPLIT_FOLDERS if (path / name).is_dir()}
     if "train" in on_disk and "val" in on_disk:

@@ -38,7 +38,7 @@ from archviz.train.checkpoint import FORMAT, load_checkpoint, rng_state, save_ch
 from archviz.train.data import Dataset, DatasetKind, load_dataset, parse_dataset
 from archviz.train.memory import PeakMemory
 from archviz.train.metrics import class_report
-from archviz.train.model import describe_input_adaptation, fit_model, model_source, source_input, spec_input
+from archviz.train.model import describe_input_adaptation, fit_model, model_source, source_input
 from archviz.train.progress import Reporter, Silent, reporter
 from archviz.train.run import (RunResult, TrainingDiverged, TrainingInterrupted, default_folder, write_metrics,
                                write_report, write_run)
