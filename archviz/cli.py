@@ -23,7 +23,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     epilog="\b\nExamples:\n  archviz inspect vgg16\n  archviz explain alexnet conv1\n  archviz diff lenet alexnet\n"
-           "  archviz report resnet50 -o resnet50.html\n  archviz list",
+           "  archviz report resnet50 -o resnet50.html\n  archviz list\n"
+           "  archviz train lenet -o runs/lenet\n  archviz cam lenet --weights runs/lenet --sample 3 -o cam.png",
     rich_markup_mode=None,  # plain help: typer's rich help imports markdown-it and more, 0.1 s on every --help
 )
 
@@ -510,6 +511,8 @@ def sweep(
         typer.echo("best: " + train_command(model, dataset, rows[0], {"epochs": epochs, "seed": seed}))
 
 
+TrainedModelArg = Annotated[str, typer.Argument(help=(
+    "A zoo name, spec file or other model source (as for inspect), or a run folder of archviz train."))]
 WeightsOpt = Annotated[Optional[str], typer.Option(
     "--weights", "-w", help="A run folder of archviz train (its best.pt), a checkpoint, or a state dict (.pth) whose "
     "names are the model's layer paths (torchvision's for the zoo's torchvision models). Left out: random "
@@ -541,7 +544,7 @@ def _write_picture(output: str, png: bytes) -> None:
 @app.command(short_help="A convolution's learned kernels as an image grid.")
 @user_errors
 def filters(
-    model: Annotated[str, typer.Argument(help="A zoo name, spec file or other model source, or a run folder.")],
+    model: TrainedModelArg,
     weights: WeightsOpt = None,
     layer: Annotated[Optional[str], typer.Option("--layer", "-l", help="A convolution [default: the first].")] = None,
     per_channel: Annotated[bool, typer.Option(
@@ -567,7 +570,7 @@ def filters(
 @app.command(short_help="The feature maps chosen layers make of one image.")
 @user_errors
 def activations(
-    model: Annotated[str, typer.Argument(help="A zoo name, spec file or other model source, or a run folder.")],
+    model: TrainedModelArg,
     weights: WeightsOpt = None,
     image: ImageOpt = None,
     sample: SampleOpt = None,
@@ -619,7 +622,7 @@ class _CamMethod(enum.StrEnum):
 @app.command(short_help="A class-activation map (Grad-CAM, Grad-CAM++) over one image.")
 @user_errors
 def cam(
-    model: Annotated[str, typer.Argument(help="A zoo name, spec file or other model source, or a run folder.")],
+    model: TrainedModelArg,
     weights: WeightsOpt = None,
     image: ImageOpt = None,
     sample: SampleOpt = None,
