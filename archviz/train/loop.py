@@ -77,13 +77,23 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
     """
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "schedule": schedule,
              "weight_decay": weight_decay, "augment": augment, "adapt": adapt, "seed": seed}
+    return run_training(model, given=given, dataset=dataset, data=data, device=device, threads=threads,
+                        compile=compile, output=output, resume=resume, progress=progress, stop=stop,
+                        time_budget=time_budget)
+
+
+def run_training(model, *, given: dict, dataset: str, data, device: str, threads: int | None, compile: bool, output,
+                 resume: bool, progress: bool | None, stop, time_budget: float | None, make_run=None,
+                 folder_kind: str = ""):
+    """train()'s work, for any run class (`make_run`, default _Run; archviz pretrain passes its own)."""
     given = {key: value for key, value in given.items() if value is not None}
     _check_choices(given, device)
     runtime = Runtime(Device(device), threads, compile)
     ranks = distributed.join(cuda=Device(device) != Device.CPU and _torch().cuda.is_available())
     try:
         return _train(model, ranks=ranks, dataset=dataset, data=data, given=given, runtime=runtime, output=output,
-                      resume=resume, progress=progress, stop=stop, time_budget=time_budget)
+                      resume=resume, progress=progress, stop=stop, time_budget=time_budget, make_run=make_run,
+                      folder_kind=folder_kind)
     except TrainingInterrupted:
         raise  # every rank stopped at the same batch and the checkpoint is written: the group is still sound
     except BaseException as error:
@@ -94,11 +104,18 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
             raise ArchvizError(f"{ranks.describe()}: another process of the run failed or stopped "
                                f"({distributed.failure_text(error)}); its own message says why") from None
         raise
+        distributed.leave(failed=True)  # the peers' collectives fail now, rather than at their timeout
+        if distributed.is_collective_failure(error):
+            raise ArchvizError(f"{ranks.describe()}: another process of the run failed or stopped "
+                               f"({distributed.failure_text(error)}); its own message says why") from None
+        raise
 
 
 def _train(model, *, ranks: distributed.Ranks, dataset: str, data, given: dict, runtime: Runtime, output, resume: bool,
-           progress: bool | None, stop, time_budget: float | None) -> RunResult:
-    folder = Path(output) if output is not None else default_folder(str(model), dataset)
+           progress: bool | None, stop, time_budget: float | None, make_run=None, folder_kind: str = ""):
+    """The run in the folder: `make_run` (default _Run) builds it with _Run's arguments; folder_kind names the
+    default folder (runs/MODEL-DATASET[-KIND]-TIME)."""
+    folder = Path(output) if output is not None else default_folder(str(model), dataset, folder_kind)
     if output is None and ranks.distributed:  # the default's time stamp may differ by a second between ranks
         folder = Path(ranks.gather_objects(str(folder))[0])
     kind, path = parse_dataset(dataset, data)
@@ -117,8 +134,8 @@ def _train(model, *, ranks: distributed.Ranks, dataset: str, data, given: dict, 
             def should_stop(epoch: int, batch: int) -> bool:
                 return interrupted() or (stop is not None and stop(epoch, batch))
 
-            return _Run(model, kind, path, settings, runtime, folder, show, should_stop, saved,
-                        time_budget, ranks).go()
+            return (make_run or _Run)(model, kind, path, settings, runtime, folder, show, should_stop, saved,
+                                      time_budget, ranks).go()
     finally:
         show.close()
         _torch().set_num_threads(previous_threads)
@@ -234,12 +251,57 @@ class _Run:
                                f"{ranks.world}; an exact resume needs the same number"
                                + (f": torchrun --nproc-per-node {was} ..." if was > 1 else ": run it without torchrun"))
         self.data = self._load_data(model, kind, path)
-        self.fitted = fit_model(model, classes=len(self.data.classes), image_shape=self.data.image_shape,
-                                adapt=settings.adapt.value)
+        self.fitted = self._fit(model)
         if saved and saved["source"]["kind"] == "code" and saved["source"]["spec_text"] != self.fitted.source.spec_text:
             raise ArchvizError(f"{model}: the model's code traces to a different network than when the run in "
                                f"{folder} started; an exact resume needs the same model")
         self.input_steps = describe_input_adaptation(self.data.image_shape, self.fitted.input_shape)
+
+    # --- what a subclass changes (archviz/pretrain/loop.py trains a pretext task instead of the labels) ---------
+    def _fit(self, model):
+        """The FittedModel whose graph is built and trained."""
+        return fit_model(model, classes=len(self.data.classes), image_shape=self.data.image_shape,
+                         adapt=self.settings.adapt.value)
+
+    def _wrap(self, net):
+        """The module the optimiser trains and the checkpoint holds, around the graph's module."""
+        return net
+
+    def _epoch_order(self, epoch: int):
+        """The training images of one epoch, in the order they are used."""
+        return self.torch.randperm(len(self.data.train), generator=self.order)
+
+    def _batch_loss(self, x, y, index, generator):
+        """(loss, number of right answers, number of answers) of one training batch; index: its images' positions
+        in the training split."""
+        with self._autocast():
+            logits = self.runner(x)
+        loss = loss_function(logits, y)
+        return loss, (logits.argmax(1) == y).sum(), len(y)
+
+    def _eval_batch(self, x, y, start: int):
+        """(summed loss, right answers, answers, predicted labels or None) of one evaluation batch; start is the index
+        of its first image in the split."""
+        with self._autocast():
+            logits = self.evaluator(x)
+        guesses = logits.argmax(1)
+        return loss_function(logits, y).double() * len(y), (guesses == y).sum(), len(y), guesses
+
+    def _after_step(self) -> None:
+        """Work after each optimiser step."""
+
+    def _epoch_begin(self, epoch: int) -> None:
+        """Work before an epoch's batches, also when a resumed run starts in the middle of the epoch."""
+
+    def _title(self) -> str:
+        return f"archviz train: {self.model} ({self.params:,} params)"
+
+    def _extra_state(self) -> dict:
+        """What a checkpoint holds besides the weights, optimiser and random states."""
+        return {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        pass
 
     def _load_data(self, model, kind, path) -> Dataset:
         shape = None
@@ -263,7 +325,7 @@ class _Run:
         if cuda:
             torch.backends.cudnn.benchmark = True
             torch.set_float32_matmul_precision("high")
-        self.net = to_torch(self.fitted.graph, device=self.device)
+        self.net = self._wrap(to_torch(self.fitted.graph, device=self.device))
         self.channels_last = cuda or _has_convolutions(self.fitted.graph)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -320,10 +382,11 @@ class _Run:
                                                               "seconds", "best")},
                                   history=list(position["history"]))
         self.order_state = state["order_generator"]
+        self._load_extra_state(state)
 
     def _header(self):
         s, data = self.settings, self.data
-        lines = [f"archviz train: {self.model} ({self.params:,} params) on {data.describe()}"]
+        lines = [f"{self._title()} on {data.describe()}"]
         lines += [f"  data: {note}" for note in data.notes]
         once = " (once for the whole dataset, before training)" if self.prepared else ""
         lines += [f"  input: {step}{once}" for step in self.input_steps]
@@ -382,8 +445,9 @@ class _Run:
         epoch = p.epoch + 1
         if p.batch == 0:
             p.loss_sum, p.correct, p.seen, p.seconds = 0.0, 0, 0, 0.0
+        self._epoch_begin(epoch)
         self.order_state = self.order.get_state()
-        order = self.ranks.shard(torch.randperm(len(self.data.train), generator=self.order)).to(self.store)
+        order = self.ranks.shard(self._epoch_order(epoch)).to(self.store)
         self.show.epoch_start(epoch, s.epochs, self.batches, p.batch)
         self.net.train()
         sync_every = SYNC_EVERY.get(self.device.type, SYNC_EVERY["cuda"])
@@ -393,14 +457,13 @@ class _Run:
             index = order[batch * s.batch_size:(batch + 1) * s.batch_size]
             x = self.make_batch(self.images["train"][index], generator=self.augment_draws)
             y = self.labels["train"][index.to(self.device)]
-            with self._autocast():
-                logits = self.runner(x)
-            loss = loss_function(logits, y)
-            pending.append((batch + 1, loss.detach(), (logits.argmax(1) == y).sum(), len(y)))
+            loss, correct, count = self._batch_loss(x, y, index, self.augment_draws)
+            pending.append((batch + 1, loss.detach(), correct, count))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
+            self._after_step()
             p.batch = batch + 1
             self.done_here += 1
             asked = self.should_stop(epoch, batch + 1) or (asked and self.ranks.distributed)
@@ -532,22 +595,22 @@ class _Run:
             images, labels = images[ranks.rank::ranks.world], labels[ranks.rank::ranks.world]
         size = self.settings.batch_size * EVAL_BATCH_FACTOR
         self.net.eval()
-        sums, guesses = torch.zeros(2, device=self.device, dtype=torch.float64), []  # (loss sum, correct)
+        sums, guesses = torch.zeros(3, device=self.device, dtype=torch.float64), []  # (loss sum, correct, answers)
         with torch.no_grad():
             for start in range(0, len(labels), size):
                 x = self.make_batch(images[start:start + size])
-                y = labels[start:start + size]
-                with self._autocast():
-                    logits = self.evaluator(x)
-                sums[0] += loss_function(logits, y).double() * len(y)
-                guesses.append(logits.argmax(1))
-                sums[1] += (guesses[-1] == y).sum()
+                loss_sum, correct, answers, guess = self._eval_batch(x, labels[start:start + size], start)
+                sums[0] += loss_sum
+                sums[1] += correct
+                sums[2] += answers
+                guesses.append(guess)
         self.net.train()
         ranks.sum_(sums)
         predicted = None
         if predictions:
             predicted = ranks.gather_strided(torch.cat(guesses) if guesses else labels[:0], count).cpu()
-        return float(sums[0]) / max(count, 1), float(sums[1]) / max(count, 1), predicted
+        answers = max(float(sums[2]), 1.0)
+        return float(sums[0]) / answers, float(sums[1]) / answers, predicted
 
     # --- records ---------------------------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -573,7 +636,8 @@ class _Run:
             "scheduler": self.scheduler.state_dict(),
             "order_generator": self.order_state,
             **own,
-            **({"ranks": everyone} if self.ranks.distributed else {}),  # each rank's random states, for --resume
+            **({"ranks": everyone} if self.ranks.distributed else {}),
+            **self._extra_state(),  # each rank's random states, for --resume
         }
 
     def _runtime_record(self) -> dict:

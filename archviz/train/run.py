@@ -69,11 +69,11 @@ class RunResult:
     world_size: int = 1  # processes that trained the model together
 
 
-def default_folder(model: str, dataset: str) -> Path:
-    """runs/<model>-<dataset>-<timestamp>, the model a zoo name or a spec file's stem."""
+def default_folder(model: str, dataset: str, suffix: str = "") -> Path:
+    """runs/<model>-<dataset>[-<suffix>]-<timestamp>, the model a zoo name or a spec file's stem."""
     stem = Path(model).stem if model.endswith((".yaml", ".yml")) else model
     kind = dataset.partition(":")[0]
-    return Path("runs") / f"{stem}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / f"{stem}-{kind}{f'-{suffix}' if suffix else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def write_metrics(folder: Path, history: list[dict]) -> None:

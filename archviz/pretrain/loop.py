@@ -1,0 +1,157 @@
+"""`archviz pretrain`: the backbone of a model trained on a pretext task, the labels ignored.
+
+The run is `archviz train`'s loop (archviz/train/loop.py) with the objective swapped: the same data, batches and
+augmentation, progress, run folder, checkpoints written atomically, Ctrl-C and exact --resume. What changes:
+- the model is the backbone (archviz/pretrain/backbone.py) inside a PretextNet with the task's head (net.py);
+- each batch becomes the task's inputs and targets (objectives.py), and the score is the pretext accuracy;
+- best.pt has the lowest validation pretext loss, and the run ends with the pretext figures on the test split, not
+  a per-class report. The checkpoint records the task; its "model" holds backbone.* and head.* tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from archviz.errors import ArchvizError
+from archviz.train.loop import _Run
+
+PRETEXT_KEY = "pretext"  # the checkpoint's and run.json's record of the task
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    folder: Path
+    model: str
+    task: str
+    dataset: str
+    history: tuple[dict, ...]
+    best_epoch: int
+    test_split: str
+    test_loss: float
+    test_accuracy: float  # pretext accuracy of best.pt on the test split
+    train_seconds: float
+    params: int  # backbone and head
+    graph: object  # the backbone's Graph
+    rank: int = 0
+
+
+class PretrainRun(_Run):
+    def __init__(self, *args, task: str):
+        self.task = task
+        super().__init__(*args)
+
+    def _fit(self, model):
+        from archviz.pretrain.objectives import objective_for
+
+        self.objective = objective_for(self.task, classes=len(self.data.classes), image_shape=self.data.image_shape,
+                                       train_size=len(self.data.train), stats=None, seed=self.settings.seed)
+        fitted = super()._fit(model)
+        graph = self.objective.backbone(fitted.graph)
+        output = graph.by_name[graph.output]
+        change = (f"backbone: {fitted.graph.name} up to {output.name} ({'x'.join(map(str, output.out_shape))} "
+                  f"features); its classifier left out")
+        return replace(fitted, graph=graph, changes=(*fitted.changes, change))
+
+    def _wrap(self, net):
+        from archviz.pretrain.net import pretext_net
+
+        features = self.fitted.graph.by_name[self.fitted.graph.output].out_shape
+        head = self.objective.head(tuple(features)).to(self.device)
+        return pretext_net(net, head, tuple(self.fitted.input_shape[1:]))
+
+    def _title(self) -> str:
+        return f"archviz pretrain: {self.model} backbone, {self.task} ({self.params:,} params with the head)"
+
+    def _header(self):
+        super()._header()
+        self.show.line(f"  pretext: {self.objective.describe()}; the labels are not used for training")
+
+    def _epoch_begin(self, epoch: int) -> None:
+        self.objective.epoch_begin(self, epoch)
+
+    def _epoch_order(self, epoch: int):
+        order = self.objective.epoch_order(self, epoch)
+        return super()._epoch_order(epoch) if order is None else order
+
+    def _batch_loss(self, x, y, index, generator):
+        inputs, targets = self.objective.inputs(x, index, generator)
+        with self._autocast():
+            outputs = self.runner(inputs)
+        loss, right, count = self.objective.loss(outputs, targets, index)
+        self.last_step = outputs.detach(), index
+        return loss, right, count
+
+    def _after_step(self) -> None:
+        self.objective.after_step(*self.last_step)
+
+    def _evaluate(self, split: str, *, predictions: bool = False):
+        import torch
+
+        self.eval_draws = torch.Generator().manual_seed(self.settings.seed + EVAL_SEED_OFFSET)
+        loss, accuracy, _ = super()._evaluate(split)
+        return loss, accuracy, None
+
+    def _eval_batch(self, x, y, start: int):
+        loss, right, count = self.objective.eval_loss(self.evaluator, x, y, start, self.eval_draws)
+        return loss.double() * count, right, count, None
+
+    def _extra_state(self) -> dict:
+        return {PRETEXT_KEY: {"task": self.task, **self.objective.state()}}
+
+    def _load_extra_state(self, state: dict) -> None:
+        saved = state.get(PRETEXT_KEY)
+        if saved is None or saved["task"] != self.task:
+            was = "supervised training" if saved is None else f"the {saved['task']} task"
+            raise ArchvizError(f"{self.folder} is a run of {was}, not of the {self.task} task")
+        self.objective.load_state(saved)
+
+    def _record(self, status: str, **extra) -> dict:
+        return super()._record(status, pretext={"task": self.task, "description": self.objective.describe()},
+                               **extra)
+
+    def _finish(self) -> PretrainResult:
+        from archviz.train.checkpoint import load_checkpoint
+
+        p, d = self.position, self.data
+        if self.ranks.main:
+            self.net.load_state_dict(load_checkpoint(self.folder / "best.pt")["model"])
+        self.ranks.broadcast_module(self.net)
+        test_loss, test_accuracy, _ = self._evaluate("test")
+        train_seconds = sum(row["seconds"] for row in p.history)
+        final = {"test_split": d.test_split, "test_loss": test_loss, "test_pretext_accuracy": test_accuracy}
+        self._record("finished", final=final, stopped_early=self.stopped_early, time_budget=self.time_budget)
+        return PretrainResult(self.folder, self.model, self.task, d.name, tuple(p.history), p.best["epoch"],
+                              d.test_split, test_loss, test_accuracy, train_seconds, self.params, self.fitted.graph,
+                              self.ranks.rank)
+
+
+EVAL_SEED_OFFSET = 12345  # validation and test puzzles come from their own seeded generator, the same every epoch
+
+
+def pretrain(model: str | Path, *, task: str, dataset: str = "digits", data: str | Path | None = None,
+             epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+             optimizer: str | None = None, schedule: str | None = None, weight_decay: float | None = None,
+             augment: bool | None = None, adapt: str | None = None, seed: int | None = None, device: str = "auto",
+             threads: int | None = None, compile: bool = False, output: str | Path | None = None,
+             resume: bool = False, progress: bool | None = None, stop: Callable[[int, int], bool] | None = None,
+             time_budget: float | None = None) -> PretrainResult:
+    """Train `model`'s backbone on the pretext `task` (a Task value); the options are archviz train's.
+
+    >>> result = pretrain("lenet", task="rotation", epochs=1, output="runs/doc", progress=False)  # doctest: +SKIP
+    >>> result.test_accuracy > 0.25  # doctest: +SKIP
+    True
+    """
+    from functools import partial
+
+    from archviz.pretrain.tasks import Task
+    from archviz.train import loop
+
+    if task not in {t.value for t in Task}:
+        raise ArchvizError(f"--task {task!r}: expected one of {', '.join(t.value for t in Task)}")
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "schedule": schedule,
+             "weight_decay": weight_decay, "augment": augment, "adapt": adapt, "seed": seed}
+    return loop.run_training(model, given=given, dataset=dataset, data=data, device=device, threads=threads,
+                             compile=compile, output=output, resume=resume, progress=progress, stop=stop,
+                             time_budget=time_budget, make_run=partial(PretrainRun, task=task), folder_kind=task)

@@ -1,0 +1,248 @@
+"""Each pretext task as an objective the training loop calls: its backbone, its head, and per batch its inputs,
+targets, loss and score. The labels of the dataset are never read while training; the validation score of instance
+discrimination alone uses them (a nearest-neighbour accuracy, as Wu et al. monitor it), to choose best.pt.
+
+Batches arrive normalised (N, C, H, W) as for `archviz train`; random choices draw from the generator the loop
+passes (the run's augmentation generator, saved in every checkpoint), and evaluation draws from a generator seeded
+afresh each time, so that every epoch scores the same validation puzzles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archviz.errors import ArchvizError
+from archviz.graph.ir import Graph
+from archviz.pretrain.tasks import Task
+
+JIGSAW_PERMUTATIONS = 30  # classes of the jigsaw task: few images per class on small data (the paper: 100 to 1000)
+PROJECTION = 128  # dimension of SimCLR's and instance discrimination's embeddings (both papers')
+SIMCLR_TEMPERATURE = 0.5  # the paper's best for batch sizes up to 512 (Chen et al. 2020, table 5)
+CLUSTERS_PER_CLASS = 10  # DeepCluster over-clusters: k = 10 x the dataset's classes (Caron et al. use k = 10,000)
+EVAL_SEED = 12345  # the validation puzzles' generator seed
+KNN_NEIGHBOURS = 20
+
+
+class Objective:
+    """Rotation: every image at 0, 90, 180, 270 degrees; the head tells which (Gidaris et al. 2018)."""
+
+    task = Task.ROTATION
+
+    def __init__(self, *, classes: int, image_shape: tuple[int, ...], train_size: int, stats, seed: int):
+        self.classes, self.image_shape, self.train_size, self.stats, self.seed = classes, image_shape, train_size, \
+            stats, seed
+
+    def backbone(self, graph: Graph) -> Graph:
+        from archviz.pretrain.backbone import backbone
+
+        return backbone(graph)
+
+    def head(self, features: tuple[int, ...]):
+        from torch import nn
+
+        return nn.Linear(features[0], 4)
+
+    def inputs(self, x, index, generator) -> tuple[Any, Any]:
+        from archviz.pretrain.tasks import rotations
+
+        return rotations(x)
+
+    def loss(self, outputs, targets, index) -> tuple[Any, Any, int]:
+        """(loss, right answers, answers)."""
+        import torch.nn.functional as F
+
+        return F.cross_entropy(outputs.float(), targets), (outputs.argmax(1) == targets).sum(), targets.numel()
+
+    def eval_loss(self, net, x, y, start: int, generator) -> tuple[Any, Any, int]:
+        inputs, targets = self.inputs(x, None, generator)
+        return self.loss(net(inputs), targets, None)
+
+    def epoch_begin(self, run, epoch: int) -> None:
+        """Work before an epoch's batches (DeepCluster clusters the features)."""
+
+    def epoch_order(self, run, epoch: int):
+        return None  # the loop's permutation
+
+    def after_step(self, outputs, index) -> None:
+        """Work after the optimiser's step (instance discrimination updates its memory bank)."""
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "4 rotations of each image (0, 90, 180, 270 degrees); the head predicts which"
+
+
+Rotation = Objective
+
+
+class Jigsaw(Objective):
+    """3x3 tiles shuffled by one of a fixed set of permutations; a shared encoder per tile, the head tells which
+    permutation (Noroozi and Favaro 2016)."""
+
+    task = Task.JIGSAW
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        from archviz.pretrain.tasks import jigsaw_permutations
+
+        self.permutations = jigsaw_permutations(JIGSAW_PERMUTATIONS, seed=self.seed)
+
+    def head(self, features):
+        from archviz.pretrain.net import mlp
+
+        return mlp(9 * features[0], JIGSAW_PERMUTATIONS)
+
+    def inputs(self, x, index, generator):
+        from archviz.pretrain.tasks import jigsaw_tiles
+
+        return jigsaw_tiles(x, self.permutations.to(x.device), generator=generator)
+
+    def describe(self) -> str:
+        return (f"3x3 tiles shuffled by one of {JIGSAW_PERMUTATIONS} permutations (largest Hamming distance); each "
+                "tile resized to the input and encoded by the shared backbone; the head predicts the permutation")
+
+
+class Context(Objective):
+    """The centre patch and one of its 8 neighbours; a shared encoder, the head tells where the neighbour lies
+    (Doersch et al. 2015)."""
+
+    task = Task.CONTEXT
+
+    def head(self, features):
+        from archviz.pretrain.net import mlp
+
+        return mlp(2 * features[0], 8)
+
+    def inputs(self, x, index, generator):
+        import torch
+
+        from archviz.pretrain.tasks import context_pairs
+
+        pairs = context_pairs(x, generator=generator)
+        return torch.stack([pairs.centre, pairs.neighbour], dim=1), pairs.labels  # (N, 2, C, p, p)
+
+    def describe(self) -> str:
+        return ("a centre patch and one of its 8 neighbours (with a gap and jitter), both encoded by the shared "
+                "backbone; the head predicts the neighbour's position")
+
+
+class SimCLR(Objective):
+    """Two random views of each image; the projections of the pair attract, the rest of the batch repels
+    (Chen et al. 2020)."""
+
+    task = Task.SIMCLR
+
+    def head(self, features):
+        from archviz.pretrain.net import mlp
+
+        return mlp(features[0], PROJECTION)
+
+    def inputs(self, x, index, generator):
+        import torch
+
+        from archviz.pretrain.contrastive import simclr_views
+
+        one, two = simclr_views(x, generator=generator, flip=self.image_shape[0] == 3)
+        return torch.cat([one, two]), None
+
+    def loss(self, outputs, targets, index):
+        import torch
+        import torch.nn.functional as F
+
+        from archviz.pretrain.contrastive import nt_xent
+
+        count = outputs.shape[0] // 2
+        one, two = outputs[:count].float(), outputs[count:].float()
+        z = F.normalize(torch.cat([one, two]), dim=1)
+        similarity = (z @ z.T).fill_diagonal_(-2.0)
+        right = (similarity.argmax(1) == torch.arange(2 * count, device=z.device).roll(count)).sum()
+        return nt_xent(one, two, temperature=SIMCLR_TEMPERATURE), right, 2 * count
+
+    def describe(self) -> str:
+        return (f"two random views of each image (crop, {'mirror, ' if self.image_shape[0] == 3 else ''}brightness "
+                f"and contrast); NT-Xent loss at temperature {SIMCLR_TEMPERATURE}, the rest of the batch as "
+                "negatives; the score: how often a view's nearest neighbour in the batch is its pair")
+
+
+class InstanceDiscrimination(Objective):
+    """Each image its own class: a non-parametric softmax over a memory bank of every training image's embedding
+    (Wu et al. 2018)."""
+
+    task = Task.INSTDISC
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        import torch
+
+        from archviz.pretrain.contrastive import MemoryBank
+
+        self.bank = MemoryBank.random(self.train_size, PROJECTION, generator=torch.Generator().manual_seed(self.seed))
+
+    def head(self, features):
+        from torch import nn
+
+        return nn.Linear(features[0], PROJECTION)
+
+    def inputs(self, x, index, generator):
+        return x, index
+
+    def loss(self, outputs, targets, index):
+        if self.bank.features.device != outputs.device:
+            self.bank.features = self.bank.features.to(outputs.device)
+        logits = self.bank.logits(outputs.float())
+        indices = index.to(outputs.device)
+        import torch.nn.functional as F
+
+        return F.cross_entropy(logits, indices), (logits.argmax(1) == indices).sum(), len(indices)
+
+    def after_step(self, outputs, index) -> None:
+        self.bank.update(index, outputs)
+
+    def eval_loss(self, net, x, y, start, generator):
+        """A weighted nearest-neighbour vote of the bank (the training images' labels) on validation images:
+        1 - its accuracy stands in for the loss."""
+        import torch.nn.functional as F
+
+        z = F.normalize(net(x).float(), dim=1)
+        similarity = z @ self.bank.features.to(z.device, z.dtype).T
+        right = (self._vote(similarity) == y).sum()
+        return (len(y) - right).double() / len(y), right, len(y)
+
+    def _vote(self, similarity):
+        import torch
+
+        values, neighbours = similarity.topk(min(KNN_NEIGHBOURS, similarity.shape[1]), dim=1)
+        votes = torch.zeros(similarity.shape[0], self.classes, device=similarity.device)
+        votes.scatter_add_(1, self.train_labels.to(similarity.device)[neighbours], (values / 0.07).exp())
+        return votes.argmax(1)
+
+    def epoch_begin(self, run, epoch):
+        self.train_labels = run.labels["train"]
+
+    def state(self):
+        return {"memory_bank": self.bank.state_dict()}
+
+    def load_state(self, state):
+        if "memory_bank" in state:
+            self.bank.load_state_dict(state["memory_bank"])
+
+    def describe(self) -> str:
+        return (f"each training image its own class: {PROJECTION}-d embeddings against a memory bank of all "
+                f"{self.train_size:,} (momentum {self.bank.momentum}, temperature {self.bank.temperature}); "
+                f"validation score: a {KNN_NEIGHBOURS}-nearest-neighbour vote over the bank")
+
+
+OBJECTIVES = {Task.ROTATION: Rotation, Task.JIGSAW: Jigsaw, Task.CONTEXT: Context, Task.SIMCLR: SimCLR,
+              Task.INSTDISC: InstanceDiscrimination}
+
+
+def objective_for(task: str, **kwargs) -> Objective:
+    chosen = Task(task)
+    if chosen not in OBJECTIVES:
+        raise ArchvizError(f"--task {task}: not available yet; available: "
+                           f"{', '.join(t.value for t in OBJECTIVES)}")
+    return OBJECTIVES[chosen](**kwargs)
