@@ -10,6 +10,7 @@ import enum
 import functools
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -361,41 +362,54 @@ from archviz.train.choices import Adapt as _TrainAdapt, Device as _TrainDevice  
 from archviz.train.choices import Optimizer as _TrainOptimizer, Schedule as _TrainSchedule  # noqa: E402
 
 
+DatasetOpt = Annotated[str, typer.Option(
+    "--dataset", help="digits (bundled with scikit-learn), mnist:PATH (idx files), cifar10:PATH (python batches) or "
+    "folder:PATH (a subfolder of images per class). Nothing is downloaded.")]
+DataOpt = Annotated[Optional[str], typer.Option("--data", help="The dataset's folder (or write --dataset mnist:PATH).")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs [default: 20].")]
+BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size [default: 32].")]
+LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: 0.003].")]
+OptimizerOpt = Annotated[Optional[_TrainOptimizer], typer.Option("--optimizer", help="[default: adamw]")]
+ScheduleOpt = Annotated[Optional[_TrainSchedule], typer.Option(
+    "--schedule", help="Learning rate per batch: cosine (after a warm-up epoch), step, none [default: cosine].")]
+WeightDecayOpt = Annotated[Optional[float], typer.Option("--weight-decay", help="[default: 0.05]")]
+AugmentOpt = Annotated[Optional[bool], typer.Option(
+    "--augment/--no-augment", help="Small random rotations, scalings and shifts (and mirror images for photos) "
+    "[default: on].")]
+AdaptOpt = Annotated[Optional[_TrainAdapt], typer.Option(
+    "--adapt", help="input: resize the images to the model's input; model: give the model the images' shape "
+    "[default: input].")]
+DeviceOpt = Annotated[_TrainDevice, typer.Option("--device", help="auto picks CUDA when available.")]
+TrainSeedOpt = Annotated[Optional[int], typer.Option(
+    "--seed", help="Seed of weights, data order and augmentation [default: 0].")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    "--threads", min=1, help="CPU threads [default: every core; on a busy machine 1 can be much faster].")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model (slower on small CPU runs).")]
+ResumeOpt = Annotated[bool, typer.Option(
+    "--resume", help="Continue the run in -o exactly where it stopped (with its own settings).")]
+
+
 @app.command(short_help="Train a model on local data (digits, MNIST, CIFAR-10, image folders).")
 @user_errors
 def train(
     model: Annotated[str, typer.Argument(help="A zoo name (see `archviz list`) or a spec file (my_net.yaml).")],
-    dataset: Annotated[str, typer.Option(
-        "--dataset", help="digits (bundled with scikit-learn), mnist:PATH (idx files), cifar10:PATH (python "
-        "batches) or folder:PATH (a subfolder of images per class). Nothing is downloaded.")] = "digits",
-    data: Annotated[Optional[str], typer.Option(
-        "--data", help="The dataset's folder (or write --dataset mnist:PATH).")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs [default: 20].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size [default: 32].")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: 0.003].")] = None,
-    optimizer: Annotated[Optional[_TrainOptimizer], typer.Option("--optimizer", help="[default: adamw]")] = None,
-    schedule: Annotated[Optional[_TrainSchedule], typer.Option(
-        "--schedule", help="Learning rate per batch: cosine (after a warm-up epoch), step, none "
-        "[default: cosine].")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="[default: 0.05]")] = None,
-    augment: Annotated[Optional[bool], typer.Option(
-        "--augment/--no-augment", help="Small random rotations, scalings and shifts (and mirror images for photos) "
-        "[default: on].")] = None,
-    adapt: Annotated[Optional[_TrainAdapt], typer.Option(
-        "--adapt", help="input: resize the images to the model's input; model: give the model the images' shape "
-        "[default: input].")] = None,
-    device: Annotated[_TrainDevice, typer.Option(
-        "--device", help="auto picks CUDA when available.")] = _TrainDevice.AUTO,
-    seed: Annotated[Optional[int], typer.Option(
-        "--seed", help="Seed of weights, data order and augmentation [default: 0].")] = None,
-    threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, help="CPU threads [default: every core; on a busy machine 1 can be much faster].")] = None,
-    compile: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the model (slower on small CPU runs).")] = False,
+    dataset: DatasetOpt = "digits",
+    data: DataOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
+    optimizer: OptimizerOpt = None,
+    schedule: ScheduleOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    augment: AugmentOpt = None,
+    adapt: AdaptOpt = None,
+    device: DeviceOpt = _TrainDevice.AUTO,
+    seed: TrainSeedOpt = None,
+    threads: ThreadsOpt = None,
+    compile: CompileOpt = False,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", help="The run folder [default: runs/MODEL-DATASET-TIME].")] = None,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue the run in -o exactly where it stopped (with its own settings).")] = False,
+    resume: ResumeOpt = False,
 ):
     """Train a zoo model or spec file; write metrics, a per-class report, the confusion matrix and checkpoints.
 
@@ -609,6 +623,8 @@ def _predictions(trained, logits) -> list[str]:
     from archviz.inside.cam import TOP
     from archviz.render.inside import prediction_lines
 
+    if not trained.classes:
+        return ["output: the backbone's features (no classifier)"]
     probabilities = torch.softmax(logits[0].float(), dim=0)
     top = torch.topk(probabilities, min(TOP, len(probabilities)))
     return prediction_lines(trained, list(zip(top.indices.tolist(), top.values.tolist())))
@@ -670,6 +686,104 @@ def _class_index(trained, given: str | None) -> int | None:
         raise UnknownNameError(f"--class {given}: the model has {count} classes, 0 to {count - 1}")
     raise UnknownNameError(f"--class {given!r}: not a class name of this model{closest(given, trained.classes)}; "
                            f"or give an index, 0 to {count - 1}")
+
+
+class _Task(enum.StrEnum):  # archviz.pretrain.tasks.Task, without importing it for --help
+    ROTATION = "rotation"
+    JIGSAW = "jigsaw"
+    CONTEXT = "context"
+    COLORIZATION = "colorization"
+    DEEPCLUSTER = "deepcluster"
+    INSTDISC = "instdisc"
+    SIMCLR = "simclr"
+
+
+@app.command(short_help="Train a backbone on a self-supervised pretext task (labels ignored).")
+@user_errors
+def pretrain(
+    model: Annotated[str, typer.Argument(help="A zoo name or spec file; its classifier is left out.")],
+    task: Annotated[_Task, typer.Option("--task", help="The pretext task.")],
+    dataset: DatasetOpt = "digits",
+    data: DataOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
+    optimizer: OptimizerOpt = None,
+    schedule: ScheduleOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    augment: AugmentOpt = None,
+    adapt: AdaptOpt = None,
+    device: DeviceOpt = _TrainDevice.AUTO,
+    seed: TrainSeedOpt = None,
+    seeds: Annotated[int, typer.Option(
+        "--seeds", min=1, help="Train this many runs, seeds SEED, SEED+1, ..., into -o/seed-K; probe averages "
+        "them.")] = 1,
+    threads: ThreadsOpt = None,
+    compile: CompileOpt = False,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="The run folder [default: runs/MODEL-DATASET-TASK-TIME].")] = None,
+    resume: ResumeOpt = False,
+):
+    """Train the model's backbone (without its classifier) on a pretext task whose labels come from the images:
+    rotation (which of 4 turns), jigsaw (which shuffle of 3x3 tiles), context (where a patch lies beside the centre),
+    colorization (colours from lightness), deepcluster (k-means pseudo-labels), instdisc (each image its own class,
+    against a memory bank), simclr (two views of an image attract, others repel). Then: archviz probe RUN."""
+    from archviz.pretrain.loop import pretrain as run_pretext
+    from archviz.train.run import TrainingInterrupted
+
+    options = dict(task=task.value, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
+                   optimizer=optimizer and optimizer.value, schedule=schedule and schedule.value,
+                   weight_decay=weight_decay, augment=augment, adapt=adapt and adapt.value, device=device.value,
+                   threads=threads, compile=compile, resume=resume)
+    first = 0 if seed is None else seed
+    try:
+        if seeds == 1:
+            results = [run_pretext(model, seed=seed, output=output, **options)]
+        else:
+            from archviz.train.run import default_folder
+
+            folder = output or str(default_folder(model, dataset, task.value))
+            results = [run_pretext(model, seed=first + k, output=f"{folder}/seed-{first + k}", **options)
+                       for k in range(seeds)]
+    except TrainingInterrupted as stopped:
+        typer.echo(f"archviz: {stopped}", err=True)
+        raise typer.Exit(130) from None
+    for result in results:
+        typer.echo(f"{result.task}: {result.test_split} pretext accuracy {result.test_accuracy:.2%} with best.pt "
+                   f"(epoch {result.best_epoch}); run folder {result.folder}")
+    typer.echo(f"next: archviz probe {Path(results[0].folder).parent if seeds > 1 else results[0].folder}")
+
+
+class _ProbeKind(enum.StrEnum):
+    LINEAR = "linear"
+    KNN = "knn"
+
+
+@app.command(short_help="Measure a pretrained backbone with the labels: linear or kNN probes per block.")
+@user_errors
+def probe(
+    run: Annotated[str, typer.Argument(help="A run folder of archviz pretrain (or one holding seed-* runs).")],
+    dataset: Annotated[Optional[str], typer.Option(
+        "--dataset", help="The labelled dataset [default: the run's].")] = None,
+    layers: Annotated[Optional[str], typer.Option(
+        "--layers", help="Comma-separated layers [default: the end of every stage and the backbone's "
+        "output].")] = None,
+    kind: Annotated[_ProbeKind, typer.Option("--kind", help="linear: logistic regression; knn: 20 nearest "
+                                             "neighbours by cosine.")] = _ProbeKind.LINEAR,
+    finetune: Annotated[bool, typer.Option(
+        "--finetune", help="Also train the whole network from the pretext weights with the labels.")] = False,
+):
+    """For each block, the frozen features of the pretext backbone feed a classifier trained on the labels; its test
+    accuracy beside the same architecture at random initialisation and trained with labels under the same budget
+    (kept in RUN/supervised). Writes RUN/probe-KIND.json."""
+    from archviz.pretrain.probe import probe as run_probe
+    from archviz.render.probe import probe_table
+
+    names = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
+    if layers is not None and not names:
+        raise ArchvizError("--layers: name at least one layer")
+    result = run_probe(run, dataset=dataset, layers=names, kind=kind.value, finetune=finetune)
+    sys.stdout.write(probe_table(result))
 
 
 def main() -> None:

@@ -59,6 +59,9 @@ def class_activation_map(trained: Trained, image: Input, *, layer: str, target: 
 
     from archviz.inside.capture import output_with_gradient
 
+    if not trained.classes:
+        raise ArchvizError(f"{trained.weights} is a backbone without a classifier (archviz pretrain): a class-"
+                           "activation map needs class scores; fine-tune it first (archviz probe RUN --finetune)")
     activation, logits = output_with_gradient(trained.net, layer, image.tensor)
     if activation.dim() != 4:
         raise ArchvizError(f"{layer} gives {tuple(activation.shape[1:])} outputs, not C x H x W maps; "

@@ -52,7 +52,7 @@ def dataset_sample(trained: Trained, index: int) -> Input:
                            f"(0 to {len(split) - 1})")
     label = int(split.labels[index])
     return _prepared(trained, split.images[index],
-                     f"{trained.dataset} {SAMPLE_SPLIT} image {index} (true class {trained.classes[label]})", label)
+                     f"{trained.dataset} {SAMPLE_SPLIT} image {index} (true class {trained.dataset_classes[label]})", label)
 
 
 def dataset_samples(trained: Trained, count: int) -> list[Input]:

@@ -38,6 +38,7 @@ class Trained:
     stats: Stats  # the per-channel normalisation the weights were trained with
     weights: str  # where the weights came from, in words
     dataset: str | None = None  # the run's dataset ("digits", "mnist:/data/mnist") when the weights are a run's
+    dataset_classes: tuple[str, ...] = ()  # the names of its labels (a pretrained backbone has no classes of its own)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -127,12 +128,19 @@ def _from_checkpoint(model: str | None, path: Path, state: dict) -> Trained:
     source = state["source"]["model"]
     fitted = fit_model(model or source, classes=len(dataset["classes"]), image_shape=tuple(dataset["image_shape"]),
                        adapt=state["settings"]["adapt"])
-    net = to_torch(fitted.graph, device="cpu")
-    _load_into(net, state["model"], path=path, model=model or source, trained_from=source)
+    graph, tensors, classes, command = fitted.graph, state["model"], tuple(dataset["classes"]), "train"
+    pretext = state.get("pretext")
+    if pretext is not None:  # archviz pretrain: the backbone, without the task's head
+        from archviz.pretrain.objectives import task_backbone
+
+        graph, classes, command = task_backbone(pretext["task"], graph), (), f"pretrain --task {pretext['task']}"
+        tensors = {name.removeprefix("backbone."): t for name, t in tensors.items() if name.startswith("backbone.")}
+    net = to_torch(graph, device="cpu")
+    _load_into(net, tensors, path=path, model=model or source, trained_from=source)
     epoch = state["position"]["epoch"]
-    described = f"{display_path(str(path))} (archviz train {source} on {dataset['name']}, after epoch {epoch})"
+    described = f"{display_path(str(path))} (archviz {command} {source} on {dataset['name']}, after epoch {epoch})"
     stats = Stats(tuple(dataset["normalize"]["mean"]), tuple(dataset["normalize"]["std"]))
-    return Trained(fitted.graph, net.eval(), tuple(dataset["classes"]), stats, described, dataset["name"])
+    return Trained(graph, net.eval(), classes, stats, described, dataset["name"], tuple(dataset["classes"]))
 
 
 def _from_state_dict(model: str, path: Path, state) -> Trained:

@@ -8,8 +8,8 @@ papers evaluate (Noroozi and Favaro 2016 and Gidaris et al. 2018 probe AlexNet's
 
 Probe blocks are the outputs that end a stage: layers that every path goes through (no residual connection jumps
 over them) where the next such layer at least halves the map's height, or has no map; and the backbone's output.
-LeNet: tanh1 (6x28x28), tanh2 (16x10x10), pool2 (16x5x5 = 400), tanh3 (120); ResNet: the stem's relu, the ends of
-layer1 to layer4, and the pooled features.
+A map whose pooling is itself a stage end gives way to it. LeNet: tanh1 (6x28x28), pool2 (16x5x5 = 400), tanh3
+(120); ResNet: the stem's relu, the ends of layer1 to layer4, and the pooled features.
 """
 
 from __future__ import annotations
@@ -74,8 +74,10 @@ def backbone(graph: Graph) -> Graph:
 def probe_blocks(graph: Graph) -> list[str]:
     """The layers whose outputs a probe reads: the stage ends (see the module docstring) and the graph's output."""
     cuts = [graph.by_name[name] for name in _single_paths(graph)]
-    blocks = [node.name for node, after in zip(cuts, cuts[1:])
-              if _is_map(node.out_shape) and (not _is_map(after.out_shape) or 2 * after.out_shape[1] <= node.out_shape[1])]
+    ends = {node.name: after for node, after in zip(cuts, cuts[1:])
+            if _is_map(node.out_shape) and (not _is_map(after.out_shape) or 2 * after.out_shape[1] <= node.out_shape[1])}
+    # a map followed by a pooling that is itself a stage end adds nothing the pooled map does not show
+    blocks = [name for name, after in ends.items() if not (after.name in ends and get_op(after.op).kind == "pool")]
     return blocks + [graph.output] if graph.output not in blocks else blocks
 
 

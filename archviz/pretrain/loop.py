@@ -57,6 +57,7 @@ class PretrainRun(_Run):
     def _wrap(self, net):
         from archviz.pretrain.net import pretext_net
 
+        self.objective.stats = self.stats
         features = self.fitted.graph.by_name[self.fitted.graph.output].out_shape
         head = self.objective.head(tuple(features)).to(self.device)
         return pretext_net(net, head, tuple(self.fitted.input_shape[1:]))

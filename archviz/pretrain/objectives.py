@@ -240,6 +240,19 @@ OBJECTIVES = {Task.ROTATION: Rotation, Task.JIGSAW: Jigsaw, Task.CONTEXT: Contex
               Task.INSTDISC: InstanceDiscrimination}
 
 
+def task_backbone(task: str, graph: Graph) -> Graph:
+    """The backbone `task` trains of the fitted graph: the graph without its classifier, or for colorization the
+    part that ends on the last spatial map."""
+    if Task(task) == Task.COLORIZATION:
+        from archviz.inside.layers import auto_cam_layer
+        from archviz.pretrain.backbone import cut
+
+        return cut(graph, auto_cam_layer(graph).name)
+    from archviz.pretrain.backbone import backbone
+
+    return backbone(graph)
+
+
 def objective_for(task: str, **kwargs) -> Objective:
     chosen = Task(task)
     if chosen not in OBJECTIVES:

@@ -72,7 +72,7 @@ def prediction_lines(trained: Trained, top) -> list[str]:
 
 def cam_lines(trained: Trained, image: Input, cam: Cam, *, layer_reason: str = "") -> list[str]:
     """What the map is: the input, the layer, the class and the prediction."""
-    true = f"; true class {trained.classes[image.label]}" if image.label is not None else ""
+    true = f"; true class {trained.dataset_classes[image.label]}" if image.label is not None else ""
     lines = [f"input: {image.source}", f"weights: {trained.weights}",
              f"layer: {cam.layer}{layer_reason} (map {'x'.join(map(str, cam.coarse.shape))}, upsampled to the input)",
              *prediction_lines(trained, cam.top),

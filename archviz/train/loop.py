@@ -325,6 +325,7 @@ class _Run:
         if cuda:
             torch.backends.cudnn.benchmark = True
             torch.set_float32_matmul_precision("high")
+        self.stats = batching.channel_stats(self.data.train.images, self.fitted.input_shape[0])
         self.net = self._wrap(to_torch(self.fitted.graph, device=self.device))
         self.channels_last = cuda or _has_convolutions(self.fitted.graph)
         if self.channels_last:
@@ -344,7 +345,6 @@ class _Run:
         self.labels = {name: torch.from_numpy(getattr(self.data, name).labels).to(self.device)
                        for name in ("train", "val", "test")}
         self.store = store
-        self.stats = batching.channel_stats(self.data.train.images, self.fitted.input_shape[0])
         self.make_batch = batching.BatchMaker(input_shape=self.fitted.input_shape, stats=self.stats,
                                               device=self.device, channels_last=self.channels_last,
                                               augment=settings.augment, flips=self.data.flips)

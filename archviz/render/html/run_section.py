@@ -90,7 +90,7 @@ def _cams(view: RunView) -> str:
     figures = "".join(
         _png_figure(cam_png(view.trained, sample.image, sample.cam),
                     f"predicted {view.trained.classes[sample.cam.target]} ({sample.cam.probability:.1%}), "
-                    f"true {view.trained.classes[sample.image.label]}; Grad-CAM at {sample.cam.layer}")
+                    f"true {view.trained.dataset_classes[sample.image.label]}; Grad-CAM at {sample.cam.layer}")
         for sample in view.samples)
     return (f'<section id="cams"><h2>Class-activation maps</h2><p class="look">{html.escape(LOOK_FOR["cams"])}</p>'
             f'<div class="pictures">{figures}</div></section>')
