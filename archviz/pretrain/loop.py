@@ -42,6 +42,12 @@ class PretrainRun(_Run):
         self.task = task
         super().__init__(*args)
 
+    def _check_resumable(self, saved: dict) -> None:
+        pretext = saved.get(PRETEXT_KEY)
+        if pretext is None or pretext["task"] != self.task:
+            was = "supervised training" if pretext is None else f"the {pretext['task']} task"
+            raise ArchvizError(f"{self.folder} is a run of {was}, not of the {self.task} task")
+
     def _fit(self, model):
         from archviz.pretrain.objectives import objective_for
 
@@ -102,11 +108,7 @@ class PretrainRun(_Run):
         return {PRETEXT_KEY: {"task": self.task, **self.objective.state()}}
 
     def _load_extra_state(self, state: dict) -> None:
-        saved = state.get(PRETEXT_KEY)
-        if saved is None or saved["task"] != self.task:
-            was = "supervised training" if saved is None else f"the {saved['task']} task"
-            raise ArchvizError(f"{self.folder} is a run of {was}, not of the {self.task} task")
-        self.objective.load_state(saved)
+        self.objective.load_state(state[PRETEXT_KEY])
 
     def _record(self, status: str, **extra) -> dict:
         return super()._record(status, pretext={"task": self.task, "description": self.objective.describe()},

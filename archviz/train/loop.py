@@ -250,6 +250,8 @@ class _Run:
             raise ArchvizError(f"{folder} was trained by {was} process{'es' if was != 1 else ''} and this is "
                                f"{ranks.world}; an exact resume needs the same number"
                                + (f": torchrun --nproc-per-node {was} ..." if was > 1 else ": run it without torchrun"))
+        if saved:
+            self._check_resumable(saved)
         self.data = self._load_data(model, kind, path)
         self.fitted = self._fit(model)
         if saved and saved["source"]["kind"] == "code" and saved["source"]["spec_text"] != self.fitted.source.spec_text:
@@ -286,6 +288,12 @@ class _Run:
             logits = self.evaluator(x)
         guesses = logits.argmax(1)
         return loss_function(logits, y).double() * len(y), (guesses == y).sum(), len(y), guesses
+
+    def _check_resumable(self, saved: dict) -> None:
+        """Refuse a checkpoint of another kind of run, before anything is built."""
+        if "pretext" in saved:
+            raise ArchvizError(f"{self.folder} is a run of archviz pretrain --task {saved['pretext']['task']}; "
+                               "resume it with archviz pretrain")
 
     def _after_step(self) -> None:
         """Work after each optimiser step."""
