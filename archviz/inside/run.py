@@ -22,6 +22,7 @@ from archviz.inside.trained import Trained
 FILTER_LAYERS = 2  # the first convolutions: deeper kernels read many channels and no longer look like image patches
 SAMPLES = 3  # validation images shown with their feature maps and class-activation maps
 RUN_FILES = ("run.json", "metrics.json", "report.json", "confusion.csv")
+PRETEXT_RUN_FILES = ("run.json", "metrics.json", "best.pt")
 
 
 @dataclass(frozen=True)
@@ -42,31 +43,44 @@ class RunView:
     samples: tuple[SampleView, ...]
 
 
-def look_inside_run(folder: str | Path, model: str | None = None, *, samples: int = SAMPLES) -> RunView:
-    """Everything the run's report section shows; model defaults to the run's own."""
+def look_inside_run(folder: str | Path, model: str | None = None, *, samples: int = SAMPLES):
+    """Everything the run's report sections show (a RunView, or for archviz pretrain a pretrain.view.PretextView);
+    model defaults to the run's own."""
     from archviz.inside.trained import load_trained
     from archviz.train.run import read_class_report
 
     folder = Path(folder)
-    _check_run_folder(folder)
+    _check_run_folder(folder, pretext=_is_pretext(folder))
     trained = load_trained(model or folder, folder if model else None)
     record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    if "pretext" in record:
+        from archviz.pretrain.view import look_at_pretext_run
+
+        return look_at_pretext_run(folder, trained, record)
     history = tuple(json.loads((folder / "metrics.json").read_text(encoding="utf-8")))
     return RunView(folder, trained, record, history, read_class_report(folder),
-                   _filter_pairs(trained, record["settings"]["seed"]), _sample_views(trained, samples))
+                   filter_pairs(trained, record["settings"]["seed"]), _sample_views(trained, samples))
 
 
-def _check_run_folder(folder: Path) -> None:
+def _is_pretext(folder: Path) -> bool:
+    try:
+        return "pretext" in json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def _check_run_folder(folder: Path, *, pretext: bool) -> None:
     if not folder.is_dir():
         raise ArchvizError(f"--run {display_path(str(folder))}: no such folder; --run takes a run folder of archviz "
-                           "train")
-    missing = [name for name in RUN_FILES if not (folder / name).is_file()]
+                           "train or archviz pretrain")
+    needed = PRETEXT_RUN_FILES if pretext else RUN_FILES
+    missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise ArchvizError(f"--run {display_path(str(folder))}: no {', '.join(missing)}; a finished run of archviz "
                            "train has them (an interrupted one: finish it with archviz train --resume -o FOLDER)")
 
 
-def _filter_pairs(trained: Trained, seed: int) -> tuple[tuple[Any, Any], ...]:
+def filter_pairs(trained: Trained, seed: int) -> tuple[tuple[Any, Any], ...]:
     from archviz.inside.filters import filter_grid
     from archviz.inside.layers import kernel_layers
 

@@ -21,6 +21,7 @@ SIMCLR_TEMPERATURE = 0.5  # the paper's best for batch sizes up to 512 (Chen et 
 CLUSTERS_PER_CLASS = 10  # DeepCluster over-clusters: k = 10 x the dataset's classes (Caron et al. use k = 10,000)
 EVAL_SEED = 12345  # the validation puzzles' generator seed
 KNN_NEIGHBOURS = 20
+POSITION_NAMES = ("top-left", "top", "top-right", "left", "right", "bottom-left", "bottom", "bottom-right")
 
 
 class Objective:
@@ -75,6 +76,14 @@ class Objective:
     def describe(self) -> str:
         return "4 rotations of each image (0, 90, 180, 270 degrees); the head predicts which"
 
+    def examples(self, x, generator) -> tuple[list, list[str], int]:
+        """(pictures (C, h, w), normalised like x; a caption each; columns): what the task feeds the network, for
+        the report."""
+        inputs, labels = self.inputs(x, None, generator)
+        count = x.shape[0]
+        order = [k * count + i for i in range(count) for k in range(4)]  # one image per row, its 4 turns across
+        return [inputs[j] for j in order], [f"{90 * int(labels[j])} deg" for j in order], 4
+
 
 Rotation = Objective
 
@@ -101,6 +110,15 @@ class Jigsaw(Objective):
 
         return jigsaw_tiles(x, self.permutations.to(x.device), generator=generator)
 
+    def examples(self, x, generator):
+        tiles, labels = self.inputs(x, None, generator)  # (N, 9, C, t, t)
+        pictures, captions = [], []
+        for n in range(tiles.shape[0]):
+            order = self.permutations[int(labels[n])].tolist()
+            pictures += list(tiles[n])
+            captions += [f"cell {cell}" for cell in order]
+        return pictures, captions, 9
+
     def describe(self) -> str:
         return (f"3x3 tiles shuffled by one of {JIGSAW_PERMUTATIONS} permutations (largest Hamming distance); each "
                 "tile resized to the input and encoded by the shared backbone; the head predicts the permutation")
@@ -124,6 +142,14 @@ class Context(Objective):
 
         pairs = context_pairs(x, generator=generator)
         return torch.stack([pairs.centre, pairs.neighbour], dim=1), pairs.labels  # (N, 2, C, p, p)
+
+    def examples(self, x, generator):
+        pairs, labels = self.inputs(x, None, generator)  # (N, 2, C, p, p)
+        pictures, captions = [], []
+        for n in range(pairs.shape[0]):
+            pictures += [pairs[n, 0], pairs[n, 1]]
+            captions += ["centre", f"neighbour: {POSITION_NAMES[int(labels[n])]}"]
+        return pictures, captions, 2
 
     def describe(self) -> str:
         return ("a centre patch and one of its 8 neighbours (with a gap and jitter), both encoded by the shared "
@@ -161,6 +187,12 @@ class SimCLR(Objective):
         similarity = (z @ z.T).fill_diagonal_(-2.0)
         right = (similarity.argmax(1) == torch.arange(2 * count, device=z.device).roll(count)).sum()
         return nt_xent(one, two, temperature=SIMCLR_TEMPERATURE), right, 2 * count
+
+    def examples(self, x, generator):
+        views, _ = self.inputs(x, None, generator)
+        count = x.shape[0]
+        pictures = [picture for i in range(count) for picture in (x[i], views[i], views[count + i])]
+        return pictures, ["image", "view 1", "view 2"] * count, 3
 
     def describe(self) -> str:
         return (f"two random views of each image (crop, {'mirror, ' if self.image_shape[0] == 3 else ''}brightness "
@@ -229,6 +261,9 @@ class InstanceDiscrimination(Objective):
     def load_state(self, state):
         if "memory_bank" in state:
             self.bank.load_state_dict(state["memory_bank"])
+
+    def examples(self, x, generator):
+        return list(x), [f"class {i}: itself" for i in range(x.shape[0])], x.shape[0]
 
     def describe(self) -> str:
         return (f"each training image its own class: {PROJECTION}-d embeddings against a memory bank of all "

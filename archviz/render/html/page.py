@@ -93,9 +93,7 @@ def model_report_html(report: Report, *, views: DiagramViews | None = None, run:
     `run`, the training run's curves, per-class report, filters, activations and class-activation maps."""
     run_nav = run_body = ""
     if run is not None:
-        from archviz.render.html.run_section import run_nav as nav_links, run_sections
-
-        run_nav, run_body = nav_links(), run_sections(run)
+        run_nav, run_body, run_json = _run_parts(run)
     meta = (f"input {shape(report.input)} · batch {report.batch} · {report.dtype.value} · "
             f"{report.totals.layers} layers")
     body = f"""{_header(f"archviz: {report.model}", report.description, meta)}
@@ -122,10 +120,23 @@ def model_report_html(report: Report, *, views: DiagramViews | None = None, run:
         data["diagram_toggles"] = views.toggles
     if run is None:
         return _page(f"archviz: {report.model}", body, data)
-    from archviz.render.html.run_section import RUN_CSS, run_data
+    from archviz.render.html.run_section import RUN_CSS
 
-    return _page(f"archviz: {report.model}", body, {**data, "run": run_data(run)}, scripts=(asset("run.js"),),
+    return _page(f"archviz: {report.model}", body, {**data, "run": run_json}, scripts=(asset("run.js"),),
                  css=RUN_CSS)
+
+
+def _run_parts(run) -> tuple[str, str, dict]:
+    """(navigation links, sections, chart data) of a training run (RunView) or a pretext run (PretextView)."""
+    from archviz.pretrain.view import PretextView
+
+    if isinstance(run, PretextView):
+        from archviz.render.html.pretext_section import pretext_data, pretext_nav, pretext_sections
+
+        return pretext_nav(), pretext_sections(run), pretext_data(run)
+    from archviz.render.html.run_section import run_data, run_nav, run_sections
+
+    return run_nav(), run_sections(run), run_data(run)
 
 
 def _comparison_table(reports: list[Report]) -> str:

@@ -1,5 +1,5 @@
-// The training sections of a model report written with --run: learning curves and the confusion matrix, from
-// DATA.run in #archviz-data. Class names are escaped before they reach plotly, which reads some HTML in its text.
+// The training sections of a model report written with --run: learning curves and the confusion matrix (or for a
+// pretext run, the pretext curves and the probe charts), from DATA.run in #archviz-data. Class names are escaped before they reach plotly, which reads some HTML in its text.
 (function () {
   "use strict";
   const DATA = JSON.parse(document.getElementById("archviz-data").textContent);
@@ -22,6 +22,23 @@
   Plotly.newPlot("chart-run-loss", [line("val_loss", "validation", null, 1), line("train_loss", "training", "dot", 1)],
     layout("Loss per epoch", { xaxis: { title: { text: "epoch" }, dtick: 1 },
       yaxis: { title: { text: "cross-entropy loss" } } }), CONFIG);
+  Object.entries(run.probes || {}).forEach(([kind, blocks]) => {
+    const mean = (values) => values.reduce((a, b) => a + b, 0) / values.length;
+    const spread = (values) => values.length < 2 ? 0 : Math.sqrt(values.reduce(
+      (a, b) => a + (b - mean(values)) ** 2, 0) / (values.length - 1));
+    const BACKBONES = [["pretext", "pretext"], ["random", "random init"], ["supervised", "supervised"]];
+    // the bars start a little below the lowest mean, so that differences of a point show
+    const lowest = (rows) => Math.max(0, Math.floor(Math.min(...rows.flatMap(
+      (b) => BACKBONES.map(([key]) => 100 * mean(b.accuracy[key])))) - 5));
+    Plotly.newPlot(`chart-probe-${kind}`, BACKBONES.map(([key, name]) => ({
+      type: "bar", name: name, x: blocks.map((b) => escape(b.block)),
+      y: blocks.map((b) => 100 * mean(b.accuracy[key])),
+      error_y: { type: "data", array: blocks.map((b) => 100 * spread(b.accuracy[key])), visible: true },
+    })), layout(`${escape(kind)} probe: test accuracy per block (%)`, {
+      barmode: "group", xaxis: { title: { text: "block" }, type: "category" },
+      yaxis: { title: { text: "accuracy (%)" }, range: [lowest(blocks), 100] } }), CONFIG);
+  });
+  if (!run.confusion) return;
   const names = run.classes.map(escape);
   Plotly.newPlot("chart-run-confusion", [{
     type: "heatmap", z: run.confusion, x: names, y: names, colorscale: "Blues", reversescale: true, hoverongaps: false,

@@ -65,12 +65,17 @@ def _training(view: RunView) -> str:
 
 
 def _filters(view: RunView) -> str:
-    if not view.filters:
+    return filters_section(view.filters, "after training")
+
+
+def filters_section(pairs, label: str) -> str:
+    """The Filters section: each first convolution's kernels after training beside its initial ones."""
+    if not pairs:
         return ('<section id="filters"><h2>Filters</h2><p>This network has no convolution, so no kernels to draw.'
                 "</p></section>")
     rows = "".join(
-        f'<div class="pictures">{_figure(trained, "after training")}{_figure(initial, "initial weights")}</div>'
-        for trained, initial in view.filters)
+        f'<div class="pictures">{_figure(trained, label)}{_figure(initial, "initial weights")}</div>'
+        for trained, initial in pairs)
     return (f'<section id="filters"><h2>Filters</h2><p class="look">{html.escape(LOOK_FOR["filters"])}</p>{rows}'
             "</section>")
 
@@ -78,7 +83,7 @@ def _filters(view: RunView) -> str:
 def _activations(view: RunView) -> str:
     from archviz.render.inside import grids_png
 
-    figures = "".join(_png_figure(grids_png(list(sample.activations)), sample.image.source)
+    figures = "".join(png_figure(grids_png(list(sample.activations)), sample.image.source)
                       for sample in view.samples)
     return (f'<section id="activations"><h2>Activations</h2><p class="look">{html.escape(LOOK_FOR["activations"])}'
             f'</p><div class="pictures">{figures}</div></section>')
@@ -88,7 +93,7 @@ def _cams(view: RunView) -> str:
     from archviz.render.inside import cam_png
 
     figures = "".join(
-        _png_figure(cam_png(view.trained, sample.image, sample.cam),
+        png_figure(cam_png(view.trained, sample.image, sample.cam),
                     f"predicted {view.trained.classes[sample.cam.target]} ({sample.cam.probability:.1%}), "
                     f"true {view.trained.dataset_classes[sample.image.label]}; Grad-CAM at {sample.cam.layer}")
         for sample in view.samples)
@@ -99,10 +104,10 @@ def _cams(view: RunView) -> str:
 def _figure(grid, label: str) -> str:
     from archviz.render.pictures import grid_png
 
-    return _png_figure(grid_png(grid), label)
+    return png_figure(grid_png(grid), label)
 
 
-def _png_figure(png: bytes, caption: str) -> str:
+def png_figure(png: bytes, caption: str) -> str:
     from archviz.render.pictures import png_data_uri, png_size
 
     width, height = png_size(png)
