@@ -172,3 +172,39 @@ def test_train_resume_refuses_a_pretext_run(rotation_run, mnist):
     with pytest.raises(ArchvizError, match="is a run of archviz pretrain --task rotation; resume it with archviz "
                                            "pretrain"):
         train("lenet", dataset=f"mnist:{mnist}", epochs=3, output=rotation_run, resume=True, **FAST)
+
+
+def test_report_of_a_pretext_run(rotation_run, tmp_path):
+    import re
+
+    assert invoke("probe", rotation_run).exit_code == 0  # probe-linear.json, shown by the report
+    target = tmp_path / "pre.html"
+    result = invoke("report", "lenet", "--run", rotation_run, "--no-crosscheck", "-o", target)
+    assert result.exit_code == 0, result.output
+    page = target.read_text()
+    for anchor in ("pretext", "probe", "filters"):
+        assert f'<section id="{anchor}">' in page and f'href="#{anchor}"' in page
+    assert '<section id="cams">' not in page  # a backbone has no class scores
+    assert page.count('<img src="data:image/png;base64,') == 1 + 2 * 2  # the inputs; conv1 and conv2 pairs
+    assert "linear probe on mnist:" in page and 'id="chart-probe-linear"' in page
+    data = json.loads(re.search(r'id="archviz-data">(.*?)</script>', page, re.S).group(1))
+    assert [row["epoch"] for row in data["run"]["history"]] == [1, 2, 3]
+    assert [b["block"] for b in data["run"]["probes"]["linear"]] == ["tanh1", "pool2", "tanh3"]
+
+
+def test_examples_show_each_tasks_inputs(rotation_run):
+    from archviz.inside.trained import load_trained
+    from archviz.pretrain.view import example_grid
+
+    trained = load_trained(rotation_run)
+    record = json.loads((rotation_run / "run.json").read_text())
+    grid = example_grid(trained, record)
+    assert grid.captions[:4] == ("0 deg", "90 deg", "180 deg", "270 deg") and grid.columns == 4
+    assert len(grid.tiles) == 16 and all(0 <= t.min() and t.max() <= 1 for t in grid.tiles)
+    import numpy as np
+
+    first, turned = grid.tiles[0], grid.tiles[1]
+    assert np.allclose(np.rot90(first, 1, axes=(0, 1)), turned)  # the second tile is the first turned 90 degrees
+    for task, columns in (("jigsaw", 9), ("context", 2), ("simclr", 3), ("instdisc", 8)):
+        shown = example_grid(trained, {**record, "pretext": {"task": task}})
+        assert shown.columns == columns and len(shown.tiles) % columns == 0
