@@ -78,6 +78,9 @@ class PretrainRun(_Run):
     def _epoch_begin(self, epoch: int) -> None:
         self.objective.epoch_begin(self, epoch)
 
+    def _epoch_figures(self) -> dict:
+        return self.objective.epoch_figures()
+
     def _epoch_order(self, epoch: int):
         order = self.objective.epoch_order(self, epoch)
         return super()._epoch_order(epoch) if order is None else order

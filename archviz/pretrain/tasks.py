@@ -270,9 +270,10 @@ D65_WHITE = (0.95047, 1.0, 1.08883)  # the reference white's X, Y, Z
 def require_colour(channels: int) -> None:
     """Colorization needs colour images: raise for a grayscale dataset."""
     if channels != 3:
-        raise ArchvizError("colorization predicts colour from lightness: the dataset's images are grayscale "
-                           f"({channels} channel{'s' if channels != 1 else ''}); use a colour dataset "
-                           "(cifar10:PATH, folder:PATH with colour photos)")
+        raise ArchvizError("colorization predicts colour from lightness: the images are grayscale "
+                           f"({channels} channel{'s' if channels != 1 else ''}): use a colour dataset "
+                           "(cifar10:PATH, folder:PATH with colour photos) and a model that takes 3 channels "
+                           "(a folder's photos are decoded at the model's channels)")
 
 
 def rgb_to_lab(rgb):

@@ -104,11 +104,6 @@ def run_training(model, *, given: dict, dataset: str, data, device: str, threads
             raise ArchvizError(f"{ranks.describe()}: another process of the run failed or stopped "
                                f"({distributed.failure_text(error)}); its own message says why") from None
         raise
-        distributed.leave(failed=True)  # the peers' collectives fail now, rather than at their timeout
-        if distributed.is_collective_failure(error):
-            raise ArchvizError(f"{ranks.describe()}: another process of the run failed or stopped "
-                               f"({distributed.failure_text(error)}); its own message says why") from None
-        raise
 
 
 def _train(model, *, ranks: distributed.Ranks, dataset: str, data, given: dict, runtime: Runtime, output, resume: bool,
@@ -297,6 +292,10 @@ class _Run:
 
     def _after_step(self) -> None:
         """Work after each optimiser step."""
+
+    def _epoch_figures(self) -> dict:
+        """Figures of the epoch to record beside the losses and accuracies (metrics.json)."""
+        return {}
 
     def _epoch_begin(self, epoch: int) -> None:
         """Work before an epoch's batches, also when a resumed run starts in the middle of the epoch."""
@@ -489,7 +488,8 @@ class _Run:
         val_loss, val_accuracy, _ = self._evaluate("val")
         row = {"epoch": epoch, "train_loss": p.loss_sum / max(p.seen, 1), "train_accuracy": p.correct / max(p.seen, 1),
                "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": self.optimizer.param_groups[0]["lr"],
-               "seconds": p.seconds, "images_per_second": p.seen / p.seconds if p.seconds else 0.0}
+               "seconds": p.seconds, "images_per_second": p.seen / p.seconds if p.seconds else 0.0,
+               **self._epoch_figures()}
         p.history.append(row)
         # lowest validation loss, not highest accuracy: a small validation split saturates its accuracy early
         best = p.best is None or (-val_loss, val_accuracy) > (-p.best["val_loss"], p.best["val_accuracy"])
