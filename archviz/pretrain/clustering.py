@@ -30,6 +30,7 @@ class DeepCluster(Objective):
     """The k-means cluster of each image's features, recomputed every epoch, as its class (Caron et al. 2018)."""
 
     task = Task.DEEPCLUSTER
+    answers_per_image = 1
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

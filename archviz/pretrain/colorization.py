@@ -24,6 +24,11 @@ class Colorization(Objective):
 
     task = Task.COLORIZATION
 
+    @property
+    def answers_per_image(self) -> int:
+        """One colour per position of the map."""
+        return self.map_size[0] * self.map_size[1] if self.map_size else 1
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         from archviz.pretrain.tasks import ab_bins, require_colour

@@ -81,6 +81,9 @@ class PretrainRun(_Run):
     def _epoch_figures(self) -> dict:
         return self.objective.epoch_figures()
 
+    def _answers_per_image(self) -> int:
+        return self.objective.answers_per_image
+
     def _epoch_order(self, epoch: int):
         order = self.objective.epoch_order(self, epoch)
         return super()._epoch_order(epoch) if order is None else order

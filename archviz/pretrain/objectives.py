@@ -28,6 +28,7 @@ class Objective:
     """Rotation: every image at 0, 90, 180, 270 degrees; the head tells which (Gidaris et al. 2018)."""
 
     task = Task.ROTATION
+    answers_per_image = 4  # scored answers one training image gives: its 4 turns
 
     def __init__(self, *, classes: int, image_shape: tuple[int, ...], train_size: int, stats, seed: int):
         self.classes, self.image_shape, self.train_size, self.stats, self.seed = classes, image_shape, train_size, \
@@ -97,6 +98,7 @@ class Jigsaw(Objective):
     permutation (Noroozi and Favaro 2016)."""
 
     task = Task.JIGSAW
+    answers_per_image = 1
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -133,6 +135,7 @@ class Context(Objective):
     (Doersch et al. 2015)."""
 
     task = Task.CONTEXT
+    answers_per_image = 1
 
     def head(self, features):
         from archviz.pretrain.net import mlp
@@ -165,6 +168,7 @@ class SimCLR(Objective):
     (Chen et al. 2020)."""
 
     task = Task.SIMCLR
+    answers_per_image = 2  # its two views
 
     def head(self, features):
         from archviz.pretrain.net import mlp
@@ -209,6 +213,7 @@ class InstanceDiscrimination(Objective):
     (Wu et al. 2018)."""
 
     task = Task.INSTDISC
+    answers_per_image = 1
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -293,6 +293,14 @@ class _Run:
     def _after_step(self) -> None:
         """Work after each optimiser step."""
 
+    def _answers_per_image(self) -> int:
+        """How many scored answers one training image gives (archviz train: one label)."""
+        return 1
+
+    def _images_per_second(self) -> float:
+        p = self.position
+        return p.seen / self._answers_per_image() / p.seconds if p.seconds else 0.0
+
     def _epoch_figures(self) -> dict:
         """Figures of the epoch to record beside the losses and accuracies (metrics.json)."""
         return {}
@@ -488,7 +496,7 @@ class _Run:
         val_loss, val_accuracy, _ = self._evaluate("val")
         row = {"epoch": epoch, "train_loss": p.loss_sum / max(p.seen, 1), "train_accuracy": p.correct / max(p.seen, 1),
                "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": self.optimizer.param_groups[0]["lr"],
-               "seconds": p.seconds, "images_per_second": p.seen / p.seconds if p.seconds else 0.0,
+               "seconds": p.seconds, "images_per_second": self._images_per_second(),
                **self._epoch_figures()}
         p.history.append(row)
         # lowest validation loss, not highest accuracy: a small validation split saturates its accuracy early
@@ -571,7 +579,7 @@ class _Run:
         remaining = (self.settings.epochs - epoch) * self.batches + self.batches - p.batch
         eta = elapsed / self.done_here * remaining if self.done_here else float("nan")
         self.show.batch(p.batch, p.loss_sum / max(p.seen, 1), p.correct / max(p.seen, 1),
-                        p.seen / p.seconds if p.seconds else 0.0, eta)
+                        self._images_per_second(), eta)
 
     def _interrupt(self, epoch: int, *, at_epoch_end: bool = False):
         if not at_epoch_end:
