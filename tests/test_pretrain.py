@@ -208,3 +208,30 @@ def test_examples_show_each_tasks_inputs(rotation_run):
     for task, columns in (("jigsaw", 9), ("context", 2), ("simclr", 3), ("instdisc", 8)):
         shown = example_grid(trained, {**record, "pretext": {"task": task}})
         assert shown.columns == columns and len(shown.tiles) % columns == 0
+
+
+def test_finetune_starts_from_the_pretext_backbone(rotation_run):
+    import archviz
+    from archviz.pretrain.probe import _finetune_run_class
+    from archviz.torch_build import to_torch
+    from archviz.train.model import fit_model
+
+    run = object.__new__(_finetune_run_class())
+    run.backbone_from, run.model = rotation_run / "best.pt", "lenet"
+    torch.manual_seed(0)
+    net = run._wrap(to_torch(fit_model("lenet", classes=10, image_shape=(1, 28, 28), adapt="input").graph))
+    saved = torch.load(rotation_run / "best.pt", weights_only=True)["model"]
+    for name in ("conv1.weight", "conv2.bias", "fc1.weight"):
+        assert torch.equal(net.state_dict()[name], saved[f"backbone.{name}"])
+    assert archviz.load("lenet").by_name["fc3"]  # the classifier (fc2, fc3) keeps its fresh initialisation
+
+
+def test_probe_finetune_and_chosen_layers(rotation_run):
+    result = invoke("probe", rotation_run, "--layers", "pool2,tanh3", "--finetune")
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.output.splitlines()[3:5]] == ["pool2", "tanh3"]
+    assert "fine-tuned from the pretext weights:" in result.output
+    record = json.loads((rotation_run / "finetune" / "run.json").read_text())
+    assert record["status"] == "finished" and record["settings"]["epochs"] == 3
+    result = invoke("probe", rotation_run, "--layers", "fc9")
+    assert result.exit_code == 2 and "did you mean" in result.output
