@@ -360,6 +360,7 @@ def export(
 
 from archviz.train.choices import Adapt as _TrainAdapt, Device as _TrainDevice  # noqa: E402  (enums only)
 from archviz.train.choices import Optimizer as _TrainOptimizer, Schedule as _TrainSchedule  # noqa: E402
+from archviz.pretrain.choices import ProbeKind as _ProbeKind, Task as _Task  # noqa: E402  (enums only)
 
 
 DatasetOpt = Annotated[str, typer.Option(
@@ -688,16 +689,6 @@ def _class_index(trained, given: str | None) -> int | None:
                            f"or give an index, 0 to {count - 1}")
 
 
-class _Task(enum.StrEnum):  # archviz.pretrain.tasks.Task, without importing it for --help
-    ROTATION = "rotation"
-    JIGSAW = "jigsaw"
-    CONTEXT = "context"
-    COLORIZATION = "colorization"
-    DEEPCLUSTER = "deepcluster"
-    INSTDISC = "instdisc"
-    SIMCLR = "simclr"
-
-
 @app.command(short_help="Train a backbone on a self-supervised pretext task (labels ignored).")
 @user_errors
 def pretrain(
@@ -752,11 +743,6 @@ def pretrain(
         typer.echo(f"{result.task}: {result.test_split} pretext accuracy {result.test_accuracy:.2%} with best.pt "
                    f"(epoch {result.best_epoch}); run folder {result.folder}")
     typer.echo(f"next: archviz probe {Path(results[0].folder).parent if seeds > 1 else results[0].folder}")
-
-
-class _ProbeKind(enum.StrEnum):
-    LINEAR = "linear"
-    KNN = "knn"
 
 
 @app.command(short_help="Measure a pretrained backbone with the labels: linear or kNN probes per block.")

@@ -629,3 +629,24 @@ def test_cli_corrupt_checkpoint(tmp_path):
 
 def test_cli_class_out_of_range(run):
     one_error_line(run_cli("cam", run, "--sample", 0, "--class", "12"), "--class 12: the model has 10 classes, 0 to 9")
+
+
+def test_a_torchvision_state_dict_loads_into_the_zoo_model(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    from archviz.inside.filters import filter_grid
+    from archviz.inside.trained import IMAGENET_STATS, imagenet_categories, load_trained
+    from archviz.render.pictures import Scale
+
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18()
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    trained = load_trained("resnet18", tmp_path / "resnet18.pth")
+    assert torch.equal(trained.net.get_submodule("layer4.1.conv2").weight, reference.layer4[1].conv2.weight)
+    assert trained.stats == IMAGENET_STATS and len(trained.classes) == 1000
+    assert trained.classes == imagenet_categories() and trained.classes[207] == "golden retriever"
+    grid = filter_grid(trained)
+    assert grid.scale == Scale.RGB and len(grid.tiles) == 64 and grid.tiles[0].shape == (7, 7, 3)
+    x = torch.randn(1, 3, 224, 224)
+    reference.eval()
+    with torch.no_grad():
+        assert torch.allclose(trained.net(x), reference(x), atol=1e-5)

@@ -51,8 +51,8 @@ def dataset_sample(trained: Trained, index: int) -> Input:
         raise ArchvizError(f"--sample {index}: the {SAMPLE_SPLIT} split of {trained.dataset} has {len(split)} images "
                            f"(0 to {len(split) - 1})")
     label = int(split.labels[index])
-    return _prepared(trained, split.images[index],
-                     f"{trained.dataset} {SAMPLE_SPLIT} image {index} (true class {trained.dataset_classes[label]})", label)
+    source = f"{trained.dataset} {SAMPLE_SPLIT} image {index} (true class {trained.dataset_classes[label]})"
+    return _prepared(trained, split.images[index], source, label)
 
 
 def dataset_samples(trained: Trained, count: int) -> list[Input]:

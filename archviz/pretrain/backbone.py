@@ -74,8 +74,7 @@ def backbone(graph: Graph) -> Graph:
 def probe_blocks(graph: Graph) -> list[str]:
     """The layers whose outputs a probe reads: the stage ends (see the module docstring) and the graph's output."""
     cuts = [graph.by_name[name] for name in _single_paths(graph)]
-    ends = {node.name: after for node, after in zip(cuts, cuts[1:])
-            if _is_map(node.out_shape) and (not _is_map(after.out_shape) or 2 * after.out_shape[1] <= node.out_shape[1])}
+    ends = {node.name: after for node, after in zip(cuts, cuts[1:]) if _ends_stage(node, after)}
     # a map followed by a pooling that is itself a stage end adds nothing the pooled map does not show
     blocks = [name for name, after in ends.items() if not (after.name in ends and get_op(after.op).kind == "pool")]
     return blocks + [graph.output] if graph.output not in blocks else blocks
@@ -92,6 +91,11 @@ def _single_paths(graph: Graph) -> list[str]:
             found.append(node.name)
         reach = max([reach, *(position[user] for user in graph.consumers[node.name])])
     return found
+
+
+def _ends_stage(node: Node, after: Node) -> bool:
+    """A map whose next single-path layer has no map, or at most half its height."""
+    return _is_map(node.out_shape) and (not _is_map(after.out_shape) or 2 * after.out_shape[1] <= node.out_shape[1])
 
 
 def _is_map(shape: tuple[int, ...]) -> bool:

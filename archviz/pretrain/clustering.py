@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from archviz.pretrain.objectives import CLUSTERS_PER_CLASS, Objective
-from archviz.pretrain.tasks import Task
+from archviz.pretrain.choices import Task
 
 HEAD_INIT_STD = 0.01  # the reference code's classifier weights, N(0, 0.01); its biases start at 0
 FEATURE_BATCH_FACTOR = 4  # feature extraction holds no gradients: batches this many times the training batch

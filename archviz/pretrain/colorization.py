@@ -15,7 +15,7 @@ from __future__ import annotations
 from archviz.errors import ArchvizError
 from archviz.graph.ir import Graph
 from archviz.pretrain.objectives import Objective
-from archviz.pretrain.tasks import Task
+from archviz.pretrain.choices import Task
 
 
 class Colorization(Objective):

@@ -18,6 +18,7 @@ from archviz.errors import ArchvizError
 from archviz.train.loop import _Run
 
 PRETEXT_KEY = "pretext"  # the checkpoint's and run.json's record of the task
+EVAL_SEED_OFFSET = 12345  # validation and test puzzles come from their own seeded generator, the same every epoch
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,6 @@ class PretrainRun(_Run):
                               self.ranks.rank)
 
 
-EVAL_SEED_OFFSET = 12345  # validation and test puzzles come from their own seeded generator, the same every epoch
-
 
 def pretrain(model: str | Path, *, task: str, dataset: str = "digits", data: str | Path | None = None,
              epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -154,7 +153,7 @@ def pretrain(model: str | Path, *, task: str, dataset: str = "digits", data: str
     """
     from functools import partial
 
-    from archviz.pretrain.tasks import Task
+    from archviz.pretrain.choices import Task
     from archviz.train import loop
 
     if task not in {t.value for t in Task}:

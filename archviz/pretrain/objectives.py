@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from archviz.errors import ArchvizError
 from archviz.graph.ir import Graph
-from archviz.pretrain.tasks import Task
+from archviz.pretrain.choices import Task
 
 JIGSAW_PERMUTATIONS = 30  # classes of the jigsaw task: few images per class on small data (the paper: 100 to 1000)
 PROJECTION = 128  # dimension of SimCLR's and instance discrimination's embeddings (both papers')
 SIMCLR_TEMPERATURE = 0.5  # the paper's best for batch sizes up to 512 (Chen et al. 2020, table 5)
 CLUSTERS_PER_CLASS = 10  # DeepCluster over-clusters: k = 10 x the dataset's classes (Caron et al. use k = 10,000)
-EVAL_SEED = 12345  # the validation puzzles' generator seed
 KNN_NEIGHBOURS = 20
 POSITION_NAMES = ("top-left", "top", "top-right", "left", "right", "bottom-left", "bottom", "bottom-right")
 

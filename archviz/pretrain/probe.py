@@ -17,7 +17,6 @@ supervised run from scratch.
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from archviz.errors import ArchvizError, display_path
 from archviz.output import write_atomic
+from archviz.pretrain.choices import ProbeKind
 
 FEATURE_BUDGET = 512  # numbers per image a block's map is pooled down to: keeps the probe fast and comparable
 C_GRID = (0.01, 0.1, 1.0)  # logistic regression's inverse regularisation, chosen on the validation split
@@ -33,11 +33,6 @@ KNN_NEIGHBOURS = 20
 KNN_TEMPERATURE = 0.07
 BACKBONES = ("pretext", "random", "supervised")
 BATCH = 256
-
-
-class ProbeKind(enum.StrEnum):
-    LINEAR = "linear"
-    KNN = "knn"
 
 
 @dataclass(frozen=True)

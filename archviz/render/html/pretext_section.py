@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
-from archviz.render.html.run_section import LOOK_FOR, png_figure, filters_section
+from archviz.render.html.run_section import png_figure, filters_section
 
 if TYPE_CHECKING:
     from archviz.pretrain.view import PretextView
