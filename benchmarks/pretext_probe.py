@@ -49,7 +49,8 @@ def pretrain_and_probe(task: str, *, seeds: int, epochs: int, runs: Path, superv
                 shutil.copytree(supervised_from / f"seed-{k}" / "supervised", target)
     archviz("probe", str(folder))
     probe = json.loads((folder / "probe-linear.json").read_text())
-    return {"task": task, "pretrain_seconds": pretrain_seconds, "blocks": probe["blocks"]}
+    return {"task": task, "seeds": seeds, "epochs": epochs, "pretrain_seconds": pretrain_seconds,
+            "blocks": probe["blocks"]}
 
 
 def summary(result: dict) -> list[dict]:
@@ -64,18 +65,18 @@ def summary(result: dict) -> list[dict]:
     return rows
 
 
-def markdown(results: list[dict], *, seeds: int, epochs: int) -> str:
-    lines = [f"# Pretext tasks on LeNet / digits: linear probe per block ({seeds} seeds, {epochs} pretext epochs, "
-             "1 thread)", "",
-             "| task | block | features | pretext % | random init % | supervised % | pretext - random (points) | "
-             "issue's figure |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+def markdown(results: list[dict]) -> str:
+    lines = ["# Pretext tasks on LeNet / digits: linear probe per block (1 thread)", "",
+             "| task | seeds | epochs | block | features | pretext % | random init % | supervised % | "
+             "pretext - random (points) | issue's figure |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for result in results:
         rows = summary(result)
         for index, row in enumerate(rows):
             expected = ISSUE_DELTAS.get(result["task"])
             position = len(rows) - 1 - index  # 0: the last block, 1: the one before
             issue = f"{expected[position]:+.1f}" if expected and position < 2 else ""
-            lines.append(f"| {result['task']} | {row['block']} | {row['features']} | {row['pretext']:.1f} | "
+            lines.append(f"| {result['task']} | {result['seeds']} | {result['epochs']} | {row['block']} | "
+                         f"{row['features']} | {row['pretext']:.1f} | "
                          f"{row['random']:.1f} | {row['supervised']:.1f} | {row['delta']:+.1f} ± "
                          f"{row['delta_std']:.1f} | {issue} |")
     lines += ["", f"The issue's random-init figures: {ISSUE_RANDOM[0]}% (last block, 120-d) and {ISSUE_RANDOM[1]}% "
@@ -90,15 +91,18 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--runs", default=str(ROOT / "benchmarks" / "runs"))
     args = parser.parse_args()
-    results, first = [], None
-    for task in args.tasks.split(","):
+    saved = RESULTS / "pretext.json"
+    stored = json.loads(saved.read_text()) if saved.is_file() else {"results": []}
+    earlier = [{"seeds": stored.get("seeds"), "epochs": stored.get("epochs"), **r} for r in stored["results"]]
+    tasks = args.tasks.split(",")
+    results, first = [r for r in earlier if r["task"] not in tasks], None
+    for task in tasks:
         results.append(pretrain_and_probe(task, seeds=args.seeds, epochs=args.epochs, runs=Path(args.runs),
                                           supervised_from=first))
         first = first or Path(args.runs) / task
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "pretext.json").write_text(json.dumps({"seeds": args.seeds, "epochs": args.epochs,
-                                                          "results": results}, indent=1) + "\n")
-        (RESULTS / "pretext.md").write_text(markdown(results, seeds=args.seeds, epochs=args.epochs))
+        saved.write_text(json.dumps({"results": results}, indent=1) + "\n")
+        (RESULTS / "pretext.md").write_text(markdown(results))
     sys.stdout.write((RESULTS / "pretext.md").read_text())
     return 0
 
