@@ -95,7 +95,10 @@ def main() -> int:
     stored = json.loads(saved.read_text()) if saved.is_file() else {"results": []}
     earlier = [{"seeds": stored.get("seeds"), "epochs": stored.get("epochs"), **r} for r in stored["results"]]
     tasks = args.tasks.split(",")
-    results, first = [r for r in earlier if r["task"] not in tasks], None
+    results = [r for r in earlier if r["task"] not in tasks]
+    # the supervised runs depend only on the model, dataset, settings and seed: an earlier task's serve again
+    first = next((Path(args.runs) / r["task"] for r in results
+                  if r["seeds"] >= args.seeds and r["epochs"] == args.epochs), None)
     for task in tasks:
         results.append(pretrain_and_probe(task, seeds=args.seeds, epochs=args.epochs, runs=Path(args.runs),
                                           supervised_from=first))
