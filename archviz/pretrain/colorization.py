@@ -86,7 +86,7 @@ class Colorization(Objective):
         colours = (lab_to_rgb(torch.cat([lab[:, :1], binned], dim=1)) - mean) / std
         lightness = (lab[:, :1] / 100 - mean) / std
         pictures = [picture for i in range(x.shape[0]) for picture in (x[i], lightness[i], colours[i])]
-        return pictures, ["image", "lightness in", f"colours out (of {len(self.bins)})"] * x.shape[0], 3
+        return pictures, ["image", "lightness in", "colour bins out"] * x.shape[0], 3
 
     def _rgb(self, x):
         """(sRGB in 0..1, mean, std (1, C, 1, 1)) of batches x normalised with self.stats."""

@@ -55,6 +55,7 @@ def example_grid(trained: Trained, record: dict):
     x = maker(torch.from_numpy(data.val.images[:EXAMPLE_IMAGES.get(task, 4)].copy()))
     objective = objective_for(task, classes=len(data.classes), image_shape=data.image_shape,
                               train_size=len(data.train), stats=trained.stats, seed=record["settings"]["seed"])
+    objective.head(tuple(trained.graph.by_name[trained.graph.output].out_shape))  # tells it the map's size
     pictures, captions, columns = objective.examples(x, torch.Generator().manual_seed(EXAMPLE_SEED))
     mean = torch.tensor(trained.stats.mean).view(-1, 1, 1)
     std = torch.tensor(trained.stats.std).view(-1, 1, 1)
