@@ -768,7 +768,8 @@ def probe(
     names = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
     if layers is not None and not names:
         raise ArchvizError("--layers: name at least one layer")
-    result = run_probe(run, dataset=dataset, layers=names, kind=kind.value, finetune=finetune)
+    result = run_probe(run, dataset=dataset, layers=names, kind=kind.value, finetune=finetune,
+                       say=lambda line: typer.echo(f"archviz: {line}", err=True))
     sys.stdout.write(probe_table(result))
 
 

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Callable
 
 from archviz.errors import ArchvizError, display_path
 from archviz.output import write_atomic
@@ -72,8 +73,10 @@ def pretext_runs(folder: Path) -> list[Path]:
 
 
 def probe(folder: str | Path, *, dataset: str | None = None, layers: list[str] | None = None,
-          kind: str = "linear", finetune: bool = False, progress: bool = False) -> ProbeResult:
-    """Probe every pretext run in `folder`; write FOLDER/probe.json; return the scores."""
+          kind: str = "linear", finetune: bool = False, progress: bool = False,
+          say: Callable[[str], None] = lambda line: None) -> ProbeResult:
+    """Probe every pretext run in `folder`; write FOLDER/probe-KIND.json; return the scores. `say` hears a line
+    before each run trained on the way (the supervised baseline, the fine-tuning), which can take a while."""
     folder = Path(folder)
     runs = pretext_runs(folder)
     kind = ProbeKind(kind)
@@ -84,7 +87,7 @@ def probe(folder: str | Path, *, dataset: str | None = None, layers: list[str] |
     sizes: dict[str, int] = {}
     finetuned: dict[str, list[float]] = {"finetune": [], "supervised": []}
     for run, record in zip(runs, records):
-        backbones = _backbones(run, record, data_name, progress)
+        backbones = _backbones(run, record, data_name, progress, say)
         data = _probe_data(backbones["pretext"], data_name)
         blocks = layers or _default_blocks(backbones["pretext"])
         for name, trained in backbones.items():
@@ -92,7 +95,7 @@ def probe(folder: str | Path, *, dataset: str | None = None, layers: list[str] |
                 scores.setdefault(block, {b: [] for b in BACKBONES})[name].append(accuracy)
                 sizes[block] = size
         if finetune:
-            finetuned["finetune"].append(_finetune(run, record, data_name, progress))
+            finetuned["finetune"].append(_finetune(run, record, data_name, progress, say))
             finetuned["supervised"].append(_supervised_accuracy(run))
     result = ProbeResult(folder, task, kind, data_name, data.test_split, tuple(str(r) for r in runs),
                          tuple(BlockScores(block, sizes[block], {k: tuple(v) for k, v in accuracies.items()})
@@ -113,22 +116,24 @@ def _pretext_record(run: Path) -> dict:
     return record
 
 
-def _backbones(run: Path, record: dict, dataset: str, progress: bool) -> dict:
+def _backbones(run: Path, record: dict, dataset: str, progress: bool, say) -> dict:
     """The pretext backbone, its initial weights, and the same architecture trained with labels (cached)."""
     from archviz.inside.trained import load_trained
 
     pretext = load_trained(run)
-    supervised = load_trained(_supervised_run(run, record, dataset, progress))
+    supervised = load_trained(_supervised_run(run, record, dataset, progress, say))
     return {"pretext": pretext, "random": pretext.initial(record["settings"]["seed"]), "supervised": supervised}
 
 
-def _supervised_run(run: Path, record: dict, dataset: str, progress: bool) -> Path:
+def _supervised_run(run: Path, record: dict, dataset: str, progress: bool, say) -> Path:
     """RUN/supervised: archviz train with the pretext run's model, settings and epochs (trained once, then reused)."""
     from archviz.train.loop import train
 
     folder = run / "supervised"
     if not (folder / "run.json").is_file() or json.loads((folder / "run.json").read_text())["status"] != "finished":
-        settings = {k: v for k, v in record["settings"].items()}
+        settings = dict(record["settings"])
+        say(f"training the supervised baseline: archviz train {record['model']} on {dataset}, "
+            f"{settings['epochs']} epochs, seed {settings['seed']}, into {folder}")
         train(record["model"], dataset=dataset, output=folder, resume=(folder / "last.pt").is_file(),
               progress=progress, **settings)
     return folder
@@ -138,7 +143,7 @@ def _supervised_accuracy(run: Path) -> float:
     return json.loads((run / "supervised" / "run.json").read_text())["final"]["test_accuracy"]
 
 
-def _finetune(run: Path, record: dict, dataset: str, progress: bool) -> float:
+def _finetune(run: Path, record: dict, dataset: str, progress: bool, say) -> float:
     """Test accuracy of the whole network trained with the labels from the pretext weights (RUN/finetune)."""
     from functools import partial
 
@@ -148,6 +153,8 @@ def _finetune(run: Path, record: dict, dataset: str, progress: bool) -> float:
     done = folder / "run.json"
     if done.is_file() and json.loads(done.read_text())["status"] == "finished":
         return json.loads(done.read_text())["final"]["test_accuracy"]
+    say(f"fine-tuning {record['model']} from {run / 'best.pt'} on {dataset}, {record['settings']['epochs']} epochs, "
+        f"into {folder}")
     result = run_training(record["model"], given=dict(record["settings"]), dataset=dataset, data=None, device="auto",
                           threads=None, compile=False, output=folder, resume=(folder / "last.pt").is_file(),
                           progress=progress, stop=None, time_budget=None,
