@@ -87,7 +87,8 @@ def test_resume_refuses_another_task(mnist, tmp_path):
 def test_probe_table_and_json(rotation_run):
     result = invoke("probe", rotation_run, "--kind", "knn")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    assert "archviz: training the supervised baseline: archviz train lenet" in result.stderr
+    lines = result.stdout.splitlines()
     assert lines[0].startswith("knn probe of the rotation backbone on mnist:")
     assert lines[2].split() == ["block", "features", "pretext", "random", "init", "supervised"]
     assert [line.split()[0] for line in lines[3:6]] == ["tanh1", "pool2", "tanh3"]
@@ -229,7 +230,7 @@ def test_finetune_starts_from_the_pretext_backbone(rotation_run):
 def test_probe_finetune_and_chosen_layers(rotation_run):
     result = invoke("probe", rotation_run, "--layers", "pool2,tanh3", "--finetune")
     assert result.exit_code == 0, result.output
-    assert [line.split()[0] for line in result.output.splitlines()[3:5]] == ["pool2", "tanh3"]
+    assert [line.split()[0] for line in result.stdout.splitlines()[3:5]] == ["pool2", "tanh3"]
     assert "fine-tuned from the pretext weights:" in result.output
     record = json.loads((rotation_run / "finetune" / "run.json").read_text())
     assert record["status"] == "finished" and record["settings"]["epochs"] == 3
