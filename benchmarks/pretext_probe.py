@@ -90,23 +90,26 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--runs", default=str(ROOT / "benchmarks" / "runs"))
+    parser.add_argument("--results", default=str(RESULTS), help="the folder of pretext.json and pretext.md")
+    parser.add_argument("--supervised-from", help="a task folder whose seed-K/supervised runs serve again")
     args = parser.parse_args()
-    saved = RESULTS / "pretext.json"
+    results_dir = Path(args.results)
+    saved = results_dir / "pretext.json"
     stored = json.loads(saved.read_text()) if saved.is_file() else {"results": []}
     earlier = [{"seeds": stored.get("seeds"), "epochs": stored.get("epochs"), **r} for r in stored["results"]]
     tasks = args.tasks.split(",")
     results = [r for r in earlier if r["task"] not in tasks]
     # the supervised runs depend only on the model, dataset, settings and seed: an earlier task's serve again
-    first = next((Path(args.runs) / r["task"] for r in results
-                  if r["seeds"] >= args.seeds and r["epochs"] == args.epochs), None)
+    first = Path(args.supervised_from) if args.supervised_from else next(
+        (Path(args.runs) / r["task"] for r in results if r["seeds"] >= args.seeds and r["epochs"] == args.epochs), None)
     for task in tasks:
         results.append(pretrain_and_probe(task, seeds=args.seeds, epochs=args.epochs, runs=Path(args.runs),
                                           supervised_from=first))
         first = first or Path(args.runs) / task
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        results_dir.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps({"results": results}, indent=1) + "\n")
-        (RESULTS / "pretext.md").write_text(markdown(results))
-    sys.stdout.write((RESULTS / "pretext.md").read_text())
+        (results_dir / "pretext.md").write_text(markdown(results))
+    sys.stdout.write((results_dir / "pretext.md").read_text())
     return 0
 
 

@@ -110,12 +110,16 @@ class Jigsaw(Objective):
         return mlp(9 * features[0], JIGSAW_PERMUTATIONS)
 
     def inputs(self, x, index, generator):
+        tiles, labels = self._tiles(x, generator)
+        return standardised(tiles), labels
+
+    def _tiles(self, x, generator):
         from archviz.pretrain.tasks import jigsaw_tiles
 
         return jigsaw_tiles(x, self.permutations.to(x.device), generator=generator)
 
     def examples(self, x, generator):
-        tiles, labels = self.inputs(x, None, generator)  # (N, 9, C, t, t)
+        tiles, labels = self._tiles(x, generator)  # (N, 9, C, t, t), as cut: standardising would hide the digit
         pictures, captions = [], []
         for n in range(tiles.shape[0]):
             order = self.permutations[int(labels[n])].tolist()
@@ -124,8 +128,17 @@ class Jigsaw(Objective):
         return pictures, captions, 9
 
     def describe(self) -> str:
-        return (f"3x3 tiles shuffled by one of {JIGSAW_PERMUTATIONS} permutations (largest Hamming distance); each "
+        return (f"3x3 tiles shuffled by one of {JIGSAW_PERMUTATIONS} permutations (largest Hamming distance), each "
+                "standardised on its own; each "
                 "tile resized to the input and encoded by the shared backbone; the head predicts the permutation")
+
+
+def standardised(tiles):
+    """Each tile (N, K, C, t, t) to mean 0 and standard deviation 1 on its own, as Noroozi and Favaro do so that a
+    tile's brightness and contrast (a dark corner of a digit) do not tell where it belongs."""
+    mean = tiles.mean(dim=(-3, -2, -1), keepdim=True)
+    std = tiles.std(dim=(-3, -2, -1), keepdim=True)
+    return (tiles - mean) / (std + 1e-5)
 
 
 class Context(Objective):
