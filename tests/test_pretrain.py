@@ -236,3 +236,14 @@ def test_probe_finetune_and_chosen_layers(rotation_run):
     assert record["status"] == "finished" and record["settings"]["epochs"] == 3
     result = invoke("probe", rotation_run, "--layers", "fc9")
     assert result.exit_code == 2 and "did you mean" in result.output
+
+
+def test_jigsaw_tiles_are_standardised_one_by_one():
+    from archviz.pretrain.objectives import Jigsaw
+
+    task = Jigsaw(classes=10, image_shape=(1, 32, 32), train_size=10, stats=None, seed=0)
+    x = torch.rand(3, 1, 32, 32) * torch.tensor([1.0, 5.0, 0.1]).view(3, 1, 1, 1) + 2
+    tiles, labels = task.inputs(x, None, torch.Generator().manual_seed(0))
+    assert tuple(tiles.shape[:2]) == (3, 9) and labels.shape == (3,)
+    assert torch.allclose(tiles.mean(dim=(-3, -2, -1)), torch.zeros(3, 9), atol=1e-5)
+    assert torch.allclose(tiles.std(dim=(-3, -2, -1)), torch.ones(3, 9), atol=1e-3)
