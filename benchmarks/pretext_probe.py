@@ -34,12 +34,13 @@ def archviz(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "archviz.cli", *args], check=True, cwd=ROOT)
 
 
-def pretrain_and_probe(task: str, *, seeds: int, epochs: int, runs: Path, supervised_from: Path | None) -> dict:
+def pretrain_and_probe(task: str, *, seeds: int, epochs: int, runs: Path, supervised_from: Path | None,
+                       model: str = "lenet") -> dict:
     folder = runs / task
     started = time.perf_counter()
     if not all((folder / f"seed-{k}" / "run.json").is_file() for k in range(seeds)):
         shutil.rmtree(folder, ignore_errors=True)
-        archviz("pretrain", "lenet", "--task", task, "--seeds", str(seeds), "--epochs", str(epochs), "--threads", "1",
+        archviz("pretrain", model, "--task", task, "--seeds", str(seeds), "--epochs", str(epochs), "--threads", "1",
                 "-o", str(folder))
     pretrain_seconds = time.perf_counter() - started
     if supervised_from is not None:
@@ -49,7 +50,7 @@ def pretrain_and_probe(task: str, *, seeds: int, epochs: int, runs: Path, superv
                 shutil.copytree(supervised_from / f"seed-{k}" / "supervised", target)
     archviz("probe", str(folder))
     probe = json.loads((folder / "probe-linear.json").read_text())
-    return {"task": task, "seeds": seeds, "epochs": epochs, "pretrain_seconds": pretrain_seconds,
+    return {"task": task, "model": model, "seeds": seeds, "epochs": epochs, "pretrain_seconds": pretrain_seconds,
             "blocks": probe["blocks"]}
 
 
@@ -87,6 +88,7 @@ def markdown(results: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="rotation,simclr,jigsaw")
+    parser.add_argument("--model", default="lenet", help="a zoo name or spec file, e.g. benchmarks/plain_lenet.yaml")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--runs", default=str(ROOT / "benchmarks" / "runs"))
@@ -104,7 +106,7 @@ def main() -> int:
         (Path(args.runs) / r["task"] for r in results if r["seeds"] >= args.seeds and r["epochs"] == args.epochs), None)
     for task in tasks:
         results.append(pretrain_and_probe(task, seeds=args.seeds, epochs=args.epochs, runs=Path(args.runs),
-                                          supervised_from=first))
+                                          supervised_from=first, model=args.model))
         first = first or Path(args.runs) / task
         results_dir.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps({"results": results}, indent=1) + "\n")
