@@ -1,7 +1,10 @@
 """archviz pretrain: self-supervised pretext tasks, whose backbone a linear probe then measures.
 
-Modules: tasks (the Task choices; inputs and labels of rotation, jigsaw, context and colorization), contrastive
-(SimCLR's views and loss, instance discrimination's memory bank, DeepCluster's k-means).
+Modules, in the order a run uses them: choices (Task, ProbeKind), backbone (the model without its classifier; the
+probe blocks), tasks (inputs and labels of rotation, jigsaw, context and colorization), contrastive (SimCLR's views
+and loss, instance discrimination's memory bank, DeepCluster's k-means), objectives, clustering and colorization
+(each task as the training loop's objective), net (the backbone and the task's head), loop (`archviz pretrain`),
+probe (`archviz probe`), view (what `archviz report --run` shows of a pretext run).
 """
 
 from __future__ import annotations
