@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from archviz.output import write_atomic
 from archviz.render.html.data import script_json
-from archviz.render.html.page import asset, plotly_js
+from archviz.render.html.page import asset, page_head, plotly_js
 
 if TYPE_CHECKING:
     from archviz.train.compare import Row
@@ -97,15 +97,7 @@ def training_comparison_html(rows: list[Row], results: list[RunResult], *, links
 <main>
 {chr(10).join(sections)}
 </main>"""
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="archviz {__version__}">
-<title>{html.escape(f"archviz compare: {names}")}</title>
-<style>{asset("report.css")}{EXTRA_CSS}</style>
-</head>
+    return f"""{page_head(f"archviz compare: {names}", css=EXTRA_CSS)}
 <body>
 {body}
 <script type="application/json" id="archviz-data">{script_json(comparison_data(rows, results))}</script>

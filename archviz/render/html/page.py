@@ -49,15 +49,7 @@ def _page(title: str, body: str, data: dict, *, scripts: tuple[str, ...] = (), c
 
     data = {**data, "archviz_version": __version__}
     script_blocks = "\n".join(f"<script>{s}</script>" for s in (plotly_js(), *scripts, asset("report.js")))
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="archviz {__version__}">
-<title>{html.escape(title)}</title>
-<style>{asset("report.css")}{css}</style>
-</head>
+    return f"""{page_head(title, css=css)}
 <body>
 {body}
 <aside id="explain-panel" hidden></aside>
@@ -66,6 +58,21 @@ def _page(title: str, body: str, data: dict, *, scripts: tuple[str, ...] = (), c
 </body>
 </html>
 """
+
+
+def page_head(title: str, *, css: str = "") -> str:
+    """The document's start up to </head>: charset, viewport, generator, title, and the report CSS with `css`."""
+    from archviz import __version__
+
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="archviz {__version__}">
+<title>{html.escape(title)}</title>
+<style>{asset("report.css")}{css}</style>
+</head>"""
 
 
 def _header(title: str, description: str, meta: str) -> str:
