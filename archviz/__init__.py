@@ -54,7 +54,7 @@ def load(source: Any, *, input=None, overrides: Mapping[str, Any] | None = None,
         from archviz.trace import trace_module
 
         return trace_module(source, input=input)
-    text = str(source)
+    text = _checked_source(str(source))
     if is_model_source(text):
         _only_spec_overrides(overrides, text)
         from archviz.trace import trace_source
@@ -78,6 +78,21 @@ def load(source: Any, *, input=None, overrides: Mapping[str, Any] | None = None,
     from archviz.spec.zoo import load_spec
 
     return validate(load_spec(source), input_shape=input, overrides=overrides)
+
+
+MAX_SOURCE_CHARS = 4096  # PATH_MAX on Linux: a longer model argument cannot name a file, a module or a zoo model
+
+
+def _checked_source(text: str) -> str:
+    """A model argument that names something: not too long for a path, no NUL byte, no other control character."""
+    from archviz.render.visible import has_unsafe
+
+    if len(text) > MAX_SOURCE_CHARS:
+        raise UnknownNameError(f"the model argument is {len(text):,} characters long; a zoo name, a file or "
+                               f"PyTorch code is named in at most {MAX_SOURCE_CHARS:,}")
+    if "\0" in text or has_unsafe(text):
+        raise UnknownNameError(f"the model argument {text!r} holds a control character; no zoo name or file has one")
+    return text
 
 
 def _is_torch_module(source) -> bool:

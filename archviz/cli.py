@@ -14,10 +14,49 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from archviz.errors import ArchvizError, SpecError
 
+class _OneLineErrors(TyperGroup):
+    """Every usage error (a bad option value, a missing argument, an unknown command) as the same one line as any
+    other user error, `archviz: error: ...`, with exit status 2: not click's usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        from typer._click import exceptions
+        from typer.exceptions import Abort
+
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except exceptions.NoArgsIsHelpError as error:  # `archviz` alone: the help, as before
+            error.show()
+            sys.exit(error.exit_code)
+        except exceptions.UsageError as error:
+            command = error.ctx.command_path if error.ctx is not None else "archviz"
+            _echo(f"archviz: error: {_usage_text(error.format_message())} (see {command} --help)", err=True)
+            sys.exit(2)
+        except exceptions.ClickException as error:
+            _echo(f"archviz: error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except Abort:
+            _echo("archviz: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_text(message: str) -> str:
+    """click's message with its wording tightened: "Invalid value for '--batch' / '-b': 0 is not in the range
+    x>=1." -> "--batch: 0 is not in the range x>=1"."""
+    import re
+
+    message = re.sub(r"^Invalid value for '(-[^']+)'(?: / '-[^']+')*: ", r"\1: ", message.strip())
+    return message.rstrip(".")
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="archviz",
     help="Take convolutional networks apart: shapes, params, MACs, memory and receptive fields, by formula.",
     no_args_is_help=True,
@@ -57,11 +96,25 @@ ModelArg = Annotated[str, typer.Argument(help=(
     "RUNS that code, so name only code you trust), an .onnx file, or a state dict (.pth/.pt) of a zoo or torchvision "
     "model."))]
 InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", help="Input shape CxHxW, e.g. 3x32x32.")]
-BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, help="Batch size; costs are for the whole batch.")]
+MAX_COUNT = 10**9  # every count an option takes is capped as spec sizes are (archviz.spec.args.MAX_DIMENSION)
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, max=MAX_COUNT, help="Batch size; costs are for the whole batch.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a spec parameter: name=value.")]
 DTypeOpt = Annotated[DTypeChoice, typer.Option("--dtype", help="Element type for memory figures.")]
 KwargsOpt = Annotated[Optional[str], typer.Option("--kwargs", help=(
     "Keyword arguments for a PyTorch model's class or factory, as a JSON object: '{\"num_classes\": 10}'."))]
+
+
+def _write(text: str) -> None:
+    """Text to stdout, any control character from a file made visible (render/visible.py)."""
+    from archviz.render.visible import visible
+
+    sys.stdout.write(visible(text))
+
+
+def _echo(message, *, err: bool = False) -> None:
+    from archviz.render.visible import visible
+
+    typer.echo(visible(str(message)), err=err)
 
 
 def user_errors(command):
@@ -72,7 +125,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except ArchvizError as error:
-            typer.echo(f"archviz: error: {error}", err=True)
+            _echo(f"archviz: error: {error}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -88,7 +141,7 @@ def parse_overrides(items: list[str] | None) -> dict:
             raise SpecError(f"--set {item!r}: expected name=value, e.g. num_classes=10")
         try:
             overrides[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # ValueError: an integer of more than 4,300 digits
             raise SpecError(f"--set {item!r}: cannot read the value {value!r}") from None
     return overrides
 
@@ -97,9 +150,10 @@ WIDTH_WHEN_PIPED = 120  # rich falls back to 80 columns off a terminal, which wr
 
 
 def _console():
-    from rich.console import Console
+    """Names from files are text, never markup or terminal control (render/visible.py)."""
+    from archviz.render.visible import safe_console
 
-    return Console(width=None if sys.stdout.isatty() else WIDTH_WHEN_PIPED)
+    return safe_console(width=None if sys.stdout.isatty() else WIDTH_WHEN_PIPED, markup=False)
 
 
 def _inspect(model: str, input: str | None, batch: int, set_: list[str] | None, dtype: DTypeChoice, crosscheck: bool,
@@ -117,18 +171,18 @@ def _resolve(model: str) -> str:
     from archviz.trace.state_dict import identify
 
     match = identify(model)
-    typer.echo(f"archviz: {match.message}", err=True)
+    _echo(f"archviz: {match.message}", err=True)
     return match.source
 
 
 def _stem(model: str) -> str:
-    """A file name for a model's default output: a file's stem, or the source made safe (torchvision_resnet50)."""
-    import re
-    from pathlib import Path
+    """A file name for a model's default output, in the current folder: a file's stem, or the source made safe
+    (torchvision_resnet50); never a path (archviz.format.slug)."""
+    from archviz.format import slug
 
     if model.lower().endswith((".yaml", ".yml", ".onnx", ".pth", ".pt")):
-        return Path(model).stem
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model.rpartition("/")[2].replace(".py:", "_"))
+        return slug(Path(model).stem)
+    return slug(model.rpartition("/")[2].replace(".py:", "_"))
 
 
 def _kwargs(text: str | None) -> dict | None:
@@ -146,7 +200,7 @@ def inspect(
     input: InputOpt = None,
     batch: BatchOpt = 1,
     set_: SetOpt = None,
-    depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=1, help="Show N levels of nesting; deeper groups fold into one row.")] = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=1, max=MAX_COUNT, help="Show N levels of nesting; deeper groups fold into one row.")] = None,
     crosscheck: Annotated[bool, typer.Option("--crosscheck/--no-crosscheck",
                                              help="Confirm figures with torchinfo, fvcore and FlopCounterMode.")] = True,
     format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
@@ -169,7 +223,7 @@ def inspect(
         OutputFormat.CSV: data.report_csv, OutputFormat.MARKDOWN: data.report_markdown,
     }
     text = renderers[format](report)
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    _write(text if text.endswith("\n") else text + "\n")
 
 
 @app.command(short_help='Two architectures side by side.')
@@ -198,9 +252,9 @@ def diff(
     if html is not None:
         from archviz.render.html.build import write_comparison_of
 
-        typer.echo(f"wrote {write_comparison_of(reports, html)}", err=True)
+        _echo(f"wrote {write_comparison_of(reports, html)}", err=True)
     if format == DiffFormat.JSON:
-        sys.stdout.write(json.dumps(diff_dict(result), indent=2) + "\n")
+        _write(json.dumps(diff_dict(result), indent=2) + "\n")
     else:
         _console().print(diff_view(result))
 
@@ -241,7 +295,7 @@ def report(
     else:
         written = [write_comparison(models, output, **options)]
     for path in written:
-        typer.echo(str(path))
+        _echo(str(path))
 
 
 @app.command(short_help="One layer's figures with their arithmetic.")
@@ -272,7 +326,7 @@ def list_models():
     from archviz.render.listing import zoo_listing
 
     width = shutil.get_terminal_size((WIDTH_WHEN_PIPED, 24)).columns if sys.stdout.isatty() else WIDTH_WHEN_PIPED
-    sys.stdout.write(zoo_listing(width=width))
+    _write(zoo_listing(width=width))
 
 
 @app.command(short_help='The JSON Schema of the spec language.')
@@ -281,7 +335,7 @@ def schema():
     """Print the JSON Schema of the spec language (for editors: validation and completion)."""
     from archviz.spec.schema import spec_schema
 
-    sys.stdout.write(json.dumps(spec_schema(), indent=2) + "\n")
+    _write(json.dumps(spec_schema(), indent=2) + "\n")
 
 
 class RankDirChoice(enum.StrEnum):
@@ -298,7 +352,7 @@ def diagram(
         "needs no Graphviz). Default: MODEL.svg in the current folder.")] = None,
     rankdir: Annotated[RankDirChoice, typer.Option("--rankdir", case_sensitive=False,
                                                    help="Flow top to bottom (TB) or left to right (LR).")] = RankDirChoice.TB,
-    depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=1, help="Show N levels of nesting; deeper groups fold into one box.")] = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=1, max=MAX_COUNT, help="Show N levels of nesting; deeper groups fold into one box.")] = None,
     expand: Annotated[bool, typer.Option("--expand", help="Draw every layer, no group folded.")] = False,
     unfold: Annotated[Optional[list[str]], typer.Option("--unfold", "-u", help="Also open this group (a path such as layer3.1); repeatable.")] = None,
     input: InputOpt = None,
@@ -320,7 +374,7 @@ def diagram(
     report = _inspect(model, input, 1, set_, DTypeChoice.FLOAT32, False, kwargs=kwargs)
     state = fold_state(report, depth=depth, expand=expand, expanded=unfold or ())
     data = render(to_dot(collect(report, state), rankdir=rankdir.value), fmt)
-    typer.echo(str(write_atomic(output, data)))
+    _echo(str(write_atomic(output, data)))
 
 
 @app.command(short_help="Write the architecture as an ONNX file (Netron, ONNX runtimes).")
@@ -355,7 +409,7 @@ def export(
         output = f"{_stem(model)}.onnx"
         if Path(output).resolve() == Path(model).resolve():
             raise ArchvizError(f"writing {output!r} would replace the model read; name another file with -o")
-    typer.echo(str(export_onnx(graph, output, checkpoint=weights, as_inputs=no_weights, seed=seed)))
+    _echo(str(export_onnx(graph, output, checkpoint=weights, as_inputs=no_weights, seed=seed)))
 
 
 from archviz.train.choices import Adapt as _TrainAdapt, Device as _TrainDevice  # noqa: E402  (enums only)
@@ -367,8 +421,8 @@ DatasetOpt = Annotated[str, typer.Option(
     "--dataset", help="digits (bundled with scikit-learn), mnist:PATH (idx files), cifar10:PATH (python batches) or "
     "folder:PATH (a subfolder of images per class). Nothing is downloaded.")]
 DataOpt = Annotated[Optional[str], typer.Option("--data", help="The dataset's folder (or write --dataset mnist:PATH).")]
-EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs [default: 20].")]
-BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size [default: 32].")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", min=1, max=MAX_COUNT, help="Epochs [default: 20].")]
+BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, max=MAX_COUNT, help="Batch size [default: 32].")]
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: 0.003].")]
 OptimizerOpt = Annotated[Optional[_TrainOptimizer], typer.Option("--optimizer", help="[default: adamw]")]
 ScheduleOpt = Annotated[Optional[_TrainSchedule], typer.Option(
@@ -384,7 +438,7 @@ DeviceOpt = Annotated[_TrainDevice, typer.Option("--device", help="auto picks CU
 TrainSeedOpt = Annotated[Optional[int], typer.Option(
     "--seed", help="Seed of weights, data order and augmentation [default: 0].")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(
-    "--threads", min=1, help="CPU threads [default: every core; on a busy machine 1 can be much faster].")]
+    "--threads", min=1, max=MAX_COUNT, help="CPU threads [default: every core; on a busy machine 1 can be much faster].")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model (slower on small CPU runs).")]
 ResumeOpt = Annotated[bool, typer.Option(
     "--resume", help="Continue the run in -o exactly where it stopped (with its own settings).")]
@@ -430,14 +484,14 @@ def train(
             compile=compile, output=output, resume=resume)
     except TrainingInterrupted as stopped:
         if is_main_process():
-            typer.echo(f"archviz: {stopped}", err=True)
+            _echo(f"archviz: {stopped}", err=True)
         raise typer.Exit(130) from None
     except KeyboardInterrupt:
-        typer.echo("archviz: interrupted at once; last.pt in the run folder is the last checkpoint saved, if any",
+        _echo("archviz: interrupted at once; last.pt in the run folder is the last checkpoint saved, if any",
                    err=True)
         raise typer.Exit(130) from None
     if result.rank == 0:
-        sys.stdout.write(summary_text(result))
+        _write(summary_text(result))
 
 
 @app.command("export-spec", short_help="Write the architecture as a spec YAML file (from any model archviz reads).")
@@ -461,11 +515,11 @@ def export_spec(
     graph = archviz.load(_resolve(model), input=input, overrides=parse_overrides(set_), kwargs=_kwargs(kwargs))
     text = graph_to_spec(graph, origin=model)
     if output is None:
-        sys.stdout.write(text)
+        _write(text)
         return
     if Path(output).resolve() == Path(model).resolve():
         raise ArchvizError(f"writing {output!r} would replace the model read; name another file with -o")
-    typer.echo(str(write_atomic(output, text)))
+    _echo(str(write_atomic(output, text)))
 
 
 @app.command(short_help="Train several models under the same settings; one table of accuracy against cost.")
@@ -473,14 +527,14 @@ def export_spec(
 def compare(
     models: Annotated[list[str], typer.Argument(help="Two or more zoo names or spec files.")],
     dataset: Annotated[str, typer.Option("--dataset", help="As for `archviz train`.")] = "digits",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs [default: 20].")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, max=MAX_COUNT, help="Epochs [default: 20].")] = None,
     time_budget: Annotated[Optional[float], typer.Option(
         "--time-budget", min=0, help="Seconds of training each model may take; a run ends after the last epoch that "
         "fits.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="[default: 32]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, max=MAX_COUNT, help="[default: 32]")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="[default: 0.003]")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="[default: 0]")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads [default: every core].")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, max=MAX_COUNT, help="CPU threads [default: every core].")] = None,
     device: Annotated[_TrainDevice, typer.Option("--device")] = _TrainDevice.AUTO,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", help="The folder of the runs [default: runs/compare-DATASET-TIME].")] = None,
@@ -495,7 +549,7 @@ def compare(
 
     rows = run_compare(models, dataset=dataset, output=output, time_budget=time_budget, epochs=epochs,
                        batch_size=batch_size, lr=lr, seed=seed, threads=threads, device=device.value,
-                       html=html, announce=lambda text: typer.echo(text))
+                       html=html, announce=lambda text: _echo(text))
     if is_main_process():
         _console().print(table(rows, title=f"{', '.join(models)} on {dataset}"))
 
@@ -507,9 +561,9 @@ def sweep(
     dataset: Annotated[str, typer.Option("--dataset", help="As for `archviz train`.")] = "digits",
     lr: Annotated[str, typer.Option("--lr", help="Learning rates, comma-separated.")] = "1e-3,3e-3,1e-2",
     batch_size: Annotated[str, typer.Option("--batch-size", help="Batch sizes, comma-separated.")] = "32,64",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs [default: 20].")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, max=MAX_COUNT, help="Epochs [default: 20].")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="[default: 0]")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads [default: every core].")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, max=MAX_COUNT, help="CPU threads [default: every core].")] = None,
     device: Annotated[_TrainDevice, typer.Option("--device")] = _TrainDevice.AUTO,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", help="The folder of the runs [default: runs/sweep-MODEL-DATASET-TIME].")] = None,
@@ -520,10 +574,10 @@ def sweep(
 
     rows = run_sweep(model, dataset=dataset, lrs=parse_list(lr, float, "--lr"),
                      batch_sizes=parse_list(batch_size, int, "--batch-size"), output=output, epochs=epochs,
-                     seed=seed, threads=threads, device=device.value, announce=lambda text: typer.echo(text))
+                     seed=seed, threads=threads, device=device.value, announce=lambda text: _echo(text))
     if is_main_process():
         _console().print(table(rows, title=f"{model} on {dataset}, best first (lowest validation loss)"))
-        typer.echo("best: " + train_command(model, dataset, rows[0], {"epochs": epochs, "seed": seed}))
+        _echo("best: " + train_command(model, dataset, rows[0], {"epochs": epochs, "seed": seed}))
 
 
 TrainedModelArg = Annotated[str, typer.Argument(help=(
@@ -553,7 +607,7 @@ def _write_picture(output: str, png: bytes) -> None:
     from archviz.render.pictures import png_size
 
     width, height = png_size(png)
-    typer.echo(f"wrote {write_atomic(output, png)} ({width}x{height} PNG)", err=True)
+    _echo(f"wrote {write_atomic(output, png)} ({width}x{height} PNG)", err=True)
 
 
 @app.command(short_help="A convolution's learned kernels as an image grid.")
@@ -565,7 +619,7 @@ def filters(
     per_channel: Annotated[bool, typer.Option(
         "--per-channel", help="One tile per filter and input channel instead of each filter averaged over its "
         "input channels (layers with other than 1 or 3 input channels).")] = False,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Filters shown at most.")] = 64,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_COUNT, help="Filters shown at most.")] = 64,
     seed: SeedOpt = 0,
     output: PictureOpt = None,
 ):
@@ -592,7 +646,7 @@ def activations(
     layers: Annotated[Optional[str], typer.Option(
         "--layers", help="Comma-separated layer names [default: an early, a middle and the last spatial "
         "layer].")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Channels shown per layer, the most active.")] = 32,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_COUNT, help="Channels shown per layer, the most active.")] = 32,
     seed: SeedOpt = 0,
     output: PictureOpt = None,
 ):
@@ -707,7 +761,7 @@ def pretrain(
     device: DeviceOpt = _TrainDevice.AUTO,
     seed: TrainSeedOpt = None,
     seeds: Annotated[int, typer.Option(
-        "--seeds", min=1, help="Train this many runs, seeds SEED, SEED+1, ..., into -o/seed-K; probe averages "
+        "--seeds", min=1, max=MAX_COUNT, help="Train this many runs, seeds SEED, SEED+1, ..., into -o/seed-K; probe averages "
         "them.")] = 1,
     threads: ThreadsOpt = None,
     compile: CompileOpt = False,
@@ -737,12 +791,12 @@ def pretrain(
             results = [run_pretext(model, seed=first + k, output=f"{folder}/seed-{first + k}", **options)
                        for k in range(seeds)]
     except TrainingInterrupted as stopped:
-        typer.echo(f"archviz: {stopped}", err=True)
+        _echo(f"archviz: {stopped}", err=True)
         raise typer.Exit(130) from None
     for result in results:
-        typer.echo(f"{result.task}: {result.test_split} pretext accuracy {result.test_accuracy:.2%} with best.pt "
+        _echo(f"{result.task}: {result.test_split} pretext accuracy {result.test_accuracy:.2%} with best.pt "
                    f"(epoch {result.best_epoch}); run folder {result.folder}")
-    typer.echo(f"next: archviz probe {Path(results[0].folder).parent if seeds > 1 else results[0].folder}")
+    _echo(f"next: archviz probe {Path(results[0].folder).parent if seeds > 1 else results[0].folder}")
 
 
 @app.command(short_help="Measure a pretrained backbone with the labels: linear or kNN probes per block.")
@@ -769,8 +823,8 @@ def probe(
     if layers is not None and not names:
         raise ArchvizError("--layers: name at least one layer")
     result = run_probe(run, dataset=dataset, layers=names, kind=kind.value, finetune=finetune,
-                       say=lambda line: typer.echo(f"archviz: {line}", err=True))
-    sys.stdout.write(probe_table(result))
+                       say=lambda line: _echo(f"archviz: {line}", err=True))
+    _write(probe_table(result))
 
 
 def main() -> None:

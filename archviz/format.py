@@ -40,3 +40,22 @@ def pair_text(values) -> str:
     """(212, 212) -> '212'; (7, 3) -> '7x3'."""
     a, b = values
     return f"{a:g}" if a == b else f"{a:g}x{b:g}"
+
+
+SLUG_LIMIT = 100  # characters of a default file name's stem; well under every file system's 255 bytes
+
+
+def slug(text: str, *, fallback: str = "model") -> str:
+    """A file-name stem made of `text` (a model's name, a user's argument): ASCII letters, digits and `-_.`, other
+    runs of characters as one `_`, no leading dot, at most SLUG_LIMIT characters; `fallback` when nothing is left.
+    A default output built from it stays in its folder whatever the text holds.
+
+    >>> slug("../../etc/passwd"), slug("torchvision:resnet50"), slug("."), slug("a\\x1b[2Jb"), slug("café")
+    ('etc_passwd', 'torchvision_resnet50', 'model', 'a_2Jb', 'cafe')
+    """
+    import re
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")  # café -> cafe
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", plain).strip("._-")[:SLUG_LIMIT].rstrip("._-")
+    return stem or fallback

@@ -390,7 +390,7 @@ def test_shares_errors(write_spec, entry, expected):
 
 def test_a_name_with_a_dot_is_refused(write_spec):
     file, message = spec_error(write_spec, "input: [3, 8, 8]\nlayers:\n  - relu: {}\n    name: a.b\n")
-    assert message.startswith(f"{file}:3:") and "layer name 'a.b' may hold only letters, digits, '_' and '-'" in message
+    assert message.startswith(f"{file}:3:") and "layer name 'a.b' may hold only ASCII letters, digits, '_' and '-'" in message
 
 
 # --- the command ------------------------------------------------------------------------------------------

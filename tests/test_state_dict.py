@@ -98,7 +98,7 @@ def test_no_match_names_the_closest(tmp_path, only_the_zoo):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"\x00\x01 not a torch file", "cannot read it as a PyTorch state dict"),
+    (b"\x00\x01 not a torch file", "bad.pth: cannot load it (not a file of tensors"),
     ([1, 2, 3], "not a state dict (it holds a list"),
     ({"weight": torch.zeros(2), "epoch": 3}, "not a state dict (it holds a mapping that holds other things too"),
 ])

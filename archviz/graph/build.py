@@ -469,7 +469,7 @@ def _check_name(name) -> str | None:
         return None
     name = str(name)
     if not NAME_PATTERN.match(name):
-        raise SpecError(f"layer name {name!r} may hold only letters, digits, '_' and '-'")
+        raise SpecError(f"layer name {name!r} may hold only ASCII letters, digits, '_' and '-'")
     return name
 
 

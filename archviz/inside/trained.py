@@ -121,19 +121,24 @@ def _random(model: str, seed: int) -> Trained:
 
 
 def _from_checkpoint(model: str | None, path: Path, state: dict) -> Trained:
+    """The run's network rebuilt from the checkpoint's data, or `model` (named by the user) fitted as the run was."""
     from archviz.torch_build import to_torch
-    from archviz.train.model import fit_model
+    from archviz.train.model import checkpoint_graph, fit_model
 
     dataset = state["dataset"]
-    source = state["source"]["model"]
-    fitted = fit_model(model or source, classes=len(dataset["classes"]), image_shape=tuple(dataset["image_shape"]),
-                       adapt=state["settings"]["adapt"])
-    graph, tensors, classes, command = fitted.graph, state["model"], tuple(dataset["classes"]), "train"
+    source = state["source"]["model"]  # a label only: never loaded or imported
     pretext = state.get("pretext")
+    tensors, classes, command = state["model"], tuple(dataset["classes"]), "train"
+    if model is None:
+        graph = checkpoint_graph(state, origin=display_path(str(path)))
+    else:
+        graph = fit_model(model, classes=len(classes), image_shape=tuple(dataset["image_shape"]),
+                          adapt=state["settings"]["adapt"]).graph
     if pretext is not None:  # archviz pretrain: the backbone, without the task's head
         from archviz.pretrain.objectives import task_backbone
 
-        graph, classes, command = task_backbone(pretext["task"], graph), (), f"pretrain --task {pretext['task']}"
+        graph = task_backbone(pretext["task"], graph) if model is not None else graph
+        classes, command = (), f"pretrain --task {pretext['task']}"
         tensors = {name.removeprefix("backbone."): t for name, t in tensors.items() if name.startswith("backbone.")}
     net = to_torch(graph, device="cpu")
     _load_into(net, tensors, path=path, model=model or source, trained_from=source)

@@ -28,6 +28,8 @@ from archviz.errors import ArchvizError, display_path
 from archviz.output import write_atomic
 from archviz.pretrain.choices import ProbeKind
 
+SOURCE_SPEC = "source.yaml"  # a run of PyTorch code: the spec it traced to, which the probe's baselines train
+
 FEATURE_BUDGET = 512  # numbers per image a block's map is pooled down to: keeps the probe fast and comparable
 C_GRID = (0.01, 0.1, 1.0)  # logistic regression's inverse regularisation, chosen on the validation split
 KNN_NEIGHBOURS = 20
@@ -134,9 +136,26 @@ def _supervised_run(run: Path, record: dict, dataset: str, progress: bool, say) 
         settings = dict(record["settings"])
         say(f"training the supervised baseline: archviz train {record['model']} on {dataset}, "
             f"{settings['epochs']} epochs, seed {settings['seed']}, into {folder}")
-        train(record["model"], dataset=dataset, output=folder, resume=(folder / "last.pt").is_file(),
+        train(_architecture(run, record), dataset=dataset, output=folder, resume=(folder / "last.pt").is_file(),
               progress=progress, **settings)
     return folder
+
+
+def _architecture(run: Path, record: dict) -> str:
+    """What the baselines train, as data: the run's zoo name or spec file; for a run of PyTorch code, the spec it
+    traced to (RUN/source.yaml), since what a run folder names is never imported."""
+    from archviz.spec.zoo import zoo_names
+    from archviz.trace.load import is_model_source
+    from archviz.train.checkpoint import load_checkpoint
+
+    model = str(record.get("model", ""))
+    if model in zoo_names() or (model.endswith((".yaml", ".yml")) and not is_model_source(model)):
+        return model
+    text = load_checkpoint(run / "best.pt")["source"].get("spec_text")
+    if not isinstance(text, str) or not text:
+        raise ArchvizError(f"{display_path(str(run))}: the run's checkpoint holds no spec of its model; archviz does "
+                           f"not import the code a run folder names ({model!r})")
+    return str(write_atomic(run / SOURCE_SPEC, text))
 
 
 def _supervised_accuracy(run: Path) -> float:
@@ -155,7 +174,7 @@ def _finetune(run: Path, record: dict, dataset: str, progress: bool, say) -> flo
         return json.loads(done.read_text())["final"]["test_accuracy"]
     say(f"fine-tuning {record['model']} from {run / 'best.pt'} on {dataset}, {record['settings']['epochs']} epochs, "
         f"into {folder}")
-    result = run_training(record["model"], given=dict(record["settings"]), dataset=dataset, data=None, device="auto",
+    result = run_training(_architecture(run, record), given=dict(record["settings"]), dataset=dataset, data=None, device="auto",
                           threads=None, compile=False, output=folder, resume=(folder / "last.pt").is_file(),
                           progress=progress, stop=None, time_budget=None,
                           make_run=partial(_finetune_run_class(), backbone_from=run / "best.pt"))

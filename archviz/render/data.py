@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import html
 import io
 import json
+import re
 
 from archviz.analysis.report import CONVENTIONS, LayerStats, Report
 from archviz.format import shape
+from archviz.render.visible import visible
 
 SCHEMA_VERSION = 1
 CSV_COLUMNS = ("name", "type", "kind", "output_shape", "params", "buffers", "macs", "flops", "other_ops",
@@ -82,14 +85,38 @@ def report_csv(report: Report) -> str:
 
 def report_markdown(report: Report) -> str:
     head = "| Layer | Type | Output shape | Params | MACs | Output bytes | RF |"
-    lines = [f"### {report.model}: input {shape(report.input)}, batch {report.batch}", "", head,
+    lines = [f"### {markdown_text(report.model)}: input {shape(report.input)}, batch {report.batch}", "", head,
              "|---|---|---:|---:|---:|---:|---:|"]
     for s in report.layers:
-        kind = f"{s.op} {s.summary}".strip()
-        lines.append(f"| `{s.name}` | {kind} | {shape(s.out_shape)} | {s.params:,} | {s.macs:,} | "
+        kind = markdown_text(f"{s.op} {s.summary}".strip())
+        lines.append(f"| {markdown_code(s.name)} | {kind} | {shape(s.out_shape)} | {s.params:,} | {s.macs:,} | "
                      f"{s.activation_bytes:,} | {shape(s.receptive_field)} |")
     t = report.totals
     lines += ["", f"**Total params:** {t.params:,} &nbsp; **MACs:** {t.macs:,} &nbsp; **FLOPs:** {t.flops:,} &nbsp; "
               f"**Peak activation memory:** {t.peak_activation_bytes:,} bytes &nbsp; **Depth:** {t.depth}", "",
               f"_{CONVENTIONS}_"]
     return "\n".join(lines) + "\n"
+
+
+# Markdown's marks; an underscore inside a word (local_response_norm) is no emphasis in CommonMark, so stays bare
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]#!~|]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def markdown_text(text: str) -> str:
+    """Text from a file as Markdown shows it literally, on one line: HTML escaped (no <script> runs where the
+    Markdown is rendered), Markdown's own marks escaped, line breaks joined, control characters made visible.
+
+    >>> markdown_text("<script>x</script> *a* | b\\nc")
+    '&lt;script&gt;x&lt;/script&gt; \\\\*a\\\\* \\\\| b c'
+    """
+    one_line = " ".join(visible(str(text)).split())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
+def markdown_code(text: str) -> str:
+    """A name as an inline code span: its content is never Markdown or HTML; a table's `|` still needs escaping, and
+    the fence is one backtick longer than any run of backticks inside."""
+    one_line = " ".join(visible(str(text)).split()).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", one_line)), default=0) + 1)
+    padding = " " if one_line.startswith("`") or one_line.endswith("`") else ""
+    return f"{fence}{padding}{one_line}{padding}{fence}"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from archviz.errors import SpecError, closest
-from archviz.spec.yaml_loader import LocatedDict, LocatedList, load_yaml_file
+from archviz.spec.yaml_loader import LocatedDict, LocatedList, load_yaml_file, load_yaml_text
 
 TOP_LEVEL_KEYS = ("name", "description", "source", "extends", "input", "params", "blocks", "layers", "variants",
                   "torchvision")
@@ -76,24 +76,47 @@ def read_spec(path: Path, *, variant: str | None = None) -> Spec:
     )
 
 
+def read_spec_text(text: str, *, origin: str) -> Spec:
+    """A spec held as text inside another file (a run's checkpoint): plain data, read without touching the file
+    system, so `extends` is refused. `origin` names where the text came from, for messages.
+
+    >>> read_spec_text("name: tiny\\ninput: [1, 4, 4]\\nlayers: [flatten]", origin="last.pt").name
+    'tiny'
+    """
+    data = load_yaml_text(text, file=origin)
+    if isinstance(data, LocatedDict) and "extends" in data:
+        raise SpecError("a spec stored in a run is self-contained: `extends` is not followed", file=origin,
+                        line=data.line_of("extends"))
+    return _from_data(data, file=origin, stem=Path(origin).stem, base=None)
+
+
 def _read(path: Path, *, depth: int) -> Spec:
     data = load_yaml_file(path)
     file = str(path)
+    base = _extended(data, path, file, depth) if isinstance(data, LocatedDict) else None
+    return _from_data(data, file=file, stem=path.stem, base=base)
+
+
+def _extended(data: LocatedDict, path: Path, file: str, depth: int) -> Spec | None:
+    """The spec that `extends:` names, relative to the extending file's folder; None without `extends`."""
+    if "extends" not in data:
+        return None
+    if depth >= MAX_EXTENDS_DEPTH:
+        raise SpecError(f"`extends` is nested more than {MAX_EXTENDS_DEPTH} deep", file=file, line=data.line_of("extends"))
+    target = data["extends"]
+    if not isinstance(target, str):
+        raise SpecError("`extends` must be a file name", file=file, line=data.line_of("extends"))
+    base_path = (path.parent / target).resolve()
+    if not base_path.exists():
+        raise SpecError(f"`extends` names {target!r}, which does not exist", file=file, line=data.line_of("extends"))
+    return _read(base_path, depth=depth + 1)
+
+
+def _from_data(data, *, file: str, stem: str, base: Spec | None) -> Spec:
     if not isinstance(data, LocatedDict):
         raise SpecError("a spec must be a mapping with at least `layers:`", file=file, line=getattr(data, "line", 1))
     _check_keys(data, TOP_LEVEL_KEYS, "top-level key", file)
-    base = None
-    if "extends" in data:
-        if depth >= MAX_EXTENDS_DEPTH:
-            raise SpecError(f"`extends` is nested more than {MAX_EXTENDS_DEPTH} deep", file=file, line=data.line_of("extends"))
-        target = data["extends"]
-        if not isinstance(target, str):
-            raise SpecError("`extends` must be a file name", file=file, line=data.line_of("extends"))
-        base_path = (path.parent / target).resolve()
-        if not base_path.exists():
-            raise SpecError(f"`extends` names {target!r}, which does not exist", file=file, line=data.line_of("extends"))
-        base = _read(base_path, depth=depth + 1)
-    name = data.get("name", base.name if base and "layers" not in data else path.stem)
+    name = data.get("name", base.name if base and "layers" not in data else stem)
     if not isinstance(name, str) or not name:
         raise SpecError("`name` must be a non-empty string", file=file, line=data.line_of("name"))
     layers = data.get("layers", base.layers if base else None)

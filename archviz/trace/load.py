@@ -63,6 +63,13 @@ class ModelSource:
         return self.text
 
 
+def _is_path(text: str) -> bool:
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):  # a name too long for a file, or holding a NUL byte
+        return False
+
+
 def is_model_source(source) -> bool:
     """Whether `source` names PyTorch code (torchvision:, file.py:Name, module:name) rather than a zoo name or spec.
 
@@ -73,7 +80,7 @@ def is_model_source(source) -> bool:
         return False
     if source.startswith(TORCHVISION_PREFIX):
         return True
-    if source.lower().endswith(_NOT_CODE) or Path(source).exists():  # a spec, ONNX or weights file named "a:b.yaml"
+    if source.lower().endswith(_NOT_CODE) or _is_path(source):  # a spec, ONNX or weights file named "a:b.yaml"
         return False
     left, sep, right = source.rpartition(":")
     return bool(sep and right and (left.endswith(_SUFFIXES) or _MODULE_NAME.match(left)))

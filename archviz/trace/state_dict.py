@@ -36,12 +36,9 @@ def read_signature(path: str | Path) -> Signature:
     shown = str(path)
     if not Path(path).is_file():
         raise ArchvizError(f"{shown}: no such file")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt, not a torch file, or pickled code that weights_only refuses
-        first_line = str(error).strip().split("\n")[0][:200]
-        raise ArchvizError(f"{shown}: cannot read it as a PyTorch state dict ({type(error).__name__}: {first_line})"
-                           ) from None
+    from archviz.train.checkpoint import read_weights_only
+
+    data = read_weights_only(Path(path))
     if isinstance(data, Mapping) and not all(isinstance(v, torch.Tensor) for v in data.values()):
         for key in WRAPPERS:  # a checkpoint: the weights and other things (epoch, optimizer state)
             if isinstance(data.get(key), Mapping):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from archviz.errors import ArchvizError
+from archviz.format import slug
 from archviz.output import write_atomic
 from archviz.train.run import RunResult
 
@@ -178,13 +179,12 @@ def _write(folder: Path, kind: str, rows: list[Row]) -> None:
 
 
 def _default(stem: str, dataset: str) -> Path:
-    return Path("runs") / f"{stem}-{dataset.partition(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / f"{stem}-{slug(dataset.partition(':')[0], fallback='data')}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _safe(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem if name.endswith((".yaml", ".yml")) else name)
+    """A model's folder name inside the comparison's folder, never a path."""
+    return slug(Path(name).stem if name.endswith((".yaml", ".yml")) else name)
 
 
 def parse_list(text: str, kind: type, option: str) -> list:

@@ -91,7 +91,6 @@ def fit_model(model: str | Path, *, classes: int, image_shape: tuple[int, int, i
     >>> fitted.graph.output, fitted.graph.nodes[-1].out_shape
     ('head_fc', (10,))
     """
-    import archviz
     from archviz.spec.zoo import load_spec
     from archviz.trace.load import is_model_source
 
@@ -101,7 +100,14 @@ def fit_model(model: str | Path, *, classes: int, image_shape: tuple[int, int, i
 
         graph, changes = _fit_code(str(model), classes=classes, image_shape=image_shape, adapt=adapt)
         return _finish(graph, replace(source, spec_text=graph_to_spec(graph, when=None)), changes, classes)
-    spec = load_spec(model)
+    graph, changes = fit_spec(load_spec(model), classes=classes, image_shape=image_shape, adapt=adapt)
+    return _finish(graph, source, changes, classes)
+
+
+def fit_spec(spec, *, classes: int, image_shape: tuple[int, int, int], adapt: str) -> tuple[Graph, list[str]]:
+    """A spec's graph with `classes` through its num_classes parameter and, with adapt="model", the images' shape."""
+    from archviz.graph.build import validate
+
     changes: list[str] = []
     overrides = {}
     current = spec.params.get("num_classes")
@@ -110,7 +116,7 @@ def fit_model(model: str | Path, *, classes: int, image_shape: tuple[int, int, i
         changes.append(f"num_classes {current} -> {classes} (the dataset's classes)")
     shape = tuple(image_shape) if adapt == "model" else None
     try:
-        graph = archviz.load(model, input=shape, overrides=overrides)
+        graph = validate(spec, input_shape=shape, overrides=overrides)
     except ShapeError as error:
         if shape is None:
             raise
@@ -119,7 +125,7 @@ def fit_model(model: str | Path, *, classes: int, image_shape: tuple[int, int, i
     if shape is not None and tuple(spec_input(spec)) != shape:
         changes.append(f"model input {'x'.join(map(str, spec_input(spec)))} -> {'x'.join(map(str, shape))} "
                        "(the images' own shape)")
-    return _finish(graph, source, changes, classes)
+    return graph, changes
 
 
 def _finish(graph: Graph, source: ModelSource, changes: list[str], classes: int) -> FittedModel:
@@ -134,6 +140,44 @@ def _finish(graph: Graph, source: ModelSource, changes: list[str], classes: int)
         changes.append(f"head added: flatten {'x'.join(map(str, out_shape))} -> linear to {classes} classes "
                        f"({HEAD_NAMES[0]}, {HEAD_NAMES[1]}); the spec ends without a {classes}-way classifier")
     return FittedModel(graph, source, tuple(graph.input_shape), tuple(changes))
+
+
+def checkpoint_graph(state: dict, *, origin: str) -> Graph:
+    """The graph a checkpoint's run trained, rebuilt from what the checkpoint holds as data.
+
+    A checkpoint is data: the model it names ("evil.py:Net") is never imported. It holds the exported spec of the
+    graph it trained (graph.spec; for archviz pretrain, the backbone). Checkpoints written before that key existed
+    are rebuilt from their zoo name, or from the spec text they recorded.
+    """
+    from archviz.graph.build import validate
+    from archviz.spec.model import read_spec_text
+
+    stored = state.get("graph", {}).get("spec")
+    if isinstance(stored, str) and stored:
+        return validate(read_spec_text(stored, origin=f"{origin} (graph.spec)"))
+    dataset, classes = state["dataset"], len(state["dataset"]["classes"])
+    graph, changes = fit_spec(_recorded_spec(state["source"], origin=origin), classes=classes,
+                              image_shape=tuple(dataset["image_shape"]), adapt=state["settings"]["adapt"])
+    graph = _finish(graph, ModelSource(origin, "file", "", ""), changes, classes).graph
+    pretext = state.get("pretext")
+    if pretext is not None:  # archviz pretrain trained the backbone, without the classifier
+        from archviz.pretrain.objectives import task_backbone
+
+        graph = task_backbone(pretext["task"], graph)
+    return graph
+
+
+def _recorded_spec(source: dict, *, origin: str):
+    """An older checkpoint's model as data: its zoo spec, or the spec text it recorded."""
+    from archviz.spec.model import read_spec_text
+    from archviz.spec.zoo import load_zoo, zoo_names
+
+    if source.get("kind") == "zoo" and source.get("model") in zoo_names():
+        return load_zoo(source["model"])
+    if not isinstance(source.get("spec_text"), str) or not source["spec_text"]:
+        raise ArchvizError(f"{origin}: the checkpoint holds neither the spec of its graph nor a zoo name; archviz "
+                           "does not import the code a checkpoint names")
+    return read_spec_text(source["spec_text"], origin=f"{origin} (source.spec_text)")
 
 
 def spec_input(spec) -> tuple[int, ...]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Protocol, TextIO
 
+from archviz.render.visible import safe_console, visible
+
 
 class Reporter(Protocol):
     def epoch_start(self, epoch: int, epochs: int, batches: int, done: int) -> None: ...
@@ -42,7 +44,7 @@ class Lines(Silent):
 
     def line(self, text):
         stream = self.stream or sys.stdout
-        stream.write(text + "\n")
+        stream.write(visible(text) + "\n")
         stream.flush()
 
 
@@ -50,11 +52,10 @@ class Bar:
     """rich's live progress bar; epoch lines print above it."""
 
     def __init__(self, console=None):
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[stats]}"), console=console or Console(),
+                                 TextColumn("{task.fields[stats]}"), console=console or safe_console(markup=False),
                                  transient=True)
         self.task = None
         self.progress.start()
@@ -82,9 +83,7 @@ def reporter(show: bool | None, *, stream: TextIO | None = None) -> Reporter:
         return Silent()
     out = stream or sys.stdout
     if show is None and out.isatty():
-        from rich.console import Console
-
-        return Bar(Console(file=out))
+        return Bar(safe_console(file=out, markup=False))
     return Lines(out)
 
 

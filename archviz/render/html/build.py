@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from archviz.analysis.report import Report
+from archviz.format import slug
 from archviz.output import write_atomic
 from archviz.render.html.page import DiagramViews, comparison_report_html, index_html, model_report_html
 
@@ -44,12 +45,12 @@ def write_model_report(model: str, output: str | Path | None, *, run: str | Path
         options = {key: value for key, value in options.items() if key not in ("input", "overrides", "kwargs")}
         model = view.trained.graph
     report = _inspect(model, **options)
-    target = Path(output) if output else DEFAULT_FOLDER / f"{report.model}.html"
+    target = Path(output) if output else DEFAULT_FOLDER / f"{slug(report.model)}.html"
     return write_atomic(target, model_report_html(report, views=diagram_views(report), run=view))
 
 
 def write_comparison_of(reports: list[Report], output: str | Path | None, *, links: list[str] | None = None) -> Path:
-    target = Path(output) if output else DEFAULT_FOLDER / f"{'-vs-'.join(r.model for r in reports)}.html"
+    target = Path(output) if output else DEFAULT_FOLDER / f"{slug('-vs-'.join(slug(r.model) for r in reports))}.html"
     views = [diagram_views(r) for r in reports] if len(reports) <= 3 else None
     return write_atomic(target, comparison_report_html(reports, views=views, links=links))
 
