@@ -465,6 +465,8 @@ def train(
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", help="The run folder [default: runs/MODEL-DATASET-TIME].")] = None,
     resume: ResumeOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=(
+        "Train in -o even when it holds other files (none is replaced) or a run (trained anew)."))] = False,
 ):
     """Train a zoo model or spec file; write metrics, a per-class report, the confusion matrix and checkpoints.
 
@@ -481,7 +483,7 @@ def train(
             model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
             optimizer=optimizer and optimizer.value, schedule=schedule and schedule.value, weight_decay=weight_decay,
             augment=augment, adapt=adapt and adapt.value, seed=seed, device=device.value, threads=threads,
-            compile=compile, output=output, resume=resume)
+            compile=compile, output=output, resume=resume, overwrite=overwrite)
     except TrainingInterrupted as stopped:
         if is_main_process():
             _echo(f"archviz: {stopped}", err=True)
@@ -768,6 +770,8 @@ def pretrain(
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", help="The run folder [default: runs/MODEL-DATASET-TASK-TIME].")] = None,
     resume: ResumeOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=(
+        "Train in -o even when it holds other files (none is replaced) or a run (trained anew)."))] = False,
 ):
     """Train the model's backbone (without its classifier) on a pretext task whose labels come from the images:
     rotation (which of 4 turns), jigsaw (which shuffle of 3x3 tiles), context (where a patch lies beside the centre),
@@ -779,7 +783,7 @@ def pretrain(
     options = dict(task=task.value, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
                    optimizer=optimizer and optimizer.value, schedule=schedule and schedule.value,
                    weight_decay=weight_decay, augment=augment, adapt=adapt and adapt.value, device=device.value,
-                   threads=threads, compile=compile, resume=resume)
+                   threads=threads, compile=compile, resume=resume, overwrite=overwrite)
     first = 0 if seed is None else seed
     try:
         if seeds == 1:

@@ -10,6 +10,7 @@ augmentation, progress, run folder, checkpoints written atomically, Ctrl-C and e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -44,10 +45,28 @@ class PretrainRun(_Run):
         super().__init__(*args)
 
     def _check_resumable(self, saved: dict) -> None:
-        pretext = saved.get(PRETEXT_KEY)
-        if pretext is None or pretext["task"] != self.task:
-            was = "supervised training" if pretext is None else f"the {pretext['task']} task"
-            raise ArchvizError(f"{self.folder} is a run of {was}, not of the {self.task} task")
+        from archviz.pretrain.choices import Task
+        from archviz.train.checkpoint import Field
+
+        if PRETEXT_KEY not in saved:
+            raise ArchvizError(f"{self.folder} is a run of supervised training, not of the {self.task} task")
+        was = Field(self.folder / "last.pt", PRETEXT_KEY, saved[PRETEXT_KEY])["task"].text([t.value for t in Task])
+        if was != self.task:
+            raise ArchvizError(f"{self.folder} is a run of the {was} task, not of the {self.task} task")
+
+    def _check_extra_state(self, state: dict, path: Path) -> None:
+        """The task's state against this run's: instdisc's memory bank, deepcluster's clusters."""
+        from archviz.pretrain.choices import Task
+        from archviz.train.checkpoint import Field
+
+        pretext = Field(path, PRETEXT_KEY, state[PRETEXT_KEY])
+        if self.task == Task.INSTDISC:
+            _check_memory_bank(pretext["memory_bank"], tuple(self.objective.bank.features.shape))
+        if self.task == Task.DEEPCLUSTER:
+            started = state["position"]["epoch"] > 0 or state["position"]["batch"] > 0
+            output = self.fitted.graph.by_name[self.fitted.graph.output]
+            _check_clusters(pretext, images=len(self.data.train), k=self.objective.k,
+                            features=math.prod(output.out_shape), required=started)
 
     def _fit(self, model):
         from archviz.pretrain.objectives import objective_for
@@ -122,11 +141,9 @@ class PretrainRun(_Run):
                                **extra)
 
     def _finish(self) -> PretrainResult:
-        from archviz.train.checkpoint import load_checkpoint
-
         p, d = self.position, self.data
         if self.ranks.main:
-            self.net.load_state_dict(load_checkpoint(self.folder / "best.pt")["model"])
+            self._load_best()
         self.ranks.broadcast_module(self.net)
         test_loss, test_accuracy, _ = self._evaluate("test")
         train_seconds = sum(row["seconds"] for row in p.history)
@@ -137,15 +154,40 @@ class PretrainRun(_Run):
                               self.ranks.rank)
 
 
+def _check_memory_bank(bank, shape: tuple[int, int]) -> None:
+    """Instance discrimination's memory bank: one unit feature per training image, a momentum and a temperature."""
+    import torch
+
+    bank["features"].tensor(shape, dtype=torch.float32)
+    momentum = bank["momentum"].number()
+    if momentum > 1:
+        raise bank["momentum"].wrong("0..1")
+    if bank["temperature"].number() == 0:
+        raise bank["temperature"].wrong("a positive number")
+
+
+def _check_clusters(pretext, *, images: int, k: int, features: int, required: bool) -> None:
+    """DeepCluster's state: each training image's cluster (0..k-1) and the k centroids, once an epoch has begun."""
+    import torch
+
+    if "pseudo_labels" not in pretext.mapping() and not required:
+        return
+    labels = pretext["pseudo_labels"].tensor((images,), dtype=torch.int64)
+    if images and not 0 <= int(labels.min()) <= int(labels.max()) < k:
+        raise pretext["pseudo_labels"].wrong(f"clusters 0..{k - 1}", what="holds a cluster out of range")
+    pretext["centroids"].tensor((k, features), dtype=torch.float32)
+    pretext["nmi"].numbers()
+
 
 def pretrain(model: str | Path, *, task: str, dataset: str = "digits", data: str | Path | None = None,
              epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
              optimizer: str | None = None, schedule: str | None = None, weight_decay: float | None = None,
              augment: bool | None = None, adapt: str | None = None, seed: int | None = None, device: str = "auto",
              threads: int | None = None, compile: bool = False, output: str | Path | None = None,
-             resume: bool = False, progress: bool | None = None, stop: Callable[[int, int], bool] | None = None,
-             time_budget: float | None = None) -> PretrainResult:
-    """Train `model`'s backbone on the pretext `task` (a Task value); the options are archviz train's.
+             resume: bool = False, overwrite: bool = False, progress: bool | None = None,
+             stop: Callable[[int, int], bool] | None = None, time_budget: float | None = None) -> PretrainResult:
+    """Train `model`'s backbone on the pretext `task` (a Task value); the options are archviz train's (the output
+    folder may hold a run of archviz pretrain, not of archviz train, unless overwrite).
 
     >>> result = pretrain("lenet", task="rotation", epochs=1, output="runs/doc", progress=False)  # doctest: +SKIP
     >>> result.test_accuracy > 0.25  # doctest: +SKIP
@@ -162,4 +204,5 @@ def pretrain(model: str | Path, *, task: str, dataset: str = "digits", data: str
              "weight_decay": weight_decay, "augment": augment, "adapt": adapt, "seed": seed}
     return loop.run_training(model, given=given, dataset=dataset, data=data, device=device, threads=threads,
                              compile=compile, output=output, resume=resume, progress=progress, stop=stop,
-                             time_budget=time_budget, make_run=partial(PretrainRun, task=task), folder_kind=task)
+                             time_budget=time_budget, make_run=partial(PretrainRun, task=task), folder_kind=task,
+                             overwrite=overwrite, run_kind="pretrain")

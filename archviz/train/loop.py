@@ -34,15 +34,16 @@ from typing import Callable
 from archviz.errors import ArchvizError
 from archviz.train import batches as batching
 from archviz.train import distributed
-from archviz.train.checkpoint import FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state, versions
+from archviz.train.checkpoint import (FORMAT, Field, check_against, check_model, load_checkpoint, rng_state,
+                                     save_checkpoint, set_rng_state, versions)
 from archviz.train.data import Dataset, DatasetKind, load_dataset, parse_dataset
 from archviz.train.memory import PeakMemory
 from archviz.train.metrics import class_report
 from archviz.train.model import describe_input_adaptation, fit_model, model_source, source_input
 from archviz.train.progress import Reporter, Silent, reporter
-from archviz.train.run import (RunResult, TrainingDiverged, TrainingInterrupted, default_folder, write_metrics,
-                               write_report, write_run)
-from archviz.train.settings import SGD_MOMENTUM, Adapt, Device, Optimizer, Runtime, Schedule, Settings
+from archviz.train.run import (RunResult, TrainingDiverged, TrainingInterrupted, check_text_path, claimed,
+                               default_folder, write_metrics, write_report, write_run)
+from archviz.train.settings import BOUNDS, SGD_MOMENTUM, Adapt, Device, Optimizer, Runtime, Schedule, Settings
 
 SYNC_EVERY = {"cpu": 1, "cuda": 32}  # batches between reading the loss back (a read waits for the GPU)
 EVAL_BATCH_FACTOR = 4  # evaluation holds no gradients: larger batches fit
@@ -59,7 +60,7 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
           batch_size: int | None = None, lr: float | None = None, optimizer: str | None = None,
           schedule: str | None = None, weight_decay: float | None = None, augment: bool | None = None,
           adapt: str | None = None, seed: int | None = None, device: str = "auto", threads: int | None = None,
-          compile: bool = False, output: str | Path | None = None, resume: bool = False,
+          compile: bool = False, output: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           progress: bool | None = None, stop: Callable[[int, int], bool] | None = None,
           time_budget: float | None = None) -> RunResult:
     """Train a zoo model or spec file on a dataset; write the run folder; return the final figures.
@@ -69,6 +70,8 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
     called after every batch, stops the run as Ctrl-C does when it returns True. time_budget (seconds of training)
     ends the run after the last epoch that fits in it, as if it were the last one (the schedule is cut short).
     Raises TrainingInterrupted when stopped, TrainingDiverged when the loss is not finite.
+    The output folder must be new, empty or a run of archviz train; overwrite=True writes into a folder of other
+    files (never replacing one) or trains a run anew; while the run writes it, no other run may (run.claimed).
     Under torchrun (WORLD_SIZE > 1) the run is data-parallel, one process per rank (archviz/train/distributed.py).
 
     >>> result = train("lenet", dataset="digits", epochs=1, output="runs/doc", progress=False)  # doctest: +SKIP
@@ -78,14 +81,15 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "schedule": schedule,
              "weight_decay": weight_decay, "augment": augment, "adapt": adapt, "seed": seed}
     return run_training(model, given=given, dataset=dataset, data=data, device=device, threads=threads,
-                        compile=compile, output=output, resume=resume, progress=progress, stop=stop,
-                        time_budget=time_budget)
+                        compile=compile, output=output, resume=resume, overwrite=overwrite, progress=progress,
+                        stop=stop, time_budget=time_budget)
 
 
 def run_training(model, *, given: dict, dataset: str, data, device: str, threads: int | None, compile: bool, output,
                  resume: bool, progress: bool | None, stop, time_budget: float | None, make_run=None,
-                 folder_kind: str = ""):
-    """train()'s work, for any run class (`make_run`, default _Run; archviz pretrain passes its own)."""
+                 folder_kind: str = "", overwrite: bool = False, run_kind: str = "train"):
+    """train()'s work, for any run class (`make_run`, default _Run; archviz pretrain passes its own, and
+    run_kind="pretrain": the kind of run a folder may hold to be written again)."""
     given = {key: value for key, value in given.items() if value is not None}
     _check_choices(given, device)
     runtime = Runtime(Device(device), threads, compile)
@@ -93,7 +97,7 @@ def run_training(model, *, given: dict, dataset: str, data, device: str, threads
     try:
         return _train(model, ranks=ranks, dataset=dataset, data=data, given=given, runtime=runtime, output=output,
                       resume=resume, progress=progress, stop=stop, time_budget=time_budget, make_run=make_run,
-                      folder_kind=folder_kind)
+                      folder_kind=folder_kind, overwrite=overwrite, run_kind=run_kind)
     except TrainingInterrupted:
         raise  # every rank stopped at the same batch and the checkpoint is written: the group is still sound
     except BaseException as error:
@@ -107,18 +111,27 @@ def run_training(model, *, given: dict, dataset: str, data, device: str, threads
 
 
 def _train(model, *, ranks: distributed.Ranks, dataset: str, data, given: dict, runtime: Runtime, output, resume: bool,
-           progress: bool | None, stop, time_budget: float | None, make_run=None, folder_kind: str = ""):
+           progress: bool | None, stop, time_budget: float | None, make_run=None, folder_kind: str = "",
+           overwrite: bool = False, run_kind: str = "train"):
     """The run in the folder: `make_run` (default _Run) builds it with _Run's arguments; folder_kind names the
     default folder (runs/MODEL-DATASET[-KIND]-TIME)."""
     folder = Path(output) if output is not None else default_folder(str(model), dataset, folder_kind)
     if output is None and ranks.distributed:  # the default's time stamp may differ by a second between ranks
         folder = Path(ranks.gather_objects(str(folder))[0])
+    for option, value in (("model", model), ("--dataset", dataset), ("--data", data), ("-o", folder)):
+        if value is not None:
+            check_text_path(option, value)
     kind, path = parse_dataset(dataset, data)
+    with claimed(folder, kind=run_kind, resume=resume, overwrite=overwrite, hold=ranks.main):
+        return _train_in(model, ranks=ranks, kind=kind, path=path, given=given, runtime=runtime, folder=folder,
+                         resume=resume, progress=progress, stop=stop, time_budget=time_budget, make_run=make_run)
+
+
+def _train_in(model, *, ranks: distributed.Ranks, kind: DatasetKind, path, given: dict, runtime: Runtime,
+              folder: Path, resume: bool, progress: bool | None, stop, time_budget: float | None, make_run):
+    """The run, once its folder is claimed (run.claimed)."""
     dataset_name = kind.value if path is None else f"{kind.value}:{path}"
     saved = _resume_state(folder, model, dataset_name, given) if resume else None
-    if saved is None and (folder / "last.pt").exists():
-        raise ArchvizError(f"{folder} already holds a run (last.pt); add --resume to continue it, or choose another "
-                           "folder with -o")
     settings = Settings.from_dict(saved["settings"]) if saved else Settings.from_dict(
         {**Settings().as_dict(), **{k: (v.value if hasattr(v, "value") else v) for k, v in given.items()}})
     check_settings(settings, runtime)
@@ -146,16 +159,10 @@ def _check_choices(given: dict, device: str) -> None:
 
 
 def check_settings(settings: Settings, runtime: Runtime) -> None:
-    """Every bad value, up front, as one ArchvizError naming the option."""
-    problems = []
-    if settings.epochs < 1:
-        problems.append(f"--epochs {settings.epochs!r}: at least 1")
-    if settings.batch_size < 1:
-        problems.append(f"--batch-size {settings.batch_size!r}: at least 1")
-    if not settings.lr > 0 or math.isinf(settings.lr):
-        problems.append(f"--lr {settings.lr!r}: a positive number")
-    if not settings.weight_decay >= 0:
-        problems.append(f"--weight-decay {settings.weight_decay!r}: 0 or more")
+    """Every bad value, up front, as one ArchvizError naming the option; a checkpoint's settings are held to the
+    same BOUNDS (checkpoint.check_structure)."""
+    problems = [f"--{name.replace('_', '-')} {getattr(settings, name)!r}: {bound.describe()}"
+                for name, bound in BOUNDS.items() if not bound.holds(getattr(settings, name))]
     if runtime.threads is not None and runtime.threads < 1:
         problems.append(f"--threads {runtime.threads!r}: at least 1")
     if problems:
@@ -287,8 +294,9 @@ class _Run:
     def _check_resumable(self, saved: dict) -> None:
         """Refuse a checkpoint of another kind of run, before anything is built."""
         if "pretext" in saved:
-            raise ArchvizError(f"{self.folder} is a run of archviz pretrain --task {saved['pretext']['task']}; "
-                               "resume it with archviz pretrain")
+            task = Field(self.folder / "last.pt", "pretext", saved["pretext"])["task"].text()
+            raise ArchvizError(f"{self.folder} is a run of archviz pretrain --task {task}; resume it with archviz "
+                               "pretrain")
 
     def _after_step(self) -> None:
         """Work after each optimiser step."""
@@ -317,6 +325,16 @@ class _Run:
 
     def _load_extra_state(self, state: dict) -> None:
         pass
+
+    def _check_extra_state(self, state: dict, path: Path) -> None:
+        """Refuse what _load_extra_state would load, before anything of the checkpoint is loaded."""
+
+    def _load_best(self) -> None:
+        """best.pt's weights into the net (on rank 0, which wrote it)."""
+        path = self.folder / "best.pt"
+        state = load_checkpoint(path)
+        check_model(state, path, self.net.state_dict())
+        self.net.load_state_dict(state["model"])
 
     def _load_data(self, model, kind, path) -> Dataset:
         shape = None
@@ -385,6 +403,11 @@ class _Run:
             self._restore(self.saved)
 
     def _restore(self, state: dict):
+        path = self.folder / "last.pt"
+        check_against(state, path, model=self.net.state_dict(), scheduler=self.scheduler.state_dict(),
+                      param_shapes=[[tuple(p.shape) for p in group["params"]] for group in self.optimizer.param_groups],
+                      batches=self.batches)
+        self._check_extra_state(state, path)
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -689,7 +712,7 @@ class _Run:
         p, d = self.position, self.data
         _, last_accuracy, _ = self._evaluate("test")
         if self.ranks.main:
-            self.net.load_state_dict(load_checkpoint(self.folder / "best.pt")["model"])
+            self._load_best()
         self.ranks.broadcast_module(self.net)  # only rank 0 reads best.pt: the folder may be on its machine alone
         test_loss, test_accuracy, predicted = self._evaluate("test", predictions=True)
         report = class_report(d.test.labels, predicted.numpy(), d.classes)

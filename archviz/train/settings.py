@@ -9,12 +9,13 @@ schedule and no augmentation plateaus at 96-97.8%.
 from __future__ import annotations
 
 import enum
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 
 from archviz.train.choices import Adapt, Device, Optimizer, Schedule
 
-__all__ = ["Adapt", "Device", "Optimizer", "Schedule", "Settings", "Runtime", "SGD_MOMENTUM"]
+__all__ = ["Adapt", "Device", "Optimizer", "Schedule", "Settings", "Runtime", "SGD_MOMENTUM", "Bound", "BOUNDS"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,34 @@ class Settings:
         kinds = {"optimizer": Optimizer, "schedule": Schedule, "adapt": Adapt}
         return cls(**{f.name: kinds[f.name](data[f.name]) if f.name in kinds else data[f.name]
                       for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a number setting may take: the same bound for an option and for a setting read from a file."""
+
+    low: float
+    high: float = math.inf
+    above: bool = False  # low itself is out (a learning rate above 0)
+    integer: bool = False
+
+    def holds(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
+            return False
+        return math.isfinite(value) and (value > self.low if self.above else value >= self.low) and value <= self.high
+
+    def describe(self) -> str:
+        if self.integer:
+            return f"{self.low}..{self.high}" if math.isfinite(self.high) else f"at least {self.low}"
+        if self.above:
+            return "a positive number" if self.low == 0 else f"a number above {self.low:g}"
+        return f"{self.low:g} or more"
+
+
+EPOCHS_MAX = 100_000  # far beyond any run here (20 to 200 epochs); a file cannot ask for a run of 10**9 epochs
+SEED_MAX = 2**32 - 1  # numpy's global seed takes 0..2**32 - 1
+BOUNDS = {"epochs": Bound(1, EPOCHS_MAX, integer=True), "batch_size": Bound(1, integer=True),
+          "lr": Bound(0, above=True), "weight_decay": Bound(0), "seed": Bound(0, SEED_MAX, integer=True)}
 
 
 @dataclass(frozen=True)
