@@ -246,8 +246,8 @@ def check_structure(state: dict, path: Path) -> None:
     _check_scheduler(root["scheduler"])
     _generator(root["order_generator"])
     _check_own_states(root)
-    world = root["runtime"]["world_size"].integer(1) if root["runtime"].get("world_size") else 1
-    if world > 1 or root.get("ranks"):
+    world = root["runtime"]["world_size"].integer(1) if root["runtime"].get("world_size") is not None else 1
+    if world > 1 or root.get("ranks") is not None:
         for rank in root["ranks"].items(world):
             _check_own_states(rank)
 
@@ -267,7 +267,7 @@ def _check_position(position: Field, *, epochs: int) -> None:
     epoch = position["epoch"].integer(0, epochs)
     if position["batch"].integer(0) and epoch == epochs:
         raise position["batch"].wrong(f"0 after the last epoch ({epochs})")
-    position["loss_sum"].number()
+    position["loss_sum"].number(-math.inf)
     position["seen"].integer(position["correct"].integer(0))
     position["seconds"].number()
     for number, row in enumerate(position["history"].items(epoch), 1):
@@ -299,13 +299,14 @@ def _check_records(root: Field) -> None:
     graph["input_shape"].integers(1)
     graph["changes"].texts()
     graph["params"].integer(0)
-    if graph.get("spec"):
+    if graph.get("spec") is not None:  # written since the graph is rebuilt from it (archviz.train.model)
         graph["spec"].text()
     dataset = root["dataset"]
     dataset["name"].text()
     dataset["classes"].texts()
     dataset["image_shape"].integers(1)
-    [size.integer(0) for size in dataset["sizes"].children()]
+    for size in dataset["sizes"].children():
+        size.integer(0)
     dataset["notes"].texts()
     dataset["input_steps"].texts()
     dataset["normalize"]["mean"].numbers(-math.inf)
@@ -313,7 +314,8 @@ def _check_records(root: Field) -> None:
     root["runtime"]["device"].text()
     root["runtime"]["threads"].integer(1)
     root["runtime"]["compile"].flag()
-    [version.text() for version in root["versions"].children()]
+    for version in root["versions"].children():
+        version.text()
 
 
 def _check_optimizer(optimizer: Field) -> None:
@@ -348,7 +350,8 @@ def _check_own_states(own: Field) -> None:
     _generator(own["augment_generator"])
     rng = own["rng"]
     rng["torch"].tensor((torch.get_rng_state().numel(),), dtype=torch.uint8)
-    [state.tensor(dtype=torch.uint8) for state in rng["cuda"].items()]
+    for device in rng["cuda"].items():
+        device.tensor(dtype=torch.uint8)
     numpy = rng["numpy"]
     numpy["kind"].text(["MT19937"])
     keys = numpy["keys"].tensor((MT_WORDS,), dtype=torch.int64)
@@ -359,10 +362,11 @@ def _check_own_states(own: Field) -> None:
     numpy["gauss"].number(-math.inf)
     python = rng["python"]
     python["version"].integer(3, 3)
-    words = python["words"].items(MT_WORDS + 1)
-    [word.integer(0, WORD_MAX) for word in words[:-1]]
-    words[-1].integer(0, MT_WORDS)
-    if python.get("gauss_next"):
+    *words, index = python["words"].items(MT_WORDS + 1)
+    for word in words:
+        word.integer(0, WORD_MAX)
+    index.integer(0, MT_WORDS)
+    if python.get("gauss_next") is not None:
         python["gauss_next"].number(-math.inf)
 
 
