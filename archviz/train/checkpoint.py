@@ -48,27 +48,42 @@ def is_checkpoint(state) -> bool:
 
 
 def read_weights_only(path: Path):
-    """What torch.load(path, weights_only=True) gives, on the CPU; a corrupt or foreign file is an ArchvizError."""
+    """What torch.load(path, weights_only=True) gives, on the CPU; a corrupt or foreign file is an ArchvizError.
+    A pickled Python object is refused by name, without torch's advice to load it with weights_only=False (which
+    would run the pickle's code)."""
     import pickle
+    import warnings
 
     from archviz.torch_build import import_torch
 
     torch = import_torch()
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError) as error:
-        raise ArchvizError(f"{display_path(str(path))}: cannot load this checkpoint ({_load_failure(error)})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's warnings about pickles repeat the advice archviz does not give
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
+            KeyError, IndexError, MemoryError) as error:
+        raise ArchvizError(f"{display_path(str(path))}: cannot load it ({_load_failure(error)})") from None
 
 
 def _load_failure(error: Exception) -> str:
-    """The part of torch's message that says what is wrong with the file (its first lines are advice on pickles)."""
+    """What is wrong with the file, in a few words (torch's message is mostly advice on running pickles)."""
+    import re
+
     if isinstance(error, EOFError):
         return "the file is empty or cut short"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = str(error)
+    named = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if named:
+        return (f"a pickled Python object that names {named.group(1)}, not a file of tensors; archviz will not "
+                "unpickle it, since that runs code: save the weights with torch.save(model.state_dict(), PATH)")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     for index, line in enumerate(lines):
         if "WeightsUnpickler error:" in line:
             detail = line.partition("WeightsUnpickler error:")[2].strip() or " ".join(lines[index + 1:index + 2])
             return f"not a file of tensors that loads without running code: {detail}"
+    if "Weights only load failed" in text:
+        return "not a file of tensors that loads without running code; archviz will not unpickle it"
     return next((line for line in lines if "error" in line.lower()), lines[0] if lines else type(error).__name__)
 
 

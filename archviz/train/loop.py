@@ -39,6 +39,7 @@ from archviz.train.checkpoint import (FORMAT, Field, check_against, check_model,
 from archviz.train.data import Dataset, DatasetKind, load_dataset, parse_dataset
 from archviz.train.memory import PeakMemory
 from archviz.train.metrics import class_report
+from archviz.render.spec_yaml import graph_to_spec
 from archviz.train.model import describe_input_adaptation, fit_model, model_source, source_input
 from archviz.train.progress import Reporter, Silent, reporter
 from archviz.train.run import (RunResult, TrainingDiverged, TrainingInterrupted, check_text_path, claimed,
@@ -371,6 +372,7 @@ class _Run:
         if ranks.rank:
             torch.manual_seed(distributed.rank_seed(settings.seed, ranks.rank, 0))  # dropout differs per rank
         self.params = sum(p.numel() for p in self.net.parameters())
+        self.graph_spec = graph_to_spec(self.fitted.graph, when=None)
         store = batching.storage_device(
             sum(s.images.nbytes for s in (self.data.train, self.data.val, self.data.test)), self.device)
         self.images = {name: torch.from_numpy(getattr(self.data, name).images).to(store)
@@ -662,7 +664,8 @@ class _Run:
             "model": self.net.state_dict(),
             "source": self.fitted.source.as_dict(),
             "graph": {"name": self.fitted.graph.name, "input_shape": list(self.fitted.input_shape),
-                      "changes": list(self.fitted.changes), "params": self.params},
+                      "changes": list(self.fitted.changes), "params": self.params,
+                      "spec": self.graph_spec},  # the graph rebuilt from data, never by importing code
             "settings": self.settings.as_dict(),
             "runtime": self._runtime_record(),
             "dataset": {"name": d.name, "classes": list(d.classes), "image_shape": list(d.image_shape),

@@ -78,9 +78,11 @@ class RunResult:
 
 def default_folder(model: str, dataset: str, suffix: str = "") -> Path:
     """runs/<model>-<dataset>[-<suffix>]-<timestamp>, the model a zoo name or a spec file's stem."""
-    stem = Path(model).stem if model.endswith((".yaml", ".yml")) else model
-    kind = dataset.partition(":")[0]
-    return Path("runs") / f"{stem}-{kind}{f'-{suffix}' if suffix else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from archviz.format import slug
+
+    stem = slug(Path(model).stem if model.endswith((".yaml", ".yml")) else model)
+    kind = slug(dataset.partition(":")[0], fallback="data")
+    return Path("runs") / f"{stem}-{kind}{f'-{slug(suffix)}' if suffix else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def write_metrics(folder: Path, history: list[dict]) -> None:
