@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+MAX_MESSAGE_CHARS = 480  # with "archviz: error: " a line stays under 500 characters, whatever value it quotes
+
 
 class ArchvizError(Exception):
     """Base of every error caused by user input rather than by a bug in archviz."""
@@ -20,12 +22,14 @@ class ArchvizError(Exception):
         return place
 
     def __str__(self) -> str:
-        """One line: a name from the spec that holds a line break or a control character is escaped."""
+        """One line of at most MAX_MESSAGE_CHARS: a name from the spec that holds a line break or a control character
+        is escaped, and a long quoted value loses its middle."""
         prefix = self.where()
         label = f"layer {self.layer}" if self.layer and self.layer.replace(".", "").isdigit() else self.layer
         layer = f"{label}: " if self.layer and not self.message.startswith(self.layer) else ""
         text = f"{prefix}: {layer}{self.message}" if prefix else f"{layer}{self.message}"
-        return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        text = shortened(text)  # before escaping, which is slow on a megabyte of text
+        return text if text.isprintable() else shortened("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
 
     def located(self, *, file: str | None = None, line: int | None = None, layer: str | None = None) -> "ArchvizError":
         """Fill in whatever part of the location is still unknown."""
@@ -54,6 +58,14 @@ class UnknownNameError(ArchvizError):
 
 class MissingDependencyError(ArchvizError):
     """An optional dependency (torch, graphviz, ...) is not installed."""
+
+
+def shortened(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """text, or its start and end around " ... " when it is longer than limit."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 5) * 2 // 3  # the start names the place and the problem; the end says what was expected
+    return f"{text[:head]} ... {text[len(text) - (limit - 5 - head):]}"
 
 
 def display_path(file: str) -> str:

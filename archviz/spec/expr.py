@@ -15,7 +15,9 @@ from archviz.errors import SpecError, closest
 
 MAX_EXPRESSION_CHARS = 500
 MAX_INT_DIGITS = 30  # 10**30 is far past any real layer; keeps `2 ** 10 ** 10` from hanging
-MAX_SEQUENCE_LENGTH = 10_000  # of a text or list an expression builds; keeps `'a' * 10**9` from filling memory
+# items of a text or list an expression builds, those of nested lists counted too: keeps `'a' * 10**9` from filling
+# memory, and `[[[1] * 10**4] * 10**4] * 10**4` (a few shared lists) from a repr or `==` of 10**12 items
+MAX_SEQUENCE_LENGTH = 10_000
 
 _BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -51,6 +53,24 @@ def evaluate(text: str, scope: dict):
         raise SpecError(f"expression {text!r} is nested too deeply") from None
 
 
+def size(value, limit: int = MAX_SEQUENCE_LENGTH) -> int:
+    """Characters and items in value, those inside nested lists and mappings included, each time a shared list
+    appears; counting stops soon after limit."""
+    total, pending = 0, [value]
+    while pending and total <= limit:
+        item = pending.pop()
+        if isinstance(item, (str, bytes)):
+            total += len(item)
+        elif isinstance(item, (list, tuple)):
+            total += len(item)
+            pending.extend(item)
+        elif isinstance(item, dict):
+            total += len(item)
+            pending.extend(item.keys())
+            pending.extend(item.values())
+    return total
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse(source: str) -> ast.expr:
     """The expression's tree, parsed once: a block repeated 50,000 times evaluates the same few texts."""
@@ -69,7 +89,7 @@ class _Evaluator:
         """The result, unless it is too large to be a layer size or to hold in memory."""
         if isinstance(result, int) and abs(result) >= 10**MAX_INT_DIGITS:
             self.fail("result is too large")
-        if isinstance(result, (str, list)) and len(result) > MAX_SEQUENCE_LENGTH:
+        if isinstance(result, (str, list)) and size(result) > MAX_SEQUENCE_LENGTH:
             self.fail(f"result is longer than {MAX_SEQUENCE_LENGTH:,}")
         return result
 
@@ -99,7 +119,7 @@ class _Evaluator:
             self.fail("text formatting with % is not allowed")  # '%0999999999d' % 1 would fill memory
         sequence, count = (left, right) if isinstance(left, (str, list)) else (right, left)
         if isinstance(node.op, ast.Mult) and isinstance(sequence, (str, list)) and isinstance(count, int):
-            if len(sequence) * count > MAX_SEQUENCE_LENGTH:  # checked before 'a' * 10**9 allocates
+            if size(sequence) * count > MAX_SEQUENCE_LENGTH:  # checked before 'a' * 10**9 allocates
                 self.fail(f"result is longer than {MAX_SEQUENCE_LENGTH:,}")
         try:
             result = _BINARY[type(node.op)](left, right)
@@ -162,6 +182,6 @@ class _Evaluator:
             self.fail(f"cannot index {container!r} with {index!r}: {error}")
 
     def visit_List(self, node):
-        return [self.visit(e) for e in node.elts]
+        return self.checked([self.visit(e) for e in node.elts])
 
     visit_Tuple = visit_List
