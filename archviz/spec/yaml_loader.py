@@ -7,6 +7,8 @@ blocks are the spec language's way to reuse structure).
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import yaml
@@ -171,10 +173,10 @@ def _bad_character(error: yaml.reader.ReaderError, text: str, file: str | None) 
 
 
 def load_yaml_file(path: Path):
-    """Read and parse a spec file; a missing or unreadable file is a SpecError naming it."""
+    """Read and parse a spec file; a missing or unreadable file, or one that is not a regular file, is a SpecError
+    naming it."""
     try:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_SPEC_BYTES + 1)  # not the whole of /dev/zero
+        raw = _read_regular(path)
     except FileNotFoundError:
         raise SpecError("file not found", file=str(path)) from None
     except IsADirectoryError:
@@ -190,3 +192,18 @@ def load_yaml_file(path: Path):
         raise SpecError(f"not UTF-8 text: byte {raw[error.start]:#04x} at offset {error.start}", file=str(path),
                         line=line) from None
     return load_yaml_text(text, file=str(path))
+
+
+def _read_regular(path: Path) -> bytes:
+    """The first MAX_SPEC_BYTES + 1 bytes of a regular file. Opened without blocking and checked before reading:
+    a FIFO waits forever for a writer, /dev/zero never ends, a terminal waits for input."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as stream:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(mode):
+            kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise SpecError(f"is {kind}, not a regular file; a spec is read from a file only", file=str(path))
+        os.set_blocking(fd, True)
+        return stream.read(MAX_SPEC_BYTES + 1)
