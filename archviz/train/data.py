@@ -18,8 +18,11 @@ from __future__ import annotations
 import enum
 import gzip
 import importlib.util
+import math
 import pickle
 import struct
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -170,15 +173,26 @@ def _take(images, labels, index) -> Split:
     return Split(np.ascontiguousarray(images[index]), labels[index].astype(np.int64))
 
 
-def _three_way(images, labels) -> tuple[Split, Split, Split]:
+def _three_way(images, labels, *, where: str) -> tuple[Split, Split, Split]:
     rest, test = stratified_split(labels, TEST_FRACTION)
     train, val = stratified_split(labels[rest], VAL_FRACTION / (1 - TEST_FRACTION))
+    _refuse_empty(where, len(labels), {"training": rest[train], "validation": rest[val], "test": test})
     return _take(images, labels, rest[train]), _take(images, labels, rest[val]), _take(images, labels, test)
 
 
-def _two_way(images, labels) -> tuple[Split, Split]:
+def _two_way(images, labels, *, where: str) -> tuple[Split, Split]:
     train, val = stratified_split(labels, VAL_FRACTION)
+    _refuse_empty(where, len(labels), {"training": train, "validation": val})
     return _take(images, labels, train), _take(images, labels, val)
+
+
+def _refuse_empty(where: str, total: int, splits: dict) -> None:
+    """An empty split would train on nothing, or report an accuracy of 0% on 0 images and exit as if all went well."""
+    empty = [name for name, index in splits.items() if len(index) == 0]
+    if empty:
+        raise DatasetError(f"{where}: splitting its {total:,} images leaves the {' and '.join(empty)} "
+                           f"split{'s' if len(empty) > 1 else ''} empty; each class needs at least {len(splits)} "
+                           f"images (one per split)")
 
 
 # --- digits --------------------------------------------------------------------------------------------------------
@@ -190,7 +204,7 @@ def _digits() -> Dataset:
     labels = table[:, -1].astype(np.int64)
     # values are 0..16 (counts of set pixels in 4x4 blocks of a 32x32 bitmap); scaled to 0..255 like the others
     images = np.round(table[:, :-1].reshape(-1, 1, 8, 8) * (255 / 16)).astype(np.uint8)
-    train, val, test = _three_way(images, labels)
+    train, val, test = _three_way(images, labels, where="digits")
     notes = (f"split 70/10/20 into train/val/test, stratified, seed {SPLIT_SEED}",
              "pixel values 0..16 scaled to 0..255")
     return Dataset(DatasetKind.DIGITS, None, tuple(str(d) for d in range(10)), train, val, test, "test", False, notes)
@@ -221,6 +235,9 @@ MNIST_FILES = {
     "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte",
 }
 IDX_UBYTE = 0x08  # the idx type code of unsigned bytes; the only one MNIST uses
+# EMNIST, the largest MNIST-like set, holds 697,932 images of 28x28 (547 MB): a header announcing more is corrupt or
+# hostile (a gzip bomb), and is refused before anything is inflated
+MAX_IDX_BYTES = 2**30
 
 
 def _mnist(path: Path) -> Dataset:
@@ -233,7 +250,8 @@ def _mnist(path: Path) -> Dataset:
         if labels.size and labels.max() > 9:
             raise DatasetError(f"{display_path(str(_find_idx(path, MNIST_FILES[part + '_labels'])))}: label "
                                f"{int(labels.max())} is not a digit 0..9")
-    train, val = _two_way(arrays["train_images"][:, None], arrays["train_labels"])
+    train, val = _two_way(arrays["train_images"][:, None], arrays["train_labels"],
+                          where=f"mnist:{display_path(str(path))}")
     test = _take(arrays["test_images"][:, None], arrays["test_labels"], slice(None))
     notes = (f"validation: {VAL_FRACTION:.0%} of the training files, stratified, seed {SPLIT_SEED}",)
     return Dataset(DatasetKind.MNIST, str(path), tuple(str(d) for d in range(10)), train, val, test, "test", False,
@@ -250,29 +268,51 @@ def _find_idx(folder: Path, stem: str) -> Path:
 
 
 def read_idx(path: Path):
-    """An idx file (gzipped or not) as a uint8 array: magic 0x0000 TT DD, DD big-endian int32 sizes, then the data."""
+    """An idx file (gzipped or not) as a uint8 array: magic 0x0000 TT DD, DD big-endian int32 sizes, then the data.
+
+    Inflated as a stream: the header is checked first, and never more than one byte past the size it announces is
+    read, so a gzip bomb costs no more memory than an honest file.
+    """
     import numpy as np
 
     where = display_path(str(path))
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        with path.open("rb") as stream:
+            zipped = stream.read(2) == b"\x1f\x8b"
+        with (gzip.open if zipped else open)(path, "rb") as stream:
+            sizes = _idx_sizes(stream, where)
+            count = math.prod(sizes)
+            body = stream.read(count + 1)
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
         raise DatasetError(f"{where}: cannot read it ({error}); expected an idx file, gzipped or not") from None
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != IDX_UBYTE or not 1 <= raw[3] <= 4:
-        raise DatasetError(f"{where}: not an idx file of unsigned bytes (its first bytes are {raw[:4].hex()!r}, "
-                           "expected 00000801 for labels or 00000803 for images)")
-    dims = raw[3]
-    if len(raw) < 4 + 4 * dims:
-        raise DatasetError(f"{where}: the file ends inside its header (truncated?)")
-    sizes = struct.unpack(f">{dims}i", raw[4:4 + 4 * dims])
-    count = int(np.prod(sizes))
-    body = raw[4 + 4 * dims:]
-    if len(body) != count:
-        raise DatasetError(f"{where}: its header announces {'x'.join(map(str, sizes))} = {count:,} bytes of data but "
-                           f"it holds {len(body):,} (truncated or corrupt)")
+    shape = "x".join(map(str, sizes))
+    if len(body) > count:
+        raise DatasetError(f"{where}: holds more data than its header announces ({shape} = {count:,} bytes): "
+                           "corrupt, or not an idx file")
+    if len(body) < count:
+        raise DatasetError(f"{where}: its header announces {shape} = {count:,} bytes of data but it holds "
+                           f"{len(body):,} (truncated or corrupt)")
     return np.frombuffer(body, dtype=np.uint8).reshape(sizes).copy()
+
+
+def _idx_sizes(stream, where: str) -> tuple[int, ...]:
+    """The sizes an idx header announces, once they are known to be sane."""
+    head = stream.read(4)
+    if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] != IDX_UBYTE or not 1 <= head[3] <= 4:
+        raise DatasetError(f"{where}: not an idx file of unsigned bytes (its first bytes are {head.hex()!r}, "
+                           "expected 00000801 for labels or 00000803 for images)")
+    raw = stream.read(4 * head[3])
+    if len(raw) < 4 * head[3]:
+        raise DatasetError(f"{where}: the file ends inside its header (truncated?)")
+    sizes = struct.unpack(f">{head[3]}i", raw)
+    shape = "x".join(map(str, sizes))
+    if min(sizes) < 1:
+        raise DatasetError(f"{where}: its header announces sizes {shape}; each must be at least 1 (an empty or "
+                           "corrupt file)")
+    if math.prod(sizes) > MAX_IDX_BYTES:
+        raise DatasetError(f"{where}: its header announces {shape} = {math.prod(sizes):,} bytes of data, more than "
+                           f"the {MAX_IDX_BYTES:,} an MNIST-like file may hold (corrupt?)")
+    return sizes
 
 
 # --- cifar-10 ------------------------------------------------------------------------------------------------------
@@ -284,13 +324,18 @@ CIFAR_SIDE = 32
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles only what the CIFAR batches hold (dicts, lists, bytes and numpy arrays): no other code runs."""
 
+    # how numpy rebuilds an array: _reconstruct up to protocol 4, _frombuffer from protocol 5 (the data travels as
+    # bytes, never as code); numpy 2 renamed numpy.core to numpy._core
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if module.startswith("numpy.core.") and importlib.util.find_spec("numpy._core"):
+            module = "numpy._core." + module.removeprefix("numpy.core.")  # the old name warns in numpy 2
+        return super().find_class(module, name)
 
 
 def _unpickle(path: Path) -> dict:
@@ -338,7 +383,7 @@ def _cifar10(path: Path) -> Dataset:
         if values.size and (values.min() < 0 or values.max() >= len(names)):
             raise DatasetError(f"cifar10: a label of {name} is outside 0..{len(names) - 1} (batches.meta names "
                                f"{len(names)} classes)")
-    train, val = _two_way(images, labels)
+    train, val = _two_way(images, labels, where=f"cifar10:{display_path(str(path))}")
     test = _take(test_images, test_labels, slice(None))
     notes = (f"validation: {VAL_FRACTION:.0%} of data_batch_1..5, stratified, seed {SPLIT_SEED}",)
     return Dataset(DatasetKind.CIFAR10, str(path), tuple(names), train, val, test, "test", True, notes)
@@ -372,7 +417,7 @@ def _folder(path: Path, *, image_size: tuple[int, int] | None, channels: int | N
         first = _first_image(path, classes)
         size, mode = _decode_format(first, image_size, channels)
         whole = _read_split(path, classes, size, mode)
-        train, val, test = _three_way(whole.images, whole.labels)
+        train, val, test = _three_way(whole.images, whole.labels, where=f"folder:{display_path(str(path))}")
         test_split = "test"
         notes = (f"no train/ and val/ folders: split 70/10/20 into train/val/test, stratified, seed {SPLIT_SEED}",)
     notes += (f"images decoded as {mode} at {size[1]}x{size[0]} (width x height)",)
@@ -411,15 +456,20 @@ def _decode_format(first: Path, image_size, channels) -> tuple[tuple[int, int], 
 
 
 def open_image(file: Path):
+    """The decoded image; one past Pillow's limit of pixels (a decompression bomb) is refused, not warned about."""
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise MissingDependencyError(f"--dataset folder reads images with Pillow, which is not installed: "
                                      f"{TRAIN_HINT}") from None
     try:
-        with Image.open(file) as image:
-            image.load()
-            return image
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                image.load()
+                return image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DatasetError(f"{display_path(str(file))}: refusing to decode this image: {error}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DatasetError(f"{display_path(str(file))}: cannot read this image ({error})") from None
 
