@@ -34,8 +34,7 @@ class _OneLineErrors(TyperGroup):
             error.show()
             sys.exit(error.exit_code)
         except exceptions.UsageError as error:
-            command = error.ctx.command_path if error.ctx is not None else "archviz"
-            _echo(f"archviz: error: {_usage_text(error.format_message())} (see {command} --help)", err=True)
+            _echo(f"archviz: error: {_usage_text(error.format_message())} (see {_command(error.ctx)} --help)", err=True)
             sys.exit(2)
         except exceptions.ClickException as error:
             _echo(f"archviz: error: {error.format_message()}", err=True)
@@ -44,6 +43,15 @@ class _OneLineErrors(TyperGroup):
             _echo("archviz: interrupted", err=True)
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _command(context) -> str:
+    """"archviz inspect", however archviz was started (python -m archviz.cli, torchrun)."""
+    names = []
+    while context is not None and context.parent is not None:
+        names.append(context.info_name)
+        context = context.parent
+    return " ".join(["archviz", *reversed(names)])
 
 
 def _usage_text(message: str) -> str:

@@ -74,10 +74,11 @@ def load_trained(model: str, weights: str | Path | None = None, *, seed: int = 0
     if weights is None:
         return _random(model, seed)
     path = _weights_file(Path(weights))
-    from archviz.train.checkpoint import is_checkpoint, read_weights_only
+    from archviz.train.checkpoint import check_structure, is_checkpoint, read_weights_only
 
     state = read_weights_only(path)
     if is_checkpoint(state):
+        check_structure(state, path)  # every field it is read for, before any is used
         return _from_checkpoint(None if model == weights else model, path, state)
     if model is None:
         raise ArchvizError(f"{display_path(str(path))} is a state dict, not a run's checkpoint: name the model it "
