@@ -106,8 +106,14 @@ def _extended(data: LocatedDict, path: Path, file: str, depth: int) -> Spec | No
     target = data["extends"]
     if not isinstance(target, str):
         raise SpecError("`extends` must be a file name", file=file, line=data.line_of("extends"))
-    base_path = (path.parent / target).resolve()
-    if not base_path.exists():
+    try:
+        base_path = (path.parent / target).resolve()
+        found = base_path.exists()
+    except (OSError, ValueError) as error:  # a name too long for the system, a NUL byte
+        reason = error.strerror if isinstance(error, OSError) else error
+        raise SpecError(f"`extends` names {target!r}, which cannot be a file name ({reason})", file=file,
+                        line=data.line_of("extends")) from None
+    if not found:
         raise SpecError(f"`extends` names {target!r}, which does not exist", file=file, line=data.line_of("extends"))
     return _read(base_path, depth=depth + 1)
 

@@ -183,6 +183,8 @@ def load_yaml_file(path: Path):
         raise SpecError("is a directory, not a spec file", file=str(path)) from None
     except OSError as error:
         raise SpecError(f"cannot read file: {error.strerror}", file=str(path)) from None
+    except ValueError:  # os.open refuses a NUL byte in a path
+        raise SpecError("cannot read file: its name holds a NUL byte", file=str(path)) from None
     if len(raw) > MAX_SPEC_BYTES:
         raise SpecError(f"spec is more than {MAX_SPEC_BYTES:,} bytes, the limit", file=str(path))
     try:
