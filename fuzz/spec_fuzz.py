@@ -5,7 +5,9 @@ the zoo's (specs/*.yaml) mutated as text (lines deleted, doubled, swapped; numbe
 text; keys and layer types renamed; unicode names; junk inserted; the file cut short) or as data (keys and items
 removed, values of the wrong type, duplicate layer names, blocks that use themselves or each other, nested
 repeats, odd inputs and `extends:`), or hostile from the start (YAML alias bombs, 10,000-deep nesting, binary
-garbage, `!!python/object/apply` tags, huge repeats, long expressions, `$2 ** 10 ** 10`, random YAML-ish text).
+garbage, `!!python/object/apply` tags, huge repeats, long expressions, `$2 ** 10 ** 10`, random YAML-ish text,
+expressions that build huge values, control characters in every kind of name, path-like names: devices, a named
+pipe, /proc files, paths too long for the system).
 
 Each case runs through typer's CliRunner in a worker process whose address space is limited (a memory blow-up is
 a MemoryError there, not a frozen machine). Its budget is CPU time, so that a loaded machine does not turn slow
@@ -13,11 +15,14 @@ cases into hangs: an alarm stops a case past BUDGET_S seconds of CPU, another on
 the clock (a case blocked on I/O), and a worker that does not answer at all is killed.
 
 An outcome is `ok` (exit 0; --format json must parse as strict JSON), `error` (exit 2, exactly one stderr line
-starting "archviz: error:", no traceback) or a bug: `traceback` (any other exit, an uncaught exception, more than
-one line), `hang` or `memory`. Bug cases, and the slowest case, are written to fuzz/failures/ with the command
+starting "archviz: error:", no traceback, under LINE_LIMIT characters) or a bug: `traceback` (any other exit, an
+uncaught exception, more than one line), `long` (an error line of LINE_LIMIT characters or more), `hang` or
+`memory`. Bug cases, and the slowest case, are written to fuzz/failures/ with the command
 that reproduces them.
 
     .venv/bin/python fuzz/spec_fuzz.py --cases 10000 --seed 0 --jobs 2
+
+The figures of the long runs are kept in fuzz/results/.
 
 tests/test_fuzz_specs.py runs a few hundred of these cases on every test run.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import random
 import re
 import shutil
@@ -51,6 +57,8 @@ GRACE_S = 60.0  # past the wall-clock limit, a worker whose alarm did not fire i
 MEMORY_BYTES = 4 * 2**30  # address space of a worker; a 100,000-layer analysis needs about 1 GB
 MAIN = "spec.yaml"  # the name of the (first) spec in a case's folder
 OTHER = "other.yaml"  # the second spec of a diff between two fuzzed files
+FIFO = "pipe.yaml"  # made a named pipe, not a file, in a case's folder: opening it to read waits for a writer
+LINE_LIMIT = 500  # characters of an error line, "archviz: error: " included (issue 15)
 
 # --- vocabulary ----------------------------------------------------------------------------------------------
 
@@ -61,11 +69,15 @@ WEIRD_NUMBERS = ("0", "-1", "1000000000000000000000000000000", "1000000000", "10
                  "'same'", "'valid'", "é", "层", "[1]", "[1, 1, 1]", "[0, 0]", "-1000000000", "999999999999",
                  "9" * 5000, "!!float abc", "!!int ''", "!!bool maybe", "!!timestamp 2001-13-45", "!!seq x",
                  "!!set x", "1:30")
-UNICODE_NAMES = ("конв", "层1", "😀", "naïve", "a b", "a.b", "1abc", "_", "ǅ", "\u200b", "x" * 300, "ｃｏｎｖ", "Σ")
+CONTROL_NAMES = ("nul\x00byte", "a\nb", "a\rb", "\x1b[2J\x1b[31mred", "tab\tbed", "bell\x07", "\x7f", "\x85next",
+                 "\u2028line", "\u202eevil", "\ufeffbom", "\x08\x08\x08", "\x0c")
+UNICODE_NAMES = ("конв", "层1", "😀", "naïve", "a b", "a.b", "1abc", "_", "ǅ", "\u200b", "x" * 300, "ｃｏｎｖ", "Σ",
+                 *CONTROL_NAMES)
 KEYS = ("name", "repeat", "if", "note", "layers", "blocks", "params", "input", "extends", "variants", "inline",
         "description", "torchvision", "source", "branches", "required", "sequential", "group", "add", "concat")
 LAYER_NAMES = ("conv1", "fc", "0", "1", "features.0", "layer1.0.conv1", "conv2d_1", "dense_1", "classifier.6",
-               "relu", "layer3", "x" * 300, "层", ".", "..", "layer1.0", "head", "stem", "Mixed_5b")
+               "relu", "layer3", "x" * 300, "层", ".", "..", "layer1.0", "head", "stem", "Mixed_5b", "-x", "--help",
+               "../conv1", "/etc/passwd", "a\x00b", "\x1b[31mconv1", "conv1\n")
 JUNK = (": ", "- ", "[", "]", "{", "}", "&a ", "*a", "!!python/object/apply:os.system ['true'] ", "\t", "'", '"',
         "# ", "? ", "|", ">", "%YAML 1.1\n", "---\n", "...\n", "\x00", "\x85", "\ufeff", "$", "!!set ", "@", "`")
 YAML_ALPHABET = "abcxyz019 :-[]{},&*!|>'\"#%@`?\n\t.$_\\é层"
@@ -103,7 +115,7 @@ class Outcome:
     cpu_seconds: float = 0.0
 
 
-BUG_KINDS = ("traceback", "hang", "memory")
+BUG_KINDS = ("traceback", "long", "hang", "memory")
 
 
 class _NoAliasDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # a copied subtree must not come out as an alias
@@ -124,15 +136,16 @@ class Generator:
         longest_first = sorted(map(re.escape, self.ops), key=len, reverse=True)
         self.type_pattern = re.compile(r"\b(" + "|".join(longest_first) + r")\b")
 
-    def case(self, number: int) -> Case:
+    def case(self, number: int, *, hostile: str | None = None) -> Case:
+        """A case; one of the HOSTILE kind named, if any."""
         rng = self.rng
-        roll = rng.random()
-        if roll < 0.45:
+        roll = 1.0 if hostile else rng.random()
+        if roll < 0.42:
             recipe, main = self.text_mutant()
-        elif roll < 0.85:
+        elif roll < 0.78:
             recipe, main = self.data_mutant()
         else:
-            recipe, main = self.hostile()
+            recipe, main = self.hostile(hostile)
         files = {name: text.encode() for name, text in self.zoo.items() if name.startswith("_")}
         if rng.random() < 0.1:  # the library a zoo spec extends, mutated
             library = rng.choice(self.libraries)
@@ -141,6 +154,11 @@ class Generator:
             recipe += f" + {library}: {how}"
         files[MAIN] = main if isinstance(main, bytes) else main.encode("utf-8", "surrogatepass")
         argv = self.command(files)
+        if recipe == "path-like name":
+            files[FIFO] = b""
+            if rng.random() < 0.3:  # the spec named on the command line is the odd file
+                odd = rng.choice(ODD_PATHS).replace("{case}", "{dir}")
+                argv = ["explain", odd, "0"] if rng.random() < 0.3 else ["inspect", odd, "--no-crosscheck"]
         return Case(number, recipe, tuple(files.items()), tuple(argv))
 
     # --- command lines ---
@@ -469,9 +487,9 @@ class Generator:
         return data
 
     # --- hostile inputs ---
-    def hostile(self) -> tuple[str, str | bytes]:
+    def hostile(self, kind: str | None = None) -> tuple[str, str | bytes]:
         rng = self.rng
-        kind = rng.choice(list(HOSTILE))
+        kind = kind or rng.choice(list(HOSTILE))
         return kind, HOSTILE[kind](self, rng)
 
 
@@ -550,6 +568,90 @@ def _long_expression(self, rng) -> str:
             ", kernel_size: 1}\n")
 
 
+def _value_bomb(self, rng) -> str:
+    """Values an expression builds past any text: shared lists repeated inside each other (a repr or an `==` of
+    10**12 items), parameters that double a list, and long values a message would quote."""
+    form = rng.choice(("expression", "expression", "doubling", "long literal", "long list"))
+    if form == "doubling":
+        levels = rng.randint(1, 40)
+        params = "".join(f"  p{i}: \"$[p{i - 1}, p{i - 1}]\"\n" for i in range(1, levels + 1))
+        use = rng.choice((f"$p{levels}", f"$p{levels} == p{levels}", f"$p{levels}[0]", f"$[p{levels}] * 3",
+                          f"$-p{levels}", f"$p{levels} + p{levels}"))
+        return (f"input: [3, 8, 8]\nparams:\n  p0: \"$[1] * {rng.choice((10, 100, 5000))}\"\n{params}layers:\n"
+                f"  - conv2d: {{out_channels: {json.dumps(use)}, kernel_size: 1}}\n")
+    if form == "long literal":
+        value = rng.choice(("x", "é", "\x07", "[1]")) * rng.choice((500, 50_000, 1_000_000))
+        where = rng.choice(("out_channels", "name", "repeat", "if", "param", "type"))
+        if where == "param":
+            return f"input: [3, 8, 8]\nparams:\n  p: {json.dumps(value)}\nlayers:\n  - relu: {{}}\n    if: $p * 2\n"
+        if where == "type":
+            return f"input: [3, 8, 8]\nlayers:\n  - {json.dumps(value)}\n"
+        if where == "out_channels":
+            return f"input: [3, 8, 8]\nlayers:\n  - conv2d: {{out_channels: {json.dumps(value)}, kernel_size: 1}}\n"
+        return f"input: [3, 8, 8]\nlayers:\n  - relu: {{}}\n    {where}: {json.dumps(value)}\n"
+    if form == "long list":
+        items = ", ".join(["1"] * rng.choice((100, 10_000, 200_000)))
+        use = rng.choice(("$p", "$p == p", "$[p] * 10", "$p['a']", "$p + p", "$max(p)", "$-p", "$p < 'a'"))
+        return (f"input: [3, 8, 8]\nparams:\n  p: [{items}]\nlayers:\n"
+                f"  - conv2d: {{out_channels: {json.dumps(use)}, kernel_size: 1}}\n")
+    expression = rng.choice((
+        "$[[[1] * 10000] * 10000] * 10000", "$[[1] * 10000] * 10000 == [[1] * 10000] * 10000",
+        "$[[[1] * 10000] * 10000] * 10000 == [[[1] * 10000] * 10000] * 10000", "$[[1] * 100] * 100",
+        "$[[1] * 5000] + [[1] * 5000]", "$[['a' * 5000] * 2]", "$[[1] * 9999][0][5]", "$([7] * 9000)['a']",
+        "$-([1] * 9000)", "$[1] * 9000 < 'a'", "$max([[1] * 5000, [2] * 5000])", "$[[]] * 10**9",
+        "$[[[]] * 5000] * 5000", "$min([[1] * 10000] * 10000)", "$abs([1] * 9000)", "$int('9' * 4000)",
+        "$round([1] * 9000)", "$[[1] * 3000] * 3 if 1 else 0", "$('a' * 9999)[10**9]", "$[1, [2, [3, [4]]]] * 3000",
+        "$[" + ", ".join(["[1] * 9000"] * 20) + "]", "$" + " + ".join(["[[1] * 700]"] * 20)))
+    where = rng.choice(("out_channels", "if", "repeat", "param"))
+    if where == "param":
+        return (f"input: [3, 8, 8]\nparams:\n  big: {json.dumps(expression)}\nlayers:\n"
+                "  - conv2d: {out_channels: $big, kernel_size: 1}\n")
+    if where in ("if", "repeat"):
+        return f"input: [3, 8, 8]\nlayers:\n  - relu: {{}}\n    {where}: {json.dumps(expression)}\n"
+    return f"input: [3, 8, 8]\nlayers:\n  - conv2d: {{out_channels: {json.dumps(expression)}, kernel_size: 1}}\n"
+
+
+def _control_characters(self, rng) -> str:
+    """A control character (or a line or paragraph separator, a right-to-left override, a BOM) in a name, a key, a
+    value or an expression, escaped for YAML or raw."""
+    name = rng.choice(CONTROL_NAMES) if rng.random() < 0.7 else chr(rng.choice((*range(32), 127, *range(128, 160))))
+    quoted = json.dumps(name) if rng.random() < 0.8 else name
+    return rng.choice((
+        f"name: {quoted}\ninput: [1, 8, 8]\nlayers: [relu]\n",
+        f"input: [1, 8, 8]\nlayers:\n  - relu: {{}}\n    name: {quoted}\n",
+        f"input: [1, 8, 8]\nlayers:\n  - {quoted}\n",
+        f"input: [1, 8, 8]\nlayers:\n  - {{{quoted}: {{}}}}\n",
+        f"input: [1, 8, 8]\nlayers:\n  - conv2d: {{out_channels: 2, kernel_size: 1, {quoted}: 1}}\n",
+        f"input: [1, 8, 8]\nblocks:\n  {quoted}: {{layers: [relu]}}\nlayers: [{quoted}]\n",
+        f"input: [1, 8, 8]\nblocks:\n  {quoted}: {{layers: [relu]}}\nlayers: [relux]\n",
+        f"input: [1, 8, 8]\nparams:\n  {quoted}: 3\nlayers: [relu]\n",
+        f"input: [1, 8, 8]\nparams:\n  c: {quoted}\nlayers:\n  - conv2d: {{out_channels: $c, kernel_size: 1}}\n",
+        f"input: [1, 8, 8]\nvariants:\n  {quoted}: {{params: {{}}}}\nlayers: [relu]\n",
+        f"input: [1, 8, 8]\nlayers:\n  - conv2d: {{out_channels: {json.dumps('$' + name)}, kernel_size: 1}}\n",
+        f"input: [1, 8, 8]\nlayers:\n  - conv2d: {{out_channels: {json.dumps('$2 if ' + repr(name) + ' else 1')}, "
+        "kernel_size: 1}\n",
+        f"input: [1, 8, 8]\nextends: {quoted}\nlayers: [relu]\n",
+        f"input: [1, 8, 8]\nlayers:\n  - relu: {{}}\n    note: {quoted}\n",
+        f"input: [1, 8, 8]\nlayers:\n  - add: [[relu], [relu]]\n    name: {quoted}\n",
+    ))
+
+
+ODD_PATHS = ("/dev/null", "/dev/zero", "/dev/full", "/dev/urandom", "/dev/stdin", "/dev/tty", "/proc/self/fd/0",
+             "/proc/self/mem", "/proc/self/status", "/proc/self", "/", ".", "..", "{case}/" + FIFO, "{case}",
+             "{case}/missing.yaml", "{case}/" + MAIN + "/", "{case}//" + MAIN, "~/spec.yaml", "a" * 300 + ".yaml",
+             "/".join(["a"] * 3000) + ".yaml", "x\x00y.yaml", "\n.yaml", " ", "", "-", "file:///etc/hostname",
+             "http://example.com/x.yaml", "*.yaml", "C:\\x.yaml", "../" * 40 + "etc/hostname", "%2e%2e/x.yaml")
+
+
+def _path_like(self, rng) -> str:
+    """`extends:` naming what is not a spec file: a device, a named pipe (FIFO, made in the case's folder), /proc,
+    a folder, a path too long for the system, a NUL byte, a URL. Devices that do anything when opened (a watchdog,
+    a disk) are left out: only ones that read harmlessly are named."""
+    target = rng.choice(ODD_PATHS).replace("{case}/", "").replace("{case}", ".")
+    base = rng.choice(("input: [1, 8, 8]\nlayers: [relu]\n", "layers: [relu]\n", "input: [1, 8, 8]\n"))
+    return f"extends: {json.dumps(target)}\n{base}"
+
+
 def _yamlish(self, rng) -> str:
     size = rng.randint(1, 400)
     return "".join(rng.choice(YAML_ALPHABET) if rng.random() < 0.7 else rng.choice(("relu", "layers", "input",
@@ -592,7 +694,8 @@ def _odd_structure(self, rng) -> str:
 HOSTILE = {
     "alias bomb": _alias_bomb, "deep nesting": _deep, "binary garbage": _binary, "python tag": _python_tag,
     "huge repeat": _huge_repeat, "nested repeats": _nested_repeats, "long expression": _long_expression,
-    "yaml-ish text": _yamlish, "odd structure": _odd_structure,
+    "yaml-ish text": _yamlish, "odd structure": _odd_structure, "value-size bomb": _value_bomb,
+    "control characters": _control_characters, "path-like name": _path_like,
 }
 TEXT_MUTATIONS = (Generator.delete_line, Generator.duplicate_line, Generator.swap_lines, Generator.reindent_line,
                   Generator.replace_number, Generator.replace_number, Generator.replace_value, Generator.rename_key,
@@ -603,9 +706,9 @@ DATA_MUTATIONS = (Generator.drop, Generator.replace, Generator.replace, Generato
                   Generator.retype, Generator.top_level)
 
 
-def make_cases(count: int, *, seed: int) -> list[Case]:
+def make_cases(count: int, *, seed: int, hostile: str | None = None) -> list[Case]:
     generator = Generator(seed)
-    return [generator.case(number) for number in range(count)]
+    return [generator.case(number, hostile=hostile) for number in range(count)]
 
 
 # --- running one case ------------------------------------------------------------------------------------------
@@ -621,8 +724,7 @@ def run_case(case: Case, folder: Path, *, budget_s: float = BUDGET_S) -> Outcome
 
     from archviz.cli import app
 
-    for name, content in case.files:
-        (folder / name).write_bytes(content)
+    write_files(case, folder)
     argv = [arg.replace("{dir}", str(folder)) for arg in case.argv]
 
     def alarm(signum, frame):
@@ -646,6 +748,14 @@ def run_case(case: Case, folder: Path, *, budget_s: float = BUDGET_S) -> Outcome
     return classify(result, argv, time.perf_counter() - start, time.process_time() - cpu_start)
 
 
+def write_files(case: Case, folder: Path) -> None:
+    for name, content in case.files:
+        if name == FIFO:
+            os.mkfifo(folder / name)
+        else:
+            (folder / name).write_bytes(content)
+
+
 def classify(result, argv: list[str], seconds: float, cpu_seconds: float = 0.0) -> Outcome:
     error = result.exception
     if error is not None and not isinstance(error, SystemExit):
@@ -666,6 +776,8 @@ def classify(result, argv: list[str], seconds: float, cpu_seconds: float = 0.0) 
     lines = stderr.splitlines()
     if (result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("archviz: error: ")
             and "Traceback" not in stderr):
+        if len(lines[0]) >= LINE_LIMIT:
+            return Outcome("long", seconds, f"an error line of {len(lines[0]):,} characters:\n{lines[0]}", cpu_seconds)
         return Outcome("error", seconds, lines[0], cpu_seconds)
     detail = f"exit {result.exit_code}, stderr:\n{stderr}\nstdout:\n{result.stdout[-2000:]}"
     return Outcome("traceback", seconds, detail, cpu_seconds)
@@ -780,8 +892,7 @@ def save(case: Case, outcome: Outcome, folder: Path) -> Path:
     folder.mkdir(parents=True)
     FAILURES.mkdir(exist_ok=True)
     (FAILURES / ".gitignore").write_text("*\n")
-    for name, content in case.files:
-        (folder / name).write_bytes(content)
+    write_files(case, folder)
     command = "archviz " + " ".join(_quote(arg.replace("{dir}/", "")) for arg in case.argv)
     (folder / "case.txt").write_text(
         f"case {case.number}: {case.recipe}\nrun from this folder: {command}\n"
@@ -806,11 +917,14 @@ def main(argv: list[str] | None = None) -> int:
     generator = Generator(args.seed)
     counts = {kind: 0 for kind in ("ok", "error", *BUG_KINDS)}
     slowest: tuple[Case, Outcome] | None = None
+    longest = ""  # the longest clean error line
     bugs = []
     started = time.perf_counter()
     cases = (generator.case(number) for number in range(args.cases))
     for done, (case, outcome) in enumerate(run_cases(cases, jobs=args.jobs, budget_s=args.budget), 1):
         counts[outcome.kind] += 1
+        if outcome.kind == "error" and len(outcome.detail) > len(longest):
+            longest = outcome.detail
         if slowest is None or outcome.cpu_seconds > slowest[1].cpu_seconds:
             slowest = (case, outcome)
         if outcome.kind in BUG_KINDS:
@@ -822,9 +936,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ok analyses    {counts['ok']}")
     print(f"clean errors   {counts['error']}")
     print(f"tracebacks     {counts['traceback']}  (must be 0)")
+    print(f"long messages  {counts['long']}  (an error line of {LINE_LIMIT} characters or more; must be 0)")
     print(f"hangs          {counts['hang']}  (over {args.budget} s of CPU, or {args.budget * WALL_FACTOR} s on the "
           "clock)")
     print(f"memory         {counts['memory']}  (over {MEMORY_BYTES // 2**30} GiB)")
+    print(f"longest error  {len(longest)} characters: {longest[:160]}{'...' if len(longest) > 160 else ''}")
     if slowest is not None:
         folder = save(*slowest, FAILURES / "slowest")
         print(f"slowest case   {slowest[1].cpu_seconds:.2f} s of CPU ({slowest[1].seconds:.2f} s on the clock): case "

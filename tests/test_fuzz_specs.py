@@ -59,6 +59,19 @@ def test_a_ci_sized_fuzz_run_finds_no_bug():
     assert kinds.count("error") >= CI_CASES // 2
 
 
+@pytest.mark.parametrize("kind", ["value-size bomb", "control characters", "path-like name"])
+def test_the_hostile_cases_of_issue_15_find_no_bug(kind):
+    """Values an expression builds past any text (a hang or a memory blow-up before issue 15), control characters in
+    names, and `extends:` naming devices, a FIFO (it blocked) and the like: no traceback, no hang, every error line
+    under spec_fuzz.LINE_LIMIT characters."""
+    cases = spec_fuzz.make_cases(60, seed=CI_SEED, hostile=kind)
+    outcomes = list(spec_fuzz.run_cases(cases, budget_s=10))
+    bugs = [f"case {case.number} ({case.recipe}, {' '.join(case.argv)}): {outcome.kind}\n{outcome.detail[:2000]}"
+            for case, outcome in outcomes if outcome.kind in spec_fuzz.BUG_KINDS]
+    assert not bugs, "\n\n".join(bugs)
+    assert len(outcomes) == len(cases)
+
+
 def test_the_generator_is_deterministic():
     first = spec_fuzz.make_cases(40, seed=5)
     assert first == spec_fuzz.make_cases(40, seed=5)
