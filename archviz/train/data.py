@@ -271,7 +271,7 @@ def read_idx(path: Path):
     """An idx file (gzipped or not) as a uint8 array: magic 0x0000 TT DD, DD big-endian int32 sizes, then the data.
 
     Inflated as a stream: the header is checked first, and never more than one byte past the size it announces is
-    read, so a gzip bomb costs no more memory than an honest file.
+    read, so a gzip bomb costs no more memory than an honest file of the size its header announces.
     """
     import numpy as np
 
@@ -281,18 +281,19 @@ def read_idx(path: Path):
             zipped = stream.read(2) == b"\x1f\x8b"
         with (gzip.open if zipped else open)(path, "rb") as stream:
             sizes = _idx_sizes(stream, where)
-            count = math.prod(sizes)
-            body = stream.read(count + 1)
+            array = np.empty(sizes, dtype=np.uint8)  # filled in place: no second copy of a large file
+            filled = stream.readinto(memoryview(array.reshape(-1)))
+            more = stream.read(1)
     except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
         raise DatasetError(f"{where}: cannot read it ({error}); expected an idx file, gzipped or not") from None
     shape = "x".join(map(str, sizes))
-    if len(body) > count:
-        raise DatasetError(f"{where}: holds more data than its header announces ({shape} = {count:,} bytes): "
+    if more:
+        raise DatasetError(f"{where}: holds more data than its header announces ({shape} = {array.size:,} bytes): "
                            "corrupt, or not an idx file")
-    if len(body) < count:
-        raise DatasetError(f"{where}: its header announces {shape} = {count:,} bytes of data but it holds "
-                           f"{len(body):,} (truncated or corrupt)")
-    return np.frombuffer(body, dtype=np.uint8).reshape(sizes).copy()
+    if filled < array.size:
+        raise DatasetError(f"{where}: its header announces {shape} = {array.size:,} bytes of data but it holds "
+                           f"{filled:,} (truncated or corrupt)")
+    return array
 
 
 def _idx_sizes(stream, where: str) -> tuple[int, ...]:
