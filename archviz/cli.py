@@ -140,7 +140,8 @@ def user_errors(command):
 
 
 def parse_overrides(items: list[str] | None) -> dict:
-    import yaml
+    """--set name=value pairs; each value is read as a spec's YAML is (plain data, no aliases, bounded size)."""
+    from archviz.spec.yaml_loader import load_yaml_text
 
     overrides = {}
     for item in items or []:
@@ -148,8 +149,10 @@ def parse_overrides(items: list[str] | None) -> dict:
         if not sep or not key.strip():
             raise SpecError(f"--set {item!r}: expected name=value, e.g. num_classes=10")
         try:
-            overrides[key.strip()] = yaml.safe_load(value)
-        except (yaml.YAMLError, ValueError):  # ValueError: an integer of more than 4,300 digits
+            overrides[key.strip()] = load_yaml_text(value)
+        except SpecError as error:
+            raise SpecError(f"--set {item!r}: cannot read the value: {error.message}") from None
+        except ValueError:  # an integer of more than 4,300 digits
             raise SpecError(f"--set {item!r}: cannot read the value {value!r}") from None
     return overrides
 

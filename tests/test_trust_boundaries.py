@@ -278,6 +278,13 @@ def test_a_huge_set_value_is_one_line():
     one_line_error(run("inspect", "lenet", "--set", "num_classes=" + "9" * 5000), "--set")
 
 
+def test_a_set_value_is_plain_data_without_aliases():
+    """PyYAML's safe_load expands aliases: a few lines of --set grew to a MemoryError."""
+    levels = ", ".join(f"&l{i} [*l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}]"
+                       for i in range(1, 14))
+    one_line_error(run("inspect", "lenet", "--set", f"num_classes=[&l0 [1], {levels}]"), "alias")
+
+
 def test_a_layer_name_outside_ascii_says_ascii(write_spec):
     spec = write_spec("name: x\ninput: [1, 4, 4]\nlayers:\n  - flatten: {}\n    name: café\n")
     one_line_error(run("inspect", spec), "ASCII letters")

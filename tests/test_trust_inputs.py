@@ -209,3 +209,13 @@ def test_extends_naming_a_fifo_is_refused_without_blocking(tmp_path):
     (tmp_path / "net.yaml").write_text("extends: base.yaml\nlayers: [relu]\n")
     line = guarded_error(tmp_path, "inspect", "net.yaml", "--no-crosscheck")
     assert "base.yaml: is a named pipe (FIFO), not a regular file" in line
+
+
+def test_cifar_labels_saved_as_numpy_integers_load(tmp_path):
+    folder = write_cifar(tmp_path / "c")
+    for path in folder.glob("*_batch*"):
+        batch = pickle.loads(path.read_bytes())
+        batch[b"labels"] = [np.int64(label) for label in batch[b"labels"]]
+        path.write_bytes(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+    data = load_dataset(f"cifar10:{folder}")
+    assert sorted(set(data.train.labels.tolist())) == list(range(10))

@@ -326,9 +326,10 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles only what the CIFAR batches hold (dicts, lists, bytes and numpy arrays): no other code runs."""
 
     # how numpy rebuilds an array: _reconstruct up to protocol 4, _frombuffer from protocol 5 (the data travels as
-    # bytes, never as code); numpy 2 renamed numpy.core to numpy._core
+    # bytes, never as code), and a scalar (labels saved as numpy integers); numpy 2 renamed numpy.core to numpy._core
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module, name):
