@@ -223,6 +223,23 @@ def test_control_characters_from_module_class_names_never_reach_the_terminal(tmp
             assert character not in result.output, (args, character)
 
 
+def test_control_characters_from_an_onnx_file_never_reach_the_terminal(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("in\x1b[2J", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4])
+    node = helper.make_node("Relu", ["in\x1b[2J"], ["out"], name="re\x1blu\u202e", doc_string="\x1b]0;pwn\x07")
+    graph = helper.make_graph([node], "g\x1b[2J", [x], [y], doc_string="graph \x1b[31mdoc")
+    path = tmp_path / "evil.onnx"
+    onnx.save(helper.make_model(graph, producer_name="evil\x1b[2J", doc_string="model \x1b]0;title\x07 doc"), path)
+    for args in ([], ["-f", "keras"], ["-f", "markdown"]):
+        result = run("inspect", path, "--no-crosscheck", *args)
+        assert result.exit_code == 0, result.output
+        for character in UNSAFE:
+            assert character not in result.output, (args, character)
+
+
 def test_control_characters_in_error_messages_are_made_visible(write_spec):
     spec = write_spec('name: x\ninput: [1, 8, 8]\nlayers:\n  - conv2d: {out_channels: 2, kernel_size: "\\e[2J"}\n')
     result = run("inspect", spec)
