@@ -372,7 +372,7 @@ class _Run:
         if ranks.rank:
             torch.manual_seed(distributed.rank_seed(settings.seed, ranks.rank, 0))  # dropout differs per rank
         self.params = sum(p.numel() for p in self.net.parameters())
-        self.graph_spec = graph_to_spec(self.fitted.graph, when=None)
+        self.graph_spec = _exported(self.fitted.graph)
         store = batching.storage_device(
             sum(s.images.nbytes for s in (self.data.train, self.data.val, self.data.test)), self.device)
         self.images = {name: torch.from_numpy(getattr(self.data, name).images).to(store)
@@ -739,6 +739,17 @@ class _Run:
             images_per_second=final["images_per_second"], graph=self.fitted.graph, stopped_early=self.stopped_early,
             peak_memory_bytes=peak, peak_memory=self.memory.description, rank=self.ranks.rank,
             world_size=self.ranks.world)
+
+
+def _exported(graph) -> str | None:
+    """The spec text a checkpoint rebuilds its graph from; None for the few graphs a spec cannot write (a group
+    whose layers are apart), whose checkpoints are rebuilt from their zoo name or recorded spec instead."""
+    from archviz.graph.structure import ExportError
+
+    try:
+        return graph_to_spec(graph, when=None)
+    except ExportError:
+        return None
 
 
 def _epoch_line(row: dict, epochs: int, best: bool) -> str:
