@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel
 from archviz.ops.registry import register
 
 _INPLACE = Arg("inplace", ArgKind.BOOL, False, doc="overwrite the input (saves activation memory)")
@@ -32,7 +32,11 @@ class _Activation(Op):
         return module(**kwargs)
 
 
-def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), inplace=False, doc=""):
+POINTWISE_EXAMPLES = (Example({}, ((3, 5, 4),)), Example({}, ((7,),)))  # the same at any shape
+
+
+def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), inplace=False, doc="",
+                examples=POINTWISE_EXAMPLES):
     cls = type(
         torch_class.removeprefix("nn."),
         (_Activation,),
@@ -40,7 +44,7 @@ def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), 
             "__doc__": doc or f"{torch_class}: {per_element} op(s) per element ({reason}). No params.",
             "name": name, "aliases": aliases, "torch_class": torch_class, "keras_class": "Activation",
             "ops_per_element": per_element, "ops_reason": reason, "args": (*args, *((_INPLACE,) if inplace else ())),
-            "inplace_capable": inplace,
+            "inplace_capable": inplace, "examples": examples,
         },
     )
     return register(cls)
@@ -51,12 +55,14 @@ _activation("relu6", "nn.ReLU6", 2, "min(max(x, 0), 6)", inplace=True)
 _activation(
     "leaky_relu", "nn.LeakyReLU", 2, "compare, multiply", aliases=("leakyrelu",), inplace=True,
     args=(Arg("negative_slope", ArgKind.FLOAT, 0.01, aliases=("alpha",)),),
+    examples=(*POINTWISE_EXAMPLES, Example({"negative_slope": 0.2}, ((3, 4, 4),))),
 )
 _activation("sigmoid", "nn.Sigmoid", 3, "exp, add, divide")
 _activation("tanh", "nn.Tanh", 5, "two exps, two adds, divide")
 _activation(
     "gelu", "nn.GELU", 8, "tanh approximation: cube, multiply-adds, tanh",
     args=(Arg("approximate", ArgKind.CHOICE, "none", choices=("none", "tanh")),),
+    examples=(*POINTWISE_EXAMPLES, Example({"approximate": "tanh"}, ((3, 4, 4),))),
 )
 _activation("silu", "nn.SiLU", 4, "x * sigmoid(x)", aliases=("swish",), inplace=True)
 _activation("hardswish", "nn.Hardswish", 5, "x * min(max(x + 3, 0), 6) / 6: add, two compares, multiply, divide",
@@ -73,6 +79,7 @@ class Softmax(_Activation):
     """
 
     name = "softmax"
+    examples = (Example({}, ((10,),)), Example({"dim": 1}, ((3, 4, 5),)), Example({"dim": -1}, ((3, 4, 5),)))
     torch_class = "nn.Softmax"
     keras_class = "Softmax"
     ops_per_element = 3

@@ -91,6 +91,15 @@ class Window:
     padding: tuple[int, int]
 
 
+@dataclass(frozen=True)
+class Example:
+    """Arguments (as a spec writes them) and input shapes the registry-wide test builds an op with, in torch, against
+    every figure the op declares (tests/test_op_registry.py). Each op lists the cases its formulas branch on."""
+
+    args: Mapping[str, Any]
+    inputs: tuple[Shape, ...]
+
+
 class Op(abc.ABC):
     """Base of every operation. Subclasses override what differs from a parameter-free pointwise op."""
 
@@ -103,6 +112,7 @@ class Op(abc.ABC):
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int] = 1
     inplace_capable: ClassVar[bool] = False
+    examples: ClassVar[tuple[Example, ...]] = ()  # what the registry-wide test checks; every op has some
 
     def __init__(self):
         self.doc = inspect.cleandoc(type(self).__doc__ or "")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Op, OpKind, SlidingAxis, compact, Step, Window, check_window_fits, fmt_int, fmt_shape, numel, pair,
-    require_rank,
+    Arg, ArgKind, Example, Op, OpKind, SlidingAxis, compact, Step, Window, check_window_fits, fmt_int, fmt_shape, numel,
+    pair, require_rank,
 )
 from archviz.ops.registry import register
 
@@ -36,6 +36,11 @@ class Conv2d(Op):
     """
 
     name = "conv2d"
+    examples = (Example({"out_channels": 4, "kernel_size": 3}, ((3, 9, 8),)),
+                Example({"out_channels": 6, "kernel_size": [3, 2], "stride": 2, "padding": 1, "groups": 3, "bias": False},
+                        ((3, 9, 8),)),
+                Example({"out_channels": 2, "kernel_size": 3, "dilation": 2, "padding": "same"}, ((2, 9, 9),)),
+                Example({"out_channels": 2, "kernel_size": 2, "padding": "same"}, ((1, 7, 6),)))
     kind = OpKind.CONV
     aliases = ("conv",)
     torch_class = "nn.Conv2d"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel
 from archviz.ops.registry import register
 
 
@@ -16,6 +16,7 @@ class Linear(Op):
     """
 
     name = "linear"
+    examples = (Example({"out_features": 5}, ((12,),)), Example({"out_features": 3, "bias": False}, ((7,),)))
     aliases = ("dense", "fc")
     kind = OpKind.LINEAR
     torch_class = "nn.Linear"

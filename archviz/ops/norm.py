@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Op, OpKind, Step, fmt_int, fmt_shape, numel, require_rank
+from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel, require_rank
 from archviz.ops.registry import register
 
 
@@ -17,6 +17,8 @@ class BatchNorm2d(Op):
     """
 
     name = "batchnorm2d"
+    examples = (Example({}, ((3, 5, 4),)), Example({"affine": False}, ((2, 4, 4),)),
+                Example({"track_running_stats": False}, ((2, 3, 3),)))
     aliases = ("batchnorm", "bn", "batch_norm")
     kind = OpKind.NORM
     torch_class = "nn.BatchNorm2d"
@@ -74,6 +76,7 @@ class LocalResponseNorm(Op):
     """
 
     name = "local_response_norm"
+    examples = (Example({"size": 5}, ((7, 6, 5),)), Example({"size": 2, "k": 2.0}, ((3, 4, 4),)))
     aliases = ("lrn", "localresponsenorm")
     kind = OpKind.NORM
     torch_class = "nn.LocalResponseNorm"
@@ -112,6 +115,8 @@ class LayerNorm(Op):
     """
 
     name = "layer_norm"
+    examples = (Example({"normalized_shape": [6]}, ((4, 6),)), Example({"normalized_shape": [3, 4, 4]}, ((3, 4, 4),)),
+                Example({"normalized_shape": [5], "bias": False}, ((5,),)))
     aliases = ("layernorm",)
     kind = OpKind.NORM
     torch_class = "nn.LayerNorm"

@@ -7,7 +7,7 @@ import math
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape, numel,
+    Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape, numel,
     pair, require_rank,
 )
 from archviz.ops.registry import register
@@ -73,6 +73,9 @@ class MaxPool2d(_SlidingPool):
     """
 
     name = "maxpool2d"
+    examples = (Example({"kernel_size": 2}, ((3, 8, 7),)), Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 9, 9),)),
+                Example({"kernel_size": 3, "stride": 2, "ceil_mode": True}, ((2, 8, 8),)),
+                Example({"kernel_size": 2, "stride": 1, "dilation": 2}, ((1, 7, 7),)))
     aliases = ("maxpool", "max_pool", "max_pool2d")
     torch_class = "nn.MaxPool2d"
     keras_class = "MaxPooling2D"
@@ -105,6 +108,8 @@ class AvgPool2d(_SlidingPool):
     """
 
     name = "avgpool2d"
+    examples = (Example({"kernel_size": 2}, ((3, 8, 7),)), Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 9, 9),)),
+                Example({"kernel_size": 3, "stride": 2, "ceil_mode": True, "count_include_pad": False}, ((2, 8, 8),)))
     aliases = ("avgpool", "avg_pool", "avg_pool2d", "average_pooling2d")
     torch_class = "nn.AvgPool2d"
     keras_class = "AveragePooling2D"
@@ -201,6 +206,8 @@ class AdaptiveAvgPool2d(_AdaptiveAvg):
     one divide per output."""
 
     name = "adaptive_avgpool2d"
+    examples = (Example({"output_size": 3}, ((2, 7, 8),)), Example({"output_size": [2, 4]}, ((3, 8, 8),)),
+                Example({"output_size": [None, 2]}, ((2, 5, 6),)))
     aliases = ("adaptive_avg_pool2d", "adaptive_avgpool")
     keras_class = "AdaptiveAveragePooling2D"
     args = (Arg("output_size", ArgKind.OPTIONAL_PAIR, doc="int or [h, w]; null keeps that side"),)
@@ -224,6 +231,7 @@ class GlobalAvgPool2d(_AdaptiveAvg):
     """
 
     name = "global_avgpool2d"
+    examples = (Example({}, ((4, 5, 6),)), Example({"keepdim": False}, ((3, 4, 4),)))
     aliases = ("global_avg_pool", "global_avgpool", "global_average_pooling2d", "gap")
     keras_class = "GlobalAveragePooling2D"
     args = (Arg("keepdim", ArgKind.BOOL, True, doc="false: the C x 1 x 1 result is flattened to C, as x.mean((2, 3))"),)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel
 from archviz.ops.registry import register
 
 
@@ -12,6 +12,7 @@ class Flatten(Op):
     """Flatten dimensions start_dim..end_dim into one (torch counting: the batch is dim 0). No cost."""
 
     name = "flatten"
+    examples = (Example({}, ((3, 4, 5),)), Example({"start_dim": 2}, ((3, 4, 5),)))
     kind = OpKind.RESHAPE
     torch_class = "nn.Flatten"
     keras_class = "Flatten"
@@ -45,6 +46,7 @@ class Dropout(Op):
     """Dropout: zeroes elements at random while training, the identity at inference. No cost counted."""
 
     name = "dropout"
+    examples = (Example({}, ((3, 4, 5),)), Example({"p": 0.2}, ((10,),)))
     kind = OpKind.REGULARIZATION
     torch_class = "nn.Dropout"
     keras_class = "Dropout"
@@ -65,6 +67,7 @@ class Identity(Op):
     """Passes its input through unchanged. No cost."""
 
     name = "identity"
+    examples = (Example({}, ((3, 4, 5),)),)
     kind = OpKind.RESHAPE
     torch_class = "nn.Identity"
     keras_class = "Identity"
@@ -83,6 +86,7 @@ class Add(Op):
     """
 
     name = "add"
+    examples = (Example({}, ((3, 4, 5), (3, 4, 5))), Example({}, ((3, 4, 5), (3, 4, 5), (3, 4, 5))))
     kind = OpKind.JOIN
     keras_class = "Add"
     torch_class = "archviz Add"
@@ -117,6 +121,7 @@ class Concat(Op):
     """Concatenation along a dimension (dim=1, channels, by default; torch counting with the batch as 0). No cost."""
 
     name = "concat"
+    examples = (Example({}, ((3, 4, 5), (2, 4, 5))), Example({"dim": -1}, ((3, 4, 5), (3, 4, 2))))
     kind = OpKind.JOIN
     aliases = ("cat", "concatenate")
     keras_class = "Concatenate"

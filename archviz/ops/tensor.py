@@ -8,7 +8,7 @@ first. The torch modules that rebuild these ops are in archviz/ops/modules.py.
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, Window, fmt_int, fmt_shape, numel
 from archviz.ops.registry import register
 
 
@@ -35,6 +35,7 @@ class Mul(Op):
     """
 
     name = "mul"
+    examples = (Example({}, ((3, 4, 5), (3, 4, 5))), Example({}, ((3, 4, 5), (3, 1, 1))))
     aliases = ("multiply",)
     kind = OpKind.JOIN
     keras_class = "Multiply"
@@ -68,6 +69,7 @@ class StochasticDepth(Op):
     """
 
     name = "stochastic_depth"
+    examples = (Example({"p": 0.2}, ((3, 4, 5),)), Example({"p": 0.1, "mode": "batch"}, ((6,),)))
     aliases = ("drop_path",)
     kind = OpKind.REGULARIZATION
     torch_class = "torchvision.ops.StochasticDepth"
@@ -91,6 +93,7 @@ class Reshape(Op):
     """A view of the same elements in another shape (torch's view/reshape, the batch kept). No cost."""
 
     name = "reshape"
+    examples = (Example({"shape": [12, 5]}, ((3, 4, 5),)), Example({"shape": [60]}, ((3, 4, 5),)))
     aliases = ("view",)
     kind = OpKind.RESHAPE
     keras_class = "Reshape"
@@ -128,6 +131,7 @@ class Permute(Op):
     """
 
     name = "permute"
+    examples = (Example({"dims": [2, 3, 1]}, ((3, 4, 5),)),)
     kind = OpKind.RESHAPE
     keras_class = "Permute"
     torch_class = "archviz Permute"
@@ -162,6 +166,8 @@ class Narrow(Op):
     """`length` consecutive entries of one dim from `start` (torch's narrow; each piece of chunk or split). No cost."""
 
     name = "narrow"
+    examples = (Example({"dim": 1, "start": 1, "length": 2}, ((3, 4, 5),)), Example({"dim": 3, "length": 3}, ((3, 4, 5),)),
+                Example({"dim": 2, "start": 1, "length": 2}, ((2, 5, 4),)), Example({"dim": 2, "length": 4}, ((6, 5),)))
     aliases = ("slice",)
     kind = OpKind.RESHAPE
     keras_class = "Cropping"
@@ -186,6 +192,15 @@ class Narrow(Op):
         shape = list(in_shapes[0])
         shape[attrs["dim"] - 1] = attrs["length"]
         return tuple(shape)
+
+    def window(self, attrs, in_shapes):
+        """A crop of a map's height or width: output position t is input position t + start, a window of one with
+        the start as negative padding (the field's centre moves by start, Araujo et al. eq. 3)."""
+        if len(in_shapes[0]) != 3 or attrs["dim"] == 1:
+            return None
+        shift = [0, 0]
+        shift[attrs["dim"] - 2] = -attrs["start"]
+        return Window(kernel=(1, 1), stride=(1, 1), padding=tuple(shift))
 
     def explain(self, attrs, in_shapes, out_shape):
         start, length = attrs["start"], attrs["length"]
@@ -243,6 +258,7 @@ class AddParameter(_WithParameter):
     """x plus a learned tensor (ViT's position embedding). params = its elements; other ops: one add per element."""
 
     name = "add_param"
+    examples = (Example({"shape": [3, 4, 5]}, ((3, 4, 5),)), Example({"shape": [3, 1, 1]}, ((3, 4, 5),)))
     aliases = ("position_embedding",)
     keras_class = "Add"
     torch_class = "archviz AddParameter"
@@ -260,6 +276,7 @@ class MulParameter(_WithParameter):
     element."""
 
     name = "mul_param"
+    examples = (Example({"shape": [3, 1, 1]}, ((3, 4, 5),)),)
     aliases = ("layer_scale",)
     keras_class = "Multiply"
     torch_class = "archviz MulParameter"

@@ -1,0 +1,155 @@
+"""The registry-wide oracle: every registered op, at every example it declares, held against torch.
+
+Each example is made into a node the way every source makes one (arguments normalised, resolved against the input
+shapes, the output shape inferred), then built with the op's own `build_torch` and run on the CPU and on the meta
+device. Checked against what torch does:
+- the output shape, on the CPU and on the meta device;
+- params (the module's parameters) and buffers (its floating-point buffers; batch norm's step counter is not one);
+- MACs: FlopCounterMode's FLOPs / 2 per image (its convention, as the cross-check converts it);
+- the window, for the receptive field: the input positions that can change one output position, found by
+  perturbing each input position in turn, span exactly the declared window (extent, stride and padding);
+  an op that declares no window changes its output only where its input changed;
+- explain: its steps name the real output shape.
+A registered op without examples fails by construction (test_every_op_has_examples).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from archviz.format import shape as fmt_shape  # noqa: E402
+from archviz.ops import OpKind, all_ops  # noqa: E402
+from archviz.spec.args import normalize_args  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+
+BATCH = 2
+PERTURBATION = 1000.0  # far above any activation of a random input, so a max pool's output moves too
+
+CASES = [(op, example) for op in sorted(all_ops(), key=lambda op: op.name) for example in op.examples]
+IDS = [f"{op.name}-{op.examples.index(example)}" for op, example in CASES]
+
+# Ops whose output position depends on every input position along some axis by what they compute, not through a
+# window: archviz's receptive field (Araujo et al.'s sliding-window recursion) does not widen for them.
+MIXES_POSITIONS = {
+    "layer_norm": "normalises over its trailing dims: the statistics see every position there",
+    "softmax": "a softmax over a spatial dim divides by the sum along it",
+    "batchnorm2d": "without running statistics it normalises by the batch's own, which see every position",
+    "concat": "a concatenation along a spatial dim places its inputs side by side: no one window describes it",
+}
+# Ops that rearrange a tensor's axes: the output's last two dims are no longer the input's rows and columns.
+REARRANGES_AXES = {"permute": "moves the axes", "reshape": "regroups the elements"}
+
+
+def made(op, example):
+    """The node's attributes and output shape, as every source makes them."""
+    in_shapes = [tuple(s) for s in example.inputs]
+    attrs = op.resolve(normalize_args(op, dict(example.args), {}), in_shapes)
+    return attrs, in_shapes, tuple(op.infer_shape(attrs, in_shapes))
+
+
+def inputs_for(in_shapes, *, device="cpu"):
+    generator = torch.Generator().manual_seed(0)
+    if device == "meta":
+        return [torch.empty(BATCH, *s, device="meta") for s in in_shapes]
+    return [torch.randn(BATCH, *s, generator=generator) for s in in_shapes]
+
+
+def built(op, attrs, in_shapes):
+    torch.manual_seed(0)
+    return op.build_torch(attrs, in_shapes).eval()
+
+
+def test_every_op_has_examples():
+    missing = [op.name for op in all_ops() if op.kind != OpKind.OPAQUE and not op.examples]
+    assert not missing, f"ops without examples for the registry-wide test: {missing}"
+
+
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_output_shape_params_and_buffers_match_torch(op, example):
+    attrs, in_shapes, out_shape = made(op, example)
+    module = built(op, attrs, in_shapes)
+    with torch.no_grad():
+        output = module(*inputs_for(in_shapes))
+    assert tuple(output.shape) == (BATCH, *out_shape)
+    assert op.params(attrs, in_shapes) == sum(p.numel() for p in module.parameters())
+    assert op.buffers(attrs, in_shapes) == sum(b.numel() for b in module.buffers() if b.is_floating_point())
+
+
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_the_meta_device_gives_the_same_shape(op, example):
+    attrs, in_shapes, out_shape = made(op, example)
+    module = built(op, attrs, in_shapes).to("meta")
+    with torch.no_grad():
+        output = module(*inputs_for(in_shapes, device="meta"))
+    assert tuple(output.shape) == (BATCH, *out_shape)
+
+
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_macs_are_flop_counter_flops_halved(op, example):
+    attrs, in_shapes, out_shape = made(op, example)
+    module = built(op, attrs, in_shapes)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(*inputs_for(in_shapes))
+    assert op.macs(attrs, in_shapes, out_shape) * BATCH * 2 == counter.get_total_flops()
+
+
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_the_window_is_the_inputs_that_reach_an_output(op, example):
+    attrs, in_shapes, out_shape = made(op, example)
+    in_shape = in_shapes[0]
+    if len(in_shape) != 3 or len(out_shape) != 3:
+        pytest.skip("no spatial map in and out: the receptive field is whole (flatten) or not spatial")
+    if op.name in REARRANGES_AXES:
+        pytest.skip(f"{op.name} {REARRANGES_AXES[op.name]}: the receptive field stops being spatial")
+    window = op.window(attrs, in_shapes)
+    target = (out_shape[1] // 2, out_shape[2] // 2)
+    reached = _reaching(built(op, attrs, in_shapes), in_shapes, target)
+    if window is None:
+        expected = [(t, t) for t in target] if out_shape[1:] == in_shape[1:] else None
+        if expected is None and op.name in MIXES_POSITIONS:
+            pytest.xfail(MIXES_POSITIONS[op.name])
+        if expected is None:
+            pytest.fail(f"{op.name} changes the map's size {fmt_shape(in_shape[1:])} -> {fmt_shape(out_shape[1:])} "
+                        "without declaring a window")
+    else:
+        expected = [
+            (max(start, 0), min(start + kernel - 1, size - 1))
+            for start, kernel, size in (
+                (t * s - p, k, n) for t, s, p, k, n in zip(target, window.stride, window.padding, window.kernel,
+                                                           in_shape[1:]))
+        ]
+    if reached != expected and op.name in MIXES_POSITIONS:
+        pytest.xfail(MIXES_POSITIONS[op.name])
+    assert reached == expected, f"output position {target} is reached from rows/columns {reached}, not {expected}"
+
+
+def _reaching(module, in_shapes, target):
+    """The (first, last) input row and column whose change moves the output at `target` (any channel)."""
+    x = inputs_for(in_shapes)
+    with torch.no_grad():
+        base = module(*x)[..., target[0], target[1]]
+        rows, columns = [], []
+        for row in range(in_shapes[0][1]):
+            for column in range(in_shapes[0][2]):
+                moved = [t.clone() for t in x]
+                moved[0][..., row, column] += PERTURBATION
+                if not torch.allclose(module(*moved)[..., target[0], target[1]], base, rtol=0, atol=1e-6):
+                    rows.append(row)
+                    columns.append(column)
+    assert rows, f"no input position reaches output position {target}"
+    return [(min(rows), max(rows)), (min(columns), max(columns))]
+
+
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_explain_names_the_real_output_shape(op, example):
+    attrs, in_shapes, out_shape = made(op, example)
+    steps = op.explain(attrs, in_shapes, out_shape)
+    text = " ".join(f"{step.arithmetic} {step.value}" for step in steps)
+    assert fmt_shape(out_shape) in text, text
+    wrong = [step.arithmetic for step in steps if "same as input" in step.arithmetic and in_shapes[0] != out_shape]
+    assert not wrong, f"explain says the output is the input's shape: {wrong}"
