@@ -22,8 +22,8 @@ torch = pytest.importorskip("torch")
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from archviz.format import shape as fmt_shape  # noqa: E402
+from archviz.graph.make import made as make_layer  # noqa: E402
 from archviz.ops import OpKind, all_ops  # noqa: E402
-from archviz.spec.args import normalize_args  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 
@@ -46,10 +46,9 @@ REARRANGES_AXES = {"permute": "moves the axes", "reshape": "regroups the element
 
 
 def made(op, example):
-    """The node's attributes and output shape, as every source makes them."""
-    in_shapes = [tuple(s) for s in example.inputs]
-    attrs = op.resolve(normalize_args(op, dict(example.args), {}), in_shapes)
-    return attrs, in_shapes, tuple(op.infer_shape(attrs, in_shapes))
+    """The node's attributes, input shapes and output shape, made as every source makes them (graph/make.py)."""
+    layer = make_layer(op, example.args, example.inputs)
+    return layer.attrs, list(layer.in_shapes), layer.out_shape
 
 
 def inputs_for(in_shapes, *, device="cpu"):

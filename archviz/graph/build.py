@@ -38,8 +38,9 @@ from typing import Any, Mapping, NamedTuple
 
 from archviz.errors import ArchvizError, SpecError, UnknownNameError, UnsupportedOpError, closest
 from archviz.graph.ir import INPUT, Graph, Node, Scope, Shape
+from archviz.graph.make import made, make_node
 from archviz.ops import OpKind, all_names, canonical_name, get_op
-from archviz.spec.args import MAX_DIMENSION, normalize_args, resolve_value
+from archviz.spec.args import MAX_DIMENSION, resolve_value
 from archviz.spec.model import REQUIRED_PARAM, STRUCTURAL_HEADS, BlockDef, Spec
 from archviz.spec.yaml_loader import LocatedDict, LocatedList
 
@@ -312,25 +313,20 @@ class _Builder:
         in_shapes = [t.shape for t in inputs]
         local = {**scope, **tensor_vars(in_shapes[0])} if raw_args else scope
         try:
-            attrs = normalize_args(op, raw_args, local)
-            attrs = op.resolve(attrs, in_shapes)
-            out_shape = tuple(op.infer_shape(attrs, in_shapes))
+            layer = made(op, raw_args, in_shapes, scope=local)
         except ArchvizError as error:
             raise error.located(file=where.file, line=where.line, layer=path)
         shares = None
         if where.shares is not None:
             try:
-                shares = self.shared_owner(where.shares, op, attrs, in_shapes, ns)
+                shares = self.shared_owner(where.shares, op, layer.attrs, in_shapes, ns)
             except ArchvizError as error:
                 raise error.located(file=where.file, line=where.shares_line, layer=path)
-        node = Node(
-            name=path, op=op.name, attrs=MappingProxyType(attrs), inputs=tuple(t.name for t in inputs),
-            in_shapes=tuple(in_shapes), out_shape=out_shape, scope=ns.path, file=where.file, line=where.line,
-            note=where.note, shares=shares,
-        )
+        node = make_node(path, layer, [t.name for t in inputs], scope=ns.path, file=where.file, line=where.line,
+                         note=where.note, shares=shares)
         self.nodes.append(node)
         self.made[path] = node
-        return Tensor(path, out_shape)
+        return Tensor(path, layer.out_shape)
 
     # --- `from:` and `shares:` ---------------------------------------------------------------------------
     def lookup(self, ref, ns: _Namespace, key: str) -> str:

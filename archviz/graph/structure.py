@@ -25,8 +25,8 @@ from typing import Any, Iterable
 from archviz.errors import ArchvizError
 from archviz.graph.build import NAME_PATTERN, takes_branches
 from archviz.graph.ir import INPUT, Graph, Node
+from archviz.graph.make import made
 from archviz.ops import ArgKind, all_names, get_op
-from archviz.spec.args import normalize_args
 from archviz.spec.model import STRUCTURAL_HEADS
 
 MIN_BLOCK_LAYERS = 2  # a group of one layer reads better as that layer than as a block
@@ -399,8 +399,7 @@ def _explicit(node: Node) -> tuple[tuple[str, ...], frozenset[str]]:
     def same_without(name: str, names: Iterable[str]) -> bool:
         raw = {n: plain(attrs[n]) for n in names if n != name}
         try:
-            made = op.resolve(normalize_args(op, raw, {}), list(node.in_shapes))
-            return canonical_attrs(node.op, made) == attrs
+            return canonical_attrs(node.op, dict(made(op, raw, node.in_shapes).attrs)) == attrs
         except (ArchvizError, TypeError, ValueError, KeyError):
             return False
 

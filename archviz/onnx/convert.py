@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from archviz.errors import ArchvizError, SpecError
 from archviz.graph.build import MAX_NODES
 from archviz.graph.ir import INPUT, Graph, Node, Scope
+from archviz.graph.make import made
 from archviz.ops import canonical_name, get_op
 from archviz.ops.base import SlidingAxis, fmt_shape, numel
 from archviz.onnx.model import DEFAULT_DOMAINS, ModelView, attributes
@@ -136,9 +137,8 @@ def _shaped(layer: Layer, in_shapes, view: ModelView):
     """The layer's normalised attributes and output shape, checked against ONNX's shape for it."""
     if layer.op == "opaque":
         return None, None
-    op = get_op(layer.op)
-    attrs = op.resolve(normalize_args(op, dict(layer.args), {}), in_shapes)
-    out_shape = tuple(op.infer_shape(attrs, in_shapes))
+    shaped = made(layer.op, layer.args, in_shapes)
+    attrs, out_shape = dict(shaped.attrs), shaped.out_shape
     expected = _without_batch(view.shape(layer.output))
     if expected is not None and expected != out_shape:
         raise NotRepresentable(f"its formula gives {fmt_shape(out_shape)} where the file's shapes say "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 from archviz.errors import SpecError, closest
@@ -20,13 +21,19 @@ def resolve_value(value, scope: Mapping[str, Any]):
     return value
 
 
+@functools.cache
+def _argument_names(op: Op) -> dict[str, Arg]:
+    """Every name an op's arguments answer to (their own and aliases); the ops are registered once, so made once."""
+    return {alias: arg for arg in op.args for alias in (arg.name, *arg.aliases)}
+
+
 def normalize_args(op: Op, raw, scope: Mapping[str, Any]) -> dict[str, Any]:
     """Canonical argument names, defaults filled, values evaluated and type-checked."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise SpecError(f"arguments of {op.name} must be a mapping like {{{_example(op)}}}, got {raw!r}")
-    lookup = {alias: arg for arg in op.args for alias in (arg.name, *arg.aliases)}
+    lookup = _argument_names(op)
     given: dict[str, Any] = {}
     for key, value in raw.items():
         arg = lookup.get(key)

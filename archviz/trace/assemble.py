@@ -23,9 +23,10 @@ from typing import Any, Mapping
 
 from archviz.errors import ArchvizError, UnsupportedOpError
 from archviz.graph.ir import INPUT, Graph, Node, Origin, Scope, Shape
+from archviz.graph.make import made, make_node
 from archviz.ops import get_op
 from archviz.ops.base import fmt_shape
-from archviz.spec.args import MAX_TEXT, normalize_args
+from archviz.spec.args import MAX_TEXT
 
 NOT_STORED = "num_batches_tracked"  # BatchNorm's one-element step counter: not counted (archviz/ops/norm.py)
 
@@ -180,10 +181,10 @@ def _mapped_node(call: Call, mapped: Mapped, name, shares, inputs, owned: tuple[
     op = get_op(mapped.op)
     in_shapes = [ref.shape for ref in mapped.inputs]
     try:
-        attrs = op.resolve(normalize_args(op, dict(mapped.attrs), {}), in_shapes)
-        shape = tuple(op.infer_shape(attrs, in_shapes))
+        layer = made(op, mapped.attrs, in_shapes)
     except ArchvizError:
         return None
+    attrs, shape = layer.attrs, layer.out_shape
     if shape != call.out_shape:
         raise TraceBug(f"archviz bug: layer {name}: {op.name}'s formula gives {fmt_shape(shape)} for "
                        f"{', '.join(fmt_shape(s) for s in in_shapes)} but torch computed {fmt_shape(call.out_shape)} "
@@ -193,8 +194,7 @@ def _mapped_node(call: Call, mapped: Mapped, name, shares, inputs, owned: tuple[
         raise TraceBug(f"archviz bug: layer {name}: {op.name}'s formulas give {formula[0]:,} parameters and "
                        f"{formula[1]:,} buffers but {call.target} holds {owned[0]:,} and {owned[1]:,}; "
                        "please report it")
-    return Node(name=name, op=op.name, attrs=MappingProxyType(attrs), inputs=inputs, in_shapes=tuple(in_shapes),
-                out_shape=shape, scope=name.rpartition(".")[0], shares=shares)
+    return make_node(name, layer, inputs, scope=name.rpartition(".")[0], shares=shares)
 
 
 def _opaque_node(call: Call, name, shares, inputs, params: int, buffers: int) -> Node:
@@ -202,12 +202,11 @@ def _opaque_node(call: Call, name, shares, inputs, params: int, buffers: int) ->
     in_shapes = [ref.shape for ref in call.inputs]
     raw = {"target": call.target[:MAX_TEXT], "out_shape": list(call.out_shape), "params": params, "buffers": buffers}
     try:
-        attrs = op.resolve(normalize_args(op, raw, {}), in_shapes)
+        layer = made(op, raw, in_shapes)
     except ArchvizError as error:
         raise UnsupportedOpError(f"{call.target} gives a tensor of shape {fmt_shape(call.out_shape)} (batch "
                                  f"left out), which archviz cannot hold: {error.message}", layer=name) from None
-    return Node(name=name, op=op.name, attrs=MappingProxyType(attrs), inputs=inputs, in_shapes=tuple(in_shapes),
-                out_shape=call.out_shape, scope=name.rpartition(".")[0], shares=shares)
+    return make_node(name, layer, inputs, scope=name.rpartition(".")[0], shares=shares)
 
 
 def _uncalled(weights: _Weights) -> list[tuple[str, int]]:

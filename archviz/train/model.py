@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import MappingProxyType
 
 from archviz.errors import ArchvizError, ShapeError
-from archviz.graph.ir import Graph, Node
+from archviz.graph.ir import Graph
 
 HEAD_NAMES = ("head_flatten", "head_fc")
 LOGIT_FREE_OPS = ("softmax", "log_softmax")  # dropped before training: the loss applies log-softmax itself
@@ -188,8 +187,7 @@ def spec_input(spec) -> tuple[int, ...]:
 
 def add_head(graph: Graph, classes: int) -> Graph:
     """The graph with flatten and linear(classes) appended after its output."""
-    from archviz.ops import get_op
-    from archviz.spec.args import normalize_args
+    from archviz.graph.make import made, make_node
 
     for name in HEAD_NAMES:
         if name in graph.by_name:
@@ -199,12 +197,9 @@ def add_head(graph: Graph, classes: int) -> Graph:
     layers = [(HEAD_NAMES[0], "flatten", {})] if len(shape) > 1 else []
     layers.append((HEAD_NAMES[1], "linear", {"out_features": classes}))
     for name, op_name, raw in layers:
-        op = get_op(op_name)
-        attrs = op.resolve(normalize_args(op, raw, {}), [shape])
-        out_shape = tuple(op.infer_shape(attrs, [shape]))
-        nodes.append(Node(name=name, op=op.name, attrs=MappingProxyType(attrs), inputs=(tensor,), in_shapes=(shape,),
-                          out_shape=out_shape, note="added by archviz train"))
-        tensor, shape = name, out_shape
+        layer = made(op_name, raw, [shape])
+        nodes.append(make_node(name, layer, (tensor,), note="added by archviz train"))
+        tensor, shape = name, layer.out_shape
     return replace(graph, nodes=tuple(nodes), output=tensor)
 
 
