@@ -374,7 +374,7 @@ SHARES_ERRORS = [
     ("      - linear: {out_features: 3}\n        shares: conv1\n        name: fc\n",
      ":6: fc: `shares: conv1`: conv1 is conv2d, not linear; only a layer of the same type can share its weights"),
     ("      - conv2d: {out_channels: 5, kernel_size: 1}\n        shares: conv1\n        name: conv2\n",
-     ":6: conv2: `shares: conv1`: the weights differ in shape: out_channels is 5 here but 3 in conv1"),
+     ":6: conv2: `shares: conv1`: the weights differ in shape: weight is 5x3x1x1 here but 3x3x1x1 in conv1"),
     ("      - sequential: [relu]\n        shares: conv1\n",
      ":6: `shares:` names the layer whose weights one layer reuses; a sequential has no weights of its own"),
     ("      - conv2d: {out_channels: 3, kernel_size: 1}\n        shares: input\n        name: conv2\n",

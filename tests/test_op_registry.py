@@ -5,6 +5,7 @@ shapes, the output shape inferred), then built with the op's own `build_torch` a
 device. Checked against what torch does:
 - the output shape, on the CPU and on the meta device;
 - params (the module's parameters) and buffers (its floating-point buffers; batch norm's step counter is not one);
+- weights(): the name, shape and kind of every tensor, in the module's order; params and buffers are their sums;
 - MACs: FlopCounterMode's FLOPs / 2 per image (its convention, as the cross-check converts it);
 - the window, for the receptive field: the input positions that can change one output position, found by
   perturbing each input position in turn, span exactly the declared window (extent, stride and padding);
@@ -14,6 +15,8 @@ A registered op without examples fails by construction (test_every_op_has_exampl
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -77,6 +80,19 @@ def test_output_shape_params_and_buffers_match_torch(op, example):
     assert tuple(output.shape) == (BATCH, *out_shape)
     assert op.params(attrs, in_shapes) == sum(p.numel() for p in module.parameters())
     assert op.buffers(attrs, in_shapes) == sum(b.numel() for b in module.buffers() if b.is_floating_point())
+
+
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_weights_are_the_tensors_the_module_stores(op, example):
+    """weights(): each tensor's name, shape and kind as torch's module registers it; params and buffers their sums."""
+    attrs, in_shapes, _ = made(op, example)
+    module = built(op, attrs, in_shapes)
+    declared = [(w.name, tuple(w.shape), w.trainable) for w in op.weights(attrs, in_shapes)]
+    stored = [(name, tuple(t.shape), True) for name, t in module.named_parameters()]
+    stored += [(name, tuple(t.shape), False) for name, t in module.named_buffers() if t.is_floating_point()]
+    assert declared == stored
+    assert op.params(attrs, in_shapes) == sum(math.prod(shape) for _, shape, trained in declared if trained)
+    assert op.buffers(attrs, in_shapes) == sum(math.prod(shape) for _, shape, trained in declared if not trained)
 
 
 @pytest.mark.parametrize("op, example", CASES, ids=IDS)

@@ -38,6 +38,7 @@ from typing import Any, Mapping, NamedTuple
 
 from archviz.errors import ArchvizError, SpecError, UnknownNameError, UnsupportedOpError, closest
 from archviz.graph.ir import INPUT, Graph, Node, Scope, Shape
+from archviz.format import shape as fmt_shape
 from archviz.graph.make import made, make_node
 from archviz.ops import OpKind, all_names, canonical_name, get_op
 from archviz.spec.args import MAX_DIMENSION, resolve_value
@@ -64,13 +65,6 @@ class Where:
     note: str | None = None
     shares: Any = None  # the entry's `shares:` value, resolved when its layer is made
     shares_line: int | None = None
-
-
-# The attributes that fix the shapes of an op's weights and buffers (ops/ define no weight shapes of their own):
-# two layers may share weights when these agree, as well as their parameter and buffer counts.
-WEIGHT_ATTRS = ("in_channels", "out_channels", "kernel_size", "groups", "bias", "in_features", "out_features",
-                "num_features", "affine", "track_running_stats", "normalized_shape", "elementwise_affine", "target",
-                "params", "buffers")
 
 
 class _Namespace:
@@ -367,10 +361,7 @@ class _Builder:
             raise SpecError(f"`shares: {ref}`: {path} is {target.op}, not {op.name}; only a layer of the same type "
                             "can share its weights")
         mine = (op.params(attrs, in_shapes), op.buffers(attrs, in_shapes))
-        for key in WEIGHT_ATTRS:
-            if key in attrs and _size(attrs[key]) != _size(target.attrs.get(key)):
-                raise SpecError(f"`shares: {ref}`: the weights differ in shape: {key} is {attrs[key]!r} here but "
-                                f"{target.attrs.get(key)!r} in {path}")
+        _same_tensors(ref, path, op.weights(attrs, in_shapes), op.weights(target.attrs, list(target.in_shapes)))
         theirs = (op.params(target.attrs, list(target.in_shapes)), op.buffers(target.attrs, list(target.in_shapes)))
         if mine != theirs:
             raise SpecError(f"`shares: {ref}`: the weights differ in size: {mine[0]:,} parameters and {mine[1]:,} "
@@ -483,11 +474,15 @@ def _truth(value) -> bool:
     return bool(value)
 
 
-def _size(value):
-    """kernel_size 3 and [3, 3] make weights of one shape."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    return tuple(value) if isinstance(value, list) else value
+def _same_tensors(ref, path: str, mine, theirs) -> None:
+    """Refuse `shares:` between layers whose stored tensors (Op.weights) differ, naming the first that does."""
+    for here, there in zip(mine, theirs):
+        if (here.name, tuple(here.shape)) != (there.name, tuple(there.shape)):
+            raise SpecError(f"`shares: {ref}`: the weights differ in shape: {here.name} is {fmt_shape(here.shape)} "
+                            f"here but {fmt_shape(there.shape)} in {path}")
+    if len(mine) != len(theirs):
+        names = [", ".join(w.name for w in tensors) or "none" for tensors in (mine, theirs)]
+        raise SpecError(f"`shares: {ref}`: the weights differ: {names[0]} here, {names[1]} in {path}")
 
 
 def _future_path(head: str, name, ns: _Namespace) -> str | None:

@@ -8,7 +8,6 @@ norm starts at weight 1, bias 0, running mean 0, running variance 1; layer norm 
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -17,15 +16,10 @@ import numpy as np
 
 from archviz.errors import ArchvizError
 from archviz.graph.ir import Graph, Node
-from archviz.ops.base import numel, pair
+from archviz.ops import get_op
+from archviz.ops.base import Fill, numel
 
 IGNORED_KEYS = ("num_batches_tracked",)  # batch norm's step counter: not a weight, and ONNX has no use for it
-
-
-class Fill(enum.StrEnum):
-    UNIFORM = "uniform"  # U(-bound, bound), bound = 1/sqrt(fan_in)
-    ONES = "ones"
-    ZEROS = "zeros"
 
 
 @dataclass(frozen=True)
@@ -39,33 +33,10 @@ class WeightSpec:
 
 
 def layer_weights(node: Node) -> list[WeightSpec]:
-    """The stored tensors of one layer, as to_torch's module holds them (none for a layer sharing another's)."""
-    a, path = node.attrs, node.name
-    if node.op == "conv2d":
-        kh, kw = pair(a["kernel_size"])
-        fan_in = a["in_channels"] // a["groups"] * kh * kw
-        specs = [WeightSpec(f"{path}.weight", (a["out_channels"], a["in_channels"] // a["groups"], kh, kw),
-                            Fill.UNIFORM, fan_in)]
-        return specs + ([WeightSpec(f"{path}.bias", (a["out_channels"],), Fill.UNIFORM, fan_in)] if a["bias"] else [])
-    if node.op == "linear":
-        fan_in = a["in_features"]
-        specs = [WeightSpec(f"{path}.weight", (a["out_features"], fan_in), Fill.UNIFORM, fan_in)]
-        return specs + ([WeightSpec(f"{path}.bias", (a["out_features"],), Fill.UNIFORM, fan_in)] if a["bias"] else [])
-    if node.op == "batchnorm2d":
-        c = (a["num_features"],)
-        specs = [WeightSpec(f"{path}.weight", c, Fill.ONES), WeightSpec(f"{path}.bias", c, Fill.ZEROS)] \
-            if a["affine"] else []
-        if a["track_running_stats"]:
-            specs += [WeightSpec(f"{path}.running_mean", c, Fill.ZEROS),
-                      WeightSpec(f"{path}.running_var", c, Fill.ONES)]
-        return specs
-    if node.op in ("add_param", "mul_param"):  # zeros to add, ones to multiply: the identity until trained
-        return [WeightSpec(f"{path}.weight", tuple(a["shape"]), Fill.ZEROS if node.op == "add_param" else Fill.ONES)]
-    if node.op == "layer_norm" and a["elementwise_affine"]:
-        shape = tuple(a["normalized_shape"])
-        return [WeightSpec(f"{path}.weight", shape, Fill.ONES)] + (
-            [WeightSpec(f"{path}.bias", shape, Fill.ZEROS)] if a.get("bias", True) else [])
-    return []
+    """The stored tensors of one layer, as its op declares them (Op.weights) and to_torch's module holds them."""
+    op = get_op(node.op)
+    return [WeightSpec(f"{node.name}.{w.name}", tuple(w.shape), w.fill, w.fan_in)
+            for w in op.weights(node.attrs, list(node.in_shapes))]
 
 
 def graph_weights(graph: Graph) -> list[WeightSpec]:

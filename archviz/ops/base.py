@@ -91,6 +91,28 @@ class Window:
     padding: tuple[int, int]
 
 
+class Fill(enum.StrEnum):
+    """How torch fills a tensor when a module is made (reset_parameters in torch/nn/modules/conv.py, linear.py,
+    batchnorm.py, normalization.py)."""
+
+    UNIFORM = "uniform"  # U(-bound, bound), bound = 1/sqrt(fan_in): kaiming_uniform_(a=sqrt(5)) and its bias
+    ONES = "ones"
+    ZEROS = "zeros"
+
+
+@dataclass(frozen=True)
+class Weight:
+    """One tensor a layer stores: its state-dict name after the layer's path ("weight", "running_mean"), its shape,
+    whether it is trained (a parameter) or only kept (a buffer), and torch's first fill. An op's params and buffers
+    are the sizes of these; to_torch, the ONNX writer and the state-dict loader all read them."""
+
+    name: str
+    shape: Shape
+    trainable: bool = True
+    fill: Fill = Fill.UNIFORM
+    fan_in: int = 1
+
+
 @dataclass(frozen=True)
 class Example:
     """Arguments (as a spec writes them) and input shapes the registry-wide test builds an op with, in torch, against
@@ -126,13 +148,17 @@ class Op(abc.ABC):
         return attrs
 
     # --- costs ------------------------------------------------------------------------------------
+    def weights(self, attrs: Attrs, in_shapes: list[Shape]) -> tuple[Weight, ...]:
+        """Every tensor the layer stores, in the order its torch module registers them."""
+        return ()
+
     def params(self, attrs: Attrs, in_shapes: list[Shape]) -> int:
-        """Trainable parameters."""
-        return 0
+        """Trainable parameters: the sizes of the trained weights()."""
+        return sum(numel(w.shape) for w in self.weights(attrs, in_shapes) if w.trainable)
 
     def buffers(self, attrs: Attrs, in_shapes: list[Shape]) -> int:
-        """Non-trainable state saved with the model (batch-norm running statistics)."""
-        return 0
+        """Non-trainable state saved with the model (batch-norm running statistics): the other weights()."""
+        return sum(numel(w.shape) for w in self.weights(attrs, in_shapes) if not w.trainable)
 
     def macs(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> int:
         return 0

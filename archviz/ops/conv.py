@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Op, OpKind, SlidingAxis, compact, Step, Window, check_window_fits, fmt_int, fmt_shape, numel,
-    pair, require_rank,
+    Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Weight, Window, check_window_fits, compact, fmt_int,
+    fmt_shape, numel, pair, require_rank,
 )
 from archviz.ops.registry import register
 
@@ -78,7 +78,13 @@ class Conv2d(Op):
         kh, kw = pair(attrs["kernel_size"])
         return kh * kw * (attrs["in_channels"] // attrs["groups"]) * attrs["out_channels"]
 
-    def params(self, attrs, in_shapes):
+    def weights(self, attrs, in_shapes):
+        kh, kw = pair(attrs["kernel_size"])
+        per_group, out = attrs["in_channels"] // attrs["groups"], attrs["out_channels"]
+        kernel = Weight("weight", (out, per_group, kh, kw), fan_in=per_group * kh * kw)
+        return (kernel, Weight("bias", (out,), fan_in=kernel.fan_in)) if attrs["bias"] else (kernel,)
+
+    def params(self, attrs, in_shapes):  # the formula, kept apart from weights(): analysis calls it for every layer
         return self.weight_count(attrs) + (attrs["out_channels"] if attrs["bias"] else 0)
 
     def macs(self, attrs, in_shapes, out_shape):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel
 from archviz.ops.registry import register
 
 
@@ -39,7 +39,12 @@ class Linear(Op):
     def infer_shape(self, attrs, in_shapes):
         return (*in_shapes[0][:-1], attrs["out_features"])
 
-    def params(self, attrs, in_shapes):
+    def weights(self, attrs, in_shapes):
+        fan_in, out = attrs["in_features"], attrs["out_features"]
+        matrix = Weight("weight", (out, fan_in), fan_in=fan_in)
+        return (matrix, Weight("bias", (out,), fan_in=fan_in)) if attrs["bias"] else (matrix,)
+
+    def params(self, attrs, in_shapes):  # the formula, kept apart from weights(): analysis calls it for every layer
         return (attrs["in_features"] + (1 if attrs["bias"] else 0)) * attrs["out_features"]
 
     def macs(self, attrs, in_shapes, out_shape):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel, require_rank
+from archviz.ops.base import (
+    Arg, ArgKind, Example, Fill, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel, require_rank,
+)
 from archviz.ops.registry import register
 
 
@@ -38,7 +40,14 @@ class BatchNorm2d(Op):
             raise ShapeError(f"num_features is {attrs['num_features']} but the input has {channels} channels")
         return {**attrs, "num_features": channels}
 
-    def params(self, attrs, in_shapes):
+    def weights(self, attrs, in_shapes):
+        c = (attrs["num_features"],)
+        scale = (Weight("weight", c, fill=Fill.ONES), Weight("bias", c, fill=Fill.ZEROS)) if attrs["affine"] else ()
+        running = (Weight("running_mean", c, trainable=False, fill=Fill.ZEROS),
+                   Weight("running_var", c, trainable=False, fill=Fill.ONES)) if attrs["track_running_stats"] else ()
+        return scale + running
+
+    def params(self, attrs, in_shapes):  # the formulas, kept apart from weights(): analysis calls them for every layer
         return 2 * attrs["num_features"] if attrs["affine"] else 0
 
     def buffers(self, attrs, in_shapes):
@@ -135,7 +144,14 @@ class LayerNorm(Op):
                              f"{fmt_shape(in_shapes[0])}")
         return {**attrs, "normalized_shape": normalized}
 
-    def params(self, attrs, in_shapes):
+    def weights(self, attrs, in_shapes):
+        if not attrs["elementwise_affine"]:
+            return ()
+        shape = tuple(attrs["normalized_shape"])
+        scale = Weight("weight", shape, fill=Fill.ONES)
+        return (scale, Weight("bias", shape, fill=Fill.ZEROS)) if attrs["bias"] else (scale,)
+
+    def params(self, attrs, in_shapes):  # the formula, kept apart from weights(): analysis calls it for every layer
         if not attrs["elementwise_affine"]:
             return 0
         return numel(attrs["normalized_shape"]) * (2 if attrs["bias"] else 1)

@@ -8,7 +8,7 @@ first. The torch modules that rebuild these ops are in archviz/ops/modules.py.
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, Window, fmt_int, fmt_shape, numel
+from archviz.ops.base import Arg, ArgKind, Example, Fill, Op, OpKind, Step, Weight, Window, fmt_int, fmt_shape, numel
 from archviz.ops.registry import register
 
 
@@ -233,7 +233,10 @@ class _WithParameter(Op):
                              f"N x {fmt_shape(in_shapes[0])} without changing it")
         return {**attrs, "shape": shape}
 
-    def params(self, attrs, in_shapes):
+    def weights(self, attrs, in_shapes):  # the identity until trained: zeros to add, ones to multiply
+        return (Weight("weight", tuple(attrs["shape"]), fill=self.identity),)
+
+    def params(self, attrs, in_shapes):  # the formula, kept apart from weights(): analysis calls it for every layer
         return numel(attrs["shape"])
 
     def other_ops(self, attrs, in_shapes, out_shape):
@@ -263,6 +266,7 @@ class AddParameter(_WithParameter):
     keras_class = "Add"
     torch_class = "archviz AddParameter"
     sign = "+"
+    identity = Fill.ZEROS
 
     def build_torch(self, attrs, in_shapes):
         from archviz.ops.modules import AddParameter
@@ -281,6 +285,7 @@ class MulParameter(_WithParameter):
     keras_class = "Multiply"
     torch_class = "archviz MulParameter"
     sign = "*"
+    identity = Fill.ONES
 
     def build_torch(self, attrs, in_shapes):
         from archviz.ops.modules import MulParameter
