@@ -138,6 +138,7 @@ class Op(abc.ABC):
 
     def __init__(self):
         self.doc = inspect.cleandoc(type(self).__doc__ or "")
+        self.stores_weights = type(self).weights is not Op.weights  # most ops store none: params and buffers are 0
 
     # --- shapes -----------------------------------------------------------------------------------
     def infer_shape(self, attrs: Attrs, in_shapes: list[Shape]) -> Shape:
@@ -154,10 +155,14 @@ class Op(abc.ABC):
 
     def params(self, attrs: Attrs, in_shapes: list[Shape]) -> int:
         """Trainable parameters: the sizes of the trained weights()."""
+        if not self.stores_weights:
+            return 0
         return sum(numel(w.shape) for w in self.weights(attrs, in_shapes) if w.trainable)
 
     def buffers(self, attrs: Attrs, in_shapes: list[Shape]) -> int:
         """Non-trainable state saved with the model (batch-norm running statistics): the other weights()."""
+        if not self.stores_weights:
+            return 0
         return sum(numel(w.shape) for w in self.weights(attrs, in_shapes) if not w.trainable)
 
     def macs(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> int:
