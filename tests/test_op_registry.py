@@ -10,7 +10,9 @@ device. Checked against what torch does:
 - the window, for the receptive field: the input positions that can change one output position, found by
   perturbing each input position in turn, span exactly the declared window (extent, stride and padding);
   an op that declares no window changes its output only where its input changed;
-- explain: its steps name the real output shape.
+- explain: its steps name the real output shape;
+- ONNX: written with torch's weights, onnx.checker, onnx's reference runtime within 1e-5 of torch, read back to the
+  same figures.
 A registered op without examples fails by construction (test_every_op_has_examples).
 """
 
@@ -43,6 +45,12 @@ MIXES_POSITIONS = {
     "softmax": "a softmax over a spatial dim divides by the sum along it",
     "batchnorm2d": "without running statistics it normalises by the batch's own, which see every position",
     "concat": "a concatenation along a spatial dim places its inputs side by side: no one window describes it",
+}
+# Where onnx's reference runtime departs from the ONNX operator's own formula, so it cannot judge the file's numbers
+# (the file is still checked by onnx.checker and read back to the same figures).
+REFERENCE_RUNTIME_DEPARTS = {
+    "local_response_norm": "onnx 1.23's reference LRN differs from the spec's x / (bias + alpha/size * sum x^2)^beta "
+                           "by 6e-4 where torch matches it exactly",
 }
 # Ops that rearrange a tensor's axes: the output's last two dims are no longer the input's rows and columns.
 REARRANGES_AXES = {"permute": "moves the axes", "reshape": "regroups the elements"}
@@ -168,3 +176,62 @@ def test_explain_names_the_real_output_shape(op, example):
     assert fmt_shape(out_shape) in text, text
     wrong = [step.arithmetic for step in steps if "same as input" in step.arithmetic and in_shapes[0] != out_shape]
     assert not wrong, f"explain says the output is the input's shape: {wrong}"
+
+
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_onnx_round_trip(op, example, tmp_path):
+    """Written to ONNX with torch's weights, checked by onnx.checker, run by onnx's reference runtime within 1e-5 of
+    torch, and read back to the same figures."""
+    onnx = pytest.importorskip("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    import archviz
+    from archviz.onnx.export import export_onnx
+    from archviz.onnx.read import read_onnx
+
+    attrs, in_shapes, _ = made(op, example)
+    if any(shape != in_shapes[0] for shape in in_shapes):
+        pytest.skip("inputs of different shapes: one ONNX graph input cannot feed them (tests/data/onnx covers joins)")
+    graph = _one_layer_graph(op, example)
+    model = to_torch_with_random_weights(graph)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    path = export_onnx(graph, tmp_path / "op.onnx", checkpoint=tmp_path / "weights.pt")
+    onnx.checker.check_model(str(path), full_check=True)
+    x = inputs_for([graph.input_shape])[0]
+    (ours,) = ReferenceEvaluator(str(path)).run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert ours.shape == expected.shape
+    if op.name not in REFERENCE_RUNTIME_DEPARTS:
+        assert abs(ours - expected).max() <= 1e-5 + 1e-4 * abs(expected).max()
+
+    def figures(report):  # the op may read back as its ONNX equivalent: reshape as flatten, stochastic depth as identity
+        return [(s.out_shape, s.params, s.buffers, s.macs, s.other_ops) for s in report.layers]
+
+    assert figures(archviz.inspect(read_onnx(path))) == figures(archviz.inspect(graph))
+
+
+def _one_layer_graph(op, example):
+    """A graph of this one layer, every input of it the graph's input."""
+    from types import MappingProxyType
+
+    from archviz.graph.ir import INPUT, Graph
+    from archviz.graph.make import make_node
+
+    layer = make_layer(op, example.args, example.inputs)
+    node = make_node("layer", layer, [INPUT] * len(layer.in_shapes))
+    return Graph(name=op.name, description="", input_shape=layer.in_shapes[0], nodes=(node,), scopes=(),
+                 output=node.name, params=MappingProxyType({}))
+
+
+def to_torch_with_random_weights(graph):
+    """to_torch's model with weights unlike their first fill (no zero bias or unit scale hides a mix-up)."""
+    from archviz.torch_build import to_torch
+
+    model = to_torch(graph).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) + (0.5 if "running_var" in name else -0.5))
+    return model

@@ -40,7 +40,8 @@ class Conv2d(Op):
                 Example({"out_channels": 6, "kernel_size": [3, 2], "stride": 2, "padding": 1, "groups": 3, "bias": False},
                         ((3, 9, 8),)),
                 Example({"out_channels": 2, "kernel_size": 3, "dilation": 2, "padding": "same"}, ((2, 9, 9),)),
-                Example({"out_channels": 2, "kernel_size": 2, "padding": "same"}, ((1, 7, 6),)))
+                Example({"out_channels": 2, "kernel_size": 2, "padding": "same"}, ((1, 7, 6),)),
+                Example({"out_channels": 2, "kernel_size": [3, 1], "padding": [1, 0], "stride": [1, 2]}, ((2, 6, 7),)))
     kind = OpKind.CONV
     aliases = ("conv",)
     torch_class = "nn.Conv2d"
