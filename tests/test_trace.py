@@ -321,3 +321,25 @@ def test_new_op_other_ops_are_their_formulas():
     for name in ("stochastic_depth", "reshape", "permute", "narrow"):
         assert get_op(name).other_ops({}, [(4,)], (4,)) == 0
     assert math.prod((2, 2, 5, 5)) == 4 * 5 * 5
+
+
+def test_torchvision_functions_map_even_when_the_first_trace_imports_them():
+    """The mapping tables import torchvision.ops; built during a trace (inside the stand-in for torch._dynamo) that
+    import failed quietly, and for the rest of the process torchvision's stochastic_depth was opaque."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, archviz, sys\n"
+        "assert 'torchvision' not in sys.modules\n"
+        "class Double(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return x + x\n"  # a module and a function call: the first trace builds both tables
+        "archviz.load(torch.nn.Sequential(torch.nn.ReLU(), Double()), input=(3, 4, 4))\n"
+        "from torchvision.ops import StochasticDepth\n"
+        "graph = archviz.load(torch.nn.Sequential(StochasticDepth(0.2, 'row')), input=(3, 4, 4))\n"
+        "print([node.op for node in graph.nodes])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['stochastic_depth']"

@@ -73,7 +73,9 @@ def _trace(model, shape, *, name: str, description: str, origin: Origin, torchvi
     from archviz.trace.assemble import assemble
     from archviz.trace.fx import Untraceable, trace_fx
     from archviz.trace.hooks import trace_hooks
+    from archviz.trace.mapping import function_table, module_table
 
+    function_table(), module_table()  # before the stand-in for torch._dynamo, which torchvision.ops' import needs
     with without_dynamo_import(), torch.no_grad():
         try:
             traced = trace_fx(model, shape)

@@ -229,6 +229,22 @@ def _permute(a, out):
     return Mapped("permute", {"dims": normal[1:]}, (x,))
 
 
+def _narrow(a, out):
+    """x.narrow(dim, start, length) or torch.narrow: a slice of a non-batch dim (a negative start counts from the end)."""
+    x, start, length = a["input"], a["start"], a["length"]
+    if not _ref(x) or not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, length)):
+        return None
+    rank = len(x.shape) + 1
+    dim = _dim(a["dim"], rank)
+    if not dim:
+        return None
+    size = x.shape[dim - 1]
+    return Mapped("narrow", {"dim": dim, "start": start % size if start < 0 else start, "length": length}, (x,))
+
+
+_NARROW = (("input", "dim", "start", "length"), {}, _narrow)
+
+
 def _transpose(a, out):
     x = a["input"]
     if not _ref(x):
@@ -331,7 +347,7 @@ def function_table() -> dict[Any, tuple]:
         torch.cat: _CAT, torch.concat: _CAT, torch.concatenate: _CAT,
         torch.flatten: _FLATTEN, torch.reshape: (("input", "shape"), {}, _view),
         torch.permute: (("input", "dims"), {}, lambda a, out: _permute({**a, "dims": (a["dims"],)}, out)),
-        torch.transpose: _TRANSPOSE, torch.swapaxes: _TRANSPOSE,
+        torch.transpose: _TRANSPOSE, torch.swapaxes: _TRANSPOSE, torch.narrow: _NARROW,
         torch.mean: _MEAN,
         F.relu: (*_INPLACE, _unary("relu")), torch.relu: (("input",), {}, _unary("relu")),
         torch.relu_: (("input",), {}, _unary("relu", inplace=True)),
@@ -367,7 +383,7 @@ METHODS: dict[str, tuple] = {
     "softmax": (("input", "dim", "dtype"), {"dtype": None}, _softmax),
     "flatten": _FLATTEN, "view": _RESHAPE, "reshape": _RESHAPE,
     "permute": (("input", "*dims"), {}, _permute),
-    "transpose": _TRANSPOSE, "swapaxes": _TRANSPOSE,
+    "transpose": _TRANSPOSE, "swapaxes": _TRANSPOSE, "narrow": _NARROW,
     "mean": _MEAN,
     "contiguous": (("input", "memory_format"), {"memory_format": None}, _identity),
     "clone": (("input", "memory_format"), {"memory_format": None}, _identity),
