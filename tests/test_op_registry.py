@@ -12,6 +12,7 @@ device. Checked against what torch does:
   an op that declares no window changes its output only where its input changed;
 - explain: its steps name the real output shape;
 - export-spec: written as spec YAML and validated again to the same layer and arguments;
+- trace: the op's own module, traced as PyTorch code is, gives back the same op and figures;
 - ONNX: written with torch's weights, onnx.checker, onnx's reference runtime within 1e-5 of torch, read back to the
   same figures.
 A registered op without examples fails by construction (test_every_op_has_examples).
