@@ -90,7 +90,7 @@ def _checked_source(text: str) -> str:
     if len(text) > MAX_SOURCE_CHARS:
         raise UnknownNameError(f"the model argument is {len(text):,} characters long; a zoo name, a file or "
                                f"PyTorch code is named in at most {MAX_SOURCE_CHARS:,}")
-    if "\0" in text or has_unsafe(text):
+    if has_unsafe(text):  # NUL included
         raise UnknownNameError(f"the model argument {text!r} holds a control character; no zoo name or file has one")
     return text
 

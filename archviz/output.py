@@ -53,8 +53,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
 def stale_temporaries(target: Path) -> list[Path]:
     """The temporaries write_atomic left beside target whose writer is gone.
 
-    A temporary is named .NAME.PID-HOST.XXXXXXXX.tmp: the writer's process id, a tag of its machine's host name and
-    mkstemp's random part. It is stale when it was written on this machine by a process that no longer runs; one of
+    A temporary is named .NAME.PID-HOST.RANDOM.tmp: the writer's process id, a tag of its machine's host name and
+    mkstemp's 8 random characters. It is stale when it was written on this machine by a process that no longer runs; one of
     a running process (or of another machine, whose processes this one cannot see) is kept. Files of any other name
     are never touched.
     """

@@ -130,15 +130,16 @@ def _from_checkpoint(model: str | None, path: Path, state: dict) -> Trained:
     source = state["source"]["model"]  # a label only: never loaded or imported
     pretext = state.get("pretext")
     tensors, classes, command = state["model"], tuple(dataset["classes"]), "train"
-    if model is None:
+    if model is None:  # for archviz pretrain, the stored graph is the backbone already
         graph = checkpoint_graph(state, origin=display_path(str(path)))
     else:
         graph = fit_model(model, classes=len(classes), image_shape=tuple(dataset["image_shape"]),
                           adapt=state["settings"]["adapt"]).graph
-    if pretext is not None:  # archviz pretrain: the backbone, without the task's head
-        from archviz.pretrain.objectives import task_backbone
+        if pretext is not None:
+            from archviz.pretrain.objectives import task_backbone
 
-        graph = task_backbone(pretext["task"], graph) if model is not None else graph
+            graph = task_backbone(pretext["task"], graph)
+    if pretext is not None:  # archviz pretrain: the backbone's tensors, without the task's head
         classes, command = (), f"pretrain --task {pretext['task']}"
         tensors = {name.removeprefix("backbone."): t for name, t in tensors.items() if name.startswith("backbone.")}
     net = to_torch(graph, device="cpu")

@@ -20,7 +20,7 @@ from archviz.errors import ArchvizError, SpecError
 from archviz.graph.build import MAX_NODES
 from archviz.graph.ir import INPUT, Graph, Node, Scope
 from archviz.graph.make import made
-from archviz.ops import canonical_name, get_op
+from archviz.ops import canonical_name, get_op, has_formula
 from archviz.ops.base import SlidingAxis, fmt_shape, numel
 from archviz.onnx.model import DEFAULT_DOMAINS, ModelView, attributes
 from archviz.onnx.names import NameHint, layer_paths
@@ -64,7 +64,7 @@ def convert(view: ModelView, *, name: str, file: str, input_shape: tuple[int, ..
     seen_weights: set[str] = set()
     hints = []
     for plan in plans:
-        own = tuple(w for w in plan.layer.stored if w not in seen_weights) if plan.layer.op != "opaque" else ()
+        own = tuple(w for w in plan.layer.stored if w not in seen_weights) if has_formula(plan.layer.op) else ()
         seen_weights.update(plan.layer.stored)
         hints.append(NameHint(plan.node.name, plan.node.op_type, own))
     paths = layer_paths(hints)
@@ -116,10 +116,10 @@ def _build(view: ModelView, plans: list[_Plan], paths: list[str], input_shape, f
             fallback = _opaque(plan.node, view, f"read as {layer.op}, but {error}", output=layer.output)
             layer = Layer(fallback.op, fallback.args, layer.inputs, layer.output,
                           stored=layer.stored or fallback.stored, note=fallback.note)
-        if layer.op == "opaque":
+        if not has_formula(layer.op):
             attrs, out_shape = _opaque_attrs(layer, view, counted, where, file)
         shares = None
-        if layer.weight is not None and layer.op != "opaque":
+        if layer.weight is not None and has_formula(layer.op):
             shares = first_user.setdefault(layer.weight, path)
             shares = None if shares == path else shares
         counted.update(layer.stored)
@@ -135,7 +135,7 @@ def _build(view: ModelView, plans: list[_Plan], paths: list[str], input_shape, f
 
 def _shaped(layer: Layer, in_shapes, view: ModelView):
     """The layer's normalised attributes and output shape, checked against ONNX's shape for it."""
-    if layer.op == "opaque":
+    if not has_formula(layer.op):
         return None, None
     shaped = made(layer.op, layer.args, in_shapes)
     attrs, out_shape = dict(shaped.attrs), shaped.out_shape

@@ -22,7 +22,7 @@ import numpy as np
 
 from archviz.errors import ArchvizError, UnsupportedOpError
 from archviz.graph.ir import INPUT, Graph, Node
-from archviz.ops import get_op
+from archviz.ops import get_op, has_formula
 from archviz.ops.base import pair
 from archviz.ops.conv import conv_axes
 from archviz.onnx.convert import ARCHVIZ_DOMAIN
@@ -70,7 +70,7 @@ def to_onnx(graph: Graph, *, as_inputs: bool = False, seed: int = 0):
     from onnx import TensorProto, helper
 
     for node in graph.nodes:
-        if node.op == "opaque":
+        if not has_formula(node.op):
             raise UnsupportedOpError(f"{node.attrs['target']} has no formula in archviz, so `archviz export` cannot "
                                      "write what it computes to ONNX", layer=node.name)
     specs = graph_weights(graph)

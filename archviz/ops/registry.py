@@ -33,6 +33,13 @@ def get_op(name: str) -> Op:
     return _OPS[key]
 
 
+def has_formula(name: str) -> bool:
+    """Whether archviz computes the op's figures (False for the opaque op: shapes from a trace, costs uncounted)."""
+    from archviz.ops.base import OpKind
+
+    return get_op(name).kind != OpKind.OPAQUE
+
+
 def all_ops() -> list[Op]:
     return list(_OPS.values())
 

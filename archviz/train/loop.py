@@ -39,6 +39,7 @@ from archviz.train.checkpoint import (FORMAT, Field, check_against, check_model,
 from archviz.train.data import Dataset, DatasetKind, load_dataset, parse_dataset
 from archviz.train.memory import PeakMemory
 from archviz.train.metrics import class_report
+from archviz.graph.structure import ExportError
 from archviz.render.spec_yaml import graph_to_spec
 from archviz.train.model import describe_input_adaptation, fit_model, model_source, source_input
 from archviz.train.progress import Reporter, Silent, reporter
@@ -744,8 +745,6 @@ class _Run:
 def _exported(graph) -> str | None:
     """The spec text a checkpoint rebuilds its graph from; None for the few graphs a spec cannot write (a group
     whose layers are apart), whose checkpoints are rebuilt from their zoo name or recorded spec instead."""
-    from archviz.graph.structure import ExportError
-
     try:
         return graph_to_spec(graph, when=None)
     except ExportError:

@@ -66,7 +66,8 @@ class Bound:
 
 EPOCHS_MAX = 100_000  # far beyond any run here (20 to 200 epochs); a file cannot ask for a run of 10**9 epochs
 SEED_MAX = 2**32 - 1  # numpy's global seed takes 0..2**32 - 1
-BOUNDS = {"epochs": Bound(1, EPOCHS_MAX, integer=True), "batch_size": Bound(1, integer=True),
+BATCH_MAX = 10**9  # the --batch-size option's cap (cli.MAX_COUNT), for a batch size read from a file too
+BOUNDS = {"epochs": Bound(1, EPOCHS_MAX, integer=True), "batch_size": Bound(1, BATCH_MAX, integer=True),
           "lr": Bound(0, above=True), "weight_decay": Bound(0), "seed": Bound(0, SEED_MAX, integer=True)}
 
 
