@@ -54,11 +54,10 @@ REFERENCE_RUNTIME_DEPARTS = {
     "local_response_norm": "onnx 1.23's reference LRN differs from the spec's x / (bias + alpha/size * sum x^2)^beta "
                            "by 6e-4 where torch matches it exactly",
 }
-# Ops whose torch module traces to an equivalent of other ops, with the same output and totals: the tracer's choice,
-# to be made exact when the trace mappings move beside their ops.
+# Ops whose torch module traces to an equivalent op, with the same output and totals: the tracer's stated choice.
 TRACES_AS = {
-    "global_avgpool2d": "keepdim=False is AdaptiveAvgPool2d then a flatten in torch, and traces as the two",
-    "reshape": "a reshape that merges one span of dims traces as flatten, its simpler equivalent",
+    "reshape": "a reshape that merges one span of dims traces as flatten, its simpler equivalent (x.view(n, -1) "
+               "reads as a flatten in every torchvision model)",
 }
 # Ops that rearrange a tensor's axes: the output's last two dims are no longer the input's rows and columns.
 REARRANGES_AXES = {"permute": "moves the axes", "reshape": "regroups the elements"}

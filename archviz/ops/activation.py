@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.interop import Mapped, Signature, TorchCalls, batch_dim, is_ref, module_args, unary
 from archviz.ops.registry import register
 
 _INPLACE = Arg("inplace", ArgKind.BOOL, False, doc="overwrite the input (saves activation memory)")
@@ -35,8 +36,20 @@ class _Activation(Op):
 POINTWISE_EXAMPLES = (Example({}, ((3, 5, 4),)), Example({}, ((7,),)))  # the same at any shape
 
 
+def _plain(op: str) -> Signature:
+    return Signature(("input",), unary(op))
+
+
+def _with_inplace(op: str) -> Signature:
+    return Signature(("input", "inplace"), unary(op), {"inplace": False})
+
+
+def _traced(name: str, torch_class: str, module_attrs: tuple[str, ...], functions: dict) -> TorchCalls:
+    return TorchCalls(modules={f"torch.{torch_class}": module_args(name, *module_attrs)}, functions=functions)
+
+
 def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), inplace=False, doc="",
-                examples=POINTWISE_EXAMPLES):
+                examples=POINTWISE_EXAMPLES, calls: TorchCalls):
     cls = type(
         torch_class.removeprefix("nn."),
         (_Activation,),
@@ -44,31 +57,65 @@ def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), 
             "__doc__": doc or f"{torch_class}: {per_element} op(s) per element ({reason}). No params.",
             "name": name, "aliases": aliases, "torch_class": torch_class, "keras_class": "Activation",
             "ops_per_element": per_element, "ops_reason": reason, "args": (*args, *((_INPLACE,) if inplace else ())),
-            "inplace_capable": inplace, "examples": examples,
+            "inplace_capable": inplace, "examples": examples, "torch_calls": calls,
         },
     )
     return register(cls)
 
 
-_activation("relu", "nn.ReLU", 1, "max(x, 0)", inplace=True)
-_activation("relu6", "nn.ReLU6", 2, "min(max(x, 0), 6)", inplace=True)
+_activation("relu", "nn.ReLU", 1, "max(x, 0)", inplace=True, calls=_traced("relu", "nn.ReLU", ("inplace",), {
+    "torch.nn.functional.relu": _with_inplace("relu"), "torch.relu": _plain("relu"), "Tensor.relu": _plain("relu"),
+    "torch.relu_": Signature(("input",), unary("relu", inplace=True)),
+    "Tensor.relu_": Signature(("input",), unary("relu", inplace=True))}))
+_activation("relu6", "nn.ReLU6", 2, "min(max(x, 0), 6)", inplace=True, calls=_traced(
+    "relu6", "nn.ReLU6", ("inplace",), {"torch.nn.functional.relu6": _with_inplace("relu6")}))
+
+
+def _leaky_relu(a, out):
+    attrs = {"negative_slope": a["negative_slope"], "inplace": a["inplace"]}
+    return Mapped("leaky_relu", attrs, (a["input"],)) if is_ref(a["input"]) else None
+
+
 _activation(
     "leaky_relu", "nn.LeakyReLU", 2, "compare, multiply", aliases=("leakyrelu",), inplace=True,
     args=(Arg("negative_slope", ArgKind.FLOAT, 0.01, aliases=("alpha",)),),
     examples=(*POINTWISE_EXAMPLES, Example({"negative_slope": 0.2}, ((3, 4, 4),))),
+    calls=_traced("leaky_relu", "nn.LeakyReLU", ("negative_slope", "inplace"), {
+        "torch.nn.functional.leaky_relu": Signature(("input", "negative_slope", "inplace"), _leaky_relu,
+                                                    {"negative_slope": 0.01, "inplace": False})}),
 )
-_activation("sigmoid", "nn.Sigmoid", 3, "exp, add, divide")
-_activation("tanh", "nn.Tanh", 5, "two exps, two adds, divide")
+_activation("sigmoid", "nn.Sigmoid", 3, "exp, add, divide", calls=_traced("sigmoid", "nn.Sigmoid", (), {
+    "torch.sigmoid": _plain("sigmoid"), "torch.nn.functional.sigmoid": _plain("sigmoid"),
+    "Tensor.sigmoid": _plain("sigmoid")}))
+_activation("tanh", "nn.Tanh", 5, "two exps, two adds, divide", calls=_traced("tanh", "nn.Tanh", (), {
+    "torch.tanh": _plain("tanh"), "torch.nn.functional.tanh": _plain("tanh"), "Tensor.tanh": _plain("tanh")}))
 _activation(
     "gelu", "nn.GELU", 8, "tanh approximation: cube, multiply-adds, tanh",
     args=(Arg("approximate", ArgKind.CHOICE, "none", choices=("none", "tanh")),),
     examples=(*POINTWISE_EXAMPLES, Example({"approximate": "tanh"}, ((3, 4, 4),))),
+    calls=_traced("gelu", "nn.GELU", ("approximate",), {
+        "torch.nn.functional.gelu": Signature(("input", "approximate"), unary("gelu"), {"approximate": "none"})}),
 )
-_activation("silu", "nn.SiLU", 4, "x * sigmoid(x)", aliases=("swish",), inplace=True)
+_activation("silu", "nn.SiLU", 4, "x * sigmoid(x)", aliases=("swish",), inplace=True, calls=_traced(
+    "silu", "nn.SiLU", ("inplace",), {"torch.nn.functional.silu": _with_inplace("silu")}))
 _activation("hardswish", "nn.Hardswish", 5, "x * min(max(x + 3, 0), 6) / 6: add, two compares, multiply, divide",
-            aliases=("hard_swish",), inplace=True)
+            aliases=("hard_swish",), inplace=True, calls=_traced(
+                "hardswish", "nn.Hardswish", ("inplace",), {"torch.nn.functional.hardswish": _with_inplace("hardswish")}))
 _activation("hardsigmoid", "nn.Hardsigmoid", 4, "min(max(x + 3, 0), 6) / 6: add, two compares, divide",
-            aliases=("hard_sigmoid",), inplace=True)
+            aliases=("hard_sigmoid",), inplace=True, calls=_traced(
+                "hardsigmoid", "nn.Hardsigmoid", ("inplace",),
+                {"torch.nn.functional.hardsigmoid": _with_inplace("hardsigmoid")}))
+
+
+def _softmax(a, out):
+    x = a["input"]
+    if not is_ref(x) or a.get("dtype") is not None:
+        return None
+    dim = batch_dim(a["dim"], len(x.shape) + 1)
+    return None if not dim else Mapped("softmax", {"dim": dim}, (x,))
+
+
+_SOFTMAX = Signature(("input", "dim", "_stacklevel", "dtype"), _softmax, {"dim": None, "_stacklevel": 3, "dtype": None})
 
 
 @register
@@ -85,6 +132,10 @@ class Softmax(_Activation):
     ops_per_element = 3
     ops_reason = "exp, sum, divide"
     args = (Arg("dim", ArgKind.SIGNED_INT, 1, doc="torch's dim, counting the batch as 0"),)
+    torch_calls = TorchCalls(
+        modules={"torch.nn.Softmax": lambda m, refs: None if m.dim is None else Mapped("softmax", {"dim": m.dim}, refs)},
+        functions={"torch.nn.functional.softmax": _SOFTMAX, "torch.softmax": _SOFTMAX,
+                   "Tensor.softmax": Signature(("input", "dim", "dtype"), _softmax, {"dtype": None})})
 
     def resolve(self, attrs, in_shapes):
         rank = len(in_shapes[0]) + 1

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Mapping
 
 from archviz.errors import ShapeError
 from archviz.format import exact as fmt_int, shape as fmt_shape  # noqa: F401  (the ops' names for them)
+from archviz.ops.interop import EMPTY, NO_TORCH_CALLS, TorchCalls
 
 Shape = tuple[int, ...]
 Attrs = Mapping[str, Any]
@@ -135,6 +136,8 @@ class Op(abc.ABC):
     max_inputs: ClassVar[int] = 1
     inplace_capable: ClassVar[bool] = False
     examples: ClassVar[tuple[Example, ...]] = ()  # what the registry-wide test checks; every op has some
+    torch_calls: ClassVar[TorchCalls] = NO_TORCH_CALLS  # what it matches when tracing (archviz/ops/interop.py)
+    onnx_reads: ClassVar[Mapping[str, Any]] = EMPTY  # ONNX op type -> reader of one node (archviz/ops/interop.py)
 
     def __init__(self):
         self.doc = inspect.cleandoc(type(self).__doc__ or "")

@@ -7,6 +7,7 @@ from archviz.ops.base import (
     Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Weight, Window, check_window_fits, compact, fmt_int,
     fmt_shape, numel, pair, require_rank,
 )
+from archviz.ops.interop import Mapped, TorchCalls
 from archviz.ops.registry import register
 
 
@@ -23,6 +24,15 @@ def conv_axes(attrs, in_shape) -> list[SlidingAxis]:
             before = after = 0 if padding == "valid" else pair(padding)[i]
         axes.append(SlidingAxis(in_shape[1 + i], kernel[i], stride[i], before, dilation[i], padding_after=after))
     return axes
+
+
+def _conv_module(m, refs):
+    if m.padding_mode != "zeros":
+        return None
+    return Mapped("conv2d", {
+        "in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": m.kernel_size,
+        "stride": m.stride, "padding": m.padding, "dilation": m.dilation, "groups": m.groups,
+        "bias": m.bias is not None}, refs)
 
 
 @register
@@ -45,6 +55,7 @@ class Conv2d(Op):
     kind = OpKind.CONV
     aliases = ("conv",)
     torch_class = "nn.Conv2d"
+    torch_calls = TorchCalls(modules={"torch.nn.Conv2d": _conv_module})
     keras_class = "Conv2D"
     args = (
         Arg("out_channels", ArgKind.INT, aliases=("filters", "out"), doc="number of filters"),

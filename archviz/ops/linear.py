@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel
+from archviz.ops.interop import Mapped, TorchCalls
 from archviz.ops.registry import register
 
 
@@ -20,6 +21,8 @@ class Linear(Op):
     aliases = ("dense", "fc")
     kind = OpKind.LINEAR
     torch_class = "nn.Linear"
+    torch_calls = TorchCalls(modules={"torch.nn.Linear": lambda m, refs: Mapped("linear", {
+        "in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}, refs)})
     keras_class = "Dense"
     args = (
         Arg("out_features", ArgKind.INT, aliases=("units", "out")),

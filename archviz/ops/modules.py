@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 
-_CLASS_NAMES = ("Mul", "Reshape", "Permute", "Narrow", "AddParameter", "MulParameter")
+_CLASS_NAMES = ("Mul", "Reshape", "Permute", "Narrow", "AddParameter", "MulParameter", "SpatialMean")
 
 
 def __getattr__(name: str):
@@ -92,7 +92,13 @@ def _classes() -> dict[str, type]:
         def forward(self, x):
             return x * self.weight
 
-    classes = {"Mul": Mul, "Reshape": Reshape, "Permute": Permute, "Narrow": Narrow, "AddParameter": AddParameter,
+    class SpatialMean(nn.Module):
+        """x.mean((2, 3)): each channel of an (N, C, H, W) tensor averaged to one value, giving (N, C)."""
+
+        def forward(self, x):
+            return x.mean((2, 3))
+
+    classes = {"SpatialMean": SpatialMean, "Mul": Mul, "Reshape": Reshape, "Permute": Permute, "Narrow": Narrow, "AddParameter": AddParameter,
                "MulParameter": MulParameter}
     for name, cls in classes.items():
         cls.__module__, cls.__qualname__ = __name__, name

@@ -6,6 +6,7 @@ from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel, require_rank,
 )
+from archviz.ops.interop import Const, Mapped, Signature, TorchCalls, is_ref, module_args
 from archviz.ops.registry import register
 
 
@@ -24,6 +25,8 @@ class BatchNorm2d(Op):
     aliases = ("batchnorm", "bn", "batch_norm")
     kind = OpKind.NORM
     torch_class = "nn.BatchNorm2d"
+    torch_calls = TorchCalls(modules={"torch.nn.BatchNorm2d": module_args(
+        "batchnorm2d", "num_features", "eps", "momentum", "affine", "track_running_stats")})
     keras_class = "BatchNormalization"
     args = (
         Arg("eps", ArgKind.FLOAT, 1e-5),
@@ -89,6 +92,8 @@ class LocalResponseNorm(Op):
     aliases = ("lrn", "localresponsenorm")
     kind = OpKind.NORM
     torch_class = "nn.LocalResponseNorm"
+    torch_calls = TorchCalls(modules={"torch.nn.LocalResponseNorm": module_args(
+        "local_response_norm", "size", "alpha", "beta", "k")})
     keras_class = "LocalResponseNormalization"
     args = (
         Arg("size", ArgKind.INT, aliases=("depth_radius",), doc="number of neighbouring channels"),
@@ -113,6 +118,22 @@ class LocalResponseNorm(Op):
         return nn.LocalResponseNorm(attrs["size"], alpha=attrs["alpha"], beta=attrs["beta"], k=attrs["k"])
 
 
+def _layer_norm_module(m, refs):
+    return Mapped("layer_norm", {
+        "normalized_shape": list(m.normalized_shape), "eps": m.eps, "elementwise_affine": m.elementwise_affine,
+        "bias": m.bias is not None if m.elementwise_affine else True}, refs)
+
+
+def _layer_norm_function(a, out):
+    x, weight, bias = a["input"], a["weight"], a["bias"]
+    if not is_ref(x) or is_ref(weight) or is_ref(bias) or (weight is None and bias is not None):
+        return None
+    claims = tuple(t for c in (weight, bias) if isinstance(c, Const) for t in c.tensors)
+    attrs = {"normalized_shape": list(a["normalized_shape"]), "eps": a["eps"], "elementwise_affine": weight is not None,
+             "bias": bias is not None or weight is None}
+    return Mapped("layer_norm", attrs, (x,), claims)
+
+
 @register
 class LayerNorm(Op):
     """Layer normalisation over the last dimensions, `normalized_shape` (Ba, Kiros & Hinton 2016).
@@ -129,6 +150,11 @@ class LayerNorm(Op):
     aliases = ("layernorm",)
     kind = OpKind.NORM
     torch_class = "nn.LayerNorm"
+    torch_calls = TorchCalls(
+        modules={"torch.nn.LayerNorm": _layer_norm_module},
+        functions={"torch.nn.functional.layer_norm": Signature(
+            ("input", "normalized_shape", "weight", "bias", "eps"), _layer_norm_function,
+            {"weight": None, "bias": None, "eps": 1e-5})})
     keras_class = "LayerNormalization"
     args = (
         Arg("normalized_shape", ArgKind.SHAPE, doc="the last dims normalised together, e.g. [768]"),

@@ -10,7 +10,72 @@ from archviz.ops.base import (
     Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape, numel,
     pair, require_rank,
 )
+from archviz.ops.interop import Mapped, Signature, TorchCalls, batch_dim, is_ref
 from archviz.ops.registry import register
+
+
+def _pool_stride(m):
+    return m.stride if m.stride not in (None, ()) else m.kernel_size
+
+
+def _maxpool_module(m, refs):
+    if m.return_indices:
+        return None
+    return Mapped("maxpool2d", {"kernel_size": m.kernel_size, "stride": _pool_stride(m), "padding": m.padding,
+                                "dilation": m.dilation, "ceil_mode": m.ceil_mode}, refs)
+
+
+def _avgpool_module(m, refs):
+    if m.divisor_override is not None:
+        return None
+    return Mapped("avgpool2d", {"kernel_size": m.kernel_size, "stride": _pool_stride(m), "padding": m.padding,
+                                "ceil_mode": m.ceil_mode, "count_include_pad": m.count_include_pad}, refs)
+
+
+def _pool_function(op: str, names: tuple[str, ...]):
+    def build(a, out):
+        if not is_ref(a["input"]) or a.get("return_indices") or a.get("divisor_override") is not None:
+            return None
+        attrs = {name: a[name] for name in names}
+        if attrs["stride"] in (None, [], ()):
+            attrs["stride"] = attrs["kernel_size"]
+        return Mapped(op, attrs, (a["input"],))
+
+    return build
+
+
+_MAXPOOL = Signature(("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+                     _pool_function("maxpool2d", ("kernel_size", "stride", "padding", "dilation", "ceil_mode")),
+                     {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False})
+_AVGPOOL = Signature(("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+                     _pool_function("avgpool2d", ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")),
+                     {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
+                      "divisor_override": None})
+
+
+def _adaptive(output_size, refs):
+    sides = (output_size, output_size) if not isinstance(output_size, (tuple, list)) else tuple(output_size)
+    if sides == (1, 1):
+        return Mapped("global_avgpool2d", {}, refs)
+    return Mapped("adaptive_avgpool2d", {"output_size": list(sides)}, refs)
+
+
+def _adaptive_function(a, out):
+    return _adaptive(a["output_size"], (a["input"],)) if is_ref(a["input"]) else None
+
+
+def _mean(a, out):
+    """x.mean((2, 3)) or x.mean((-2, -1), keepdim=True) of a C x H x W tensor: global average pooling."""
+    x, dims = a["input"], a["dim"]
+    if not is_ref(x) or len(x.shape) != 3 or dims is None:
+        return None
+    dims = dims if isinstance(dims, (list, tuple)) else (dims,)
+    if sorted(batch_dim(d, 4) or 0 for d in dims) != [2, 3] or a.get("dtype") is not None:
+        return None
+    return Mapped("global_avgpool2d", {"keepdim": bool(a["keepdim"])}, (x,))
+
+
+_MEAN = Signature(("input", "dim", "keepdim", "dtype"), _mean, {"dim": None, "keepdim": False, "dtype": None})
 
 
 class _SlidingPool(Op):
@@ -78,6 +143,8 @@ class MaxPool2d(_SlidingPool):
                 Example({"kernel_size": 2, "stride": 1, "dilation": 2}, ((1, 7, 7),)))
     aliases = ("maxpool", "max_pool", "max_pool2d")
     torch_class = "nn.MaxPool2d"
+    torch_calls = TorchCalls(modules={"torch.nn.MaxPool2d": _maxpool_module},
+                             functions={"torch.nn.functional.max_pool2d": _MAXPOOL, "torch.max_pool2d": _MAXPOOL})
     keras_class = "MaxPooling2D"
     args = (*_SlidingPool.args, Arg("dilation", ArgKind.PAIR, 1, aliases=("d",)))
 
@@ -112,6 +179,8 @@ class AvgPool2d(_SlidingPool):
                 Example({"kernel_size": 3, "stride": 2, "ceil_mode": True, "count_include_pad": False}, ((2, 8, 8),)))
     aliases = ("avgpool", "avg_pool", "avg_pool2d", "average_pooling2d")
     torch_class = "nn.AvgPool2d"
+    torch_calls = TorchCalls(modules={"torch.nn.AvgPool2d": _avgpool_module},
+                             functions={"torch.nn.functional.avg_pool2d": _AVGPOOL})
     keras_class = "AveragePooling2D"
     args = (*_SlidingPool.args, Arg("count_include_pad", ArgKind.BOOL, True))
 
@@ -210,6 +279,9 @@ class AdaptiveAvgPool2d(_AdaptiveAvg):
                 Example({"output_size": [None, 2]}, ((2, 5, 6),)))
     aliases = ("adaptive_avg_pool2d", "adaptive_avgpool")
     keras_class = "AdaptiveAveragePooling2D"
+    torch_calls = TorchCalls(  # output size 1x1 is global_avgpool2d
+        modules={"torch.nn.AdaptiveAvgPool2d": lambda m, refs: _adaptive(m.output_size, refs)},
+        functions={"torch.nn.functional.adaptive_avg_pool2d": Signature(("input", "output_size"), _adaptive_function)})
     args = (Arg("output_size", ArgKind.OPTIONAL_PAIR, doc="int or [h, w]; null keeps that side"),)
 
     def target(self, attrs, in_shape):
@@ -234,6 +306,7 @@ class GlobalAvgPool2d(_AdaptiveAvg):
     examples = (Example({}, ((4, 5, 6),)), Example({"keepdim": False}, ((3, 4, 4),)))
     aliases = ("global_avg_pool", "global_avgpool", "global_average_pooling2d", "gap")
     keras_class = "GlobalAveragePooling2D"
+    torch_calls = TorchCalls(functions={"torch.mean": _MEAN, "Tensor.mean": _MEAN})  # and AdaptiveAvgPool2d(1)
     args = (Arg("keepdim", ArgKind.BOOL, True, doc="false: the C x 1 x 1 result is flattened to C, as x.mean((2, 3))"),)
 
     def target(self, attrs, in_shape):
@@ -251,4 +324,6 @@ class GlobalAvgPool2d(_AdaptiveAvg):
 
         if attrs.get("keepdim", True):
             return nn.AdaptiveAvgPool2d((1, 1))
-        return nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(1))
+        from archviz.ops.modules import SpatialMean
+
+        return SpatialMean()

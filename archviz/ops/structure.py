@@ -4,7 +4,48 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.interop import Mapped, Signature, TorchCalls, batch_dim, is_ref, join, module_args
 from archviz.ops.registry import register
+
+
+def _flatten(a, out):
+    x = a["input"]
+    if not is_ref(x):
+        return None
+    rank = len(x.shape) + 1
+    start, end = batch_dim(a["start_dim"], rank), batch_dim(a["end_dim"], rank)
+    if not start or end is None:
+        return None
+    return Mapped("flatten", {"start_dim": start, "end_dim": end}, (x,))
+
+
+_FLATTEN = Signature(("input", "start_dim", "end_dim"), _flatten, {"start_dim": 0, "end_dim": -1})
+_DROPOUT_MODULES = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout")  # identities at inference
+
+
+def _dropout(a, out):  # F.dropout's `training` flag does not change the figures
+    return Mapped("dropout", {"p": a["p"], "inplace": a["inplace"]}, (a["input"],)) if is_ref(a["input"]) else None
+
+
+def _identity(a, out):
+    return Mapped("identity", {}, (a["input"],)) if is_ref(a["input"]) else None
+
+
+_KEEP = Signature(("input", "memory_format"), _identity, {"memory_format": None})
+_ADD = Signature(("input", "other", "alpha"), join("add", "add_param"), {"alpha": 1})
+
+
+def _cat(a, out):
+    tensors = a["tensors"]
+    if not isinstance(tensors, (list, tuple)) or not tensors or not all(is_ref(t) for t in tensors):
+        return None
+    if len(tensors) == 1:  # DenseNet's first layer of a block concatenates one tensor: itself
+        return Mapped("identity", {}, tuple(tensors))
+    dim = batch_dim(a["dim"], len(tensors[0].shape) + 1)
+    return None if not dim else Mapped("concat", {"dim": dim}, tuple(tensors))
+
+
+_CAT = Signature(("tensors", "dim"), _cat, {"dim": 0})
 
 
 @register
@@ -15,6 +56,8 @@ class Flatten(Op):
     examples = (Example({}, ((3, 4, 5),)), Example({"start_dim": 2}, ((3, 4, 5),)))
     kind = OpKind.RESHAPE
     torch_class = "nn.Flatten"
+    torch_calls = TorchCalls(modules={"torch.nn.Flatten": module_args("flatten", "start_dim", "end_dim")},
+                             functions={"torch.flatten": _FLATTEN, "Tensor.flatten": _FLATTEN})
     keras_class = "Flatten"
     args = (Arg("start_dim", ArgKind.INT, 1), Arg("end_dim", ArgKind.SIGNED_INT, -1))
 
@@ -49,6 +92,10 @@ class Dropout(Op):
     examples = (Example({}, ((3, 4, 5),)), Example({"p": 0.2}, ((10,),)))
     kind = OpKind.REGULARIZATION
     torch_class = "nn.Dropout"
+    torch_calls = TorchCalls(
+        modules={f"torch.nn.{name}": module_args("dropout", "p", "inplace") for name in _DROPOUT_MODULES},
+        functions={"torch.nn.functional.dropout": Signature(("input", "p", "training", "inplace"), _dropout,
+                                                            {"p": 0.5, "training": True, "inplace": False})})
     keras_class = "Dropout"
     args = (Arg("p", ArgKind.FLOAT, 0.5, aliases=("rate",)), Arg("inplace", ArgKind.BOOL, False))
     inplace_capable = True
@@ -70,6 +117,9 @@ class Identity(Op):
     examples = (Example({}, ((3, 4, 5),)),)
     kind = OpKind.RESHAPE
     torch_class = "nn.Identity"
+    torch_calls = TorchCalls(modules={"torch.nn.Identity": module_args("identity")},
+                             functions={"Tensor.contiguous": _KEEP, "Tensor.clone": _KEEP,
+                                        "Tensor.detach": Signature(("input",), _identity)})
     keras_class = "Identity"
 
     def build_torch(self, attrs, in_shapes):
@@ -90,6 +140,9 @@ class Add(Op):
     kind = OpKind.JOIN
     keras_class = "Add"
     torch_class = "archviz Add"
+    torch_calls = TorchCalls(functions={
+        name: _ADD for name in ("operator.add", "operator.iadd", "torch.add", "Tensor.add", "Tensor.add_",
+                                "Tensor.__add__", "Tensor.__iadd__", "Tensor.__radd__")})
     min_inputs, max_inputs = 2, 64
 
     def infer_shape(self, attrs, in_shapes):
@@ -126,6 +179,7 @@ class Concat(Op):
     aliases = ("cat", "concatenate")
     keras_class = "Concatenate"
     torch_class = "archviz Concat"
+    torch_calls = TorchCalls(functions={"torch.cat": _CAT, "torch.concat": _CAT, "torch.concatenate": _CAT})
     min_inputs, max_inputs = 2, 64
     args = (Arg("dim", ArgKind.SIGNED_INT, 1),)
 

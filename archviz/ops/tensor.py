@@ -7,8 +7,13 @@ first. The torch modules that rebuild these ops are in archviz/ops/modules.py.
 
 from __future__ import annotations
 
+import math
+
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Example, Fill, Op, OpKind, Step, Weight, Window, fmt_int, fmt_shape, numel
+from archviz.ops.base import (
+    Arg, ArgKind, Example, Fill, Op, OpKind, Shape, Step, Weight, Window, fmt_int, fmt_shape, numel,
+)
+from archviz.ops.interop import Mapped, Ref, Signature, TorchCalls, batch_dim, is_ref, join, module_args
 from archviz.ops.registry import register
 
 
@@ -40,6 +45,10 @@ class Mul(Op):
     kind = OpKind.JOIN
     keras_class = "Multiply"
     torch_class = "archviz Mul"
+    torch_calls = TorchCalls(functions={
+        name: Signature(("input", "other"), join("mul", "mul_param"))
+        for name in ("operator.mul", "operator.imul", "torch.mul", "Tensor.mul", "Tensor.mul_", "Tensor.__mul__",
+                     "Tensor.__rmul__")})
     min_inputs, max_inputs = 2, 64
 
     def infer_shape(self, attrs, in_shapes):
@@ -73,6 +82,12 @@ class StochasticDepth(Op):
     aliases = ("drop_path",)
     kind = OpKind.REGULARIZATION
     torch_class = "torchvision.ops.StochasticDepth"
+    torch_calls = TorchCalls(
+        modules={"torchvision.ops.StochasticDepth": module_args("stochastic_depth", "p", "mode")},
+        functions={"torchvision.ops.stochastic_depth.stochastic_depth": Signature(
+            ("input", "p", "mode", "training"),
+            lambda a, out: Mapped("stochastic_depth", {"p": a["p"], "mode": a["mode"]}, (a["input"],))
+            if is_ref(a["input"]) else None, {"training": True})})
     keras_class = "StochasticDepth"
     args = (
         Arg("p", ArgKind.FLOAT, 0.0, doc="probability of dropping the branch while training"),
@@ -88,6 +103,24 @@ class StochasticDepth(Op):
         return StochasticDepth(attrs["p"], attrs["mode"])
 
 
+def reshape_to(x: Ref, out: Shape) -> Mapped:
+    """A view of x as `out`: flatten where it merges one span of dims (x.view(n, -1)), else reshape."""
+    shape = x.shape
+    for start in range(len(shape)):
+        for end in range(len(shape) - 1, start, -1):  # the widest span first: x.view(n, -1) is flatten(1, -1)
+            if (*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:]) == tuple(out):
+                return Mapped("flatten", {"start_dim": start + 1, "end_dim": -1 if end == len(shape) - 1 else end + 1},
+                              (x,))
+    return Mapped("reshape", {"shape": list(out)}, (x,))
+
+
+def _view(a, out):
+    return reshape_to(a["input"], out) if is_ref(a["input"]) else None
+
+
+_VIEW = Signature(("input", "*shape"), _view)
+
+
 @register
 class Reshape(Op):
     """A view of the same elements in another shape (torch's view/reshape, the batch kept). No cost."""
@@ -98,6 +131,8 @@ class Reshape(Op):
     kind = OpKind.RESHAPE
     keras_class = "Reshape"
     torch_class = "archviz Reshape"
+    torch_calls = TorchCalls(functions={"torch.reshape": Signature(("input", "shape"), _view), "Tensor.view": _VIEW,
+                                        "Tensor.reshape": _VIEW})
     args = (Arg("shape", ArgKind.SHAPE, doc="the new shape without the batch, e.g. [2, 58, 28, 28]"),)
 
     def resolve(self, attrs, in_shapes):
@@ -123,6 +158,35 @@ class Reshape(Op):
         return Reshape(attrs["shape"])
 
 
+def _permute(a, out):
+    x, dims = a["input"], a["dims"]
+    if not is_ref(x):
+        return None
+    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+        dims = tuple(dims[0])
+    rank = len(x.shape) + 1
+    normal = [batch_dim(d, rank) for d in dims]
+    if None in normal or len(normal) != rank or normal[0] != 0:
+        return None
+    return Mapped("permute", {"dims": normal[1:]}, (x,))
+
+
+def _transpose(a, out):
+    x = a["input"]
+    if not is_ref(x):
+        return None
+    rank = len(x.shape) + 1
+    d0, d1 = batch_dim(a["dim0"], rank), batch_dim(a["dim1"], rank)
+    if not d0 or not d1:
+        return None
+    dims = list(range(1, rank))
+    dims[d0 - 1], dims[d1 - 1] = dims[d1 - 1], dims[d0 - 1]
+    return Mapped("permute", {"dims": dims}, (x,))
+
+
+_TRANSPOSE = Signature(("input", "dim0", "dim1"), _transpose)
+
+
 @register
 class Permute(Op):
     """The dims in another order (torch's permute and transpose, the batch kept first). No cost.
@@ -135,6 +199,11 @@ class Permute(Op):
     kind = OpKind.RESHAPE
     keras_class = "Permute"
     torch_class = "archviz Permute"
+    torch_calls = TorchCalls(functions={
+        "torch.permute": Signature(("input", "dims"), lambda a, out: _permute({**a, "dims": (a["dims"],)}, out)),
+        "Tensor.permute": Signature(("input", "*dims"), _permute),
+        "torch.transpose": _TRANSPOSE, "torch.swapaxes": _TRANSPOSE, "Tensor.transpose": _TRANSPOSE,
+        "Tensor.swapaxes": _TRANSPOSE})
     args = (Arg("dims", ArgKind.SHAPE, doc="the order of the non-batch dims, torch counting (batch = 0)"),)
 
     def resolve(self, attrs, in_shapes):
@@ -161,6 +230,31 @@ class Permute(Op):
         return Permute(attrs["dims"])
 
 
+def _narrow(a, out):
+    """x.narrow(dim, start, length) or torch.narrow: a slice of a non-batch dim (a negative start counts from the end)."""
+    x, start, length = a["input"], a["start"], a["length"]
+    if not is_ref(x) or not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, length)):
+        return None
+    rank = len(x.shape) + 1
+    dim = batch_dim(a["dim"], rank)
+    if not dim:
+        return None
+    size = x.shape[dim - 1]
+    return Mapped("narrow", {"dim": dim, "start": start % size if start < 0 else start, "length": length}, (x,))
+
+
+_NARROW = Signature(("input", "dim", "start", "length"), _narrow)
+
+
+def _piece(source: Ref, dim, pieces: list[Shape], index: int) -> Mapped | None:
+    """Piece `index` of a chunk or split of `source` along `dim` (torch counting) as a narrow."""
+    dim = batch_dim(dim, len(source.shape) + 1) if dim is not None else None
+    if not dim:
+        return None
+    start = sum(shape[dim - 1] for shape in pieces[:index])
+    return Mapped("narrow", {"dim": dim, "start": start, "length": pieces[index][dim - 1]}, (source,))
+
+
 @register
 class Narrow(Op):
     """`length` consecutive entries of one dim from `start` (torch's narrow; each piece of chunk or split). No cost."""
@@ -172,6 +266,9 @@ class Narrow(Op):
     kind = OpKind.RESHAPE
     keras_class = "Cropping"
     torch_class = "archviz Narrow"
+    torch_calls = TorchCalls(functions={"torch.narrow": _NARROW, "Tensor.narrow": _NARROW},
+                             pieces={name: _piece for name in ("torch.chunk", "torch.split", "torch.tensor_split",
+                                                               "Tensor.chunk", "Tensor.split", "Tensor.tensor_split")})
     args = (
         Arg("dim", ArgKind.INT, doc="torch counting: the batch is dim 0 and cannot be narrowed"),
         Arg("start", ArgKind.NONNEG_INT, 0),

@@ -26,6 +26,7 @@ from archviz.graph.ir import INPUT, Graph, Node, Origin, Scope, Shape
 from archviz.graph.make import made, make_node
 from archviz.ops import get_op
 from archviz.ops.base import fmt_shape
+from archviz.ops.interop import Const, Mapped, Ref  # noqa: F401  (the tracers' names for them)
 from archviz.spec.args import MAX_TEXT
 
 NOT_STORED = "num_batches_tracked"  # BatchNorm's one-element step counter: not counted (archviz/ops/norm.py)
@@ -33,40 +34,6 @@ NOT_STORED = "num_batches_tracked"  # BatchNorm's one-element step counter: not 
 
 class TraceBug(RuntimeError):
     """A registry op's formula disagrees with what torch computed for the same layer: a bug in archviz."""
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A traced tensor that depends on the input: the call that made it (None: the input itself), its shape without
-    the batch."""
-
-    call: int | None
-    shape: Shape
-
-
-@dataclass(frozen=True)
-class Const:
-    """A tensor that does not depend on the input: a parameter or buffer, or something computed from them only.
-    `tensors` are the model's parameters and buffers it was made from (compared by identity)."""
-
-    tensors: tuple = ()
-    value: Any = field(default=None, compare=False, repr=False)  # the tensor itself (a meta tensor)
-
-    @property
-    def parameter(self):
-        """The model parameter this constant is, as it is (not computed from it); else None."""
-        return self.value if len(self.tensors) == 1 and self.tensors[0] is self.value else None
-
-
-@dataclass(frozen=True)
-class Mapped:
-    """A call as a registry op: its name, raw arguments (checked by the op), inputs, and the model tensors (parameters
-    and buffers) its formula counts."""
-
-    op: str
-    attrs: Mapping[str, Any]
-    inputs: tuple[Ref, ...]
-    claims: tuple = ()
 
 
 @dataclass(frozen=True)

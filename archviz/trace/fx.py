@@ -22,8 +22,7 @@ from archviz.errors import UnsupportedOpError
 from archviz.ops.base import fmt_shape
 from archviz.trace.assemble import Call, Const, Ref, Traced
 from archviz.trace.mapping import (
-    SPLITTER_METHODS, SPLITTERS, map_function, map_method, map_module, map_piece, mapped_class, qualified_name,
-    split_dim,
+    map_function, map_method, map_module, mapped_class, piece_adapter, qualified_name, split_dim,
 )
 
 BATCH = 2  # > 1: a dim of the batch's size that is not dim 0 is then a model's own dim, never the batch
@@ -231,14 +230,14 @@ class _Walker:
             ref = self._module_call(node.target, producer.module, stack, refs, consts, value, mapped=False,
                                     piece=f"[{index}]" if index else "")
         else:
-            splitter = node.target in SPLITTERS if node.op == "call_function" else node.target in SPLITTER_METHODS
+            adapter = piece_adapter(node.target, method=node.op != "call_function")
             target = qualified_name(node.target) if node.op == "call_function" else f"Tensor.{node.target}"
             base = getattr(node.target, "__name__", "op") if node.op == "call_function" else node.target
             out = self._batch_free(value, target)
             mapped = None
-            if splitter and refs and args and args[0] is refs[0] and not consts:
+            if adapter is not None and refs and args and args[0] is refs[0] and not consts:
                 pieces = [tuple(v.shape[1:]) for v in producer.values]
-                mapped = map_piece(refs[0], split_dim(args, kwargs), pieces, index)
+                mapped = adapter(refs[0], split_dim(args, kwargs), pieces, index)
             key, path = stack[-1] if stack else ("", "")
             ref = self._add(Call("function", path, key, tuple(k for k, _ in stack), base, f"{target}[{index}]", refs,
                                  out, mapped, consts))
