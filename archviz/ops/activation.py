@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel
-from archviz.ops.interop import Mapped, Signature, TorchCalls, batch_dim, is_ref, module_args, unary
+from archviz.ops.interop import (
+    Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_close, is_ref, module_args, onnx_as, onnx_float,
+    onnx_gated, onnx_reads_as, unary,
+)
 from archviz.ops.registry import register
 
 _INPLACE = Arg("inplace", ArgKind.BOOL, False, doc="overwrite the input (saves activation memory)")
@@ -44,12 +47,47 @@ def _with_inplace(op: str) -> Signature:
     return Signature(("input", "inplace"), unary(op), {"inplace": False})
 
 
+def _read_clip(r):
+    """Clip to [0, 6] is relu6; to [0, inf) relu."""
+    low, high = (r.attrs.get("min"), r.attrs.get("max")) if r.opset < 11 else (r.constant(1), r.constant(2))
+    if low == 0 and high == 6:
+        return r.layer("relu6")
+    if low == 0 and (high is None or high == float("inf")):
+        return r.layer("relu")
+    raise NotRepresentable(f"Clip to [{low}, {high}] (archviz has relu and relu6)")
+
+
+def _read_hard_sigmoid(r):
+    if not (is_close(r.attrs.get("alpha", 0.2), 1 / 6) and is_close(r.attrs.get("beta", 0.5), 0.5)):
+        raise NotRepresentable("alpha and beta are not torch's 1/6 and 1/2")
+    return r.gated("hardsigmoid", "hardswish")
+
+
+def _read_swish(r):
+    if onnx_float(r.attrs.get("alpha", 1.0)) != 1.0:
+        raise NotRepresentable("alpha is not 1")
+    return r.layer("silu")
+
+
+def _read_softmax(r):
+    rank = len(r.shape(r.activation()))
+    axis = r.attrs.get("axis", -1 if r.opset >= 13 else 1)
+    if r.opset < 13 and axis % rank != rank - 1:
+        raise NotRepresentable(f"opset {r.opset} softmax over axes {axis}.. flattened together")
+    return r.layer("softmax", {"dim": axis})
+
+
+def _clip_to_6(self, e, node, x):
+    low, high = e.constant(f"{node.name}/min", 0.0), e.constant(f"{node.name}/max", 6.0)
+    e.add("Clip", [x[0], low, high], node.name, node.name)
+
+
 def _traced(name: str, torch_class: str, module_attrs: tuple[str, ...], functions: dict) -> TorchCalls:
     return TorchCalls(modules={f"torch.{torch_class}": module_args(name, *module_attrs)}, functions=functions)
 
 
 def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), inplace=False, doc="",
-                examples=POINTWISE_EXAMPLES, calls: TorchCalls):
+                examples=POINTWISE_EXAMPLES, calls: TorchCalls, onnx, reads: dict):
     cls = type(
         torch_class.removeprefix("nn."),
         (_Activation,),
@@ -57,7 +95,7 @@ def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), 
             "__doc__": doc or f"{torch_class}: {per_element} op(s) per element ({reason}). No params.",
             "name": name, "aliases": aliases, "torch_class": torch_class, "keras_class": "Activation",
             "ops_per_element": per_element, "ops_reason": reason, "args": (*args, *((_INPLACE,) if inplace else ())),
-            "inplace_capable": inplace, "examples": examples, "torch_calls": calls,
+            "inplace_capable": inplace, "examples": examples, "torch_calls": calls, "write_onnx": onnx, "onnx_reads": reads,
         },
     )
     return register(cls)
@@ -66,9 +104,11 @@ def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), 
 _activation("relu", "nn.ReLU", 1, "max(x, 0)", inplace=True, calls=_traced("relu", "nn.ReLU", ("inplace",), {
     "torch.nn.functional.relu": _with_inplace("relu"), "torch.relu": _plain("relu"), "Tensor.relu": _plain("relu"),
     "torch.relu_": Signature(("input",), unary("relu", inplace=True)),
-    "Tensor.relu_": Signature(("input",), unary("relu", inplace=True))}))
+    "Tensor.relu_": Signature(("input",), unary("relu", inplace=True))}), onnx=onnx_as("Relu"),
+    reads={"Relu": onnx_reads_as("relu")})
 _activation("relu6", "nn.ReLU6", 2, "min(max(x, 0), 6)", inplace=True, calls=_traced(
-    "relu6", "nn.ReLU6", ("inplace",), {"torch.nn.functional.relu6": _with_inplace("relu6")}))
+    "relu6", "nn.ReLU6", ("inplace",), {"torch.nn.functional.relu6": _with_inplace("relu6")}), onnx=_clip_to_6,
+    reads={"Clip": _read_clip})
 
 
 def _leaky_relu(a, out):
@@ -83,28 +123,38 @@ _activation(
     calls=_traced("leaky_relu", "nn.LeakyReLU", ("negative_slope", "inplace"), {
         "torch.nn.functional.leaky_relu": Signature(("input", "negative_slope", "inplace"), _leaky_relu,
                                                     {"negative_slope": 0.01, "inplace": False})}),
+    onnx=onnx_as("LeakyRelu", lambda a: {"alpha": a["negative_slope"]}),
+    reads={"LeakyRelu": onnx_reads_as("leaky_relu", lambda r: {"negative_slope": onnx_float(r.attrs.get("alpha", 0.01))})},
 )
 _activation("sigmoid", "nn.Sigmoid", 3, "exp, add, divide", calls=_traced("sigmoid", "nn.Sigmoid", (), {
     "torch.sigmoid": _plain("sigmoid"), "torch.nn.functional.sigmoid": _plain("sigmoid"),
-    "Tensor.sigmoid": _plain("sigmoid")}))
+    "Tensor.sigmoid": _plain("sigmoid")}), onnx=onnx_as("Sigmoid"),
+    reads={"Sigmoid": lambda r: r.gated("sigmoid", "silu")})  # x * sigmoid(x) is silu
 _activation("tanh", "nn.Tanh", 5, "two exps, two adds, divide", calls=_traced("tanh", "nn.Tanh", (), {
-    "torch.tanh": _plain("tanh"), "torch.nn.functional.tanh": _plain("tanh"), "Tensor.tanh": _plain("tanh")}))
+    "torch.tanh": _plain("tanh"), "torch.nn.functional.tanh": _plain("tanh"), "Tensor.tanh": _plain("tanh")}), onnx=onnx_as("Tanh"),
+    reads={"Tanh": onnx_reads_as("tanh")})
 _activation(
     "gelu", "nn.GELU", 8, "tanh approximation: cube, multiply-adds, tanh",
     args=(Arg("approximate", ArgKind.CHOICE, "none", choices=("none", "tanh")),),
     examples=(*POINTWISE_EXAMPLES, Example({"approximate": "tanh"}, ((3, 4, 4),))),
     calls=_traced("gelu", "nn.GELU", ("approximate",), {
         "torch.nn.functional.gelu": Signature(("input", "approximate"), unary("gelu"), {"approximate": "none"})}),
+    onnx=onnx_as("Gelu", lambda a: {"approximate": a["approximate"]}),
+    reads={"Gelu": onnx_reads_as("gelu", lambda r: {"approximate": r.attrs.get("approximate", "none")})},
 )
 _activation("silu", "nn.SiLU", 4, "x * sigmoid(x)", aliases=("swish",), inplace=True, calls=_traced(
-    "silu", "nn.SiLU", ("inplace",), {"torch.nn.functional.silu": _with_inplace("silu")}))
+    "silu", "nn.SiLU", ("inplace",), {"torch.nn.functional.silu": _with_inplace("silu")}),
+            onnx=onnx_gated("Sigmoid"), reads={"Swish": _read_swish})
 _activation("hardswish", "nn.Hardswish", 5, "x * min(max(x + 3, 0), 6) / 6: add, two compares, multiply, divide",
             aliases=("hard_swish",), inplace=True, calls=_traced(
-                "hardswish", "nn.Hardswish", ("inplace",), {"torch.nn.functional.hardswish": _with_inplace("hardswish")}))
+                "hardswish", "nn.Hardswish", ("inplace",), {"torch.nn.functional.hardswish": _with_inplace("hardswish")}),
+            onnx=onnx_gated("HardSigmoid", alpha=1 / 6, beta=0.5), reads={"HardSwish": onnx_reads_as("hardswish")})
 _activation("hardsigmoid", "nn.Hardsigmoid", 4, "min(max(x + 3, 0), 6) / 6: add, two compares, divide",
             aliases=("hard_sigmoid",), inplace=True, calls=_traced(
                 "hardsigmoid", "nn.Hardsigmoid", ("inplace",),
-                {"torch.nn.functional.hardsigmoid": _with_inplace("hardsigmoid")}))
+                {"torch.nn.functional.hardsigmoid": _with_inplace("hardsigmoid")}),
+            onnx=onnx_as("HardSigmoid", lambda a: {"alpha": 1 / 6, "beta": 0.5}),
+            reads={"HardSigmoid": _read_hard_sigmoid})  # x * hardsigmoid(x) is hardswish
 
 
 def _softmax(a, out):
@@ -136,6 +186,8 @@ class Softmax(_Activation):
         modules={"torch.nn.Softmax": lambda m, refs: None if m.dim is None else Mapped("softmax", {"dim": m.dim}, refs)},
         functions={"torch.nn.functional.softmax": _SOFTMAX, "torch.softmax": _SOFTMAX,
                    "Tensor.softmax": Signature(("input", "dim", "dtype"), _softmax, {"dtype": None})})
+    write_onnx = onnx_as("Softmax", lambda a: {"axis": a["dim"]})
+    onnx_reads = {"Softmax": _read_softmax}
 
     def resolve(self, attrs, in_shapes):
         rank = len(in_shapes[0]) + 1

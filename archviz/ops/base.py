@@ -185,6 +185,14 @@ class Op(abc.ABC):
     def explain_other_ops(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> Step | None:
         return None
 
+    # --- ONNX -------------------------------------------------------------------------------------
+    def write_onnx(self, e, node, inputs: list[str]) -> None:
+        """Add to `e` the ONNX nodes computing what build_torch's module computes, reading the tensors `inputs` and
+        writing node.name (archviz/onnx/export.py's emitter: add, constant, weight, function)."""
+        from archviz.errors import UnsupportedOpError
+
+        raise UnsupportedOpError(f"archviz cannot write {self.name} to ONNX yet", layer=node.name)
+
     # --- torch ------------------------------------------------------------------------------------
     @abc.abstractmethod
     def build_torch(self, attrs: Attrs, in_shapes: list[Shape]):

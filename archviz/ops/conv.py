@@ -7,7 +7,7 @@ from archviz.ops.base import (
     Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Weight, Window, check_window_fits, compact, fmt_int,
     fmt_shape, numel, pair, require_rank,
 )
-from archviz.ops.interop import Mapped, TorchCalls
+from archviz.ops.interop import Mapped, NotRepresentable, TorchCalls, onnx_pads, onnx_pair, onnx_symmetric
 from archviz.ops.registry import register
 
 
@@ -35,6 +35,27 @@ def _conv_module(m, refs):
         "bias": m.bias is not None}, refs)
 
 
+def _read_conv(r):
+    spatial = r.shape(r.activation(), 4)[2:]
+    weight = r.stored_shape(1, "weight")
+    if len(weight) != 4:
+        raise NotRepresentable(f"a {len(weight) - 2}-d convolution (archviz has conv2d)")
+    kernel = list(r.attrs.get("kernel_shape", weight[2:]))
+    strides, dilations = list(r.attrs.get("strides", [1, 1])), list(r.attrs.get("dilations", [1, 1]))
+    before, after = onnx_pads(r.attrs, spatial, kernel, strides, dilations)
+    note = None
+    totals = [d * (k - 1) for d, k in zip(dilations, kernel)]
+    if before != after and strides == [1, 1] and all((b, a) == (t // 2, t - t // 2)
+                                                     for b, a, t in zip(before, after, totals)):
+        padding = "same"  # torch's padding="same": the odd pixel after
+    else:
+        padding, note = onnx_symmetric(before, after, spatial, kernel, strides, dilations)
+    args = {"out_channels": weight[0], "kernel_size": onnx_pair(kernel), "stride": onnx_pair(strides),
+            "padding": padding, "dilation": onnx_pair(dilations), "groups": r.attrs.get("group", 1),
+            "bias": r.has_input(2)}
+    return r.with_bias("conv2d", args, (1, weight[0], 1, 1), note)
+
+
 @register
 class Conv2d(Op):
     """2-D convolution.
@@ -56,6 +77,7 @@ class Conv2d(Op):
     aliases = ("conv",)
     torch_class = "nn.Conv2d"
     torch_calls = TorchCalls(modules={"torch.nn.Conv2d": _conv_module})
+    onnx_reads = {"Conv": _read_conv}  # and a following Add of a stored bias
     keras_class = "Conv2D"
     args = (
         Arg("out_channels", ArgKind.INT, aliases=("filters", "out"), doc="number of filters"),
@@ -146,6 +168,15 @@ class Conv2d(Op):
         if attrs["groups"] != 1:
             text += f" g{attrs['groups']}"
         return text
+
+    def write_onnx(self, e, node, x):
+        a = node.attrs
+        axes = conv_axes(a, node.in_shapes[0])
+        after = [ax.padding if ax.padding_after is None else ax.padding_after for ax in axes]
+        inputs = [x[0], e.weight(node, "weight")] + ([e.weight(node, "bias")] if a["bias"] else [])
+        e.add("Conv", inputs, node.name, node.name, kernel_shape=list(pair(a["kernel_size"])),
+              strides=list(pair(a["stride"])), dilations=list(pair(a["dilation"])), group=a["groups"],
+              pads=[axes[0].padding, axes[1].padding, *after])
 
     def build_torch(self, attrs, in_shapes):
         from torch import nn

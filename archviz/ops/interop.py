@@ -245,3 +245,53 @@ def join(op: str, with_parameter: str) -> Callable[[dict, Shape], Mapped | None]
         return None
 
     return build
+
+
+def onnx_as(op_type: str, options: Callable[[Mapping], dict] = lambda attrs: {}):
+    """write_onnx for an op that is one ONNX node of `op_type` on the same inputs, with attributes from `options`."""
+
+    def write_onnx(self, e, node, x: list[str]) -> None:
+        e.add(op_type, x, node.name, node.name, **options(node.attrs))
+
+    return write_onnx
+
+
+def onnx_gated(gate: str, **options):
+    """write_onnx for x * gate(x): silu with Sigmoid, hardswish with HardSigmoid."""
+
+    def write_onnx(self, e, node, x: list[str]) -> None:
+        gated = e.add(gate, x[:1], f"{node.name}/{gate.lower()}", node.name, **options)
+        e.add("Mul", [x[0], gated], node.name, f"{node.name}/Mul")
+
+    return write_onnx
+
+
+def onnx_reshape(e, node, x: list[str], shape) -> None:
+    """A Reshape of x to (batch, *shape): 0 in ONNX's target keeps the batch dim."""
+    target = e.constant(f"{node.name}/shape", [0, *shape], "int64")
+    e.add("Reshape", [x[0], target], node.name, node.name)
+
+
+def onnx_reads_as(op: str, args: Callable[[Any], dict] = lambda r: {}):
+    """A reader for an ONNX node that is `op` of its first input, with arguments from the node (`args(reader)`)."""
+    return lambda r: r.layer(op, args(r))
+
+
+def onnx_join(op: str, with_parameter: str | None = None, args: Callable[[Any], dict] = lambda r: {}):
+    """A reader for Add, Mul, Sum, Concat: `op` of the computed inputs (one alone is the identity), or with one
+    stored weight W, x + W or x * W as `with_parameter` (a position embedding, a layer scale)."""
+
+    def read(r):
+        inputs = r.inputs()
+        computed = [i for i in range(len(inputs)) if r.computed(i)]
+        if len(computed) == len(inputs):
+            return r.layer(op, args(r), inputs=inputs) if len(inputs) > 1 else r.layer("identity", inputs=inputs)
+        if with_parameter is None or len(inputs) != 2 or len(computed) != 1:
+            raise NotRepresentable("an operand is a stored tensor")
+        stored = 1 - computed[0]
+        if r.weight(stored) is None:
+            raise NotRepresentable("an operand is a constant, not a stored weight")
+        shape = r.stored_shape(stored, "operand")
+        return r.layer(with_parameter, {"shape": list(shape) or [1]}, inputs=(inputs[computed[0]],), stored=r.stored())
+
+    return read

@@ -4,8 +4,35 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel
-from archviz.ops.interop import Mapped, TorchCalls
+from archviz.ops.interop import Mapped, NotRepresentable, TorchCalls, onnx_float
 from archviz.ops.registry import register
+
+
+def _read_gemm(r):
+    if r.attrs.get("transA", 0):
+        raise NotRepresentable("transA is set")
+    r.activation()
+    weight = r.stored_shape(1, "weight")
+    if len(weight) != 2:
+        raise NotRepresentable(f"its weight has rank {len(weight)}")
+    out_features, in_features = (weight[0], weight[1]) if r.attrs.get("transB", 0) else (weight[1], weight[0])
+    scale = [f"{k}={onnx_float(r.attrs[k]):g}" for k in ("alpha", "beta")
+             if k in r.attrs and onnx_float(r.attrs[k]) != 1.0]
+    note = f"Gemm with {' and '.join(scale)}: scaled weights, the same counts" if scale else None
+    args = {"out_features": out_features, "in_features": in_features, "bias": r.has_input(2)}
+    return r.with_bias("linear", args, (1, out_features), note)
+
+
+def _read_matmul(r):
+    x = r.activation()
+    if r.computed(1):
+        raise NotRepresentable("a product of two computed tensors (no weights)")
+    weight = r.stored_shape(1, "weight")
+    if len(weight) != 2:
+        raise NotRepresentable(f"its stored operand has rank {len(weight)}, not 2")
+    rank = len(r.shape(x))
+    args = {"out_features": weight[1], "in_features": weight[0], "bias": False}
+    return r.with_bias("linear", args, (1,) * (rank - 1) + (weight[1],))
 
 
 @register
@@ -23,6 +50,7 @@ class Linear(Op):
     torch_class = "nn.Linear"
     torch_calls = TorchCalls(modules={"torch.nn.Linear": lambda m, refs: Mapped("linear", {
         "in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}, refs)})
+    onnx_reads = {"Gemm": _read_gemm, "MatMul": _read_matmul}  # and a following Add of a stored bias
     keras_class = "Dense"
     args = (
         Arg("out_features", ArgKind.INT, aliases=("units", "out")),
@@ -74,6 +102,19 @@ class Linear(Op):
 
     def summary(self, attrs):
         return f"{attrs['out_features']} units"
+
+    def write_onnx(self, e, node, x):
+        """(N, F): one Gemm with the weight as torch stores it (out, in); more dims: MatMul by its transpose, Add."""
+        a, path = node.attrs, node.name
+        if len(node.in_shapes[0]) == 1:
+            inputs = [x[0], e.weight(node, "weight")] + ([e.weight(node, "bias")] if a["bias"] else [])
+            e.add("Gemm", inputs, path, path, transB=1)
+            return
+        transposed = e.add("Transpose", [e.weight(node, "weight")], f"{path}/weight_t", f"{path}/Transpose",
+                           perm=[1, 0])
+        product = e.add("MatMul", [x[0], transposed], f"{path}/matmul" if a["bias"] else path, path)
+        if a["bias"]:
+            e.add("Add", [product, e.weight(node, "bias")], path, f"{path}/bias")
 
     def build_torch(self, attrs, in_shapes):
         from torch import nn

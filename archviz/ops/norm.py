@@ -6,8 +6,38 @@ from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel, require_rank,
 )
-from archviz.ops.interop import Const, Mapped, Signature, TorchCalls, is_ref, module_args
+from archviz.ops.interop import (
+    Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, module_args, onnx_as, onnx_float,
+)
 from archviz.ops.registry import register
+
+
+def _read_batchnorm(r):
+    rank = len(r.shape(r.activation()))
+    if rank != 4:
+        raise NotRepresentable(f"batch norm over a rank-{rank} tensor (archviz has batchnorm2d)")
+    if r.attrs.get("spatial", 1) != 1:
+        raise NotRepresentable("spatial=0 (statistics per position)")
+    args = {"eps": onnx_float(r.attrs.get("epsilon", 1e-5)), "momentum": onnx_float(1 - r.attrs.get("momentum", 0.9)),
+            "affine": r.weight(1) is not None, "track_running_stats": r.weight(3) is not None}
+    return r.layer("batchnorm2d", args, stored=r.stored())
+
+
+def _read_lrn(r):
+    a = r.attrs
+    return r.layer("local_response_norm", {
+        "size": a["size"], "alpha": onnx_float(a.get("alpha", 1e-4)), "beta": onnx_float(a.get("beta", 0.75)),
+        "k": onnx_float(a.get("bias", 1.0))})
+
+
+def _read_layer_norm(r):
+    shape = r.shape(r.activation())
+    axis = r.attrs.get("axis", -1) % len(shape)
+    if axis == 0:
+        raise NotRepresentable("it normalises over the batch too")
+    args = {"normalized_shape": list(shape[axis:]), "eps": onnx_float(r.attrs.get("epsilon", 1e-5)),
+            "elementwise_affine": r.weight(1) is not None, "bias": r.has_input(2) and r.weight(2) is not None}
+    return r.layer("layer_norm", args, stored=r.stored())
 
 
 @register
@@ -27,6 +57,7 @@ class BatchNorm2d(Op):
     torch_class = "nn.BatchNorm2d"
     torch_calls = TorchCalls(modules={"torch.nn.BatchNorm2d": module_args(
         "batchnorm2d", "num_features", "eps", "momentum", "affine", "track_running_stats")})
+    onnx_reads = {"BatchNormalization": _read_batchnorm}
     keras_class = "BatchNormalization"
     args = (
         Arg("eps", ArgKind.FLOAT, 1e-5),
@@ -70,6 +101,20 @@ class BatchNorm2d(Op):
     def explain_other_ops(self, attrs, in_shapes, out_shape):
         return Step("other ops", f"2 per element (scale and shift) x {fmt_shape(out_shape)}", fmt_int(2 * numel(out_shape)))
 
+    def write_onnx(self, e, node, x):
+        a, path, channels = node.attrs, node.name, node.attrs["num_features"]
+        if a["affine"]:
+            scale, shift = e.weight(node, "weight"), e.weight(node, "bias")
+        else:
+            scale, shift = e.constant(f"{path}/scale", [1.0] * channels), e.constant(f"{path}/shift", [0.0] * channels)
+        options = {"epsilon": a["eps"], "momentum": 1 - a["momentum"]}
+        if a["track_running_stats"]:
+            mean, var = e.weight(node, "running_mean"), e.weight(node, "running_var")
+        else:  # torch normalises with the batch's own statistics: ONNX's training mode, which must output the new stats
+            mean, var = e.constant(f"{path}/mean", [0.0] * channels), e.constant(f"{path}/var", [1.0] * channels)
+            options.update(training_mode=1, unused=(f"{path}/running_mean", f"{path}/running_var"))
+        e.add("BatchNormalization", [x[0], scale, shift, mean, var], path, path, **options)
+
     def build_torch(self, attrs, in_shapes):
         from torch import nn
 
@@ -94,6 +139,8 @@ class LocalResponseNorm(Op):
     torch_class = "nn.LocalResponseNorm"
     torch_calls = TorchCalls(modules={"torch.nn.LocalResponseNorm": module_args(
         "local_response_norm", "size", "alpha", "beta", "k")})
+    onnx_reads = {"LRN": _read_lrn}
+    write_onnx = onnx_as("LRN", lambda a: {"size": a["size"], "alpha": a["alpha"], "beta": a["beta"], "bias": a["k"]})
     keras_class = "LocalResponseNormalization"
     args = (
         Arg("size", ArgKind.INT, aliases=("depth_radius",), doc="number of neighbouring channels"),
@@ -116,6 +163,11 @@ class LocalResponseNorm(Op):
         from torch import nn
 
         return nn.LocalResponseNorm(attrs["size"], alpha=attrs["alpha"], beta=attrs["beta"], k=attrs["k"])
+
+
+def _filled(shape, value) -> list:
+    """A nested list of `shape` holding `value` everywhere (an ONNX constant, without numpy)."""
+    return [value] * shape[-1] if len(shape) == 1 else [_filled(shape[1:], value) for _ in range(shape[0])]
 
 
 def _layer_norm_module(m, refs):
@@ -155,6 +207,7 @@ class LayerNorm(Op):
         functions={"torch.nn.functional.layer_norm": Signature(
             ("input", "normalized_shape", "weight", "bias", "eps"), _layer_norm_function,
             {"weight": None, "bias": None, "eps": 1e-5})})
+    onnx_reads = {"LayerNormalization": _read_layer_norm}
     keras_class = "LayerNormalization"
     args = (
         Arg("normalized_shape", ArgKind.SHAPE, doc="the last dims normalised together, e.g. [768]"),
@@ -200,6 +253,14 @@ class LayerNorm(Op):
 
     def summary(self, attrs):
         return f"over {fmt_shape(attrs['normalized_shape'])}"
+
+    def write_onnx(self, e, node, x):
+        a, shape = node.attrs, tuple(node.attrs["normalized_shape"])
+        if a["elementwise_affine"]:
+            inputs = [x[0], e.weight(node, "weight")] + ([e.weight(node, "bias")] if a.get("bias", True) else [])
+        else:
+            inputs = [x[0], e.constant(f"{node.name}/scale", _filled(shape, 1.0))]
+        e.add("LayerNormalization", inputs, node.name, node.name, axis=-len(shape), epsilon=a["eps"])
 
     def build_torch(self, attrs, in_shapes):
         from torch import nn

@@ -10,7 +10,10 @@ from archviz.ops.base import (
     Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape, numel,
     pair, require_rank,
 )
-from archviz.ops.interop import Mapped, Signature, TorchCalls, batch_dim, is_ref
+from archviz.ops.interop import (
+    Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_ref, onnx_pads, onnx_pair, onnx_symmetric,
+    window_matrix,
+)
 from archviz.ops.registry import register
 
 
@@ -78,6 +81,48 @@ def _mean(a, out):
 _MEAN = Signature(("input", "dim", "keepdim", "dtype"), _mean, {"dim": None, "keepdim": False, "dtype": None})
 
 
+def _read_pool(op: str):
+    def read(r):
+        spatial = r.shape(r.activation(), 4)[2:]
+        kernel = list(r.attrs["kernel_shape"])
+        if len(kernel) != 2:
+            raise NotRepresentable(f"a {len(kernel)}-d window (archviz pools in 2-d)")
+        strides, dilations = list(r.attrs.get("strides", [1, 1])), list(r.attrs.get("dilations", [1, 1]))
+        ceil_mode = bool(r.attrs.get("ceil_mode", 0))
+        before, after = onnx_pads(r.attrs, spatial, kernel, strides, dilations)
+        padding, note = onnx_symmetric(before, after, spatial, kernel, strides, dilations, ceil_mode)
+        args = {"kernel_size": onnx_pair(kernel), "stride": onnx_pair(strides), "padding": padding,
+                "ceil_mode": ceil_mode}
+        if op == "maxpool2d":
+            args["dilation"] = onnx_pair(dilations)
+        elif dilations != [1, 1]:
+            raise NotRepresentable(f"dilations {dilations} (archviz's avgpool2d has none)")
+        else:
+            args["count_include_pad"] = bool(r.attrs.get("count_include_pad", 0))
+        return r.layer(op, args, note=note)
+
+    return read
+
+
+def _read_global_avgpool(r):
+    r.shape(r.activation(), 4)
+    return r.layer("global_avgpool2d")
+
+
+def _read_reduce_mean(r):
+    rank = len(r.shape(r.activation()))
+    axes = r.attrs.get("axes") if r.opset < 18 else r.constant(1)
+    axes = [axes] if isinstance(axes, int) else axes
+    if rank != 4 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
+        raise NotRepresentable(f"a mean over axes {axes} (archviz's is over height and width)")
+    return r.layer("global_avgpool2d", {} if r.attrs.get("keepdims", 1) else {"keepdim": False})
+
+
+def _read_adaptive_avgpool(r):
+    out = r.shape(r.output, 4)
+    return r.layer("adaptive_avgpool2d", {"output_size": onnx_pair(out[2:])})
+
+
 class _SlidingPool(Op):
     kind = OpKind.POOL
     args = (
@@ -94,6 +139,16 @@ class _SlidingPool(Op):
         if any(p > k // 2 for p, k in zip(padding, kernel)):
             raise ShapeError(f"padding {compact(attrs['padding'])} is more than half the kernel {compact(kernel)}")
         return attrs
+
+    def write_onnx(self, e, node, x):
+        a = node.attrs
+        options = {"kernel_shape": list(pair(a["kernel_size"])), "strides": list(pair(a["stride"])),
+                   "pads": list(pair(a["padding"])) * 2, "ceil_mode": int(a["ceil_mode"])}
+        if "dilation" in a:
+            e.add("MaxPool", x[:1], node.name, node.name, dilations=list(pair(a["dilation"])), **options)
+        else:
+            e.add("AveragePool", x[:1], node.name, node.name, count_include_pad=int(a["count_include_pad"]),
+                  **options)
 
     def axes(self, attrs, in_shape) -> list[SlidingAxis]:
         kernel, stride, padding = pair(attrs["kernel_size"]), pair(attrs["stride"]), pair(attrs["padding"])
@@ -145,6 +200,7 @@ class MaxPool2d(_SlidingPool):
     torch_class = "nn.MaxPool2d"
     torch_calls = TorchCalls(modules={"torch.nn.MaxPool2d": _maxpool_module},
                              functions={"torch.nn.functional.max_pool2d": _MAXPOOL, "torch.max_pool2d": _MAXPOOL})
+    onnx_reads = {"MaxPool": _read_pool("maxpool2d")}
     keras_class = "MaxPooling2D"
     args = (*_SlidingPool.args, Arg("dilation", ArgKind.PAIR, 1, aliases=("d",)))
 
@@ -181,6 +237,7 @@ class AvgPool2d(_SlidingPool):
     torch_class = "nn.AvgPool2d"
     torch_calls = TorchCalls(modules={"torch.nn.AvgPool2d": _avgpool_module},
                              functions={"torch.nn.functional.avg_pool2d": _AVGPOOL})
+    onnx_reads = {"AveragePool": _read_pool("avgpool2d")}
     keras_class = "AveragePooling2D"
     args = (*_SlidingPool.args, Arg("count_include_pad", ArgKind.BOOL, True))
 
@@ -282,10 +339,24 @@ class AdaptiveAvgPool2d(_AdaptiveAvg):
     torch_calls = TorchCalls(  # output size 1x1 is global_avgpool2d
         modules={"torch.nn.AdaptiveAvgPool2d": lambda m, refs: _adaptive(m.output_size, refs)},
         functions={"torch.nn.functional.adaptive_avg_pool2d": Signature(("input", "output_size"), _adaptive_function)})
+    onnx_reads = {"archviz::AdaptiveAvgPool2d": _read_adaptive_avgpool}  # the function archviz writes
     args = (Arg("output_size", ArgKind.OPTIONAL_PAIR, doc="int or [h, w]; null keeps that side"),)
 
     def target(self, attrs, in_shape):
         return tuple(in_shape[1 + i] if o is None else o for i, o in enumerate(pair(attrs["output_size"])))
+
+    def write_onnx(self, e, node, x):
+        """torch's adaptive windows as matrices: Y = rows @ X @ cols, rows (out_h x H) and cols (W x out_w) holding
+        1/window-length entries, in the model-local function archviz.AdaptiveAvgPool2d."""
+        (height, width), target = node.in_shapes[0][1:], self.target(node.attrs, node.in_shapes[0])
+        rows = window_matrix(height, target[0])
+        cols = [list(column) for column in zip(*window_matrix(width, target[1]))]
+        e.function("AdaptiveAvgPool2d", ["X", "rows", "cols"], ["Y"], [("MatMul", ["rows", "X"], ["T"]),
+                                                                        ("MatMul", ["T", "cols"], ["Y"])],
+                   doc="torch.nn.AdaptiveAvgPool2d: Y = rows @ X @ cols, each row of `rows` (column of `cols`) "
+                       "averaging one of torch's windows along the height (width)")
+        e.add("AdaptiveAvgPool2d", [x[0], e.constant(f"{node.name}/rows", rows), e.constant(f"{node.name}/cols", cols)],
+              node.name, node.name, domain=e.domain)
 
     def summary(self, attrs):
         sides = pair(attrs["output_size"])
@@ -307,6 +378,7 @@ class GlobalAvgPool2d(_AdaptiveAvg):
     aliases = ("global_avg_pool", "global_avgpool", "global_average_pooling2d", "gap")
     keras_class = "GlobalAveragePooling2D"
     torch_calls = TorchCalls(functions={"torch.mean": _MEAN, "Tensor.mean": _MEAN})  # and AdaptiveAvgPool2d(1)
+    onnx_reads = {"GlobalAveragePool": _read_global_avgpool, "ReduceMean": _read_reduce_mean}
     args = (Arg("keepdim", ArgKind.BOOL, True, doc="false: the C x 1 x 1 result is flattened to C, as x.mean((2, 3))"),)
 
     def target(self, attrs, in_shape):
@@ -318,6 +390,13 @@ class GlobalAvgPool2d(_AdaptiveAvg):
 
     def summary(self, attrs):
         return "global" if attrs.get("keepdim", True) else "global, flattened"
+
+    def write_onnx(self, e, node, x):
+        if node.attrs.get("keepdim", True):
+            e.add("GlobalAveragePool", x[:1], node.name, node.name)
+            return
+        axes = e.constant(f"{node.name}/axes", [2, 3], "int64")
+        e.add("ReduceMean", [x[0], axes], node.name, node.name, keepdims=0)
 
     def build_torch(self, attrs, in_shapes):
         from torch import nn

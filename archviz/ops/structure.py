@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel
-from archviz.ops.interop import Mapped, Signature, TorchCalls, batch_dim, is_ref, join, module_args
+from archviz.ops.interop import (
+    Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_ref, join, module_args, onnx_as, onnx_float,
+    onnx_join, onnx_reads_as, onnx_reshape,
+)
 from archviz.ops.registry import register
 
 
@@ -48,6 +51,19 @@ def _cat(a, out):
 _CAT = Signature(("tensors", "dim"), _cat, {"dim": 0})
 
 
+def _read_flatten(r):
+    rank = len(r.shape(r.activation()))
+    axis = r.attrs.get("axis", 1)
+    if axis % rank != 1:
+        raise NotRepresentable(f"axis {axis} folds the batch into the features")
+    return r.layer("flatten", {"start_dim": 1, "end_dim": -1})
+
+
+def _read_dropout(r):
+    ratio = r.attrs.get("ratio", 0.5) if r.opset < 12 else r.constant(1, 0.5)
+    return r.layer("dropout", {"p": onnx_float(ratio)})
+
+
 @register
 class Flatten(Op):
     """Flatten dimensions start_dim..end_dim into one (torch counting: the batch is dim 0). No cost."""
@@ -58,6 +74,15 @@ class Flatten(Op):
     torch_class = "nn.Flatten"
     torch_calls = TorchCalls(modules={"torch.nn.Flatten": module_args("flatten", "start_dim", "end_dim")},
                              functions={"torch.flatten": _FLATTEN, "Tensor.flatten": _FLATTEN})
+
+    def write_onnx(self, e, node, x):
+        first, stop = self.span(node.attrs, node.in_shapes[0])
+        if first == 0 and stop == len(node.in_shapes[0]):
+            e.add("Flatten", x[:1], node.name, node.name, axis=1)
+        else:
+            onnx_reshape(e, node, x, node.out_shape)
+
+    onnx_reads = {"Flatten": _read_flatten}
     keras_class = "Flatten"
     args = (Arg("start_dim", ArgKind.INT, 1), Arg("end_dim", ArgKind.SIGNED_INT, -1))
 
@@ -96,6 +121,12 @@ class Dropout(Op):
         modules={f"torch.nn.{name}": module_args("dropout", "p", "inplace") for name in _DROPOUT_MODULES},
         functions={"torch.nn.functional.dropout": Signature(("input", "p", "training", "inplace"), _dropout,
                                                             {"p": 0.5, "training": True, "inplace": False})})
+
+    def write_onnx(self, e, node, x):
+        ratio = e.constant(f"{node.name}/ratio", node.attrs["p"])
+        e.add("Dropout", [x[0], ratio], node.name, node.name)
+
+    onnx_reads = {"Dropout": _read_dropout}
     keras_class = "Dropout"
     args = (Arg("p", ArgKind.FLOAT, 0.5, aliases=("rate",)), Arg("inplace", ArgKind.BOOL, False))
     inplace_capable = True
@@ -120,6 +151,8 @@ class Identity(Op):
     torch_calls = TorchCalls(modules={"torch.nn.Identity": module_args("identity")},
                              functions={"Tensor.contiguous": _KEEP, "Tensor.clone": _KEEP,
                                         "Tensor.detach": Signature(("input",), _identity)})
+    write_onnx = onnx_as("Identity")
+    onnx_reads = {"Identity": onnx_reads_as("identity")}
     keras_class = "Identity"
 
     def build_torch(self, attrs, in_shapes):
@@ -143,6 +176,11 @@ class Add(Op):
     torch_calls = TorchCalls(functions={
         name: _ADD for name in ("operator.add", "operator.iadd", "torch.add", "Tensor.add", "Tensor.add_",
                                 "Tensor.__add__", "Tensor.__iadd__", "Tensor.__radd__")})
+
+    def write_onnx(self, e, node, x):
+        e.add("Add" if len(x) == 2 else "Sum", x, node.name, node.name)
+
+    onnx_reads = {"Add": onnx_join("add", "add_param"), "Sum": onnx_join("add")}
     min_inputs, max_inputs = 2, 64
 
     def infer_shape(self, attrs, in_shapes):
@@ -180,6 +218,8 @@ class Concat(Op):
     keras_class = "Concatenate"
     torch_class = "archviz Concat"
     torch_calls = TorchCalls(functions={"torch.cat": _CAT, "torch.concat": _CAT, "torch.concatenate": _CAT})
+    write_onnx = onnx_as("Concat", lambda a: {"axis": a["dim"]})
+    onnx_reads = {"Concat": onnx_join("concat", args=lambda r: {"dim": r.attrs["axis"]})}
     min_inputs, max_inputs = 2, 64
     args = (Arg("dim", ArgKind.SIGNED_INT, 1),)
 

@@ -13,7 +13,10 @@ from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, Op, OpKind, Shape, Step, Weight, Window, fmt_int, fmt_shape, numel,
 )
-from archviz.ops.interop import Mapped, Ref, Signature, TorchCalls, batch_dim, is_ref, join, module_args
+from archviz.ops.interop import (
+    Mapped, NotRepresentable, Ref, Signature, TorchCalls, batch_dim, is_ref, join, module_args, onnx_as, onnx_join,
+    onnx_reshape,
+)
 from archviz.ops.registry import register
 
 
@@ -49,6 +52,15 @@ class Mul(Op):
         name: Signature(("input", "other"), join("mul", "mul_param"))
         for name in ("operator.mul", "operator.imul", "torch.mul", "Tensor.mul", "Tensor.mul_", "Tensor.__mul__",
                      "Tensor.__rmul__")})
+
+    def write_onnx(self, e, node, x):
+        product = x[0]
+        for index, operand in enumerate(x[1:], start=1):
+            last = index == len(x) - 1
+            product = e.add("Mul", [product, operand], node.name if last else f"{node.name}/mul{index}",
+                            node.name if index == 1 else f"{node.name}/Mul{index}")
+
+    onnx_reads = {"Mul": onnx_join("mul", "mul_param")}
     min_inputs, max_inputs = 2, 64
 
     def infer_shape(self, attrs, in_shapes):
@@ -88,6 +100,7 @@ class StochasticDepth(Op):
             ("input", "p", "mode", "training"),
             lambda a, out: Mapped("stochastic_depth", {"p": a["p"], "mode": a["mode"]}, (a["input"],))
             if is_ref(a["input"]) else None, {"training": True})})
+    write_onnx = onnx_as("Identity")  # the identity at inference
     keras_class = "StochasticDepth"
     args = (
         Arg("p", ArgKind.FLOAT, 0.0, doc="probability of dropping the branch while training"),
@@ -114,6 +127,50 @@ def reshape_to(x: Ref, out: Shape) -> Mapped:
     return Mapped("reshape", {"shape": list(out)}, (x,))
 
 
+def _read_reshape(r):
+    """Reshape, Squeeze, Unsqueeze: the same shape (identity), dims merged (flatten), else reshape."""
+    before, after = r.shape(r.activation()), r.output_shape()
+    if after is None or after[:1] != before[:1]:
+        raise NotRepresentable("the batch dim does not stay first" if after else "its output shape is not known")
+    old, new = before[1:], after[1:]
+    if old == new:
+        return r.layer("identity")
+    for start in range(len(old)):
+        for stop in range(start + 2, len(old) + 1):
+            if new == (*old[:start], numel(old[start:stop]), *old[stop:]):
+                return r.layer("flatten", {"start_dim": start + 1, "end_dim": stop})
+    if not new:
+        raise NotRepresentable(f"{fmt_shape(old)} -> {fmt_shape(new)} is not a flatten")
+    return r.layer("reshape", {"shape": list(new)})
+
+
+def _read_transpose(r):
+    rank = len(r.shape(r.activation()))
+    perm = list(r.attrs.get("perm", range(rank - 1, -1, -1)))
+    if perm[:1] != [0]:
+        raise NotRepresentable("the batch dim does not stay first")
+    return r.layer("permute", {"dims": perm[1:]})
+
+
+def _read_slice(r):
+    """One axis, step 1, the batch kept: narrow."""
+    shape = r.shape(r.activation())
+    if r.opset < 10:
+        raise NotRepresentable(f"opset {r.opset} Slice")
+    starts, ends = r.constant(1), r.constant(2)
+    axes, steps = r.constant(3, list(range(len(shape)))), r.constant(4, 1)
+    values = [v if isinstance(v, list) else [v] for v in (starts, ends, axes, steps)]
+    if any(len(v) != 1 for v in values) or values[3] != [1]:
+        raise NotRepresentable("it slices several axes, or with a step")
+    (start,), (end,), (axis,) = values[:3]
+    axis %= len(shape)
+    size = shape[axis]
+    start, end = (max(0, min(v + size if v < 0 else v, size)) for v in (start, end))
+    if axis == 0 or end <= start:
+        raise NotRepresentable("it slices the batch, or nothing")
+    return r.layer("narrow", {"dim": axis, "start": start, "length": end - start})
+
+
 def _view(a, out):
     return reshape_to(a["input"], out) if is_ref(a["input"]) else None
 
@@ -133,6 +190,11 @@ class Reshape(Op):
     torch_class = "archviz Reshape"
     torch_calls = TorchCalls(functions={"torch.reshape": Signature(("input", "shape"), _view), "Tensor.view": _VIEW,
                                         "Tensor.reshape": _VIEW})
+
+    def write_onnx(self, e, node, x):
+        onnx_reshape(e, node, x, node.attrs["shape"])
+
+    onnx_reads = {"Reshape": _read_reshape, "Squeeze": _read_reshape, "Unsqueeze": _read_reshape}
     args = (Arg("shape", ArgKind.SHAPE, doc="the new shape without the batch, e.g. [2, 58, 28, 28]"),)
 
     def resolve(self, attrs, in_shapes):
@@ -204,6 +266,8 @@ class Permute(Op):
         "Tensor.permute": Signature(("input", "*dims"), _permute),
         "torch.transpose": _TRANSPOSE, "torch.swapaxes": _TRANSPOSE, "Tensor.transpose": _TRANSPOSE,
         "Tensor.swapaxes": _TRANSPOSE})
+    write_onnx = onnx_as("Transpose", lambda a: {"perm": [0, *a["dims"]]})
+    onnx_reads = {"Transpose": _read_transpose}
     args = (Arg("dims", ArgKind.SHAPE, doc="the order of the non-batch dims, torch counting (batch = 0)"),)
 
     def resolve(self, attrs, in_shapes):
@@ -269,6 +333,14 @@ class Narrow(Op):
     torch_calls = TorchCalls(functions={"torch.narrow": _NARROW, "Tensor.narrow": _NARROW},
                              pieces={name: _piece for name in ("torch.chunk", "torch.split", "torch.tensor_split",
                                                                "Tensor.chunk", "Tensor.split", "Tensor.tensor_split")})
+
+    def write_onnx(self, e, node, x):
+        a = node.attrs
+        bounds = [e.constant(f"{node.name}/{name}", [value], "int64") for name, value in
+                  (("starts", a["start"]), ("ends", a["start"] + a["length"]), ("axes", a["dim"]))]
+        e.add("Slice", [x[0], *bounds], node.name, node.name)
+
+    onnx_reads = {"Slice": _read_slice}
     args = (
         Arg("dim", ArgKind.INT, doc="torch counting: the batch is dim 0 and cannot be narrowed"),
         Arg("start", ArgKind.NONNEG_INT, 0),
@@ -330,6 +402,11 @@ class _WithParameter(Op):
                              f"N x {fmt_shape(in_shapes[0])} without changing it")
         return {**attrs, "shape": shape}
 
+    onnx_type: str
+
+    def write_onnx(self, e, node, x):
+        e.add(self.onnx_type, [x[0], e.weight(node, "weight")], node.name, node.name)
+
     def weights(self, attrs, in_shapes):  # the identity until trained: zeros to add, ones to multiply
         return (Weight("weight", tuple(attrs["shape"]), fill=self.identity),)
 
@@ -362,6 +439,7 @@ class AddParameter(_WithParameter):
     aliases = ("position_embedding",)
     keras_class = "Add"
     torch_class = "archviz AddParameter"
+    onnx_type = "Add"
     sign = "+"
     identity = Fill.ZEROS
 
@@ -381,6 +459,7 @@ class MulParameter(_WithParameter):
     aliases = ("layer_scale",)
     keras_class = "Multiply"
     torch_class = "archviz MulParameter"
+    onnx_type = "Mul"
     sign = "*"
     identity = Fill.ONES
 

@@ -19,14 +19,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
 
 from archviz.errors import ArchvizError, UnsupportedOpError
 from archviz.graph.ir import INPUT, Graph, Node, Origin, Scope, Shape
 from archviz.graph.make import made, make_node
 from archviz.ops import get_op
 from archviz.ops.base import fmt_shape
-from archviz.ops.interop import Const, Mapped, Ref  # noqa: F401  (the tracers' names for them)
+from archviz.ops.interop import Const, Mapped, Ref  # noqa: F401  (Const: the tracers' name for it)
 from archviz.spec.args import MAX_TEXT
 
 NOT_STORED = "num_batches_tracked"  # BatchNorm's one-element step counter: not counted (archviz/ops/norm.py)
