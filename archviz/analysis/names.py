@@ -27,7 +27,7 @@ class KerasRow:
 def keras_layer_name(keras_class: str) -> str:
     """'MaxPooling2D' -> 'max_pooling2d', as Keras names layers."""
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", keras_class).lower()
-    return snake.replace("2_d", "2d").replace("conv2d", "conv2d")
+    return snake.replace("2_d", "2d")
 
 
 def keras_rows(report: Report) -> tuple[list[KerasRow], dict[str, str]]:
@@ -43,7 +43,7 @@ def keras_rows(report: Report) -> tuple[list[KerasRow], dict[str, str]]:
     for stats in report.layers:
         op = get_op(stats.op)
         node = report.graph.node(stats.name)
-        fused = op.kind == OpKind.ACTIVATION and previous_kind in (OpKind.CONV, OpKind.LINEAR) and stats.op != "softmax"
+        fused = op.pointwise and previous_kind in (OpKind.CONV, OpKind.LINEAR)
         previous_kind = op.kind
         if fused and len(report.graph.consumers[node.inputs[0]]) == 1:
             names[stats.name] = names[node.inputs[0]]

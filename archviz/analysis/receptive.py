@@ -55,7 +55,7 @@ def node_field(node: Node, inputs: list[Field], windows: dict | None = None) -> 
     if window is not None:
         return widest.widened(window.kernel, window.stride, window.padding)
     in_shape = node.in_shapes[0]
-    if node.op == "flatten" and len(in_shape) == 3:
+    if get_op(node.op).merges_positions(node.attrs, list(node.in_shapes)):
         extent = in_shape[1:]
         return widest.widened(extent, (1, 1), tuple((e - 1) / 2 for e in extent))
     return widest

@@ -33,6 +33,7 @@ from archviz.crosscheck.common import (
     LayerShapes, batch_shape, meta_model, module_groups, not_counted_reason, real_batch_norm, record_shapes, version,
 )
 from archviz.crosscheck.result import TOTAL, Figure, PeerResult, Quantity, compare
+from archviz.ops import OpKind, get_op
 
 PEER = "fvcore"
 MAC_OPS = frozenset({"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"})  # fvcore's names for its handles
@@ -260,7 +261,7 @@ def _other_ops_reason(layer: LayerStats, others: dict, missing: str, shapes: Lay
                        "each overlapping window")
     if missing:
         reasons.append(f"fvcore has no handle for {missing} and counts it as 0")
-    if layer.op in ("conv2d", "linear") and layer.other_ops:
+    if get_op(layer.op).kind in (OpKind.CONV, OpKind.LINEAR) and layer.other_ops:
         reasons.append("fvcore's conv and linear handles leave out the bias adds")
     if not reasons:
         reasons.append("fvcore counts no flops for this layer's ops (activations, dropout, flatten and cat are free "

@@ -109,29 +109,29 @@ def _formula_params(node) -> int:
 
 
 def _to_macs(op: str, info) -> tuple[int, str]:
-    """torchinfo's Mult-Adds of one layer in our MACs, and how (see the module docstring)."""
+    """torchinfo's Mult-Adds of one layer in our MACs, and how, by the op's stated convention (ops/base.py
+    TORCHINFO_MACS; see the module docstring)."""
+    from archviz.ops import get_op
+    from archviz.ops.base import TorchinfoMacs
+
+    convention = get_op(op).torchinfo_macs
     module, out = info.module, list(info.output_size)
     bias = getattr(module, "bias", None)
     bias_elements = bias.numel() if isinstance(bias, torch.Tensor) else 0
-    if op == "conv2d":
+    if convention == TorchinfoMacs.CONV:
         positions = math.prod(out[:1] + out[2:])  # N x H_out x W_out
         return info.macs - bias_elements * positions, (
             f"torchinfo adds one bias term per output element for a convolution: minus {bias_elements} bias x "
             f"{positions:,} positions (N x H_out x W_out) = {bias_elements * positions:,}"
         )
-    if op == "linear":
+    if convention == TorchinfoMacs.LINEAR:
         rows = math.prod(out[1:-1])  # the leading dims torchinfo leaves out
         macs = (info.macs - bias_elements * out[0]) * rows
         text = f"torchinfo counts (weights + bias) x N: minus {bias_elements} bias x N={out[0]}"
         return macs, text + (f", times the {rows} rows of each sample that it leaves out" if rows > 1 else "")
-    if op == "batchnorm2d":
+    if convention == TorchinfoMacs.NORMALISATION:
         return 0, (
-            f"torchinfo counts batch norm's gamma and beta times N ({info.num_params} x {out[0]}) as Mult-Adds; a "
-            "normalisation is no MAC (archviz counts it as other ops, 2 per element)"
-        )
-    if op == "layer_norm":
-        return 0, (
-            f"torchinfo counts layer norm's weight and bias times N ({info.num_params} x {out[0]}) as Mult-Adds; a "
-            "normalisation is no MAC (archviz counts it as other ops, 5 per element)"
+            f"torchinfo counts {op}'s scale and shift times N ({info.num_params} x {out[0]}) as Mult-Adds; a "
+            "normalisation is no MAC (archviz counts it as other ops)"
         )
     return info.macs, "torchinfo counts parameters x N for layers other than convolutions"

@@ -23,12 +23,13 @@ from typing import Iterable
 from archviz.analysis.report import LayerStats, Report
 from archviz.errors import ArchvizError, UnknownNameError, closest
 from archviz.graph.ir import INPUT, Graph, Scope, Shape
+from archviz.ops.base import OpKind
 
 # Most nodes a default diagram draws: about what a screen shows legibly at the labels' size. Deeper levels are
 # opened while the diagram stays within it (ResNet-152 opens its stages, GoogLeNet its inception modules).
 DEFAULT_BUDGET = 60
 MERGED = ".."  # joins the first and last group paths of a merged run: "layer3.1..layer3.35"
-KEY_KINDS = ("conv", "pool", "linear")  # the layers a folded group's one-line summary names (not bn, relu)
+KEY_KINDS = (OpKind.CONV, OpKind.POOL, OpKind.LINEAR)  # the layers a folded group's one-line summary names (not bn, relu)
 
 
 @dataclass(frozen=True)

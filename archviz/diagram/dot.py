@@ -14,6 +14,7 @@ import textwrap
 from archviz.diagram.collect import Diagram, DiagramCluster, DiagramNode
 from archviz.errors import ArchvizError
 from archviz.format import exact, human, shape
+from archviz.ops.base import OpKind
 
 
 class RankDir(enum.StrEnum):
@@ -24,14 +25,14 @@ class RankDir(enum.StrEnum):
 # Fill colours by OpKind value (pastel, told apart without relying on red/green alone), then the two node styles
 # that are not layers.
 COLOURS = {
-    "conv": "#c6dbef",
-    "pool": "#c7e9c0",
-    "norm": "#fff2b3",
-    "activation": "#fdd0a2",
-    "linear": "#dadaeb",
-    "join": "#fcbba1",
-    "reshape": "#e5e5e5",
-    "regularization": "#f2d4e6",
+    OpKind.CONV: "#c6dbef",
+    OpKind.POOL: "#c7e9c0",
+    OpKind.NORM: "#fff2b3",
+    OpKind.ACTIVATION: "#fdd0a2",
+    OpKind.LINEAR: "#dadaeb",
+    OpKind.JOIN: "#fcbba1",
+    OpKind.RESHAPE: "#e5e5e5",
+    OpKind.REGULARIZATION: "#f2d4e6",
     "group": "#f7f7f7",
     "input": "#ffffff",
 }

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from archviz.errors import UnknownNameError, closest
 from archviz.graph.ir import Graph, Node
-from archviz.ops import get_op
+from archviz.ops import OpKind, get_op
 
-RESAMPLING_KINDS = ("pool", "regularization", "reshape")  # op kinds that move or thin a map without learning
+RESAMPLING_KINDS = (OpKind.POOL, OpKind.REGULARIZATION, OpKind.RESHAPE)  # kinds that move or thin a map, unlearned
+HANDS_ON = (OpKind.CONV, OpKind.NORM, OpKind.JOIN)  # what a block hands on: an activation after these is worth seeing
 
 
 def find_layer(graph: Graph, name: str) -> Node:
@@ -29,7 +30,7 @@ def is_spatial(node: Node) -> bool:
 
 def kernel_layers(graph: Graph) -> list[Node]:
     """The convolutions, in graph order: the layers whose weights are images."""
-    return [node for node in graph.nodes if node.op == "conv2d"]
+    return [node for node in graph.nodes if get_op(node.op).draws_kernels]
 
 
 def kernel_layer(graph: Graph, name: str | None) -> Node:
@@ -40,7 +41,7 @@ def kernel_layer(graph: Graph, name: str | None) -> Node:
     if name is None:
         return kernels[0]
     node = find_layer(graph, name)
-    if node.op != "conv2d":
+    if not get_op(node.op).draws_kernels:
         names = [k.name for k in kernels]
         raise UnknownNameError(f"{name} is a {node.op} layer, not a convolution; its kernels are not images. "
                                f"Convolutions: {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}",
@@ -81,7 +82,7 @@ def default_activation_layers(graph: Graph, count: int = 3) -> list[Node]:
 
 def _after_convolution(graph: Graph, node: Node) -> bool:
     """An activation whose input is a convolution or a batch norm of one (what a block hands on)."""
-    if get_op(node.op).kind != "activation" or len(node.inputs) != 1:
+    if get_op(node.op).kind != OpKind.ACTIVATION or len(node.inputs) != 1:
         return False
     before = graph.by_name.get(node.inputs[0])
-    return before is not None and before.op in ("conv2d", "batchnorm2d", "add", "concat")
+    return before is not None and get_op(before.op).kind in HANDS_ON

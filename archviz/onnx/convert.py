@@ -24,6 +24,7 @@ from archviz.graph.make import made
 from archviz.ops import all_ops, get_op, has_formula
 from archviz.ops.base import fmt_shape, numel
 from archviz.ops.interop import NotRepresentable, OnnxLayer
+from archviz.ops.opaque import Opaque
 from archviz.onnx.model import DEFAULT_DOMAINS, ModelView, attributes
 from archviz.onnx.names import NameHint, layer_paths
 from archviz.spec.args import normalize_args
@@ -139,7 +140,7 @@ def _opaque_attrs(layer: OnnxLayer, view: ModelView, counted: set[str], where: s
                         "arithmetic), or pass --input CxHxW where the input's size is dynamic", file=file)
     out_shape = _without_batch(shape) or (1,)  # a scalar per image (or overall) is shown as one value
     params = sum(numel(view.stored[name]) for name in dict.fromkeys(layer.stored) if name not in counted)
-    op = get_op("opaque")
+    op = get_op(Opaque.name)
     raw = {"target": layer.args["target"], "out_shape": list(out_shape), "params": params}
     try:
         attrs = normalize_args(op, raw, {})
@@ -176,7 +177,7 @@ def _opaque(node: onnx.NodeProto, view: ModelView, note: str, *, output: str | N
     domain = "onnx" if node.domain in DEFAULT_DOMAINS else node.domain
     inputs = tuple(t for t in node.input if view.is_activation(t))
     text = f"no formula for ONNX {node.op_type}" + (f": {note}" if note else "")
-    return OnnxLayer("opaque", {"target": f"{domain}::{node.op_type}"}, inputs, output or node.output[0],
+    return OnnxLayer(Opaque.name, {"target": f"{domain}::{node.op_type}"}, inputs, output or node.output[0],
                  stored=_stored(view, node), note=text)
 
 

@@ -15,6 +15,7 @@ _INPLACE = Arg("inplace", ArgKind.BOOL, False, doc="overwrite the input (saves a
 
 class _Activation(Op):
     kind = OpKind.ACTIVATION
+    pointwise = True
     ops_per_element = 1
     ops_reason = ""
 
@@ -179,6 +180,8 @@ class Softmax(_Activation):
     examples = (Example({}, ((10,),)), Example({"dim": 1}, ((3, 4, 5),)), Example({"dim": -1}, ((3, 4, 5),)))
     torch_class = "nn.Softmax"
     keras_class = "Softmax"
+    pointwise = False  # it normalises along a dim
+    normalises_logits = True
     ops_per_element = 3
     ops_reason = "exp, sum, divide"
     args = (Arg("dim", ArgKind.SIGNED_INT, 1, doc="torch's dim, counting the batch as 0"),)

@@ -92,6 +92,15 @@ class Window:
     padding: tuple[int, int]
 
 
+class TorchinfoMacs(enum.StrEnum):
+    """How torchinfo counts an op's Mult-Adds, which crosscheck/torchinfo_peer.py converts to archviz's MACs."""
+
+    PARAMS = "params"  # parameters x N
+    CONV = "conv"  # weights x output positions, plus one bias term per output element
+    LINEAR = "linear"  # (weights + bias) x N, leaving out the leading dims of each sample
+    NORMALISATION = "normalisation"  # the scale and shift parameters x N, where a normalisation is no MAC
+
+
 class Fill(enum.StrEnum):
     """How torch fills a tensor when a module is made (reset_parameters in torch/nn/modules/conv.py, linear.py,
     batchnorm.py, normalization.py)."""
@@ -135,6 +144,10 @@ class Op(abc.ABC):
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int] = 1
     inplace_capable: ClassVar[bool] = False
+    normalises_logits: ClassVar[bool] = False  # softmax: a classifier's last step, which a training loss applies itself
+    pointwise: ClassVar[bool] = False  # an activation of each element alone (relu, not softmax): fusable into a layer
+    draws_kernels: ClassVar[bool] = False  # its weight is (out, in/groups, kh, kw): each kernel drawable as an image
+    torchinfo_macs: ClassVar[TorchinfoMacs] = TorchinfoMacs.PARAMS
     examples: ClassVar[tuple[Example, ...]] = ()  # what the registry-wide test checks; every op has some
     torch_calls: ClassVar[TorchCalls] = NO_TORCH_CALLS  # what it matches when tracing (archviz/ops/interop.py)
     onnx_reads: ClassVar[Mapping[str, Any]] = EMPTY  # ONNX op type -> reader of one node (archviz/ops/interop.py)
@@ -177,6 +190,11 @@ class Op(abc.ABC):
     def window(self, attrs: Attrs, in_shapes: list[Shape]) -> Window | None:
         """The spatial window, for receptive fields; None for pointwise ops."""
         return None
+
+    def merges_positions(self, attrs: Attrs, in_shapes: list[Shape]) -> bool:
+        """Whether each output sees every position of a C x H x W input (a flatten before a classifier): the
+        receptive field then covers the whole map."""
+        return False
 
     # --- explanation ------------------------------------------------------------------------------
     def explain(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> list[Step]:

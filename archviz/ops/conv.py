@@ -5,7 +5,7 @@ from __future__ import annotations
 from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Weight, Window, check_window_fits, compact, fmt_int,
-    fmt_shape, numel, pair, require_rank,
+    fmt_shape, numel, pair, require_rank, TorchinfoMacs,
 )
 from archviz.ops.interop import Mapped, NotRepresentable, TorchCalls, onnx_pads, onnx_pair, onnx_symmetric
 from archviz.ops.registry import register
@@ -79,6 +79,8 @@ class Conv2d(Op):
     torch_calls = TorchCalls(modules={"torch.nn.Conv2d": _conv_module})
     onnx_reads = {"Conv": _read_conv}  # and a following Add of a stored bias
     keras_class = "Conv2D"
+    draws_kernels = True
+    torchinfo_macs = TorchinfoMacs.CONV
     args = (
         Arg("out_channels", ArgKind.INT, aliases=("filters", "out"), doc="number of filters"),
         Arg("kernel_size", ArgKind.PAIR, aliases=("kernel", "k"), doc="filter size: int or [h, w]"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel
+from archviz.ops.base import (
+    Arg, ArgKind, Example, Op, OpKind, Step, TorchinfoMacs, Weight, fmt_int, fmt_shape, numel,
+)
 from archviz.ops.interop import Mapped, NotRepresentable, TorchCalls, onnx_float
 from archviz.ops.registry import register
 
@@ -48,6 +50,7 @@ class Linear(Op):
     aliases = ("dense", "fc")
     kind = OpKind.LINEAR
     torch_class = "nn.Linear"
+    torchinfo_macs = TorchinfoMacs.LINEAR
     torch_calls = TorchCalls(modules={"torch.nn.Linear": lambda m, refs: Mapped("linear", {
         "in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}, refs)})
     onnx_reads = {"Gemm": _read_gemm, "MatMul": _read_matmul}  # and a following Add of a stored bias

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Fill, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel, require_rank,
+    Arg, ArgKind, Example, Fill, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel, require_rank, TorchinfoMacs,
 )
 from archviz.ops.interop import (
     Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, module_args, onnx_as, onnx_float,
@@ -55,6 +55,7 @@ class BatchNorm2d(Op):
     aliases = ("batchnorm", "bn", "batch_norm")
     kind = OpKind.NORM
     torch_class = "nn.BatchNorm2d"
+    torchinfo_macs = TorchinfoMacs.NORMALISATION
     torch_calls = TorchCalls(modules={"torch.nn.BatchNorm2d": module_args(
         "batchnorm2d", "num_features", "eps", "momentum", "affine", "track_running_stats")})
     onnx_reads = {"BatchNormalization": _read_batchnorm}
@@ -202,6 +203,7 @@ class LayerNorm(Op):
     aliases = ("layernorm",)
     kind = OpKind.NORM
     torch_class = "nn.LayerNorm"
+    torchinfo_macs = TorchinfoMacs.NORMALISATION
     torch_calls = TorchCalls(
         modules={"torch.nn.LayerNorm": _layer_norm_module},
         functions={"torch.nn.functional.layer_norm": Signature(

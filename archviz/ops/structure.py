@@ -75,6 +75,9 @@ class Flatten(Op):
     torch_calls = TorchCalls(modules={"torch.nn.Flatten": module_args("flatten", "start_dim", "end_dim")},
                              functions={"torch.flatten": _FLATTEN, "Tensor.flatten": _FLATTEN})
 
+    def merges_positions(self, attrs, in_shapes):
+        return len(in_shapes[0]) == 3
+
     def write_onnx(self, e, node, x):
         first, stop = self.span(node.attrs, node.in_shapes[0])
         if first == 0 and stop == len(node.in_shapes[0]):

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from archviz.errors import ArchvizError, UnknownNameError, closest
 from archviz.graph.ir import INPUT, Graph, Node
-from archviz.ops import get_op
+from archviz.ops import OpKind, get_op
 
 
 def backbone_end(graph: Graph) -> Node:
@@ -29,13 +29,13 @@ def backbone_end(graph: Graph) -> Node:
         raise ArchvizError(f"{graph.name} has no layer with a spatial output: a pretext task needs a convolutional "
                            "backbone")
     after = order[spatial[-1] + 1:]
-    linears = [node for node in after if node.op == "linear"]
+    linears = [node for node in after if get_op(node.op).kind == OpKind.LINEAR]
     if not linears or linears[0].name == graph.output:
         before = order.index(linears[0]) - 1 if linears else len(order) - 1
-        return _skip_back_over(order, before, ("regularization",))
+        return _skip_back_over(order, before, (OpKind.REGULARIZATION,))
     first = order.index(linears[0])
     end = first
-    while end + 1 < len(order) and get_op(order[end + 1].op).kind == "activation" and order[end + 1].op != "softmax":
+    while end + 1 < len(order) and get_op(order[end + 1].op).pointwise:
         end += 1
     return order[end]
 

@@ -75,7 +75,7 @@ def pretext_runs(folder: Path) -> list[Path]:
 
 
 def probe(folder: str | Path, *, dataset: str | None = None, layers: list[str] | None = None,
-          kind: str = "linear", finetune: bool = False, progress: bool = False,
+          kind: str = ProbeKind.LINEAR, finetune: bool = False, progress: bool = False,
           say: Callable[[str], None] = lambda line: None) -> ProbeResult:
     """Probe every pretext run in `folder`; write FOLDER/probe-KIND.json; return the scores. `say` hears a line
     before each run trained on the way (the supervised baseline, the fine-tuning), which can take a while."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from archviz.inside.trained import Trained
+from archviz.pretrain.choices import ProbeKind
 
 EXAMPLE_IMAGES = {"rotation": 4, "jigsaw": 2, "context": 4, "simclr": 4, "instdisc": 8, "deepcluster": 8,
                   "colorization": 4}  # validation images shown per task
@@ -32,7 +33,7 @@ def look_at_pretext_run(folder: Path, trained: Trained, record: dict) -> Pretext
 
     history = tuple(json.loads((folder / "metrics.json").read_text(encoding="utf-8")))
     probes = {kind: json.loads((folder / f"probe-{kind}.json").read_text(encoding="utf-8"))
-              for kind in ("linear", "knn") if (folder / f"probe-{kind}.json").is_file()}
+              for kind in ProbeKind if (folder / f"probe-{kind}.json").is_file()}
     return PretextView(folder, trained, record, history, example_grid(trained, record),
                        filter_pairs(trained, record["settings"]["seed"]), probes)
 

@@ -11,13 +11,14 @@ from archviz.analysis.fold import rows
 from archviz.analysis.report import CONVENTIONS, Report
 from archviz.render.crosscheck import crosscheck_text
 from archviz.format import exact, exact_and_human, human, pair_text, shape, size_bytes
+from archviz.ops import OpKind, get_op, has_formula
 
 MAX_ROWS = 2_000  # a table longer than this is for a file, not a terminal
 TAIL_ROWS = 200  # the output end of a long table is shown too
 
 KIND_STYLES = {
-    "conv": "cyan", "linear": "magenta", "pool": "green", "norm": "yellow", "activation": "dim",
-    "join": "bold blue", "reshape": "dim", "regularization": "dim",
+    OpKind.CONV: "cyan", OpKind.LINEAR: "magenta", OpKind.POOL: "green", OpKind.NORM: "yellow",
+    OpKind.ACTIVATION: "dim", OpKind.JOIN: "bold blue", OpKind.RESHAPE: "dim", OpKind.REGULARIZATION: "dim",
 }
 
 
@@ -34,7 +35,6 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
     table.add_column("MACs", justify="right")
     table.add_column("Output memory", justify="right")
     table.add_column("RF", justify="right", header_style="bold")
-    from archviz.ops import get_op
 
     shown = rows(report, depth=depth)
     if len(shown) > MAX_ROWS:  # rich takes about a millisecond a row: 10^5 rows would take minutes
@@ -63,7 +63,7 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
 
 
 def _macs_cell(row) -> str:
-    if not row.is_group and row.label == "opaque":
+    if not row.is_group and not has_formula(row.label):
         return "?"
     return human(row.macs) if row.macs else "-"
 

@@ -26,6 +26,7 @@ from archviz.graph.make import made, make_node
 from archviz.ops import get_op
 from archviz.ops.base import fmt_shape
 from archviz.ops.interop import Const, Mapped, Ref  # noqa: F401  (Const: the tracers' name for it)
+from archviz.ops.opaque import Opaque
 from archviz.spec.args import MAX_TEXT
 
 NOT_STORED = "num_batches_tracked"  # BatchNorm's one-element step counter: not counted (archviz/ops/norm.py)
@@ -164,7 +165,7 @@ def _mapped_node(call: Call, mapped: Mapped, name, shares, inputs, owned: tuple[
 
 
 def _opaque_node(call: Call, name, shares, inputs, params: int, buffers: int) -> Node:
-    op = get_op("opaque")
+    op = get_op(Opaque.name)
     in_shapes = [ref.shape for ref in call.inputs]
     raw = {"target": call.target[:MAX_TEXT], "out_shape": list(call.out_shape), "params": params, "buffers": buffers}
     try:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 from archviz.errors import ArchvizError, ShapeError
 from archviz.graph.ir import Graph
+from archviz.ops import get_op
+from archviz.ops.linear import Linear
+from archviz.ops.structure import Flatten
 
 HEAD_NAMES = ("head_flatten", "head_fc")
-LOGIT_FREE_OPS = ("softmax", "log_softmax")  # dropped before training: the loss applies log-softmax itself
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ def fit_spec(spec, *, classes: int, image_shape: tuple[int, int, int], adapt: st
 def _finish(graph: Graph, source: ModelSource, changes: list[str], classes: int) -> FittedModel:
     """Drop a final softmax and add a classifier head where the output is not one score per class."""
     last = graph.by_name[graph.output]
-    if last.op in LOGIT_FREE_OPS and len(last.inputs) == 1 and len(graph.consumers[graph.output]) == 0:
+    if get_op(last.op).normalises_logits and len(last.inputs) == 1 and len(graph.consumers[graph.output]) == 0:
         graph = replace(graph, nodes=graph.nodes[:-1], output=last.inputs[0])
         changes.append(f"final {last.op} {last.name!r} left out: the cross-entropy loss takes logits")
     out_shape = graph.by_name[graph.output].out_shape
@@ -194,8 +196,8 @@ def add_head(graph: Graph, classes: int) -> Graph:
             raise ArchvizError(f"{graph.name} already has a layer {name!r}; cannot add a classifier head", layer=name)
     nodes = list(graph.nodes)
     tensor, shape = graph.output, graph.by_name[graph.output].out_shape
-    layers = [(HEAD_NAMES[0], "flatten", {})] if len(shape) > 1 else []
-    layers.append((HEAD_NAMES[1], "linear", {"out_features": classes}))
+    layers = [(HEAD_NAMES[0], Flatten.name, {})] if len(shape) > 1 else []
+    layers.append((HEAD_NAMES[1], Linear.name, {"out_features": classes}))
     for name, op_name, raw in layers:
         layer = made(op_name, raw, [shape])
         nodes.append(make_node(name, layer, (tensor,), note="added by archviz train"))
