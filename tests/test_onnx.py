@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -392,11 +393,13 @@ def test_every_op_runs_like_torch(tmp_path):
     assert figures(archviz.inspect(read_onnx(path))) == figures(archviz.inspect(graph))
 
 
-def test_every_op_can_be_written():
-    from archviz.ops import all_ops
-    from archviz.ops.base import Op
+def test_an_opaque_layer_is_refused_by_name():
+    from archviz.errors import UnsupportedOpError
+    from archviz.ops import get_op
 
-    assert [op.name for op in all_ops() if type(op).write_onnx is Op.write_onnx] == ["opaque"]
+    node = SimpleNamespace(name="block.mystery", attrs={"target": "torch.cumsum"})
+    with pytest.raises(UnsupportedOpError, match="torch.cumsum has no formula"):
+        get_op("opaque").write_onnx(None, node, ["input"])
 
 
 def test_export_without_weights(tmp_path):

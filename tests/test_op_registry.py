@@ -86,6 +86,32 @@ def test_every_op_has_examples():
     assert not missing, f"ops without examples for the registry-wide test: {missing}"
 
 
+def test_an_op_that_declares_no_window_cannot_register():
+    """No fact has a default: an op that says nothing of its window (or shape, costs, explanation, ONNX) is refused
+    when its module is imported, instead of claiming "no window" for it."""
+    from archviz.ops.base import Free, Op
+    from archviz.ops.registry import all_names, register
+
+    class Crop(Free, Op):
+        name, kind = "crop_without_window", OpKind.RESHAPE
+
+        def infer_shape(self, attrs, in_shapes):
+            return (in_shapes[0][0], in_shapes[0][1] - 2, in_shapes[0][2] - 2)
+
+        def explain(self, attrs, in_shapes, out_shape):
+            return []
+
+        def write_onnx(self, e, node, inputs):
+            pass
+
+        def build_torch(self, attrs, in_shapes):
+            pass
+
+    with pytest.raises(TypeError, match="window"):
+        register(Crop)
+    assert "crop_without_window" not in all_names()
+
+
 @pytest.mark.parametrize("op, example", CASES, ids=IDS)
 def test_output_shape_params_and_buffers_match_torch(op, example):
     attrs, in_shapes, out_shape = made(op, example)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.base import Arg, ArgKind, Example, NoMacs, Op, OpKind, SameShape, Step, fmt_int, fmt_shape, numel
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_close, is_ref, module_args, onnx_as, onnx_float,
     onnx_gated, onnx_reads_as, unary,
@@ -13,7 +13,7 @@ from archviz.ops.registry import register
 _INPLACE = Arg("inplace", ArgKind.BOOL, False, doc="overwrite the input (saves activation memory)")
 
 
-class _Activation(Op):
+class _Activation(SameShape, NoMacs, Op):
     kind = OpKind.ACTIVATION
     pointwise = True
     ops_per_element = 1

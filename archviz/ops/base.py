@@ -157,8 +157,9 @@ class Op(abc.ABC):
         self.stores_weights = type(self).weights is not Op.weights  # most ops store none: params and buffers are 0
 
     # --- shapes -----------------------------------------------------------------------------------
+    @abc.abstractmethod
     def infer_shape(self, attrs: Attrs, in_shapes: list[Shape]) -> Shape:
-        return in_shapes[0]
+        """The output shape (without the batch); SameShape declares the input's."""
 
     def resolve(self, attrs: dict, in_shapes: list[Shape]) -> dict:
         """Fill arguments that come from the input shape (in_channels, num_features, ...) and check given ones."""
@@ -181,15 +182,18 @@ class Op(abc.ABC):
             return 0
         return sum(numel(w.shape) for w in self.weights(attrs, in_shapes) if not w.trainable)
 
+    @abc.abstractmethod
     def macs(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> int:
-        return 0
+        """Multiply-accumulates per image (see the module docstring); NoMacs declares none."""
 
+    @abc.abstractmethod
     def other_ops(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> int:
-        return 0
+        """Other operations per image, by the per-element formula in the op's docstring; Free declares none."""
 
+    @abc.abstractmethod
     def window(self, attrs: Attrs, in_shapes: list[Shape]) -> Window | None:
-        """The spatial window, for receptive fields; None for pointwise ops."""
-        return None
+        """The spatial window, for receptive fields; None where an output position is computed from the input
+        position it sits at, or the output has no positions (NoWindow, SameShape declare that)."""
 
     def merges_positions(self, attrs: Attrs, in_shapes: list[Shape]) -> bool:
         """Whether each output sees every position of a C x H x W input (a flatten before a classifier): the
@@ -197,19 +201,18 @@ class Op(abc.ABC):
         return False
 
     # --- explanation ------------------------------------------------------------------------------
+    @abc.abstractmethod
     def explain(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> list[Step]:
-        return [Step("output shape", f"same as input {fmt_shape(in_shapes[0])}", fmt_shape(out_shape))]
+        """The arithmetic of the output shape, params and MACs with the layer's own numbers."""
 
     def explain_other_ops(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> Step | None:
         return None
 
     # --- ONNX -------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def write_onnx(self, e, node, inputs: list[str]) -> None:
         """Add to `e` the ONNX nodes computing what build_torch's module computes, reading the tensors `inputs` and
         writing node.name (archviz/onnx/export.py's emitter: add, constant, weight, function)."""
-        from archviz.errors import UnsupportedOpError
-
-        raise UnsupportedOpError(f"archviz cannot write {self.name} to ONNX yet", layer=node.name)
 
     # --- torch ------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -219,6 +222,43 @@ class Op(abc.ABC):
     def summary(self, attrs: Attrs) -> str:
         """Short hyper-parameter text for tables and diagrams, e.g. 'k3 s1 p1'."""
         return ""
+
+
+# --- declarations an op chooses (never defaults: an op that chooses none of them fails at import) --------------------
+
+class SameShape:
+    """The output has the input's shape, each position computed from the input at the same position: no window."""
+
+    def infer_shape(self, attrs: Attrs, in_shapes: list[Shape]) -> Shape:
+        return in_shapes[0]
+
+    def window(self, attrs: Attrs, in_shapes: list[Shape]) -> Window | None:
+        return None
+
+    def explain(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> list[Step]:
+        return [Step("output shape", f"same as input {fmt_shape(in_shapes[0])}", fmt_shape(out_shape))]
+
+
+class NoWindow:
+    """No sliding window: each output position comes from the input position it sits at (an element-wise join), or
+    the output has no spatial positions to trace back (flatten, linear)."""
+
+    def window(self, attrs: Attrs, in_shapes: list[Shape]) -> Window | None:
+        return None
+
+
+class NoMacs:
+    """No multiply-accumulates: nothing is multiplied by a weight and summed."""
+
+    def macs(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return 0
+
+
+class Free(NoMacs):
+    """Moves or passes data without computing: no MACs and no other ops."""
+
+    def other_ops(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> int:
+        return 0
 
 
 # --- shared helpers -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Op, OpKind, Step, TorchinfoMacs, Weight, fmt_int, fmt_shape, numel,
+    Arg, ArgKind, Example, NoWindow, Op, OpKind, Step, TorchinfoMacs, Weight, fmt_int, fmt_shape, numel,
 )
 from archviz.ops.interop import Mapped, NotRepresentable, TorchCalls, onnx_float
 from archviz.ops.registry import register
@@ -38,7 +38,7 @@ def _read_matmul(r):
 
 
 @register
-class Linear(Op):
+class Linear(NoWindow, Op):
     """Fully connected layer on the last dimension.
 
     params = (in_features + 1) * out_features with bias (the course's output_size * (input_size + 1)).

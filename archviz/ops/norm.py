@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Fill, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel, require_rank, TorchinfoMacs,
+    Arg, ArgKind, Example, Fill, NoMacs, Op, OpKind, SameShape, Step, Weight, fmt_int, fmt_shape, numel, require_rank,
+    TorchinfoMacs,
 )
 from archviz.ops.interop import (
     Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, module_args, onnx_as, onnx_float,
@@ -41,7 +42,7 @@ def _read_layer_norm(r):
 
 
 @register
-class BatchNorm2d(Op):
+class BatchNorm2d(SameShape, NoMacs, Op):
     """Batch normalisation over channels.
 
     params = 2*C (scale gamma and shift beta) when affine; buffers = 2*C running mean and variance
@@ -126,7 +127,7 @@ class BatchNorm2d(Op):
 
 
 @register
-class LocalResponseNorm(Op):
+class LocalResponseNorm(SameShape, NoMacs, Op):
     """Local response normalisation across `size` neighbouring channels (AlexNet's norm1, norm2).
 
     b = a / (k + alpha/size * sum of a^2 over the window)^beta. No params.
@@ -188,7 +189,7 @@ def _layer_norm_function(a, out):
 
 
 @register
-class LayerNorm(Op):
+class LayerNorm(SameShape, NoMacs, Op):
     """Layer normalisation over the last dimensions, `normalized_shape` (Ba, Kiros & Hinton 2016).
 
     params = 2 * prod(normalized_shape) (scale and shift) with elementwise_affine and bias; prod(normalized_shape)

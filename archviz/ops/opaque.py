@@ -39,6 +39,19 @@ class Opaque(Op):
     def buffers(self, attrs, in_shapes):
         return attrs["buffers"]
 
+    def macs(self, attrs, in_shapes, out_shape):
+        return 0  # unknown, not zero: the report marks the layer as not counted (LayerStats.counted)
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return 0  # unknown, as macs
+
+    def window(self, attrs, in_shapes):
+        return None  # unknown: the receptive field is carried through as if the op were pointwise
+
+    def write_onnx(self, e, node, inputs):
+        raise UnsupportedOpError(f"{node.attrs['target']} has no formula in archviz, so `archviz export` cannot write "
+                                 "what it computes to ONNX", layer=node.name)
+
     def explain(self, attrs, in_shapes, out_shape):
         inputs = ", ".join(fmt_shape(s) for s in in_shapes)
         return [

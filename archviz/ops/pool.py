@@ -7,8 +7,8 @@ import math
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape, numel,
-    pair, require_rank,
+    Arg, ArgKind, Example, NoMacs, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape,
+    numel, pair, require_rank,
 )
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_ref, onnx_pads, onnx_pair, onnx_symmetric,
@@ -123,7 +123,7 @@ def _read_adaptive_avgpool(r):
     return r.layer("adaptive_avgpool2d", {"output_size": onnx_pair(out[2:])})
 
 
-class _SlidingPool(Op):
+class _SlidingPool(NoMacs, Op):
     kind = OpKind.POOL
     args = (
         Arg("kernel_size", ArgKind.PAIR, aliases=("kernel", "k", "pool_size")),
@@ -271,7 +271,7 @@ def adaptive_windows(size: int, out: int) -> tuple[int, int]:
     return -(-(size + out - g) // out), size + out - g
 
 
-class _AdaptiveAvg(Op):
+class _AdaptiveAvg(NoMacs, Op):
     kind = OpKind.POOL
     torch_class = "nn.AdaptiveAvgPool2d"
 

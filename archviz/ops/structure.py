@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Example, Op, OpKind, Step, fmt_int, fmt_shape, numel
+from archviz.ops.base import (
+    Arg, ArgKind, Example, Free, NoMacs, NoWindow, Op, OpKind, SameShape, Step, fmt_int, fmt_shape, numel,
+)
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_ref, join, module_args, onnx_as, onnx_float,
     onnx_join, onnx_reads_as, onnx_reshape,
@@ -65,7 +67,7 @@ def _read_dropout(r):
 
 
 @register
-class Flatten(Op):
+class Flatten(NoWindow, Free, Op):
     """Flatten dimensions start_dim..end_dim into one (torch counting: the batch is dim 0). No cost."""
 
     name = "flatten"
@@ -113,7 +115,7 @@ class Flatten(Op):
 
 
 @register
-class Dropout(Op):
+class Dropout(SameShape, Free, Op):
     """Dropout: zeroes elements at random while training, the identity at inference. No cost counted."""
 
     name = "dropout"
@@ -144,7 +146,7 @@ class Dropout(Op):
 
 
 @register
-class Identity(Op):
+class Identity(SameShape, Free, Op):
     """Passes its input through unchanged. No cost."""
 
     name = "identity"
@@ -165,7 +167,7 @@ class Identity(Op):
 
 
 @register
-class Add(Op):
+class Add(NoWindow, NoMacs, Op):
     """Element-wise sum of two or more tensors of one shape (the residual join).
 
     Other ops: (inputs - 1) adds per output element.
@@ -211,7 +213,7 @@ class Add(Op):
 
 
 @register
-class Concat(Op):
+class Concat(Free, Op):
     """Concatenation along a dimension (dim=1, channels, by default; torch counting with the batch as 0). No cost."""
 
     name = "concat"
@@ -225,6 +227,11 @@ class Concat(Op):
     onnx_reads = {"Concat": onnx_join("concat", args=lambda r: {"dim": r.attrs["axis"]})}
     min_inputs, max_inputs = 2, 64
     args = (Arg("dim", ArgKind.SIGNED_INT, 1),)
+
+    def window(self, attrs, in_shapes):
+        """None: along the channels each position comes from the same position of one input; along a height or
+        width the inputs sit side by side, each position from one position of one input (a field's size is kept)."""
+        return None
 
     def axis(self, attrs, in_shape) -> int:
         rank = len(in_shape) + 1

@@ -11,7 +11,8 @@ import math
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Fill, Op, OpKind, Shape, Step, Weight, Window, fmt_int, fmt_shape, numel,
+    Arg, ArgKind, Example, Fill, Free, NoMacs, NoWindow, Op, OpKind, SameShape, Shape, Step, Weight, Window, fmt_int,
+    fmt_shape, numel,
 )
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Ref, Signature, TorchCalls, batch_dim, is_ref, join, module_args, onnx_as, onnx_join,
@@ -35,7 +36,7 @@ def broadcast(shapes) -> tuple[int, ...]:
 
 
 @register
-class Mul(Op):
+class Mul(NoWindow, NoMacs, Op):
     """Element-wise product of two or more tensors of one rank, broadcast as torch does (a squeeze-and-excitation
     block scales C x H x W by C x 1 x 1).
 
@@ -84,7 +85,7 @@ class Mul(Op):
 
 
 @register
-class StochasticDepth(Op):
+class StochasticDepth(SameShape, Free, Op):
     """Stochastic depth (Huang et al. 2016; torchvision.ops.StochasticDepth): while training, drops a residual
     branch at random with probability p; at inference the identity. No cost counted, as for dropout.
     """
@@ -179,7 +180,7 @@ _VIEW = Signature(("input", "*shape"), _view)
 
 
 @register
-class Reshape(Op):
+class Reshape(NoWindow, Free, Op):
     """A view of the same elements in another shape (torch's view/reshape, the batch kept). No cost."""
 
     name = "reshape"
@@ -250,7 +251,7 @@ _TRANSPOSE = Signature(("input", "dim0", "dim1"), _transpose)
 
 
 @register
-class Permute(Op):
+class Permute(NoWindow, Free, Op):
     """The dims in another order (torch's permute and transpose, the batch kept first). No cost.
 
     dims lists every non-batch dim in torch counting: [2, 3, 1] turns N x C x H x W into N x H x W x C.
@@ -320,7 +321,7 @@ def _piece(source: Ref, dim, pieces: list[Shape], index: int) -> Mapped | None:
 
 
 @register
-class Narrow(Op):
+class Narrow(Free, Op):
     """`length` consecutive entries of one dim from `start` (torch's narrow; each piece of chunk or split). No cost."""
 
     name = "narrow"
@@ -385,7 +386,7 @@ class Narrow(Op):
         return Narrow(attrs["dim"], attrs["start"], attrs["length"])
 
 
-class _WithParameter(Op):
+class _WithParameter(SameShape, NoMacs, Op):
     """x combined element-wise with one learned tensor of `shape`, broadcast as torch does (from the right, the
     batch included) without changing x's shape."""
 
