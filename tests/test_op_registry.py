@@ -12,7 +12,8 @@ device. Checked against what torch does:
   an op that declares no window changes its output only where its input changed;
 - explain: its steps name the real output shape;
 - export-spec: written as spec YAML and validated again to the same layer and arguments;
-- trace: the op's own module, traced as PyTorch code is, gives back the same op and figures;
+- trace: the op's own module, traced as PyTorch code is, gives back the same op and figures; so does every function
+  and tensor method the op says it matches (torch_calls), called by name with the example's arguments and weights;
 - ONNX: written with torch's weights, onnx.checker, onnx's reference runtime within 1e-5 of torch, read back to the
   same figures.
 A registered op without examples fails by construction (test_every_op_has_examples).
@@ -293,6 +294,86 @@ def test_the_module_traces_back_to_the_op(op, example):
         assert traced.by_name[traced.output].out_shape == graph.nodes[0].out_shape
         pytest.xfail(TRACES_AS[op.name])
     assert figures(traced) == figures(graph)
+
+
+# Where a function's argument is not the op's argument of the same name, as the op holds it.
+CALL_ARGUMENTS = {
+    "permute": lambda attrs: {"dims": (0, *attrs["dims"]), **_swap(attrs["dims"])},  # torch's dims count the batch
+    "reshape": lambda attrs: {"shape": (-1, *attrs["shape"])},  # and its shapes
+    "global_avgpool2d": lambda attrs: {"dim": (2, 3)},  # x.mean((2, 3)): the dims it averages are implied
+}
+def _swap(dims) -> dict:
+    """transpose's dim0 and dim1 (swapaxes's axis0 and axis1) where a permutation swaps two dims."""
+    moved = [d for position, d in enumerate(dims, start=1) if d != position]
+    return {"dim0": moved[0], "dim1": moved[1], "axis0": moved[0], "axis1": moved[1]} if len(moved) == 2 else {}
+
+
+TENSORS = {"weight", "bias", "running_mean", "running_var"}  # a function's tensor arguments: the op's weights
+called_function = None
+FUNCTIONAL = [(op, example, path) for op, example in CASES if len(example.inputs) == 1
+              for path in op.torch_calls.functions]
+FUNCTIONAL_IDS = [f"{op.name}-{op.examples.index(example)}-{path}" for op, example, path in FUNCTIONAL]
+
+
+class _Functional(torch.nn.Module):
+    """A model whose forward calls one function or tensor method, with the op's weights as its parameters."""
+
+    def __init__(self, path, arguments, varargs, weights):
+        super().__init__()
+        from archviz.trace.mapping import resolve
+
+        global called_function  # called by its name, as model code calls a function it imported
+        self.path, self.arguments, self.varargs = path, arguments, varargs
+        self.method = path.removeprefix("Tensor.") if path.startswith("Tensor.") else None
+        called_function = None if self.method else resolve(path)
+        self.tensors = torch.nn.ParameterDict({w.name: torch.nn.Parameter(torch.randn(w.shape)) for w in weights})
+
+    def forward(self, x):
+        arguments = {**self.arguments, **{name: self.tensors[name] for name in self.tensors}}
+        if self.method:
+            return getattr(x, self.method)(*self.varargs, **arguments)
+        return called_function(x, *self.varargs, **arguments)
+
+
+def _functional(op, attrs, in_shapes, path):
+    """The model calling `path` with the op's arguments, or None when the call needs one the op does not hold."""
+    signature = op.torch_calls.functions[path]
+    given = {**attrs, **CALL_ARGUMENTS.get(op.name, lambda a: {})(attrs)}
+    weights = [w for w in op.weights(attrs, in_shapes) if w.name in signature.names]
+    arguments, varargs = {}, ()
+    for name in signature.names[1:]:
+        if name.startswith("*"):
+            varargs = tuple(given[name[1:]])
+        elif name in TENSORS:
+            if name not in {w.name for w in weights} and name not in signature.defaults:
+                return None
+        elif name in given:
+            arguments[name] = list(given[name]) if isinstance(given[name], tuple) else given[name]
+        elif name not in signature.defaults:
+            return None
+    if signature.names[0] != "input":
+        return None
+    return _Functional(path, arguments, varargs, weights)
+
+
+@pytest.mark.parametrize("op, example, path", FUNCTIONAL, ids=FUNCTIONAL_IDS)
+def test_the_functional_form_traces_back_to_the_op(op, example, path):
+    """Each function and tensor method the op matches (torch_calls), called as PyTorch code calls it with the
+    example's arguments (and its weights as the model's parameters), traces back to the op with the same figures."""
+    import archviz
+
+    attrs, in_shapes, out_shape = made(op, example)
+    model = _functional(op, attrs, in_shapes, path)
+    if model is None:
+        pytest.skip(f"{path} takes an argument this example of {op.name} does not give")
+    traced = archviz.load(model, input=in_shapes[0])
+    mine, theirs = archviz.inspect(traced), archviz.inspect(_one_layer_graph(op, example))
+    figures = lambda report: [(s.op, s.out_shape, s.params, s.macs, s.other_ops) for s in report.layers]  # noqa
+    if op.name not in TRACES_AS:
+        assert figures(mine) == figures(theirs)
+    assert (mine.totals.params, mine.totals.macs, mine.totals.other_ops) == (
+        theirs.totals.params, theirs.totals.macs, theirs.totals.other_ops)
+    assert mine.layers[-1].out_shape == out_shape
 
 
 @pytest.mark.parametrize("op, example", CASES, ids=IDS)

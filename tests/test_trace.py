@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from torchvision.ops.stochastic_depth import stochastic_depth  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import archviz  # noqa: E402
@@ -343,3 +344,14 @@ def test_torchvision_functions_map_even_when_the_first_trace_imports_them():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['stochastic_depth']"
+
+
+def test_torchvision_stochastic_depth_called_by_name_is_one_layer():
+    """fx would trace into torchvision's Python function (a random mask times the input: an opaque product); it is
+    kept as one call where a model calls it by the name it imported (as this module does)."""
+    class Block(torch.nn.Module):
+        def forward(self, x):
+            return stochastic_depth(torch.relu(x), p=0.2, mode="row", training=self.training)
+
+    graph = archviz.load(Block(), input=(3, 8, 8))
+    assert [(node.op, dict(node.attrs)) for node in graph.nodes][-1] == ("stochastic_depth", {"p": 0.2, "mode": "row"})

@@ -248,6 +248,8 @@ def _transpose(a, out):
 
 
 _TRANSPOSE = Signature(("input", "dim0", "dim1"), _transpose)
+_SWAPAXES = Signature(("input", "axis0", "axis1"), lambda a, out: _transpose(
+    {"input": a["input"], "dim0": a["axis0"], "dim1": a["axis1"]}, out))
 
 
 @register
@@ -258,15 +260,15 @@ class Permute(NoWindow, Free, Op):
     """
 
     name = "permute"
-    examples = (Example({"dims": [2, 3, 1]}, ((3, 4, 5),)),)
+    examples = (Example({"dims": [2, 3, 1]}, ((3, 4, 5),)), Example({"dims": [1, 3, 2]}, ((3, 4, 5),)))
     kind = OpKind.RESHAPE
     keras_class = "Permute"
     torch_class = "archviz Permute"
     torch_calls = TorchCalls(functions={
         "torch.permute": Signature(("input", "dims"), lambda a, out: _permute({**a, "dims": (a["dims"],)}, out)),
         "Tensor.permute": Signature(("input", "*dims"), _permute),
-        "torch.transpose": _TRANSPOSE, "torch.swapaxes": _TRANSPOSE, "Tensor.transpose": _TRANSPOSE,
-        "Tensor.swapaxes": _TRANSPOSE})
+        "torch.transpose": _TRANSPOSE, "torch.swapaxes": _SWAPAXES, "Tensor.transpose": _TRANSPOSE,
+        "Tensor.swapaxes": _SWAPAXES})
     write_onnx = onnx_as("Transpose", lambda a: {"perm": [0, *a["dims"]]})
     onnx_reads = {"Transpose": _read_transpose}
     args = (Arg("dims", ArgKind.SHAPE, doc="the order of the non-batch dims, torch counting (batch = 0)"),)

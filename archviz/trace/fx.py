@@ -22,7 +22,7 @@ from archviz.errors import UnsupportedOpError
 from archviz.ops.base import fmt_shape
 from archviz.trace.assemble import Call, Const, Ref, Traced
 from archviz.trace.mapping import (
-    map_function, map_method, map_module, mapped_class, piece_adapter, qualified_name, split_dim,
+    map_function, map_method, map_module, mapped_class, piece_adapter, qualified_name, split_dim, wrapped_functions,
 )
 
 BATCH = 2  # > 1: a dim of the batch's size that is not dim 0 is then a model's own dim, never the batch
@@ -74,7 +74,7 @@ def batch_free(tensor, what: str) -> tuple[int, ...]:
 
 def trace_fx(model, input_shape: tuple[int, ...]) -> Traced:
     """The calls of `model` (on the meta device, eval mode) for one input of `input_shape` (batch left out)."""
-    tracer = _Tracer()
+    tracer = _Tracer(autowrap_functions=wrapped_functions())
     try:
         graph = tracer.trace(model)
     except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)

@@ -12,6 +12,7 @@ assembler checks its shape and counts against the trace (archviz/trace/assemble.
 from __future__ import annotations
 
 import importlib
+import inspect
 import operator
 from dataclasses import dataclass
 from functools import cache
@@ -89,6 +90,12 @@ def module_table() -> dict[type, Any]:
 
 def function_table() -> dict[Any, Signature]:
     return _tables().functions
+
+
+def wrapped_functions() -> tuple:
+    """The Python functions ops match that torch.fx would trace into (torchvision's stochastic_depth): kept as one
+    call where a model calls them by name. torch's own functions record themselves (__torch_function__)."""
+    return tuple(f for f in function_table() if inspect.isfunction(f) and f.__module__.split(".")[0] != "torch")
 
 
 def mapped_class(cls: type) -> type | None:
