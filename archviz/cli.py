@@ -340,6 +340,21 @@ def list_models():
     _write(zoo_listing(width=width))
 
 
+@app.command(short_help="The ops a spec can use: formulas, arguments, what they match.")
+@user_errors
+def ops(name: Optional[str] = typer.Argument(None, help="One op (or alias) to show in full.")):
+    """The op registry: every op with its kind and torch module, or one op's formulas, arguments and matches."""
+    import shutil
+
+    from archviz.render.ops_listing import op_entry, ops_listing
+
+    if name is not None:
+        _write(op_entry(name))
+        return
+    width = shutil.get_terminal_size((WIDTH_WHEN_PIPED, 24)).columns if sys.stdout.isatty() else WIDTH_WHEN_PIPED
+    _write(ops_listing(width=width))
+
+
 @app.command(short_help='The JSON Schema of the spec language.')
 @user_errors
 def schema():
