@@ -37,8 +37,8 @@ def shape(dims) -> str:
 
 
 def pair_text(values) -> str:
-    """(212, 212) -> '212'; (7, 3) -> '7x3'."""
-    a, b = values
+    """(212, 212) -> '212'; (7, 3) -> '7x3'; a fraction (a jump after a pixel shuffle) as a decimal: 0.5."""
+    a, b = (float(v) for v in values)
     return f"{a:g}" if a == b else f"{a:g}x{b:g}"
 
 

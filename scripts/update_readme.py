@@ -5,7 +5,8 @@
 
 Blocks are fenced ``` blocks whose first line is `$ archviz ARGS` (optionally `# comment`); error examples (several
 commands in one block, each with its one-line message) are rerun the same way. Timings are ignored by --check;
-a command marked `# abridged` or `# one run's output` (training: its speeds differ at every run) is kept as written.
+a command marked `# abridged` or `# one run's output` (training: its speeds differ at every run) is kept as written;
+one marked `# first lines` shows the real output's first lines, as many as the block has.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"```\n(\$ archviz [^\n]*\n.*?)```", re.S)
 TIMING = re.compile(r"\(\d+\.\d s\)|, \d+\.\d s\]")
 KEPT_AS_WRITTEN = ("abridged", "one run's output")  # hand-shortened, or with speeds that differ at every run
+FIRST_LINES = "first lines"  # `# first lines`: the real output cut to the block's length, regenerated and checked
 ARCHVIZ = [sys.executable, "-m", "archviz.cli"]  # the interpreter running this script, with archviz installed
 
 
@@ -42,7 +44,10 @@ def render(block: str) -> str:
     if any(marker in commands[0] for marker in KEPT_AS_WRITTEN):
         return block
     stdout, stderr = run(commands[0][len("$ archviz "):])
-    body = "\n".join(line.rstrip() for line in (stdout or stderr).rstrip().splitlines())
+    lines = [line.rstrip() for line in (stdout or stderr).rstrip().splitlines()]
+    if FIRST_LINES in commands[0]:  # the real output's first lines, as many as the block shows
+        lines = lines[:max(len(block.rstrip().splitlines()) - 1, 1)]
+    body = "\n".join(lines)
     return f"{commands[0]}\n{body}\n"
 
 

@@ -22,6 +22,7 @@ A registered op without examples fails by construction (test_every_op_has_exampl
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -177,8 +178,8 @@ def test_the_window_is_the_inputs_that_reach_an_output(op, example):
         expected = [
             (max(start, 0), min(start + kernel - 1, size - 1))
             for start, kernel, size in (
-                (t * s - p, k, n) for t, s, p, k, n in zip(target, window.stride, window.padding, window.kernel,
-                                                           in_shape[1:]))
+                (round(t * s - p), k, n) for t, s, p, k, n in zip(target, window.stride, window.padding, window.kernel,
+                                                                  in_shape[1:]))
         ]
     if reached != expected and op.name in MIXES_POSITIONS:
         pytest.xfail(MIXES_POSITIONS[op.name])
@@ -389,3 +390,17 @@ def test_export_spec_round_trip(op, example):
     again = validate(read_spec_text(graph_to_spec(graph, when=None), origin=f"{op.name}.yaml"))
     (node,), (back,) = graph.nodes, again.nodes
     assert (back.op, back.out_shape, dict(back.attrs)) == (node.op, node.out_shape, dict(node.attrs))
+
+
+def test_the_receptive_field_through_an_upsampling_op_is_what_torch_reaches():
+    """After a pixel shuffle the jump is 1/2 and a 2x2 conv's field 7.5 pixels: its units reach 7 or 8 whole input
+    pixels, measured on the built model; archviz reports the 8."""
+    import archviz
+    from archviz.torch_build import to_torch
+
+    report = archviz.inspect(Path(__file__).parent / "data" / "tiny_sr.yaml")
+    last = report.layers[-1]
+    assert (last.receptive_field, last.jump) == ((8, 8), (0.5, 0.5))
+    model = to_torch(report.graph).eval()
+    spans = [_reaching(model, [report.graph.input_shape], (t, t)) for t in (7, 8)]
+    assert {rows[1] - rows[0] + 1 for rows, _ in spans} == {7, 8}

@@ -187,7 +187,7 @@ def test_ops_without_a_formula_are_opaque_and_listed():
     report = archviz.inspect(f"{TINY}:Unknown", input=(3, 8, 8), crosscheck=True)
     assert report.totals.uncounted == ("shuffle", "cumsum")
     node = report.graph.node("shuffle")
-    assert (node.op, node.attrs["target"], node.out_shape) == ("opaque", "torch.nn.PixelShuffle", (4, 16, 16))
+    assert (node.op, node.attrs["target"], node.out_shape) == ("opaque", "torch.nn.ChannelShuffle", (16, 8, 8))
     assert report.graph.node("cumsum").attrs["target"] == "torch.cumsum"
     assert report.crosscheck.agrees
     result = run("inspect", f"{TINY}:Unknown", "-i", "3x8x8", "--no-crosscheck")

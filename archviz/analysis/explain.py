@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 from archviz.analysis.names import find_layer
@@ -82,7 +84,10 @@ def _field_steps(op, node, fields: dict) -> list[Step]:
     else:
         k, j = window.kernel[0], source.jump[0]
         arithmetic = f"{source.size[0]} + ({k} - 1)*{j}"
+    whole = tuple(math.ceil(size) for size in here.size)
+    if whole != tuple(here.size):  # after an upsampling op: units reach a whole number of pixels, at most this
+        arithmetic += f" = {pair_text(here.size)}, so at most {pair_text(whole)} whole pixels"
     return [
-        Step("receptive field", arithmetic, f"{pair_text(here.size)} pixels"),
+        Step("receptive field", arithmetic, f"{pair_text(whole)} pixels"),
         Step("jump (effective stride)", f"{source.jump[0]} x {window.stride[0] if window else 1}", pair_text(here.jump)),
     ]

@@ -6,6 +6,7 @@ The conventions (what a MAC is, FLOPs = 2 x MACs, "other ops") are stated once i
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,8 +166,8 @@ def _layer_stats(node, field_, batch: int, dtype: DType, cache: dict) -> LayerSt
         name=node.name, op=node.op, kind=op.kind, summary=op.summary, in_shapes=node.in_shapes,
         out_shape=node.out_shape, params=op.params if owns_weights else 0, buffers=op.buffers if owns_weights else 0,
         macs=macs, flops=2 * macs, other_ops=op.other_ops * batch,
-        activation_elements=elements, activation_bytes=elements * dtype.bytes, receptive_field=field_.size,
-        jump=field_.jump, start=field_.start, scope=node.scope, line=node.line, counted=op.counted, shares=node.shares,
+        activation_elements=elements, activation_bytes=elements * dtype.bytes, receptive_field=tuple(math.ceil(size) for size in field_.size),
+        jump=tuple(_number(j) for j in field_.jump), start=field_.start, scope=node.scope, line=node.line, counted=op.counted, shares=node.shares,
     )
 
 
@@ -192,3 +193,8 @@ def weight_depth(graph: Graph) -> int:
         counts = 1 if get_op(node.op).kind in (OpKind.CONV, OpKind.LINEAR) else 0
         longest[node.name] = max(longest[name] for name in node.inputs) + counts
     return longest[graph.output]
+
+
+def _number(value) -> int | float:
+    """An int where the value is whole (a jump of 2), else a float (a jump of 1/2 after a pixel shuffle)."""
+    return int(value) if value == int(value) else float(value)

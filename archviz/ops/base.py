@@ -16,6 +16,7 @@ import enum
 import inspect
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, ClassVar, Mapping
 
 from archviz.errors import ShapeError
@@ -84,12 +85,14 @@ class Step:
 class Window:
     """How a spatial op maps input positions to output positions, per axis (height, width).
 
-    kernel is the effective extent, dilation already applied: dilation * (kernel_size - 1) + 1.
+    kernel is the effective extent, dilation already applied: dilation * (kernel_size - 1) + 1. An op that upsamples
+    (pixel_shuffle) has a fractional stride (a Fraction, 1/r) and padding: output position t reads input position
+    round(t * stride - padding).
     """
 
     kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
+    stride: tuple[int | Fraction, int | Fraction]
+    padding: tuple[int | Fraction, int | Fraction]
 
 
 class TorchinfoMacs(enum.StrEnum):

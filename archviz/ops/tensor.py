@@ -8,11 +8,12 @@ first. The torch modules that rebuild these ops are in archviz/ops/modules.py.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, Free, NoMacs, NoWindow, Op, OpKind, SameShape, Shape, Step, Weight, Window, fmt_int,
-    fmt_shape, numel,
+    fmt_shape, numel, require_rank,
 )
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Ref, Signature, TorchCalls, batch_dim, is_ref, join, module_args, onnx_as, onnx_join,
@@ -250,6 +251,68 @@ def _transpose(a, out):
 _TRANSPOSE = Signature(("input", "dim0", "dim1"), _transpose)
 _SWAPAXES = Signature(("input", "axis0", "axis1"), lambda a, out: _transpose(
     {"input": a["input"], "dim0": a["axis0"], "dim1": a["axis1"]}, out))
+
+
+def _read_depth_to_space(r):
+    if r.attrs.get("mode", "DCR") != "CRD":
+        raise NotRepresentable("mode DCR orders the channels depth first; torch's pixel_shuffle is CRD")
+    r.shape(r.activation(), 4)
+    return r.layer("pixel_shuffle", {"upscale_factor": r.attrs["blocksize"]})
+
+
+@register
+class PixelShuffle(Free, Op):
+    """Depth to space (Shi et al. 2016, "Real-time single image and video super-resolution using an efficient
+    sub-pixel convolutional neural network"; torch.nn.PixelShuffle): C*r^2 x H x W becomes C x H*r x W*r, output
+    (c, h*r + i, w*r + j) taken from input (c*r^2 + i*r + j, h, w). No params; moves data, so no MACs or other ops.
+
+    Window: each output position comes from one input position, floor(h / r): kernel 1 at stride 1/r, padding
+    (r - 1) / 2r, so a unit's centre sits at (h + 1/2) / r - 1/2 input pixels and the jump shrinks by r
+    (the receptive-field recursion of Araujo et al. 2019 with a fractional stride).
+    """
+
+    name = "pixel_shuffle"
+    examples = (Example({"upscale_factor": 2}, ((8, 3, 4),)), Example({"upscale_factor": 3}, ((9, 2, 2),)))
+    aliases = ("depth_to_space",)
+    kind = OpKind.RESHAPE
+    keras_class = "DepthToSpace"
+    torch_class = "nn.PixelShuffle"
+    args = (Arg("upscale_factor", ArgKind.INT, aliases=("r", "block_size"), doc="r: each side grows r times"),)
+    torch_calls = TorchCalls(
+        modules={"torch.nn.PixelShuffle": module_args("pixel_shuffle", "upscale_factor")},
+        functions={path: Signature(("input", "upscale_factor"), lambda a, out: Mapped(
+            "pixel_shuffle", {"upscale_factor": a["upscale_factor"]}, (a["input"],)) if is_ref(a["input"]) else None)
+            for path in ("torch.nn.functional.pixel_shuffle", "torch.pixel_shuffle")})
+    onnx_reads = {"DepthToSpace": _read_depth_to_space}
+    write_onnx = onnx_as("DepthToSpace", lambda a: {"blocksize": a["upscale_factor"], "mode": "CRD"})
+
+    def resolve(self, attrs, in_shapes):
+        require_rank(self, in_shapes[0], 3, "C x H x W")
+        r = attrs["upscale_factor"]
+        if in_shapes[0][0] % (r * r):
+            raise ShapeError(f"{in_shapes[0][0]} channels are not divisible by upscale_factor^2 = {r * r}")
+        return attrs
+
+    def infer_shape(self, attrs, in_shapes):
+        (c, h, w), r = in_shapes[0], attrs["upscale_factor"]
+        return (c // (r * r), h * r, w * r)
+
+    def window(self, attrs, in_shapes):
+        r = attrs["upscale_factor"]
+        return Window(kernel=(1, 1), stride=(Fraction(1, r),) * 2, padding=(Fraction(r - 1, 2 * r),) * 2)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        (c, h, w), r = in_shapes[0], attrs["upscale_factor"]
+        return [Step("output shape", f"{c}/{r}^2 channels x {h}*{r} x {w}*{r}", fmt_shape(out_shape)),
+                Step("params", "a rearrangement has no weights", 0)]
+
+    def summary(self, attrs):
+        return f"x{attrs['upscale_factor']}"
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.PixelShuffle(attrs["upscale_factor"])
 
 
 @register

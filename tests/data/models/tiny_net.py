@@ -66,12 +66,12 @@ class Tied(nn.Module):
 
 
 class Unknown(nn.Module):
-    """nn.PixelShuffle and torch.cumsum: archviz has no formula for either."""
+    """nn.ChannelShuffle and torch.cumsum: archviz has no formula for either."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 16, 3, padding=1)
-        self.shuffle = nn.PixelShuffle(2)
+        self.shuffle = nn.ChannelShuffle(4)
 
     def forward(self, x):
         return torch.cumsum(self.shuffle(self.conv(x)), dim=1)
