@@ -141,10 +141,11 @@ class _Emitter:
 
     def function(self, name: str, inputs: list[str], outputs: list[str], body: list[tuple], *, doc: str) -> None:
         """Define the model-local function `name` in archviz's domain once: body is (op type, inputs, outputs) per
-        node."""
+        node, or (op type, inputs, outputs, attributes)."""
         if name in self.functions:
             return
-        nodes = [self.helper.make_node(op_type, ins, outs) for op_type, ins, outs in body]
+        nodes = [self.helper.make_node(op_type, ins, outs, **(rest[0] if rest else {}))
+                 for op_type, ins, outs, *rest in body]
         self.functions[name] = self.helper.make_function(
             ARCHVIZ_DOMAIN, name, inputs, outputs, nodes, [self.helper.make_opsetid("", OPSET)], doc_string=doc)
 
