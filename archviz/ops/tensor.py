@@ -315,6 +315,77 @@ class PixelShuffle(Free, Op):
         return nn.PixelShuffle(attrs["upscale_factor"])
 
 
+def _read_pixel_unshuffle(r):
+    """The function archviz writes: the factor is the ratio of the input's height to the output's."""
+    (_, _, height, _), (_, _, out_height, _) = r.shape(r.activation(), 4), r.shape(r.output, 4)
+    return r.layer("pixel_unshuffle", {"downscale_factor": height // out_height})
+
+
+@register
+class PixelUnshuffle(Free, Op):
+    """Space to depth, the inverse of pixel_shuffle (torch.nn.PixelUnshuffle): C x H*r x W*r becomes C*r^2 x H x W,
+    output (c*r^2 + i*r + j, h, w) taken from input (c, h*r + i, w*r + j). No params; moves data, so no MACs or
+    other ops.
+
+    Window: each output position gathers an r x r block of the input: kernel r, stride r, no padding, as a
+    non-overlapping r x r pool would.
+    """
+
+    name = "pixel_unshuffle"
+    examples = (Example({"downscale_factor": 2}, ((2, 6, 8),)), Example({"downscale_factor": 3}, ((1, 9, 6),)))
+    aliases = ("space_to_depth",)
+    kind = OpKind.RESHAPE
+    keras_class = "SpaceToDepth"
+    torch_class = "nn.PixelUnshuffle"
+    args = (Arg("downscale_factor", ArgKind.INT, aliases=("r", "block_size"), doc="r: each side shrinks r times"),)
+    torch_calls = TorchCalls(
+        modules={"torch.nn.PixelUnshuffle": module_args("pixel_unshuffle", "downscale_factor")},
+        functions={path: Signature(("input", "downscale_factor"), lambda a, out: Mapped(
+            "pixel_unshuffle", {"downscale_factor": a["downscale_factor"]}, (a["input"],))
+            if is_ref(a["input"]) else None)
+            for path in ("torch.nn.functional.pixel_unshuffle", "torch.pixel_unshuffle")})
+    onnx_reads = {"archviz::PixelUnshuffle": _read_pixel_unshuffle}  # ONNX's SpaceToDepth orders channels otherwise
+
+    def resolve(self, attrs, in_shapes):
+        require_rank(self, in_shapes[0], 3, "C x H x W")
+        r = attrs["downscale_factor"]
+        if in_shapes[0][1] % r or in_shapes[0][2] % r:
+            raise ShapeError(f"a {fmt_shape(in_shapes[0][1:])} map does not divide into {r}x{r} blocks")
+        return attrs
+
+    def infer_shape(self, attrs, in_shapes):
+        (c, h, w), r = in_shapes[0], attrs["downscale_factor"]
+        return (c * r * r, h // r, w // r)
+
+    def window(self, attrs, in_shapes):
+        r = attrs["downscale_factor"]
+        return Window(kernel=(r, r), stride=(r, r), padding=(0, 0))
+
+    def explain(self, attrs, in_shapes, out_shape):
+        (c, h, w), r = in_shapes[0], attrs["downscale_factor"]
+        return [Step("output shape", f"{c}*{r}^2 channels x {h}/{r} x {w}/{r}", fmt_shape(out_shape)),
+                Step("params", "a rearrangement has no weights", 0)]
+
+    def summary(self, attrs):
+        return f"/{attrs['downscale_factor']}"
+
+    def write_onnx(self, e, node, x):
+        """Reshape to (N, C, H, r, W, r), move both r in front of H and W, merge them into the channels: the
+        model-local function archviz.PixelUnshuffle (ONNX's SpaceToDepth puts the block offset before the channel)."""
+        (c, h, w), r = node.in_shapes[0], node.attrs["downscale_factor"]
+        e.function("PixelUnshuffle", ["X", "blocks", "merged"], ["Y"], [
+            ("Reshape", ["X", "blocks"], ["B"]), ("Transpose", ["B"], ["T"], {"perm": [0, 1, 3, 5, 2, 4]}),
+            ("Reshape", ["T", "merged"], ["Y"])], doc="torch.nn.PixelUnshuffle: space to depth, channel-major")
+        blocks = e.constant(f"{node.name}/blocks", [0, c, h // r, r, w // r, r], "int64")
+        merged = e.constant(f"{node.name}/merged", [0, c * r * r, h // r, w // r], "int64")
+        e.add("PixelUnshuffle", [x[0], blocks, merged], node.name, node.name, domain=e.domain)
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.PixelUnshuffle(attrs["downscale_factor"])
+
+
 @register
 class Permute(NoWindow, Free, Op):
     """The dims in another order (torch's permute and transpose, the batch kept first). No cost.
