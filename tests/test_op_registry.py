@@ -346,6 +346,8 @@ CALL_ARGUMENTS = {
     "reshape": lambda attrs: {"shape": (-1, *attrs["shape"])},  # and its shapes
     "global_avgpool2d": lambda attrs: {"dim": (2, 3)},  # x.mean((2, 3)): the dims it averages are implied
 }
+
+
 def _swap(dims) -> dict:
     """transpose's dim0 and dim1 (swapaxes's axis0 and axis1) where a permutation swaps two dims."""
     moved = [d for position, d in enumerate(dims, start=1) if d != position]
