@@ -25,6 +25,12 @@ def test_spec_example_is_the_tested_file():
     assert report.layer("concat").out_shape == (8 + 32, 16, 16)
 
 
+def test_the_op_entry_shown_is_the_code():
+    """The entry "How it is built" shows a contributor is pixel_unshuffle's, as archviz/ops/tensor.py has it."""
+    shown = re.search(r"```python\n(def _read_pixel_unshuffle.*?)```", README, re.S).group(1)
+    assert shown in (ROOT / "archviz/ops/tensor.py").read_text()
+
+
 def test_every_op_documents_itself():
     """`archviz ops NAME` (which the README shows) is read from the entry: a docstring, and a doc for every argument
     whose name does not say what it is."""
