@@ -1,4 +1,4 @@
-"""Normalisation: batch norm (Ioffe & Szegedy 2015) and local response norm (Krizhevsky et al. 2012)."""
+"""Normalisation: batch norm (Ioffe & Szegedy 2015), layer norm (Ba et al. 2016) and local response norm (Krizhevsky et al. 2012)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,59 @@ from archviz.ops.base import (
     TorchinfoMacs,
 )
 from archviz.ops.interop import (
-    Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, module_args, onnx_as, onnx_float,
+    EMPTY, Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, module_args, onnx_as, onnx_float,
 )
 from archviz.ops.registry import register
 
 
+_BATCHNORM_BY_RANK = {2: "batchnorm1d", 3: "batchnorm1d", 4: "batchnorm2d", 5: "batchnorm3d"}  # with the batch
+
+
 def _read_batchnorm(r):
     rank = len(r.shape(r.activation()))
-    if rank != 4:
-        raise NotRepresentable(f"batch norm over a rank-{rank} tensor (archviz has batchnorm2d)")
+    if rank not in _BATCHNORM_BY_RANK:
+        raise NotRepresentable(f"batch norm over a rank-{rank} tensor (archviz has batchnorm1d, 2d and 3d)")
     if r.attrs.get("spatial", 1) != 1:
         raise NotRepresentable("spatial=0 (statistics per position)")
     args = {"eps": onnx_float(r.attrs.get("epsilon", 1e-5)), "momentum": onnx_float(1 - r.attrs.get("momentum", 0.9)),
             "affine": r.weight(1) is not None, "track_running_stats": r.weight(3) is not None}
-    return r.layer("batchnorm2d", args, stored=r.stored())
+    return r.layer(_BATCHNORM_BY_RANK[rank], args, stored=r.stored())
+
+
+def _batch_norm_function(a, out):
+    """F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps): the module's computation,
+    with its tensors as the model's own. Running statistics used at inference (training false) are
+    track_running_stats; none with training true is the batch's own statistics (track_running_stats false); running
+    statistics updated in training mode, or a weight without a bias, are no module's and stay opaque."""
+    x, mean, var, weight, bias = (a[k] for k in ("input", "running_mean", "running_var", "weight", "bias"))
+    if not is_ref(x) or len(x.shape) not in (1, 2, 3, 4) or any(is_ref(t) for t in (mean, var, weight, bias)):
+        return None
+    if (weight is None) != (bias is None) or (mean is None) != (var is None):
+        return None
+    tracked = mean is not None
+    if tracked == bool(a["training"]):  # statistics to update (train mode), or none to use at inference
+        return None
+    if not all(_trained(c) for c in (weight, bias)) or any(c is not None and _trained(c) for c in (mean, var)):
+        return None  # the formulas count the scale and shift as parameters, the statistics as buffers
+    claims = tuple(t for c in (weight, bias, mean, var) if isinstance(c, Const) for t in c.tensors)
+    op = _BATCHNORM_BY_RANK[len(x.shape) + 1]
+    attrs = {"num_features": x.shape[0], "eps": a["eps"], "momentum": a["momentum"], "affine": weight is not None,
+             "track_running_stats": tracked}
+    return Mapped(op, attrs, (x,), claims)
+
+
+def _trained(value) -> bool:
+    """Whether a traced argument is a model parameter as it is (None counts as one: it adds nothing)."""
+    if value is None:
+        return True
+    from torch.nn import Parameter
+
+    return isinstance(value, Const) and isinstance(value.parameter, Parameter)
+
+
+_BATCH_NORM = Signature(("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
+                        _batch_norm_function, {"weight": None, "bias": None, "training": False, "momentum": 0.1,
+                                               "eps": 1e-5})
 
 
 def _read_lrn(r):
@@ -41,25 +80,13 @@ def _read_layer_norm(r):
     return r.layer("layer_norm", args, stored=r.stored())
 
 
-@register
-class BatchNorm2d(SameShape, NoMacs, Op):
-    """Batch normalisation over channels.
+class _BatchNorm(SameShape, NoMacs, Op):
+    """What batch norm over 1-d, 2-d and 3-d maps shares: all but the input ranks and the torch class."""
 
-    params = 2*C (scale gamma and shift beta) when affine; buffers = 2*C running mean and variance
-    (torch also saves a one-element num_batches_tracked counter, not counted here).
-    Other ops at inference: 2 per element (the normalisation folds into one multiply and one add).
-    """
-
-    name = "batchnorm2d"
-    examples = (Example({}, ((3, 5, 4),)), Example({"affine": False}, ((2, 4, 4),)),
-                Example({"track_running_stats": False}, ((2, 3, 3),)))
-    aliases = ("batchnorm", "bn", "batch_norm")
+    ranks: tuple[int, ...] = ()  # the input ranks without the batch
+    what = ""
     kind = OpKind.NORM
-    torch_class = "nn.BatchNorm2d"
     torchinfo_macs = TorchinfoMacs.NORMALISATION
-    torch_calls = TorchCalls(modules={"torch.nn.BatchNorm2d": module_args(
-        "batchnorm2d", "num_features", "eps", "momentum", "affine", "track_running_stats")})
-    onnx_reads = {"BatchNormalization": _read_batchnorm}
     keras_class = "BatchNormalization"
     args = (
         Arg("eps", ArgKind.FLOAT, 1e-5),
@@ -70,7 +97,8 @@ class BatchNorm2d(SameShape, NoMacs, Op):
     )
 
     def resolve(self, attrs, in_shapes):
-        require_rank(self, in_shapes[0], 3, "C x H x W")
+        if len(in_shapes[0]) not in self.ranks:
+            raise ShapeError(f"{self.name} needs a {self.what} input, got shape {fmt_shape(in_shapes[0])}")
         channels = in_shapes[0][0]
         if attrs["num_features"] is not None and attrs["num_features"] != channels:
             raise ShapeError(f"num_features is {attrs['num_features']} but the input has {channels} channels")
@@ -120,10 +148,69 @@ class BatchNorm2d(SameShape, NoMacs, Op):
     def build_torch(self, attrs, in_shapes):
         from torch import nn
 
-        return nn.BatchNorm2d(
+        return getattr(nn, self.torch_class.removeprefix("nn."))(
             attrs["num_features"], eps=attrs["eps"], momentum=attrs["momentum"], affine=attrs["affine"],
             track_running_stats=attrs["track_running_stats"],
         )
+
+
+def _batchnorm_calls(op: str, torch_class: str, functions=EMPTY) -> TorchCalls:
+    return TorchCalls(modules={f"torch.{torch_class}": module_args(
+        op, "num_features", "eps", "momentum", "affine", "track_running_stats")}, functions=functions)
+
+
+@register
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation over channels (Ioffe & Szegedy 2015; torch.nn.BatchNorm2d).
+
+    params = 2*C (scale gamma and shift beta) when affine; buffers = 2*C running mean and variance
+    (torch also saves a one-element num_batches_tracked counter, not counted here).
+    Other ops at inference: 2 per element (the normalisation folds into one multiply and one add).
+    F.batch_norm traces to batchnorm1d, 2d or 3d by its input's rank.
+    """
+
+    name = "batchnorm2d"
+    ranks, what = (3,), "C x H x W"
+    examples = (Example({}, ((3, 5, 4),)), Example({"affine": False}, ((2, 4, 4),)),
+                Example({"track_running_stats": False}, ((2, 3, 3),)))
+    aliases = ("batchnorm", "bn", "batch_norm")
+    torch_class = "nn.BatchNorm2d"
+    torch_calls = _batchnorm_calls("batchnorm2d", torch_class, {"torch.nn.functional.batch_norm": _BATCH_NORM})
+    onnx_reads = {"BatchNormalization": _read_batchnorm}  # by the input's rank: batchnorm1d, 2d or 3d
+
+
+@register
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of features (C) or of channels over a sequence (C x L) (torch.nn.BatchNorm1d).
+
+    params = 2*C when affine; buffers = 2*C running mean and variance (num_batches_tracked not counted).
+    Other ops at inference: 2 per element (one multiply and one add).
+    """
+
+    name = "batchnorm1d"
+    ranks, what = (1, 2), "C or C x L"
+    examples = (Example({}, ((6,),)), Example({}, ((3, 7),)), Example({"affine": False}, ((4, 5),)),
+                Example({"track_running_stats": False}, ((3, 6),)))
+    aliases = ("batch_norm1d",)
+    torch_class = "nn.BatchNorm1d"
+    torch_calls = _batchnorm_calls("batchnorm1d", torch_class)
+
+
+@register
+class BatchNorm3d(_BatchNorm):
+    """Batch normalisation over the channels of a volume (C x D x H x W) (torch.nn.BatchNorm3d).
+
+    params = 2*C when affine; buffers = 2*C running mean and variance (num_batches_tracked not counted).
+    Other ops at inference: 2 per element (one multiply and one add).
+    """
+
+    name = "batchnorm3d"
+    ranks, what = (4,), "C x D x H x W"
+    examples = (Example({}, ((3, 4, 5, 4),)), Example({"affine": False}, ((2, 3, 4, 4),)),
+                Example({"track_running_stats": False}, ((2, 3, 3, 3),)))
+    aliases = ("batch_norm3d",)
+    torch_class = "nn.BatchNorm3d"
+    torch_calls = _batchnorm_calls("batchnorm3d", torch_class)
 
 
 @register
