@@ -173,16 +173,79 @@ def _read_slice(r):
     return r.layer("narrow", {"dim": axis, "start": start, "length": end - start})
 
 
+def _sizes(values) -> bool:
+    """Whether a view's arguments are sizes (x.view(n, -1), x.view((n, -1))), not a dtype (x.view(torch.half))."""
+    return all(isinstance(v, int) and not isinstance(v, bool) or isinstance(v, (tuple, list)) and _sizes(v)
+               for v in values)
+
+
 def _view(a, out):
-    return reshape_to(a["input"], out) if is_ref(a["input"]) else None
+    shape = a["shape"]
+    if not is_ref(a["input"]) or not _sizes(shape if isinstance(shape, (tuple, list)) else (shape,)):
+        return None
+    return reshape_to(a["input"], out)
+
+
+def _unflatten(a, out):
+    """torch.unflatten / x.unflatten(dim, sizes): one non-batch dim split into `sizes`, a reshape to the output."""
+    x = a["input"]
+    if not is_ref(x) or not batch_dim(a["dim"], len(x.shape) + 1):
+        return None
+    return Mapped("reshape", {"shape": list(out)}, (x,))
+
+
+def _unflatten_module(m, refs):
+    """nn.Unflatten(dim, unflattened_size): the output shape from the input's (a -1 in the sizes takes the rest)."""
+    (x,) = refs
+    dim = batch_dim(m.dim, len(x.shape) + 1) if isinstance(m.dim, int) else None
+    sizes = list(m.unflattened_size)
+    if not dim or not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
+        return None
+    size = x.shape[dim - 1]
+    known = math.prod(v for v in sizes if v != -1)
+    if sizes.count(-1) > 1 or known <= 0 or size % known:
+        return None
+    sizes = [size // known if v == -1 else v for v in sizes]
+    if math.prod(sizes) != size:
+        return None
+    return Mapped("reshape", {"shape": [*x.shape[:dim - 1], *sizes, *x.shape[dim:]]}, (x,))
+
+
+def _squeeze(a, out):
+    """torch.squeeze / x.squeeze(dim): only with a dim (or dims) that is not the batch; x.squeeze() could drop a
+    batch of one, so it stays opaque."""
+    x, dims = a["input"], a["dim"]
+    if not is_ref(x):
+        return None
+    dims = dims if isinstance(dims, (tuple, list)) else (dims,)
+    rank = len(x.shape) + 1
+    if not dims or not all(batch_dim(d, rank) for d in dims):
+        return None
+    return reshape_to(x, out)
+
+
+def _unsqueeze(a, out):
+    """torch.unsqueeze / x.unsqueeze(dim): a new dim of size 1 after the batch (dim 0, before it, is refused)."""
+    x = a["input"]
+    if not is_ref(x) or not batch_dim(a["dim"], len(x.shape) + 2):
+        return None
+    return Mapped("reshape", {"shape": list(out)}, (x,))
 
 
 _VIEW = Signature(("input", "*shape"), _view)
+_UNFLATTEN = Signature(("input", "dim", "sizes"), _unflatten)
+_SQUEEZE = Signature(("input", "dim"), _squeeze)  # x.squeeze() binds no dim: opaque
+_UNSQUEEZE = Signature(("input", "dim"), _unsqueeze)
 
 
 @register
 class Reshape(NoWindow, Free, Op):
-    """A view of the same elements in another shape (torch's view/reshape, the batch kept). No cost."""
+    """A view of the same elements in another shape (torch's view/reshape, the batch kept). No cost.
+
+    Traced from view/reshape, and from the moves that are views of the same elements in another shape (torch docs):
+    unflatten (nn.Unflatten, torch.unflatten, Tensor.unflatten) and squeeze/unsqueeze with a dim that is not the
+    batch; one that merges a span of dims reads as flatten.
+    """
 
     name = "reshape"
     examples = (Example({"shape": [12, 5]}, ((3, 4, 5),)), Example({"shape": [60]}, ((3, 4, 5),)))
@@ -190,8 +253,12 @@ class Reshape(NoWindow, Free, Op):
     kind = OpKind.RESHAPE
     keras_class = "Reshape"
     torch_class = "archviz Reshape"
-    torch_calls = TorchCalls(functions={"torch.reshape": Signature(("input", "shape"), _view), "Tensor.view": _VIEW,
-                                        "Tensor.reshape": _VIEW})
+    torch_calls = TorchCalls(
+        modules={"torch.nn.Unflatten": _unflatten_module},
+        functions={"torch.reshape": Signature(("input", "shape"), _view), "Tensor.view": _VIEW,
+                   "Tensor.reshape": _VIEW, "torch.unflatten": _UNFLATTEN, "Tensor.unflatten": _UNFLATTEN,
+                   "torch.squeeze": _SQUEEZE, "Tensor.squeeze": _SQUEEZE, "torch.unsqueeze": _UNSQUEEZE,
+                   "Tensor.unsqueeze": _UNSQUEEZE})
 
     def write_onnx(self, e, node, x):
         onnx_reshape(e, node, x, node.attrs["shape"])
@@ -604,3 +671,127 @@ class MulParameter(_WithParameter):
         from archviz.ops.modules import MulParameter
 
         return MulParameter(attrs["shape"])
+
+
+def _expand(a, out):
+    """x.expand(*sizes) (or one tuple of sizes) with one size per dim, the batch's kept: a -1 keeps a dim."""
+    x, sizes = a["input"], a["sizes"]
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    if not is_ref(x) or len(sizes) != len(x.shape) + 1 or not _sizes(sizes) or len(out) != len(x.shape):
+        return None
+    return Mapped("expand", {"shape": list(out)}, (x,))
+
+
+def _expand_as(a, out):
+    x, other = a["input"], a["other"]
+    if not is_ref(x) or len(out) != len(x.shape):
+        return None
+    return Mapped("expand", {"shape": list(out)}, (x,))
+
+
+def _read_expand(r):
+    """ONNX Expand to the same rank, the batch kept: expand to the output's shape."""
+    before, after = r.shape(r.activation()), r.output_shape()
+    if after is None or len(after) != len(before) or after[:1] != before[:1]:
+        raise NotRepresentable("it changes the rank or the batch, or its output shape is not known")
+    return r.layer("expand", {"shape": list(after[1:])})
+
+
+@register
+class Expand(NoWindow, Free, Op):
+    """Dims of size 1 repeated to `shape` without copying (torch's Tensor.expand / expand_as: a view whose stride is 0
+    along each expanded dim, torch docs). No params, no MACs and no other ops: nothing is computed.
+
+    A C x H x W map's height and width are not expanded: every output row would come from one input row (a window of
+    stride 0), which the receptive-field recursion does not describe; a shape doing so is refused.
+    """
+
+    name = "expand"
+    examples = (Example({"shape": [3, 4, 5]}, ((1, 4, 5),)), Example({"shape": [4, 6]}, ((4, 1),)),
+                Example({"shape": [2, 5, 3]}, ((1, 5, 3),)), Example({"shape": [3, 4]}, ((3, 4),)))
+    kind = OpKind.RESHAPE
+    keras_class = "RepeatVector"
+    torch_class = "archviz Expand"
+    torch_calls = TorchCalls(functions={"Tensor.expand": Signature(("input", "*sizes"), _expand),
+                                        "Tensor.expand_as": Signature(("input", "other"), _expand_as)})
+    onnx_reads = {"Expand": _read_expand}
+    args = (Arg("shape", ArgKind.SHAPE, doc="the output shape without the batch; each dim the input's, or from 1"),)
+
+    def write_onnx(self, e, node, x):
+        target = e.constant(f"{node.name}/shape", [1, *node.attrs["shape"]], "int64")  # 1: the batch is kept
+        e.add("Expand", [x[0], target], node.name, node.name)
+
+    def resolve(self, attrs, in_shapes):
+        shape, given = tuple(attrs["shape"]), in_shapes[0]
+        if len(shape) != len(given) or any(a != b and a != 1 for a, b in zip(given, shape)):
+            raise ShapeError(f"cannot expand {fmt_shape(given)} to {fmt_shape(shape)}: each dim must be the input's, "
+                             "or grow from 1 (the rank stays)")
+        if len(given) == 3 and given[1:] != shape[1:]:
+            raise ShapeError(f"expanding a {fmt_shape(given)} map's height or width to {fmt_shape(shape[1:])} has "
+                             "no window (every output row would read one input row)")
+        return {**attrs, "shape": shape}
+
+    def infer_shape(self, attrs, in_shapes):
+        return tuple(attrs["shape"])
+
+    def explain(self, attrs, in_shapes, out_shape):
+        grown = [str(i + 1) for i, (a, b) in enumerate(zip(in_shapes[0], out_shape)) if a != b]
+        how = f"dims {', '.join(grown)} repeated from 1" if grown else "nothing repeated"
+        return [Step("output shape", f"{fmt_shape(in_shapes[0])} expanded ({how}, no copy)", fmt_shape(out_shape)),
+                Step("params", "a view has no weights", 0)]
+
+    def summary(self, attrs):
+        return f"-> {fmt_shape(attrs['shape'])}"
+
+    def build_torch(self, attrs, in_shapes):
+        return _module("Expand")(attrs["shape"])
+
+
+# --- the torch modules that rebuild the ops above (made on first use: importing the registry never imports torch;
+# they are attributes of this module, read through __getattr__, so models holding them pickle) ---------------------
+
+_MODULE_NAMES = ("Expand",)
+
+
+def __getattr__(name: str):
+    if name in _MODULE_NAMES:
+        return _module(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _module(name: str):
+    return _torch_modules()[name]
+
+
+def _torch_modules_factory():
+    from archviz.torch_build import import_torch
+
+    nn = import_torch().nn
+
+    class Expand(nn.Module):
+        """x.expand(-1, *shape): size-1 dims repeated without copying, the batch kept."""
+
+        def __init__(self, shape):
+            super().__init__()
+            self.shape = tuple(shape)
+
+        def forward(self, x):
+            return x.expand(-1, *self.shape)
+
+        def extra_repr(self) -> str:
+            return f"shape={self.shape}"
+
+    classes = {"Expand": Expand}
+    for key, cls in classes.items():
+        cls.__module__, cls.__qualname__ = __name__, key
+    return classes
+
+
+_CACHE: dict = {}
+
+
+def _torch_modules() -> dict:
+    if not _CACHE:
+        _CACHE.update(_torch_modules_factory())
+    return _CACHE
