@@ -6,7 +6,7 @@ from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, NoWindow, Op, OpKind, Step, TorchinfoMacs, Weight, fmt_int, fmt_shape, numel,
 )
-from archviz.ops.interop import Mapped, NotRepresentable, TorchCalls, onnx_float
+from archviz.ops.interop import Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, onnx_float
 from archviz.ops.registry import register
 
 
@@ -37,9 +37,33 @@ def _read_matmul(r):
     return r.with_bias("linear", args, (1,) * (rank - 1) + (weight[1],))
 
 
+def _linear_function(a, out):
+    """F.linear(x, weight, bias): weight a model parameter, or computed from parameters only, of shape (out, in);
+    bias absent, or a parameter (or computed from parameters) of shape (out,). The tensors it is made from are the
+    layer's: their sizes must add up to linear's params, else the call stays opaque (a weight-normalised weight, made
+    from more tensors than it has elements, is not counted by linear's formula)."""
+    import torch
+
+    x, weight, bias = a["input"], a["weight"], a["bias"]
+    if not is_ref(x) or not isinstance(weight, Const) or weight.value is None or weight.value.dim() != 2:
+        return None
+    out_features, in_features = weight.value.shape
+    if bias is not None and (not isinstance(bias, Const) or bias.value is None
+                             or tuple(bias.value.shape) != (out_features,)):
+        return None
+    claims = tuple({id(t): t for c in (weight, bias) if c is not None for t in c.tensors}.values())
+    expected = (in_features + (1 if bias is not None else 0)) * out_features
+    if not claims or not all(isinstance(t, torch.nn.Parameter) for t in claims) \
+            or sum(t.numel() for t in claims) != expected:
+        return None
+    return Mapped("linear", {"in_features": in_features, "out_features": out_features, "bias": bias is not None},
+                  (x,), claims)
+
+
 @register
 class Linear(NoWindow, Op):
-    """Fully connected layer on the last dimension.
+    """Fully connected layer on the last dimension (torch.nn.Linear, and F.linear with a weight that is a model
+    parameter or computed from parameters alone).
 
     params = (in_features + 1) * out_features with bias (the course's output_size * (input_size + 1)).
     MACs = in_features * out_features per input row. Other ops: one bias add per output element.
@@ -51,8 +75,11 @@ class Linear(NoWindow, Op):
     kind = OpKind.LINEAR
     torch_class = "nn.Linear"
     torchinfo_macs = TorchinfoMacs.LINEAR
-    torch_calls = TorchCalls(modules={"torch.nn.Linear": lambda m, refs: Mapped("linear", {
-        "in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}, refs)})
+    torch_calls = TorchCalls(
+        modules={"torch.nn.Linear": lambda m, refs: Mapped("linear", {
+            "in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}, refs)},
+        functions={"torch.nn.functional.linear": Signature(("input", "weight", "bias"), _linear_function,
+                                                           {"bias": None})})
     onnx_reads = {"Gemm": _read_gemm, "MatMul": _read_matmul}  # and a following Add of a stored bias
     keras_class = "Dense"
     args = (
