@@ -168,13 +168,15 @@ class Identity(SameShape, Free, Op):
 
 @register
 class Add(NoWindow, NoMacs, Op):
-    """Element-wise sum of two or more tensors of one shape (the residual join).
+    """Element-wise sum of two or more tensors of one rank (the residual join), broadcast as torch does (torch docs,
+    "Broadcasting semantics": each dim equal, or 1 on all but one side), as mul is.
 
     Other ops: (inputs - 1) adds per output element.
     """
 
     name = "add"
-    examples = (Example({}, ((3, 4, 5), (3, 4, 5))), Example({}, ((3, 4, 5), (3, 4, 5), (3, 4, 5))))
+    examples = (Example({}, ((3, 4, 5), (3, 4, 5))), Example({}, ((3, 4, 5), (3, 4, 5), (3, 4, 5))),
+                Example({}, ((3, 4, 5), (3, 1, 1))), Example({}, ((1, 4, 5), (3, 4, 1), (3, 1, 5))))
     kind = OpKind.JOIN
     keras_class = "Add"
     torch_class = "archviz Add"
@@ -189,18 +191,22 @@ class Add(NoWindow, NoMacs, Op):
     min_inputs, max_inputs = 2, 64
 
     def infer_shape(self, attrs, in_shapes):
-        first = in_shapes[0]
+        first, out = in_shapes[0], list(in_shapes[0])
         for other in in_shapes[1:]:
-            if other != first:
-                raise ShapeError(f"shapes {fmt_shape(first)} and {fmt_shape(other)} differ")
-        return first
+            bad = len(other) != len(first) or any(a != b and 1 not in (a, b) for a, b in zip(out, other))
+            if bad:
+                raise ShapeError(f"shapes {fmt_shape(first)} and {fmt_shape(other)} differ (and do not broadcast: "
+                                 "each dim must be equal, or 1 on all but one side)")
+            out = [max(a, b) for a, b in zip(out, other)]
+        return tuple(out)
 
     def other_ops(self, attrs, in_shapes, out_shape):
         return (len(in_shapes) - 1) * numel(out_shape)
 
     def explain(self, attrs, in_shapes, out_shape):
         shapes = " + ".join(fmt_shape(s) for s in in_shapes)
-        return [Step("output shape", f"{shapes} (element-wise)", fmt_shape(out_shape))]
+        how = "element-wise" if len(set(in_shapes)) == 1 else "element-wise, broadcast"
+        return [Step("output shape", f"{shapes} ({how})", fmt_shape(out_shape))]
 
     def explain_other_ops(self, attrs, in_shapes, out_shape):
         value = self.other_ops(attrs, in_shapes, out_shape)
