@@ -1,29 +1,71 @@
-"""2-D convolution: torch.nn.Conv2d semantics (Dumoulin & Visin 2016, "A guide to convolution arithmetic")."""
+"""Convolutions: torch.nn.Conv1d/2d/3d and ConvTranspose1d/2d/3d semantics (Dumoulin & Visin 2016, "A guide to
+convolution arithmetic")."""
 
 from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import ClassVar
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Weight, Window, check_window_fits, compact, fmt_int,
     fmt_shape, numel, pair, require_rank, TorchinfoMacs,
 )
-from archviz.ops.interop import Mapped, NotRepresentable, TorchCalls, onnx_pads, onnx_pair, onnx_symmetric
+from archviz.ops.interop import (
+    Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, onnx_pads, onnx_pair, onnx_symmetric,
+)
 from archviz.ops.registry import register
+
+AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+LAYOUTS = {1: "C x L", 2: "C x H x W", 3: "C x D x H x W"}
+
+
+def sizes(value, n: int) -> tuple[int, ...]:
+    """An int or a per-axis list as one value per spatial axis: 3 -> (3, 3, 3) for n = 3."""
+    return (value,) * n if isinstance(value, int) else tuple(value)
+
+
+def compact_sizes(values):
+    """One int where every axis has the same value ((3, 3, 3) -> 3), else the tuple: the form a spec writes."""
+    values = tuple(int(v) for v in values)
+    return values[0] if len(set(values)) == 1 else values
+
+
+def sizes_text(value) -> str:
+    """'3' for 3 or (3, 3, 3), '3x1x1' for (3, 1, 1)."""
+    if isinstance(value, str):
+        return value
+    value = compact_sizes(sizes(value, 1))
+    return str(value) if isinstance(value, int) else "x".join(map(str, value))
 
 
 def conv_axes(attrs, in_shape) -> list[SlidingAxis]:
-    """Sliding axes for height and width; 'same' pads d*(k-1) in total, the extra pixel after (as torch does)."""
-    kernel, stride, dilation = pair(attrs["kernel_size"]), pair(attrs["stride"]), pair(attrs["dilation"])
+    """Sliding axes for every spatial dim of a (C, *spatial) input (height and width for conv2d); 'same' pads
+    d*(k-1) in total, the extra pixel after (as torch does)."""
+    n = len(in_shape) - 1
+    kernel, stride, dilation = (sizes(attrs[name], n) for name in ("kernel_size", "stride", "dilation"))
     padding = attrs["padding"]
     axes = []
-    for i in range(2):
+    for i in range(n):
         if padding == "same":
             total = dilation[i] * (kernel[i] - 1)
             before, after = total // 2, total - total // 2
         else:
-            before = after = 0 if padding == "valid" else pair(padding)[i]
+            before = after = 0 if padding == "valid" else sizes(padding, n)[i]
         axes.append(SlidingAxis(in_shape[1 + i], kernel[i], stride[i], before, dilation[i], padding_after=after))
     return axes
+
+
+def _check_fits(axes: list[SlidingAxis], in_shape) -> None:
+    for axis_name, axis in zip(AXES[len(axes)], axes):
+        if axis.out <= 0:
+            raise ShapeError(
+                f"kernel {axis.kernel}"
+                + (f" (dilation {axis.dilation}, extent {axis.extent})" if axis.dilation > 1 else "")
+                + f" is larger than its {fmt_shape(in_shape[1:])} input"
+                f" (padding {axis.padding}) along the {axis_name}"
+            )
 
 
 def _conv_module(m, refs):
@@ -36,24 +78,32 @@ def _conv_module(m, refs):
 
 
 def _read_conv(r):
-    spatial = r.shape(r.activation(), 4)[2:]
+    """An ONNX Conv as conv1d, conv2d or conv3d, by the rank of its weight (out, in/groups, *kernel)."""
     weight = r.stored_shape(1, "weight")
-    if len(weight) != 4:
-        raise NotRepresentable(f"a {len(weight) - 2}-d convolution (archviz has conv2d)")
+    n = len(weight) - 2
+    if n not in AXES:
+        raise NotRepresentable(f"a {n}-d convolution (archviz has conv1d, conv2d and conv3d)")
+    spatial = r.shape(r.activation(), n + 2)[2:]
     kernel = list(r.attrs.get("kernel_shape", weight[2:]))
-    strides, dilations = list(r.attrs.get("strides", [1, 1])), list(r.attrs.get("dilations", [1, 1]))
+    strides, dilations = list(r.attrs.get("strides", [1] * n)), list(r.attrs.get("dilations", [1] * n))
     before, after = onnx_pads(r.attrs, spatial, kernel, strides, dilations)
     note = None
     totals = [d * (k - 1) for d, k in zip(dilations, kernel)]
-    if before != after and strides == [1, 1] and all((b, a) == (t // 2, t - t // 2)
+    if before != after and strides == [1] * n and all((b, a) == (t // 2, t - t // 2)
                                                      for b, a, t in zip(before, after, totals)):
         padding = "same"  # torch's padding="same": the odd pixel after
-    else:
+    elif n == 2:
         padding, note = onnx_symmetric(before, after, spatial, kernel, strides, dilations)
-    args = {"out_channels": weight[0], "kernel_size": onnx_pair(kernel), "stride": onnx_pair(strides),
-            "padding": padding, "dilation": onnx_pair(dilations), "groups": r.attrs.get("group", 1),
+    elif before == after:
+        padding = compact_sizes(before)
+    else:
+        raise NotRepresentable(f"its asymmetric pads {before} before and {after} after (torch's Conv{n}d pads both "
+                               "sides alike)")
+    form = onnx_pair if n == 2 else compact_sizes
+    args = {"out_channels": weight[0], "kernel_size": form(kernel), "stride": form(strides),
+            "padding": padding, "dilation": form(dilations), "groups": r.attrs.get("group", 1),
             "bias": r.has_input(2)}
-    return r.with_bias("conv2d", args, (1, weight[0], 1, 1), note)
+    return r.with_bias(f"conv{n}d", args, (1, weight[0]) + (1,) * n, note)
 
 
 @register
@@ -188,3 +238,196 @@ class Conv2d(Op):
             padding=attrs["padding"] if isinstance(attrs["padding"], str) else pair(attrs["padding"]),
             dilation=pair(attrs["dilation"]), groups=attrs["groups"], bias=attrs["bias"],
         )
+
+
+# --- 1-d and 3-d convolutions -----------------------------------------------------------------------------------
+
+def _conv_module_nd(m, refs):
+    """nn.Conv1d / nn.Conv3d as conv1d / conv3d, each per-axis tuple in the spec's form (one int where all agree)."""
+    if m.padding_mode != "zeros":
+        return None
+    n = len(m.kernel_size)
+    padding = m.padding if isinstance(m.padding, str) else compact_sizes(m.padding)
+    return Mapped(f"conv{n}d", {
+        "in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": compact_sizes(m.kernel_size),
+        "stride": compact_sizes(m.stride), "padding": padding, "dilation": compact_sizes(m.dilation),
+        "groups": m.groups, "bias": m.bias is not None}, refs)
+
+
+def _per_axis(op: Op, attrs, name: str, n: int) -> None:
+    value = attrs[name]
+    if isinstance(value, tuple) and len(value) != n:
+        raise ShapeError(f"{name} {list(value)} has {len(value)} values, not one per spatial axis of a "
+                         f"{LAYOUTS[n]} input ({n}: {', '.join(AXES[n])})")
+
+
+class _ConvNd(Op):
+    """What conv1d and conv3d share: torch's ConvNd arguments, one value per spatial axis or one for all."""
+
+    dims: ClassVar[int]
+    kind = OpKind.CONV
+    torchinfo_macs = TorchinfoMacs.CONV
+    args = (
+        Arg("out_channels", ArgKind.INT, aliases=("filters", "out"), doc="number of filters"),
+        Arg("kernel_size", ArgKind.SIZES, aliases=("kernel", "k"), doc="filter size: int or one per spatial axis"),
+        Arg("stride", ArgKind.SIZES, 1, aliases=("s",)),
+        Arg("padding", ArgKind.PADDING_SIZES, 0, aliases=("p", "pad"),
+            doc="int, one per spatial axis, 'same' or 'valid'"),
+        Arg("dilation", ArgKind.SIZES, 1, aliases=("d",)),
+        Arg("groups", ArgKind.INT, 1, aliases=("g",)),
+        Arg("bias", ArgKind.BOOL, True),
+        Arg("in_channels", ArgKind.INT, None, doc="inferred from the input; checked when given"),
+    )
+
+    def resolve(self, attrs, in_shapes):
+        n = self.dims
+        require_rank(self, in_shapes[0], n + 1, LAYOUTS[n])
+        channels = in_shapes[0][0]
+        if attrs["in_channels"] is not None and attrs["in_channels"] != channels:
+            raise ShapeError(f"in_channels is {attrs['in_channels']} but the input has {channels} channels")
+        groups = attrs["groups"]
+        for side, count in (("in_channels", channels), ("out_channels", attrs["out_channels"])):
+            if count % groups:
+                raise ShapeError(f"{side} {count} is not divisible by groups {groups}")
+        for name in ("kernel_size", "stride", "dilation", "padding"):
+            _per_axis(self, attrs, name, n)
+        if attrs["padding"] == "same" and sizes(attrs["stride"], n) != (1,) * n:
+            raise ShapeError(f"padding 'same' needs stride 1 (as in torch), got stride {sizes_text(attrs['stride'])}")
+        resolved = {**attrs, "in_channels": channels,
+                    **{name: compact_sizes(sizes(attrs[name], n)) for name in ("kernel_size", "stride", "dilation")}}
+        # the padding in one form: 'valid' is 0, and 'same' the padding it gives where that is alike on both sides
+        axes = conv_axes(resolved, in_shapes[0])
+        if attrs["padding"] != "same" or all(a.padding_after == a.padding for a in axes):
+            resolved["padding"] = compact_sizes(a.padding for a in axes)
+        return resolved
+
+    def infer_shape(self, attrs, in_shapes):
+        axes = conv_axes(attrs, in_shapes[0])
+        _check_fits(axes, in_shapes[0])
+        return (attrs["out_channels"], *(a.out for a in axes))
+
+    def kernel(self, attrs) -> tuple[int, ...]:
+        return sizes(attrs["kernel_size"], self.dims)
+
+    def weights(self, attrs, in_shapes):
+        kernel = self.kernel(attrs)
+        per_group, out = attrs["in_channels"] // attrs["groups"], attrs["out_channels"]
+        weight = Weight("weight", (out, per_group, *kernel), fan_in=per_group * math.prod(kernel))
+        return (weight, Weight("bias", (out,), fan_in=weight.fan_in)) if attrs["bias"] else (weight,)
+
+    def params(self, attrs, in_shapes):
+        weights = math.prod(self.kernel(attrs)) * (attrs["in_channels"] // attrs["groups"]) * attrs["out_channels"]
+        return weights + (attrs["out_channels"] if attrs["bias"] else 0)
+
+    def macs(self, attrs, in_shapes, out_shape):
+        return numel(out_shape) * math.prod(self.kernel(attrs)) * (attrs["in_channels"] // attrs["groups"])
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return numel(out_shape) if attrs["bias"] else 0
+
+    def explain(self, attrs, in_shapes, out_shape):
+        axes = conv_axes(attrs, in_shapes[0])
+        kernel = "*".join(map(str, self.kernel(attrs)))
+        c_in, c_out, groups = attrs["in_channels"], attrs["out_channels"], attrs["groups"]
+        per_group = f"{c_in}/{groups}" if groups > 1 else f"{c_in}"
+        bias = " + 1" if attrs["bias"] else ""
+        steps = [Step(f"output {name}", axis.arithmetic(), axis.out) for name, axis in zip(AXES[self.dims], axes)]
+        return steps + [
+            Step("output shape", f"{c_out} filters x {' x '.join(str(a.out) for a in axes)}", fmt_shape(out_shape)),
+            Step("params", f"({kernel}*{per_group}{bias})*{c_out}", fmt_int(self.params(attrs, in_shapes))),
+            Step("MACs", f"{'*'.join(map(str, out_shape[1:]))}*{c_out} outputs x {kernel}*{per_group} each",
+                 fmt_int(self.macs(attrs, in_shapes, out_shape))),
+        ]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        if not attrs["bias"]:
+            return Step("other ops", "no bias, nothing to add", 0)
+        return Step("other ops", f"one bias add per output: {fmt_shape(out_shape)}", fmt_int(numel(out_shape)))
+
+    def summary(self, attrs):
+        text = f"{attrs['out_channels']} {'x'.join(map(str, self.kernel(attrs)))}"
+        n = self.dims
+        if sizes(attrs["stride"], n) != (1,) * n:
+            text += f" s{sizes_text(attrs['stride'])}"
+        if attrs["padding"] == "same" or sizes(attrs["padding"], n) != (0,) * n:
+            text += f" p{sizes_text(attrs['padding'])}"
+        if sizes(attrs["dilation"], n) != (1,) * n:
+            text += f" d{sizes_text(attrs['dilation'])}"
+        if attrs["groups"] != 1:
+            text += f" g{attrs['groups']}"
+        return text
+
+    def write_onnx(self, e, node, x):
+        a, n = node.attrs, self.dims
+        axes = conv_axes(a, node.in_shapes[0])
+        inputs = [x[0], e.weight(node, "weight")] + ([e.weight(node, "bias")] if a["bias"] else [])
+        e.add("Conv", inputs, node.name, node.name, kernel_shape=list(self.kernel(a)),
+              strides=list(sizes(a["stride"], n)), dilations=list(sizes(a["dilation"], n)), group=a["groups"],
+              pads=[ax.padding for ax in axes] + [ax.padding_after for ax in axes])
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        n = self.dims
+        padding = attrs["padding"] if isinstance(attrs["padding"], str) else sizes(attrs["padding"], n)
+        return getattr(nn, f"Conv{n}d")(
+            attrs["in_channels"], attrs["out_channels"], self.kernel(attrs), stride=sizes(attrs["stride"], n),
+            padding=padding, dilation=sizes(attrs["dilation"], n), groups=attrs["groups"], bias=attrs["bias"],
+        )
+
+
+@register
+class Conv1d(_ConvNd):
+    """1-D convolution over a (C, L) sequence (torch.nn.Conv1d).
+
+    L_out = floor((L - d*(F-1) - 1 + 2P) / S) + 1, as each axis of conv2d.
+    params = F * (C_in / groups) * C_out + C_out (bias).
+    MACs = L_out * C_out * F * (C_in / groups); the bias is not a MAC.
+    Other ops: one bias add per output element.
+    Window: none declared: archviz's receptive field works on (height, width); a length-only field is not tracked.
+    """
+
+    name = "conv1d"
+    dims = 1
+    torch_class = "nn.Conv1d"
+    keras_class = "Conv1D"
+    torch_calls = TorchCalls(modules={"torch.nn.Conv1d": _conv_module_nd})
+    examples = (Example({"out_channels": 4, "kernel_size": 3}, ((3, 10),)),
+                Example({"out_channels": 6, "kernel_size": [4], "stride": 2, "padding": 1, "groups": 3,
+                         "bias": False}, ((3, 11),)),
+                Example({"out_channels": 2, "kernel_size": 3, "dilation": 2, "padding": "same"}, ((2, 9),)),
+                Example({"out_channels": 2, "kernel_size": 2, "padding": "same"}, ((1, 7),)),
+                Example({"out_channels": 2, "kernel_size": 3, "padding": "valid", "stride": 3}, ((2, 10),)))
+
+    def window(self, attrs, in_shapes):
+        """None: the receptive field is tracked over (height, width), and a (C, L) sequence has neither."""
+        return None
+
+
+@register
+class Conv3d(_ConvNd):
+    """3-D convolution over a (C, D, H, W) volume or clip (torch.nn.Conv3d).
+
+    out = floor((W - d*(F-1) - 1 + 2P) / S) + 1 per spatial axis (depth, height, width), as each axis of conv2d.
+    params = F_d * F_h * F_w * (C_in / groups) * C_out + C_out (bias).
+    MACs = D_out * H_out * W_out * C_out * F_d * F_h * F_w * (C_in / groups); the bias is not a MAC.
+    Other ops: one bias add per output element.
+    Window: the height and width axes' (extent d*(F-1)+1, stride, padding), exactly as conv2d's; the receptive field
+    is tracked over (height, width), so the depth's is not.
+    """
+
+    name = "conv3d"
+    dims = 3
+    torch_class = "nn.Conv3d"
+    keras_class = "Conv3D"
+    torch_calls = TorchCalls(modules={"torch.nn.Conv3d": _conv_module_nd})
+    examples = (Example({"out_channels": 4, "kernel_size": 3}, ((3, 5, 6, 7),)),
+                Example({"out_channels": 6, "kernel_size": [3, 2, 1], "stride": [1, 2, 2], "padding": [1, 0, 1],
+                         "groups": 3, "bias": False}, ((3, 4, 9, 8),)),
+                Example({"out_channels": 2, "kernel_size": 3, "dilation": [1, 2, 1], "padding": "same"},
+                        ((2, 5, 9, 9),)),
+                Example({"out_channels": 2, "kernel_size": [2, 3, 2], "padding": "same"}, ((1, 4, 7, 6),)))
+
+    def window(self, attrs, in_shapes):
+        axes = conv_axes(attrs, in_shapes[0])[1:]
+        return Window(tuple(a.extent for a in axes), tuple(a.stride for a in axes), tuple(a.padding for a in axes))

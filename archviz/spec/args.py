@@ -167,6 +167,32 @@ def _shape(arg, value):
     return tuple(_as_int(arg, v, minimum=1, expected=expected) for v in value)
 
 
+def _sizes_of(arg, value, *, minimum: int):
+    """An int, or a list of one per spatial axis (1 to 3 of them; the op checks that it has one per axis)."""
+    expected = ("a positive integer" if minimum else "an integer >= 0") + " or a list of one per spatial axis"
+    if isinstance(value, (list, tuple)):
+        if not 1 <= len(value) <= 3:
+            _fail(arg, value, expected)
+        return tuple(_as_int(arg, v, minimum=minimum, expected=expected) for v in value)
+    return _as_int(arg, value, minimum=minimum, expected=expected)
+
+
+def _sizes(arg, value):
+    return _sizes_of(arg, value, minimum=1)
+
+
+def _nonneg_sizes(arg, value):
+    return _sizes_of(arg, value, minimum=0)
+
+
+def _padding_sizes(arg, value):
+    if isinstance(value, str):
+        if value not in ("same", "valid"):
+            _fail(arg, value, "an integer, a list of one per spatial axis, 'same' or 'valid'")
+        return value
+    return _sizes_of(arg, value, minimum=0)
+
+
 def _int_or_none(arg, value):
     return None if value is None else _int(arg, value)
 
@@ -175,4 +201,5 @@ _CHECKERS = {
     ArgKind.INT: _int, ArgKind.NONNEG_INT: _nonneg_int, ArgKind.SIGNED_INT: _signed_int, ArgKind.PAIR: _pair, ArgKind.NONNEG_PAIR: _nonneg_pair,
     ArgKind.OPTIONAL_PAIR: _optional_pair, ArgKind.PADDING: _padding, ArgKind.FLOAT: _float, ArgKind.BOOL: _bool,
     ArgKind.CHOICE: _choice, ArgKind.INT_OR_NONE: _int_or_none, ArgKind.TEXT: _text, ArgKind.SHAPE: _shape,
+    ArgKind.SIZES: _sizes, ArgKind.NONNEG_SIZES: _nonneg_sizes, ArgKind.PADDING_SIZES: _padding_sizes,
 }

@@ -265,6 +265,13 @@ def _pair(minimum: int, *, nullable: bool = False) -> dict[str, Any]:
     return {"anyOf": [side, {"type": "array", "minItems": 2, "maxItems": 2, "items": item}]}
 
 
+def _sizes(minimum: int) -> dict[str, Any]:
+    """An int, or one per spatial axis (conv1d's [length], conv3d's [depth, height, width])."""
+    side = _integer(minimum)
+    item = {"anyOf": [side, {"$ref": _REF + "expression"}]}
+    return {"anyOf": [side, {"type": "array", "minItems": 1, "maxItems": 3, "items": item}]}
+
+
 _KINDS = {
     ArgKind.INT: lambda arg: _integer(1),
     ArgKind.NONNEG_INT: lambda arg: _integer(0),
@@ -279,6 +286,9 @@ _KINDS = {
     ArgKind.INT_OR_NONE: lambda arg: {"anyOf": [_integer(1), {"type": "null"}]},
     ArgKind.TEXT: lambda arg: {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
     ArgKind.SHAPE: lambda arg: {"type": "array", "minItems": 1, "maxItems": 8, "items": _integer(1)},
+    ArgKind.SIZES: lambda arg: _sizes(1),
+    ArgKind.NONNEG_SIZES: lambda arg: _sizes(0),
+    ArgKind.PADDING_SIZES: lambda arg: {"anyOf": [_sizes(0), {"enum": ["same", "valid"]}]},
 }
 
 
