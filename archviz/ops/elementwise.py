@@ -14,9 +14,11 @@ from archviz.errors import ShapeError
 from archviz.ops.activation import (
     POINTWISE_EXAMPLES, _Activation, _activation, _softmax, _traced, _with_inplace,
 )
-from archviz.ops.base import Arg, ArgKind, Example, Fill, Step, Weight, fmt_int, fmt_shape, numel
+from archviz.ops.base import (
+    Arg, ArgKind, Example, Fill, NoMacs, NoWindow, Op, OpKind, SameShape, Step, Weight, fmt_int, fmt_shape, numel,
+)
 from archviz.ops.interop import (
-    Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_close, is_ref, module_args, onnx_as, onnx_float,
+    Mapped, NotRepresentable, Signature, TorchCalls, is_close, is_ref, module_args, onnx_as, onnx_float,
     onnx_reads_as,
 )
 from archviz.ops.registry import register
@@ -266,9 +268,232 @@ class PReLU(_Activation):
         return nn.PReLU(attrs["num_parameters"], attrs["init"])
 
 
+# --- arithmetic -----------------------------------------------------------------------------------------------------
+
+def is_number(value) -> bool:
+    """A Python number operand (x * 0.5, 1 - x): not a bool, not a tensor."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _scalar(operation: str, x, value) -> Mapped:
+    return Mapped("scalar_arith", {"operation": operation, "value": value}, (x,))
+
+
+def arithmetic(op: str, operation: str, reverse: str, *, swap: bool = False):
+    """An adapter for x - y or x / y (`swap`: the reflected form, x.__rsub__(y) is y - x): `op` of two traced
+    tensors, the op `scalar_arith` with `operation` (x - 3) or `reverse` (3 - x) where one operand is a Python number;
+    None (an opaque layer) for a tensor constant or an alpha other than 1."""
+
+    def build(a, out):
+        x, y = a["input"], a["other"]
+        if swap:
+            x, y = y, x
+        if a.get("alpha", 1) != 1 or a.get("rounding_mode") is not None:
+            return None
+        if is_ref(x) and is_ref(y):
+            return Mapped(op, {}, (x, y))
+        if is_ref(x) and is_number(y):
+            return _scalar(operation, x, y)
+        if is_ref(y) and is_number(x):
+            return _scalar(reverse, y, x)
+        return None
+
+    return build
+
+
+def with_number(adapter, operation: str):
+    """A join adapter (archviz/ops/interop.py's join) extended to a Python number operand: x + 3 and 3 + x as the op
+    `scalar_arith` with `operation` ("add" or "mul"); for structure.py's add and tensor.py's mul."""
+
+    def build(a, out):
+        x, y = a["input"], a["other"]
+        if a.get("alpha", 1) == 1 and (is_ref(x) and is_number(y) or is_ref(y) and is_number(x)):
+            return _scalar(operation, *((x, y) if is_ref(x) else (y, x)))
+        return adapter(a, out)
+
+    return build
+
+
+def _number(r, position: int):
+    """The constant at input `position` as one number, or None when it is not one."""
+    try:
+        value = r.constant(position)
+    except NotRepresentable:
+        return None
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return float(value) if is_number(value) else None
+
+
+def reads_number(reader, operation: str, reverse: str | None = None):
+    """An ONNX reader extended to a constant one-number operand: `operation` of the computed input and the number
+    (x + c), `reverse` where the number comes first (c - x; None: the operation commutes)."""
+
+    def read(r):
+        inputs = r.inputs()
+        if len(inputs) == 2 and r.computed(0) != r.computed(1):
+            position = 1 if r.computed(0) else 0
+            value = _number(r, position)
+            if value is not None:
+                chosen = operation if position == 1 or reverse is None else reverse
+                return r.layer("scalar_arith", {"operation": chosen, "value": onnx_float(value)},
+                               inputs=(inputs[1 - position],))
+        return reader(r)
+
+    return read
+
+
+def _read_pair(op: str):
+    def read(r):
+        inputs = r.inputs()
+        if len(inputs) != 2 or not (r.computed(0) and r.computed(1)):
+            raise NotRepresentable("an operand is a stored tensor, not a number or a computed tensor")
+        return r.layer(op, inputs=inputs)
+
+    return read
+
+
+def broadcast(shapes) -> tuple[int, ...]:
+    """torch's broadcast of two shapes of one rank (the batch aside): each dim equal, or 1 on one side (as tensor.py's
+    mul broadcasts; not imported from there, which imports this module's number adapters)."""
+    first, other = shapes
+    if len(other) != len(first):
+        raise ShapeError(f"shapes {fmt_shape(first)} and {fmt_shape(other)} have different ranks")
+    for i, (a, b) in enumerate(zip(first, other)):
+        if a != b and 1 not in (a, b):
+            raise ShapeError(f"shapes {fmt_shape(first)} and {fmt_shape(other)} do not broadcast (dim {i + 1})")
+    return tuple(max(a, b) for a, b in zip(first, other))
+
+
+class _Binary(NoWindow, NoMacs, Op):
+    """Two tensors of one rank, broadcast as torch does; one op per output element."""
+
+    kind = OpKind.JOIN
+    min_inputs = max_inputs = 2
+    symbol = ""
+    verb = ""
+    examples = (Example({}, ((3, 4, 5), (3, 4, 5))), Example({}, ((3, 4, 5), (3, 1, 1))),
+                Example({}, ((3, 4, 5), (1, 4, 1))))
+
+    def infer_shape(self, attrs, in_shapes):
+        return broadcast(in_shapes)
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return numel(out_shape)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        shapes = f" {self.symbol} ".join(fmt_shape(s) for s in in_shapes)
+        return [Step("output shape", f"{shapes} (element-wise, broadcast)", fmt_shape(out_shape))]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        return Step("other ops", f"1 {self.verb} x {fmt_shape(out_shape)}", fmt_int(numel(out_shape)))
+
+    def write_onnx(self, e, node, x):
+        e.add(type(self).__name__, x, node.name, node.name)
+
+    def build_torch(self, attrs, in_shapes):
+        return _classes()[type(self).__name__]()
+
+
+def _calls(op: str, operation: str, reverse: str, paths: tuple[str, ...], reflected: tuple[str, ...],
+           names: tuple[str, ...], defaults: dict) -> TorchCalls:
+    forward = Signature(names, arithmetic(op, operation, reverse), defaults)
+    backward = Signature(names, arithmetic(op, operation, reverse, swap=True), defaults)
+    return TorchCalls(functions={**{p: forward for p in paths}, **{p: backward for p in reflected}})
+
+
+@register
+class Sub(_Binary):
+    """Element-wise difference x - y of two computed tensors, broadcast (torch.sub; operator.sub). A Python number
+    as either operand makes it the op `scalar_arith` (x - 3, 1 - x); torch.sub's alpha other than 1 is not matched.
+
+    Other ops: 1 subtract per output element. No params. ONNX Sub.
+    """
+
+    name = "sub"
+    aliases = ("subtract",)
+    keras_class = "Subtract"
+    torch_class = "archviz Sub"
+    symbol, verb = "-", "subtract"
+    torch_calls = _calls("sub", "sub", "rsub",
+                         ("operator.sub", "operator.isub", "torch.sub", "torch.subtract", "Tensor.sub", "Tensor.sub_",
+                          "Tensor.subtract", "Tensor.__sub__", "Tensor.__isub__"),
+                         ("Tensor.__rsub__", "torch.rsub"), ("input", "other", "alpha"), {"alpha": 1})
+    onnx_reads = {"Sub": reads_number(_read_pair("sub"), "sub", "rsub")}
+
+
+@register
+class Div(_Binary):
+    """Element-wise quotient x / y of two computed tensors, broadcast (torch.div; operator.truediv). A Python number
+    as either operand makes it the op `scalar_arith` (x / 6, 1 / x); a rounding_mode is not matched.
+
+    Other ops: 1 divide per output element. No params. ONNX Div.
+    """
+
+    name = "div"
+    aliases = ("divide",)
+    torch_class = "archviz Div"
+    symbol, verb = "/", "divide"
+    torch_calls = _calls("div", "div", "rdiv",
+                         ("operator.truediv", "operator.itruediv", "torch.div", "torch.divide", "torch.true_divide",
+                          "Tensor.div", "Tensor.div_", "Tensor.divide", "Tensor.true_divide", "Tensor.__truediv__",
+                          "Tensor.__itruediv__"),
+                         ("Tensor.__rtruediv__",), ("input", "other", "rounding_mode"), {"rounding_mode": None})
+    onnx_reads = {"Div": reads_number(_read_pair("div"), "div", "rdiv")}
+
+
+_SCALAR = {  # operation -> (the expression, ONNX op, number first)
+    "add": ("x + {v}", "Add", False), "sub": ("x - {v}", "Sub", False), "rsub": ("{v} - x", "Sub", True),
+    "mul": ("x * {v}", "Mul", False), "div": ("x / {v}", "Div", False), "rdiv": ("{v} / x", "Div", True),
+}
+
+
+@register
+class Scalar(SameShape, NoMacs, Op):
+    """A tensor and a number: x + c, x - c, c - x, x * c, x / c or c / x (Python's and torch's arithmetic with a
+    number operand: x * 0.5, x / 6, x + 3, 1 - x), the shape of x.
+
+    Other ops: 1 per element (the add, subtract, multiply or divide). No params: the number is part of the code,
+    not a learned weight. ONNX Add, Sub, Mul or Div of the tensor and a Constant.
+    """
+
+    name = "scalar_arith"
+    kind = OpKind.ACTIVATION
+    pointwise = True
+    torch_class = "archviz Scalar"
+    args = (Arg("operation", ArgKind.CHOICE, choices=tuple(_SCALAR),
+                doc="add (x + c), sub (x - c), rsub (c - x), mul (x * c), div (x / c) or rdiv (c / x)"),
+            Arg("value", ArgKind.FLOAT, doc="the number c"))
+    examples = tuple(Example({"operation": op, "value": value}, (shape,)) for op, value, shape in (
+        ("add", 3.0, (3, 4, 5)), ("sub", 0.5, (3, 4, 5)), ("rsub", 1.0, (7,)), ("mul", 0.5, (3, 4, 5)),
+        ("div", 6.0, (3, 4, 5)), ("rdiv", 2.0, (7,))))
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return numel(out_shape)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        return [Step("output shape", f"{self.summary(attrs)}: same as input {fmt_shape(in_shapes[0])}",
+                     fmt_shape(out_shape))]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        return Step("other ops", f"1 per element ({self.summary(attrs)}) x {fmt_shape(out_shape)}",
+                    fmt_int(numel(out_shape)))
+
+    def summary(self, attrs):
+        return _SCALAR[attrs["operation"]][0].format(v=f"{attrs['value']:g}")
+
+    def write_onnx(self, e, node, x):
+        _, op_type, first = _SCALAR[node.attrs["operation"]]
+        value = e.constant(f"{node.name}/value", node.attrs["value"])
+        e.add(op_type, [value, x[0]] if first else [x[0], value], node.name, node.name)
+
+    def build_torch(self, attrs, in_shapes):
+        return _classes()["Scalar"](attrs["operation"], attrs["value"])
+
+
 # --- the torch modules of the ops torch has none for ---------------------------------------------------------------
 
-_CLASS_NAMES = ("Erf",)
+_CLASS_NAMES = ("Erf", "Sub", "Div", "Scalar")
 
 
 def __getattr__(name: str):
@@ -290,7 +515,43 @@ def _classes() -> dict[str, type]:
         def forward(self, x):
             return torch.erf(x)
 
-    classes = {"Erf": Erf}
+    class Sub(nn.Module):
+        """a - b, broadcast."""
+
+        def forward(self, a, b):
+            return a - b
+
+    class Div(nn.Module):
+        """a / b, broadcast."""
+
+        def forward(self, a, b):
+            return a / b
+
+    class Scalar(nn.Module):
+        """x and a number: x + c, x - c, c - x, x * c, x / c or c / x (`operation`)."""
+
+        def __init__(self, operation: str, value: float):
+            super().__init__()
+            self.operation, self.value = operation, value
+
+        def forward(self, x):
+            c = self.value
+            if self.operation == "add":
+                return x + c
+            if self.operation == "sub":
+                return x - c
+            if self.operation == "rsub":
+                return c - x
+            if self.operation == "mul":
+                return x * c
+            if self.operation == "div":
+                return x / c
+            return c / x
+
+        def extra_repr(self) -> str:
+            return f"operation={self.operation!r}, value={self.value}"
+
+    classes = {"Erf": Erf, "Sub": Sub, "Div": Div, "Scalar": Scalar}
     for cls in classes.values():
         cls.__module__, cls.__qualname__ = __name__, cls.__name__
     return classes
