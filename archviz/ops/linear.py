@@ -7,6 +7,7 @@ from archviz.ops.base import (
     Arg, ArgKind, Example, NoWindow, Op, OpKind, Step, TorchinfoMacs, Weight, fmt_int, fmt_shape, numel,
 )
 from archviz.ops.interop import Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, onnx_float
+from archviz.ops.matmul import read_matmul_of_activations
 from archviz.ops.registry import register
 
 
@@ -28,7 +29,7 @@ def _read_gemm(r):
 def _read_matmul(r):
     x = r.activation()
     if r.computed(1):
-        raise NotRepresentable("a product of two computed tensors (no weights)")
+        return read_matmul_of_activations(r)  # a product of two computed tensors: matmul (archviz/ops/matmul.py)
     weight = r.stored_shape(1, "weight")
     if len(weight) != 2:
         raise NotRepresentable(f"its stored operand has rank {len(weight)}, not 2")
