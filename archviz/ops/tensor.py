@@ -155,21 +155,25 @@ def _read_transpose(r):
 
 
 def _read_slice(r):
-    """One axis, step 1, the batch kept: narrow."""
+    """One axis, the batch kept: narrow with step 1, strided_slice with a larger step."""
     shape = r.shape(r.activation())
     if r.opset < 10:
         raise NotRepresentable(f"opset {r.opset} Slice")
     starts, ends = r.constant(1), r.constant(2)
     axes, steps = r.constant(3, list(range(len(shape)))), r.constant(4, 1)
     values = [v if isinstance(v, list) else [v] for v in (starts, ends, axes, steps)]
-    if any(len(v) != 1 for v in values) or values[3] != [1]:
-        raise NotRepresentable("it slices several axes, or with a step")
-    (start,), (end,), (axis,) = values[:3]
+    if any(len(v) != 1 for v in values) or values[3][0] < 1:
+        raise NotRepresentable("it slices several axes, or backwards")
+    (start,), (end,), (axis,), (step,) = values
     axis %= len(shape)
     size = shape[axis]
     start, end = (max(0, min(v + size if v < 0 else v, size)) for v in (start, end))
     if axis == 0 or end <= start:
         raise NotRepresentable("it slices the batch, or nothing")
+    if step > 1:
+        count = len(range(start, end, step))
+        return r.layer("strided_slice", {"dim": axis, "start": start, "stop": start + (count - 1) * step + 1,
+                                         "step": step})
     return r.layer("narrow", {"dim": axis, "start": start, "length": end - start})
 
 
@@ -589,6 +593,203 @@ class Narrow(Free, Op):
         return Narrow(attrs["dim"], attrs["start"], attrs["length"])
 
 
+def _index(a, out):
+    """x[...] of a traced tensor: slices, ints and an Ellipsis, the batch's `:` kept. One dim indexed becomes one op:
+    a slice of step 1 narrow, a larger step strided_slice, an int select (the dim dropped); none indexed the identity.
+    Several dims at once, None (a new axis), a negative step, tensors as indices, or an empty result: opaque."""
+    x, index = a["input"], a["index"]
+    if not is_ref(x):
+        return None
+    items = list(index) if isinstance(index, tuple) else [index]
+    rank = len(x.shape) + 1
+    if items.count(Ellipsis) > 1:
+        return None
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items[at:at + 1] = [slice(None)] * (rank - len(items) + 1)
+    if len(items) > rank or not all(isinstance(i, slice) or isinstance(i, int) and not isinstance(i, bool)
+                                    for i in items):
+        return None
+    items += [slice(None)] * (rank - len(items))
+    full = slice(None)
+    if items[0] != full:
+        return None  # the batch is never indexed
+    if any(isinstance(i, slice) and not all(v is None or isinstance(v, int) and not isinstance(v, bool)
+                                            for v in (i.start, i.stop, i.step)) for i in items):
+        return None
+    chosen = [(d, i) for d, i in enumerate(items) if d and (not isinstance(i, slice)
+                                                            or range(*i.indices(x.shape[d - 1])) != range(x.shape[d - 1]))]
+    if not chosen:
+        return Mapped("identity", {}, (x,))
+    if len(chosen) != 1:
+        return None
+    (dim, item), size = chosen[0], x.shape[chosen[0][0] - 1]
+    if isinstance(item, int):
+        return Mapped("select", {"dim": dim, "index": item % size}, (x,)) if -size <= item < size else None
+    picked = range(*item.indices(size))
+    if picked.step < 1 or not picked:
+        return None
+    if picked.step == 1:
+        return Mapped("narrow", {"dim": dim, "start": picked.start, "length": len(picked)}, (x,))
+    return Mapped("strided_slice", {"dim": dim, "start": picked.start, "stop": picked[-1] + 1, "step": picked.step},
+                  (x,))
+
+
+@register
+class StridedSlice(Free, Op):
+    """Every `step`-th entry of one dim from `start` up to `stop` (x[:, :, start:stop:step], torch's basic indexing;
+    a step of 1 is narrow). No cost: a view.
+
+    Output length along `dim`: ceil((stop - start) / step), Python's len(range(start, stop, step)); stop is kept as
+    one past the last entry taken, start + (length - 1) * step + 1.
+
+    Window, along a map's height or width: output position t is input position start + t * step, a window of one at
+    stride `step` with the start as negative padding (Araujo et al. 2019, eq. 1-3).
+    """
+
+    name = "strided_slice"
+    examples = (Example({"dim": 3, "start": 0, "stop": 5, "step": 2}, ((3, 4, 5),)),
+                Example({"dim": 2, "start": 1, "stop": 6, "step": 3}, ((2, 7, 4),)),
+                Example({"dim": 1, "start": 1, "stop": 4, "step": 2}, ((5, 3, 3),)),
+                Example({"dim": 2, "start": 0, "stop": 9, "step": 4}, ((2, 10),)))
+    kind = OpKind.RESHAPE
+    torch_class = "archviz StridedSlice"
+    torch_calls = TorchCalls(functions={"operator.getitem": Signature(("input", "index"), _index)})
+    args = (
+        Arg("dim", ArgKind.INT, doc="torch counting: the batch is dim 0 and cannot be sliced"),
+        Arg("start", ArgKind.NONNEG_INT, 0),
+        Arg("stop", ArgKind.INT, doc="one past the last entry (at most the dim's size)"),
+        Arg("step", ArgKind.INT, 1),
+    )
+
+    def write_onnx(self, e, node, x):
+        a = node.attrs
+        bounds = [e.constant(f"{node.name}/{name}", [value], "int64") for name, value in
+                  (("starts", a["start"]), ("ends", a["stop"]), ("axes", a["dim"]), ("steps", a["step"]))]
+        e.add("Slice", [x[0], *bounds], node.name, node.name)
+
+    def resolve(self, attrs, in_shapes):
+        shape = in_shapes[0]
+        if not 1 <= attrs["dim"] <= len(shape):
+            raise ShapeError(f"dim {attrs['dim']} is not a non-batch dim of a {fmt_shape(shape)} input")
+        size, start, stop, step = shape[attrs["dim"] - 1], attrs["start"], attrs["stop"], attrs["step"]
+        if not start < stop <= size:
+            raise ShapeError(f"{start}:{stop} is not a non-empty range of dim {attrs['dim']} (size {size})")
+        count = len(range(start, stop, step))
+        return {**attrs, "stop": start + (count - 1) * step + 1}
+
+    def length(self, attrs) -> int:
+        return len(range(attrs["start"], attrs["stop"], attrs["step"]))
+
+    def infer_shape(self, attrs, in_shapes):
+        shape = list(in_shapes[0])
+        shape[attrs["dim"] - 1] = self.length(attrs)
+        return tuple(shape)
+
+    def window(self, attrs, in_shapes):
+        if len(in_shapes[0]) != 3 or attrs["dim"] == 1:
+            return None
+        stride, shift = [1, 1], [0, 0]
+        stride[attrs["dim"] - 2], shift[attrs["dim"] - 2] = attrs["step"], -attrs["start"]
+        return Window(kernel=(1, 1), stride=tuple(stride), padding=tuple(shift))
+
+    def explain(self, attrs, in_shapes, out_shape):
+        start, stop, step = attrs["start"], attrs["stop"], attrs["step"]
+        return [Step("output shape", f"entries {start}, {start + step}, ... up to {stop - 1} of dim {attrs['dim']} of "
+                                     f"{fmt_shape(in_shapes[0])}: ceil(({stop} - {start}) / {step}) = "
+                                     f"{self.length(attrs)}", fmt_shape(out_shape))]
+
+    def summary(self, attrs):
+        return f"dim {attrs['dim']} [{attrs['start']}:{attrs['stop']}:{attrs['step']}]"
+
+    def build_torch(self, attrs, in_shapes):
+        return _module("StridedSlice")(attrs["dim"], attrs["start"], attrs["stop"], attrs["step"])
+
+
+def _select(a, out):
+    """torch.select / x.select(dim, index): one entry of a non-batch dim, the dim dropped."""
+    x, index = a["input"], a["index"]
+    if not is_ref(x) or isinstance(index, bool) or not isinstance(index, int):
+        return None
+    dim = batch_dim(a["dim"], len(x.shape) + 1)
+    if not dim or not -x.shape[dim - 1] <= index < x.shape[dim - 1]:
+        return None
+    return Mapped("select", {"dim": dim, "index": index % x.shape[dim - 1]}, (x,))
+
+
+def _unbound(source: Ref, dim, pieces: list[Shape], index: int) -> Mapped | None:
+    """Item `index` of torch.unbind / x.unbind(dim): select(dim, index). The dim is read from the pieces' shapes (the
+    tracer reads a split's dim from its third argument, unbind's is its second); where two dims would give the same
+    pieces, the one the call names must be among them."""
+    shape = source.shape
+    fits = [d for d in range(1, len(shape) + 1)
+            if shape[d - 1] == len(pieces) and all(tuple(p) == shape[:d - 1] + shape[d:] for p in pieces)]
+    named = batch_dim(dim, len(shape) + 1) if dim is not None else None
+    chosen = named if named in fits else (fits[0] if len(fits) == 1 else None)
+    return None if not chosen else Mapped("select", {"dim": chosen, "index": index}, (source,))
+
+
+def _read_gather(r):
+    """ONNX Gather of one constant index (a scalar) along a non-batch axis: select."""
+    shape = r.shape(r.activation())
+    index = r.constant(1)
+    axis = r.attrs.get("axis", 0) % len(shape)
+    after = r.output_shape()
+    if not isinstance(index, int) or axis == 0 or after is None or len(after) != len(shape) - 1:
+        raise NotRepresentable("it gathers several entries, or along the batch")
+    return r.layer("select", {"dim": axis, "index": index % shape[axis]})
+
+
+_SELECT = Signature(("input", "dim", "index"), _select)
+
+
+@register
+class Select(NoWindow, Free, Op):
+    """One entry of a non-batch dim, the dim dropped (torch.select, x[:, i]; each item of torch.unbind). No cost:
+    a view. The output keeps no map's position: a C x H x W input indexed along its height gives C x W, so no window.
+    """
+
+    name = "select"
+    examples = (Example({"dim": 1, "index": 2}, ((3, 4, 5),)), Example({"dim": 3, "index": 0}, ((3, 4, 5),)),
+                Example({"dim": 2, "index": 3}, ((6, 5),)), Example({"dim": 2, "index": 1}, ((2, 3, 4, 5),)))
+    kind = OpKind.RESHAPE
+    torch_class = "archviz Select"
+    torch_calls = TorchCalls(functions={"torch.select": _SELECT, "Tensor.select": _SELECT},
+                             pieces={"torch.unbind": _unbound, "Tensor.unbind": _unbound})
+    onnx_reads = {"Gather": _read_gather}
+    args = (
+        Arg("dim", ArgKind.INT, doc="torch counting: the batch is dim 0 and cannot be indexed"),
+        Arg("index", ArgKind.NONNEG_INT, doc="the entry kept, counted from 0"),
+    )
+
+    def write_onnx(self, e, node, x):
+        index = e.constant(f"{node.name}/index", node.attrs["index"], "int64")  # a scalar: the axis is dropped
+        e.add("Gather", [x[0], index], node.name, node.name, axis=node.attrs["dim"])
+
+    def resolve(self, attrs, in_shapes):
+        shape = in_shapes[0]
+        if not 1 <= attrs["dim"] <= len(shape):
+            raise ShapeError(f"dim {attrs['dim']} is not a non-batch dim of a {fmt_shape(shape)} input")
+        if attrs["index"] >= shape[attrs["dim"] - 1]:
+            raise ShapeError(f"index {attrs['index']} is past the end of dim {attrs['dim']} "
+                             f"(size {shape[attrs['dim'] - 1]})")
+        return attrs
+
+    def infer_shape(self, attrs, in_shapes):
+        shape = in_shapes[0]
+        return (*shape[:attrs["dim"] - 1], *shape[attrs["dim"]:])
+
+    def explain(self, attrs, in_shapes, out_shape):
+        return [Step("output shape", f"entry {attrs['index']} of dim {attrs['dim']} of {fmt_shape(in_shapes[0])}, "
+                                     "that dim dropped", fmt_shape(out_shape))]
+
+    def summary(self, attrs):
+        return f"dim {attrs['dim']} [{attrs['index']}]"
+
+    def build_torch(self, attrs, in_shapes):
+        return _module("Select")(attrs["dim"], attrs["index"])
+
+
 class _WithParameter(SameShape, NoMacs, Op):
     """x combined element-wise with one learned tensor of `shape`, broadcast as torch does (from the right, the
     batch included) without changing x's shape."""
@@ -751,7 +952,7 @@ class Expand(NoWindow, Free, Op):
 # --- the torch modules that rebuild the ops above (made on first use: importing the registry never imports torch;
 # they are attributes of this module, read through __getattr__, so models holding them pickle) ---------------------
 
-_MODULE_NAMES = ("Expand",)
+_MODULE_NAMES = ("Expand", "StridedSlice", "Select")
 
 
 def __getattr__(name: str):
@@ -782,7 +983,33 @@ def _torch_modules_factory():
         def extra_repr(self) -> str:
             return f"shape={self.shape}"
 
-    classes = {"Expand": Expand}
+    class StridedSlice(nn.Module):
+        """x[:, ..., start:stop:step] along `dim` (torch counting)."""
+
+        def __init__(self, dim: int, start: int, stop: int, step: int):
+            super().__init__()
+            self.dim, self.start, self.stop, self.step = dim, start, stop, step
+
+        def forward(self, x):
+            return x[(slice(None),) * self.dim + (slice(self.start, self.stop, self.step),)]
+
+        def extra_repr(self) -> str:
+            return f"dim={self.dim}, start={self.start}, stop={self.stop}, step={self.step}"
+
+    class Select(nn.Module):
+        """x.select(dim, index)."""
+
+        def __init__(self, dim: int, index: int):
+            super().__init__()
+            self.dim, self.index = dim, index
+
+        def forward(self, x):
+            return x.select(self.dim, self.index)
+
+        def extra_repr(self) -> str:
+            return f"dim={self.dim}, index={self.index}"
+
+    classes = {"Expand": Expand, "StridedSlice": StridedSlice, "Select": Select}
     for key, cls in classes.items():
         cls.__module__, cls.__qualname__ = __name__, key
     return classes
