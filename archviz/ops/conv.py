@@ -431,3 +431,229 @@ class Conv3d(_ConvNd):
     def window(self, attrs, in_shapes):
         axes = conv_axes(attrs, in_shapes[0])[1:]
         return Window(tuple(a.extent for a in axes), tuple(a.stride for a in axes), tuple(a.padding for a in axes))
+
+
+# --- transposed convolutions ----------------------------------------------------------------------------------------
+
+def _transpose_module(m, refs):
+    """nn.ConvTranspose{1,2,3}d as conv_transpose{1,2,3}d (an output_size given at the call is another matter: the
+    traced call then passes it, and the output shape the tracer saw is checked against the formula)."""
+    if m.padding_mode != "zeros":
+        return None
+    return Mapped(f"conv_transpose{len(m.kernel_size)}d", {
+        "in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": compact_sizes(m.kernel_size),
+        "stride": compact_sizes(m.stride), "padding": compact_sizes(m.padding),
+        "output_padding": compact_sizes(m.output_padding), "dilation": compact_sizes(m.dilation),
+        "groups": m.groups, "bias": m.bias is not None}, refs)
+
+
+def _read_conv_transpose(r):
+    """An ONNX ConvTranspose as conv_transpose1d/2d/3d, by the rank of its weight (in, out/groups, *kernel)."""
+    weight = r.stored_shape(1, "weight")
+    n = len(weight) - 2
+    if n not in AXES:
+        raise NotRepresentable(f"a {n}-d transposed convolution (archviz has 1-d, 2-d and 3-d)")
+    r.shape(r.activation(), n + 2)
+    if "output_shape" in r.attrs:
+        raise NotRepresentable("its output_shape attribute (torch's ConvTranspose has padding and output_padding)")
+    if r.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise NotRepresentable(f"its auto_pad {r.attrs['auto_pad']} (torch's ConvTranspose pads both sides alike)")
+    groups = r.attrs.get("group", 1)
+    kernel = list(r.attrs.get("kernel_shape", weight[2:]))
+    pads = list(r.attrs.get("pads", [0] * 2 * n)) if r.attrs.get("auto_pad", "NOTSET") == "NOTSET" else [0] * 2 * n
+    if len(pads) != 2 * n or pads[:n] != pads[n:]:
+        raise NotRepresentable(f"its pads {pads} (torch's ConvTranspose crops both sides alike)")
+    form = onnx_pair if n == 2 else compact_sizes
+    args = {"out_channels": weight[1] * groups, "kernel_size": form(kernel),
+            "stride": form(r.attrs.get("strides", [1] * n)), "padding": form(pads[:n]),
+            "output_padding": form(r.attrs.get("output_padding", [0] * n)),
+            "dilation": form(r.attrs.get("dilations", [1] * n)), "groups": groups, "bias": r.has_input(2)}
+    return r.with_bias(f"conv_transpose{n}d", args, (1, weight[1] * groups) + (1,) * n)
+
+
+def _transpose_args(size: ArgKind, nonneg: ArgKind, per_axis: str) -> tuple[Arg, ...]:
+    return (
+        Arg("out_channels", ArgKind.INT, aliases=("filters", "out"), doc="number of output channels"),
+        Arg("kernel_size", size, aliases=("kernel", "k"), doc=f"filter size: int or {per_axis}"),
+        Arg("stride", size, 1, aliases=("s",), doc="the upsampling factor"),
+        Arg("padding", nonneg, 0, aliases=("p", "pad"), doc="d*(k-1)-padding zeros pad each side (crops the output)"),
+        Arg("output_padding", nonneg, 0, doc="extra rows/columns at the end of the output, below stride or dilation"),
+        Arg("groups", ArgKind.INT, 1, aliases=("g",)),
+        Arg("bias", ArgKind.BOOL, True),
+        Arg("dilation", size, 1, aliases=("d",)),
+        Arg("in_channels", ArgKind.INT, None, doc="inferred from the input; checked when given"),
+    )
+
+
+class _ConvTransposeNd(Op):
+    """What the transposed convolutions share (torch.nn.ConvTranspose1d/2d/3d): arguments, formulas, ONNX."""
+
+    dims: ClassVar[int]
+    kind = OpKind.CONV
+    onnx_reads = {}
+
+    def resolve(self, attrs, in_shapes):
+        n = self.dims
+        require_rank(self, in_shapes[0], n + 1, LAYOUTS[n])
+        channels = in_shapes[0][0]
+        if attrs["in_channels"] is not None and attrs["in_channels"] != channels:
+            raise ShapeError(f"in_channels is {attrs['in_channels']} but the input has {channels} channels")
+        groups = attrs["groups"]
+        for side, count in (("in_channels", channels), ("out_channels", attrs["out_channels"])):
+            if count % groups:
+                raise ShapeError(f"{side} {count} is not divisible by groups {groups}")
+        names = ("kernel_size", "stride", "padding", "output_padding", "dilation")
+        for name in names:
+            _per_axis(self, attrs, name, n)
+        resolved = {**attrs, "in_channels": channels, **{name: compact_sizes(sizes(attrs[name], n)) for name in names}}
+        for axis, o, s, d in zip(AXES[n], *(self.per_axis(resolved, k) for k in ("output_padding", "stride",
+                                                                                   "dilation"))):
+            if o >= s and o >= d:
+                raise ShapeError(f"output_padding {o} along the {axis} must be smaller than the stride {s} or the "
+                                 f"dilation {d} (as in torch)")
+        return resolved
+
+    def per_axis(self, attrs, name: str) -> tuple[int, ...]:
+        return sizes(attrs[name], self.dims)
+
+    def out_sizes(self, attrs, in_shape) -> tuple[int, ...]:
+        """(in - 1)*s - 2p + d*(k - 1) + output_padding + 1 per spatial axis (torch.nn.ConvTranspose2d's docs)."""
+        k, s, p, o, d = (self.per_axis(attrs, name) for name in
+                         ("kernel_size", "stride", "padding", "output_padding", "dilation"))
+        return tuple((i - 1) * s_ - 2 * p_ + d_ * (k_ - 1) + o_ + 1
+                     for i, k_, s_, p_, o_, d_ in zip(in_shape[1:], k, s, p, o, d))
+
+    def infer_shape(self, attrs, in_shapes):
+        out = self.out_sizes(attrs, in_shapes[0])
+        for axis, size in zip(AXES[self.dims], out):
+            if size <= 0:
+                raise ShapeError(f"padding {sizes_text(attrs['padding'])} crops the whole {axis}: the output would "
+                                 f"be {fmt_shape(out)}")
+        return (attrs["out_channels"], *out)
+
+    def weights(self, attrs, in_shapes):
+        kernel = self.per_axis(attrs, "kernel_size")
+        per_group = attrs["out_channels"] // attrs["groups"]
+        fan_in = per_group * math.prod(kernel)  # torch's fan_in of a (in, out/groups, *k) weight: dim 1 x the kernel
+        weight = Weight("weight", (attrs["in_channels"], per_group, *kernel), fan_in=fan_in)
+        return (weight, Weight("bias", (attrs["out_channels"],), fan_in=fan_in)) if attrs["bias"] else (weight,)
+
+    def params(self, attrs, in_shapes):
+        weights = attrs["in_channels"] * (attrs["out_channels"] // attrs["groups"]) * math.prod(
+            self.per_axis(attrs, "kernel_size"))
+        return weights + (attrs["out_channels"] if attrs["bias"] else 0)
+
+    def macs(self, attrs, in_shapes, out_shape):
+        return numel(in_shapes[0]) * (attrs["out_channels"] // attrs["groups"]) * math.prod(
+            self.per_axis(attrs, "kernel_size"))
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return numel(out_shape) if attrs["bias"] else 0
+
+    def axis_window(self, attrs, axes: range) -> Window:
+        """Output position t of one axis takes input i where i*s = t + p - d*j for a kernel tap j: the inputs from
+        ceil((t + p - d*(k-1))/s) to floor((t + p)/s). As a window (Araujo et al.'s composition of an s-fold
+        zero-insertion, stride 1/s, and a stride-1 convolution of extent K = d*(k-1)+1 padded K-1-p): kernel K/s,
+        stride 1/s, padding (2K - 2p - s - 1)/(2s), the first input round(t/s - padding) exactly; where s divides K
+        every output reaches K/s inputs, else floor(K/s) or ceil(K/s) of them by the output's phase, and the
+        receptive field is the fraction, as after pixel_shuffle."""
+        k, s, p, d = (self.per_axis(attrs, name) for name in ("kernel_size", "stride", "padding", "dilation"))
+        kernels, strides, paddings = [], [], []
+        for i in axes:
+            extent = d[i] * (k[i] - 1) + 1
+            kernels.append(_exact(Fraction(extent, s[i])))
+            strides.append(_exact(Fraction(1, s[i])))
+            paddings.append(_exact(Fraction(2 * extent - 2 * p[i] - s[i] - 1, 2 * s[i])))
+        return Window(tuple(kernels), tuple(strides), tuple(paddings))
+
+    def explain(self, attrs, in_shapes, out_shape):
+        k, s, p, o, d = (self.per_axis(attrs, name) for name in
+                         ("kernel_size", "stride", "padding", "output_padding", "dilation"))
+        steps = []
+        for axis, i, k_, s_, p_, o_, d_, size in zip(AXES[self.dims], in_shapes[0][1:], k, s, p, o, d, out_shape[1:]):
+            spread = f"{k_ - 1}" if d_ == 1 else f"{d_}*({k_}-1)"
+            steps.append(Step(f"output {axis}", f"({i}-1)*{s_} - 2*{p_} + {spread} + {o_} + 1 = {size}", size))
+        kernel = "*".join(map(str, k))
+        c_in, c_out, groups = attrs["in_channels"], attrs["out_channels"], attrs["groups"]
+        per_group = f"{c_out}/{groups}" if groups > 1 else f"{c_out}"
+        bias = f" + {c_out}" if attrs["bias"] else ""
+        return steps + [
+            Step("output shape", f"{c_out} channels x {' x '.join(map(str, out_shape[1:]))}", fmt_shape(out_shape)),
+            Step("params", f"{c_in}*{per_group}*{kernel}{bias}", fmt_int(self.params(attrs, in_shapes))),
+            Step("MACs", f"{fmt_shape(in_shapes[0])} input elements x {per_group}*{kernel} weights each",
+                 fmt_int(self.macs(attrs, in_shapes, out_shape))),
+        ]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        if not attrs["bias"]:
+            return Step("other ops", "no bias, nothing to add", 0)
+        return Step("other ops", f"one bias add per output: {fmt_shape(out_shape)}", fmt_int(numel(out_shape)))
+
+    def summary(self, attrs):
+        n = self.dims
+        text = f"{attrs['out_channels']} {'x'.join(map(str, self.per_axis(attrs, 'kernel_size')))}"
+        for short, name, neutral in (("s", "stride", 1), ("p", "padding", 0), ("op", "output_padding", 0),
+                                     ("d", "dilation", 1)):
+            if self.per_axis(attrs, name) != (neutral,) * n:
+                text += f" {short}{sizes_text(attrs[name])}"
+        if attrs["groups"] != 1:
+            text += f" g{attrs['groups']}"
+        return text
+
+    def write_onnx(self, e, node, x):
+        a = node.attrs
+        inputs = [x[0], e.weight(node, "weight")] + ([e.weight(node, "bias")] if a["bias"] else [])
+        e.add("ConvTranspose", inputs, node.name, node.name, kernel_shape=list(self.per_axis(a, "kernel_size")),
+              strides=list(self.per_axis(a, "stride")), dilations=list(self.per_axis(a, "dilation")),
+              group=a["groups"], pads=list(self.per_axis(a, "padding")) * 2,
+              output_padding=list(self.per_axis(a, "output_padding")))
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        n = self.dims
+        return getattr(nn, f"ConvTranspose{n}d")(
+            attrs["in_channels"], attrs["out_channels"], self.per_axis(attrs, "kernel_size"),
+            stride=self.per_axis(attrs, "stride"), padding=self.per_axis(attrs, "padding"),
+            output_padding=self.per_axis(attrs, "output_padding"), groups=attrs["groups"], bias=attrs["bias"],
+            dilation=self.per_axis(attrs, "dilation"),
+        )
+
+
+def _exact(value: Fraction) -> int | Fraction:
+    return int(value) if value.denominator == 1 else value
+
+
+@register
+class ConvTranspose2d(_ConvTransposeNd):
+    """2-D transposed convolution, the gradient of conv2d with respect to its input (torch.nn.ConvTranspose2d;
+    Dumoulin & Visin 2016, ch. 4): it upsamples by the stride.
+
+    out = (in - 1)*S - 2P + d*(F - 1) + output_padding + 1 per spatial axis (torch's ConvTranspose2d docs).
+    params = C_in * (C_out / groups) * F_h * F_w + C_out (bias): the weight is (C_in, C_out/groups, F_h, F_w).
+    MACs = C_in * H_in * W_in * (C_out / groups) * F_h * F_w: each input element times each kernel weight of its
+    group (torch.utils.flop_counter's transposed conv_flop_count); the bias is not a MAC.
+    Other ops: one bias add per output element.
+    Window: kernel K/S, stride 1/S, padding (2K - 2P - S - 1)/(2S) per axis, K = d*(F-1)+1 (see axis_window).
+    """
+
+    name = "conv_transpose2d"
+    dims = 2
+    aliases = ("deconv", "conv_transpose")
+    torch_class = "nn.ConvTranspose2d"
+    keras_class = "Conv2DTranspose"
+    torchinfo_macs = TorchinfoMacs.CONV
+    torch_calls = TorchCalls(modules={"torch.nn.ConvTranspose2d": _transpose_module})
+    onnx_reads = {"ConvTranspose": _read_conv_transpose}
+    args = _transpose_args(ArgKind.PAIR, ArgKind.NONNEG_PAIR, "[h, w]")
+    examples = (Example({"out_channels": 4, "kernel_size": 4, "stride": 2, "padding": 1}, ((3, 5, 6),)),
+                # depthwise: onnx 1.23's reference ConvTranspose runs groups only where each has one input and one
+                # output channel and no bias (it slices the weight by output channels); torch checks other groupings
+                Example({"out_channels": 3, "kernel_size": [2, 4], "stride": 2, "groups": 3, "bias": False,
+                         "output_padding": 1}, ((3, 4, 5),)),
+                Example({"out_channels": 2, "kernel_size": 3, "padding": [1, 0], "dilation": 2}, ((2, 6, 5),)),
+                Example({"out_channels": 2, "kernel_size": [3, 4], "stride": [3, 1], "padding": [2, 1],
+                         "output_padding": [2, 0]}, ((1, 4, 5),)))
+
+    def window(self, attrs, in_shapes):
+        return self.axis_window(attrs, range(2))
