@@ -49,13 +49,17 @@ def _with_inplace(op: str) -> Signature:
 
 
 def _read_clip(r):
-    """Clip to [0, 6] is relu6; to [0, inf) relu."""
+    """Clip to [0, 6] is relu6; to [0, inf) relu; to other number bounds clamp."""
     low, high = (r.attrs.get("min"), r.attrs.get("max")) if r.opset < 11 else (r.constant(1), r.constant(2))
     if low == 0 and high == 6:
         return r.layer("relu6")
     if low == 0 and (high is None or high == float("inf")):
         return r.layer("relu")
-    raise NotRepresentable(f"Clip to [{low}, {high}] (archviz has relu and relu6)")
+    bounds = {key: onnx_float(value) for key, value in (("min", low), ("max", high))
+              if value is not None and abs(value) != float("inf")}
+    if not bounds or not all(isinstance(value, (int, float)) for value in (low, high) if value is not None):
+        raise NotRepresentable(f"Clip to [{low}, {high}] (archviz has relu, relu6 and clamp to number bounds)")
+    return r.layer("clamp", bounds)  # elementwise.py's clamp
 
 
 def _read_hard_sigmoid(r):

@@ -19,7 +19,7 @@ from archviz.ops.base import (
 )
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Signature, TorchCalls, is_close, is_ref, module_args, onnx_as, onnx_float,
-    onnx_reads_as,
+    onnx_reads_as, unary,
 )
 from archviz.ops.registry import register
 
@@ -491,9 +491,157 @@ class Scalar(SameShape, NoMacs, Op):
         return _classes()["Scalar"](attrs["operation"], attrs["value"])
 
 
+# --- other pointwise functions ------------------------------------------------------------------------------------
+
+class _Function(_Activation):
+    """One torch function of each element (torch.sqrt, ...); the module calling it is `Function` below."""
+
+    call = ""  # the torch function the module calls
+
+    def function_args(self, attrs) -> dict:
+        return {}
+
+    def build_torch(self, attrs, in_shapes):
+        return _classes()["Function"](self.call, self.function_args(attrs))
+
+
+def _function(name: str, call: str, per_element: int, reason: str, onnx_type: str, paths: tuple[str, ...], doc: str,
+              **extra):
+    """Register one pointwise function of no arguments: torch.`call`, matched at `paths`, ONNX `onnx_type`."""
+    body = {
+        "__doc__": doc, "name": name, "call": call, "torch_class": f"torch.{call}", "ops_per_element": per_element,
+        "ops_reason": reason, "examples": POINTWISE_EXAMPLES,
+        "torch_calls": TorchCalls(functions={path: Signature(("input",), unary(name)) for path in paths}),
+        "write_onnx": onnx_as(onnx_type), "onnx_reads": {onnx_type: onnx_reads_as(name)}, **extra,
+    }
+    return register(type(name.capitalize(), (_Function,), body))
+
+
+def _paths(call: str, *more: str) -> tuple[str, ...]:
+    return (f"torch.{call}", f"Tensor.{call}", f"Tensor.{call}_", *more)
+
+
+_function("sqrt", "sqrt", 1, "one square root", "Sqrt", _paths("sqrt"),
+          "Square root of each element (torch.sqrt). Other ops: 1 per element. No params. ONNX Sqrt.")
+_function("exp", "exp", 1, "one exp", "Exp", _paths("exp"),
+          "e to the power of each element (torch.exp). Other ops: 1 per element (one exp, as a library call counts; "
+          "sigmoid counts its exp as 1 too). No params. ONNX Exp.")
+_function("absolute", "abs", 1, "one absolute value", "Abs", _paths("abs", "torch.absolute", "Tensor.absolute",
+                                                               "operator.abs", "Tensor.__abs__"),
+          "Absolute value of each element (torch.abs; abs(x)). Other ops: 1 per element. No params. ONNX Abs.")
+_function("neg", "neg", 1, "one negation", "Neg", _paths("neg", "torch.negative", "Tensor.negative",
+                                                          "operator.neg", "Tensor.__neg__"),
+          "Negation of each element (torch.neg; -x). Other ops: 1 per element. No params. ONNX Neg.")
+
+
+def _write_rsqrt(self, e, node, x):
+    e.function("Rsqrt", ["X"], ["Y"], [("Sqrt", ["X"], ["S"]), ("Reciprocal", ["S"], ["Y"])],
+               doc="torch.rsqrt: 1 / sqrt(x)")
+    e.add("Rsqrt", x[:1], node.name, node.name, domain=e.domain)
+
+
+_function("rsqrt", "rsqrt", 2, "square root, reciprocal", "Sqrt", _paths("rsqrt"),
+          "Reciprocal square root of each element, 1 / sqrt(x) (torch.rsqrt; as a normalisation written by hand "
+          "uses it). Other ops: 2 per element (square root, reciprocal). No params. ONNX has no Rsqrt: the "
+          "model-local function archviz.Rsqrt, Sqrt then Reciprocal.",
+          write_onnx=_write_rsqrt, onnx_reads={"archviz::Rsqrt": onnx_reads_as("rsqrt")})
+
+
+def _pow(a, out):
+    x, exponent = a["input"], a["exponent"]
+    return Mapped("pow", {"exponent": exponent}, (x,)) if is_ref(x) and is_number(exponent) else None
+
+
+def _read_pow(r):
+    exponent = _number(r, 1)
+    if exponent is None:
+        raise NotRepresentable("its exponent is not one constant number")
+    return r.layer("pow", {"exponent": onnx_float(exponent)})
+
+
+def _write_pow(self, e, node, x):
+    exponent = e.constant(f"{node.name}/exponent", node.attrs["exponent"])
+    e.add("Pow", [x[0], exponent], node.name, node.name)
+
+
+_POW = Signature(("input", "exponent"), _pow)
+_POW_OPERATOR = Signature(("input", "other"), lambda a, out: _pow({"input": a["input"], "exponent": a["other"]}, out))
+_function("pow", "pow", 1, "one power", "Pow", (), "x to the power of a number, for each element (torch.pow with "
+          "a number exponent; x ** 2). Other ops: 1 per element (one power evaluation, whatever the exponent). No "
+          "params. ONNX Pow with a Constant exponent; a tensor exponent is not matched.",
+          args=(Arg("exponent", ArgKind.FLOAT, doc="the number each element is raised to"),),
+          examples=(Example({"exponent": 2.0}, ((3, 4, 5),)), Example({"exponent": 3.0}, ((7,),))),
+          torch_calls=TorchCalls(functions={**{path: _POW for path in _paths("pow")},  # x ** 2: positional only
+                                            "operator.pow": _POW_OPERATOR, "Tensor.__pow__": _POW_OPERATOR}),
+          function_args=lambda self, attrs: {"exponent": attrs["exponent"]},
+          summary=lambda self, attrs: f"^{attrs['exponent']:g}",
+          write_onnx=_write_pow, onnx_reads={"Pow": _read_pow})
+
+
+def _clamp(a, out):
+    x, low, high = a["input"], a["min"], a["max"]
+    if not is_ref(x) or not all(v is None or is_number(v) for v in (low, high)) or (low is None and high is None):
+        return None
+    return Mapped("clamp", {k: v for k, v in (("min", low), ("max", high)) if v is not None}, (x,))
+
+
+_CLAMP = Signature(("input", "min", "max"), _clamp, {"min": None, "max": None})
+
+
+@register
+class Clamp(_Function):
+    """Each element limited to [min, max] (torch.clamp, torch.clip: min(max(x, min), max)); either bound may be
+    left out. clamp(0, 6) computes relu6 and clamp(min=0) relu, with the same counts.
+
+    Other ops: 1 compare per bound given, per element (2 with both). No params. ONNX Clip with Constant bounds
+    (ONNX Clip reads back as relu6 or relu where it is one of them: activation.py's reader).
+    """
+
+    name = "clamp"
+    aliases = ("clip",)
+    call = "clamp"
+    torch_class = "torch.clamp"
+    ops_reason = "one compare per bound"
+    args = (Arg("min", ArgKind.FLOAT, None, doc="the lower bound; none if left out"),
+            Arg("max", ArgKind.FLOAT, None, doc="the upper bound; none if left out"))
+    examples = (Example({"min": -0.5, "max": 0.5}, ((3, 4, 5),)), Example({"min": 0.25}, ((3, 4, 5),)),
+                Example({"max": -0.25}, ((7,),)))
+    torch_calls = TorchCalls(functions={path: _CLAMP for path in _paths("clamp", "torch.clip", "Tensor.clip",
+                                                                        "Tensor.clip_")})
+
+    def resolve(self, attrs, in_shapes):
+        if attrs["min"] is None and attrs["max"] is None:
+            raise ShapeError("clamp needs min, max or both")
+        return attrs
+
+    def bounds(self, attrs) -> int:
+        return (attrs["min"] is not None) + (attrs["max"] is not None)
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return self.bounds(attrs) * numel(out_shape)
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        return Step("other ops", f"{self.bounds(attrs)} per element (one compare per bound) x {fmt_shape(out_shape)}",
+                    fmt_int(self.other_ops(attrs, in_shapes, out_shape)))
+
+    def function_args(self, attrs):
+        return {"min": attrs["min"], "max": attrs["max"]}
+
+    def summary(self, attrs):
+        low, high = attrs["min"], attrs["max"]
+        return f"[{'' if low is None else f'{low:g}'}, {'' if high is None else f'{high:g}'}]"
+
+    def write_onnx(self, e, node, x):
+        bounds = [e.constant(f"{node.name}/{key}", node.attrs[key]) if node.attrs[key] is not None else ""
+                  for key in ("min", "max")]
+        while bounds and not bounds[-1]:
+            bounds.pop()
+        e.add("Clip", [x[0], *bounds], node.name, node.name)
+
+
 # --- the torch modules of the ops torch has none for ---------------------------------------------------------------
 
-_CLASS_NAMES = ("Erf", "Sub", "Div", "Scalar")
+_CLASS_NAMES = ("Erf", "Sub", "Div", "Scalar", "Function")
 
 
 def __getattr__(name: str):
@@ -551,7 +699,20 @@ def _classes() -> dict[str, type]:
         def extra_repr(self) -> str:
             return f"operation={self.operation!r}, value={self.value}"
 
-    classes = {"Erf": Erf, "Sub": Sub, "Div": Div, "Scalar": Scalar}
+    class Function(nn.Module):
+        """torch.`name`(x, **arguments): sqrt, exp, pow with a number, clamp to bounds, ..."""
+
+        def __init__(self, name: str, arguments: dict):
+            super().__init__()
+            self.name, self.arguments = name, dict(arguments)
+
+        def forward(self, x):
+            return getattr(torch, self.name)(x, **self.arguments)
+
+        def extra_repr(self) -> str:
+            return ", ".join([self.name, *(f"{k}={v}" for k, v in self.arguments.items())])
+
+    classes = {"Erf": Erf, "Sub": Sub, "Div": Div, "Scalar": Scalar, "Function": Function}
     for cls in classes.values():
         cls.__module__, cls.__qualname__ = __name__, cls.__name__
     return classes
