@@ -3,11 +3,16 @@ friends)."""
 
 from __future__ import annotations
 
+import math
+import struct
+from fractions import Fraction
+
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Free, Op, OpKind, Step, Window, fmt_shape,
+    Arg, ArgKind, Example, Free, NoMacs, Op, OpKind, Step, Window, compact, fmt_int, fmt_shape, numel, pair,
+    require_rank,
 )
-from archviz.ops.interop import Mapped, NotRepresentable, Signature, TorchCalls, is_ref, onnx_float
+from archviz.ops.interop import Mapped, NotRepresentable, Signature, TorchCalls, is_ref, onnx_float, onnx_pair
 from archviz.ops.registry import register
 
 # --- pad -----------------------------------------------------------------------------------------------------------
@@ -222,3 +227,307 @@ class Pad(Free, Op):
         if a["mode"] == "constant" and a["value"] != 0:
             inputs.append(e.constant(f"{node.name}/value", a["value"]))
         e.add("Pad", inputs, node.name, node.name, mode=_ONNX_PAD_MODES[a["mode"]])
+
+
+# --- interpolate ---------------------------------------------------------------------------------------------------
+
+_MODES = ("nearest", "bilinear", "bicubic")
+_PER_OUTPUT = {"nearest": 0, "bilinear": 7, "bicubic": 31}  # other ops per output element (Interpolate's docstring)
+_READS = {"nearest": 1, "bilinear": 2, "bicubic": 4}  # input positions read per axis
+_ONNX_MODES = {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic"}
+
+
+def _f32(value: float) -> float:
+    """value rounded to a float32, as torch's CPU kernels hold their coordinates."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def _scale_factors(attrs) -> float | None:
+    return attrs["scale_factor"]
+
+
+def _out_sizes(attrs, in_shape) -> tuple[int, int]:
+    """torch's F.interpolate: the size given, else floor(in * scale_factor) in double precision."""
+    if attrs["size"] is not None:
+        return pair(attrs["size"])
+    return tuple(math.floor(float(n) * attrs["scale_factor"]) for n in in_shape[1:])
+
+
+def _axis_scale(attrs, size: int, out: int) -> float:
+    """The scale torch's kernel maps output to input coordinates with (ATen UpSample.h, area_pixel_compute_scale and
+    compute_scales_value): (in-1)/(out-1) with align_corners, else 1/scale_factor when one was given (and not
+    recomputed), else in/out; a float32."""
+    if attrs["align_corners"]:
+        return _f32((size - 1) / (out - 1)) if out > 1 else 0.0
+    if attrs["scale_factor"] is not None:
+        return _f32(1.0 / attrs["scale_factor"])
+    return _f32(size / out)
+
+
+def _exact_scale(attrs, size: int, out: int) -> Fraction:
+    """The kernel's scale as a ratio: (in-1)/(out-1) with align_corners, 1/scale_factor, or in/out."""
+    if attrs["align_corners"]:
+        return Fraction(size - 1, out - 1) if out > 1 else Fraction(0)
+    if attrs["scale_factor"] is not None:
+        return 1 / Fraction(attrs["scale_factor"]).limit_denominator(1000)
+    return Fraction(size, out)
+
+
+def _first_reads(attrs, size: int, out: int) -> list[int | None]:
+    """For each output position along one axis: the first input position torch's kernel reads, or None where the
+    kernel clamps it to the map (nearest past the end, bilinear before the start: a window clips there too).
+
+    Nearest copies input floorf(t * scale) in float32 (ATen's nearest_idx), so its float rounding is followed
+    exactly. Linear and cubic weights are taken at the exact source coordinate: where float32 rounding moves a
+    source that falls on an input position a hair below it, torch gives the position before a weight near 1e-7,
+    which is not counted as reading it."""
+    mode = attrs["mode"]
+    reads = []
+    if mode == "nearest":
+        scale = _axis_scale(attrs, size, out)
+        for t in range(out):
+            src = t if out == size else t >> 1 if out == 2 * size else math.floor(_f32(_f32(float(t)) * scale))
+            reads.append(src if src <= size - 1 else None)
+        return reads
+    scale = _exact_scale(attrs, size, out)
+    for t in range(out):
+        real = scale * t if attrs["align_corners"] else scale * (t + Fraction(1, 2)) - Fraction(1, 2)
+        if mode == "bilinear" and real < 0:
+            reads.append(None)
+            continue
+        reads.append(math.floor(real) - (1 if mode == "bicubic" else 0))
+    return reads
+
+
+def _axis_window(attrs, size: int, out: int) -> tuple[Fraction, Fraction] | None:
+    """(stride, padding) of one axis such that round(t * stride - padding) is the first position read for every
+    output position t, or None when no one offset gives them all. The stride is the kernel's scale as a ratio."""
+    stride = _exact_scale(attrs, size, out)
+    # round(t*s - p) == first  <=>  first - 1/2 < t*s - p < first + 1/2 (ties left out)
+    offsets = [t * stride - first for t, first in enumerate(_first_reads(attrs, size, out)) if first is not None]
+    if not offsets:
+        return stride, Fraction(0)
+    low, high = max(offsets) - Fraction(1, 2), min(offsets) + Fraction(1, 2)
+    if not low < high:
+        return None
+    # the centre of output position t sits at (t + 1/2) * stride - 1/2 in input positions (half-pixel geometry)
+    geometric = (1 - stride) / 2 + Fraction(_READS[attrs["mode"]] - 1, 2)
+    return stride, geometric if low < geometric < high else (low + high) / 2
+
+
+def _interpolate_args(size, scale_factor, mode, align_corners, recompute, refs) -> Mapped | None:
+    if isinstance(scale_factor, (tuple, list)):
+        if len(set(scale_factor)) != 1:
+            return None
+        scale_factor = scale_factor[0]
+    if isinstance(size, (tuple, list)):
+        size = tuple(size)
+    if mode not in _MODES:
+        return None
+    return Mapped("interpolate", {"size": size, "scale_factor": None if scale_factor is None else float(scale_factor),
+                                  "mode": mode, "align_corners": align_corners,
+                                  "recompute_scale_factor": recompute}, refs)
+
+
+def _upsample_module(m, refs):
+    return _interpolate_args(m.size, m.scale_factor, m.mode, m.align_corners, m.recompute_scale_factor, refs)
+
+
+def _interpolate_function(a, out):
+    if not is_ref(a["input"]) or a["antialias"]:
+        return None
+    return _interpolate_args(a["size"], a["scale_factor"], a["mode"], a["align_corners"],
+                             a["recompute_scale_factor"], (a["input"],))
+
+
+def _read_resize(r):
+    """ONNX Resize of a 4-d map's height and width, as torch exports F.interpolate: nearest with asymmetric
+    coordinates and floor; linear or cubic (a = -0.75) with half_pixel (pytorch_half_pixel where no output side is 1)
+    or align_corners coordinates."""
+    shape = r.shape(r.activation(), 4)
+    attrs = r.attrs
+    mode = attrs.get("mode", "nearest")
+    coordinates = attrs.get("coordinate_transformation_mode", "half_pixel")
+    if attrs.get("antialias", 0) or attrs.get("exclude_outside", 0):
+        raise NotRepresentable("antialias or exclude_outside")
+    if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise NotRepresentable("a keep_aspect_ratio_policy")
+    if r.has_input(1) and r.constant(1, []) not in ([], None):
+        raise NotRepresentable("a region of interest")
+    axes = [a % 4 for a in attrs.get("axes", range(4))]
+    scales = r.constant(2, []) if r.has_input(2) else []
+    sizes = r.constant(3, []) if r.has_input(3) else []
+    args = {"size": None, "scale_factor": None, "recompute_scale_factor": None}
+    if scales not in ([], None):
+        scales = scales if isinstance(scales, list) else [scales]
+        by_axis = dict(zip(axes, scales))
+        if by_axis.get(0, 1) != 1 or by_axis.get(1, 1) != 1 or by_axis.get(2, 1) != by_axis.get(3, 1):
+            raise NotRepresentable(f"scales {scales} are not one factor of the height and width")
+        args["scale_factor"] = onnx_float(by_axis.get(2, 1))
+        out = [math.floor(float(n) * by_axis.get(2, 1)) for n in shape[2:]]
+    elif sizes not in ([], None):
+        sizes = sizes if isinstance(sizes, list) else [sizes]
+        by_axis = dict(zip(axes, sizes))
+        if any(by_axis.get(a, shape[a]) != shape[a] for a in (0, 1)):
+            raise NotRepresentable("it resizes the batch or the channels")
+        out = [by_axis.get(2, shape[2]), by_axis.get(3, shape[3])]
+        args["size"] = onnx_pair(out)
+    else:
+        raise NotRepresentable("neither scales nor sizes")
+    if mode == "nearest":
+        if coordinates != "asymmetric" or attrs.get("nearest_mode", "round_prefer_floor") != "floor":
+            raise NotRepresentable("nearest other than torch's (asymmetric coordinates, floor)")
+        return r.layer("interpolate", {**args, "mode": "nearest", "align_corners": None})
+    if mode not in ("linear", "cubic"):
+        raise NotRepresentable(f"mode {mode!r}")
+    if mode == "cubic" and not math.isclose(attrs.get("cubic_coeff_a", -0.75), -0.75, rel_tol=1e-6):
+        raise NotRepresentable(f"cubic_coeff_a {attrs.get('cubic_coeff_a')} is not torch's -0.75")
+    if coordinates == "pytorch_half_pixel" and min(out) > 1:
+        coordinates = "half_pixel"
+    if coordinates not in ("half_pixel", "align_corners"):
+        raise NotRepresentable(f"coordinate_transformation_mode {coordinates!r}")
+    return r.layer("interpolate", {**args, "mode": "bilinear" if mode == "linear" else "bicubic",
+                                   "align_corners": coordinates == "align_corners"})
+
+
+@register
+class Interpolate(NoMacs, Op):
+    """Resizing of a C x H x W map's height and width (torch.nn.functional.interpolate; nn.Upsample,
+    nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d), modes nearest, bilinear and bicubic.
+
+    Output size (torch's docs and F.interpolate): `size` as given, else floor(in * scale_factor) per side. The
+    kernel maps output position t to input coordinates with the scale of ATen's UpSample.h: 1/scale_factor when a
+    scale was given, in/out when a size was (recompute_scale_factor=True with a scale is the size it gives, and is
+    held as that size), (in-1)/(out-1) with align_corners. Nearest reads input floor(t * scale) (clamped);
+    bilinear reads the two neighbours of scale * (t + 1/2) - 1/2 (clamped at 0), or of scale * t with
+    align_corners, per axis; bicubic the four round it (Keys 1981, a = -0.75, as torch).
+
+    No params; no MACs (nothing is a learned weight). Other ops per output element (per channel): nearest 0 (a
+    copy); bilinear 7, a weighted sum of the 2 x 2 neighbours (4 multiplies + 3 adds); bicubic 31, of the 4 x 4
+    neighbours (16 multiplies + 15 adds). The interpolation weights depend only on the output row or column and are
+    computed once per row and column, not counted (as fvcore counts upsampling: a fixed number per output element).
+
+    Window, per axis: a kernel of the positions read (1, 2 or 4) at a stride of the kernel's scale (a fraction when
+    upsampling: the jump shrinks as through pixel_shuffle), with the padding for which round(t * stride - padding)
+    is the first position read for every output position t, checked against torch's float32 index arithmetic for
+    this size; the map's edge clamps as a window clips. Where a linear or cubic weight is 0 (the source falls on an
+    input position: align_corners, odd factors) fewer positions are read than the kernel says: the field is the
+    largest a unit can reach. Where no one padding gives every position read (an irregular ratio whose float32
+    scale rounds below the ratio), there is no window: the receptive field is not widened there.
+    """
+
+    name = "interpolate"
+    examples = (
+        Example({"scale_factor": 2.0}, ((3, 4, 5),)),
+        Example({"size": [8, 15]}, ((2, 4, 5),)),
+        Example({"scale_factor": 1.5}, ((2, 5, 6),)),
+        Example({"scale_factor": 0.5}, ((2, 8, 6),)),
+        Example({"size": 7, "mode": "nearest"}, ((2, 5, 3),)),
+        Example({"scale_factor": 2.5, "recompute_scale_factor": True}, ((2, 3, 4),)),
+        Example({"scale_factor": 2.0, "mode": "bilinear"}, ((3, 4, 5),)),
+        Example({"scale_factor": 2.0, "mode": "bilinear", "align_corners": True}, ((2, 4, 5),)),
+        Example({"size": [9, 8], "mode": "bilinear"}, ((2, 4, 5),)),
+        Example({"scale_factor": 0.5, "mode": "bilinear"}, ((2, 8, 6),)),
+        Example({"scale_factor": 2.0, "mode": "bicubic"}, ((2, 4, 5),)),
+        Example({"size": [7, 8], "mode": "bicubic", "align_corners": True}, ((2, 4, 5),)),
+    )
+    aliases = ("upsample", "resize")
+    kind = OpKind.RESHAPE
+    keras_class = "UpSampling2D"
+    torch_class = "nn.Upsample"
+    args = (
+        Arg("size", ArgKind.PAIR, None, doc="the output's [height, width]; or scale_factor"),
+        Arg("scale_factor", ArgKind.FLOAT, None, aliases=("scale",), doc="each side times this, rounded down"),
+        Arg("mode", ArgKind.CHOICE, "nearest", choices=_MODES),
+        Arg("align_corners", ArgKind.BOOL, None, doc="bilinear/bicubic: corner pixels' centres map onto each other"),
+        Arg("recompute_scale_factor", ArgKind.BOOL, None,
+            doc="with scale_factor: the kernel uses in/out (the same as giving the size it gives)"),
+    )
+    torch_calls = TorchCalls(
+        modules={f"torch.nn.{cls}": _upsample_module
+                 for cls in ("Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d")},
+        functions={"torch.nn.functional.interpolate": Signature(
+            ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"),
+            _interpolate_function, {"size": None, "scale_factor": None, "mode": "nearest", "align_corners": None,
+                                    "recompute_scale_factor": None, "antialias": False})})
+    onnx_reads = {"Resize": _read_resize}
+
+    def resolve(self, attrs, in_shapes):
+        require_rank(self, in_shapes[0], 3, "C x H x W")
+        size, scale, mode = attrs["size"], attrs["scale_factor"], attrs["mode"]
+        if (size is None) == (scale is None):
+            raise ShapeError("give either size or scale_factor, not both or neither")
+        if scale is not None and not scale > 0:
+            raise ShapeError(f"scale_factor must be positive, got {scale:g}")
+        if size is not None and attrs["recompute_scale_factor"]:
+            raise ShapeError("recompute_scale_factor goes with scale_factor, not with size")
+        if mode == "nearest" and attrs["align_corners"] is not None:
+            raise ShapeError("align_corners goes with bilinear and bicubic, not nearest")
+        attrs = {**attrs, "align_corners": None if mode == "nearest" else bool(attrs["align_corners"])}
+        out = _out_sizes(attrs, in_shapes[0])
+        if min(out) < 1:
+            raise ShapeError(f"scale_factor {scale:g} shrinks the {fmt_shape(in_shapes[0][1:])} map to nothing")
+        if scale is not None and attrs["recompute_scale_factor"]:
+            attrs = {**attrs, "size": out if out[0] != out[1] else out[0], "scale_factor": None}
+        return {**attrs, "recompute_scale_factor": None}
+
+    def infer_shape(self, attrs, in_shapes):
+        return (in_shapes[0][0], *_out_sizes(attrs, in_shapes[0]))
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return _PER_OUTPUT[attrs["mode"]] * numel(out_shape)
+
+    def window(self, attrs, in_shapes):
+        axes = [_axis_window(attrs, size, out) for size, out in zip(in_shapes[0][1:], _out_sizes(attrs, in_shapes[0]))]
+        if None in axes:
+            return None
+        reads = _READS[attrs["mode"]]
+        return Window(kernel=(reads, reads), stride=tuple(s for s, _ in axes), padding=tuple(p for _, p in axes))
+
+    def explain(self, attrs, in_shapes, out_shape):
+        (c, h, w) = in_shapes[0]
+        if attrs["size"] is not None:
+            how = f"size {compact(attrs['size'])}"
+        else:
+            s = attrs["scale_factor"]
+            how = f"floor({h} * {s:g}) x floor({w} * {s:g})"
+        return [Step("output shape", f"{c} channels x {how} ({attrs['mode']})", fmt_shape(out_shape)),
+                Step("params", "resampling has no weights", 0)]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        per = _PER_OUTPUT[attrs["mode"]]
+        what = {"nearest": "a copy: 0", "bilinear": "4 multiplies + 3 adds = 7",
+                "bicubic": "16 multiplies + 15 adds = 31"}[attrs["mode"]]
+        return Step("other ops", f"{what} per output element x {fmt_shape(out_shape)}",
+                    fmt_int(per * numel(out_shape)))
+
+    def summary(self, attrs):
+        how = f"x{attrs['scale_factor']:g}" if attrs["scale_factor"] is not None else f"-> {compact(attrs['size'])}"
+        corners = " align_corners" if attrs["align_corners"] else ""
+        return f"{attrs['mode']} {how}{corners}"
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        size = attrs["size"]
+        return nn.Upsample(size=tuple(size) if isinstance(size, (tuple, list)) else size,
+                           scale_factor=attrs["scale_factor"], mode=attrs["mode"],
+                           align_corners=attrs["align_corners"])
+
+    def write_onnx(self, e, node, x):
+        """ONNX Resize of axes 2 and 3: scales when a scale_factor was given (ONNX's size is floor(in * scale) and
+        its coordinates x / scale, as torch's), else sizes (coordinates x * in/out). Nearest: asymmetric
+        coordinates, floor; bilinear (linear) and bicubic (cubic, a = -0.75): half_pixel, or align_corners."""
+        a = node.attrs
+        if a["scale_factor"] is not None:
+            inputs = [x[0], "", e.constant(f"{node.name}/scales", [a["scale_factor"]] * 2)]
+        else:
+            inputs = [x[0], "", "", e.constant(f"{node.name}/sizes", list(pair(a["size"])), "int64")]
+        options = {"mode": _ONNX_MODES[a["mode"]], "axes": [2, 3]}
+        if a["mode"] == "nearest":
+            options.update(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        else:
+            options["coordinate_transformation_mode"] = "align_corners" if a["align_corners"] else "half_pixel"
+        if a["mode"] == "bicubic":
+            options["cubic_coeff_a"] = -0.75
+        e.add("Resize", inputs, node.name, node.name, **options)
