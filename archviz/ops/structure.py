@@ -1,4 +1,4 @@
-"""Ops that move data without computing on it (flatten, dropout, identity) and the joins (add, concat)."""
+"""Ops that move data without computing on it (flatten, dropout, identity) and the joins (add, concat, stack)."""
 
 from __future__ import annotations
 
@@ -266,3 +266,128 @@ class Concat(Free, Op):
         from archviz.torch_build import ConcatJoin
 
         return ConcatJoin(attrs["dim"])
+
+
+def _stack(a, out):
+    """torch.stack(tensors, dim): traced tensors of one shape along a new non-batch dim (dim 0 would come before the
+    batch)."""
+    tensors = a["tensors"]
+    if not isinstance(tensors, (list, tuple)) or not tensors or not all(is_ref(t) for t in tensors):
+        return None
+    dim = batch_dim(a["dim"], len(tensors[0].shape) + 2)
+    if not dim:
+        return None
+    if len(tensors) == 1:  # one tensor stacked: a new dim of size 1, a reshape
+        return Mapped("reshape", {"shape": list(out)}, tuple(tensors))
+    return Mapped("stack", {"dim": dim}, tuple(tensors))
+
+
+def _read_stack(r):
+    """The function archviz writes: the new dim is its Unsqueeze's axes (the input after the tensors)."""
+    tensors = r.activations()
+    dim = r.constant(len(tensors))
+    dim = dim[0] if isinstance(dim, list) and len(dim) == 1 else dim
+    if not isinstance(dim, int) or dim < 1:
+        raise NotRepresentable("its axes are not one non-batch dim")
+    return r.layer("stack", {"dim": dim}, inputs=tensors)
+
+
+MAX_STACKED = 64
+
+
+@register
+class Stack(NoWindow, Free, Op):
+    """Tensors of one shape joined along a new dim (torch.stack; dim counted in the output, the batch 0). No cost:
+    data is placed, not computed. Output: the inputs' shape with the number of inputs inserted at `dim`.
+
+    ONNX has no stack: written as the model-local function archviz.Stack<n> (each input unsqueezed at `dim`, reshaped
+    to N x A x 1 x B, concatenated along axis 2 and reshaped to the output), read back as one stack.
+    """
+
+    name = "stack"
+    examples = (Example({"dim": 1}, ((4, 5), (4, 5))), Example({"dim": 3}, ((4, 5), (4, 5), (4, 5))),
+                Example({"dim": 2}, ((3, 4, 5), (3, 4, 5))), Example({"dim": 4}, ((2, 3, 4), (2, 3, 4))))
+    kind = OpKind.JOIN
+    keras_class = "Stack"
+    torch_class = "archviz Stack"
+    torch_calls = TorchCalls(functions={"torch.stack": Signature(("tensors", "dim"), _stack, {"dim": 0})})
+    onnx_reads = {f"archviz::Stack{n}": _read_stack for n in range(2, MAX_STACKED + 1)}
+    min_inputs, max_inputs = 2, MAX_STACKED
+    args = (Arg("dim", ArgKind.INT, 1, doc="the new dim's place in the output, torch counting (the batch is 0)"),)
+
+    def resolve(self, attrs, in_shapes):
+        first = in_shapes[0]
+        for other in in_shapes[1:]:
+            if other != first:
+                raise ShapeError(f"shapes {fmt_shape(first)} and {fmt_shape(other)} differ: stack needs one shape")
+        if not 1 <= attrs["dim"] <= len(first) + 1:
+            raise ShapeError(f"dim {attrs['dim']} is not a place for a new dim after the batch of a "
+                             f"{fmt_shape(first)} input (1..{len(first) + 1})")
+        return attrs
+
+    def infer_shape(self, attrs, in_shapes):
+        shape, at = in_shapes[0], attrs["dim"] - 1
+        return (*shape[:at], len(in_shapes), *shape[at:])
+
+    def explain(self, attrs, in_shapes, out_shape):
+        return [Step("output shape", f"{len(in_shapes)} tensors of {fmt_shape(in_shapes[0])} along a new dim "
+                                     f"{attrs['dim']}", fmt_shape(out_shape))]
+
+    def summary(self, attrs):
+        return f"dim {attrs['dim']}"
+
+    def write_onnx(self, e, node, x):
+        n, shape, at = len(x), node.in_shapes[0], node.attrs["dim"] - 1
+        names = [f"X{i}" for i in range(n)]
+        body = [("Unsqueeze", [name, "axes"], [f"U{i}"]) for i, name in enumerate(names)]
+        body += [("Reshape", [f"U{i}", "parts"], [f"R{i}"]) for i in range(n)]
+        body += [("Concat", [f"R{i}" for i in range(n)], ["C"], {"axis": 2}), ("Reshape", ["C", "out"], ["Y"])]
+        e.function(f"Stack{n}", [*names, "axes", "parts", "out"], ["Y"], body,
+                   doc=f"torch.stack of {n} tensors: each unsqueezed at `axes`, concatenated along the new dim")
+        axes = e.constant(f"{node.name}/axes", [node.attrs["dim"]], "int64")
+        parts = e.constant(f"{node.name}/parts", [0, numel(shape[:at]), 1, numel(shape[at:])], "int64")
+        out = e.constant(f"{node.name}/out", [0, *node.out_shape], "int64")
+        e.add(f"Stack{n}", [*x, axes, parts, out], node.name, node.name, domain=e.domain)
+
+    def build_torch(self, attrs, in_shapes):
+        return _module("StackJoin")(attrs["dim"])
+
+
+# --- the torch modules that rebuild the ops above (made on first use: importing the registry never imports torch;
+# they are attributes of this module, read through __getattr__, so models holding them pickle) ---------------------
+
+_MODULE_NAMES = ("StackJoin",)
+
+
+def __getattr__(name: str):
+    if name in _MODULE_NAMES:
+        return _module(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_CACHE: dict = {}
+
+
+def _module(name: str):
+    if not _CACHE:
+        from archviz.torch_build import import_torch
+
+        torch = import_torch()
+
+        class StackJoin(torch.nn.Module):
+            """torch.stack of its inputs along `dim` (torch counting, in the output: the batch is dim 0)."""
+
+            def __init__(self, dim: int):
+                super().__init__()
+                self.dim = dim
+
+            def forward(self, *tensors):
+                return torch.stack(tensors, self.dim)
+
+            def extra_repr(self) -> str:
+                return f"dim={self.dim}"
+
+        for key, cls in {"StackJoin": StackJoin}.items():
+            cls.__module__, cls.__qualname__ = __name__, key
+            _CACHE[key] = cls
+    return _CACHE[name]
