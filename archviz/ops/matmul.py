@@ -16,10 +16,10 @@ from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, NoWindow, Op, OpKind, Step, fmt_int, fmt_shape, numel,
 )
-from archviz.ops.interop import Mapped, NotRepresentable, Signature, TorchCalls, is_ref
+from archviz.ops.interop import Mapped, NotRepresentable, Signature, TorchCalls, is_close, is_ref, onnx_float
 from archviz.ops.registry import register
 
-_CLASS_NAMES = ("MatMul", "Einsum")
+_CLASS_NAMES = ("MatMul", "Einsum", "ScaledDotProductAttention")
 
 
 def __getattr__(name: str):
@@ -54,7 +54,22 @@ def _classes() -> dict[str, type]:
         def extra_repr(self) -> str:
             return f"equation={self.equation!r}"
 
-    classes = {"MatMul": MatMul, "Einsum": Einsum}
+    class ScaledDotProductAttention(nn.Module):
+        """F.scaled_dot_product_attention(query, key, value) with no mask; dropout only while training."""
+
+        def __init__(self, dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None):
+            super().__init__()
+            self.dropout_p, self.is_causal, self.scale = dropout_p, is_causal, scale
+
+        def forward(self, query, key, value):
+            return nn.functional.scaled_dot_product_attention(
+                query, key, value, dropout_p=self.dropout_p if self.training else 0.0, is_causal=self.is_causal,
+                scale=self.scale)
+
+        def extra_repr(self) -> str:
+            return f"dropout_p={self.dropout_p}, is_causal={self.is_causal}, scale={self.scale}"
+
+    classes = {"MatMul": MatMul, "Einsum": Einsum, "ScaledDotProductAttention": ScaledDotProductAttention}
     for name, cls in classes.items():
         cls.__module__, cls.__qualname__ = __name__, name
     return classes
@@ -257,3 +272,133 @@ class Einsum(NoWindow, Op):
 
     def build_torch(self, attrs, in_shapes):
         return _classes()["Einsum"](attrs["equation"])
+
+
+# --- scaled dot-product attention ----------------------------------------------------------------------------------
+
+def _attention_shapes(q, k, v) -> tuple[int, int, int, int, int]:
+    """(L, N, S, D, Dv): the leading dims' product, queries, keys, the query/key width and the value width of
+    query (..., N, D), key (..., S, D), value (..., S, Dv); ShapeError otherwise."""
+    if len(q) < 3 or not len(q) == len(k) == len(v) or not q[:-2] == k[:-2] == v[:-2]:
+        raise ShapeError(f"attention takes query (H, N, D), key (H, S, D), value (H, S, Dv), or more leading dims "
+                         f"alike, got {fmt_shape(q)}, {fmt_shape(k)}, {fmt_shape(v)} (archviz needs the heads' dim: "
+                         "FlopCounterMode does not count a (batch, N, D) attention)")
+    if q[-1] != k[-1] or k[-2] != v[-2]:
+        raise ShapeError(f"attention of query {fmt_shape(q)}, key {fmt_shape(k)}, value {fmt_shape(v)}: the query "
+                         "and key widths, or the key and value counts, differ")
+    return numel(q[:-2]), q[-2], k[-2], q[-1], v[-1]
+
+
+def _sdpa(a, out):
+    q, k, v = a["query"], a["key"], a["value"]
+    if not all(is_ref(t) for t in (q, k, v)) or a["attn_mask"] is not None or a["enable_gqa"]:
+        return None
+    return Mapped("scaled_dot_product_attention", {
+        "dropout_p": a["dropout_p"], "is_causal": a["is_causal"], "scale": a["scale"]}, (q, k, v))
+
+
+def _read_sdpa(r):
+    inputs = tuple(r.activation(i) for i in range(3))
+    scale = r.constant(3)
+    width = r.shape(inputs[0])[-1]
+    causal = r.op_type == "CausalScaledDotProductAttention"
+    given = None if is_close(scale, 1 / math.sqrt(width)) else onnx_float(scale)
+    return r.layer("scaled_dot_product_attention", {"is_causal": causal, "scale": given}, inputs=inputs)
+
+
+@register
+class ScaledDotProductAttention(NoWindow, Op):
+    """Scaled dot-product attention of three computed tensors, softmax(Q K^T * scale) V (Vaswani et al. 2017;
+    torch.nn.functional.scaled_dot_product_attention, whose docs give this reference computation), with no mask.
+
+    query (H, N, D), key (H, S, D), value (H, S, Dv) -> (H, N, Dv) after the batch, or more leading dims alike; L is
+    their product (H). A (batch, N, D) attention with no heads' dim stays opaque: FlopCounterMode counts nothing for
+    it, so no cross-check could hold its figures. scale defaults to 1/sqrt(D). No params.
+    MACs = L*N*S*D (Q K^T) + L*N*S*Dv (the weights times V): FlopCounterMode counts sdpa as exactly these two
+    products (on the CPU it has no count for the fused kernel torch picks for (batch, H, N, D) tensors with D = Dv,
+    _scaled_dot_product_flash_attention_for_cpu, and reports 0 there: archviz's examples take the paths it counts). Other ops: 4 per score, L*N*S of them: the scale multiply, and softmax's 3 (exp, add to the sum,
+    divide; the max subtraction is not counted, as for softmax). is_causal changes no count: torch's reference
+    computation forms every score and masks the upper triangle before the softmax (the mask is not counted, as the
+    max subtraction is not), and FlopCounterMode counts the full product too. Dropout acts only while training.
+    """
+
+    name = "scaled_dot_product_attention"
+    examples = (Example({}, ((1, 2, 4, 4), (1, 2, 4, 4), (1, 2, 4, 4))),
+                Example({"is_causal": True, "scale": 0.5}, ((1, 2, 5, 3), (1, 2, 5, 3), (1, 2, 5, 3))),
+                Example({}, ((2, 4, 3), (2, 6, 3), (2, 6, 5))),
+                Example({"is_causal": True}, ((3, 4, 3), (3, 4, 3), (3, 4, 6))))
+    aliases = ("sdpa",)
+    kind = OpKind.LINEAR
+    torch_class = "archviz ScaledDotProductAttention"
+    min_inputs, max_inputs = 3, 3
+    torch_calls = TorchCalls(functions={"torch.nn.functional.scaled_dot_product_attention": Signature(
+        ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"), _sdpa,
+        {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None, "enable_gqa": False})})
+    onnx_reads = {"archviz::ScaledDotProductAttention": _read_sdpa,
+                  "archviz::CausalScaledDotProductAttention": _read_sdpa}
+    args = (
+        Arg("dropout_p", ArgKind.FLOAT, 0.0, doc="dropout on the attention weights while training"),
+        Arg("is_causal", ArgKind.BOOL, False, doc="query i attends keys 0..i only"),
+        Arg("scale", ArgKind.FLOAT, None, doc="the scores' factor; 1/sqrt(D) when not given"),
+    )
+
+    def resolve(self, attrs, in_shapes):
+        _attention_shapes(*in_shapes)
+        if not 0 <= attrs["dropout_p"] < 1:
+            raise ShapeError(f"dropout_p {attrs['dropout_p']} is not in [0, 1)")
+        return attrs
+
+    def infer_shape(self, attrs, in_shapes):
+        return (*in_shapes[0][:-1], in_shapes[2][-1])
+
+    def macs(self, attrs, in_shapes, out_shape):
+        heads, n, s, d, dv = _attention_shapes(*in_shapes)
+        return heads * n * s * (d + dv)
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        heads, n, s, _, _ = _attention_shapes(*in_shapes)
+        return 4 * heads * n * s
+
+    def explain(self, attrs, in_shapes, out_shape):
+        heads, n, s, d, dv = _attention_shapes(*in_shapes)
+        lead = f"{heads}*"
+        return [
+            Step("output shape", f"query {fmt_shape(in_shapes[0])}, value {fmt_shape(in_shapes[2])}: "
+                                 f"one {dv}-wide output per query", fmt_shape(out_shape)),
+            Step("params", "attention of computed tensors has no weights", 0),
+            Step("MACs", f"{lead}{n}*{s}*{d} (Q K^T) + {lead}{n}*{s}*{dv} (weights x V)",
+                 fmt_int(self.macs(attrs, in_shapes, out_shape))),
+        ]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        heads, n, s, _, _ = _attention_shapes(*in_shapes)
+        lead = f"{heads}*"
+        return Step("other ops", f"4 per score (scale, and softmax's 3) x {lead}{n}*{s} scores",
+                    fmt_int(4 * heads * n * s))
+
+    def summary(self, attrs):
+        return "causal" if attrs["is_causal"] else ""
+
+    def write_onnx(self, e, node, x):
+        """The model-local function archviz.ScaledDotProductAttention: Q K^T (an Einsum over the last dims), times
+        the scale, Softmax over the keys, MatMul by V; archviz.CausalScaledDotProductAttention adds a constant mask
+        (0 where key j <= query i, -inf above) before the softmax, as torch does."""
+        a, (q, k, _) = node.attrs, node.in_shapes
+        causal = a["is_causal"]
+        name = "CausalScaledDotProductAttention" if causal else "ScaledDotProductAttention"
+        body = [("Einsum", ["Q", "K"], ["QK"], {"equation": "...nd,...sd->...ns"}), ("Mul", ["QK", "scale"], ["S"])]
+        if causal:
+            body.append(("Add", ["S", "mask"], ["M"]))
+        body += [("Softmax", ["M" if causal else "S"], ["P"], {"axis": -1}), ("MatMul", ["P", "V"], ["Y"])]
+        e.function(name, ["Q", "K", "V", "scale", *(["mask"] if causal else [])], ["Y"], body,
+                   doc="torch.nn.functional.scaled_dot_product_attention without a mask"
+                       + (", is_causal" if causal else ""))
+        scale = a["scale"] if a["scale"] is not None else 1 / math.sqrt(q[-1])
+        inputs = [*x[:3], e.constant(f"{node.name}/scale", scale)]
+        if causal:
+            inputs.append(e.constant(f"{node.name}/mask", [[0.0 if j <= i else -math.inf for j in range(k[-2])]
+                                                           for i in range(q[-2])]))
+        e.add(name, inputs, node.name, node.name, domain=e.domain)
+
+    def build_torch(self, attrs, in_shapes):
+        return _classes()["ScaledDotProductAttention"](attrs["dropout_p"], attrs["is_causal"], attrs["scale"])
