@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Fill, NoMacs, Op, OpKind, SameShape, Step, Weight, fmt_int, fmt_shape, numel, require_rank,
+    Arg, ArgKind, Example, Fill, NoMacs, Op, OpKind, SameShape, Step, Weight, fmt_int, fmt_shape, numel,
     TorchinfoMacs,
 )
 from archviz.ops.interop import (

@@ -1,4 +1,5 @@
-"""Pooling: max, average, adaptive and global average (torch.nn.MaxPool2d, AvgPool2d, AdaptiveAvgPool2d)."""
+"""Pooling: max and average over 1, 2 and 3 spatial axes, adaptive and global average (torch.nn.MaxPool1d/2d/3d,
+AvgPool1d/2d/3d, AdaptiveAvgPool2d)."""
 
 from __future__ import annotations
 
@@ -21,18 +22,27 @@ def _pool_stride(m):
     return m.stride if m.stride not in (None, ()) else m.kernel_size
 
 
-def _maxpool_module(m, refs):
-    if m.return_indices:
-        return None
-    return Mapped("maxpool2d", {"kernel_size": m.kernel_size, "stride": _pool_stride(m), "padding": m.padding,
-                                "dilation": m.dilation, "ceil_mode": m.ceil_mode}, refs)
+def _maxpool_module_as(op: str):
+    def adapt(m, refs):
+        if m.return_indices:
+            return None
+        return Mapped(op, {"kernel_size": m.kernel_size, "stride": _pool_stride(m), "padding": m.padding,
+                           "dilation": m.dilation, "ceil_mode": m.ceil_mode}, refs)
+
+    return adapt
 
 
-def _avgpool_module(m, refs):
-    if m.divisor_override is not None:
-        return None
-    return Mapped("avgpool2d", {"kernel_size": m.kernel_size, "stride": _pool_stride(m), "padding": m.padding,
-                                "ceil_mode": m.ceil_mode, "count_include_pad": m.count_include_pad}, refs)
+def _avgpool_module_as(op: str):
+    def adapt(m, refs):
+        if getattr(m, "divisor_override", None) is not None:  # AvgPool1d has none
+            return None
+        return Mapped(op, {"kernel_size": m.kernel_size, "stride": _pool_stride(m), "padding": m.padding,
+                           "ceil_mode": m.ceil_mode, "count_include_pad": m.count_include_pad}, refs)
+
+    return adapt
+
+
+_maxpool_module, _avgpool_module = _maxpool_module_as("maxpool2d"), _avgpool_module_as("avgpool2d")
 
 
 def _pool_function(op: str, names: tuple[str, ...]):
@@ -47,13 +57,21 @@ def _pool_function(op: str, names: tuple[str, ...]):
     return build
 
 
-_MAXPOOL = Signature(("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
-                     _pool_function("maxpool2d", ("kernel_size", "stride", "padding", "dilation", "ceil_mode")),
+def _maxpool_signature(op: str) -> Signature:
+    return Signature(("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+                     _pool_function(op, ("kernel_size", "stride", "padding", "dilation", "ceil_mode")),
                      {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False})
-_AVGPOOL = Signature(("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
-                     _pool_function("avgpool2d", ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")),
+
+
+def _avgpool_signature(op: str, divisor_override: bool = True) -> Signature:
+    names = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+    return Signature(names + (("divisor_override",) if divisor_override else ()),
+                     _pool_function(op, ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")),
                      {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
                       "divisor_override": None})
+
+
+_MAXPOOL, _AVGPOOL = _maxpool_signature("maxpool2d"), _avgpool_signature("avgpool2d")
 
 
 def _adaptive(output_size, refs):
@@ -81,27 +99,60 @@ def _mean(a, out):
 _MEAN = Signature(("input", "dim", "keepdim", "dtype"), _mean, {"dim": None, "keepdim": False, "dtype": None})
 
 
-def _read_pool(op: str):
+_POOL_BY_RANK = {"MaxPool": {1: "maxpool1d", 2: "maxpool2d", 3: "maxpool3d"},
+                 "AveragePool": {1: "avgpool1d", 2: "avgpool2d", 3: "avgpool3d"}}
+
+
+def _read_pool(op_type: str):
+    """ONNX MaxPool or AveragePool as the pool of its window's rank (1-d, 2-d or 3-d)."""
     def read(r):
-        spatial = r.shape(r.activation(), 4)[2:]
         kernel = list(r.attrs["kernel_shape"])
-        if len(kernel) != 2:
-            raise NotRepresentable(f"a {len(kernel)}-d window (archviz pools in 2-d)")
-        strides, dilations = list(r.attrs.get("strides", [1, 1])), list(r.attrs.get("dilations", [1, 1]))
+        n = len(kernel)
+        if n not in _POOL_BY_RANK[op_type]:
+            raise NotRepresentable(f"a {n}-d window (archviz pools in 1-d, 2-d and 3-d)")
+        op = _POOL_BY_RANK[op_type][n]
+        spatial = r.shape(r.activation(), n + 2)[2:]
+        strides, dilations = list(r.attrs.get("strides", [1] * n)), list(r.attrs.get("dilations", [1] * n))
         ceil_mode = bool(r.attrs.get("ceil_mode", 0))
         before, after = onnx_pads(r.attrs, spatial, kernel, strides, dilations)
-        padding, note = onnx_symmetric(before, after, spatial, kernel, strides, dilations, ceil_mode)
-        args = {"kernel_size": onnx_pair(kernel), "stride": onnx_pair(strides), "padding": padding,
-                "ceil_mode": ceil_mode}
-        if op == "maxpool2d":
-            args["dilation"] = onnx_pair(dilations)
-        elif dilations != [1, 1]:
-            raise NotRepresentable(f"dilations {dilations} (archviz's avgpool2d has none)")
+        if n == 2:
+            padding, note = onnx_symmetric(before, after, spatial, kernel, strides, dilations, ceil_mode)
+        elif before != after:
+            raise NotRepresentable(f"asymmetric pads {before} before and {after} after a {n}-d window")
+        else:
+            padding, note = _sides_arg(before), None
+        side = onnx_pair if n == 2 else _sides_arg
+        args = {"kernel_size": side(kernel), "stride": side(strides), "padding": padding, "ceil_mode": ceil_mode}
+        if op_type == "MaxPool":
+            args["dilation"] = side(dilations)
+        elif dilations != [1] * n:
+            raise NotRepresentable(f"dilations {dilations} (archviz's average pools have none)")
         else:
             args["count_include_pad"] = bool(r.attrs.get("count_include_pad", 0))
         return r.layer(op, args, note=note)
 
     return read
+
+
+def _sides_arg(values) -> int | tuple[int, ...]:
+    """One int for equal sides, else the tuple (a SIZES argument in the form a spec writes)."""
+    values = tuple(int(v) for v in values)
+    return values[0] if len(set(values)) == 1 else values
+
+
+def _sides(value, n: int) -> tuple[int, ...]:
+    """An int or one value per spatial axis, as one per axis."""
+    return (value,) * n if isinstance(value, int) else tuple(value)
+
+
+AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def _compact(value) -> str:
+    """'3' for 3 or (3, 3, 3), '1x3x3' otherwise."""
+    if isinstance(value, int):
+        return str(value)
+    return str(value[0]) if len(set(value)) == 1 else "x".join(map(str, value))
 
 
 def _read_global_avgpool(r):
@@ -125,6 +176,7 @@ def _read_adaptive_avgpool(r):
 
 class _SlidingPool(NoMacs, Op):
     kind = OpKind.POOL
+    spatial = 2  # spatial axes: 1 (C x L), 2 (C x H x W), 3 (C x D x H x W)
     args = (
         Arg("kernel_size", ArgKind.PAIR, aliases=("kernel", "k", "pool_size")),
         Arg("stride", ArgKind.PAIR, None, aliases=("s", "strides"), doc="defaults to kernel_size"),
@@ -133,56 +185,87 @@ class _SlidingPool(NoMacs, Op):
     )
 
     def resolve(self, attrs, in_shapes):
-        require_rank(self, in_shapes[0], 3, "C x H x W")
+        n = self.spatial
+        require_rank(self, in_shapes[0], n + 1, " x ".join(("C", *(a[0].upper() for a in AXES[n]))))
         attrs = {**attrs, "stride": attrs["stride"] if attrs["stride"] is not None else attrs["kernel_size"]}
-        kernel, padding = pair(attrs["kernel_size"]), pair(attrs["padding"])
+        for name in ("kernel_size", "stride", "padding", "dilation"):
+            if name in attrs and len(_sides(attrs[name], n)) != n:
+                raise ShapeError(f"{name} {list(attrs[name])} needs one value per spatial axis ({n})")
+        kernel, padding = _sides(attrs["kernel_size"], n), _sides(attrs["padding"], n)
         if any(p > k // 2 for p, k in zip(padding, kernel)):
-            raise ShapeError(f"padding {compact(attrs['padding'])} is more than half the kernel {compact(kernel)}")
+            raise ShapeError(f"padding {_compact(attrs['padding'])} is more than half the kernel {_compact(kernel)}")
+        if n != 2:  # one form for each value, however torch or the spec gave it: 3 for (3, 3, 3), else the tuple
+            attrs.update({name: _sides_arg(_sides(attrs[name], n)) for name in ("kernel_size", "stride", "padding",
+                                                                                "dilation") if name in attrs})
         return attrs
 
     def write_onnx(self, e, node, x):
-        a = node.attrs
-        options = {"kernel_shape": list(pair(a["kernel_size"])), "strides": list(pair(a["stride"])),
-                   "pads": list(pair(a["padding"])) * 2, "ceil_mode": int(a["ceil_mode"])}
+        a, n = node.attrs, self.spatial
+        options = {"kernel_shape": list(_sides(a["kernel_size"], n)), "strides": list(_sides(a["stride"], n)),
+                   "pads": list(_sides(a["padding"], n)) * 2, "ceil_mode": int(a["ceil_mode"])}
         if "dilation" in a:
-            e.add("MaxPool", x[:1], node.name, node.name, dilations=list(pair(a["dilation"])), **options)
+            e.add("MaxPool", x[:1], node.name, node.name, dilations=list(_sides(a["dilation"], n)), **options)
         else:
             e.add("AveragePool", x[:1], node.name, node.name, count_include_pad=int(a["count_include_pad"]),
                   **options)
 
     def axes(self, attrs, in_shape) -> list[SlidingAxis]:
-        kernel, stride, padding = pair(attrs["kernel_size"]), pair(attrs["stride"]), pair(attrs["padding"])
-        dilation = pair(attrs.get("dilation", 1))
+        n = self.spatial
+        kernel, stride, padding = (_sides(attrs[k], n) for k in ("kernel_size", "stride", "padding"))
+        dilation = _sides(attrs.get("dilation", 1), n)
         return [
             SlidingAxis(in_shape[1 + i], kernel[i], stride[i], padding[i], dilation[i], attrs["ceil_mode"])
-            for i in range(2)
+            for i in range(n)
         ]
+
+    def kernel_elements(self, attrs) -> int:
+        return math.prod(_sides(attrs["kernel_size"], self.spatial))
 
     def infer_shape(self, attrs, in_shapes):
         axes = self.axes(attrs, in_shapes[0])
-        check_window_fits(self, axes, in_shapes[0])
-        return (in_shapes[0][0], axes[0].out, axes[1].out)
+        if self.spatial == 2:
+            check_window_fits(self, axes, in_shapes[0])
+        for axis_name, axis in zip(AXES[self.spatial], axes):
+            if axis.out <= 0:
+                raise ShapeError(f"kernel {axis.kernel}" + (f" (dilation {axis.dilation}, extent {axis.extent})"
+                                                            if axis.dilation > 1 else "")
+                                 + f" is larger than its {fmt_shape(in_shapes[0][1:])} input"
+                                 f" (padding {axis.padding}) along the {axis_name}")
+        return (in_shapes[0][0], *(axis.out for axis in axes))
 
     def window(self, attrs, in_shapes):
-        axes = self.axes(attrs, in_shapes[0])
+        """The (height, width) window: a 3-d pool's last two axes (its depth is not tracked); none for a 1-d pool,
+        since the receptive field is tracked over (height, width) and a (C, L) sequence has neither."""
+        if self.spatial == 1:
+            return None
+        axes = self.axes(attrs, in_shapes[0])[-2:]
         return Window(tuple(a.extent for a in axes), tuple(a.stride for a in axes), tuple(a.padding for a in axes))
 
     def explain(self, attrs, in_shapes, out_shape):
         axes = self.axes(attrs, in_shapes[0])
+        sizes = " x ".join(str(axis.out) for axis in axes)
         return [
-            Step("output height", axes[0].arithmetic(), axes[0].out),
-            Step("output width", axes[1].arithmetic(), axes[1].out),
-            Step("output shape", f"channels kept: {out_shape[0]} x {axes[0].out} x {axes[1].out}", fmt_shape(out_shape)),
+            *(Step(f"output {name}", axis.arithmetic(), axis.out) for name, axis in zip(AXES[self.spatial], axes)),
+            Step("output shape", f"channels kept: {out_shape[0]} x {sizes}", fmt_shape(out_shape)),
             Step("params", "pooling has no weights", 0),
         ]
 
     def summary(self, attrs):
-        text = f"{compact(attrs['kernel_size'])}"
-        if pair(attrs["stride"]) != pair(attrs["kernel_size"]):
-            text += f" s{compact(attrs['stride'])}"
-        if pair(attrs["padding"]) != (0, 0):
-            text += f" p{compact(attrs['padding'])}"
+        n = self.spatial
+        text = f"{_compact(attrs['kernel_size'])}"
+        if _sides(attrs["stride"], n) != _sides(attrs["kernel_size"], n):
+            text += f" s{_compact(attrs['stride'])}"
+        if any(_sides(attrs["padding"], n)):
+            text += f" p{_compact(attrs['padding'])}"
         return text + (" ceil" if attrs["ceil_mode"] else "")
+
+
+_ND_ARGS = (
+    Arg("kernel_size", ArgKind.SIZES, aliases=("kernel", "k", "pool_size")),
+    Arg("stride", ArgKind.SIZES, None, aliases=("s", "strides"), doc="defaults to kernel_size"),
+    Arg("padding", ArgKind.NONNEG_SIZES, 0, aliases=("p", "pad")),
+    Arg("ceil_mode", ArgKind.BOOL, False),
+)
 
 
 @register
@@ -200,7 +283,7 @@ class MaxPool2d(_SlidingPool):
     torch_class = "nn.MaxPool2d"
     torch_calls = TorchCalls(modules={"torch.nn.MaxPool2d": _maxpool_module},
                              functions={"torch.nn.functional.max_pool2d": _MAXPOOL, "torch.max_pool2d": _MAXPOOL})
-    onnx_reads = {"MaxPool": _read_pool("maxpool2d")}
+    onnx_reads = {"MaxPool": _read_pool("MaxPool")}  # by the window's rank: maxpool1d, 2d or 3d
     keras_class = "MaxPooling2D"
     args = (*_SlidingPool.args, Arg("dilation", ArgKind.PAIR, 1, aliases=("d",)))
 
@@ -237,7 +320,7 @@ class AvgPool2d(_SlidingPool):
     torch_class = "nn.AvgPool2d"
     torch_calls = TorchCalls(modules={"torch.nn.AvgPool2d": _avgpool_module},
                              functions={"torch.nn.functional.avg_pool2d": _AVGPOOL})
-    onnx_reads = {"AveragePool": _read_pool("avgpool2d")}
+    onnx_reads = {"AveragePool": _read_pool("AveragePool")}  # by the window's rank: avgpool1d, 2d or 3d
     keras_class = "AveragePooling2D"
     args = (*_SlidingPool.args, Arg("count_include_pad", ArgKind.BOOL, True))
 
@@ -257,6 +340,123 @@ class AvgPool2d(_SlidingPool):
             pair(attrs["kernel_size"]), stride=pair(attrs["stride"]), padding=pair(attrs["padding"]),
             ceil_mode=attrs["ceil_mode"], count_include_pad=attrs["count_include_pad"],
         )
+
+
+class _MaxPoolNd(_SlidingPool):
+    """Max pooling over 1 or 3 spatial axes: the formulas of maxpool2d with one size per axis."""
+
+    args = (*_ND_ARGS, Arg("dilation", ArgKind.SIZES, 1, aliases=("d",)))
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return numel(out_shape) * (self.kernel_elements(attrs) - 1)
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        kernel = "*".join(map(str, _sides(attrs["kernel_size"], self.spatial)))
+        value = self.other_ops(attrs, in_shapes, out_shape)
+        return Step("other ops", f"{fmt_shape(out_shape)} outputs x ({kernel} - 1) comparisons", fmt_int(value))
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        n = self.spatial
+        return getattr(nn, self.torch_class.removeprefix("nn."))(
+            _sides(attrs["kernel_size"], n), stride=_sides(attrs["stride"], n), padding=_sides(attrs["padding"], n),
+            dilation=_sides(attrs["dilation"], n), ceil_mode=attrs["ceil_mode"],
+        )
+
+
+class _AvgPoolNd(_SlidingPool):
+    """Average pooling over 1 or 3 spatial axes: the formulas of avgpool2d with one size per axis."""
+
+    args = (*_ND_ARGS, Arg("count_include_pad", ArgKind.BOOL, True))
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return numel(out_shape) * self.kernel_elements(attrs)
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        kernel = "*".join(map(str, _sides(attrs["kernel_size"], self.spatial)))
+        value = self.other_ops(attrs, in_shapes, out_shape)
+        return Step("other ops", f"{fmt_shape(out_shape)} outputs x {kernel} (adds and one divide)", fmt_int(value))
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        n = self.spatial
+        return getattr(nn, self.torch_class.removeprefix("nn."))(
+            _sides(attrs["kernel_size"], n), stride=_sides(attrs["stride"], n), padding=_sides(attrs["padding"], n),
+            ceil_mode=attrs["ceil_mode"], count_include_pad=attrs["count_include_pad"],
+        )
+
+
+@register
+class MaxPool1d(_MaxPoolNd):
+    """Max pooling along a sequence (C x L; torch.nn.MaxPool1d). Output length as for a convolution, with floor or
+    ceil (ceil_mode). Other ops: k - 1 comparisons per output element. No window: the receptive field is tracked
+    over (height, width), and a sequence has neither."""
+
+    name = "maxpool1d"
+    spatial = 1
+    examples = (Example({"kernel_size": 2}, ((3, 9),)), Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 10),)),
+                Example({"kernel_size": 3, "stride": 2, "ceil_mode": True, "dilation": 2}, ((2, 12),)))
+    aliases = ("max_pool1d",)
+    torch_class = "nn.MaxPool1d"
+    torch_calls = TorchCalls(modules={"torch.nn.MaxPool1d": _maxpool_module_as("maxpool1d")},
+                             functions={"torch.nn.functional.max_pool1d": _maxpool_signature("maxpool1d"),
+                                        "torch.max_pool1d": _maxpool_signature("maxpool1d")})
+    keras_class = "MaxPooling1D"
+
+
+@register
+class MaxPool3d(_MaxPoolNd):
+    """Max pooling over a volume (C x D x H x W; torch.nn.MaxPool3d). Output size per axis as for a convolution,
+    with floor or ceil (ceil_mode). Other ops: k_d*k_h*k_w - 1 comparisons per output element. Window: its height
+    and width axes (the depth is not tracked)."""
+
+    name = "maxpool3d"
+    spatial = 3
+    examples = (Example({"kernel_size": 2}, ((2, 4, 6, 5),)),
+                Example({"kernel_size": [1, 3, 3], "stride": [1, 2, 2], "padding": [0, 1, 1]}, ((2, 3, 7, 7),)),
+                Example({"kernel_size": 2, "stride": 1, "dilation": [1, 2, 2], "ceil_mode": True}, ((1, 3, 6, 6),)))
+    aliases = ("max_pool3d",)
+    torch_class = "nn.MaxPool3d"
+    torch_calls = TorchCalls(modules={"torch.nn.MaxPool3d": _maxpool_module_as("maxpool3d")},
+                             functions={"torch.nn.functional.max_pool3d": _maxpool_signature("maxpool3d"),
+                                        "torch.max_pool3d": _maxpool_signature("maxpool3d")})
+    keras_class = "MaxPooling3D"
+
+
+@register
+class AvgPool1d(_AvgPoolNd):
+    """Average pooling along a sequence (C x L; torch.nn.AvgPool1d). Other ops: k per output element (k - 1 adds
+    and one divide; border windows counted at full size even when count_include_pad is false). No window: the
+    receptive field is tracked over (height, width), and a sequence has neither."""
+
+    name = "avgpool1d"
+    spatial = 1
+    examples = (Example({"kernel_size": 2}, ((3, 9),)), Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 10),)),
+                Example({"kernel_size": 3, "stride": 2, "ceil_mode": True, "count_include_pad": False}, ((2, 8),)))
+    aliases = ("avg_pool1d",)
+    torch_class = "nn.AvgPool1d"
+    torch_calls = TorchCalls(modules={"torch.nn.AvgPool1d": _avgpool_module_as("avgpool1d")},
+                             functions={"torch.nn.functional.avg_pool1d": _avgpool_signature("avgpool1d", False)})
+    keras_class = "AveragePooling1D"
+
+
+@register
+class AvgPool3d(_AvgPoolNd):
+    """Average pooling over a volume (C x D x H x W; torch.nn.AvgPool3d). Other ops: k_d*k_h*k_w per output
+    element (adds and one divide; border windows counted at full size). Window: its height and width axes."""
+
+    name = "avgpool3d"
+    spatial = 3
+    examples = (Example({"kernel_size": 2}, ((2, 4, 6, 5),)),
+                Example({"kernel_size": [1, 3, 3], "stride": [1, 2, 2], "padding": [0, 1, 1]}, ((2, 3, 7, 7),)),
+                Example({"kernel_size": 3, "stride": 2, "ceil_mode": True, "count_include_pad": False}, ((1, 5, 6, 6),)))
+    aliases = ("avg_pool3d",)
+    torch_class = "nn.AvgPool3d"
+    torch_calls = TorchCalls(modules={"torch.nn.AvgPool3d": _avgpool_module_as("avgpool3d")},
+                             functions={"torch.nn.functional.avg_pool3d": _avgpool_signature("avgpool3d")})
+    keras_class = "AveragePooling3D"
 
 
 def adaptive_windows(size: int, out: int) -> tuple[int, int]:
