@@ -124,6 +124,15 @@ def _to_macs(op: str, info) -> tuple[int, str]:
             f"torchinfo adds one bias term per output element for a convolution: minus {bias_elements} bias x "
             f"{positions:,} positions (N x H_out x W_out) = {bias_elements * positions:,}"
         )
+    if convention == TorchinfoMacs.TRANSPOSED_CONV:
+        positions = math.prod(out[:1] + out[2:])  # N x H_out x W_out, as for a convolution
+        inputs = math.prod(info.input_size[:1] + info.input_size[2:])  # N x H_in x W_in
+        weight_elements = (info.macs - bias_elements * positions) // positions if positions else 0
+        return weight_elements * inputs, (
+            f"torchinfo counts a transposed convolution as a convolution, (weights + bias) x {positions:,} output "
+            f"positions (N x H_out x W_out); each input element meets each weight once: {weight_elements:,} weights "
+            f"x {inputs:,} input positions (N x H_in x W_in)"
+        )
     if convention == TorchinfoMacs.LINEAR:
         rows = math.prod(out[1:-1])  # the leading dims torchinfo leaves out
         macs = (info.macs - bias_elements * out[0]) * rows

@@ -103,6 +103,7 @@ class TorchinfoMacs(enum.StrEnum):
 
     PARAMS = "params"  # parameters x N
     CONV = "conv"  # weights x output positions, plus one bias term per output element
+    TRANSPOSED_CONV = "transposed_conv"  # as CONV: weights x output positions, where ours are weights x input positions
     LINEAR = "linear"  # (weights + bias) x N, leaving out the leading dims of each sample
     NORMALISATION = "normalisation"  # the scale and shift parameters x N, where a normalisation is no MAC
 

@@ -490,7 +490,7 @@ class _ConvTransposeNd(Op):
 
     dims: ClassVar[int]
     kind = OpKind.CONV
-    onnx_reads = {}
+    torchinfo_macs = TorchinfoMacs.TRANSPOSED_CONV
 
     def resolve(self, attrs, in_shapes):
         n = self.dims
@@ -642,7 +642,6 @@ class ConvTranspose2d(_ConvTransposeNd):
     aliases = ("deconv", "conv_transpose")
     torch_class = "nn.ConvTranspose2d"
     keras_class = "Conv2DTranspose"
-    torchinfo_macs = TorchinfoMacs.CONV
     torch_calls = TorchCalls(modules={"torch.nn.ConvTranspose2d": _transpose_module})
     onnx_reads = {"ConvTranspose": _read_conv_transpose}
     args = _transpose_args(ArgKind.PAIR, ArgKind.NONNEG_PAIR, "[h, w]")
@@ -657,3 +656,63 @@ class ConvTranspose2d(_ConvTransposeNd):
 
     def window(self, attrs, in_shapes):
         return self.axis_window(attrs, range(2))
+
+
+@register
+class ConvTranspose1d(_ConvTransposeNd):
+    """1-D transposed convolution over a (C, L) sequence (torch.nn.ConvTranspose1d): it upsamples by the stride.
+
+    L_out = (L - 1)*S - 2P + d*(F - 1) + output_padding + 1 (torch's ConvTranspose1d docs).
+    params = C_in * (C_out / groups) * F + C_out (bias): the weight is (C_in, C_out/groups, F).
+    MACs = C_in * L * (C_out / groups) * F: each input element times each kernel weight of its group
+    (torch.utils.flop_counter's transposed conv_flop_count); the bias is not a MAC.
+    Other ops: one bias add per output element.
+    Window: none declared: archviz's receptive field works on (height, width); a length-only field is not tracked.
+    """
+
+    name = "conv_transpose1d"
+    dims = 1
+    torch_class = "nn.ConvTranspose1d"
+    keras_class = "Conv1DTranspose"
+    torch_calls = TorchCalls(modules={"torch.nn.ConvTranspose1d": _transpose_module})
+    args = _transpose_args(ArgKind.SIZES, ArgKind.NONNEG_SIZES, "[length]")
+    examples = (Example({"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1},
+                        ((3, 7),)),
+                Example({"out_channels": 3, "kernel_size": [4], "stride": 3, "groups": 3, "bias": False},
+                        ((3, 5),)),
+                Example({"out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 2, "dilation": 2,
+                         "output_padding": 1}, ((2, 6),)))
+
+    def window(self, attrs, in_shapes):
+        """None: the receptive field is tracked over (height, width), and a (C, L) sequence has neither."""
+        return None
+
+
+@register
+class ConvTranspose3d(_ConvTransposeNd):
+    """3-D transposed convolution over a (C, D, H, W) volume or clip (torch.nn.ConvTranspose3d): it upsamples by
+    the stride.
+
+    out = (in - 1)*S - 2P + d*(F - 1) + output_padding + 1 per spatial axis (torch's ConvTranspose3d docs).
+    params = C_in * (C_out / groups) * F_d * F_h * F_w + C_out (bias): the weight is (C_in, C_out/groups, *F).
+    MACs = C_in * D_in * H_in * W_in * (C_out / groups) * F_d * F_h * F_w: each input element times each kernel
+    weight of its group (torch.utils.flop_counter's transposed conv_flop_count); the bias is not a MAC.
+    Other ops: one bias add per output element.
+    Window: the height and width axes' window of conv_transpose2d (kernel K/S, stride 1/S, padding
+    (2K - 2P - S - 1)/(2S), K = d*(F-1)+1); the receptive field is tracked over (height, width), so the depth's is not.
+    """
+
+    name = "conv_transpose3d"
+    dims = 3
+    torch_class = "nn.ConvTranspose3d"
+    keras_class = "Conv3DTranspose"
+    torch_calls = TorchCalls(modules={"torch.nn.ConvTranspose3d": _transpose_module})
+    args = _transpose_args(ArgKind.SIZES, ArgKind.NONNEG_SIZES, "[depth, height, width]")
+    examples = (Example({"out_channels": 4, "kernel_size": 4, "stride": 2, "padding": 1}, ((3, 3, 4, 5),)),
+                Example({"out_channels": 2, "kernel_size": [3, 2, 3], "stride": [1, 2, 2], "padding": [1, 0, 1],
+                         "output_padding": [0, 1, 1], "dilation": [2, 1, 1]}, ((2, 3, 4, 3),)),
+                Example({"out_channels": 2, "kernel_size": 2, "stride": 2, "groups": 2, "bias": False},
+                        ((2, 2, 3, 3),)))
+
+    def window(self, attrs, in_shapes):
+        return self.axis_window(attrs, range(1, 3))
