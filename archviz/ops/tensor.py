@@ -617,8 +617,8 @@ def _index(a, out):
     if any(isinstance(i, slice) and not all(v is None or isinstance(v, int) and not isinstance(v, bool)
                                             for v in (i.start, i.stop, i.step)) for i in items):
         return None
-    chosen = [(d, i) for d, i in enumerate(items) if d and (not isinstance(i, slice)
-                                                            or range(*i.indices(x.shape[d - 1])) != range(x.shape[d - 1]))]
+    whole = lambda d, i: isinstance(i, slice) and range(*i.indices(x.shape[d - 1])) == range(x.shape[d - 1])  # noqa
+    chosen = [(d, i) for d, i in enumerate(items) if d and not whole(d, i)]
     if not chosen:
         return Mapped("identity", {}, (x,))
     if len(chosen) != 1:
@@ -790,6 +790,127 @@ class Select(NoWindow, Free, Op):
         return _module("Select")(attrs["dim"], attrs["index"])
 
 
+def _roll(a, out):
+    """torch.roll / x.roll(shifts, dims) over non-batch dims: the shifts of each dim summed and taken modulo its size
+    (torch rolls dim by dim); no dims (the flattened tensor, batch included) is refused."""
+    x, shifts, dims = a["input"], a["shifts"], a["dims"]
+    if not is_ref(x) or dims is None or dims == ():
+        return None
+    shifts = list(shifts) if isinstance(shifts, (tuple, list)) else [shifts]
+    dims = list(dims) if isinstance(dims, (tuple, list)) else [dims]
+    if len(shifts) != len(dims) or not all(isinstance(v, int) and not isinstance(v, bool) for v in shifts):
+        return None
+    rank, total = len(x.shape) + 1, {}
+    for shift, dim in zip(shifts, dims):
+        dim = batch_dim(dim, rank)
+        if not dim:
+            return None
+        total[dim] = (total.get(dim, 0) + shift) % x.shape[dim - 1]
+    kept = sorted(d for d in total if total[d])
+    if not kept:
+        return Mapped("identity", {}, (x,))
+    return Mapped("roll", {"shifts": [total[d] for d in kept], "dims": kept}, (x,))
+
+
+def _read_roll(r):
+    """The function archviz writes: per rolled dim the reshape to N x A x size x B (which names the dim: the one whose
+    size is `size` after dims multiplying to A) and the cut at size - shift."""
+    shape = r.shape(r.activation())[1:]
+    count = (len(r.inputs()) - 4) // 3
+    shifts, dims = [], []
+    for step in range(count):
+        _, before, size, _ = r.constant(4 + 3 * step)
+        cut = r.constant(5 + 3 * step)
+        cut = cut[0] if isinstance(cut, list) else cut
+        dim = next((d for d in range(1, len(shape) + 1) if numel(shape[:d - 1]) == before and shape[d - 1] == size),
+                   None)
+        if dim is None:
+            raise NotRepresentable("its reshape does not name one dim of its input")
+        dims.append(dim)
+        shifts.append(size - cut)
+    return r.layer("roll", {"shifts": shifts, "dims": dims})
+
+
+_ROLL = Signature(("input", "shifts", "dims"), _roll, {"dims": None})
+
+
+@register
+class Roll(SameShape, Free, Op):
+    """Entries moved circularly along non-batch dims (torch.roll): output index i along `dim` takes input index
+    (i - shift) mod size (torch docs). No cost: data is moved, not computed.
+
+    shifts are kept in 1..size-1 (a negative shift s is size + s; a whole turn is no roll), the dims in increasing
+    order. A C x H x W map is rolled along its channels only: along its height or width, positions near the edge
+    wrap around to the far side, which no sliding window (the receptive-field recursion) describes, so that roll is
+    refused (a traced one stays opaque).
+
+    ONNX has no roll: written as the model-local function archviz.Roll<k> for k rolled dims, each a reshape to
+    N x A x size x B, the two slices [size - shift, size) and [0, size - shift) concatenated, and a reshape back.
+    """
+
+    name = "roll"
+    examples = (Example({"shifts": [1], "dims": [1]}, ((3, 4, 5),)),
+                Example({"shifts": [2, 1], "dims": [1, 2]}, ((6, 5),)),
+                Example({"shifts": [3], "dims": [3]}, ((2, 1, 4, 5),)), Example({"shifts": [4], "dims": [1]}, ((7,),)))
+    kind = OpKind.RESHAPE
+    torch_class = "archviz Roll"
+    torch_calls = TorchCalls(functions={"torch.roll": _ROLL, "Tensor.roll": _ROLL})
+    onnx_reads = {f"archviz::Roll{k}": _read_roll for k in range(1, 9)}
+    args = (
+        Arg("shifts", ArgKind.SHAPE, doc="how far each dim rolls, 1..size-1 (torch's negative shift s is size + s)"),
+        Arg("dims", ArgKind.SHAPE, doc="the dims rolled, torch counting (the batch is dim 0 and never rolls)"),
+    )
+
+    def resolve(self, attrs, in_shapes):
+        shape, shifts, dims = in_shapes[0], tuple(attrs["shifts"]), tuple(attrs["dims"])
+        if len(shifts) != len(dims):
+            raise ShapeError(f"{len(shifts)} shifts for {len(dims)} dims")
+        if list(dims) != sorted(set(dims)) or not all(1 <= d <= len(shape) for d in dims):
+            raise ShapeError(f"dims {list(dims)} are not distinct non-batch dims of a {fmt_shape(shape)} input, in "
+                             "increasing order")
+        for shift, dim in zip(shifts, dims):
+            if shift >= shape[dim - 1]:
+                raise ShapeError(f"shift {shift} of dim {dim} is not less than its size {shape[dim - 1]}")
+        if len(shape) == 3 and any(d > 1 for d in dims):
+            raise ShapeError(f"rolling a {fmt_shape(shape)} map along its height or width wraps positions around: "
+                             "no window describes it")
+        return {**attrs, "shifts": shifts, "dims": dims}
+
+    def explain(self, attrs, in_shapes, out_shape):
+        moves = ", ".join(f"dim {d} by {s}" for s, d in zip(attrs["shifts"], attrs["dims"]))
+        return [Step("output shape", f"{fmt_shape(in_shapes[0])} rolled ({moves}; the shape is kept)",
+                     fmt_shape(out_shape)),
+                Step("params", "a rearrangement has no weights", 0)]
+
+    def summary(self, attrs):
+        return ", ".join(f"dim {d} +{s}" for s, d in zip(attrs["shifts"], attrs["dims"]))
+
+    def write_onnx(self, e, node, x):
+        shape, k = node.in_shapes[0], len(node.attrs["dims"])
+        names, body, current = ["X", "axes", "zero", "back"], [], "X"
+        for j in range(k):
+            names += [f"parts{j}", f"cut{j}", f"size{j}"]
+            body += [("Reshape", [current, f"parts{j}"], [f"R{j}"]),
+                     ("Slice", [f"R{j}", f"cut{j}", f"size{j}", "axes"], [f"T{j}"]),
+                     ("Slice", [f"R{j}", "zero", f"cut{j}", "axes"], [f"H{j}"]),
+                     ("Concat", [f"T{j}", f"H{j}"], [f"C{j}"], {"axis": 2}),
+                     ("Reshape", [f"C{j}", "back"], ["Y" if j == k - 1 else f"Y{j}"])]
+            current = f"Y{j}"
+        e.function(f"Roll{k}", names, ["Y"], body, doc=f"torch.roll over {k} dims, each as two slices swapped")
+        inputs = [x[0], e.constant(f"{node.name}/axes", [2], "int64"), e.constant(f"{node.name}/zero", [0], "int64"),
+                  e.constant(f"{node.name}/back", [0, *shape], "int64")]
+        for j, (shift, dim) in enumerate(zip(node.attrs["shifts"], node.attrs["dims"])):
+            size = shape[dim - 1]
+            parts = [0, numel(shape[:dim - 1]), size, numel(shape[dim:])]
+            inputs += [e.constant(f"{node.name}/parts{j}", parts, "int64"),
+                       e.constant(f"{node.name}/cut{j}", [size - shift], "int64"),
+                       e.constant(f"{node.name}/size{j}", [size], "int64")]
+        e.add(f"Roll{k}", inputs, node.name, node.name, domain=e.domain)
+
+    def build_torch(self, attrs, in_shapes):
+        return _module("Roll")(attrs["shifts"], attrs["dims"])
+
+
 class _WithParameter(SameShape, NoMacs, Op):
     """x combined element-wise with one learned tensor of `shape`, broadcast as torch does (from the right, the
     batch included) without changing x's shape."""
@@ -952,7 +1073,7 @@ class Expand(NoWindow, Free, Op):
 # --- the torch modules that rebuild the ops above (made on first use: importing the registry never imports torch;
 # they are attributes of this module, read through __getattr__, so models holding them pickle) ---------------------
 
-_MODULE_NAMES = ("Expand", "StridedSlice", "Select")
+_MODULE_NAMES = ("Expand", "StridedSlice", "Select", "Roll")
 
 
 def __getattr__(name: str):
@@ -1009,7 +1130,20 @@ def _torch_modules_factory():
         def extra_repr(self) -> str:
             return f"dim={self.dim}, index={self.index}"
 
-    classes = {"Expand": Expand, "StridedSlice": StridedSlice, "Select": Select}
+    class Roll(nn.Module):
+        """x.roll(shifts, dims) (torch counting: the batch is dim 0 and never rolls)."""
+
+        def __init__(self, shifts, dims):
+            super().__init__()
+            self.shifts, self.dims = tuple(shifts), tuple(dims)
+
+        def forward(self, x):
+            return x.roll(self.shifts, self.dims)
+
+        def extra_repr(self) -> str:
+            return f"shifts={self.shifts}, dims={self.dims}"
+
+    classes = {"Expand": Expand, "StridedSlice": StridedSlice, "Select": Select, "Roll": Roll}
     for key, cls in classes.items():
         cls.__module__, cls.__qualname__ = __name__, key
     return classes
