@@ -18,7 +18,7 @@ from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, NoMacs, NoWindow, Op, OpKind, SameShape, Step, Weight, fmt_int, fmt_shape, numel,
 )
 from archviz.ops.interop import (
-    Mapped, NotRepresentable, Signature, TorchCalls, is_close, is_ref, module_args, onnx_as, onnx_float,
+    Mapped, NotRepresentable, OnnxLayer, Signature, TorchCalls, is_close, is_ref, module_args, onnx_as, onnx_float,
     onnx_reads_as, unary,
 )
 from archviz.ops.registry import register
@@ -189,6 +189,57 @@ class LogSoftmax(_Activation):
         if not -rank <= attrs["dim"] < rank or attrs["dim"] in (0, -rank):
             raise ShapeError(f"dim {attrs['dim']} is not a non-batch dimension of a {rank}-d tensor")
         return attrs
+
+
+def _softmin(a, out):
+    mapped = _softmax(a, out)
+    return None if mapped is None else Mapped("softmin", mapped.attrs, mapped.inputs)
+
+
+_SOFTMIN = Signature(("input", "dim", "_stacklevel", "dtype"), _softmin, {"dim": None, "_stacklevel": 3, "dtype": None})
+
+
+@register
+class Softmin(_Activation):
+    """Softmin along a dim (dim=1 by default; torch counting, the batch as 0): torch docs, softmax(-x),
+    exp(-x_i) / sum_j exp(-x_j).
+
+    Other ops: 4 per element (negate, then softmax's exp, add to the sum, divide); the max subtraction is not
+    counted, as softmax counts. No params. ONNX Neg then Softmax (read back as one softmin: neg's reader folds a
+    Softmax that alone reads the Neg).
+    """
+
+    name = "softmin"
+    examples = (Example({}, ((10,),)), Example({"dim": 1}, ((3, 4, 5),)), Example({"dim": -1}, ((4, 5),)))
+    torch_class = "nn.Softmin"
+    keras_class = "Activation"
+    pointwise = False  # it normalises along a dim
+    ops_per_element = 4
+    ops_reason = "negate, exp, sum, divide"
+    args = (Arg("dim", ArgKind.SIGNED_INT, 1, doc="torch's dim, counting the batch as 0"),)
+    torch_calls = TorchCalls(
+        modules={"torch.nn.Softmin": lambda m, refs: None if m.dim is None else Mapped(
+            "softmin", {"dim": m.dim}, refs)},
+        functions={"torch.nn.functional.softmin": _SOFTMIN})
+    resolve = LogSoftmax.resolve
+
+    def write_onnx(self, e, node, x):
+        negated = e.add("Neg", x[:1], f"{node.name}/neg", f"{node.name}/neg")
+        e.add("Softmax", [negated], node.name, node.name, axis=node.attrs["dim"])
+
+
+def _read_neg(r):
+    """Neg, or with a Softmax (opset 13 on) that alone reads it folded in, softmin."""
+    from archviz.onnx.model import DEFAULT_DOMAINS, attributes
+
+    x, view = r.activation(), r.view
+    index = view.sole_consumer(r.output)
+    if index is not None and r.opset >= 13:
+        softmax = view.graph.node[index]
+        if softmax.op_type == "Softmax" and softmax.domain in DEFAULT_DOMAINS:
+            return OnnxLayer("softmin", {"dim": attributes(softmax).get("axis", -1)}, (x,), softmax.output[0],
+                             absorbed=(index,))
+    return r.layer("neg")
 
 
 def _prelu(a, out):
@@ -531,7 +582,8 @@ _function("absolute", "abs", 1, "one absolute value", "Abs", _paths("abs", "torc
           "Absolute value of each element (torch.abs; abs(x)). Other ops: 1 per element. No params. ONNX Abs.")
 _function("neg", "neg", 1, "one negation", "Neg", _paths("neg", "torch.negative", "Tensor.negative",
                                                           "operator.neg", "Tensor.__neg__"),
-          "Negation of each element (torch.neg; -x). Other ops: 1 per element. No params. ONNX Neg.")
+          "Negation of each element (torch.neg; -x). Other ops: 1 per element. No params. ONNX Neg (followed by a "
+          "Softmax alone, read as softmin).", onnx_reads={"Neg": _read_neg})
 
 
 def _write_rsqrt(self, e, node, x):
