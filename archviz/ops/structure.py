@@ -37,6 +37,18 @@ def _identity(a, out):
 
 
 _KEEP = Signature(("input", "memory_format"), _identity, {"memory_format": None})
+
+
+def _float32(dtype) -> bool:
+    import torch  # only while tracing, where torch is loaded
+
+    return dtype is torch.float32
+
+
+def _to(a, out):
+    """x.to(torch.float32) (or dtype=): the dtype archviz traces in, so a copy-free no-op; any other dtype, a device
+    or a tensor stays opaque (a cast's bytes and cost depend on the dtypes, which archviz does not follow)."""
+    return _identity(a, out) if _float32(a["dtype"]) and not a["copy"] else None
 _ADD = Signature(("input", "other", "alpha"), join("add", "add_param"), {"alpha": 1})
 
 
@@ -147,7 +159,13 @@ class Dropout(SameShape, Free, Op):
 
 @register
 class Identity(SameShape, Free, Op):
-    """Passes its input through unchanged. No cost."""
+    """Passes its input through unchanged. No cost.
+
+    Traced from nn.Identity, contiguous/clone/detach, and the casts that are no-ops in the float32 model archviz
+    traces: x.float() and x.to(torch.float32) (torch returns the tensor itself when the dtype is already the target,
+    Tensor.to docs). Casts to other dtypes, to a device, and x.type_as(y) (y's dtype is not followed; a model tensor y
+    would be counted by no formula) stay opaque.
+    """
 
     name = "identity"
     examples = (Example({}, ((3, 4, 5),)),)
@@ -155,7 +173,10 @@ class Identity(SameShape, Free, Op):
     torch_class = "nn.Identity"
     torch_calls = TorchCalls(modules={"torch.nn.Identity": module_args("identity")},
                              functions={"Tensor.contiguous": _KEEP, "Tensor.clone": _KEEP,
-                                        "Tensor.detach": Signature(("input",), _identity)})
+                                        "Tensor.detach": Signature(("input",), _identity),
+                                        "Tensor.float": _KEEP,
+                                        "Tensor.to": Signature(("input", "dtype", "non_blocking", "copy"), _to,
+                                                               {"non_blocking": False, "copy": False})})
     write_onnx = onnx_as("Identity")
     onnx_reads = {"Identity": onnx_reads_as("identity")}
     keras_class = "Identity"
