@@ -14,12 +14,12 @@ from functools import cache
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, NoWindow, Op, OpKind, Step, fmt_int, fmt_shape, numel,
+    Arg, ArgKind, Example, Fill, NoWindow, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel, require_rank,
 )
 from archviz.ops.interop import Mapped, NotRepresentable, Signature, TorchCalls, is_close, is_ref, onnx_float
 from archviz.ops.registry import register
 
-_CLASS_NAMES = ("MatMul", "Einsum", "ScaledDotProductAttention")
+_CLASS_NAMES = ("MatMul", "Einsum", "ScaledDotProductAttention", "SelfAttention")
 
 
 def __getattr__(name: str):
@@ -69,7 +69,24 @@ def _classes() -> dict[str, type]:
         def extra_repr(self) -> str:
             return f"dropout_p={self.dropout_p}, is_causal={self.is_causal}, scale={self.scale}"
 
-    classes = {"MatMul": MatMul, "Einsum": Einsum, "ScaledDotProductAttention": ScaledDotProductAttention}
+    class SelfAttention(nn.MultiheadAttention):
+        """nn.MultiheadAttention(batch_first=True) applied to one tensor as query, key and value: forward(x) is
+        item 0 of attention(x, x, x). It calls torch's reference path (F.multi_head_attention_forward with the
+        weights asked for, then dropped), whose products are explicit bmm calls: FlopCounterMode has no count for the
+        fused CPU kernel the module's fast path or sdpa would pick."""
+
+        def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+            super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, batch_first=True)
+
+        def forward(self, x):
+            t = x.transpose(0, 1)
+            out, _ = nn.functional.multi_head_attention_forward(
+                t, t, t, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias, None, None, False,
+                self.dropout, self.out_proj.weight, self.out_proj.bias, training=self.training, need_weights=True)
+            return out.transpose(0, 1)
+
+    classes = {"MatMul": MatMul, "Einsum": Einsum, "ScaledDotProductAttention": ScaledDotProductAttention,
+               "SelfAttention": SelfAttention}
     for name, cls in classes.items():
         cls.__module__, cls.__qualname__ = __name__, name
     return classes
@@ -255,7 +272,8 @@ class Einsum(NoWindow, Op):
         letters = " * ".join(f"{letter}={size}" for letter, size in sizes.items())
         summed = "".join(sorted(set(sizes) - set(output))) or "none"
         return [
-            Step("output shape", f"{attrs['equation']}: the letters {output[1:]} after the batch", fmt_shape(out_shape)),
+            Step("output shape", f"{attrs['equation']}: the letters {output[1:]} after the batch",
+                 fmt_shape(out_shape)),
             Step("params", "a product of two computed tensors has no weights", 0),
             Step("MACs", f"every letter's size multiplied: {letters} (summed: {summed})",
                  fmt_int(math.prod(sizes.values()))),
@@ -279,10 +297,9 @@ class Einsum(NoWindow, Op):
 def _attention_shapes(q, k, v) -> tuple[int, int, int, int, int]:
     """(L, N, S, D, Dv): the leading dims' product, queries, keys, the query/key width and the value width of
     query (..., N, D), key (..., S, D), value (..., S, Dv); ShapeError otherwise."""
-    if len(q) < 3 or not len(q) == len(k) == len(v) or not q[:-2] == k[:-2] == v[:-2]:
-        raise ShapeError(f"attention takes query (H, N, D), key (H, S, D), value (H, S, Dv), or more leading dims "
-                         f"alike, got {fmt_shape(q)}, {fmt_shape(k)}, {fmt_shape(v)} (archviz needs the heads' dim: "
-                         "FlopCounterMode does not count a (batch, N, D) attention)")
+    if len(q) < 2 or not len(q) == len(k) == len(v) or not q[:-2] == k[:-2] == v[:-2]:
+        raise ShapeError(f"attention takes query (H, N, D), key (H, S, D), value (H, S, Dv), the leading dims alike, "
+                         f"got {fmt_shape(q)}, {fmt_shape(k)}, {fmt_shape(v)}")
     if q[-1] != k[-1] or k[-2] != v[-2]:
         raise ShapeError(f"attention of query {fmt_shape(q)}, key {fmt_shape(k)}, value {fmt_shape(v)}: the query "
                          "and key widths, or the key and value counts, differ")
@@ -303,7 +320,8 @@ def _read_sdpa(r):
     width = r.shape(inputs[0])[-1]
     causal = r.op_type == "CausalScaledDotProductAttention"
     given = None if is_close(scale, 1 / math.sqrt(width)) else onnx_float(scale)
-    return r.layer("scaled_dot_product_attention", {"is_causal": causal, "scale": given}, inputs=inputs)
+    args = {"is_causal": causal, "scale": given, "dropout_p": onnx_float(r.constant(4, 0.0))}
+    return r.layer("scaled_dot_product_attention", args, inputs=inputs)
 
 
 @register
@@ -311,22 +329,24 @@ class ScaledDotProductAttention(NoWindow, Op):
     """Scaled dot-product attention of three computed tensors, softmax(Q K^T * scale) V (Vaswani et al. 2017;
     torch.nn.functional.scaled_dot_product_attention, whose docs give this reference computation), with no mask.
 
-    query (H, N, D), key (H, S, D), value (H, S, Dv) -> (H, N, Dv) after the batch, or more leading dims alike; L is
-    their product (H). A (batch, N, D) attention with no heads' dim stays opaque: FlopCounterMode counts nothing for
-    it, so no cross-check could hold its figures. scale defaults to 1/sqrt(D). No params.
+    query (H, N, D), key (H, S, D), value (H, S, Dv) -> (H, N, Dv) after the batch (or (N, D) with no heads' dim,
+    or more leading dims), the leading dims alike; L is their product (H). scale defaults to 1/sqrt(D). No params.
     MACs = L*N*S*D (Q K^T) + L*N*S*Dv (the weights times V): FlopCounterMode counts sdpa as exactly these two
-    products (on the CPU it has no count for the fused kernel torch picks for (batch, H, N, D) tensors with D = Dv,
-    _scaled_dot_product_flash_attention_for_cpu, and reports 0 there: archviz's examples take the paths it counts). Other ops: 4 per score, L*N*S of them: the scale multiply, and softmax's 3 (exp, add to the sum,
-    divide; the max subtraction is not counted, as for softmax). is_causal changes no count: torch's reference
-    computation forms every score and masks the upper triangle before the softmax (the mask is not counted, as the
-    max subtraction is not), and FlopCounterMode counts the full product too. Dropout acts only while training.
+    products (on the CPU it has no count for the fused kernel torch picks when D = Dv and there are at most 4 dims
+    with the batch, _scaled_dot_product_flash_attention_for_cpu, and reports 0 there; the examples take the paths it
+    counts). Other ops: 4 per score, L*N*S of them: the scale multiply, and softmax's 3 (exp, add to the sum, divide;
+    the max subtraction is not counted, as for softmax). is_causal changes no count: torch's reference computation
+    forms every score and masks the upper triangle before the softmax (the mask is not counted, as the max
+    subtraction is not), and FlopCounterMode counts the full product too. Dropout acts only while training.
     """
 
     name = "scaled_dot_product_attention"
     examples = (Example({}, ((1, 2, 4, 4), (1, 2, 4, 4), (1, 2, 4, 4))),
-                Example({"is_causal": True, "scale": 0.5}, ((1, 2, 5, 3), (1, 2, 5, 3), (1, 2, 5, 3))),
+                Example({"is_causal": True, "scale": 0.5, "dropout_p": 0.1},
+                        ((1, 2, 5, 3), (1, 2, 5, 3), (1, 2, 5, 3))),
                 Example({}, ((2, 4, 3), (2, 6, 3), (2, 6, 5))),
-                Example({"is_causal": True}, ((3, 4, 3), (3, 4, 3), (3, 4, 6))))
+                Example({"is_causal": True}, ((3, 4, 3), (3, 4, 3), (3, 4, 6))),
+                Example({}, ((4, 3), (6, 3), (6, 5))))
     aliases = ("sdpa",)
     kind = OpKind.LINEAR
     torch_class = "archviz ScaledDotProductAttention"
@@ -382,19 +402,21 @@ class ScaledDotProductAttention(NoWindow, Op):
     def write_onnx(self, e, node, x):
         """The model-local function archviz.ScaledDotProductAttention: Q K^T (an Einsum over the last dims), times
         the scale, Softmax over the keys, MatMul by V; archviz.CausalScaledDotProductAttention adds a constant mask
-        (0 where key j <= query i, -inf above) before the softmax, as torch does."""
+        (0 where key j <= query i, -inf above) before the softmax, as torch does. dropout_p is an ONNX Dropout on the
+        weights, the identity at inference."""
         a, (q, k, _) = node.attrs, node.in_shapes
         causal = a["is_causal"]
         name = "CausalScaledDotProductAttention" if causal else "ScaledDotProductAttention"
         body = [("Einsum", ["Q", "K"], ["QK"], {"equation": "...nd,...sd->...ns"}), ("Mul", ["QK", "scale"], ["S"])]
         if causal:
             body.append(("Add", ["S", "mask"], ["M"]))
-        body += [("Softmax", ["M" if causal else "S"], ["P"], {"axis": -1}), ("MatMul", ["P", "V"], ["Y"])]
-        e.function(name, ["Q", "K", "V", "scale", *(["mask"] if causal else [])], ["Y"], body,
+        body += [("Softmax", ["M" if causal else "S"], ["P0"], {"axis": -1}), ("Dropout", ["P0", "ratio"], ["P"]),
+                 ("MatMul", ["P", "V"], ["Y"])]
+        e.function(name, ["Q", "K", "V", "scale", "ratio", *(["mask"] if causal else [])], ["Y"], body,
                    doc="torch.nn.functional.scaled_dot_product_attention without a mask"
                        + (", is_causal" if causal else ""))
         scale = a["scale"] if a["scale"] is not None else 1 / math.sqrt(q[-1])
-        inputs = [*x[:3], e.constant(f"{node.name}/scale", scale)]
+        inputs = [*x[:3], e.constant(f"{node.name}/scale", scale), e.constant(f"{node.name}/ratio", a["dropout_p"])]
         if causal:
             inputs.append(e.constant(f"{node.name}/mask", [[0.0 if j <= i else -math.inf for j in range(k[-2])]
                                                            for i in range(q[-2])]))
@@ -402,3 +424,149 @@ class ScaledDotProductAttention(NoWindow, Op):
 
     def build_torch(self, attrs, in_shapes):
         return _classes()["ScaledDotProductAttention"](attrs["dropout_p"], attrs["is_causal"], attrs["scale"])
+
+
+# --- multi-head self-attention -------------------------------------------------------------------------------------
+
+def _mha_module(m, refs):
+    """nn.MultiheadAttention (and archviz's SelfAttention) as self-attention of one traced tensor, batch first, with
+    no separate key/value widths, no bias_k/bias_v and no zero attention; anything else stays opaque."""
+    if not refs or any(ref != refs[0] for ref in refs) or len(refs) > 3:
+        return None
+    if not m.batch_first or not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
+        return None  # batch_first=False moves the batch to dim 1
+    return Mapped("multihead_attention", {"embed_dim": m.embed_dim, "num_heads": m.num_heads, "dropout": m.dropout,
+                                          "bias": m.in_proj_bias is not None}, refs[:1])
+
+
+def _read_mha(r):
+    x = r.activation()
+    heads = r.constant(5)
+    if not isinstance(heads, list) or len(heads) != 4:
+        raise NotRepresentable("its heads' shape is not (0, N, heads, head width)")
+    bias = r.weight(2) is not None
+    if bias != (r.weight(4) is not None):
+        raise NotRepresentable("one projection has a stored bias and the other none")
+    args = {"num_heads": heads[2], "bias": bias, "dropout": onnx_float(r.constant(8, 0.0))}
+    return r.layer("multihead_attention", args, inputs=(x,), stored=r.stored(),
+                   weight=r.weight(1))
+
+
+@register
+class MultiheadAttention(NoWindow, Op):
+    """Multi-head self-attention (Vaswani et al. 2017; torch.nn.MultiheadAttention with batch_first=True, called as
+    attention(x, x, x), item 0 of what it returns) on a sequence of N tokens of width E.
+
+    params = in_proj (3*E*E + 3*E) + out_proj (E*E + E) with bias; 4*E*E without (torch's in_proj_weight,
+    in_proj_bias, out_proj.weight, out_proj.bias). MACs = 3*N*E*E (the query, key and value projections)
+    + 2*N*N*E (Q K^T and the weights times V over all heads: heads * N * N * E/heads each) + N*E*E (the output
+    projection); FlopCounterMode counts these as the linear and bmm calls of torch's reference path. Other ops:
+    4 per score, heads*N*N of them (the scale and softmax's 3, as scaled_dot_product_attention counts them), and with
+    bias one add per projected element, 3*N*E + N*E. Dropout acts only while training.
+    archviz takes E divisible by num_heads, kdim = vdim = E, no add_bias_kv or add_zero_attn, and batch_first=True
+    (with batch_first=False the batch is dim 1, and the call stays opaque). torch fills in_proj_weight with
+    xavier_uniform (bound sqrt(6/(4E))); archviz's random first fill for an export uses 1/sqrt(E).
+    """
+
+    name = "multihead_attention"
+    examples = (Example({"num_heads": 2}, ((5, 8),)), Example({"num_heads": 1, "bias": False}, ((3, 4),)),
+                Example({"num_heads": 4, "dropout": 0.1}, ((6, 8),)))
+    aliases = ("mha", "self_attention")
+    kind = OpKind.LINEAR
+    torch_class = "nn.MultiheadAttention"
+    torch_calls = TorchCalls(modules={"torch.nn.MultiheadAttention": _mha_module,
+                                      "archviz.ops.matmul.SelfAttention": _mha_module})
+    onnx_reads = {"archviz::MultiheadSelfAttention": _read_mha}
+    args = (
+        Arg("num_heads", ArgKind.INT, aliases=("heads",)),
+        Arg("bias", ArgKind.BOOL, True),
+        Arg("dropout", ArgKind.FLOAT, 0.0, doc="on the attention weights while training"),
+        Arg("embed_dim", ArgKind.INT, None, doc="E, inferred from the input's last dim; checked when given"),
+    )
+
+    def resolve(self, attrs, in_shapes):
+        require_rank(self, in_shapes[0], 2, "tokens x width (N x E)")
+        width = in_shapes[0][-1]
+        if attrs["embed_dim"] is not None and attrs["embed_dim"] != width:
+            raise ShapeError(f"embed_dim is {attrs['embed_dim']} but the tokens are {width} wide")
+        if width % attrs["num_heads"]:
+            raise ShapeError(f"embed_dim {width} does not divide into {attrs['num_heads']} heads")
+        if not 0 <= attrs["dropout"] < 1:
+            raise ShapeError(f"dropout {attrs['dropout']} is not in [0, 1)")
+        return {**attrs, "embed_dim": width}
+
+    def infer_shape(self, attrs, in_shapes):
+        return in_shapes[0]
+
+    def weights(self, attrs, in_shapes):
+        e = attrs["embed_dim"]
+        if not attrs["bias"]:
+            return (Weight("in_proj_weight", (3 * e, e), fan_in=e), Weight("out_proj.weight", (e, e), fan_in=e))
+        return (Weight("in_proj_weight", (3 * e, e), fan_in=e), Weight("in_proj_bias", (3 * e,), fill=Fill.ZEROS),
+                Weight("out_proj.weight", (e, e), fan_in=e), Weight("out_proj.bias", (e,), fill=Fill.ZEROS))
+
+    def params(self, attrs, in_shapes):  # the formula, kept apart from weights(): analysis calls it for every layer
+        e = attrs["embed_dim"]
+        return 4 * e * e + (4 * e if attrs["bias"] else 0)
+
+    def macs(self, attrs, in_shapes, out_shape):
+        n, e = in_shapes[0]
+        return 3 * n * e * e + 2 * n * n * e + n * e * e
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        n, e = in_shapes[0]
+        return 4 * attrs["num_heads"] * n * n + (4 * n * e if attrs["bias"] else 0)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        (n, e), h = in_shapes[0], attrs["num_heads"]
+        bias = " + 3*{e} + {e}".format(e=e) if attrs["bias"] else ""
+        return [
+            Step("output shape", f"{n} tokens of width {e}, {h} heads of {e // h}: same as the input",
+                 fmt_shape(out_shape)),
+            Step("params", f"3*{e}*{e} + {e}*{e}{bias} (in_proj, out_proj)", fmt_int(self.params(attrs, in_shapes))),
+            Step("MACs", f"3*{n}*{e}*{e} (q, k, v) + 2*{n}*{n}*{e} (Q K^T, weights x V) + {n}*{e}*{e} (out)",
+                 fmt_int(self.macs(attrs, in_shapes, out_shape))),
+        ]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        (n, e), h = in_shapes[0], attrs["num_heads"]
+        bias = f" + 4*{n}*{e} bias adds" if attrs["bias"] else ""
+        return Step("other ops", f"4 per score x {h}*{n}*{n} scores{bias}",
+                    fmt_int(self.other_ops(attrs, in_shapes, out_shape)))
+
+    def summary(self, attrs):
+        return f"{attrs['num_heads']} heads"
+
+    def write_onnx(self, e, node, x):
+        """The model-local function archviz.MultiheadSelfAttention: X W_in^T + b_in split into Q, K, V, each
+        reshaped to heads (Q, V to (B, h, N, E/h), K to (B, h, E/h, N)), softmax(Q K * 1/sqrt(E/h)) V, the heads
+        merged back to (B, N, E), times W_out^T + b_out. Without bias the biases are zero constants. The dropout
+        ratio is an ONNX Dropout on the weights, the identity at inference, as torch's is."""
+        a, path = node.attrs, node.name
+        (n, width), h = node.in_shapes[0], a["num_heads"]
+        e.function("MultiheadSelfAttention", ["X", "Win", "Bin", "Wout", "Bout", "heads", "merged", "scale", "ratio"],
+                   ["Y"], [
+            ("Transpose", ["Win"], ["WinT"], {"perm": [1, 0]}), ("MatMul", ["X", "WinT"], ["P"]),
+            ("Add", ["P", "Bin"], ["QKV"]), ("Split", ["QKV"], ["Q0", "K0", "V0"], {"axis": 2, "num_outputs": 3}),
+            ("Reshape", ["Q0", "heads"], ["Q1"]), ("Transpose", ["Q1"], ["Q"], {"perm": [0, 2, 1, 3]}),
+            ("Reshape", ["K0", "heads"], ["K1"]), ("Transpose", ["K1"], ["K"], {"perm": [0, 2, 3, 1]}),
+            ("Reshape", ["V0", "heads"], ["V1"]), ("Transpose", ["V1"], ["V"], {"perm": [0, 2, 1, 3]}),
+            ("MatMul", ["Q", "K"], ["S0"]), ("Mul", ["S0", "scale"], ["S"]), ("Softmax", ["S"], ["A0"], {"axis": -1}),
+            ("Dropout", ["A0", "ratio"], ["A"]), ("MatMul", ["A", "V"], ["O0"]),
+            ("Transpose", ["O0"], ["O1"], {"perm": [0, 2, 1, 3]}),
+            ("Reshape", ["O1", "merged"], ["O"]), ("Transpose", ["Wout"], ["WoutT"], {"perm": [1, 0]}),
+            ("MatMul", ["O", "WoutT"], ["R"]), ("Add", ["R", "Bout"], ["Y"])],
+            doc="torch.nn.MultiheadAttention(batch_first=True) as self-attention, attention(x, x, x)[0]")
+        if a["bias"]:
+            biases = [e.weight(node, "in_proj_bias"), e.weight(node, "out_proj.bias")]
+        else:
+            biases = [e.constant(f"{path}/in_proj_bias", [0.0] * 3 * width),
+                      e.constant(f"{path}/out_proj_bias", [0.0] * width)]
+        inputs = [x[0], e.weight(node, "in_proj_weight"), biases[0], e.weight(node, "out_proj.weight"), biases[1],
+                  e.constant(f"{path}/heads", [0, n, h, width // h], "int64"),
+                  e.constant(f"{path}/merged", [0, n, width], "int64"),
+                  e.constant(f"{path}/scale", 1 / math.sqrt(width // h)), e.constant(f"{path}/ratio", a["dropout"])]
+        e.add("MultiheadSelfAttention", inputs, path, path, domain=e.domain)
+
+    def build_torch(self, attrs, in_shapes):
+        return _classes()["SelfAttention"](attrs["embed_dim"], attrs["num_heads"], attrs["dropout"], attrs["bias"])
