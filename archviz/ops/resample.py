@@ -303,6 +303,8 @@ def _axis_window(attrs, size: int, out: int) -> tuple[Fraction, Fraction] | None
     """(stride, padding) of one axis such that round(t * stride - padding) is the first position read for every
     output position t, or None when no one offset gives them all. The stride is the kernel's scale as a ratio."""
     stride = _exact_scale(attrs, size, out)
+    if attrs["mode"] == "bilinear" and out == size:
+        return Fraction(1), Fraction(0)  # copied (align_corners maps it onto itself too)
     # round(t*s - p) == first  <=>  first - 1/2 < t*s - p < first + 1/2 (ties left out)
     offsets = [t * stride - first for t, first in enumerate(_first_reads(attrs, size, out)) if first is not None]
     if not offsets:
@@ -313,6 +315,34 @@ def _axis_window(attrs, size: int, out: int) -> tuple[Fraction, Fraction] | None
     # the centre of output position t sits at (t + 1/2) * stride - 1/2 in input positions (half-pixel geometry)
     geometric = (1 - stride) / 2 + Fraction(_READS[attrs["mode"]] - 1, 2)
     return stride, geometric if low < geometric < high else (low + high) / 2
+
+
+def _copies(attrs, size: int, out: int) -> bool:
+    """Whether torch's CPU kernel copies this axis whatever the scale: nearest where the size stays or doubles
+    (ATen's nearest_idx), bilinear where it stays (the separable kernel skips the axis)."""
+    if attrs["mode"] == "nearest":
+        return out in (size, 2 * size)
+    return attrs["mode"] == "bilinear" and out == size
+
+
+def _next_f32(value: float, up: bool) -> float:
+    bits = struct.unpack("i", struct.pack("f", value))[0]  # positive floats order as their bits
+    return struct.unpack("f", struct.pack("i", bits + (1 if up else -1)))[0]
+
+
+def _onnx_scale(attrs, size: int, out: int) -> float:
+    """The float32 scale ONNX Resize needs for one axis to give torch's output size and coordinates: the
+    scale_factor, nudged by a float32 step or two where floor(in * float32(scale)) falls below torch's floor in
+    double (10 * 1.3); for nearest, 1 or 2 where torch copies an axis whose size stays or doubles (ATen's
+    nearest_idx does so whatever the scale)."""
+    if _copies(attrs, size, out):
+        return float(out // size)
+    scale = _f32(attrs["scale_factor"])
+    for _ in range(8):
+        if math.floor(size * scale) == out:
+            break
+        scale = _next_f32(scale, math.floor(size * scale) < out)
+    return scale
 
 
 def _interpolate_args(size, scale_factor, mode, align_corners, recompute, refs) -> Mapped | None:
@@ -361,10 +391,18 @@ def _read_resize(r):
     if scales not in ([], None):
         scales = scales if isinstance(scales, list) else [scales]
         by_axis = dict(zip(axes, scales))
-        if by_axis.get(0, 1) != 1 or by_axis.get(1, 1) != 1 or by_axis.get(2, 1) != by_axis.get(3, 1):
+        if by_axis.get(0, 1) != 1 or by_axis.get(1, 1) != 1:
+            raise NotRepresentable(f"scales {scales} resize the batch or the channels")
+        out = [math.floor(float(n) * by_axis.get(a, 1)) for n, a in zip(shape[2:], (2, 3))]
+        written = [onnx_float(by_axis.get(a, 1)) for a in (2, 3)]
+        for factor in dict.fromkeys(written):  # the factor torch was given: one written on both axes, or on one
+            trial = {"scale_factor": factor, "mode": {"linear": "bilinear", "cubic": "bicubic"}.get(mode, mode)}
+            if [math.floor(float(n) * factor) for n in shape[2:]] == out and [
+                    onnx_float(_onnx_scale(trial, n, o)) for n, o in zip(shape[2:], out)] == written:
+                args["scale_factor"] = factor
+                break
+        else:
             raise NotRepresentable(f"scales {scales} are not one factor of the height and width")
-        args["scale_factor"] = onnx_float(by_axis.get(2, 1))
-        out = [math.floor(float(n) * by_axis.get(2, 1)) for n in shape[2:]]
     elif sizes not in ([], None):
         sizes = sizes if isinstance(sizes, list) else [sizes]
         by_axis = dict(zip(axes, sizes))
@@ -398,7 +436,8 @@ class Interpolate(NoMacs, Op):
     Output size (torch's docs and F.interpolate): `size` as given, else floor(in * scale_factor) per side. The
     kernel maps output position t to input coordinates with the scale of ATen's UpSample.h: 1/scale_factor when a
     scale was given, in/out when a size was (recompute_scale_factor=True with a scale is the size it gives, and is
-    held as that size), (in-1)/(out-1) with align_corners. Nearest reads input floor(t * scale) (clamped);
+    held as that size), (in-1)/(out-1) with align_corners (held as the size too where in * scale is not whole:
+    the scale then says nothing more, and ONNX's align_corners would divide by in * scale - 1). Nearest reads input floor(t * scale) (clamped);
     bilinear reads the two neighbours of scale * (t + 1/2) - 1/2 (clamped at 0), or of scale * t with
     align_corners, per axis; bicubic the four round it (Keys 1981, a = -0.75, as torch).
 
@@ -410,7 +449,9 @@ class Interpolate(NoMacs, Op):
     Window, per axis: a kernel of the positions read (1, 2 or 4) at a stride of the kernel's scale (a fraction when
     upsampling: the jump shrinks as through pixel_shuffle), with the padding for which round(t * stride - padding)
     is the first position read for every output position t, checked against torch's float32 index arithmetic for
-    this size; the map's edge clamps as a window clips. Where a linear or cubic weight is 0 (the source falls on an
+    this size; the map's edge clamps as a window clips. torch's CPU kernels copy an axis whose size stays (nearest,
+    bilinear) or doubles (nearest) whatever the scale_factor says (ATen's nearest_idx and separable linear
+    kernel); archviz's window and ONNX file follow them. Where a linear or cubic weight is 0 (the source falls on an
     input position: align_corners, odd factors) fewer positions are read than the kernel says: the field is the
     largest a unit can reach. Where no one padding gives every position read (an irregular ratio whose float32
     scale rounds below the ratio), there is no window: the receptive field is not widened there.
@@ -430,6 +471,9 @@ class Interpolate(NoMacs, Op):
         Example({"scale_factor": 0.5, "mode": "bilinear"}, ((2, 8, 6),)),
         Example({"scale_factor": 2.0, "mode": "bicubic"}, ((2, 4, 5),)),
         Example({"size": [7, 8], "mode": "bicubic", "align_corners": True}, ((2, 4, 5),)),
+        Example({"scale_factor": 1.3, "mode": "nearest"}, ((2, 3, 8),)),
+        Example({"scale_factor": 1.3, "mode": "bilinear"}, ((2, 3, 8),)),
+        Example({"scale_factor": 1.5, "mode": "bilinear", "align_corners": True}, ((2, 6, 7),)),
     )
     aliases = ("upsample", "resize")
     kind = OpKind.RESHAPE
@@ -467,7 +511,8 @@ class Interpolate(NoMacs, Op):
         out = _out_sizes(attrs, in_shapes[0])
         if min(out) < 1:
             raise ShapeError(f"scale_factor {scale:g} shrinks the {fmt_shape(in_shapes[0][1:])} map to nothing")
-        if scale is not None and attrs["recompute_scale_factor"]:
+        whole = scale is not None and all(_f32(scale) * n == o for n, o in zip(in_shapes[0][1:], out))
+        if scale is not None and (attrs["recompute_scale_factor"] or attrs["align_corners"] and not whole):
             attrs = {**attrs, "size": out if out[0] != out[1] else out[0], "scale_factor": None}
         return {**attrs, "recompute_scale_factor": None}
 
@@ -481,8 +526,9 @@ class Interpolate(NoMacs, Op):
         axes = [_axis_window(attrs, size, out) for size, out in zip(in_shapes[0][1:], _out_sizes(attrs, in_shapes[0]))]
         if None in axes:
             return None
-        reads = _READS[attrs["mode"]]
-        return Window(kernel=(reads, reads), stride=tuple(s for s, _ in axes), padding=tuple(p for _, p in axes))
+        sizes = zip(in_shapes[0][1:], _out_sizes(attrs, in_shapes[0]))
+        kernel = tuple(1 if attrs["mode"] == "bilinear" and n == out else _READS[attrs["mode"]] for n, out in sizes)
+        return Window(kernel=kernel, stride=tuple(s for s, _ in axes), padding=tuple(p for _, p in axes))
 
     def explain(self, attrs, in_shapes, out_shape):
         (c, h, w) = in_shapes[0]
@@ -520,7 +566,8 @@ class Interpolate(NoMacs, Op):
         coordinates, floor; bilinear (linear) and bicubic (cubic, a = -0.75): half_pixel, or align_corners."""
         a = node.attrs
         if a["scale_factor"] is not None:
-            inputs = [x[0], "", e.constant(f"{node.name}/scales", [a["scale_factor"]] * 2)]
+            scales = [_onnx_scale(a, n, out) for n, out in zip(node.in_shapes[0][1:], node.out_shape[1:])]
+            inputs = [x[0], "", e.constant(f"{node.name}/scales", scales)]
         else:
             inputs = [x[0], "", "", e.constant(f"{node.name}/sizes", list(pair(a["size"])), "int64")]
         options = {"mode": _ONNX_MODES[a["mode"]], "axes": [2, 3]}
