@@ -85,15 +85,28 @@ def _adaptive_function(a, out):
     return _adaptive(a["output_size"], (a["input"],)) if is_ref(a["input"]) else None
 
 
+def _reduced_dims(x, dims) -> tuple[int, ...] | None:
+    """The dims a reduction of the traced tensor x runs over, torch counting (batch 0), sorted; None where it runs
+    over the batch or over every dim (dim None or empty), or a dim is not one of x's."""
+    if not is_ref(x) or dims is None:
+        return None
+    dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
+    rank = len(x.shape) + 1
+    normal = [batch_dim(d, rank) for d in dims]
+    if not normal or any(d is None or d == 0 for d in normal) or len(set(normal)) != len(normal):
+        return None
+    return tuple(sorted(normal))
+
+
 def _mean(a, out):
-    """x.mean((2, 3)) or x.mean((-2, -1), keepdim=True) of a C x H x W tensor: global average pooling."""
-    x, dims = a["input"], a["dim"]
-    if not is_ref(x) or len(x.shape) != 3 or dims is None:
+    """x.mean((2, 3)) or x.mean((-2, -1), keepdim=True) of a C x H x W tensor: global average pooling; a mean over
+    other non-batch dims: reduce_mean."""
+    x, dims = a["input"], _reduced_dims(a["input"], a["dim"])
+    if dims is None or a.get("dtype") is not None:
         return None
-    dims = dims if isinstance(dims, (list, tuple)) else (dims,)
-    if sorted(batch_dim(d, 4) or 0 for d in dims) != [2, 3] or a.get("dtype") is not None:
-        return None
-    return Mapped("global_avgpool2d", {"keepdim": bool(a["keepdim"])}, (x,))
+    if len(x.shape) == 3 and dims == (2, 3):
+        return Mapped("global_avgpool2d", {"keepdim": bool(a["keepdim"])}, (x,))
+    return Mapped("reduce_mean", {"dim": list(dims), "keepdim": bool(a["keepdim"])}, (x,))
 
 
 _MEAN = Signature(("input", "dim", "keepdim", "dtype"), _mean, {"dim": None, "keepdim": False, "dtype": None})
@@ -160,13 +173,44 @@ def _read_global_avgpool(r):
     return r.layer("global_avgpool2d")
 
 
-def _read_reduce_mean(r):
+def _onnx_axes(r) -> tuple[int, tuple[int, ...]]:
+    """(rank with the batch, sorted non-negative axes) of an ONNX Reduce*; NotRepresentable for the batch or all."""
     rank = len(r.shape(r.activation()))
     axes = r.attrs.get("axes") if r.opset < 18 else r.constant(1)
     axes = [axes] if isinstance(axes, int) else axes
-    if rank != 4 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
-        raise NotRepresentable(f"a mean over axes {axes} (archviz's is over height and width)")
-    return r.layer("global_avgpool2d", {} if r.attrs.get("keepdims", 1) else {"keepdim": False})
+    if not axes:
+        raise NotRepresentable("a reduction over every axis, the batch included")
+    axes = tuple(sorted(a % rank for a in axes))
+    if 0 in axes:
+        raise NotRepresentable(f"a reduction over axes {list(axes)}, the batch included")
+    return rank, axes
+
+
+def _read_reduce_mean(r):
+    rank, axes = _onnx_axes(r)
+    keepdim = bool(r.attrs.get("keepdims", 1))
+    if rank == 4 and axes == (2, 3):
+        return r.layer("global_avgpool2d", {} if keepdim else {"keepdim": False})
+    return r.layer("reduce_mean", {"dim": list(axes), "keepdim": keepdim})
+
+
+def _read_reduce(op: str):
+    def read(r):
+        _, axes = _onnx_axes(r)
+        return r.layer(op, {"dim": list(axes), "keepdim": bool(r.attrs.get("keepdims", 1))})
+
+    return read
+
+
+def _reduction(op: str):
+    """The adapter of torch.sum / torch.amax and their tensor methods over non-batch dims."""
+    def build(a, out):
+        dims = _reduced_dims(a["input"], a["dim"])
+        if dims is None or a.get("dtype") is not None:
+            return None
+        return Mapped(op, {"dim": list(dims), "keepdim": bool(a["keepdim"])}, (a["input"],))
+
+    return build
 
 
 def _read_adaptive_avgpool(r):
@@ -606,3 +650,186 @@ class GlobalAvgPool2d(_AdaptiveAvg):
         from archviz.ops.modules import SpatialMean
 
         return SpatialMean()
+
+
+# --- reductions -------------------------------------------------------------------------------------------------------
+
+_MODULE_CLASSES: dict[str, type] = {}
+
+
+def __getattr__(name: str):
+    """Reduce, the torch module of the reductions: made on first use (this module imports no torch), an attribute
+    of this module so that models holding it pickle."""
+    if name == "Reduce":
+        return _reduce_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _reduce_class() -> type:
+    if "Reduce" not in _MODULE_CLASSES:
+        import torch
+        from torch import nn
+
+        class Reduce(nn.Module):
+            """torch.mean, torch.sum or torch.amax of x over `dim` (torch counting, the batch is dim 0)."""
+
+            def __init__(self, mode: str, dim, keepdim: bool):
+                super().__init__()
+                self.mode, self.dim, self.keepdim = mode, tuple(dim), keepdim
+
+            def forward(self, x):
+                return getattr(torch, self.mode)(x, self.dim, self.keepdim)
+
+            def extra_repr(self) -> str:
+                return f"mode={self.mode}, dim={self.dim}, keepdim={self.keepdim}"
+
+        Reduce.__module__, Reduce.__qualname__ = __name__, "Reduce"
+        _MODULE_CLASSES["Reduce"] = Reduce
+    return _MODULE_CLASSES["Reduce"]
+
+
+class _Reduce(NoMacs, Op):
+    """What the reductions share: the dims (torch counting, the batch is dim 0, which is never reduced), keepdim,
+    the shape, the window and ONNX Reduce* with axes as an input (opset 18+)."""
+
+    kind = OpKind.POOL
+    mode = ""  # torch's function: mean, sum or amax
+    onnx_type = ""
+    verb = ""  # what each reduced element costs after the first
+    args = (
+        Arg("dim", ArgKind.SHAPE, aliases=("dims", "axes", "axis"),
+            doc="the dims reduced, torch counting (the batch is dim 0 and is never reduced), e.g. [2, 3]"),
+        Arg("keepdim", ArgKind.BOOL, False, aliases=("keepdims",), doc="keep each reduced dim as size 1"),
+    )
+
+    def resolve(self, attrs, in_shapes):
+        rank, dims = len(in_shapes[0]), tuple(attrs["dim"])
+        if any(d > rank for d in dims) or len(set(dims)) != len(dims):
+            raise ShapeError(f"dim {list(dims)} must be distinct dims from 1 to {rank} of a {fmt_shape(in_shapes[0])} "
+                             "input (the batch is dim 0)")
+        return {**attrs, "dim": tuple(sorted(dims))}
+
+    def infer_shape(self, attrs, in_shapes):
+        dims = set(attrs["dim"])
+        if attrs["keepdim"]:
+            return tuple(1 if i + 1 in dims else size for i, size in enumerate(in_shapes[0]))
+        return tuple(size for i, size in enumerate(in_shapes[0]) if i + 1 not in dims)
+
+    def reduced(self, attrs, in_shapes) -> int:
+        """Elements reduced into each output."""
+        return math.prod(in_shapes[0][d - 1] for d in attrs["dim"])
+
+    def outputs(self, attrs, in_shapes) -> int:
+        return numel(in_shapes[0]) // self.reduced(attrs, in_shapes)
+
+    def window(self, attrs, in_shapes):
+        """Over the map's (height, width), the last two dims of a C x H x W (or C x D x H x W) input: a reduced axis
+        is one window as long as the axis (stride the same), a kept one a window of 1; none where neither is
+        reduced (each output reads the positions it sits at) or the input has no map."""
+        shape = in_shapes[0]
+        if len(shape) < 3:
+            return None
+        axes = (len(shape) - 1, len(shape))
+        if not any(a in attrs["dim"] for a in axes):
+            return None
+        kernel = tuple(shape[a - 1] if a in attrs["dim"] else 1 for a in axes)
+        return Window(kernel, kernel, (0, 0))
+
+    def explain(self, attrs, in_shapes, out_shape):
+        dims = ", ".join(map(str, attrs["dim"]))
+        how = "kept as 1" if attrs["keepdim"] else "removed"
+        return [
+            Step("output shape", f"{fmt_shape(in_shapes[0])} reduced over dim {dims} (batch is dim 0), {how}",
+                 fmt_shape(out_shape)),
+            Step("elements per output", " x ".join(str(in_shapes[0][d - 1]) for d in attrs["dim"]),
+                 fmt_int(self.reduced(attrs, in_shapes))),
+            Step("params", "a reduction has no weights", 0),
+        ]
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return self.outputs(attrs, in_shapes) * (self.reduced(attrs, in_shapes) - 1)
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        n, outputs = self.reduced(attrs, in_shapes), self.outputs(attrs, in_shapes)
+        return Step("other ops", f"{outputs:,} outputs x ({n} - 1) {self.verb}",
+                    fmt_int(self.other_ops(attrs, in_shapes, out_shape)))
+
+    def summary(self, attrs):
+        return f"dim {','.join(map(str, attrs['dim']))}" + (" keepdim" if attrs["keepdim"] else "")
+
+    def write_onnx(self, e, node, x):
+        axes = e.constant(f"{node.name}/axes", list(node.attrs["dim"]), "int64")
+        e.add(self.onnx_type, [x[0], axes], node.name, node.name, keepdims=int(node.attrs["keepdim"]))
+
+    def build_torch(self, attrs, in_shapes):
+        return _reduce_class()(self.mode, attrs["dim"], attrs["keepdim"])
+
+
+_SUM = Signature(("input", "dim", "keepdim", "dtype"), _reduction("reduce_sum"), {"dim": None, "keepdim": False,
+                                                                                  "dtype": None})
+_AMAX = Signature(("input", "dim", "keepdim"), _reduction("reduce_max"), {"dim": (), "keepdim": False})
+
+
+@register
+class ReduceMean(_Reduce):
+    """The mean over some non-batch dims (torch.mean / Tensor.mean, ONNX ReduceMean). A mean over the height and
+    width of a C x H x W map is global_avgpool2d, which torch.mean and ReduceMean of those dims trace and read as.
+
+    Other ops: (elements reduced - 1) adds and one divide per output, i.e. one per input element.
+    """
+
+    name = "reduce_mean"
+    mode, onnx_type, verb = "mean", "ReduceMean", "adds, + 1 divide each"
+    examples = (Example({"dim": [1]}, ((4, 5, 6),)), Example({"dim": [3], "keepdim": True}, ((3, 5, 6),)),
+                Example({"dim": [2, 3], "keepdim": True}, ((2, 3, 4, 5),)), Example({"dim": [2]}, ((3, 7),)),
+                Example({"dim": [1, 2, 3]}, ((3, 4, 5),)))
+    aliases = ("reducemean",)
+    torch_class = "torch.mean"
+    keras_class = "Lambda"
+    # torch.mean and Tensor.mean are global_avgpool2d's entry; its adapter hands other dims to this op (one callable,
+    # one op), as its ONNX ReduceMean reader does
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return self.outputs(attrs, in_shapes) * self.reduced(attrs, in_shapes)
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        n, outputs = self.reduced(attrs, in_shapes), self.outputs(attrs, in_shapes)
+        return Step("other ops", f"{outputs:,} outputs x (({n} - 1) adds + 1 divide)",
+                    fmt_int(self.other_ops(attrs, in_shapes, out_shape)))
+
+
+@register
+class ReduceSum(_Reduce):
+    """The sum over some non-batch dims (torch.sum / Tensor.sum, ONNX ReduceSum).
+
+    Other ops: elements reduced - 1 adds per output.
+    """
+
+    name = "reduce_sum"
+    mode, onnx_type, verb = "sum", "ReduceSum", "adds"
+    examples = (Example({"dim": [1]}, ((4, 5, 6),)), Example({"dim": [2, 3], "keepdim": True}, ((3, 5, 6),)),
+                Example({"dim": [3]}, ((2, 3, 4, 5),)), Example({"dim": [1], "keepdim": True}, ((6,),)))
+    aliases = ("reducesum",)
+    torch_class = "torch.sum"
+    keras_class = "Lambda"
+    torch_calls = TorchCalls(functions={"torch.sum": _SUM, "Tensor.sum": _SUM})
+    onnx_reads = {"ReduceSum": _read_reduce("reduce_sum")}
+
+
+@register
+class ReduceMax(_Reduce):
+    """The maximum over some non-batch dims (torch.amax / Tensor.amax, ONNX ReduceMax); torch.max with a dim also
+    returns the indices and is not matched.
+
+    Other ops: elements reduced - 1 comparisons per output.
+    """
+
+    name = "reduce_max"
+    mode, onnx_type, verb = "amax", "ReduceMax", "comparisons"
+    examples = (Example({"dim": [1]}, ((4, 5, 6),)), Example({"dim": [2, 3], "keepdim": True}, ((3, 5, 6),)),
+                Example({"dim": [2], "keepdim": True}, ((3, 5, 6),)), Example({"dim": [2, 4]}, ((2, 3, 4, 5),)))
+    aliases = ("reducemax", "amax")
+    torch_class = "torch.amax"
+    keras_class = "Lambda"
+    torch_calls = TorchCalls(functions={"torch.amax": _AMAX, "Tensor.amax": _AMAX})
+    onnx_reads = {"ReduceMax": _read_reduce("reduce_max")}
