@@ -106,6 +106,93 @@ def _read_conv(r):
     return r.with_bias(f"conv{n}d", args, (1, weight[0]) + (1,) * n, note)
 
 
+# --- functional forms: F.conv2d(x, weight, bias, ...) with the weight (and bias) the model's own ---------------------
+
+def _stored(value, shape) -> tuple | None:
+    """The model parameters a function's weight or bias is (or is computed from, as weight standardisation computes
+    F.conv2d's weight from self.weight), where that tensor has `shape` and is made from parameters of exactly its
+    size: the op's params then count them. None otherwise (a buffer, a constant made in forward, a different size)."""
+    from torch import nn
+
+    if not isinstance(value, Const) or value.value is None or tuple(value.value.shape) != tuple(shape):
+        return None
+    tensors = tuple({id(t): t for t in value.tensors}.values())
+    if not tensors or not all(isinstance(t, nn.Parameter) for t in tensors):
+        return None
+    return tensors if sum(t.numel() for t in tensors) == numel(shape) else None
+
+
+def _spatial(value, n: int):
+    """A function's stride/padding/dilation as the op holds it: 'same', one int, or one per axis."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+        return None
+    values = sizes(value, n) if isinstance(value, int) else tuple(value)
+    if len(values) == 1:
+        values *= n
+    if len(values) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return None
+    return values if n == 2 else compact_sizes(values)
+
+
+def _weighted(a, n: int, out_of) -> tuple | None:
+    """(the weight's shape, the parameters claimed) of a functional convolution call, or None where it is not one:
+    the input traced, the weight (and bias) the model's parameters, the weight of rank n + 2."""
+    x, weight, bias = a["input"], a["weight"], a["bias"]
+    if not is_ref(x) or len(x.shape) != n + 1 or not isinstance(weight, Const) or weight.value is None:
+        return None
+    shape = tuple(weight.value.shape)
+    if len(shape) != n + 2:
+        return None
+    claims = _stored(weight, shape)
+    if bias is not None:
+        bias_claims = _stored(bias, (out_of(shape),))
+        claims = None if claims is None or bias_claims is None else claims + bias_claims
+    return None if claims is None else (shape, claims)
+
+
+def _conv_function(n: int):
+    def build(a, out):
+        found = _weighted(a, n, lambda shape: shape[0])
+        groups = a["groups"]
+        if found is None or not isinstance(groups, int) or found[0][1] * groups != a["input"].shape[0]:
+            return None
+        (shape, claims), form = found, (tuple if n == 2 else compact_sizes)
+        attrs = {"out_channels": shape[0], "kernel_size": form(shape[2:]), "groups": groups,
+                 "bias": a["bias"] is not None,
+                 **{name: _spatial(a[name], n) for name in ("stride", "padding", "dilation")}}
+        if any(attrs[name] is None for name in ("stride", "padding", "dilation")):
+            return None
+        return Mapped(f"conv{n}d", attrs, (a["input"],), claims)
+
+    signature = Signature(("input", "weight", "bias", "stride", "padding", "dilation", "groups"), build,
+                          {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1})
+    return {f"torch.nn.functional.conv{n}d": signature, f"torch.conv{n}d": signature}
+
+
+def _conv_transpose_function(n: int):
+    names = ("stride", "padding", "output_padding", "dilation")
+
+    def build(a, out):
+        groups = a["groups"]
+        if not isinstance(groups, int):
+            return None
+        found = _weighted(a, n, lambda shape: shape[1] * groups)
+        if found is None or found[0][0] != a["input"].shape[0]:
+            return None
+        (shape, claims), form = found, (tuple if n == 2 else compact_sizes)
+        attrs = {"out_channels": shape[1] * groups, "kernel_size": form(shape[2:]), "groups": groups,
+                 "bias": a["bias"] is not None, **{name: _spatial(a[name], n) for name in names}}
+        if any(attrs[name] is None or isinstance(attrs[name], str) for name in names):
+            return None
+        return Mapped(f"conv_transpose{n}d", attrs, (a["input"],), claims)
+
+    signature = Signature(("input", "weight", "bias", *names[:3], "groups", "dilation"), build,
+                          {"bias": None, "stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "dilation": 1})
+    return {f"torch.nn.functional.conv_transpose{n}d": signature, f"torch.conv_transpose{n}d": signature}
+
+
 @register
 class Conv2d(Op):
     """2-D convolution.
@@ -126,7 +213,7 @@ class Conv2d(Op):
     kind = OpKind.CONV
     aliases = ("conv",)
     torch_class = "nn.Conv2d"
-    torch_calls = TorchCalls(modules={"torch.nn.Conv2d": _conv_module})
+    torch_calls = TorchCalls(modules={"torch.nn.Conv2d": _conv_module}, functions=_conv_function(2))
     onnx_reads = {"Conv": _read_conv}  # and a following Add of a stored bias
     keras_class = "Conv2D"
     draws_kernels = True
@@ -391,7 +478,7 @@ class Conv1d(_ConvNd):
     dims = 1
     torch_class = "nn.Conv1d"
     keras_class = "Conv1D"
-    torch_calls = TorchCalls(modules={"torch.nn.Conv1d": _conv_module_nd})
+    torch_calls = TorchCalls(modules={"torch.nn.Conv1d": _conv_module_nd}, functions=_conv_function(1))
     examples = (Example({"out_channels": 4, "kernel_size": 3}, ((3, 10),)),
                 Example({"out_channels": 6, "kernel_size": [4], "stride": 2, "padding": 1, "groups": 3,
                          "bias": False}, ((3, 11),)),
@@ -420,7 +507,7 @@ class Conv3d(_ConvNd):
     dims = 3
     torch_class = "nn.Conv3d"
     keras_class = "Conv3D"
-    torch_calls = TorchCalls(modules={"torch.nn.Conv3d": _conv_module_nd})
+    torch_calls = TorchCalls(modules={"torch.nn.Conv3d": _conv_module_nd}, functions=_conv_function(3))
     examples = (Example({"out_channels": 4, "kernel_size": 3}, ((3, 5, 6, 7),)),
                 Example({"out_channels": 6, "kernel_size": [3, 2, 1], "stride": [1, 2, 2], "padding": [1, 0, 1],
                          "groups": 3, "bias": False}, ((3, 4, 9, 8),)),
@@ -642,7 +729,8 @@ class ConvTranspose2d(_ConvTransposeNd):
     aliases = ("deconv", "conv_transpose")
     torch_class = "nn.ConvTranspose2d"
     keras_class = "Conv2DTranspose"
-    torch_calls = TorchCalls(modules={"torch.nn.ConvTranspose2d": _transpose_module})
+    torch_calls = TorchCalls(modules={"torch.nn.ConvTranspose2d": _transpose_module},
+                             functions=_conv_transpose_function(2))
     onnx_reads = {"ConvTranspose": _read_conv_transpose}
     args = _transpose_args(ArgKind.PAIR, ArgKind.NONNEG_PAIR, "[h, w]")
     examples = (Example({"out_channels": 4, "kernel_size": 4, "stride": 2, "padding": 1}, ((3, 5, 6),)),
@@ -674,7 +762,8 @@ class ConvTranspose1d(_ConvTransposeNd):
     dims = 1
     torch_class = "nn.ConvTranspose1d"
     keras_class = "Conv1DTranspose"
-    torch_calls = TorchCalls(modules={"torch.nn.ConvTranspose1d": _transpose_module})
+    torch_calls = TorchCalls(modules={"torch.nn.ConvTranspose1d": _transpose_module},
+                             functions=_conv_transpose_function(1))
     args = _transpose_args(ArgKind.SIZES, ArgKind.NONNEG_SIZES, "[length]")
     examples = (Example({"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1},
                         ((3, 7),)),
@@ -706,7 +795,8 @@ class ConvTranspose3d(_ConvTransposeNd):
     dims = 3
     torch_class = "nn.ConvTranspose3d"
     keras_class = "Conv3DTranspose"
-    torch_calls = TorchCalls(modules={"torch.nn.ConvTranspose3d": _transpose_module})
+    torch_calls = TorchCalls(modules={"torch.nn.ConvTranspose3d": _transpose_module},
+                             functions=_conv_transpose_function(3))
     args = _transpose_args(ArgKind.SIZES, ArgKind.NONNEG_SIZES, "[depth, height, width]")
     examples = (Example({"out_channels": 4, "kernel_size": 4, "stride": 2, "padding": 1}, ((3, 3, 4, 5),)),
                 Example({"out_channels": 2, "kernel_size": [3, 2, 3], "stride": [1, 2, 2], "padding": [1, 0, 1],
