@@ -216,8 +216,7 @@ class Add(NoWindow, NoMacs, Op):
         for other in in_shapes[1:]:
             bad = len(other) != len(first) or any(a != b and 1 not in (a, b) for a, b in zip(out, other))
             if bad:
-                raise ShapeError(f"shapes {fmt_shape(first)} and {fmt_shape(other)} differ (and do not broadcast: "
-                                 "each dim must be equal, or 1 on all but one side)")
+                raise ShapeError(f"shapes {fmt_shape(first)} and {fmt_shape(other)} differ")  # and do not broadcast
             out = [max(a, b) for a, b in zip(out, other)]
         return tuple(out)
 
