@@ -652,6 +652,99 @@ class GlobalAvgPool2d(_AdaptiveAvg):
         return SpatialMean()
 
 
+def _adaptive_max(output_size, refs, return_indices=False):
+    if return_indices:
+        return None  # the indices are a second output no layer stands for
+    sides = (output_size, output_size) if not isinstance(output_size, (tuple, list)) else tuple(output_size)
+    return Mapped("adaptive_maxpool2d", {"output_size": list(sides)}, refs)
+
+
+def _window_mask(size: int, out: int) -> list[list[float]]:
+    """Row i is 0 over torch's adaptive window i, [floor(i*size/out), ceil((i+1)*size/out)), and -inf elsewhere."""
+    return [[0.0 if weight else -math.inf for weight in row] for row in window_matrix(size, out)]
+
+
+def _read_adaptive_maxpool(r):
+    out = r.shape(r.output, 4)
+    return r.layer("adaptive_maxpool2d", {"output_size": onnx_pair(out[2:])})
+
+
+@register
+class AdaptiveMaxPool2d(_AdaptiveAvg):
+    """Adaptive max pooling to a fixed output size (torch.nn.AdaptiveMaxPool2d): the maximum of each of torch's
+    adaptive windows, [floor(i*H/oh), ceil((i+1)*H/oh)) by [floor(j*W/ow), ceil((j+1)*W/ow)), the windows and the
+    receptive-field window of adaptive_avgpool2d.
+
+    Other ops: (window elements - 1) comparisons per output: C * (sum of the row windows' lengths * sum of the column
+    windows' lengths - oh*ow).
+    """
+
+    name = "adaptive_maxpool2d"
+    examples = (Example({"output_size": 3}, ((2, 7, 8),)), Example({"output_size": [2, 4]}, ((3, 8, 8),)),
+                Example({"output_size": [None, 2]}, ((2, 5, 6),)), Example({"output_size": 1}, ((3, 4, 5),)))
+    aliases = ("adaptive_max_pool2d", "adaptive_maxpool")
+    keras_class = "AdaptiveMaxPooling2D"
+    torch_class = "nn.AdaptiveMaxPool2d"
+    torch_calls = TorchCalls(
+        modules={"torch.nn.AdaptiveMaxPool2d": lambda m, refs: _adaptive_max(m.output_size, refs, m.return_indices)},
+        functions={"torch.nn.functional.adaptive_max_pool2d": Signature(
+            ("input", "output_size", "return_indices"),
+            lambda a, out: _adaptive_max(a["output_size"], (a["input"],), a["return_indices"])
+            if is_ref(a["input"]) else None, {"return_indices": False})})
+    onnx_reads = {"archviz::AdaptiveMaxPool2d": _read_adaptive_maxpool}  # the function archviz writes
+    args = (Arg("output_size", ArgKind.OPTIONAL_PAIR, doc="int or [h, w]; null keeps that side"),)
+
+    target = AdaptiveAvgPool2d.target
+    summary = AdaptiveAvgPool2d.summary
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        sum_h, sum_w = self.window_sums(in_shapes[0], self.target(attrs, in_shapes[0]))
+        return in_shapes[0][0] * sum_h * sum_w - numel(out_shape)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        (h, w), (oh, ow) = in_shapes[0][1:], self.target(attrs, in_shapes[0])
+        window = self.window(attrs, in_shapes)
+        how = "exact windows" if h % oh == 0 and w % ow == 0 else "windows overlap since the sizes do not divide"
+        return [
+            Step("output shape", f"{h}x{w} max-pooled into {oh}x{ow} windows of up to "
+                                 f"{window.kernel[0]}x{window.kernel[1]} ({how})", fmt_shape(out_shape)),
+            Step("params", "pooling has no weights", 0),
+        ]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        sum_h, sum_w = self.window_sums(in_shapes[0], self.target(attrs, in_shapes[0]))
+        return Step("other ops", f"{in_shapes[0][0]} channels x {sum_h}*{sum_w} window inputs - {numel(out_shape):,} "
+                                 "outputs (one comparison fewer than elements per window)",
+                    fmt_int(self.other_ops(attrs, in_shapes, out_shape)))
+
+    def write_onnx(self, e, node, x):
+        """torch's adaptive windows as masks, 0 inside a window and -inf outside: the rows' maxima are
+        ReduceMax(X[:, :, None] + rows) over the height, then the columns' the same way over the width, in the
+        model-local function archviz.AdaptiveMaxPool2d (a maximum over a rectangle is the maximum of the row maxima)."""
+        (height, width), target = node.in_shapes[0][1:], self.target(node.attrs, node.in_shapes[0])
+        rows = [[[value] for value in row] for row in _window_mask(height, target[0])]  # (oh, H, 1)
+        cols = _window_mask(width, target[1])  # (ow, W)
+        e.function("AdaptiveMaxPool2d", ["X", "rows", "cols"], ["Y"], [
+            ("Constant", [], ["at2"], {"value_ints": [2]}),
+            ("Constant", [], ["at3"], {"value_ints": [3]}),
+            ("Constant", [], ["at4"], {"value_ints": [4]}),
+            ("Unsqueeze", ["X", "at2"], ["X5"]),  # (N, C, 1, H, W)
+            ("Add", ["X5", "rows"], ["masked_rows"]),  # (N, C, oh, H, W)
+            ("ReduceMax", ["masked_rows", "at3"], ["R"], {"keepdims": 0}),  # (N, C, oh, W)
+            ("Unsqueeze", ["R", "at3"], ["R5"]),  # (N, C, oh, 1, W)
+            ("Add", ["R5", "cols"], ["masked_cols"]),  # (N, C, oh, ow, W)
+            ("ReduceMax", ["masked_cols", "at4"], ["Y"], {"keepdims": 0}),  # (N, C, oh, ow)
+        ], doc="torch.nn.AdaptiveMaxPool2d: the maximum over each of torch's adaptive windows; `rows` (oh x H x 1) "
+               "and `cols` (ow x W) are 0 inside a window and -inf outside")
+        e.add("AdaptiveMaxPool2d", [x[0], e.constant(f"{node.name}/rows", rows), e.constant(f"{node.name}/cols", cols)],
+              node.name, node.name, domain=e.domain)
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        return nn.AdaptiveMaxPool2d(self.target(attrs, in_shapes[0]))
+
+
 # --- reductions -------------------------------------------------------------------------------------------------------
 
 _MODULE_CLASSES: dict[str, type] = {}
