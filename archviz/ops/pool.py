@@ -745,6 +745,162 @@ class AdaptiveMaxPool2d(_AdaptiveAvg):
         return nn.AdaptiveMaxPool2d(self.target(attrs, in_shapes[0]))
 
 
+def _adaptive_nd(op: str, n: int):
+    """nn.AdaptiveAvgPool1d/3d and F.adaptive_avg_pool1d/3d: a side of None keeps the input's size."""
+    def adapt(output_size, refs):
+        sides = (output_size,) * n if not isinstance(output_size, (tuple, list)) else tuple(output_size)
+        if len(sides) != n or not refs:
+            return None
+        sides = tuple(refs[0].shape[1 + i] if side is None else side for i, side in enumerate(sides))
+        return Mapped(op, {"output_size": _sides_arg(sides)}, refs)
+
+    return adapt
+
+
+def _read_adaptive_nd(op: str, n: int):
+    def read(r):
+        return r.layer(op, {"output_size": _sides_arg(r.shape(r.output, n + 2)[2:])})
+
+    return read
+
+
+class _AdaptiveAvgNd(NoMacs, Op):
+    """Adaptive average pooling over 1 or 3 spatial axes: adaptive_avgpool2d's windows and formulas per axis."""
+
+    kind = OpKind.POOL
+    spatial = 1
+
+    def target(self, attrs, in_shape) -> tuple[int, ...]:
+        return _sides(attrs["output_size"], self.spatial)
+
+    def resolve(self, attrs, in_shapes):
+        n = self.spatial
+        require_rank(self, in_shapes[0], n + 1, " x ".join(("C", *(a[0].upper() for a in AXES[n]))))
+        if len(_sides(attrs["output_size"], n)) != n:
+            raise ShapeError(f"output_size {list(attrs['output_size'])} needs one value per spatial axis ({n})")
+        return {**attrs, "output_size": _sides_arg(_sides(attrs["output_size"], n))}
+
+    def infer_shape(self, attrs, in_shapes):
+        return (in_shapes[0][0], *self.target(attrs, in_shapes[0]))
+
+    def window_sums(self, attrs, in_shape) -> tuple[int, ...]:
+        return tuple(adaptive_windows(size, out)[1] for size, out in zip(in_shape[1:], self.target(attrs, in_shape)))
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        """Every input in each window is added once (windows overlap when sizes do not divide), one divide per output."""
+        return in_shapes[0][0] * math.prod(self.window_sums(attrs, in_shapes[0])) + numel(out_shape)
+
+    def window(self, attrs, in_shapes):
+        """The (height, width) window of a 3-d pool, as adaptive_avgpool2d's (its depth is not tracked); none for a
+        1-d pool, since a (C, L) sequence has no height and width."""
+        if self.spatial == 1:
+            return None
+        pairs = list(zip(in_shapes[0][1:], self.target(attrs, in_shapes[0])))[-2:]
+        return Window(tuple(adaptive_windows(size, out)[0] for size, out in pairs),
+                      tuple(max(1, size // out) for size, out in pairs), (0, 0))
+
+    def explain(self, attrs, in_shapes, out_shape):
+        target, spatial = self.target(attrs, in_shapes[0]), in_shapes[0][1:]
+        longest = [adaptive_windows(size, out)[0] for size, out in zip(spatial, target)]
+        exact = all(size % out == 0 for size, out in zip(spatial, target))
+        how = "exact windows" if exact else "windows overlap since the sizes do not divide"
+        return [
+            Step("output shape", f"{'x'.join(map(str, spatial))} averaged into {'x'.join(map(str, target))} windows "
+                                 f"of up to {'x'.join(map(str, longest))} ({how})", fmt_shape(out_shape)),
+            Step("params", "pooling has no weights", 0),
+        ]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        sums = "*".join(map(str, self.window_sums(attrs, in_shapes[0])))
+        return Step("other ops", f"{in_shapes[0][0]} channels x {sums} window inputs added + {numel(out_shape):,} "
+                                 "divides", fmt_int(self.other_ops(attrs, in_shapes, out_shape)))
+
+    def summary(self, attrs):
+        return f"-> {_compact(attrs['output_size'])}"
+
+    def build_torch(self, attrs, in_shapes):
+        from torch import nn
+
+        target = self.target(attrs, in_shapes[0])
+        return getattr(nn, self.torch_class.removeprefix("nn."))(target[0] if self.spatial == 1 else target)
+
+
+def _averaging(size: int, out: int) -> list[list[float]]:
+    """(size x out): column i averages torch's adaptive window i."""
+    return [list(column) for column in zip(*window_matrix(size, out))]
+
+
+@register
+class AdaptiveAvgPool1d(_AdaptiveAvgNd):
+    """Adaptive average pooling of a sequence to a fixed length (torch.nn.AdaptiveAvgPool1d; torch's windows
+    [floor(i*L/o), ceil((i+1)*L/o))). Other ops: one add per window input, one divide per output. No window: a
+    (C, L) sequence has no height and width."""
+
+    name = "adaptive_avgpool1d"
+    spatial = 1
+    examples = (Example({"output_size": 3}, ((2, 7),)), Example({"output_size": 4}, ((3, 8),)),
+                Example({"output_size": 1}, ((2, 5),)))
+    aliases = ("adaptive_avg_pool1d",)
+    torch_class = "nn.AdaptiveAvgPool1d"
+    keras_class = "AdaptiveAveragePooling1D"
+    torch_calls = TorchCalls(
+        modules={"torch.nn.AdaptiveAvgPool1d": lambda m, refs: _adaptive_nd("adaptive_avgpool1d", 1)(m.output_size,
+                                                                                                     refs)},
+        functions={"torch.nn.functional.adaptive_avg_pool1d": Signature(
+            ("input", "output_size"), lambda a, out: _adaptive_nd("adaptive_avgpool1d", 1)(
+                a["output_size"], (a["input"],)) if is_ref(a["input"]) else None)})
+    onnx_reads = {"archviz::AdaptiveAvgPool1d": _read_adaptive_nd("adaptive_avgpool1d", 1)}  # archviz's function
+    args = (Arg("output_size", ArgKind.SIZES, doc="the output length"),)
+
+    def write_onnx(self, e, node, x):
+        """Y = X @ cols, cols (L x out) holding 1/window-length entries, in the function archviz.AdaptiveAvgPool1d."""
+        length, (out,) = node.in_shapes[0][1], self.target(node.attrs, node.in_shapes[0])
+        e.function("AdaptiveAvgPool1d", ["X", "cols"], ["Y"], [("MatMul", ["X", "cols"], ["Y"])],
+                   doc="torch.nn.AdaptiveAvgPool1d: Y = X @ cols, each column of `cols` averaging one of torch's windows")
+        e.add("AdaptiveAvgPool1d", [x[0], e.constant(f"{node.name}/cols", _averaging(length, out))], node.name,
+              node.name, domain=e.domain)
+
+
+@register
+class AdaptiveAvgPool3d(_AdaptiveAvgNd):
+    """Adaptive average pooling of a volume to a fixed size (torch.nn.AdaptiveAvgPool3d; torch's windows per axis).
+    Other ops: one add per window input, one divide per output. Window: its height and width axes, as
+    adaptive_avgpool2d's."""
+
+    name = "adaptive_avgpool3d"
+    spatial = 3
+    examples = (Example({"output_size": 2}, ((2, 4, 7, 8),)), Example({"output_size": [1, 2, 3]}, ((3, 3, 8, 8),)),
+                Example({"output_size": 1}, ((2, 3, 4, 5),)))
+    aliases = ("adaptive_avg_pool3d",)
+    torch_class = "nn.AdaptiveAvgPool3d"
+    keras_class = "AdaptiveAveragePooling3D"
+    torch_calls = TorchCalls(
+        modules={"torch.nn.AdaptiveAvgPool3d": lambda m, refs: _adaptive_nd("adaptive_avgpool3d", 3)(m.output_size,
+                                                                                                     refs)},
+        functions={"torch.nn.functional.adaptive_avg_pool3d": Signature(
+            ("input", "output_size"), lambda a, out: _adaptive_nd("adaptive_avgpool3d", 3)(
+                a["output_size"], (a["input"],)) if is_ref(a["input"]) else None)})
+    onnx_reads = {"archviz::AdaptiveAvgPool3d": _read_adaptive_nd("adaptive_avgpool3d", 3)}  # archviz's function
+    args = (Arg("output_size", ArgKind.SIZES, doc="int or [d, h, w]"),)
+
+    def write_onnx(self, e, node, x):
+        """Averaging matrices (size x out) per axis applied to the last axis in turn, the axes rotated between, in
+        the function archviz.AdaptiveAvgPool3d."""
+        spatial, target = node.in_shapes[0][1:], self.target(node.attrs, node.in_shapes[0])
+        e.function("AdaptiveAvgPool3d", ["X", "depth", "height", "width"], ["Y"], [
+            ("MatMul", ["X", "width"], ["T1"]),  # (N, C, D, H, ow)
+            ("Transpose", ["T1"], ["T1t"], {"perm": [0, 1, 2, 4, 3]}),  # (N, C, D, ow, H)
+            ("MatMul", ["T1t", "height"], ["T2"]),  # (N, C, D, ow, oh)
+            ("Transpose", ["T2"], ["T2t"], {"perm": [0, 1, 4, 3, 2]}),  # (N, C, oh, ow, D)
+            ("MatMul", ["T2t", "depth"], ["T3"]),  # (N, C, oh, ow, od)
+            ("Transpose", ["T3"], ["Y"], {"perm": [0, 1, 4, 2, 3]}),  # (N, C, od, oh, ow)
+        ], doc="torch.nn.AdaptiveAvgPool3d: each of `depth`, `height`, `width` (size x out) averages torch's windows "
+               "along its axis")
+        matrices = [e.constant(f"{node.name}/{axis}", _averaging(size, out))
+                    for axis, size, out in zip(("depth", "height", "width"), spatial, target)]
+        e.add("AdaptiveAvgPool3d", [x[0], *matrices], node.name, node.name, domain=e.domain)
+
+
 # --- reductions -------------------------------------------------------------------------------------------------------
 
 _MODULE_CLASSES: dict[str, type] = {}
