@@ -178,12 +178,30 @@ def read_matmul_of_activations(r):
 
 # --- einsum ------------------------------------------------------------------------------------------------------
 
+def _expand(equation: str, text: str, in_shapes) -> str:
+    """The equation with a leading '...' in every term written as letters: the batch's, then one per further dim,
+    where the operands' dims under '...' are the same (torch would broadcast them otherwise)."""
+    left, output = text.split("->")
+    terms = left.split(",")
+    if len(terms) != len(in_shapes) or not all(t.startswith("...") and "." not in t[3:] for t in (*terms, output)):
+        raise ShapeError(f"einsum {equation!r}: archviz takes '...' only at the start of every term and the output")
+    under = {tuple(shape[:len(shape) + 1 - (len(t) - 3) - 1]) for t, shape in zip(terms, in_shapes)}
+    if len(under) != 1 or any(len(shape) + 1 - (len(t) - 3) < 1 for t, shape in zip(terms, in_shapes)):
+        raise ShapeError(f"einsum {equation!r}: the dims under '...' differ between the operands")
+    free = [c for c in "zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in text]
+    letters = "".join(free[:1 + len(next(iter(under)))])
+    return text.replace("...", letters)
+
+
 def _parse(equation: str, in_shapes) -> tuple[list[str], str, dict[str, int]]:
     """(the operands' letters, the output's letters, each letter's size) of an einsum with the batch letter first
-    everywhere; ShapeError for what archviz does not count exactly."""
+    everywhere ('...' at the start of every term stands for the batch and the dims after it); ShapeError for what
+    archviz does not count exactly."""
     text = equation.replace(" ", "")
-    if "..." in text or "->" not in text:
-        raise ShapeError(f"einsum {equation!r}: archviz needs an explicit output ('->') and no '...'")
+    if "->" not in text:
+        raise ShapeError(f"einsum {equation!r}: archviz needs an explicit output ('->')")
+    if "..." in text:
+        text = _expand(equation, text, in_shapes)
     left, output = text.split("->")
     terms = left.split(",")
     if len(terms) != 2 or len(in_shapes) != 2:
@@ -237,14 +255,17 @@ class Einsum(NoWindow, Op):
     MACs = the product of the sizes of all distinct letters (one multiply-accumulate per combination of the letters:
     torch contracts the pair as one bmm of exactly that many, and fvcore's einsum handle counts it as the matmul it
     is). Other ops: none. No params. archviz takes the equations where that is what torch computes: an explicit
-    output, no '...', no letter repeated within a term, at least one contracted letter, and no letter of one operand
-    alone that is summed (torch would sum it before the product); any other einsum stays opaque.
+    output, no letter repeated within a term, at least one contracted letter, and no letter of one operand alone
+    that is summed (torch would sum it before the product); '...' only at the start of every term, standing for the
+    batch and the same further dims in both operands. Any other einsum stays opaque.
     """
 
     name = "einsum"
     examples = (Example({"equation": "bij,bjk->bik"}, ((4, 4), (4, 4))),
                 Example({"equation": "bxhnd,bxhmd->bxhnm"}, ((1, 2, 3, 4), (1, 2, 5, 4))),
-                Example({"equation": "bij,bkj->bki"}, ((3, 4), (5, 4))))
+                Example({"equation": "bij,bkj->bki"}, ((3, 4), (5, 4))),
+                Example({"equation": "...ij,...jk->...ik"}, ((2, 1, 3, 4), (2, 1, 4, 5))),
+                Example({"equation": "... i j, ... j k -> ... i k"}, ((4, 4), (4, 4))))
     kind = OpKind.LINEAR
     torch_class = "archviz Einsum"
     min_inputs, max_inputs = 2, 2
