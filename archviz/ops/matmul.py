@@ -487,6 +487,8 @@ class MultiheadAttention(NoWindow, Op):
     archviz takes E divisible by num_heads, kdim = vdim = E, no add_bias_kv or add_zero_attn, and batch_first=True
     (with batch_first=False the batch is dim 1, and the call stays opaque). torch fills in_proj_weight with
     xavier_uniform (bound sqrt(6/(4E))); archviz's random first fill for an export uses 1/sqrt(E).
+    Tracing: archviz's own SelfAttention module (what build_torch makes) maps to this op; torch's
+    nn.MultiheadAttention returns a tuple, whose items the tracer does not yet map for a module, so it stays opaque.
     """
 
     name = "multihead_attention"
