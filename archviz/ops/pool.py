@@ -901,6 +901,114 @@ class AdaptiveAvgPool3d(_AdaptiveAvgNd):
         e.add("AdaptiveAvgPool3d", [x[0], *matrices], node.name, node.name, domain=e.domain)
 
 
+def _adaptive_max_nd(op: str, n: int):
+    """nn.AdaptiveMaxPool1d/3d and F.adaptive_max_pool1d/3d, without the indices."""
+    def adapt(output_size, refs, return_indices=False):
+        return None if return_indices else _adaptive_nd(op, n)(output_size, refs)
+
+    return adapt
+
+
+def _nested(mask: list[list[float]], trailing: int) -> list:
+    """Each value of an (out x size) mask nested in `trailing` one-element lists: shape (out, size, 1, ..., 1)."""
+    def wrap(value):
+        for _ in range(trailing):
+            value = [value]
+        return value
+
+    return [[wrap(value) for value in row] for row in mask]
+
+
+class _AdaptiveMaxNd(_AdaptiveAvgNd):
+    """Adaptive max pooling over 1 or 3 spatial axes: torch's windows per axis, the maximum of each."""
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        """(window elements - 1) comparisons per output."""
+        return in_shapes[0][0] * math.prod(self.window_sums(attrs, in_shapes[0])) - numel(out_shape)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        target, spatial = self.target(attrs, in_shapes[0]), in_shapes[0][1:]
+        longest = [adaptive_windows(size, out)[0] for size, out in zip(spatial, target)]
+        return [
+            Step("output shape", f"{'x'.join(map(str, spatial))} max-pooled into {'x'.join(map(str, target))} "
+                                 f"windows of up to {'x'.join(map(str, longest))}", fmt_shape(out_shape)),
+            Step("params", "pooling has no weights", 0),
+        ]
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        sums = "*".join(map(str, self.window_sums(attrs, in_shapes[0])))
+        return Step("other ops", f"{in_shapes[0][0]} channels x {sums} window inputs - {numel(out_shape):,} outputs "
+                                 "(one comparison fewer than elements per window)",
+                    fmt_int(self.other_ops(attrs, in_shapes, out_shape)))
+
+    def write_onnx(self, e, node, x):
+        """Per axis in turn, a mask (out x size x 1...) 0 inside torch's window and -inf outside, added to the tensor
+        with a new axis before that one, and ReduceMax over it, in the function archviz.AdaptiveMaxPool1d/3d."""
+        n, function = self.spatial, f"AdaptiveMaxPool{self.spatial}d"
+        spatial, target = node.in_shapes[0][1:], self.target(node.attrs, node.in_shapes[0])
+        masks = [f"mask{k}" for k in range(n)]
+        body, current = [], "X"
+        for k in range(n):
+            body += [("Constant", [], [f"at{k}"], {"value_ints": [2 + k]}),
+                     ("Constant", [], [f"over{k}"], {"value_ints": [3 + k]}),
+                     ("Unsqueeze", [current, f"at{k}"], [f"wide{k}"]),
+                     ("Add", [f"wide{k}", masks[k]], [f"masked{k}"]),
+                     ("ReduceMax", [f"masked{k}", f"over{k}"], ["Y" if k == n - 1 else f"pooled{k}"], {"keepdims": 0})]
+            current = f"pooled{k}"
+        e.function(function, ["X", *masks], ["Y"], body,
+                   doc=f"torch.nn.{function}: the maximum over each of torch's adaptive windows, one axis at a time; "
+                       "mask k is 0 inside a window of axis k and -inf outside")
+        constants = [e.constant(f"{node.name}/mask{k}", _nested(_window_mask(spatial[k], target[k]), n - 1 - k))
+                     for k in range(n)]
+        e.add(function, [x[0], *constants], node.name, node.name, domain=e.domain)
+
+
+def _adaptive_max_calls(op: str, n: int) -> TorchCalls:
+    adapt = _adaptive_max_nd(op, n)
+    return TorchCalls(
+        modules={f"torch.nn.AdaptiveMaxPool{n}d": lambda m, refs: adapt(m.output_size, refs, m.return_indices)},
+        functions={f"torch.nn.functional.adaptive_max_pool{n}d": Signature(
+            ("input", "output_size", "return_indices"),
+            lambda a, out: adapt(a["output_size"], (a["input"],), a["return_indices"]) if is_ref(a["input"]) else None,
+            {"return_indices": False})})
+
+
+@register
+class AdaptiveMaxPool1d(_AdaptiveMaxNd):
+    """Adaptive max pooling of a sequence to a fixed length (torch.nn.AdaptiveMaxPool1d; torch's windows
+    [floor(i*L/o), ceil((i+1)*L/o))). Other ops: (window elements - 1) comparisons per output. No window: a (C, L)
+    sequence has no height and width."""
+
+    name = "adaptive_maxpool1d"
+    spatial = 1
+    examples = (Example({"output_size": 3}, ((2, 7),)), Example({"output_size": 4}, ((3, 8),)),
+                Example({"output_size": 1}, ((2, 5),)))
+    aliases = ("adaptive_max_pool1d",)
+    torch_class = "nn.AdaptiveMaxPool1d"
+    keras_class = "AdaptiveMaxPooling1D"
+    torch_calls = _adaptive_max_calls("adaptive_maxpool1d", 1)
+    onnx_reads = {"archviz::AdaptiveMaxPool1d": _read_adaptive_nd("adaptive_maxpool1d", 1)}  # archviz's function
+    args = (Arg("output_size", ArgKind.SIZES, doc="the output length"),)
+
+
+@register
+class AdaptiveMaxPool3d(_AdaptiveMaxNd):
+    """Adaptive max pooling of a volume to a fixed size (torch.nn.AdaptiveMaxPool3d; torch's windows per axis).
+    Other ops: (window elements - 1) comparisons per output. Window: its height and width axes, as
+    adaptive_avgpool2d's."""
+
+    name = "adaptive_maxpool3d"
+    spatial = 3
+    examples = (Example({"output_size": 2}, ((2, 4, 7, 8),)), Example({"output_size": [1, 2, 3]}, ((3, 3, 8, 8),)),
+                Example({"output_size": 1}, ((2, 3, 4, 5),)))
+    aliases = ("adaptive_max_pool3d",)
+    torch_class = "nn.AdaptiveMaxPool3d"
+    keras_class = "AdaptiveMaxPooling3D"
+    torch_calls = _adaptive_max_calls("adaptive_maxpool3d", 3)
+    onnx_reads = {"archviz::AdaptiveMaxPool3d": _read_adaptive_nd("adaptive_maxpool3d", 3)}  # archviz's function
+    args = (Arg("output_size", ArgKind.SIZES, doc="int or [d, h, w]"),)
+
+
 # --- reductions -------------------------------------------------------------------------------------------------------
 
 _MODULE_CLASSES: dict[str, type] = {}
