@@ -9,10 +9,9 @@ from fractions import Fraction
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Free, NoMacs, Op, OpKind, Step, Window, compact, fmt_int, fmt_shape, numel, pair,
-    require_rank,
+    Arg, ArgKind, Example, Free, NoMacs, Op, OpKind, Step, Window, fmt_int, fmt_shape, numel,
 )
-from archviz.ops.interop import Mapped, NotRepresentable, Signature, TorchCalls, is_ref, onnx_float, onnx_pair
+from archviz.ops.interop import Mapped, NotRepresentable, Signature, TorchCalls, is_ref, onnx_float
 from archviz.ops.registry import register
 
 # --- pad -----------------------------------------------------------------------------------------------------------
@@ -231,10 +230,16 @@ class Pad(Free, Op):
 
 # --- interpolate ---------------------------------------------------------------------------------------------------
 
-_MODES = ("nearest", "bilinear", "bicubic")
-_PER_OUTPUT = {"nearest": 0, "bilinear": 7, "bicubic": 31}  # other ops per output element (Interpolate's docstring)
-_READS = {"nearest": 1, "bilinear": 2, "bicubic": 4}  # input positions read per axis
-_ONNX_MODES = {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic"}
+_MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear")
+_LINEAR = ("linear", "bilinear", "trilinear")
+_MODE_RANK = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # the spatial axes torch's kernel takes
+# other ops per output element (Interpolate's docstring): a weighted sum of 2^d (linear) or 4^2 (cubic) neighbours
+_PER_OUTPUT = {"nearest": 0, "linear": 3, "bilinear": 7, "bicubic": 31, "trilinear": 15}
+_PER_OUTPUT_TEXT = {"nearest": "a copy: 0", "linear": "2 multiplies + 1 add = 3", "bilinear": "4 multiplies + 3 adds = 7",
+                    "bicubic": "16 multiplies + 15 adds = 31", "trilinear": "8 multiplies + 7 adds = 15"}
+_READS = {"nearest": 1, "linear": 2, "bilinear": 2, "bicubic": 4, "trilinear": 2}  # input positions read per axis
+_ONNX_MODES = {"nearest": "nearest", "linear": "linear", "bilinear": "linear", "bicubic": "cubic",
+               "trilinear": "linear"}
 
 
 def _f32(value: float) -> float:
@@ -246,10 +251,14 @@ def _scale_factors(attrs) -> float | None:
     return attrs["scale_factor"]
 
 
-def _out_sizes(attrs, in_shape) -> tuple[int, int]:
+def _sizes(value, axes: int) -> tuple[int, ...]:
+    return (value,) * axes if isinstance(value, int) else tuple(value)
+
+
+def _out_sizes(attrs, in_shape) -> tuple[int, ...]:
     """torch's F.interpolate: the size given, else floor(in * scale_factor) in double precision."""
     if attrs["size"] is not None:
-        return pair(attrs["size"])
+        return _sizes(attrs["size"], len(in_shape) - 1)
     return tuple(math.floor(float(n) * attrs["scale_factor"]) for n in in_shape[1:])
 
 
@@ -286,24 +295,40 @@ def _first_reads(attrs, size: int, out: int) -> list[int | None]:
     if mode == "nearest":
         scale = _axis_scale(attrs, size, out)
         for t in range(out):
-            src = t if out == size else t >> 1 if out == 2 * size else math.floor(_f32(_f32(float(t)) * scale))
+            if _copies(attrs, size, out):
+                src = t if out == size else t >> 1
+            else:
+                src = math.floor(_f32(_f32(float(t)) * scale))
             reads.append(src if src <= size - 1 else None)
         return reads
     scale = _exact_scale(attrs, size, out)
+    cubic = _axis_kernel(attrs, size, out) == 4  # a window of 4 starts before the source
     for t in range(out):
         real = scale * t if attrs["align_corners"] else scale * (t + Fraction(1, 2)) - Fraction(1, 2)
-        if mode == "bilinear" and real < 0:
+        if mode in _LINEAR and real < 0:
             reads.append(None)
             continue
-        reads.append(math.floor(real) - (1 if mode == "bicubic" else 0))
+        reads.append(math.floor(real) - (1 if cubic else 0))
     return reads
+
+
+def _axis_kernel(attrs, size: int, out: int) -> int:
+    """The positions an output position reads along one axis: 1 for nearest, for an axis torch copies, and where
+    every source falls on an input position (a linear or cubic weight is then 1 there and 0 elsewhere); else 2 for
+    linear, 4 for cubic."""
+    if attrs["mode"] == "nearest" or _copies(attrs, size, out):
+        return 1
+    scale = _exact_scale(attrs, size, out)
+    sources = [scale * t if attrs["align_corners"] else scale * (t + Fraction(1, 2)) - Fraction(1, 2)
+               for t in range(out)]
+    return _READS[attrs["mode"]] if any(src.denominator != 1 for src in sources) else 1
 
 
 def _axis_window(attrs, size: int, out: int) -> tuple[Fraction, Fraction] | None:
     """(stride, padding) of one axis such that round(t * stride - padding) is the first position read for every
     output position t, or None when no one offset gives them all. The stride is the kernel's scale as a ratio."""
     stride = _exact_scale(attrs, size, out)
-    if attrs["mode"] == "bilinear" and out == size:
+    if attrs["mode"] in _LINEAR and out == size:
         return Fraction(1), Fraction(0)  # copied (align_corners maps it onto itself too)
     # round(t*s - p) == first  <=>  first - 1/2 < t*s - p < first + 1/2 (ties left out)
     offsets = [t * stride - first for t, first in enumerate(_first_reads(attrs, size, out)) if first is not None]
@@ -313,16 +338,18 @@ def _axis_window(attrs, size: int, out: int) -> tuple[Fraction, Fraction] | None
     if not low < high:
         return None
     # the centre of output position t sits at (t + 1/2) * stride - 1/2 in input positions (half-pixel geometry)
-    geometric = (1 - stride) / 2 + Fraction(_READS[attrs["mode"]] - 1, 2)
+    geometric = (1 - stride) / 2 + Fraction(_axis_kernel(attrs, size, out) - 1, 2)
     return stride, geometric if low < geometric < high else (low + high) / 2
 
 
 def _copies(attrs, size: int, out: int) -> bool:
-    """Whether torch's CPU kernel copies this axis whatever the scale: nearest where the size stays or doubles
-    (ATen's nearest_idx), bilinear where it stays (the separable kernel skips the axis)."""
+    """Whether torch's CPU kernel copies this axis whatever the scale: 2-d nearest where the size stays or doubles
+    (ATen's nearest_idx; 1-d and 3-d nearest scale it), linear modes where it stays (the separable kernel skips the
+    axis). `_axes` is the map's number of spatial axes, set where the shape is known (measured on torch 2.14's
+    CPU kernels)."""
     if attrs["mode"] == "nearest":
-        return out in (size, 2 * size)
-    return attrs["mode"] == "bilinear" and out == size
+        return attrs["_axes"] == 2 and out in (size, 2 * size)
+    return attrs["mode"] in _LINEAR and out == size
 
 
 def _next_f32(value: float, up: bool) -> float:
@@ -351,7 +378,7 @@ def _interpolate_args(size, scale_factor, mode, align_corners, recompute, refs) 
             return None
         scale_factor = scale_factor[0]
     if isinstance(size, (tuple, list)):
-        size = tuple(size)
+        size = tuple(size) if len(set(size)) > 1 else size[0]
     if mode not in _MODES:
         return None
     return Mapped("interpolate", {"size": size, "scale_factor": None if scale_factor is None else float(scale_factor),
@@ -371,10 +398,15 @@ def _interpolate_function(a, out):
 
 
 def _read_resize(r):
-    """ONNX Resize of a 4-d map's height and width, as torch exports F.interpolate: nearest with asymmetric
-    coordinates and floor; linear or cubic (a = -0.75) with half_pixel (pytorch_half_pixel where no output side is 1)
-    or align_corners coordinates."""
-    shape = r.shape(r.activation(), 4)
+    """ONNX Resize of a map's spatial axes (1 to 3), as torch exports F.interpolate: nearest with asymmetric
+    coordinates and floor; linear or cubic (a = -0.75, 2 axes) with half_pixel (pytorch_half_pixel where no output
+    side is 1) or align_corners coordinates."""
+    shape = r.shape(r.activation())
+    rank = len(shape)
+    if not 3 <= rank <= 5:
+        raise NotRepresentable(f"its input has rank {rank} (batch included), not 3 to 5")
+    spatial = tuple(range(2, rank))
+    linear = {1: "linear", 2: "bilinear", 3: "trilinear"}[rank - 2]
     attrs = r.attrs
     mode = attrs.get("mode", "nearest")
     coordinates = attrs.get("coordinate_transformation_mode", "half_pixel")
@@ -384,7 +416,7 @@ def _read_resize(r):
         raise NotRepresentable("a keep_aspect_ratio_policy")
     if r.has_input(1) and r.constant(1, []) not in ([], None):
         raise NotRepresentable("a region of interest")
-    axes = [a % 4 for a in attrs.get("axes", range(4))]
+    axes = [a % rank for a in attrs.get("axes", range(rank))]
     scales = r.constant(2, []) if r.has_input(2) else []
     sizes = r.constant(3, []) if r.has_input(3) else []
     args = {"size": None, "scale_factor": None, "recompute_scale_factor": None}
@@ -393,10 +425,11 @@ def _read_resize(r):
         by_axis = dict(zip(axes, scales))
         if by_axis.get(0, 1) != 1 or by_axis.get(1, 1) != 1:
             raise NotRepresentable(f"scales {scales} resize the batch or the channels")
-        out = [math.floor(float(n) * by_axis.get(a, 1)) for n, a in zip(shape[2:], (2, 3))]
-        written = [onnx_float(by_axis.get(a, 1)) for a in (2, 3)]
-        for factor in dict.fromkeys(written):  # the factor torch was given: one written on both axes, or on one
-            trial = {"scale_factor": factor, "mode": {"linear": "bilinear", "cubic": "bicubic"}.get(mode, mode)}
+        out = [math.floor(float(n) * by_axis.get(a, 1)) for n, a in zip(shape[2:], spatial)]
+        written = [onnx_float(by_axis.get(a, 1)) for a in spatial]
+        for factor in dict.fromkeys(written):  # the factor torch was given: one written on every axis, or on some
+            trial = {"scale_factor": factor, "mode": {"linear": linear, "cubic": "bicubic"}.get(mode, mode),
+                     "_axes": rank - 2}
             if [math.floor(float(n) * factor) for n in shape[2:]] == out and [
                     onnx_float(_onnx_scale(trial, n, o)) for n, o in zip(shape[2:], out)] == written:
                 args["scale_factor"] = factor
@@ -408,8 +441,8 @@ def _read_resize(r):
         by_axis = dict(zip(axes, sizes))
         if any(by_axis.get(a, shape[a]) != shape[a] for a in (0, 1)):
             raise NotRepresentable("it resizes the batch or the channels")
-        out = [by_axis.get(2, shape[2]), by_axis.get(3, shape[3])]
-        args["size"] = onnx_pair(out)
+        out = [by_axis.get(a, shape[a]) for a in spatial]
+        args["size"] = out[0] if len(set(out)) == 1 else out
     else:
         raise NotRepresentable("neither scales nor sizes")
     if mode == "nearest":
@@ -424,37 +457,43 @@ def _read_resize(r):
         coordinates = "half_pixel"
     if coordinates not in ("half_pixel", "align_corners"):
         raise NotRepresentable(f"coordinate_transformation_mode {coordinates!r}")
-    return r.layer("interpolate", {**args, "mode": "bilinear" if mode == "linear" else "bicubic",
+    if mode == "cubic" and rank != 4:
+        raise NotRepresentable("cubic of other than two axes (torch's bicubic takes two)")
+    return r.layer("interpolate", {**args, "mode": linear if mode == "linear" else "bicubic",
                                    "align_corners": coordinates == "align_corners"})
 
 
 @register
 class Interpolate(NoMacs, Op):
-    """Resizing of a C x H x W map's height and width (torch.nn.functional.interpolate; nn.Upsample,
-    nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d), modes nearest, bilinear and bicubic.
+    """Resizing of a map's spatial axes (torch.nn.functional.interpolate; nn.Upsample, nn.UpsamplingNearest2d,
+    nn.UpsamplingBilinear2d): nearest on 1, 2 or 3 axes (C x L, C x H x W, C x D x H x W), linear on 1, bilinear
+    and bicubic on 2, trilinear on 3, as torch pairs modes with ranks.
 
-    Output size (torch's docs and F.interpolate): `size` as given, else floor(in * scale_factor) per side. The
+    Output size (torch's docs and F.interpolate): `size` as given, else floor(in * scale_factor) per axis. The
     kernel maps output position t to input coordinates with the scale of ATen's UpSample.h: 1/scale_factor when a
-    scale was given, in/out when a size was (recompute_scale_factor=True with a scale is the size it gives, and is
-    held as that size), (in-1)/(out-1) with align_corners (held as the size too where in * scale is not whole:
-    the scale then says nothing more, and ONNX's align_corners would divide by in * scale - 1). Nearest reads input floor(t * scale) (clamped);
-    bilinear reads the two neighbours of scale * (t + 1/2) - 1/2 (clamped at 0), or of scale * t with
-    align_corners, per axis; bicubic the four round it (Keys 1981, a = -0.75, as torch).
+    scale was given, in/out when a size was, (in-1)/(out-1) with align_corners. A scale that the kernel does not
+    use is held as the size it gives: with recompute_scale_factor=True, with align_corners where in * scale is not
+    whole (ONNX's align_corners would divide by in * scale - 1), and where torch copies every axis (below).
+    Nearest reads input floor(t * scale) (clamped); the linear modes the two neighbours per axis of
+    scale * (t + 1/2) - 1/2 (clamped at 0), or of scale * t with align_corners; bicubic the four round it (Keys
+    1981, a = -0.75, as torch).
 
     No params; no MACs (nothing is a learned weight). Other ops per output element (per channel): nearest 0 (a
-    copy); bilinear 7, a weighted sum of the 2 x 2 neighbours (4 multiplies + 3 adds); bicubic 31, of the 4 x 4
-    neighbours (16 multiplies + 15 adds). The interpolation weights depend only on the output row or column and are
-    computed once per row and column, not counted (as fvcore counts upsampling: a fixed number per output element).
+    copy); a weighted sum of the neighbours otherwise, one multiply per neighbour and one add fewer: linear 3
+    (2 + 1), bilinear 7 (4 + 3), trilinear 15 (8 + 7), bicubic 31 (16 + 15). The interpolation weights depend only
+    on the output row or column and are computed once per row and column, not counted (as fvcore counts
+    upsampling: a fixed number per output element).
 
-    Window, per axis: a kernel of the positions read (1, 2 or 4) at a stride of the kernel's scale (a fraction when
-    upsampling: the jump shrinks as through pixel_shuffle), with the padding for which round(t * stride - padding)
-    is the first position read for every output position t, checked against torch's float32 index arithmetic for
-    this size; the map's edge clamps as a window clips. torch's CPU kernels copy an axis whose size stays (nearest,
-    bilinear) or doubles (nearest) whatever the scale_factor says (ATen's nearest_idx and separable linear
-    kernel); archviz's window and ONNX file follow them. Where a linear or cubic weight is 0 (the source falls on an
-    input position: align_corners, odd factors) fewer positions are read than the kernel says: the field is the
-    largest a unit can reach. Where no one padding gives every position read (an irregular ratio whose float32
-    scale rounds below the ratio), there is no window: the receptive field is not widened there.
+    Window (height and width; a 3-d map's too, as conv3d's; none for a 1-d map, as conv1d), per axis: a kernel of
+    the positions read (1 for nearest, 2 linear, 4 cubic; 1 where every source falls on an input position) at a
+    stride of the kernel's scale (a fraction when upsampling: the jump shrinks as through pixel_shuffle), with the
+    padding for which round(t * stride - padding) is the first position read for every output position t, checked
+    against torch's index arithmetic for this size (float32 for nearest); the map's edge clamps as a window clips.
+    torch's CPU kernels (2.14, measured) copy an axis whose size stays (linear modes, 2-d nearest) or doubles (2-d
+    nearest) whatever the scale_factor says; archviz's window and ONNX file follow them. Where a linear or cubic
+    weight is 0 at some positions only (the source falls on an input position: align_corners, odd factors), those
+    read fewer positions than the kernel says: the field is the largest a unit reaches. Where no one padding gives
+    every position read, there is no window (not met on sizes up to 11 x 24).
     """
 
     name = "interpolate"
@@ -474,16 +513,25 @@ class Interpolate(NoMacs, Op):
         Example({"scale_factor": 1.3, "mode": "nearest"}, ((2, 3, 8),)),
         Example({"scale_factor": 1.3, "mode": "bilinear"}, ((2, 3, 8),)),
         Example({"scale_factor": 1.5, "mode": "bilinear", "align_corners": True}, ((2, 6, 7),)),
+        Example({"size": [6, 6], "mode": "bilinear"}, ((2, 4, 3),)),
+        Example({"scale_factor": 2.0, "mode": "linear"}, ((3, 5),)),
+        Example({"size": 9, "mode": "linear", "align_corners": True}, ((3, 5),)),
+        Example({"scale_factor": 1.5}, ((3, 5),)),
+        Example({"scale_factor": 2.0, "mode": "trilinear"}, ((2, 3, 4, 5),)),
+        Example({"size": [4, 6, 7], "mode": "trilinear", "align_corners": True}, ((2, 3, 4, 5),)),
+        Example({"size": [6, 8, 10]}, ((2, 3, 4, 5),)),
     )
     aliases = ("upsample", "resize")
     kind = OpKind.RESHAPE
     keras_class = "UpSampling2D"
     torch_class = "nn.Upsample"
     args = (
-        Arg("size", ArgKind.PAIR, None, doc="the output's [height, width]; or scale_factor"),
+        Arg("size", ArgKind.SIZES, None, doc="the output's size: an int, or one per spatial axis ([height, width]); "
+                                             "or scale_factor"),
         Arg("scale_factor", ArgKind.FLOAT, None, aliases=("scale",), doc="each side times this, rounded down"),
         Arg("mode", ArgKind.CHOICE, "nearest", choices=_MODES),
-        Arg("align_corners", ArgKind.BOOL, None, doc="bilinear/bicubic: corner pixels' centres map onto each other"),
+        Arg("align_corners", ArgKind.BOOL, None, doc="linear modes and bicubic: corner pixels' centres map onto "
+                                                     "each other"),
         Arg("recompute_scale_factor", ArgKind.BOOL, None,
             doc="with scale_factor: the kernel uses in/out (the same as giving the size it gives)"),
     )
@@ -497,8 +545,16 @@ class Interpolate(NoMacs, Op):
     onnx_reads = {"Resize": _read_resize}
 
     def resolve(self, attrs, in_shapes):
-        require_rank(self, in_shapes[0], 3, "C x H x W")
         size, scale, mode = attrs["size"], attrs["scale_factor"], attrs["mode"]
+        axes = len(in_shapes[0]) - 1
+        if not 1 <= axes <= 3:
+            raise ShapeError(f"interpolate resizes a map of 1 to 3 spatial axes after the channels; "
+                             f"{fmt_shape(in_shapes[0])} is none")
+        if _MODE_RANK.get(mode, axes) != axes:
+            raise ShapeError(f"mode {mode} resizes {_MODE_RANK[mode]} spatial axes, not the {axes} of "
+                             f"{fmt_shape(in_shapes[0])}")
+        if size is not None and not isinstance(size, int) and len(size) != axes:
+            raise ShapeError(f"size {list(size)} does not give one size per spatial axis of {fmt_shape(in_shapes[0])}")
         if (size is None) == (scale is None):
             raise ShapeError("give either size or scale_factor, not both or neither")
         if scale is not None and not scale > 0:
@@ -506,14 +562,18 @@ class Interpolate(NoMacs, Op):
         if size is not None and attrs["recompute_scale_factor"]:
             raise ShapeError("recompute_scale_factor goes with scale_factor, not with size")
         if mode == "nearest" and attrs["align_corners"] is not None:
-            raise ShapeError("align_corners goes with bilinear and bicubic, not nearest")
-        attrs = {**attrs, "align_corners": None if mode == "nearest" else bool(attrs["align_corners"])}
+            raise ShapeError("align_corners goes with the linear modes and bicubic, not nearest")
+        if size is not None and not isinstance(size, int) and len(set(size)) == 1:
+            size = size[0]  # one size for every axis, as an int: the form torch's modules and ONNX give back
+        attrs = {**attrs, "size": size,
+                 "align_corners": None if mode == "nearest" else bool(attrs["align_corners"])}
         out = _out_sizes(attrs, in_shapes[0])
         if min(out) < 1:
             raise ShapeError(f"scale_factor {scale:g} shrinks the {fmt_shape(in_shapes[0][1:])} map to nothing")
         whole = scale is not None and all(_f32(scale) * n == o for n, o in zip(in_shapes[0][1:], out))
-        if scale is not None and (attrs["recompute_scale_factor"] or attrs["align_corners"] and not whole):
-            attrs = {**attrs, "size": out if out[0] != out[1] else out[0], "scale_factor": None}
+        copied = all(_copies({**attrs, "_axes": axes}, n, o) for n, o in zip(in_shapes[0][1:], out))
+        if scale is not None and (attrs["recompute_scale_factor"] or attrs["align_corners"] and not whole or copied):
+            attrs = {**attrs, "size": out if len(set(out)) > 1 else out[0], "scale_factor": None}
         return {**attrs, "recompute_scale_factor": None}
 
     def infer_shape(self, attrs, in_shapes):
@@ -523,32 +583,37 @@ class Interpolate(NoMacs, Op):
         return _PER_OUTPUT[attrs["mode"]] * numel(out_shape)
 
     def window(self, attrs, in_shapes):
-        axes = [_axis_window(attrs, size, out) for size, out in zip(in_shapes[0][1:], _out_sizes(attrs, in_shapes[0]))]
+        """The height and width window (of a 3-d map too, as conv3d's); none for a 1-d map, whose length-only field
+        archviz does not track (as conv1d)."""
+        if len(in_shapes[0]) < 3:
+            return None
+        sizes = list(zip(in_shapes[0][-2:], _out_sizes(attrs, in_shapes[0])[-2:]))
+        attrs = {**attrs, "_axes": len(in_shapes[0]) - 1}
+        axes = [_axis_window(attrs, size, out) for size, out in sizes]
         if None in axes:
             return None
-        sizes = zip(in_shapes[0][1:], _out_sizes(attrs, in_shapes[0]))
-        kernel = tuple(1 if attrs["mode"] == "bilinear" and n == out else _READS[attrs["mode"]] for n, out in sizes)
+        kernel = tuple(_axis_kernel(attrs, n, out) for n, out in sizes)
         return Window(kernel=kernel, stride=tuple(s for s, _ in axes), padding=tuple(p for _, p in axes))
 
     def explain(self, attrs, in_shapes, out_shape):
-        (c, h, w) = in_shapes[0]
+        c, *spatial = in_shapes[0]
         if attrs["size"] is not None:
-            how = f"size {compact(attrs['size'])}"
+            how = "size " + " x ".join(str(n) for n in _sizes(attrs["size"], len(spatial)))
         else:
-            s = attrs["scale_factor"]
-            how = f"floor({h} * {s:g}) x floor({w} * {s:g})"
+            how = " x ".join(f"floor({n} * {attrs['scale_factor']:g})" for n in spatial)
         return [Step("output shape", f"{c} channels x {how} ({attrs['mode']})", fmt_shape(out_shape)),
                 Step("params", "resampling has no weights", 0)]
 
     def explain_other_ops(self, attrs, in_shapes, out_shape):
         per = _PER_OUTPUT[attrs["mode"]]
-        what = {"nearest": "a copy: 0", "bilinear": "4 multiplies + 3 adds = 7",
-                "bicubic": "16 multiplies + 15 adds = 31"}[attrs["mode"]]
+        what = _PER_OUTPUT_TEXT[attrs["mode"]]
         return Step("other ops", f"{what} per output element x {fmt_shape(out_shape)}",
                     fmt_int(per * numel(out_shape)))
 
     def summary(self, attrs):
-        how = f"x{attrs['scale_factor']:g}" if attrs["scale_factor"] is not None else f"-> {compact(attrs['size'])}"
+        size = attrs["size"]
+        shown = size if isinstance(size, int) else "x".join(map(str, size)) if size is not None else ""
+        how = f"x{attrs['scale_factor']:g}" if attrs["scale_factor"] is not None else f"-> {shown}"
         corners = " align_corners" if attrs["align_corners"] else ""
         return f"{attrs['mode']} {how}{corners}"
 
@@ -561,16 +626,17 @@ class Interpolate(NoMacs, Op):
                            align_corners=attrs["align_corners"])
 
     def write_onnx(self, e, node, x):
-        """ONNX Resize of axes 2 and 3: scales when a scale_factor was given (ONNX's size is floor(in * scale) and
+        """ONNX Resize of the spatial axes (2, 3, ...): scales when a scale_factor was given (ONNX's size is floor(in * scale) and
         its coordinates x / scale, as torch's), else sizes (coordinates x * in/out). Nearest: asymmetric
         coordinates, floor; bilinear (linear) and bicubic (cubic, a = -0.75): half_pixel, or align_corners."""
         a = node.attrs
         if a["scale_factor"] is not None:
-            scales = [_onnx_scale(a, n, out) for n, out in zip(node.in_shapes[0][1:], node.out_shape[1:])]
+            spatial = {**a, "_axes": len(node.in_shapes[0]) - 1}
+            scales = [_onnx_scale(spatial, n, out) for n, out in zip(node.in_shapes[0][1:], node.out_shape[1:])]
             inputs = [x[0], "", e.constant(f"{node.name}/scales", scales)]
         else:
-            inputs = [x[0], "", "", e.constant(f"{node.name}/sizes", list(pair(a["size"])), "int64")]
-        options = {"mode": _ONNX_MODES[a["mode"]], "axes": [2, 3]}
+            inputs = [x[0], "", "", e.constant(f"{node.name}/sizes", list(node.out_shape[1:]), "int64")]
+        options = {"mode": _ONNX_MODES[a["mode"]], "axes": list(range(2, len(node.in_shapes[0]) + 1))}
         if a["mode"] == "nearest":
             options.update(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
         else:
