@@ -481,8 +481,9 @@ class Interpolate(NoMacs, Op):
     No params; no MACs (nothing is a learned weight). Other ops per output element (per channel): nearest 0 (a
     copy); a weighted sum of the neighbours otherwise, one multiply per neighbour and one add fewer: linear 3
     (2 + 1), bilinear 7 (4 + 3), trilinear 15 (8 + 7), bicubic 31 (16 + 15). The interpolation weights depend only
-    on the output row or column and are computed once per row and column, not counted (as fvcore counts
-    upsampling: a fixed number per output element).
+    on the output row or column and are computed once per row and column, not counted. fvcore 0.1.5 counts a
+    fixed number per output element too, 1 for nearest and 4 for bilinear (elementwise_flop_counter(0, 1) and
+    (0, 4) in its flop_count.py table), none for the others; archviz counts the arithmetic, and a copy as none.
 
     Window (height and width; a 3-d map's too, as conv3d's; none for a 1-d map, as conv1d), per axis: a kernel of
     the positions read (1 for nearest, 2 linear, 4 cubic; 1 where every source falls on an input position) at a
