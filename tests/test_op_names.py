@@ -20,6 +20,8 @@ LOOKUPS = {"get_op", "canonical_name", "has_formula", "made"}
 # (module, word): why the word is not an op's name there.
 OTHER_MEANINGS = {
     ("crosscheck/fvcore_peer.py", "linear"): "fvcore's name for its linear handle (MAC_OPS)",
+    ("crosscheck/fvcore_peer.py", "matmul"): "fvcore's name for its matmul handle (MAC_OPS)",
+    ("crosscheck/fvcore_peer.py", "einsum"): "fvcore's name for its einsum handle (MAC_OPS)",
     ("crosscheck/fvcore_peer.py", "adaptive_avg_pool2d"): "fvcore's name for its adaptive pooling handle",
     ("pretrain/choices.py", "linear"): "the linear probe (ProbeKind.LINEAR)",
     ("spec/model.py", "add"): "the spec grammar's join head `add: [branches]` (graph/build.py)",

@@ -241,7 +241,7 @@ SUBSET = {  # name: the opaque ops expected (what ran), empty when every layer h
     "alexnet": set(), "vgg11": set(), "resnet18": set(), "densenet121": set(), "squeezenet1_0": set(),
     "mobilenet_v2": set(), "mobilenet_v3_small": set(), "efficientnet_b0": set(), "shufflenet_v2_x0_5": set(),
     "googlenet": set(), "inception_v3": set(), "mnasnet0_5": set(), "regnet_x_400mf": set(), "convnext_tiny": set(),
-    "vit_b_16": {"torch.nn.MultiheadAttention", "torch.cat", "operator.getitem"},
+    "vit_b_16": {"torch.nn.MultiheadAttention", "torch.cat"},
     "swin_t": {"torchvision.models.swin_transformer.shifted_window_attention",
                "torchvision.models.swin_transformer._patch_merging_pad"},
 }

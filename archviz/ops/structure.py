@@ -10,6 +10,7 @@ from archviz.ops.interop import (
     Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_ref, join, module_args, onnx_as, onnx_float,
     onnx_join, onnx_reads_as, onnx_reshape,
 )
+from archviz.ops.elementwise import reads_number, with_number
 from archviz.ops.registry import register
 
 
@@ -49,7 +50,9 @@ def _to(a, out):
     """x.to(torch.float32) (or dtype=): the dtype archviz traces in, so a copy-free no-op; any other dtype, a device
     or a tensor stays opaque (a cast's bytes and cost depend on the dtypes, which archviz does not follow)."""
     return _identity(a, out) if _float32(a["dtype"]) and not a["copy"] else None
-_ADD = Signature(("input", "other", "alpha"), join("add", "add_param"), {"alpha": 1})
+
+
+_ADD = Signature(("input", "other", "alpha"), with_number(join("add", "add_param"), "add"), {"alpha": 1})
 
 
 def _cat(a, out):
@@ -208,7 +211,7 @@ class Add(NoWindow, NoMacs, Op):
     def write_onnx(self, e, node, x):
         e.add("Add" if len(x) == 2 else "Sum", x, node.name, node.name)
 
-    onnx_reads = {"Add": onnx_join("add", "add_param"), "Sum": onnx_join("add")}
+    onnx_reads = {"Add": reads_number(onnx_join("add", "add_param"), "add"), "Sum": onnx_join("add")}
     min_inputs, max_inputs = 2, 64
 
     def infer_shape(self, attrs, in_shapes):

@@ -19,6 +19,7 @@ from archviz.ops.interop import (
     Mapped, NotRepresentable, Ref, Signature, TorchCalls, batch_dim, is_ref, join, module_args, onnx_as, onnx_join,
     onnx_reshape,
 )
+from archviz.ops.elementwise import reads_number, with_number
 from archviz.ops.registry import register
 
 
@@ -51,7 +52,7 @@ class Mul(NoWindow, NoMacs, Op):
     keras_class = "Multiply"
     torch_class = "archviz Mul"
     torch_calls = TorchCalls(functions={
-        name: Signature(("input", "other"), join("mul", "mul_param"))
+        name: Signature(("input", "other"), with_number(join("mul", "mul_param"), "mul"))
         for name in ("operator.mul", "operator.imul", "torch.mul", "Tensor.mul", "Tensor.mul_", "Tensor.__mul__",
                      "Tensor.__rmul__")})
 
@@ -62,7 +63,7 @@ class Mul(NoWindow, NoMacs, Op):
             product = e.add("Mul", [product, operand], node.name if last else f"{node.name}/mul{index}",
                             node.name if index == 1 else f"{node.name}/Mul{index}")
 
-    onnx_reads = {"Mul": onnx_join("mul", "mul_param")}
+    onnx_reads = {"Mul": reads_number(onnx_join("mul", "mul_param"), "mul")}
     min_inputs, max_inputs = 2, 64
 
     def infer_shape(self, attrs, in_shapes):
