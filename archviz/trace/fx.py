@@ -221,8 +221,9 @@ class _Walker:
         consts = tuple(t for c in self._flat((args, kwargs), Const) for t in c.tensors)
         stack = self._stack(node)
         if node.op == "call_module":
+            plain = not kwargs and all(isinstance(arg, Ref) for arg in args)  # x, not up(x, output_size=...)
             return self._module_call(node.target, self.module.get_submodule(node.target), stack, refs, consts,
-                                     value, twin, mapped=True)
+                                     value, twin, mapped=plain)
         if node.op == "call_function":
             target, base = qualified_name(node.target), getattr(node.target, "__name__", "op")
         else:
