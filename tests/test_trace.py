@@ -23,7 +23,7 @@ from typer.testing import CliRunner  # noqa: E402
 import archviz  # noqa: E402
 from archviz.cli import app  # noqa: E402
 from archviz.crosscheck.common import without_dynamo_import  # noqa: E402
-from archviz.errors import ArchvizError  # noqa: E402
+from archviz.errors import ArchvizError, UnsupportedOpError  # noqa: E402
 from archviz.ops import get_op  # noqa: E402
 from archviz.trace.load import build_meta, parse_source  # noqa: E402
 
@@ -355,3 +355,23 @@ def test_torchvision_stochastic_depth_called_by_name_is_one_layer():
 
     graph = archviz.load(Block(), input=(3, 8, 8))
     assert [(node.op, dict(node.attrs)) for node in graph.nodes][-1] == ("stochastic_depth", {"p": 0.2, "mode": "row"})
+
+
+def test_a_batch_moved_inward_is_followed_per_sample():
+    """Attention permutes the batch to dim 1 and back: the calls in between are opaque layers with their per-sample
+    shapes (the formulas count dims after the batch), every other layer keeps its op, and the totals stay exact."""
+    graph = archviz.load(f"{TINY}:Attention", input=(10, 32))
+    moved = [node for node in graph.nodes if "batch at dim 1" in node.attrs.get("target", "")]
+    assert [node.name for node in moved] == ["permute", "unbind", "unbind_1", "unbind_2"]
+    assert [node.out_shape for node in moved] == [(3, 4, 10, 8)] + [(4, 10, 8)] * 3
+    assert (graph.node("softmax").op, graph.node("proj").op, graph.node("proj").out_shape) == ("softmax", "linear",
+                                                                                              (10, 32))
+    model = build_meta(parse_source(f"{TINY}:Attention"))
+    report = archviz.inspect(graph)
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert report.layer("qkv").macs == 10 * 32 * 96
+
+
+def test_a_batch_folded_into_windows_is_refused_with_why():
+    with pytest.raises(UnsupportedOpError, match="folds the batch into dim 0 with a dim of the model's own .*window"):
+        archviz.load(f"{TINY}:Windows", input=(8, 8, 8))

@@ -30,10 +30,11 @@ EMPTY: Mapping = MappingProxyType({})
 @dataclass(frozen=True)
 class Ref:
     """A traced tensor that depends on the input: the call that made it (None: the input itself), its shape without
-    the batch."""
+    the batch, and where the batch is (0 almost always; attention code permutes it inward: (3, B, heads, N, d))."""
 
     call: int | None
     shape: Shape
+    batch_dim: int = 0
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class Call:
     out_shape: Shape
     mapped: Mapped | None
     owned: tuple = ()  # the model tensors it uses: all of a module's parameters and buffers, or its constants
+    batch_dim: int = 0  # where the batch is in its output (out_shape leaves it out)
 
 
 @dataclass(frozen=True)

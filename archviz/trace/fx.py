@@ -7,7 +7,11 @@ records every value, so each call's shapes are torch's own. Tensors are sorted t
   * a `Const` does not (a parameter, a buffer, or something computed from them only): it is no node, and the
     parameters it holds are counted at the call that uses it (ViT's pos_embedding at its add);
   * anything else (x.size(), x.dim()) is a plain value the calls receive as arguments.
-The trace runs at a batch of BATCH, so that the batch dim is told apart from a dim of size 1.
+The trace runs at a batch of BATCH and again at SECOND_BATCH: the batch dim of every value is the one dim whose size
+follows the batch, wherever the model moved it (attention code permutes q, k and v to (3, B, heads, N, d)). Shapes
+are per sample, the batch dim left out. A call that reads or makes a tensor whose batch is not dim 0 is no registry op
+(their formulas count dims after the batch): it is an opaque layer with its per-sample shape. A batch folded into
+another dim (window attention's B * windows) is refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from archviz.trace.mapping import (
 )
 
 BATCH = 2  # > 1: a dim of the batch's size that is not dim 0 is then a model's own dim, never the batch
+SECOND_BATCH = 3  # the second run: the batch dim is the one that changes between the runs
 
 
 class Untraceable(Exception):
@@ -58,8 +63,20 @@ class _TupleRef:
 
     node: fx.Node
     values: tuple
+    twins: tuple  # the values at the second batch size
     module: object = None  # the module, for a module call
     pieces: dict[int, Ref] = field(default_factory=dict)
+
+
+def _batch_first(refs, batch_dim: int) -> bool:
+    """Whether a call's inputs and output keep the batch first, as every registry op's formulas assume."""
+    return batch_dim == 0 and all(ref.batch_dim == 0 for ref in refs)
+
+
+def _moved(target: str, refs, batch_dim: int) -> str:
+    """What ran, saying where the batch was when it was not first (an opaque layer's target)."""
+    inward = {ref.batch_dim for ref in refs if ref.batch_dim} | ({batch_dim} if batch_dim else set())
+    return target if not inward else f"{target} (batch at dim {', '.join(map(str, sorted(inward)))})"
 
 
 def batch_free(tensor, what: str) -> tuple[int, ...]:
@@ -80,18 +97,38 @@ def trace_fx(model, input_shape: tuple[int, ...]) -> Traced:
     except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
         raise Untraceable(f"{type(error).__name__}: {error}") from None
     module = fx.GraphModule(tracer.root, graph)  # shares the model's submodules and tensors (identity matters)
-    recorder = _Recorder(module)
-    try:
-        recorder.run(torch.empty((BATCH, *input_shape), device="meta"))
-    except Exception as error:
-        raise Untraceable(f"the traced graph does not run: {type(error).__name__}: {error}") from None
-    return _Walker(module, recorder.values).walk()
+    runs = []
+    for batch in (BATCH, SECOND_BATCH):
+        recorder = _Recorder(module)
+        try:
+            recorder.run(torch.empty((batch, *input_shape), device="meta"))
+        except Exception as error:
+            raise Untraceable(f"the traced graph does not run: {type(error).__name__}: {error}") from None
+        runs.append(recorder.values)
+    return _Walker(module, *runs).walk()
+
+
+def located(tensor, twin, what: str) -> tuple[tuple[int, ...], int]:
+    """(the per-sample shape, the batch dim) of a value, given the same value at the second batch size."""
+    shape, other = tuple(tensor.shape), tuple(twin.shape) if twin is not None else None
+    if other is None or len(other) != len(shape):
+        return batch_free(tensor, what), 0
+    moved = [i for i, (a, b) in enumerate(zip(shape, other)) if a != b]
+    if len(moved) == 1 and (shape[moved[0]], other[moved[0]]) == (BATCH, SECOND_BATCH):
+        return shape[:moved[0]] + shape[moved[0] + 1:], moved[0]
+    if len(moved) == 1 and shape[moved[0]] % BATCH == 0 and other[moved[0]] == shape[moved[0]] // BATCH * SECOND_BATCH:
+        raise UnsupportedOpError(
+            f"{what} gives a tensor of shape {fmt_shape(shape)} that folds the batch into dim {moved[0]} with a dim "
+            f"of the model's own ({BATCH} x {shape[moved[0]] // BATCH}, traced with a batch of {BATCH}); archviz does "
+            "not yet follow a folded batch (window attention's partitions)")
+    return batch_free(tensor, what), 0
 
 
 class _Walker:
-    def __init__(self, module, values):
+    def __init__(self, module, values, twins):
         self.module = module
         self.values = values
+        self.twins = twins  # the same values at the second batch size
         self.resolved: dict[fx.Node, object] = {}
         self.calls: list[Call] = []
         self.weights = {id(t) for t in (*module.parameters(), *module.buffers())}
@@ -110,7 +147,7 @@ class _Walker:
         value = self.values.get(node)
         if node.op == "placeholder":
             if not any(n.op == "placeholder" for n in self.resolved):
-                return Ref(None, self._batch_free(value, "the input"))
+                return Ref(None, batch_free(value, "the input"))
             return value  # a later argument of forward, at its default
         if node.op == "get_attr":
             if isinstance(value, torch.Tensor):
@@ -131,8 +168,8 @@ class _Walker:
             return self._piece(self.resolved[node.args[0]], node.args[1]) if tensors else value
         if several:
             owner = self.module.get_submodule(node.target) if node.op == "call_module" else None
-            return _TupleRef(node, tuple(value), owner)
-        return self._call(node, value)
+            return _TupleRef(node, tuple(value), tuple(self.twins.get(node) or ()), owner)
+        return self._call(node, value, self.twins.get(node))
 
     def _live(self, args) -> bool:
         found = []
@@ -172,48 +209,49 @@ class _Walker:
         visit(args)
         return out
 
-    def _batch_free(self, value, what: str) -> tuple[int, ...]:
-        return batch_free(value, what)
-
     # --- calls ----------------------------------------------------------------------------------------------------
     def _stack(self, node: fx.Node) -> list[tuple[str, str]]:
         """(key, module path) of the module calls the node ran inside, outermost first."""
         stack = node.meta.get("nn_module_stack") or {}
         return [(key, entry[0] if isinstance(entry, tuple) else str(entry)) for key, entry in stack.items()]
 
-    def _call(self, node: fx.Node, value) -> Ref:
+    def _call(self, node: fx.Node, value, twin) -> Ref:
         args, kwargs = self._args(node.args), self._args(node.kwargs)
         refs = tuple(self._flat((args, kwargs), Ref))
         consts = tuple(t for c in self._flat((args, kwargs), Const) for t in c.tensors)
         stack = self._stack(node)
         if node.op == "call_module":
+            plain = not kwargs and all(isinstance(arg, Ref) for arg in args)  # x, not up(x, output_size=...)
             return self._module_call(node.target, self.module.get_submodule(node.target), stack, refs, consts,
-                                     value, mapped=True)
+                                     value, twin, mapped=plain)
         if node.op == "call_function":
             target, base = qualified_name(node.target), getattr(node.target, "__name__", "op")
         else:
             target, base = f"Tensor.{node.target}", node.target
         where = target if not stack else f"{target} in {stack[-1][1]}"
-        out = self._batch_free(value, where)
+        out, batch_dim = located(value, twin, where)
         mapper = map_function if node.op == "call_function" else map_method
-        mapped = mapper(node.target, args, kwargs, out)
+        mapped = mapper(node.target, args, kwargs, out) if _batch_first(refs, batch_dim) else None
         if mapped is not None and {id(t) for t in mapped.claims} != {id(t) for t in consts}:
             mapped = None  # the op's formula would not count every weight the call uses
         key, path = stack[-1] if stack else ("", "")
         within = tuple(k for k, _ in stack)
-        return self._add(Call("function", path, key, within, base, target, refs, out, mapped, consts))
+        return self._add(Call("function", path, key, within, base, _moved(target, refs, batch_dim), refs, out, mapped,
+                              consts, batch_dim))
 
-    def _module_call(self, path: str, module, stack, refs, consts, value, *, mapped: bool, piece: str = "") -> Ref:
+    def _module_call(self, path: str, module, stack, refs, consts, value, twin, *, mapped: bool,
+                     piece: str = "") -> Ref:
         own, within = (stack[-1][0] if stack else path), tuple(k for k, _ in stack[:-1])
         target = qualified_name(type(module)) + piece
-        out = self._batch_free(value, f"{target} at {path}")
-        mapping = map_module(module, refs) if mapped and not consts else None
+        out, batch_dim = located(value, twin, f"{target} at {path}")
+        mapping = map_module(module, refs) if mapped and not consts and _batch_first(refs, batch_dim) else None
         owned = (*module.parameters(), *module.buffers(), *consts)
-        return self._add(Call("module", path, own, within, type(module).__name__, target, refs, out, mapping, owned))
+        return self._add(Call("module", path, own, within, type(module).__name__, _moved(target, refs, batch_dim),
+                              refs, out, mapping, owned, batch_dim))
 
     def _add(self, call: Call) -> Ref:
         self.calls.append(call)
-        return Ref(len(self.calls) - 1, call.out_shape)
+        return Ref(len(self.calls) - 1, call.out_shape, call.batch_dim)
 
     def _piece(self, producer: _TupleRef, index) -> Ref:
         if not isinstance(index, int) or not -len(producer.values) <= index < len(producer.values):
@@ -222,25 +260,27 @@ class _Walker:
         if index in producer.pieces:
             return producer.pieces[index]
         node, value = producer.node, producer.values[index]
+        twin = producer.twins[index] if index < len(producer.twins) else None
         args, kwargs = self._args(node.args), self._args(node.kwargs)
         refs = tuple(self._flat((args, kwargs), Ref))
         consts = tuple(t for c in self._flat((args, kwargs), Const) for t in c.tensors)
         stack = self._stack(node)
         if producer.module is not None:
-            ref = self._module_call(node.target, producer.module, stack, refs, consts, value, mapped=False,
+            ref = self._module_call(node.target, producer.module, stack, refs, consts, value, twin, mapped=False,
                                     piece=f"[{index}]" if index else "")
         else:
             adapter = piece_adapter(node.target, method=node.op != "call_function")
             target = qualified_name(node.target) if node.op == "call_function" else f"Tensor.{node.target}"
             base = getattr(node.target, "__name__", "op") if node.op == "call_function" else node.target
-            out = self._batch_free(value, target)
+            out, batch_dim = located(value, twin, target)
             mapped = None
-            if adapter is not None and refs and args and args[0] is refs[0] and not consts:
+            if adapter is not None and refs and args and args[0] is refs[0] and not consts \
+                    and _batch_first(refs, batch_dim):
                 pieces = [tuple(v.shape[1:]) for v in producer.values]
                 mapped = adapter(refs[0], split_dim(args, kwargs), pieces, index)
             key, path = stack[-1] if stack else ("", "")
-            ref = self._add(Call("function", path, key, tuple(k for k, _ in stack), base, f"{target}[{index}]", refs,
-                                 out, mapped, consts))
+            ref = self._add(Call("function", path, key, tuple(k for k, _ in stack), base,
+                                 _moved(f"{target}[{index}]", refs, batch_dim), refs, out, mapped, consts, batch_dim))
         producer.pieces[index] = ref
         return ref
 

@@ -116,3 +116,30 @@ NOT_A_MODEL = 42
 
 def make_list():
     return [1, 2, 3]
+
+
+class Attention(nn.Module):
+    """timm's ViT attention on (N, C) tokens: qkv permuted to (3, B, heads, N, d), so the batch moves to dim 1."""
+
+    def __init__(self, dim=32, heads=4):
+        super().__init__()
+        self.heads, self.scale = heads, (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        attn = (q @ k.transpose(-2, -1)) * self.scale
+        attn = attn.softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
+
+
+class Windows(nn.Module):
+    """Swin's window partition: the batch folds into the windows, (B * 4, 4, 4, C)."""
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        x = x.permute(0, 2, 3, 1).reshape(B, H // 4, 4, W // 4, 4, C).transpose(2, 3).reshape(-1, 4, 4, C)
+        return x.mean((1, 2))
