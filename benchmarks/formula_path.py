@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/formula_path.py --baseline REV [--repeat 40] [--results benchmarks/results/formula_path.md]
 
 The baseline is checked out with `git worktree` into a temporary folder; each tree runs in its own interpreter (the
-same .venv), alternating, and each reports its best time over --repeat passes; the ratio is current / baseline
-(below 1: faster). Three rounds, so a busy moment on the machine shows as a spread between them.
+same .venv), alternating (which tree goes first alternates too), and each reports its best time over --repeat
+passes; the ratio is current / baseline (below 1: faster). Four rounds, so a busy moment on the machine shows as a
+spread between them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("resnet152", "inception_v3", "vgg19", "googlenet", "alexnet", "lenet")
-ROUNDS = 3
+ROUNDS = 4
 
 CHILD = """
 import json, sys, time
@@ -53,6 +54,16 @@ def timed(tree: Path, repeat: int) -> dict:
     return figures
 
 
+def _round(baseline: Path, repeat: int, *, current_first: bool) -> tuple[dict, dict]:
+    """(baseline, current) figures, timed in the order given: rounds alternate which tree runs first, so that a
+    machine warming up or slowing down does not favour one tree."""
+    if current_first:
+        now = timed(ROOT, repeat)
+        return timed(baseline, repeat), now
+    then = timed(baseline, repeat)
+    return then, timed(ROOT, repeat)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", required=True, help="the commit to compare with")
@@ -68,7 +79,7 @@ def main() -> None:
         subprocess.run(["git", "worktree", "add", "--detach", str(baseline), revision], cwd=ROOT, check=True,
                        capture_output=True)
         try:
-            rounds = [(timed(baseline, args.repeat), timed(ROOT, args.repeat)) for _ in range(ROUNDS)]
+            rounds = [_round(baseline, args.repeat, current_first=bool(i % 2)) for i in range(ROUNDS)]
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=True)
     rows = []

@@ -53,11 +53,11 @@ def receptive_fields(graph: Graph) -> dict[str, Field]:
 
 def node_field(node: Node, inputs: list[Field], windows: dict | None = None) -> Field:
     widest = inputs[0] if len(inputs) == 1 else _joined(node, inputs)
-    window = _window(node, {} if windows is None else windows)
+    window, merges = _geometry(node, {} if windows is None else windows)
     if window is not None:
         return widest.widened(window.kernel, window.stride, window.padding)
     in_shape = node.in_shapes[0]
-    if get_op(node.op).merges_positions(node.attrs, list(node.in_shapes)):
+    if merges:
         extent = in_shape[1:]
         return widest.widened(extent, (1, 1), tuple((e - 1) / 2 for e in extent))
     return widest
@@ -74,13 +74,19 @@ def _joined(node: Node, inputs: list[Field]) -> Field:
     return anchor if anchor is widest else Field(widest.size, anchor.jump, anchor.start)
 
 
-def _window(node: Node, cache: dict):
-    """The op's window; repeated copies of a layer share one computation."""
+def _geometry(node: Node, cache: dict):
+    """The op's window, and whether it merges every position; repeated copies of a layer share one computation."""
     try:
         key = (node.op, tuple(node.attrs.items()), node.in_shapes)
         return cache[key]
     except TypeError:
-        return get_op(node.op).window(node.attrs, list(node.in_shapes))
+        return _op_geometry(node)
     except KeyError:
-        window = cache[key] = get_op(node.op).window(node.attrs, list(node.in_shapes))
-        return window
+        geometry = cache[key] = _op_geometry(node)
+        return geometry
+
+
+def _op_geometry(node: Node):
+    op, in_shapes = get_op(node.op), list(node.in_shapes)
+    window = op.window(node.attrs, in_shapes)
+    return window, window is None and op.merges_positions(node.attrs, in_shapes)

@@ -166,8 +166,9 @@ def _layer_stats(node, field_, batch: int, dtype: DType, cache: dict) -> LayerSt
         name=node.name, op=node.op, kind=op.kind, summary=op.summary, in_shapes=node.in_shapes,
         out_shape=node.out_shape, params=op.params if owns_weights else 0, buffers=op.buffers if owns_weights else 0,
         macs=macs, flops=2 * macs, other_ops=op.other_ops * batch,
-        activation_elements=elements, activation_bytes=elements * dtype.bytes, receptive_field=tuple(math.ceil(size) for size in field_.size),
-        jump=tuple(_number(j) for j in field_.jump), start=field_.start, scope=node.scope, line=node.line, counted=op.counted, shares=node.shares,
+        activation_elements=elements, activation_bytes=elements * dtype.bytes, receptive_field=_whole(field_.size),
+        jump=_plain(field_.jump), start=field_.start, scope=node.scope, line=node.line, counted=op.counted,
+        shares=node.shares,
     )
 
 
@@ -195,6 +196,16 @@ def weight_depth(graph: Graph) -> int:
     return longest[graph.output]
 
 
-def _number(value) -> int | float:
-    """An int where the value is whole (a jump of 2), else a float (a jump of 1/2 after a pixel shuffle)."""
-    return int(value) if value == int(value) else float(value)
+def _whole(sizes: tuple) -> tuple[int, ...]:
+    """A field's size in whole pixels: after an upsampling op it may be a fraction, and a unit reaches at most its
+    ceiling."""
+    height, width = sizes
+    return sizes if type(height) is int and type(width) is int else (math.ceil(height), math.ceil(width))
+
+
+def _plain(jumps: tuple) -> tuple:
+    """Ints where whole (a jump of 2), else floats (a jump of 1/2 after a pixel shuffle), as JSON holds them."""
+    height, width = jumps
+    if type(height) is int and type(width) is int:
+        return jumps
+    return tuple(int(jump) if jump == int(jump) else float(jump) for jump in jumps)

@@ -44,17 +44,15 @@ def conv_axes(attrs, in_shape) -> list[SlidingAxis]:
     """Sliding axes for every spatial dim of a (C, *spatial) input (height and width for conv2d); 'same' pads
     d*(k-1) in total, the extra pixel after (as torch does)."""
     n = len(in_shape) - 1
-    kernel, stride, dilation = (sizes(attrs[name], n) for name in ("kernel_size", "stride", "dilation"))
+    kernel, stride, dilation = sizes(attrs["kernel_size"], n), sizes(attrs["stride"], n), sizes(attrs["dilation"], n)
     padding = attrs["padding"]
-    axes = []
-    for i in range(n):
-        if padding == "same":
-            total = dilation[i] * (kernel[i] - 1)
-            before, after = total // 2, total - total // 2
-        else:
-            before = after = 0 if padding == "valid" else sizes(padding, n)[i]
-        axes.append(SlidingAxis(in_shape[1 + i], kernel[i], stride[i], before, dilation[i], padding_after=after))
-    return axes
+    if padding == "same":
+        totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        return [SlidingAxis(in_shape[1 + i], kernel[i], stride[i], totals[i] // 2, dilation[i],
+                            padding_after=totals[i] - totals[i] // 2) for i in range(n)]
+    pads = (0,) * n if padding == "valid" else sizes(padding, n)
+    return [SlidingAxis(in_shape[1 + i], kernel[i], stride[i], pads[i], dilation[i], padding_after=pads[i])
+            for i in range(n)]
 
 
 def _check_fits(axes: list[SlidingAxis], in_shape) -> None:
