@@ -241,9 +241,17 @@ class Conv2d(Op):
         return {**attrs, "in_channels": channels}
 
     def infer_shape(self, attrs, in_shapes):
-        axes = conv_axes(attrs, in_shapes[0])
-        check_window_fits(self, axes, in_shapes[0])
-        return (attrs["out_channels"], axes[0].out, axes[1].out)
+        """floor((W + pads - extent) / S) + 1 per axis, as conv_axes' SlidingAxis.out computes it (directly here:
+        every source validates every layer); conv_axes says which side does not fit."""
+        window = self.window(attrs, in_shapes)
+        sides = []
+        for size, extent, stride, before in zip(in_shapes[0][1:], window.kernel, window.stride, window.padding):
+            after = extent - 1 - before if attrs["padding"] == "same" else before
+            span = size + before + after - extent
+            sides.append(span // stride + 1 if span >= 0 else 0)
+        if min(sides) <= 0:
+            check_window_fits(self, conv_axes(attrs, in_shapes[0]), in_shapes[0])
+        return (attrs["out_channels"], *sides)
 
     def weight_count(self, attrs) -> int:
         kh, kw = pair(attrs["kernel_size"])
@@ -266,8 +274,15 @@ class Conv2d(Op):
         return numel(out_shape) if attrs["bias"] else 0
 
     def window(self, attrs, in_shapes):
-        axes = conv_axes(attrs, in_shapes[0])
-        return Window(tuple(a.extent for a in axes), tuple(a.stride for a in axes), tuple(a.padding for a in axes))
+        """conv_axes' extents, strides and leading pads, computed directly: analysis asks for every layer."""
+        (kh, kw), (dh, dw) = pair(attrs["kernel_size"]), pair(attrs["dilation"])
+        extent = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+        padding = attrs["padding"]
+        if padding == "same":  # d*(k-1) in total, the odd pixel after
+            pads = ((extent[0] - 1) // 2, (extent[1] - 1) // 2)
+        else:
+            pads = (0, 0) if padding == "valid" else pair(padding)
+        return Window(extent, pair(attrs["stride"]), pads)
 
     def explain(self, attrs, in_shapes, out_shape):
         axes = conv_axes(attrs, in_shapes[0])
