@@ -91,6 +91,27 @@ def test_linear_on_a_sequence_agrees(write_spec):
     assert embed.converted == 2 * 5 * 8 * 16
 
 
+UPSAMPLING = """
+name: upsampling
+input: [3, 8, 8]
+layers:
+  - conv2d: {out_channels: 4, kernel_size: 3, padding: 1}
+  - interpolate: {scale_factor: 2, mode: nearest}
+  - interpolate: {scale_factor: 2, mode: bilinear}
+  - conv2d: {out_channels: 2, kernel_size: 3, padding: 1}
+"""
+
+
+def test_upsampling_agrees_and_fvcore_counts_are_explained(write_spec):
+    """fvcore counts 1 and 4 per output of a nearest and bilinear upsampling, archviz 0 and 7: explained, with why."""
+    check = crosscheck(write_spec(UPSAMPLING))
+    assert_agrees(check)
+    fvcore = {(f.layer, f.quantity): f for f in check.peer("fvcore").layers}
+    nearest, bilinear = fvcore["1", Quantity.OTHER_OPS], fvcore["2", Quantity.OTHER_OPS]
+    assert (nearest.reported, nearest.status) == (4 * 16 * 16, Status.EXPLAINED) and "copy" in nearest.reason
+    assert (bilinear.reported, bilinear.status) == (4 * 4 * 32 * 32, Status.EXPLAINED) and "7" in bilinear.reason
+
+
 @pytest.mark.parametrize("name", zoo_names())
 def test_every_zoo_model_agrees(name):
     pytest.importorskip("torch")

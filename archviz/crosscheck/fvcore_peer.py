@@ -44,6 +44,10 @@ OTHER_OP_REASONS = MappingProxyType({
                   "1 without",
     "adaptive_avg_pool2d": "fvcore counts one flop per input element of adaptive_avg_pool2d "
                            "(elementwise_flop_counter(1, 0))",
+    "upsample_nearest2d": "fvcore counts one flop per output of a nearest upsampling (elementwise_flop_counter(0, 1)); "
+                          "archviz counts a copy as no op",
+    "upsample_bilinear2d": "fvcore counts 4 flops per output of a bilinear upsampling (elementwise_flop_counter(0, 4)); "
+                           "archviz counts its 4 multiplies and 3 adds, 7",
 })
 
 
