@@ -17,7 +17,7 @@ import inspect
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 from archviz.errors import ShapeError
 from archviz.format import exact as fmt_int, shape as fmt_shape  # noqa: F401  (the ops' names for them)
@@ -269,6 +269,23 @@ class Free(NoMacs):
 
 
 # --- shared helpers -------------------------------------------------------------------------------
+
+def lazy_torch_classes(module: str, names: tuple[str, ...], build: Callable[[], dict[str, type]]):
+    """A module-level __getattr__ serving the torch module classes `build` makes, made on the first request (so
+    importing the registry never imports torch) and named as attributes of `module`, so models holding them pickle."""
+    made: dict[str, type] = {}
+
+    def __getattr__(name: str) -> type:
+        if name not in names:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        if not made:
+            for key, cls in build().items():
+                cls.__module__, cls.__qualname__ = module, key
+                made[key] = cls
+        return made[name]
+
+    return __getattr__
+
 
 def numel(shape: Shape) -> int:
     return math.prod(shape)

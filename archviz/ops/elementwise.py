@@ -8,7 +8,6 @@ its __getattr__), so importing the registry never imports torch and models holdi
 
 from __future__ import annotations
 
-from functools import cache
 
 from archviz.errors import ShapeError
 from archviz.ops.activation import (
@@ -17,6 +16,7 @@ from archviz.ops.activation import (
 from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, NoMacs, NoWindow, Op, OpKind, SameShape, Step, Weight, fmt_int, fmt_shape, numel,
 )
+from archviz.ops.base import lazy_torch_classes
 from archviz.ops.interop import (
     Mapped, NotRepresentable, OnnxLayer, Signature, TorchCalls, is_close, is_ref, module_args, onnx_as, onnx_float,
     onnx_reads_as, unary,
@@ -138,7 +138,7 @@ class Erf(_Activation):
     onnx_reads = {"Erf": onnx_reads_as("erf")}
 
     def build_torch(self, attrs, in_shapes):
-        return _classes()["Erf"]()
+        return __getattr__("ErfModule")()
 
 
 def _read_log_softmax(r):
@@ -443,7 +443,7 @@ class _Binary(NoWindow, NoMacs, Op):
         e.add(type(self).__name__, x, node.name, node.name)
 
     def build_torch(self, attrs, in_shapes):
-        return _classes()[type(self).__name__]()
+        return __getattr__(f"{type(self).__name__}Module")()
 
 
 def _calls(op: str, operation: str, reverse: str, paths: tuple[str, ...], reflected: tuple[str, ...],
@@ -539,7 +539,7 @@ class Scalar(SameShape, NoMacs, Op):
         e.add(op_type, [value, x[0]] if first else [x[0], value], node.name, node.name)
 
     def build_torch(self, attrs, in_shapes):
-        return _classes()["Scalar"](attrs["operation"], attrs["value"])
+        return __getattr__("ScalarModule")(attrs["operation"], attrs["value"])
 
 
 # --- other pointwise functions ------------------------------------------------------------------------------------
@@ -553,7 +553,7 @@ class _Function(_Activation):
         return {}
 
     def build_torch(self, attrs, in_shapes):
-        return _classes()["Function"](self.call, self.function_args(attrs))
+        return __getattr__("FunctionModule")(self.call, self.function_args(attrs))
 
 
 def _function(name: str, call: str, per_element: int, reason: str, onnx_type: str, paths: tuple[str, ...], doc: str,
@@ -693,16 +693,10 @@ class Clamp(_Function):
 
 # --- the torch modules of the ops torch has none for ---------------------------------------------------------------
 
-_CLASS_NAMES = ("Erf", "Sub", "Div", "Scalar", "Function")
+# the torch modules' names, which differ from the ops' (pickle finds a class by its module and name)
+_CLASS_NAMES = ("ErfModule", "SubModule", "DivModule", "ScalarModule", "FunctionModule")
 
 
-def __getattr__(name: str):
-    if name in _CLASS_NAMES:
-        return _classes()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@cache
 def _classes() -> dict[str, type]:
     from archviz.torch_build import import_torch
 
@@ -764,7 +758,8 @@ def _classes() -> dict[str, type]:
         def extra_repr(self) -> str:
             return ", ".join([self.name, *(f"{k}={v}" for k, v in self.arguments.items())])
 
-    classes = {"Erf": Erf, "Sub": Sub, "Div": Div, "Scalar": Scalar, "Function": Function}
-    for cls in classes.values():
-        cls.__module__, cls.__qualname__ = __name__, cls.__name__
+    classes = {"ErfModule": Erf, "SubModule": Sub, "DivModule": Div, "ScalarModule": Scalar, "FunctionModule": Function}
     return classes
+
+
+__getattr__ = lazy_torch_classes(__name__, _CLASS_NAMES, _classes)

@@ -10,25 +10,19 @@ models holding them pickle.
 from __future__ import annotations
 
 import math
-from functools import cache
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, NoWindow, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel, require_rank,
 )
+from archviz.ops.base import lazy_torch_classes
 from archviz.ops.interop import Mapped, NotRepresentable, Signature, TorchCalls, is_close, is_ref, onnx_float
 from archviz.ops.registry import register
 
-_CLASS_NAMES = ("MatMul", "Einsum", "ScaledDotProductAttention", "SelfAttention")
+# the torch modules' names, which differ from the ops' (pickle finds a class by its module and name)
+_CLASS_NAMES = ("MatMulModule", "EinsumModule", "ScaledDotProductAttentionModule", "SelfAttention")
 
 
-def __getattr__(name: str):
-    if name in _CLASS_NAMES:
-        return _classes()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@cache
 def _classes() -> dict[str, type]:
     from archviz.torch_build import import_torch
 
@@ -85,10 +79,8 @@ def _classes() -> dict[str, type]:
                 self.dropout, self.out_proj.weight, self.out_proj.bias, training=self.training, need_weights=True)
             return out.transpose(0, 1)
 
-    classes = {"MatMul": MatMul, "Einsum": Einsum, "ScaledDotProductAttention": ScaledDotProductAttention,
+    classes = {"MatMulModule": MatMul, "EinsumModule": Einsum, "ScaledDotProductAttentionModule": ScaledDotProductAttention,
                "SelfAttention": SelfAttention}
-    for name, cls in classes.items():
-        cls.__module__, cls.__qualname__ = __name__, name
     return classes
 
 
@@ -168,7 +160,7 @@ class MatMul(NoWindow, Op):
         e.add("MatMul", x[:2], node.name, node.name)
 
     def build_torch(self, attrs, in_shapes):
-        return _classes()["MatMul"]()
+        return __getattr__("MatMulModule")()
 
 
 def read_matmul_of_activations(r):
@@ -310,7 +302,7 @@ class Einsum(NoWindow, Op):
         e.add("Einsum", x[:2], node.name, node.name, equation=node.attrs["equation"])
 
     def build_torch(self, attrs, in_shapes):
-        return _classes()["Einsum"](attrs["equation"])
+        return __getattr__("EinsumModule")(attrs["equation"])
 
 
 # --- scaled dot-product attention ----------------------------------------------------------------------------------
@@ -444,7 +436,7 @@ class ScaledDotProductAttention(NoWindow, Op):
         e.add(name, inputs, node.name, node.name, domain=e.domain)
 
     def build_torch(self, attrs, in_shapes):
-        return _classes()["ScaledDotProductAttention"](attrs["dropout_p"], attrs["is_causal"], attrs["scale"])
+        return __getattr__("ScaledDotProductAttentionModule")(attrs["dropout_p"], attrs["is_causal"], attrs["scale"])
 
 
 # --- multi-head self-attention -------------------------------------------------------------------------------------
@@ -592,4 +584,7 @@ class MultiheadAttention(NoWindow, Op):
         e.add("MultiheadSelfAttention", inputs, path, path, domain=e.domain)
 
     def build_torch(self, attrs, in_shapes):
-        return _classes()["SelfAttention"](attrs["embed_dim"], attrs["num_heads"], attrs["dropout"], attrs["bias"])
+        return __getattr__("SelfAttention")(attrs["embed_dim"], attrs["num_heads"], attrs["dropout"], attrs["bias"])
+
+
+__getattr__ = lazy_torch_classes(__name__, _CLASS_NAMES, _classes)

@@ -6,18 +6,11 @@ the module's __getattr__), so models holding them pickle.
 
 from __future__ import annotations
 
-from functools import cache
+from archviz.ops.base import lazy_torch_classes
 
 _CLASS_NAMES = ("Mul", "Reshape", "Permute", "Narrow", "AddParameter", "MulParameter", "SpatialMean")
 
 
-def __getattr__(name: str):
-    if name in _CLASS_NAMES:
-        return _classes()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@cache
 def _classes() -> dict[str, type]:
     from archviz.torch_build import import_torch
 
@@ -100,6 +93,7 @@ def _classes() -> dict[str, type]:
 
     classes = {"SpatialMean": SpatialMean, "Mul": Mul, "Reshape": Reshape, "Permute": Permute, "Narrow": Narrow, "AddParameter": AddParameter,
                "MulParameter": MulParameter}
-    for name, cls in classes.items():
-        cls.__module__, cls.__qualname__ = __name__, name
     return classes
+
+
+__getattr__ = lazy_torch_classes(__name__, _CLASS_NAMES, _classes)

@@ -11,6 +11,7 @@ from archviz.ops.base import (
     Arg, ArgKind, Example, NoMacs, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape,
     numel, pair, require_rank,
 )
+from archviz.ops.base import lazy_torch_classes
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_ref, onnx_pads, onnx_pair, onnx_symmetric,
     window_matrix,
@@ -1011,38 +1012,27 @@ class AdaptiveMaxPool3d(_AdaptiveMaxNd):
 
 # --- reductions -------------------------------------------------------------------------------------------------------
 
-_MODULE_CLASSES: dict[str, type] = {}
+def _reduce_module() -> dict[str, type]:
+    import torch
+    from torch import nn
+
+    class Reduce(nn.Module):
+        """torch.mean, torch.sum or torch.amax of x over `dim` (torch counting, the batch is dim 0)."""
+
+        def __init__(self, mode: str, dim, keepdim: bool):
+            super().__init__()
+            self.mode, self.dim, self.keepdim = mode, tuple(dim), keepdim
+
+        def forward(self, x):
+            return getattr(torch, self.mode)(x, self.dim, self.keepdim)
+
+        def extra_repr(self) -> str:
+            return f"mode={self.mode}, dim={self.dim}, keepdim={self.keepdim}"
+
+    return {"Reduce": Reduce}
 
 
-def __getattr__(name: str):
-    """Reduce, the torch module of the reductions: made on first use (this module imports no torch), an attribute
-    of this module so that models holding it pickle."""
-    if name == "Reduce":
-        return _reduce_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _reduce_class() -> type:
-    if "Reduce" not in _MODULE_CLASSES:
-        import torch
-        from torch import nn
-
-        class Reduce(nn.Module):
-            """torch.mean, torch.sum or torch.amax of x over `dim` (torch counting, the batch is dim 0)."""
-
-            def __init__(self, mode: str, dim, keepdim: bool):
-                super().__init__()
-                self.mode, self.dim, self.keepdim = mode, tuple(dim), keepdim
-
-            def forward(self, x):
-                return getattr(torch, self.mode)(x, self.dim, self.keepdim)
-
-            def extra_repr(self) -> str:
-                return f"mode={self.mode}, dim={self.dim}, keepdim={self.keepdim}"
-
-        Reduce.__module__, Reduce.__qualname__ = __name__, "Reduce"
-        _MODULE_CLASSES["Reduce"] = Reduce
-    return _MODULE_CLASSES["Reduce"]
+__getattr__ = lazy_torch_classes(__name__, ("Reduce",), _reduce_module)  # made on first use, pickled by name
 
 
 class _Reduce(NoMacs, Op):
@@ -1119,7 +1109,7 @@ class _Reduce(NoMacs, Op):
         e.add(self.onnx_type, [x[0], axes], node.name, node.name, keepdims=int(node.attrs["keepdim"]))
 
     def build_torch(self, attrs, in_shapes):
-        return _reduce_class()(self.mode, attrs["dim"], attrs["keepdim"])
+        return __getattr__("Reduce")(self.mode, attrs["dim"], attrs["keepdim"])
 
 
 _SUM = Signature(("input", "dim", "keepdim", "dtype"), _reduction("reduce_sum"), {"dim": None, "keepdim": False,

@@ -6,6 +6,7 @@ from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, Free, NoMacs, NoWindow, Op, OpKind, SameShape, Step, fmt_int, fmt_shape, numel,
 )
+from archviz.ops.base import lazy_torch_classes
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_ref, join, module_args, onnx_as, onnx_float,
     onnx_join, onnx_reads_as, onnx_reshape,
@@ -373,7 +374,7 @@ class Stack(NoWindow, Free, Op):
         e.add(f"Stack{n}", [*x, axes, parts, out], node.name, node.name, domain=e.domain)
 
     def build_torch(self, attrs, in_shapes):
-        return _module("StackJoin")(attrs["dim"])
+        return __getattr__("StackJoin")(attrs["dim"])
 
 
 # --- the torch modules that rebuild the ops above (made on first use: importing the registry never imports torch;
@@ -382,35 +383,25 @@ class Stack(NoWindow, Free, Op):
 _MODULE_NAMES = ("StackJoin",)
 
 
-def __getattr__(name: str):
-    if name in _MODULE_NAMES:
-        return _module(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def _torch_modules() -> dict[str, type]:
+    from archviz.torch_build import import_torch
+
+    torch = import_torch()
+
+    class StackJoin(torch.nn.Module):
+        """torch.stack of its inputs along `dim` (torch counting, in the output: the batch is dim 0)."""
+
+        def __init__(self, dim: int):
+            super().__init__()
+            self.dim = dim
+
+        def forward(self, *tensors):
+            return torch.stack(tensors, self.dim)
+
+        def extra_repr(self) -> str:
+            return f"dim={self.dim}"
+
+    return {"StackJoin": StackJoin}
 
 
-_CACHE: dict = {}
-
-
-def _module(name: str):
-    if not _CACHE:
-        from archviz.torch_build import import_torch
-
-        torch = import_torch()
-
-        class StackJoin(torch.nn.Module):
-            """torch.stack of its inputs along `dim` (torch counting, in the output: the batch is dim 0)."""
-
-            def __init__(self, dim: int):
-                super().__init__()
-                self.dim = dim
-
-            def forward(self, *tensors):
-                return torch.stack(tensors, self.dim)
-
-            def extra_repr(self) -> str:
-                return f"dim={self.dim}"
-
-        for key, cls in {"StackJoin": StackJoin}.items():
-            cls.__module__, cls.__qualname__ = __name__, key
-            _CACHE[key] = cls
-    return _CACHE[name]
+__getattr__ = lazy_torch_classes(__name__, _MODULE_NAMES, _torch_modules)

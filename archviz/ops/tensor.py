@@ -15,6 +15,7 @@ from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, Free, NoMacs, NoWindow, Op, OpKind, SameShape, Shape, Step, Weight, Window, fmt_int,
     fmt_shape, numel, require_rank,
 )
+from archviz.ops.base import lazy_torch_classes
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Ref, Signature, TorchCalls, batch_dim, is_ref, join, module_args, onnx_as, onnx_join,
     onnx_reshape,
@@ -704,7 +705,7 @@ class StridedSlice(Free, Op):
         return f"dim {attrs['dim']} [{attrs['start']}:{attrs['stop']}:{attrs['step']}]"
 
     def build_torch(self, attrs, in_shapes):
-        return _module("StridedSlice")(attrs["dim"], attrs["start"], attrs["stop"], attrs["step"])
+        return __getattr__("StridedSliceModule")(attrs["dim"], attrs["start"], attrs["stop"], attrs["step"])
 
 
 def _select(a, out):
@@ -788,7 +789,7 @@ class Select(NoWindow, Free, Op):
         return f"dim {attrs['dim']} [{attrs['index']}]"
 
     def build_torch(self, attrs, in_shapes):
-        return _module("Select")(attrs["dim"], attrs["index"])
+        return __getattr__("SelectModule")(attrs["dim"], attrs["index"])
 
 
 def _roll(a, out):
@@ -909,7 +910,7 @@ class Roll(SameShape, Free, Op):
         e.add(f"Roll{k}", inputs, node.name, node.name, domain=e.domain)
 
     def build_torch(self, attrs, in_shapes):
-        return _module("Roll")(attrs["shifts"], attrs["dims"])
+        return __getattr__("RollModule")(attrs["shifts"], attrs["dims"])
 
 
 class _WithParameter(SameShape, NoMacs, Op):
@@ -1068,26 +1069,17 @@ class Expand(NoWindow, Free, Op):
         return f"-> {fmt_shape(attrs['shape'])}"
 
     def build_torch(self, attrs, in_shapes):
-        return _module("Expand")(attrs["shape"])
+        return __getattr__("ExpandModule")(attrs["shape"])
 
 
 # --- the torch modules that rebuild the ops above (made on first use: importing the registry never imports torch;
 # they are attributes of this module, read through __getattr__, so models holding them pickle) ---------------------
 
-_MODULE_NAMES = ("Expand", "StridedSlice", "Select", "Roll")
+# the torch modules' names, which differ from the ops' (pickle finds a class by its module and name)
+_MODULE_NAMES = ("ExpandModule", "StridedSliceModule", "SelectModule", "RollModule")
 
 
-def __getattr__(name: str):
-    if name in _MODULE_NAMES:
-        return _module(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _module(name: str):
-    return _torch_modules()[name]
-
-
-def _torch_modules_factory():
+def _torch_modules():
     from archviz.torch_build import import_torch
 
     nn = import_torch().nn
@@ -1144,16 +1136,7 @@ def _torch_modules_factory():
         def extra_repr(self) -> str:
             return f"shifts={self.shifts}, dims={self.dims}"
 
-    classes = {"Expand": Expand, "StridedSlice": StridedSlice, "Select": Select, "Roll": Roll}
-    for key, cls in classes.items():
-        cls.__module__, cls.__qualname__ = __name__, key
-    return classes
+    return {"ExpandModule": Expand, "StridedSliceModule": StridedSlice, "SelectModule": Select, "RollModule": Roll}
 
 
-_CACHE: dict = {}
-
-
-def _torch_modules() -> dict:
-    if not _CACHE:
-        _CACHE.update(_torch_modules_factory())
-    return _CACHE
+__getattr__ = lazy_torch_classes(__name__, _MODULE_NAMES, _torch_modules)
