@@ -23,5 +23,6 @@ from archviz.ops.base import Arg, ArgKind, Op, OpKind, Shape, Step, Window
 from archviz.ops.registry import all_names, all_ops, canonical_name, get_op, has_formula
 
 __all__ = [
-    "Arg", "ArgKind", "Op", "OpKind", "Shape", "Step", "Window", "all_names", "all_ops", "canonical_name", "get_op", "has_formula",
+    "Arg", "ArgKind", "Op", "OpKind", "Shape", "Step", "Window", "all_names", "all_ops", "canonical_name", "get_op",
+    "has_formula",
 ]

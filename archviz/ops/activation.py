@@ -100,7 +100,8 @@ def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), 
             "__doc__": doc or f"{torch_class}: {per_element} op(s) per element ({reason}). No params.",
             "name": name, "aliases": aliases, "torch_class": torch_class, "keras_class": "Activation",
             "ops_per_element": per_element, "ops_reason": reason, "args": (*args, *((_INPLACE,) if inplace else ())),
-            "inplace_capable": inplace, "examples": examples, "torch_calls": calls, "write_onnx": onnx, "onnx_reads": reads,
+            "inplace_capable": inplace, "examples": examples, "torch_calls": calls, "write_onnx": onnx,
+            "onnx_reads": reads,
         },
     )
     return register(cls)
@@ -129,14 +130,16 @@ _activation(
         "torch.nn.functional.leaky_relu": Signature(("input", "negative_slope", "inplace"), _leaky_relu,
                                                     {"negative_slope": 0.01, "inplace": False})}),
     onnx=onnx_as("LeakyRelu", lambda a: {"alpha": a["negative_slope"]}),
-    reads={"LeakyRelu": onnx_reads_as("leaky_relu", lambda r: {"negative_slope": onnx_float(r.attrs.get("alpha", 0.01))})},
+    reads={"LeakyRelu": onnx_reads_as(
+        "leaky_relu", lambda r: {"negative_slope": onnx_float(r.attrs.get("alpha", 0.01))})},
 )
 _activation("sigmoid", "nn.Sigmoid", 3, "exp, add, divide", calls=_traced("sigmoid", "nn.Sigmoid", (), {
     "torch.sigmoid": _plain("sigmoid"), "torch.nn.functional.sigmoid": _plain("sigmoid"),
     "Tensor.sigmoid": _plain("sigmoid")}), onnx=onnx_as("Sigmoid"),
     reads={"Sigmoid": lambda r: r.gated("sigmoid", "silu")})  # x * sigmoid(x) is silu
 _activation("tanh", "nn.Tanh", 5, "two exps, two adds, divide", calls=_traced("tanh", "nn.Tanh", (), {
-    "torch.tanh": _plain("tanh"), "torch.nn.functional.tanh": _plain("tanh"), "Tensor.tanh": _plain("tanh")}), onnx=onnx_as("Tanh"),
+    "torch.tanh": _plain("tanh"), "torch.nn.functional.tanh": _plain("tanh"), "Tensor.tanh": _plain("tanh")}),
+    onnx=onnx_as("Tanh"),
     reads={"Tanh": onnx_reads_as("tanh")})
 _activation(
     "gelu", "nn.GELU", 8, "tanh approximation: cube, multiply-adds, tanh",
@@ -152,7 +155,8 @@ _activation("silu", "nn.SiLU", 4, "x * sigmoid(x)", aliases=("swish",), inplace=
             onnx=onnx_gated("Sigmoid"), reads={"Swish": _read_swish})
 _activation("hardswish", "nn.Hardswish", 5, "x * min(max(x + 3, 0), 6) / 6: add, two compares, multiply, divide",
             aliases=("hard_swish",), inplace=True, calls=_traced(
-                "hardswish", "nn.Hardswish", ("inplace",), {"torch.nn.functional.hardswish": _with_inplace("hardswish")}),
+                "hardswish", "nn.Hardswish", ("inplace",),
+                {"torch.nn.functional.hardswish": _with_inplace("hardswish")}),
             onnx=onnx_gated("HardSigmoid", alpha=1 / 6, beta=0.5), reads={"HardSwish": onnx_reads_as("hardswish")})
 _activation("hardsigmoid", "nn.Hardsigmoid", 4, "min(max(x + 3, 0), 6) / 6: add, two compares, divide",
             aliases=("hard_sigmoid",), inplace=True, calls=_traced(
@@ -190,7 +194,8 @@ class Softmax(_Activation):
     ops_reason = "exp, sum, divide"
     args = (Arg("dim", ArgKind.SIGNED_INT, 1, doc="torch's dim, counting the batch as 0"),)
     torch_calls = TorchCalls(
-        modules={"torch.nn.Softmax": lambda m, refs: None if m.dim is None else Mapped("softmax", {"dim": m.dim}, refs)},
+        modules={"torch.nn.Softmax": lambda m, refs: (
+            None if m.dim is None else Mapped("softmax", {"dim": m.dim}, refs))},
         functions={"torch.nn.functional.softmax": _SOFTMAX, "torch.softmax": _SOFTMAX,
                    "Tensor.softmax": Signature(("input", "dim", "dtype"), _softmax, {"dtype": None})})
     write_onnx = onnx_as("Softmax", lambda a: {"axis": a["dim"]})

@@ -203,7 +203,8 @@ class Conv2d(Op):
 
     name = "conv2d"
     examples = (Example({"out_channels": 4, "kernel_size": 3}, ((3, 9, 8),)),
-                Example({"out_channels": 6, "kernel_size": [3, 2], "stride": 2, "padding": 1, "groups": 3, "bias": False},
+                Example({"out_channels": 6, "kernel_size": [3, 2], "stride": 2, "padding": 1, "groups": 3,
+                         "bias": False},
                         ((3, 9, 8),)),
                 Example({"out_channels": 2, "kernel_size": 3, "dilation": 2, "padding": "same"}, ((2, 9, 9),)),
                 Example({"out_channels": 2, "kernel_size": 2, "padding": "same"}, ((1, 7, 6),)),

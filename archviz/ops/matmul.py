@@ -79,7 +79,8 @@ def _classes() -> dict[str, type]:
                 self.dropout, self.out_proj.weight, self.out_proj.bias, training=self.training, need_weights=True)
             return out.transpose(0, 1)
 
-    classes = {"MatMulModule": MatMul, "EinsumModule": Einsum, "ScaledDotProductAttentionModule": ScaledDotProductAttention,
+    classes = {"MatMulModule": MatMul, "EinsumModule": Einsum,
+               "ScaledDotProductAttentionModule": ScaledDotProductAttention,
                "SelfAttention": SelfAttention}
     return classes
 

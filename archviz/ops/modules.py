@@ -91,7 +91,8 @@ def _classes() -> dict[str, type]:
         def forward(self, x):
             return x.mean((2, 3))
 
-    classes = {"SpatialMean": SpatialMean, "Mul": Mul, "Reshape": Reshape, "Permute": Permute, "Narrow": Narrow, "AddParameter": AddParameter,
+    classes = {"SpatialMean": SpatialMean, "Mul": Mul, "Reshape": Reshape, "Permute": Permute, "Narrow": Narrow,
+               "AddParameter": AddParameter,
                "MulParameter": MulParameter}
     return classes
 

@@ -1,4 +1,5 @@
-"""Normalisation: batch norm (Ioffe & Szegedy 2015), layer norm (Ba et al. 2016) and local response norm (Krizhevsky et al. 2012)."""
+"""Normalisation: batch norm (Ioffe & Szegedy 2015), layer norm (Ba et al. 2016) and local response norm
+(Krizhevsky et al. 2012)."""
 
 from __future__ import annotations
 
