@@ -36,6 +36,20 @@ def shape(dims) -> str:
     return "x".join(str(d) for d in dims)
 
 
+NOT_TRACKED = "not tracked"  # a receptive field where the input is not a C x H x W image (tokens, sequences)
+
+
+def field_text(values) -> str:
+    """A receptive field as pair_text writes it, or NOT_TRACKED where the report has none (None)."""
+    return NOT_TRACKED if values is None else pair_text(values)
+
+
+def widest(fields):
+    """The largest (height x width) of some receptive fields; None where any is not tracked."""
+    fields = list(fields)
+    return None if any(f is None for f in fields) else max(fields, key=lambda f: f[0] * f[1])
+
+
 def pair_text(values) -> str:
     """(212, 212) -> '212'; (7, 3) -> '7x3'; a fraction (a jump after a pixel shuffle) as a decimal: 0.5."""
     a, b = (float(v) for v in values)

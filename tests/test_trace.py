@@ -375,3 +375,18 @@ def test_a_batch_moved_inward_is_followed_per_sample():
 def test_a_batch_folded_into_windows_is_refused_with_why():
     with pytest.raises(UnsupportedOpError, match="folds the batch into dim 0 with a dim of the model's own .*window"):
         archviz.load(f"{TINY}:Windows", input=(8, 8, 8))
+
+
+def test_a_token_model_has_no_receptive_field_in_pixels():
+    """Tokens (N, C) are no image: the report says the field is not tracked, nowhere a figure in pixels."""
+    from archviz.analysis.explain import explain_layer
+    from archviz.render.data import report_csv, report_dict
+
+    report = archviz.inspect(f"{TINY}:Attention", input=(10, 32))
+    assert {(s.receptive_field, s.jump, s.start) for s in report.layers} == {(None, None, None)}
+    assert {layer["receptive_field"] for layer in report_dict(report)["layers"]} == {None}
+    assert report_csv(report).splitlines()[1].endswith(",")
+    step = next(s for s in explain_layer(report, "proj").steps if s.quantity == "receptive field")
+    assert "not tracked" in step.arithmetic
+    result = run("inspect", f"{TINY}:Attention", "-i", "10x32", "--no-crosscheck")
+    assert "not tracked: the input is not a C x H x W image" in result.stdout

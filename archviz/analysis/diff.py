@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from archviz.analysis.report import Report
 from archviz.ops import OpKind, get_op
-from archviz.format import human, pair_text, shape
+from archviz.format import human, pair_text, shape, widest
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Stage:
     macs: int
     activation_bytes: int
     out_channels: int | None
-    receptive_field: tuple[int, int]
+    receptive_field: tuple[int, int] | None
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def stages(report: Report) -> list[Stage]:
             params=sum(s.params for s in layers), macs=sum(s.macs for s in layers),
             activation_bytes=sum(s.activation_bytes for s in layers),
             out_channels=layers[-1].out_shape[0] if key is not None else None,
-            receptive_field=max((s.receptive_field for s in layers), key=lambda f: f[0] * f[1]),
+            receptive_field=widest(s.receptive_field for s in layers),
         ))
     return result
 
@@ -106,5 +106,7 @@ def summarize(a: Report, b: Report) -> list[str]:
     lines.append(f"Peak activation memory: {human(tb.peak_activation_bytes)}B for {b.model} vs "
                  f"{human(ta.peak_activation_bytes)}B for {a.model}.")
     rf_a, rf_b = a.layers[-1].receptive_field, b.layers[-1].receptive_field
-    lines.append(f"Receptive field at the output: {pair_text(rf_b)} px for {b.model} vs {pair_text(rf_a)} px for {a.model}.")
+    if rf_a is not None and rf_b is not None:
+        lines.append(f"Receptive field at the output: {pair_text(rf_b)} px for {b.model} vs {pair_text(rf_a)} px for "
+                     f"{a.model}.")
     return lines

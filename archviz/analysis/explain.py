@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from archviz.analysis.names import find_layer
 from archviz.analysis.receptive import receptive_fields
-from archviz.analysis.report import LayerStats, Report
+from archviz.analysis.report import LayerStats, Report, tracks_fields
 from archviz.graph.ir import INPUT
 from archviz.ops import Step, get_op
 from archviz.ops.base import fmt_int, fmt_shape
@@ -37,7 +37,8 @@ def explain_layer(report: Report, name: str, *, fields: dict | None = None) -> E
     ['(11*11*3 + 1)*96']
     """
     stats = find_layer(report, name)
-    fields = fields if fields is not None else receptive_fields(report.graph)
+    if fields is None:
+        fields = receptive_fields(report.graph) if tracks_fields(report.graph) else {}
     node = report.graph.node(stats.name)
     op = get_op(node.op)
     in_shapes = list(node.in_shapes)
@@ -72,6 +73,8 @@ def _cost_steps(op, node, stats: LayerStats, report: Report) -> list[Step]:
 
 
 def _field_steps(op, node, fields: dict) -> list[Step]:
+    if node.name not in fields:
+        return [Step("receptive field", "not tracked: the input is not a C x H x W image", "-")]
     here = fields[node.name]
     source = max((fields[name] for name in node.inputs), key=lambda f: f.size[0] * f.size[1])
     window = op.window(node.attrs, list(node.in_shapes))

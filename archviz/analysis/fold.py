@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archviz.analysis.report import LayerStats, Report
+from archviz.format import widest
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Row:
     buffers: int
     macs: int
     activation_bytes: int
-    receptive_field: tuple[int, int]
+    receptive_field: tuple[int, int] | None
     depth: int
     is_group: bool
     layer_count: int = 1
@@ -87,6 +88,6 @@ def _group_row(path: str, scope, layers: list[LayerStats], *, folded: bool) -> R
         name=path, label=label, summary=f"{len(layers)} layers" + (", folded" if folded else ""),
         out_shape=last.out_shape, params=sum(s.params for s in layers), buffers=sum(s.buffers for s in layers),
         macs=sum(s.macs for s in layers), activation_bytes=sum(s.activation_bytes for s in layers),
-        receptive_field=max((s.receptive_field for s in layers), key=lambda f: f[0] * f[1]),
+        receptive_field=widest(s.receptive_field for s in layers),
         depth=path.count("."), is_group=True, layer_count=len(layers),
     )

@@ -53,9 +53,9 @@ class LayerStats:
     other_ops: int
     activation_elements: int
     activation_bytes: int
-    receptive_field: tuple[int, int]
-    jump: tuple[int, int]
-    start: tuple[float, float]
+    receptive_field: tuple[int, int] | None  # None: the input is not a C x H x W image, so no field in pixels
+    jump: tuple[int, int] | None
+    start: tuple[float, float] | None
     scope: str
     line: int | None
     counted: bool = True  # False for an op without a formula (opaque): its MACs and other ops are unknown, not zero
@@ -115,9 +115,9 @@ def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32)
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise SpecError(f"batch must be a positive integer, got {batch!r}")
     dtype = DType(dtype)
-    fields = receptive_fields(graph)
+    fields = receptive_fields(graph) if tracks_fields(graph) else {}
     cache: dict = {}
-    layers = tuple(_layer_stats(node, fields[node.name], batch, dtype, cache) for node in graph.nodes)
+    layers = tuple(_layer_stats(node, fields.get(node.name), batch, dtype, cache) for node in graph.nodes)
     return Report(
         model=graph.name, description=graph.description, input=graph.input_shape, batch=batch, dtype=dtype,
         layers=layers, totals=_totals(graph, layers, batch, dtype), graph=graph,
@@ -166,9 +166,10 @@ def _layer_stats(node, field_, batch: int, dtype: DType, cache: dict) -> LayerSt
         name=node.name, op=node.op, kind=op.kind, summary=op.summary, in_shapes=node.in_shapes,
         out_shape=node.out_shape, params=op.params if owns_weights else 0, buffers=op.buffers if owns_weights else 0,
         macs=macs, flops=2 * macs, other_ops=op.other_ops * batch,
-        activation_elements=elements, activation_bytes=elements * dtype.bytes, receptive_field=_whole(field_.size),
-        jump=_plain(field_.jump), start=field_.start, scope=node.scope, line=node.line, counted=op.counted,
-        shares=node.shares,
+        activation_elements=elements, activation_bytes=elements * dtype.bytes,
+        receptive_field=None if field_ is None else _whole(field_.size),
+        jump=None if field_ is None else _plain(field_.jump), start=None if field_ is None else field_.start,
+        scope=node.scope, line=node.line, counted=op.counted, shares=node.shares,
     )
 
 
@@ -194,6 +195,12 @@ def weight_depth(graph: Graph) -> int:
         counts = 1 if get_op(node.op).kind in (OpKind.CONV, OpKind.LINEAR) else 0
         longest[node.name] = max(longest[name] for name in node.inputs) + counts
     return longest[graph.output]
+
+
+def tracks_fields(graph: Graph) -> bool:
+    """Receptive fields are in pixels of an image: tracked where the input is C x H x W, not for tokens or
+    sequences (a (N, C) or (C, L) input), where a "field of 4x8 pixels" would mean nothing."""
+    return len(graph.input_shape) == 3
 
 
 def _whole(sizes: tuple) -> tuple[int, ...]:

@@ -20,7 +20,7 @@ import json
 import re
 
 from archviz.analysis.report import CONVENTIONS, LayerStats, Report
-from archviz.format import shape
+from archviz.format import NOT_TRACKED, shape
 from archviz.render.visible import visible
 
 SCHEMA_VERSION = 1
@@ -34,8 +34,8 @@ def layer_dict(stats: LayerStats) -> dict:
         "input_shapes": [list(s) for s in stats.in_shapes], "output_shape": list(stats.out_shape),
         "params": stats.params, "buffers": stats.buffers, "macs": stats.macs, "flops": stats.flops,
         "other_ops": stats.other_ops, "activation_elements": stats.activation_elements,
-        "activation_bytes": stats.activation_bytes, "receptive_field": list(stats.receptive_field),
-        "jump": list(stats.jump), "start": list(stats.start), "line": stats.line, "counted": stats.counted,
+        "activation_bytes": stats.activation_bytes, "receptive_field": _listed(stats.receptive_field),
+        "jump": _listed(stats.jump), "start": _listed(stats.start), "line": stats.line, "counted": stats.counted,
         "shares": stats.shares,
     }
 
@@ -73,13 +73,22 @@ def report_json(report: Report) -> str:
     return json.dumps(data, indent=2).replace(json.dumps(_LAYERS_SLOT), f"[\n{body}\n  ]" if layers else "[]", 1)
 
 
+def _field_shape(pair) -> str:
+    """'195x195', or NOT_TRACKED where the input is not an image."""
+    return NOT_TRACKED if pair is None else shape(pair)
+
+
+def _listed(pair) -> list | None:
+    return None if pair is None else list(pair)
+
+
 def report_csv(report: Report) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for s in report.layers:
         writer.writerow([s.name, s.op, s.kind, shape(s.out_shape), s.params, s.buffers, s.macs, s.flops, s.other_ops,
-                         s.activation_bytes, shape(s.receptive_field)])
+                         s.activation_bytes, "" if s.receptive_field is None else _field_shape(s.receptive_field)])
     return buffer.getvalue()
 
 
@@ -90,7 +99,7 @@ def report_markdown(report: Report) -> str:
     for s in report.layers:
         kind = markdown_text(f"{s.op} {s.summary}".strip())
         lines.append(f"| {markdown_code(s.name)} | {kind} | {shape(s.out_shape)} | {s.params:,} | {s.macs:,} | "
-                     f"{s.activation_bytes:,} | {shape(s.receptive_field)} |")
+                     f"{s.activation_bytes:,} | {_field_shape(s.receptive_field)} |")
     t = report.totals
     lines += ["", f"**Total params:** {t.params:,} &nbsp; **MACs:** {t.macs:,} &nbsp; **FLOPs:** {t.flops:,} &nbsp; "
               f"**Peak activation memory:** {t.peak_activation_bytes:,} bytes &nbsp; **Depth:** {t.depth}", "",

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from archviz.analysis.diff import Diff, ratio_text
 from archviz.render.data import report_dict
-from archviz.format import exact, human, pair_text, shape, size_bytes
+from archviz.format import exact, field_text, human, shape, size_bytes
 
 
 def _metric_rows(diff: Diff):
@@ -24,7 +24,7 @@ def _metric_rows(diff: Diff):
     yield "Depth (weight layers)", str(ta.depth), str(tb.depth), ta.depth, tb.depth
     yield "Layers", str(ta.layers), str(tb.layers), ta.layers, tb.layers
     rf_a, rf_b = diff.a.layers[-1].receptive_field, diff.b.layers[-1].receptive_field
-    yield "Receptive field", pair_text(rf_a), pair_text(rf_b), rf_a[0], rf_b[0]
+    yield "Receptive field", field_text(rf_a), field_text(rf_b), rf_a and rf_a[0], rf_b and rf_b[0]
 
 
 def totals_table(diff: Diff) -> Table:
@@ -61,7 +61,7 @@ def stage_rows(diff: Diff) -> list[list[list[str]]]:
             else:
                 size = stage.label if stage.out_channels is None else f"{stage.out_channels}x{stage.label}"
                 rows.append([label, model, size, str(stage.layers), human(stage.params), human(stage.macs),
-                             size_bytes(stage.activation_bytes), pair_text(stage.receptive_field)])
+                             size_bytes(stage.activation_bytes), field_text(stage.receptive_field)])
             label = ""
         stages.append(rows)
     return stages
@@ -91,7 +91,8 @@ def diff_dict(diff: Diff) -> dict:
         "stages": [
             [None if s is None else {"size": s.label, "out_channels": s.out_channels, "layers": s.layers,
                                      "params": s.params, "macs": s.macs, "activation_bytes": s.activation_bytes,
-                                     "receptive_field": list(s.receptive_field)} for s in pair]
+                                     "receptive_field": s.receptive_field and list(s.receptive_field)}
+             for s in pair]
             for pair in diff.stages
         ],
         "summary": list(diff.summary),

@@ -10,7 +10,7 @@ from rich.text import Text
 from archviz.analysis.fold import rows
 from archviz.analysis.report import CONVENTIONS, Report
 from archviz.render.crosscheck import crosscheck_text
-from archviz.format import exact, exact_and_human, human, pair_text, shape, size_bytes
+from archviz.format import exact, exact_and_human, field_text, human, pair_text, shape, size_bytes
 from archviz.ops import OpKind, get_op, has_formula
 
 MAX_ROWS = 2_000  # a table longer than this is for a file, not a terminal
@@ -57,7 +57,7 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
             kind = Text(row.label, style=style) + Text(f" {row.summary}" if row.summary else "")
         table.add_row(
             name, kind, shape(row.out_shape), exact(row.params) if row.params else "-",
-            _macs_cell(row), size_bytes(row.activation_bytes), pair_text(row.receptive_field),
+            _macs_cell(row), size_bytes(row.activation_bytes), field_text(row.receptive_field),
         )
     return table
 
@@ -92,7 +92,9 @@ def totals_table(report: Report) -> Table:
     table.add_row("Peak activation memory", f"{size_bytes(t.peak_activation_bytes)} (inference, at {t.peak_at})")
     table.add_row("All outputs (training)", size_bytes(t.activation_bytes))
     table.add_row("Depth", f"{t.depth} weight layers, {t.layers} layers in all")
-    table.add_row("Receptive field", f"{pair_text(report.layers[-1].receptive_field)} pixels at the output")
+    field = report.layers[-1].receptive_field
+    table.add_row("Receptive field", f"{pair_text(field)} pixels at the output" if field is not None
+                  else "not tracked: the input is not a C x H x W image")
     return table
 
 

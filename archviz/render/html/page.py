@@ -147,7 +147,7 @@ def _run_parts(run) -> tuple[str, str, dict]:
 
 
 def _comparison_table(reports: list[Report]) -> str:
-    from archviz.format import exact, human, pair_text, size_bytes
+    from archviz.format import exact, field_text, human, size_bytes
 
     rows = [
         ("Input", [shape(r.input) for r in reports]),
@@ -159,7 +159,7 @@ def _comparison_table(reports: list[Report]) -> str:
         ("All outputs (training)", [size_bytes(r.totals.activation_bytes) for r in reports]),
         ("Depth (weight layers)", [str(r.totals.depth) for r in reports]),
         ("Layers", [str(r.totals.layers) for r in reports]),
-        ("Receptive field", [pair_text(r.layers[-1].receptive_field) for r in reports]),
+        ("Receptive field", [field_text(r.layers[-1].receptive_field) for r in reports]),
     ]
     head = "".join(f'<th class="num">{html.escape(r.model)}</th>' for r in reports)
     body = "".join(

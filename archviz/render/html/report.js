@@ -72,7 +72,7 @@
       ["Peak activation memory", bytes(t.peak_activation_bytes), "inference, at " + t.peak_at],
       ["Depth", String(t.depth), `weight layers (${t.layers} layers in all)`],
       ["Input", shape(model.input), "batch " + model.batch],
-      ["Receptive field", shape(model.layers[model.layers.length - 1].receptive_field), "pixels at the output"],
+      fieldCard(model.layers[model.layers.length - 1].receptive_field),
     ];
     for (const [label, value, exact] of items) {
       container.append(el("div", { class: "card" }, el("div", { class: "label", text: label }),
@@ -89,6 +89,7 @@
   function cellText(layer, key) {
     const value = layer[key];
     if (key === "type") return `${layer.type} ${layer.summary}`.trim();
+    if (key === "receptive_field" && value === null) return "not tracked";
     if (key === "output_shape" || key === "receptive_field") return shape(value);
     if (key === "activation_bytes") return bytes(value);
     if (typeof value === "number") return value ? fmtInt(value) : "-";
@@ -180,7 +181,15 @@
       { showlegend: true, legend: { orientation: "h", y: 1.12 }, yaxis: { range: [0, 101], ticksuffix: "%" } }),
       PLOT_CONFIG);
   }
+  function fieldCard(field) {  // null where the input is not a C x H x W image (tokens, sequences)
+    return field === null ? ["Receptive field", "not tracked", "the input is not a C x H x W image"]
+      : ["Receptive field", shape(field), "pixels at the output"];
+  }
   function receptive(id, model) {
+    if (model.layers.some((l) => l.receptive_field === null)) {
+      document.getElementById(id).textContent = "Receptive field: not tracked (the input is not a C x H x W image).";
+      return;
+    }
     const names = model.layers.map((l) => l.name);
     const input = Math.max(model.input[1] || 1, model.input[2] || 1);
     Plotly.newPlot(id, [
