@@ -74,12 +74,17 @@ def _read_swish(r):
     return r.layer("silu")
 
 
-def _read_softmax(r):
-    rank = len(r.shape(r.activation()))
-    axis = r.attrs.get("axis", -1 if r.opset >= 13 else 1)
-    if r.opset < 13 and axis % rank != rank - 1:
-        raise NotRepresentable(f"opset {r.opset} softmax over axes {axis}.. flattened together")
-    return r.layer("softmax", {"dim": axis})
+def read_along_dim(op: str):
+    """A reader for ONNX Softmax-like nodes (Softmax, LogSoftmax): `op` over the node's axis; before opset 13 the
+    axes from `axis` on were flattened together, which only the last axis alone matches."""
+    def read(r):
+        rank = len(r.shape(r.activation()))
+        axis = r.attrs.get("axis", -1 if r.opset >= 13 else 1)
+        if r.opset < 13 and axis % rank != rank - 1:
+            raise NotRepresentable(f"opset {r.opset} {r.op_type} over axes {axis}.. flattened together")
+        return r.layer(op, {"dim": axis})
+
+    return read
 
 
 def _clip_to_6(self, e, node, x):
@@ -166,15 +171,19 @@ _activation("hardsigmoid", "nn.Hardsigmoid", 4, "min(max(x + 3, 0), 6) / 6: add,
             reads={"HardSigmoid": _read_hard_sigmoid})  # x * hardsigmoid(x) is hardswish
 
 
-def _softmax(a, out):
-    x = a["input"]
-    if not is_ref(x) or a.get("dtype") is not None:
-        return None
-    dim = batch_dim(a["dim"], len(x.shape) + 1)
-    return None if not dim else Mapped("softmax", {"dim": dim}, (x,))
+def along_dim(op: str) -> Signature:
+    """F.softmax-like calls (softmax, log_softmax, softmin): `op` over a non-batch dim, in the input's dtype."""
+    def build(a, out):
+        x = a["input"]
+        if not is_ref(x) or a.get("dtype") is not None:
+            return None
+        dim = batch_dim(a["dim"], len(x.shape) + 1)
+        return None if not dim else Mapped(op, {"dim": dim}, (x,))
+
+    return Signature(("input", "dim", "_stacklevel", "dtype"), build, {"dim": None, "_stacklevel": 3, "dtype": None})
 
 
-_SOFTMAX = Signature(("input", "dim", "_stacklevel", "dtype"), _softmax, {"dim": None, "_stacklevel": 3, "dtype": None})
+_SOFTMAX = along_dim("softmax")
 
 
 @register
@@ -197,9 +206,9 @@ class Softmax(_Activation):
         modules={"torch.nn.Softmax": lambda m, refs: (
             None if m.dim is None else Mapped("softmax", {"dim": m.dim}, refs))},
         functions={"torch.nn.functional.softmax": _SOFTMAX, "torch.softmax": _SOFTMAX,
-                   "Tensor.softmax": Signature(("input", "dim", "dtype"), _softmax, {"dtype": None})})
+                   "Tensor.softmax": Signature(("input", "dim", "dtype"), _SOFTMAX.build, {"dtype": None})})
     write_onnx = onnx_as("Softmax", lambda a: {"axis": a["dim"]})
-    onnx_reads = {"Softmax": _read_softmax}
+    onnx_reads = {"Softmax": read_along_dim("softmax")}
 
     def resolve(self, attrs, in_shapes):
         rank = len(in_shapes[0]) + 1

@@ -359,8 +359,11 @@ class SlidingAxis:
         return f"({numerator})/{self.stride} + 1 = {self.out}{rounding}"
 
 
+AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}  # spatial axes' names, by count
+
+
 def check_window_fits(op: Op, axes: list[SlidingAxis], in_shape: Shape) -> None:
-    for axis_name, axis in zip(("height", "width"), axes):
+    for axis_name, axis in zip(AXES[len(axes)], axes):
         if axis.out <= 0:
             raise ShapeError(
                 f"kernel {axis.kernel}"

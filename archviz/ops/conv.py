@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Weight, Window, check_window_fits, compact, fmt_int,
+    AXES, Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Weight, Window, check_window_fits, compact, fmt_int,
     fmt_shape, numel, pair, require_rank, TorchinfoMacs,
 )
 from archviz.ops.interop import (
@@ -17,7 +17,6 @@ from archviz.ops.interop import (
 )
 from archviz.ops.registry import register
 
-AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 LAYOUTS = {1: "C x L", 2: "C x H x W", 3: "C x D x H x W"}
 
 
@@ -53,17 +52,6 @@ def conv_axes(attrs, in_shape) -> list[SlidingAxis]:
     pads = (0,) * n if padding == "valid" else sizes(padding, n)
     return [SlidingAxis(in_shape[1 + i], kernel[i], stride[i], pads[i], dilation[i], padding_after=pads[i])
             for i in range(n)]
-
-
-def _check_fits(axes: list[SlidingAxis], in_shape) -> None:
-    for axis_name, axis in zip(AXES[len(axes)], axes):
-        if axis.out <= 0:
-            raise ShapeError(
-                f"kernel {axis.kernel}"
-                + (f" (dilation {axis.dilation}, extent {axis.extent})" if axis.dilation > 1 else "")
-                + f" is larger than its {fmt_shape(in_shape[1:])} input"
-                f" (padding {axis.padding}) along the {axis_name}"
-            )
 
 
 def _conv_module(m, refs):
@@ -191,8 +179,20 @@ def _conv_transpose_function(n: int):
     return {f"torch.nn.functional.conv_transpose{n}d": signature, f"torch.conv_transpose{n}d": signature}
 
 
+class _BiasAdds:
+    """A convolution's other ops: one bias add per output element where it has a bias, none without."""
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return numel(out_shape) if attrs["bias"] else 0
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        if not attrs["bias"]:
+            return Step("other ops", "no bias, nothing to add", 0)
+        return Step("other ops", f"one bias add per output: {fmt_shape(out_shape)}", fmt_int(numel(out_shape)))
+
+
 @register
-class Conv2d(Op):
+class Conv2d(_BiasAdds, Op):
     """2-D convolution.
 
     out = floor((W - d*(F-1) - 1 + 2P) / S) + 1 per spatial axis; with d = 1 this is the course's ([W-F+2P]/S)+1.
@@ -271,9 +271,6 @@ class Conv2d(Op):
         kh, kw = pair(attrs["kernel_size"])
         return numel(out_shape) * kh * kw * (attrs["in_channels"] // attrs["groups"])
 
-    def other_ops(self, attrs, in_shapes, out_shape):
-        return numel(out_shape) if attrs["bias"] else 0
-
     def window(self, attrs, in_shapes):
         """conv_axes' extents, strides and leading pads, computed directly: analysis asks for every layer."""
         (kh, kw), (dh, dw) = pair(attrs["kernel_size"]), pair(attrs["dilation"])
@@ -303,11 +300,6 @@ class Conv2d(Op):
             ),
         ]
         return steps
-
-    def explain_other_ops(self, attrs, in_shapes, out_shape):
-        if not attrs["bias"]:
-            return Step("other ops", "no bias, nothing to add", 0)
-        return Step("other ops", f"one bias add per output: {fmt_shape(out_shape)}", fmt_int(numel(out_shape)))
 
     def summary(self, attrs):
         kh, kw = pair(attrs["kernel_size"])
@@ -362,7 +354,7 @@ def _per_axis(op: Op, attrs, name: str, n: int) -> None:
                          f"{LAYOUTS[n]} input ({n}: {', '.join(AXES[n])})")
 
 
-class _ConvNd(Op):
+class _ConvNd(_BiasAdds, Op):
     """What conv1d and conv3d share: torch's ConvNd arguments, one value per spatial axis or one for all."""
 
     dims: ClassVar[int]
@@ -404,7 +396,7 @@ class _ConvNd(Op):
 
     def infer_shape(self, attrs, in_shapes):
         axes = conv_axes(attrs, in_shapes[0])
-        _check_fits(axes, in_shapes[0])
+        check_window_fits(self, axes, in_shapes[0])
         return (attrs["out_channels"], *(a.out for a in axes))
 
     def kernel(self, attrs) -> tuple[int, ...]:
@@ -423,9 +415,6 @@ class _ConvNd(Op):
     def macs(self, attrs, in_shapes, out_shape):
         return numel(out_shape) * math.prod(self.kernel(attrs)) * (attrs["in_channels"] // attrs["groups"])
 
-    def other_ops(self, attrs, in_shapes, out_shape):
-        return numel(out_shape) if attrs["bias"] else 0
-
     def explain(self, attrs, in_shapes, out_shape):
         axes = conv_axes(attrs, in_shapes[0])
         kernel = "*".join(map(str, self.kernel(attrs)))
@@ -439,11 +428,6 @@ class _ConvNd(Op):
             Step("MACs", f"{'*'.join(map(str, out_shape[1:]))}*{c_out} outputs x {kernel}*{per_group} each",
                  fmt_int(self.macs(attrs, in_shapes, out_shape))),
         ]
-
-    def explain_other_ops(self, attrs, in_shapes, out_shape):
-        if not attrs["bias"]:
-            return Step("other ops", "no bias, nothing to add", 0)
-        return Step("other ops", f"one bias add per output: {fmt_shape(out_shape)}", fmt_int(numel(out_shape)))
 
     def summary(self, attrs):
         text = f"{attrs['out_channels']} {'x'.join(map(str, self.kernel(attrs)))}"
@@ -586,7 +570,7 @@ def _transpose_args(size: ArgKind, nonneg: ArgKind, per_axis: str) -> tuple[Arg,
     )
 
 
-class _ConvTransposeNd(Op):
+class _ConvTransposeNd(_BiasAdds, Op):
     """What the transposed convolutions share (torch.nn.ConvTranspose1d/2d/3d): arguments, formulas, ONNX."""
 
     dims: ClassVar[int]
@@ -648,9 +632,6 @@ class _ConvTransposeNd(Op):
         return numel(in_shapes[0]) * (attrs["out_channels"] // attrs["groups"]) * math.prod(
             self.per_axis(attrs, "kernel_size"))
 
-    def other_ops(self, attrs, in_shapes, out_shape):
-        return numel(out_shape) if attrs["bias"] else 0
-
     def axis_window(self, attrs, axes: range) -> Window:
         """Output position t of one axis takes input i where i*s = t + p - d*j for a kernel tap j: the inputs from
         ceil((t + p - d*(k-1))/s) to floor((t + p)/s). As a window (Araujo et al.'s composition of an s-fold
@@ -684,11 +665,6 @@ class _ConvTransposeNd(Op):
             Step("MACs", f"{fmt_shape(in_shapes[0])} input elements x {per_group}*{kernel} weights each",
                  fmt_int(self.macs(attrs, in_shapes, out_shape))),
         ]
-
-    def explain_other_ops(self, attrs, in_shapes, out_shape):
-        if not attrs["bias"]:
-            return Step("other ops", "no bias, nothing to add", 0)
-        return Step("other ops", f"one bias add per output: {fmt_shape(out_shape)}", fmt_int(numel(out_shape)))
 
     def summary(self, attrs):
         n = self.dims

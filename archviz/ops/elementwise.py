@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.activation import (
-    POINTWISE_EXAMPLES, _Activation, _activation, _softmax, _traced, _with_inplace,
+    POINTWISE_EXAMPLES, _Activation, _activation, _traced, _with_inplace, along_dim, read_along_dim,
 )
 from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, NoMacs, NoWindow, Op, OpKind, SameShape, Step, Weight, fmt_int, fmt_shape, numel,
@@ -141,21 +141,7 @@ class Erf(_Activation):
         return __getattr__("ErfModule")()
 
 
-def _read_log_softmax(r):
-    rank = len(r.shape(r.activation()))
-    axis = r.attrs.get("axis", -1 if r.opset >= 13 else 1)
-    if r.opset < 13 and axis % rank != rank - 1:
-        raise NotRepresentable(f"opset {r.opset} log-softmax over axes {axis}.. flattened together")
-    return r.layer("log_softmax", {"dim": axis})
-
-
-def _log_softmax(a, out):
-    mapped = _softmax(a, out)
-    return None if mapped is None else Mapped("log_softmax", mapped.attrs, mapped.inputs)
-
-
-_LOG_SOFTMAX = Signature(("input", "dim", "_stacklevel", "dtype"), _log_softmax,
-                         {"dim": None, "_stacklevel": 3, "dtype": None})
+_LOG_SOFTMAX = along_dim("log_softmax")
 
 
 @register
@@ -180,9 +166,9 @@ class LogSoftmax(_Activation):
         modules={"torch.nn.LogSoftmax": lambda m, refs: None if m.dim is None else Mapped(
             "log_softmax", {"dim": m.dim}, refs)},
         functions={"torch.nn.functional.log_softmax": _LOG_SOFTMAX, "torch.log_softmax": _LOG_SOFTMAX,
-                   "Tensor.log_softmax": Signature(("input", "dim", "dtype"), _log_softmax, {"dtype": None})})
+                   "Tensor.log_softmax": Signature(("input", "dim", "dtype"), _LOG_SOFTMAX.build, {"dtype": None})})
     write_onnx = onnx_as("LogSoftmax", lambda a: {"axis": a["dim"]})
-    onnx_reads = {"LogSoftmax": _read_log_softmax}
+    onnx_reads = {"LogSoftmax": read_along_dim("log_softmax")}
 
     def resolve(self, attrs, in_shapes):
         rank = len(in_shapes[0]) + 1
@@ -191,12 +177,7 @@ class LogSoftmax(_Activation):
         return attrs
 
 
-def _softmin(a, out):
-    mapped = _softmax(a, out)
-    return None if mapped is None else Mapped("softmin", mapped.attrs, mapped.inputs)
-
-
-_SOFTMIN = Signature(("input", "dim", "_stacklevel", "dtype"), _softmin, {"dim": None, "_stacklevel": 3, "dtype": None})
+_SOFTMIN = along_dim("softmin")
 
 
 @register

@@ -276,8 +276,35 @@ def _layer_norm_function(a, out):
     return Mapped("layer_norm", attrs, (x,), claims)
 
 
+class _TrailingNorm(SameShape, NoMacs, Op):
+    """A normalisation over the last dims, `normalized_shape`: layer_norm and rms_norm. Other ops per element:
+    `ops_per_element` with the elementwise scale, one fewer without it."""
+
+    ops_per_element: int
+
+    def resolve(self, attrs, in_shapes):
+        normalized = tuple(attrs["normalized_shape"])
+        if len(normalized) > len(in_shapes[0]) or tuple(in_shapes[0][-len(normalized):]) != normalized:
+            raise ShapeError(f"normalized_shape {fmt_shape(normalized)} is not the end of the input shape "
+                             f"{fmt_shape(in_shapes[0])}")
+        return {**attrs, "normalized_shape": normalized}
+
+    def per_element(self, attrs) -> int:
+        return self.ops_per_element if attrs["elementwise_affine"] else self.ops_per_element - 1
+
+    def other_ops(self, attrs, in_shapes, out_shape):
+        return self.per_element(attrs) * numel(out_shape)
+
+    def explain_other_ops(self, attrs, in_shapes, out_shape):
+        per = self.per_element(attrs)
+        return Step("other ops", f"{per} per element x {fmt_shape(out_shape)}", fmt_int(per * numel(out_shape)))
+
+    def summary(self, attrs):
+        return f"over {fmt_shape(attrs['normalized_shape'])}"
+
+
 @register
-class LayerNorm(SameShape, NoMacs, Op):
+class LayerNorm(_TrailingNorm):
     """Layer normalisation over the last dimensions, `normalized_shape` (Ba, Kiros & Hinton 2016).
 
     params = 2 * prod(normalized_shape) (scale and shift) with elementwise_affine and bias; prod(normalized_shape)
@@ -287,6 +314,7 @@ class LayerNorm(SameShape, NoMacs, Op):
     """
 
     name = "layer_norm"
+    ops_per_element = 5
     examples = (Example({"normalized_shape": [6]}, ((4, 6),)), Example({"normalized_shape": [3, 4, 4]}, ((3, 4, 4),)),
                 Example({"normalized_shape": [5], "bias": False}, ((5,),)))
     aliases = ("layernorm",)
@@ -307,13 +335,6 @@ class LayerNorm(SameShape, NoMacs, Op):
         Arg("bias", ArgKind.BOOL, True),
     )
 
-    def resolve(self, attrs, in_shapes):
-        normalized = tuple(attrs["normalized_shape"])
-        if tuple(in_shapes[0][-len(normalized):]) != normalized or len(normalized) > len(in_shapes[0]):
-            raise ShapeError(f"normalized_shape {fmt_shape(normalized)} is not the end of the input shape "
-                             f"{fmt_shape(in_shapes[0])}")
-        return {**attrs, "normalized_shape": normalized}
-
     def weights(self, attrs, in_shapes):
         if not attrs["elementwise_affine"]:
             return ()
@@ -326,9 +347,6 @@ class LayerNorm(SameShape, NoMacs, Op):
             return 0
         return numel(attrs["normalized_shape"]) * (2 if attrs["bias"] else 1)
 
-    def other_ops(self, attrs, in_shapes, out_shape):
-        return (5 if attrs["elementwise_affine"] else 4) * numel(out_shape)
-
     def explain(self, attrs, in_shapes, out_shape):
         size = numel(attrs["normalized_shape"])
         if not attrs["elementwise_affine"]:
@@ -337,13 +355,6 @@ class LayerNorm(SameShape, NoMacs, Op):
             formula = f"2*{size} (scale and shift)" if attrs["bias"] else f"{size} (scale; no bias)"
             params = Step("params", formula, fmt_int(self.params(attrs, in_shapes)))
         return [Step("output shape", f"same as input {fmt_shape(in_shapes[0])}", fmt_shape(out_shape)), params]
-
-    def explain_other_ops(self, attrs, in_shapes, out_shape):
-        per = 5 if attrs["elementwise_affine"] else 4
-        return Step("other ops", f"{per} per element x {fmt_shape(out_shape)}", fmt_int(per * numel(out_shape)))
-
-    def summary(self, attrs):
-        return f"over {fmt_shape(attrs['normalized_shape'])}"
 
     def write_onnx(self, e, node, x):
         a, shape = node.attrs, tuple(node.attrs["normalized_shape"])
@@ -690,7 +701,7 @@ def _read_rms_norm(r):
 
 
 @register
-class RMSNorm(SameShape, NoMacs, Op):
+class RMSNorm(_TrailingNorm):
     """Root-mean-square normalisation over the last dimensions, `normalized_shape` (Zhang & Sennrich 2019;
     torch.nn.RMSNorm): y = x / sqrt(mean(x^2) + eps) * weight; eps none is float32's machine epsilon, as in torch.
 
@@ -700,6 +711,7 @@ class RMSNorm(SameShape, NoMacs, Op):
     """
 
     name = "rms_norm"
+    ops_per_element = 4
     examples = (Example({"normalized_shape": [6]}, ((4, 6),)), Example({"normalized_shape": [3, 4, 4]}, ((3, 4, 4),)),
                 Example({"normalized_shape": [5], "elementwise_affine": False, "eps": 1e-6}, ((5,),)),
                 Example({"normalized_shape": [4, 5]}, ((2, 4, 5),)))
@@ -719,13 +731,6 @@ class RMSNorm(SameShape, NoMacs, Op):
         Arg("elementwise_affine", ArgKind.BOOL, True),
     )
 
-    def resolve(self, attrs, in_shapes):
-        normalized = tuple(attrs["normalized_shape"])
-        if len(normalized) > len(in_shapes[0]) or tuple(in_shapes[0][-len(normalized):]) != normalized:
-            raise ShapeError(f"normalized_shape {fmt_shape(normalized)} is not the end of the input shape "
-                             f"{fmt_shape(in_shapes[0])}")
-        return {**attrs, "normalized_shape": normalized}
-
     def weights(self, attrs, in_shapes):
         if not attrs["elementwise_affine"]:
             return ()
@@ -734,21 +739,11 @@ class RMSNorm(SameShape, NoMacs, Op):
     def params(self, attrs, in_shapes):
         return numel(attrs["normalized_shape"]) if attrs["elementwise_affine"] else 0
 
-    def other_ops(self, attrs, in_shapes, out_shape):
-        return (4 if attrs["elementwise_affine"] else 3) * numel(out_shape)
-
     def explain(self, attrs, in_shapes, out_shape):
         size = numel(attrs["normalized_shape"])
         params = Step("params", f"{size} (scale; no shift)" if attrs["elementwise_affine"] else
                       "elementwise_affine is off", fmt_int(self.params(attrs, in_shapes)))
         return [Step("output shape", f"same as input {fmt_shape(in_shapes[0])}", fmt_shape(out_shape)), params]
-
-    def explain_other_ops(self, attrs, in_shapes, out_shape):
-        per = 4 if attrs["elementwise_affine"] else 3
-        return Step("other ops", f"{per} per element x {fmt_shape(out_shape)}", fmt_int(per * numel(out_shape)))
-
-    def summary(self, attrs):
-        return f"over {fmt_shape(attrs['normalized_shape'])}"
 
     def write_onnx(self, e, node, x):
         """archviz.RMSNorm: X / sqrt(ReduceMean(X * X over the trailing axes) + epsilon) * scale."""

@@ -8,8 +8,8 @@ import math
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, NoMacs, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape,
-    numel, pair, require_rank,
+    AXES, Arg, ArgKind, Example, NoMacs, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int,
+    fmt_shape, numel, pair, require_rank,
 )
 from archviz.ops.base import lazy_torch_classes
 from archviz.ops.interop import (
@@ -159,7 +159,6 @@ def _sides(value, n: int) -> tuple[int, ...]:
     return (value,) * n if isinstance(value, int) else tuple(value)
 
 
-AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 
 
 def _compact(value) -> str:
@@ -268,14 +267,7 @@ class _SlidingPool(NoMacs, Op):
 
     def infer_shape(self, attrs, in_shapes):
         axes = self.axes(attrs, in_shapes[0])
-        if self.spatial == 2:
-            check_window_fits(self, axes, in_shapes[0])
-        for axis_name, axis in zip(AXES[self.spatial], axes):
-            if axis.out <= 0:
-                raise ShapeError(f"kernel {axis.kernel}" + (f" (dilation {axis.dilation}, extent {axis.extent})"
-                                                            if axis.dilation > 1 else "")
-                                 + f" is larger than its {fmt_shape(in_shapes[0][1:])} input"
-                                 f" (padding {axis.padding}) along the {axis_name}")
+        check_window_fits(self, axes, in_shapes[0])
         return (in_shapes[0][0], *(axis.out for axis in axes))
 
     def window(self, attrs, in_shapes):
