@@ -54,6 +54,19 @@ def conv_axes(attrs, in_shape) -> list[SlidingAxis]:
             for i in range(n)]
 
 
+def checked_channels(op: Op, attrs, in_shape, n: int) -> int:
+    """The input's channels, checked: the input has n spatial axes, in_channels (when given) matches, and both
+    channel counts divide into the groups."""
+    require_rank(op, in_shape, n + 1, LAYOUTS[n])
+    channels = in_shape[0]
+    if attrs["in_channels"] is not None and attrs["in_channels"] != channels:
+        raise ShapeError(f"in_channels is {attrs['in_channels']} but the input has {channels} channels")
+    for side, count in (("in_channels", channels), ("out_channels", attrs["out_channels"])):
+        if count % attrs["groups"]:
+            raise ShapeError(f"{side} {count} is not divisible by groups {attrs['groups']}")
+    return channels
+
+
 def _conv_module(m, refs):
     if m.padding_mode != "zeros":
         return None
@@ -229,14 +242,7 @@ class Conv2d(_BiasAdds, Op):
     )
 
     def resolve(self, attrs, in_shapes):
-        require_rank(self, in_shapes[0], 3, "C x H x W")
-        channels = in_shapes[0][0]
-        if attrs["in_channels"] is not None and attrs["in_channels"] != channels:
-            raise ShapeError(f"in_channels is {attrs['in_channels']} but the input has {channels} channels")
-        groups = attrs["groups"]
-        for side, count in (("in_channels", channels), ("out_channels", attrs["out_channels"])):
-            if count % groups:
-                raise ShapeError(f"{side} {count} is not divisible by groups {groups}")
+        channels = checked_channels(self, attrs, in_shapes[0], 2)
         if attrs["padding"] == "same" and pair(attrs["stride"]) != (1, 1):
             raise ShapeError(f"padding 'same' needs stride 1 (as in torch), got stride {compact(attrs['stride'])}")
         return {**attrs, "in_channels": channels}
@@ -374,14 +380,7 @@ class _ConvNd(_BiasAdds, Op):
 
     def resolve(self, attrs, in_shapes):
         n = self.dims
-        require_rank(self, in_shapes[0], n + 1, LAYOUTS[n])
-        channels = in_shapes[0][0]
-        if attrs["in_channels"] is not None and attrs["in_channels"] != channels:
-            raise ShapeError(f"in_channels is {attrs['in_channels']} but the input has {channels} channels")
-        groups = attrs["groups"]
-        for side, count in (("in_channels", channels), ("out_channels", attrs["out_channels"])):
-            if count % groups:
-                raise ShapeError(f"{side} {count} is not divisible by groups {groups}")
+        channels = checked_channels(self, attrs, in_shapes[0], n)
         for name in ("kernel_size", "stride", "dilation", "padding"):
             _per_axis(self, attrs, name, n)
         if attrs["padding"] == "same" and sizes(attrs["stride"], n) != (1,) * n:
@@ -579,14 +578,7 @@ class _ConvTransposeNd(_BiasAdds, Op):
 
     def resolve(self, attrs, in_shapes):
         n = self.dims
-        require_rank(self, in_shapes[0], n + 1, LAYOUTS[n])
-        channels = in_shapes[0][0]
-        if attrs["in_channels"] is not None and attrs["in_channels"] != channels:
-            raise ShapeError(f"in_channels is {attrs['in_channels']} but the input has {channels} channels")
-        groups = attrs["groups"]
-        for side, count in (("in_channels", channels), ("out_channels", attrs["out_channels"])):
-            if count % groups:
-                raise ShapeError(f"{side} {count} is not divisible by groups {groups}")
+        channels = checked_channels(self, attrs, in_shapes[0], n)
         names = ("kernel_size", "stride", "padding", "output_padding", "dilation")
         for name in names:
             _per_axis(self, attrs, name, n)
