@@ -372,9 +372,28 @@ def test_a_batch_moved_inward_is_followed_per_sample():
     assert report.layer("qkv").macs == 10 * 32 * 96
 
 
-def test_a_batch_folded_into_windows_is_refused_with_why():
-    with pytest.raises(UnsupportedOpError, match="folds the batch into dim 0 with a dim of the model's own .*window"):
-        archviz.load(f"{TINY}:Windows", input=(8, 8, 8))
+def test_a_batch_folded_into_windows_is_followed_per_sample():
+    """Window attention folds the batch into the windows, (B * 4, 16, C): per sample each such tensor keeps the
+    windows as its first dim, the linear, matmul and softmax layers keep their ops (softmax's dim 3 moved one on),
+    and params and MACs equal the module's own counts."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    graph = archviz.load(f"{TINY}:Windows", input=(8, 8, 8))
+    ops = {node.name: node for node in graph.nodes}
+    assert ops["qkv"].op == "linear" and ops["qkv"].out_shape == (4, 16, 24)
+    assert (ops["softmax"].op, dict(ops["softmax"].attrs)) == ("softmax", {"dim": 4})
+    assert [node.op for node in graph.nodes if node.op in ("matmul", "linear")] == ["linear", "matmul", "matmul",
+                                                                                   "linear"]
+    folded = [node for node in graph.nodes if "folded" in node.attrs.get("target", "")]
+    assert {node.name for node in folded} == {"permute_1", "unbind", "unbind_1", "unbind_2"}  # (3, B * 4, ...)
+    assert folded[0].attrs["target"] == ("Tensor.permute (input: batch folded into dim 0 x 4; output: batch folded "
+                                         "into dim 1 x 4)")
+    model = build_meta(parse_source(f"{TINY}:Windows"))
+    with FlopCounterMode(display=False) as counter:
+        model(torch.empty(1, 8, 8, 8, device="meta"))
+    report = archviz.inspect(graph)
+    assert report.totals.macs == counter.get_total_flops() // 2
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
 
 
 def test_a_token_model_has_no_receptive_field_in_pixels():

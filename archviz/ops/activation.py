@@ -16,6 +16,7 @@ _INPLACE = Arg("inplace", ArgKind.BOOL, False, doc="overwrite the input (saves a
 class _Activation(SameShape, NoMacs, Op):
     kind = OpKind.ACTIVATION
     pointwise = True
+    takes_folded_batch = True
     ops_per_element = 1
     ops_reason = ""
 

@@ -153,6 +153,9 @@ class Op(abc.ABC):
     inplace_capable: ClassVar[bool] = False
     normalises_logits: ClassVar[bool] = False  # softmax: a classifier's last step, which a training loss applies itself
     pointwise: ClassVar[bool] = False  # an activation of each element alone (relu, not softmax): fusable into a layer
+    # treats every dim before those its formulas name alike, as it treats the batch: it may read a batch folded into
+    # the first dim, (B*m, ...), as (B, m, ...) (window attention; archviz/trace/fx.py). False: such a call is opaque
+    takes_folded_batch: ClassVar[bool] = False
     draws_kernels: ClassVar[bool] = False  # its weight is (out, in/groups, kh, kw): each kernel drawable as an image
     torchinfo_macs: ClassVar[TorchinfoMacs] = TorchinfoMacs.PARAMS
     examples: ClassVar[tuple[Example, ...]] = ()  # what the registry-wide test checks; every op has some

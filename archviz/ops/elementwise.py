@@ -256,6 +256,7 @@ class PReLU(_Activation):
     """
 
     name = "prelu"
+    takes_folded_batch = False  # its slopes run along dim 1, the channels
     torch_class = "nn.PReLU"
     keras_class = "PReLU"
     ops_per_element = 2
@@ -443,6 +444,7 @@ class Sub(_Binary):
     """
 
     name = "sub"
+    takes_folded_batch = True
     aliases = ("subtract",)
     keras_class = "Subtract"
     torch_class = "archviz Sub"
@@ -463,6 +465,7 @@ class Div(_Binary):
     """
 
     name = "div"
+    takes_folded_batch = True
     aliases = ("divide",)
     torch_class = "archviz Div"
     symbol, verb = "/", "divide"
@@ -490,6 +493,7 @@ class Scalar(SameShape, NoMacs, Op):
     """
 
     name = "scalar_arith"
+    takes_folded_batch = True
     kind = OpKind.ACTIVATION
     pointwise = True
     torch_class = "archviz Scalar"

@@ -30,11 +30,16 @@ EMPTY: Mapping = MappingProxyType({})
 @dataclass(frozen=True)
 class Ref:
     """A traced tensor that depends on the input: the call that made it (None: the input itself), its shape without
-    the batch, and where the batch is (0 almost always; attention code permutes it inward: (3, B, heads, N, d))."""
+    the batch, and where the batch is (0 almost always; attention code permutes it inward: (3, B, heads, N, d)).
+
+    `fold` > 1: the batch is folded into dim `batch_dim` with a dim of the model's own (window attention's
+    B * windows); the per-sample shape keeps that dim with its per-sample size `fold`, so an op reads the tensor as
+    (B, fold, ...), the batch apart, and every count per sample stays right."""
 
     call: int | None
     shape: Shape
     batch_dim: int = 0
+    fold: int = 1
 
 
 @dataclass(frozen=True)
@@ -98,8 +103,12 @@ class Signature:
             bound[rest] = tuple(args[len(names):])
         return bound
 
-    def apply(self, args, kwargs, out: Shape) -> Mapped | None:
+    def apply(self, args, kwargs, out: Shape, *, folded: bool = False) -> Mapped | None:
+        """The op of a call; `folded`: its first tensor holds a folded batch, so its dims count as the op reads them
+        (unfolded_arguments)."""
         bound = self.bind(args, kwargs)
+        if bound is not None and folded:
+            bound = unfolded_arguments(bound)
         return None if bound is None else self.build(bound, out)
 
 
@@ -116,6 +125,62 @@ class TorchCalls:
 
 
 NO_TORCH_CALLS = TorchCalls()
+
+
+DIM_ARGUMENTS = frozenset({"dim", "dim0", "dim1", "axis0", "axis1", "start_dim", "end_dim", "dims"})
+REFUSED_FOLDED = frozenset({"equation"})  # einsum's letters name the torch dims one by one: not rewritten
+
+
+def unfolded_dim(dim):
+    """A dim of a call on a folded tensor (B*m, ...) as the op counts it on (B, m, ...): 0, the folded dim itself,
+    has no such dim (None); later dims move one on; negative ones count from the end either way."""
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        return dim
+    if dim == 0:
+        return None
+    return dim + 1 if dim > 0 else dim
+
+
+def _unfolded_dims(dims):
+    """A tuple of dims: permute's order, which must keep the folded dim first ((0, 2, 1) -> (0, 1, 3, 2)), or each
+    dim of a reduction or roll."""
+    dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else tuple(dims)
+    if dims and dims[0] == 0 and all(isinstance(d, int) for d in dims) \
+            and sorted(d % len(dims) for d in dims) == list(range(len(dims))):
+        return (0, 1, *(d + 1 if d >= 0 else d for d in dims[1:]))
+    moved = tuple(unfolded_dim(d) for d in dims)
+    return None if None in moved else moved
+
+
+def _unfolded_index(index):
+    """x[...] of a folded tensor: its first item (the folded dim) becomes the batch's `:` and the per-sample `:`."""
+    items = index if isinstance(index, tuple) else (index,)
+    if items and items[0] is Ellipsis:
+        return index
+    return (slice(None), *items)
+
+
+def unfolded_arguments(bound: dict) -> dict | None:
+    """A call's arguments, on a tensor whose batch is folded into its first dim, as the op reads them: the tensor
+    seen as (B, m, ...). None: an argument the op cannot read that way (a dim naming the folded dim itself)."""
+    if REFUSED_FOLDED & bound.keys():
+        return None
+    out = dict(bound)
+    for key, value in bound.items():
+        if key in DIM_ARGUMENTS and isinstance(value, (tuple, list)):
+            out[key] = _unfolded_dims(value)
+        elif key in DIM_ARGUMENTS and value is not None:
+            out[key] = unfolded_dim(value)
+        elif key == "index" and "dim" not in bound:  # getitem's index; select's (with a dim) is a position
+            out[key] = _unfolded_index(value)
+        elif key == "sizes":  # expand's sizes: the batch's -1 first
+            sizes = tuple(value[0]) if len(value) == 1 and isinstance(value[0], (tuple, list)) else tuple(value)
+            out[key] = (-1, *sizes)
+        else:
+            continue
+        if out[key] is None:
+            return None
+    return out
 
 
 def is_ref(value) -> bool:

@@ -71,6 +71,7 @@ class Linear(NoWindow, Op):
     """
 
     name = "linear"
+    takes_folded_batch = True
     examples = (Example({"out_features": 5}, ((12,),)), Example({"out_features": 3, "bias": False}, ((7,),)))
     aliases = ("dense", "fc")
     kind = OpKind.LINEAR

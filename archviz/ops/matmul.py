@@ -123,6 +123,7 @@ class MatMul(NoWindow, Op):
     """
 
     name = "matmul"
+    takes_folded_batch = True
     examples = (Example({}, ((4, 5), (5, 3))), Example({}, ((4, 4), (4, 4))),
                 Example({}, ((3, 1, 4, 5), (1, 2, 5, 6))))
     aliases = ("bmm",)
@@ -355,6 +356,7 @@ class ScaledDotProductAttention(NoWindow, Op):
     """
 
     name = "scaled_dot_product_attention"
+    takes_folded_batch = True
     examples = (Example({}, ((1, 2, 4, 4), (1, 2, 4, 4), (1, 2, 4, 4))),
                 Example({"is_causal": True, "scale": 0.5, "dropout_p": 0.1},
                         ((1, 2, 5, 3), (1, 2, 5, 3), (1, 2, 5, 3))),

@@ -314,6 +314,7 @@ class LayerNorm(_TrailingNorm):
     """
 
     name = "layer_norm"
+    takes_folded_batch = True
     ops_per_element = 5
     examples = (Example({"normalized_shape": [6]}, ((4, 6),)), Example({"normalized_shape": [3, 4, 4]}, ((3, 4, 4),)),
                 Example({"normalized_shape": [5], "bias": False}, ((5,),)))
@@ -711,6 +712,7 @@ class RMSNorm(_TrailingNorm):
     """
 
     name = "rms_norm"
+    takes_folded_batch = True
     ops_per_element = 4
     examples = (Example({"normalized_shape": [6]}, ((4, 6),)), Example({"normalized_shape": [3, 4, 4]}, ((3, 4, 4),)),
                 Example({"normalized_shape": [5], "elementwise_affine": False, "eps": 1e-6}, ((5,),)),

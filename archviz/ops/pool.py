@@ -1118,6 +1118,7 @@ class ReduceMean(_Reduce):
     """
 
     name = "reduce_mean"
+    takes_folded_batch = True
     mode, onnx_type, verb = "mean", "ReduceMean", "adds, + 1 divide each"
     examples = (Example({"dim": [1]}, ((4, 5, 6),)), Example({"dim": [3], "keepdim": True}, ((3, 5, 6),)),
                 Example({"dim": [2, 3], "keepdim": True}, ((2, 3, 4, 5),)), Example({"dim": [2]}, ((3, 7),)),
@@ -1145,6 +1146,7 @@ class ReduceSum(_Reduce):
     """
 
     name = "reduce_sum"
+    takes_folded_batch = True
     mode, onnx_type, verb = "sum", "ReduceSum", "adds"
     examples = (Example({"dim": [1]}, ((4, 5, 6),)), Example({"dim": [2, 3], "keepdim": True}, ((3, 5, 6),)),
                 Example({"dim": [3]}, ((2, 3, 4, 5),)), Example({"dim": [1], "keepdim": True}, ((6,),)))
@@ -1164,6 +1166,7 @@ class ReduceMax(_Reduce):
     """
 
     name = "reduce_max"
+    takes_folded_batch = True
     mode, onnx_type, verb = "amax", "ReduceMax", "comparisons"
     examples = (Example({"dim": [1]}, ((4, 5, 6),)), Example({"dim": [2, 3], "keepdim": True}, ((3, 5, 6),)),
                 Example({"dim": [2], "keepdim": True}, ((3, 5, 6),)), Example({"dim": [2, 4]}, ((2, 3, 4, 5),)))

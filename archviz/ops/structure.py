@@ -87,6 +87,7 @@ class Flatten(NoWindow, Free, Op):
     """Flatten dimensions start_dim..end_dim into one (torch counting: the batch is dim 0). No cost."""
 
     name = "flatten"
+    takes_folded_batch = True
     examples = (Example({}, ((3, 4, 5),)), Example({"start_dim": 2}, ((3, 4, 5),)))
     kind = OpKind.RESHAPE
     torch_class = "nn.Flatten"
@@ -135,6 +136,7 @@ class Dropout(SameShape, Free, Op):
     """Dropout: zeroes elements at random while training, the identity at inference. No cost counted."""
 
     name = "dropout"
+    takes_folded_batch = True
     examples = (Example({}, ((3, 4, 5),)), Example({"p": 0.2}, ((10,),)))
     kind = OpKind.REGULARIZATION
     torch_class = "nn.Dropout"
@@ -172,6 +174,7 @@ class Identity(SameShape, Free, Op):
     """
 
     name = "identity"
+    takes_folded_batch = True
     examples = (Example({}, ((3, 4, 5),)),)
     kind = OpKind.RESHAPE
     torch_class = "nn.Identity"
@@ -200,6 +203,7 @@ class Add(NoWindow, NoMacs, Op):
     """
 
     name = "add"
+    takes_folded_batch = True
     examples = (Example({}, ((3, 4, 5), (3, 4, 5))), Example({}, ((3, 4, 5), (3, 4, 5), (3, 4, 5))),
                 Example({}, ((3, 4, 5), (3, 1, 1))), Example({}, ((1, 4, 5), (3, 4, 1), (3, 1, 5))))
     kind = OpKind.JOIN
@@ -247,6 +251,7 @@ class Concat(Free, Op):
     """Concatenation along a dimension (dim=1, channels, by default; torch counting with the batch as 0). No cost."""
 
     name = "concat"
+    takes_folded_batch = True
     examples = (Example({}, ((3, 4, 5), (2, 4, 5))), Example({"dim": -1}, ((3, 4, 5), (3, 4, 2))))
     kind = OpKind.JOIN
     aliases = ("cat", "concatenate")
@@ -329,6 +334,7 @@ class Stack(NoWindow, Free, Op):
     """
 
     name = "stack"
+    takes_folded_batch = True
     examples = (Example({"dim": 1}, ((4, 5), (4, 5))), Example({"dim": 3}, ((4, 5), (4, 5), (4, 5))),
                 Example({"dim": 2}, ((3, 4, 5), (3, 4, 5))), Example({"dim": 4}, ((2, 3, 4), (2, 3, 4))))
     kind = OpKind.JOIN

@@ -47,6 +47,7 @@ class Mul(NoWindow, NoMacs, Op):
     """
 
     name = "mul"
+    takes_folded_batch = True
     examples = (Example({}, ((3, 4, 5), (3, 4, 5))), Example({}, ((3, 4, 5), (3, 1, 1))))
     aliases = ("multiply",)
     kind = OpKind.JOIN
@@ -94,6 +95,7 @@ class StochasticDepth(SameShape, Free, Op):
     """
 
     name = "stochastic_depth"
+    takes_folded_batch = True
     examples = (Example({"p": 0.2}, ((3, 4, 5),)), Example({"p": 0.1, "mode": "batch"}, ((6,),)))
     aliases = ("drop_path",)
     kind = OpKind.REGULARIZATION
@@ -254,6 +256,7 @@ class Reshape(NoWindow, Free, Op):
     """
 
     name = "reshape"
+    takes_folded_batch = True
     examples = (Example({"shape": [12, 5]}, ((3, 4, 5),)), Example({"shape": [60]}, ((3, 4, 5),)))
     aliases = ("view",)
     kind = OpKind.RESHAPE
@@ -467,6 +470,7 @@ class Permute(NoWindow, Free, Op):
     """
 
     name = "permute"
+    takes_folded_batch = True
     examples = (Example({"dims": [2, 3, 1]}, ((3, 4, 5),)), Example({"dims": [1, 3, 2]}, ((3, 4, 5),)))
     kind = OpKind.RESHAPE
     keras_class = "Permute"
@@ -534,6 +538,7 @@ class Narrow(Free, Op):
     """`length` consecutive entries of one dim from `start` (torch's narrow; each piece of chunk or split). No cost."""
 
     name = "narrow"
+    takes_folded_batch = True
     examples = (Example({"dim": 1, "start": 1, "length": 2}, ((3, 4, 5),)), Example({"dim": 3, "length": 3}, ((3, 4, 5),)),
                 Example({"dim": 2, "start": 1, "length": 2}, ((2, 5, 4),)), Example({"dim": 2, "length": 4}, ((6, 5),)))
     aliases = ("slice",)
@@ -650,6 +655,7 @@ class StridedSlice(Free, Op):
     """
 
     name = "strided_slice"
+    takes_folded_batch = True
     examples = (Example({"dim": 3, "start": 0, "stop": 5, "step": 2}, ((3, 4, 5),)),
                 Example({"dim": 2, "start": 1, "stop": 6, "step": 3}, ((2, 7, 4),)),
                 Example({"dim": 1, "start": 1, "stop": 4, "step": 2}, ((5, 3, 3),)),
@@ -752,6 +758,7 @@ class Select(NoWindow, Free, Op):
     """
 
     name = "select"
+    takes_folded_batch = True
     examples = (Example({"dim": 1, "index": 2}, ((3, 4, 5),)), Example({"dim": 3, "index": 0}, ((3, 4, 5),)),
                 Example({"dim": 2, "index": 3}, ((6, 5),)), Example({"dim": 2, "index": 1}, ((2, 3, 4, 5),)))
     kind = OpKind.RESHAPE
@@ -851,6 +858,7 @@ class Roll(SameShape, Free, Op):
     """
 
     name = "roll"
+    takes_folded_batch = True
     examples = (Example({"shifts": [1], "dims": [1]}, ((3, 4, 5),)),
                 Example({"shifts": [2, 1], "dims": [1, 2]}, ((6, 5),)),
                 Example({"shifts": [3], "dims": [3]}, ((2, 1, 4, 5),)), Example({"shifts": [4], "dims": [1]}, ((7,),)))
@@ -963,6 +971,7 @@ class AddParameter(_WithParameter):
     """x plus a learned tensor (ViT's position embedding). params = its elements; other ops: one add per element."""
 
     name = "add_param"
+    takes_folded_batch = True
     examples = (Example({"shape": [3, 4, 5]}, ((3, 4, 5),)), Example({"shape": [3, 1, 1]}, ((3, 4, 5),)))
     aliases = ("position_embedding",)
     keras_class = "Add"
@@ -983,6 +992,7 @@ class MulParameter(_WithParameter):
     element."""
 
     name = "mul_param"
+    takes_folded_batch = True
     examples = (Example({"shape": [3, 1, 1]}, ((3, 4, 5),)),)
     aliases = ("layer_scale",)
     keras_class = "Multiply"
@@ -1032,6 +1042,7 @@ class Expand(NoWindow, Free, Op):
     """
 
     name = "expand"
+    takes_folded_batch = True
     examples = (Example({"shape": [3, 4, 5]}, ((1, 4, 5),)), Example({"shape": [4, 6]}, ((4, 1),)),
                 Example({"shape": [2, 5, 3]}, ((1, 5, 3),)), Example({"shape": [3, 4]}, ((3, 4),)))
     kind = OpKind.RESHAPE

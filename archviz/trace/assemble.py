@@ -55,6 +55,7 @@ class Call:
     mapped: Mapped | None
     owned: tuple = ()  # the model tensors it uses: all of a module's parameters and buffers, or its constants
     batch_dim: int = 0  # where the batch is in its output (out_shape leaves it out)
+    fold: int = 1  # > 1: the batch is folded into that dim, whose per-sample size out_shape keeps (interop.Ref)
 
 
 @dataclass(frozen=True)

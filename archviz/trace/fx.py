@@ -9,9 +9,12 @@ records every value, so each call's shapes are torch's own. Tensors are sorted t
   * anything else (x.size(), x.dim()) is a plain value the calls receive as arguments.
 The trace runs at a batch of BATCH and again at SECOND_BATCH: the batch dim of every value is the one dim whose size
 follows the batch, wherever the model moved it (attention code permutes q, k and v to (3, B, heads, N, d)). Shapes
-are per sample, the batch dim left out. A call that reads or makes a tensor whose batch is not dim 0 is no registry op
-(their formulas count dims after the batch): it is an opaque layer with its per-sample shape. A batch folded into
-another dim (window attention's B * windows) is refused with a message saying so.
+are per sample, the batch dim left out. A dim of size B x m (m the same at both batches: window attention's
+B * windows) holds a folded batch: the per-sample shape keeps it with its size m, and an op reads the tensor as
+(B, m, ...), its dim arguments moved one on (interop.unfolded_arguments); only ops that treat leading dims alike
+(`takes_folded_batch`: linear, matmul, softmax, layer norm, elementwise, views) take such a tensor. A call that
+reads or makes a tensor whose batch is not dim 0 is no registry op (their formulas count dims after the batch): it is
+an opaque layer with its per-sample shape.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import torch
 from torch import fx
 
 from archviz.errors import UnsupportedOpError
+from archviz.ops import get_op
 from archviz.ops.base import fmt_shape
+from archviz.ops.interop import unfolded_dim
 from archviz.trace.assemble import Call, Const, Ref, Traced
 from archviz.trace.mapping import (
     map_function, map_method, map_module, mapped_class, piece_adapter, qualified_name, split_dim, wrapped_functions,
@@ -68,15 +73,39 @@ class _TupleRef:
     pieces: dict[int, Ref] = field(default_factory=dict)
 
 
-def _batch_first(refs, batch_dim: int) -> bool:
-    """Whether a call's inputs and output keep the batch first, as every registry op's formulas assume."""
-    return batch_dim == 0 and all(ref.batch_dim == 0 for ref in refs)
+@dataclass(frozen=True)
+class _Where:
+    """A value's per-sample shape, the dim its batch is in, and the per-sample size of that dim if folded (else 1)."""
+
+    shape: tuple[int, ...]
+    batch_dim: int = 0
+    fold: int = 1
 
 
-def _moved(target: str, refs, batch_dim: int) -> str:
-    """What ran, saying where the batch was when it was not first (an opaque layer's target)."""
-    inward = {ref.batch_dim for ref in refs if ref.batch_dim} | ({batch_dim} if batch_dim else set())
-    return target if not inward else f"{target} (batch at dim {', '.join(map(str, sorted(inward)))})"
+def _batch_first(refs, where: _Where) -> bool:
+    """Whether a call's inputs and output keep the batch first (folded or not), as every registry op's formulas
+    assume."""
+    return where.batch_dim == 0 and all(ref.batch_dim == 0 for ref in refs)
+
+
+def _takes(mapped, refs, where: _Where):
+    """The mapping, where its op can read the call's tensors: a folded batch only by ops that take one."""
+    folded = where.fold > 1 or any(ref.fold > 1 for ref in refs)
+    if mapped is None or not folded or get_op(mapped.op).takes_folded_batch:
+        return mapped
+    return None
+
+
+def _moved(target: str, refs, where: _Where) -> str:
+    """What ran, saying where the batch was when it was not first or was folded (an opaque layer's target)."""
+    def place(dim: int, fold: int) -> str:
+        return f"batch at dim {dim}" if fold == 1 else f"batch folded into dim {dim} x {fold}"
+
+    inputs = sorted({(r.batch_dim, r.fold) for r in refs if r.batch_dim or r.fold > 1})
+    said = [f"input: {', '.join(place(*p) for p in inputs)}"] if inputs else []
+    if where.batch_dim or where.fold > 1:
+        said.append(f"output: {place(where.batch_dim, where.fold)}")
+    return target if not said else f"{target} ({'; '.join(said)})"
 
 
 def batch_free(tensor, what: str) -> tuple[int, ...]:
@@ -87,6 +116,11 @@ def batch_free(tensor, what: str) -> tuple[int, ...]:
             f"{what} gives a tensor of shape {fmt_shape(shape) if shape else 'a scalar'} whose first dim is not "
             f"the batch (traced with a batch of {BATCH}); archviz analyses models whose tensors keep the batch first")
     return shape[1:]
+
+
+def _folded_input(refs) -> bool:
+    """Whether a call's first tensor holds a folded batch: its dim arguments count that tensor's dims."""
+    return bool(refs) and refs[0].fold > 1
 
 
 def trace_fx(model, input_shape: tuple[int, ...]) -> Traced:
@@ -105,33 +139,35 @@ def trace_fx(model, input_shape: tuple[int, ...]) -> Traced:
         except Exception as error:
             raise Untraceable(f"the traced graph does not run: {type(error).__name__}: {error}") from None
         runs.append(recorder.values)
-    return _Walker(module, *runs).walk()
+    return _Walker(module, model, *runs).walk()
 
 
-def located(tensor, twin, what: str) -> tuple[tuple[int, ...], int]:
-    """(the per-sample shape, the batch dim) of a value, given the same value at the second batch size."""
+def located(tensor, twin, what: str) -> _Where:
+    """Where a value's batch is, given the same value at the second batch size: a dim of size BATCH (then
+    SECOND_BATCH), or BATCH x m (then SECOND_BATCH x m), a folded batch."""
     shape, other = tuple(tensor.shape), tuple(twin.shape) if twin is not None else None
     if other is None or len(other) != len(shape):
-        return batch_free(tensor, what), 0
+        return _Where(batch_free(tensor, what))
     moved = [i for i, (a, b) in enumerate(zip(shape, other)) if a != b]
-    if len(moved) == 1 and (shape[moved[0]], other[moved[0]]) == (BATCH, SECOND_BATCH):
-        return shape[:moved[0]] + shape[moved[0] + 1:], moved[0]
-    if len(moved) == 1 and shape[moved[0]] % BATCH == 0 and other[moved[0]] == shape[moved[0]] // BATCH * SECOND_BATCH:
-        raise UnsupportedOpError(
-            f"{what} gives a tensor of shape {fmt_shape(shape)} that folds the batch into dim {moved[0]} with a dim "
-            f"of the model's own ({BATCH} x {shape[moved[0]] // BATCH}, traced with a batch of {BATCH}); archviz does "
-            "not yet follow a folded batch (window attention's partitions)")
-    return batch_free(tensor, what), 0
+    if len(moved) == 1:
+        dim = moved[0]
+        fold, rest = divmod(shape[dim], BATCH)
+        if not rest and other[dim] == fold * SECOND_BATCH:
+            kept = () if fold == 1 else (fold,)
+            return _Where(shape[:dim] + kept + shape[dim + 1:], dim, fold)
+    return _Where(batch_free(tensor, what))
 
 
 class _Walker:
-    def __init__(self, module, values, twins):
+    def __init__(self, module, model, values, twins):
         self.module = module
         self.values = values
         self.twins = twins  # the same values at the second batch size
         self.resolved: dict[fx.Node, object] = {}
         self.calls: list[Call] = []
-        self.weights = {id(t) for t in (*module.parameters(), *module.buffers())}
+        # the model's own tensors: fx registers the constants it bakes in (a mask computed while tracing) as buffers
+        # of the traced module, which are none of the model's weights
+        self.weights = {id(t) for t in (*model.parameters(), *model.buffers())}
 
     def walk(self) -> Traced:
         output = None
@@ -229,29 +265,33 @@ class _Walker:
         else:
             target, base = f"Tensor.{node.target}", node.target
         where = target if not stack else f"{target} in {stack[-1][1]}"
-        out, batch_dim = located(value, twin, where)
+        at = located(value, twin, where)
         mapper = map_function if node.op == "call_function" else map_method
-        mapped = mapper(node.target, args, kwargs, out) if _batch_first(refs, batch_dim) else None
+        mapped = None
+        if _batch_first(refs, at):
+            mapped = _takes(mapper(node.target, args, kwargs, at.shape, folded=_folded_input(refs)), refs, at)
         if mapped is not None and {id(t) for t in mapped.claims} != {id(t) for t in consts}:
             mapped = None  # the op's formula would not count every weight the call uses
         key, path = stack[-1] if stack else ("", "")
         within = tuple(k for k, _ in stack)
-        return self._add(Call("function", path, key, within, base, _moved(target, refs, batch_dim), refs, out, mapped,
-                              consts, batch_dim))
+        return self._add(Call("function", path, key, within, base, _moved(target, refs, at), refs, at.shape, mapped,
+                              consts, at.batch_dim, at.fold))
 
     def _module_call(self, path: str, module, stack, refs, consts, value, twin, *, mapped: bool,
                      piece: str = "") -> Ref:
         own, within = (stack[-1][0] if stack else path), tuple(k for k, _ in stack[:-1])
         target = qualified_name(type(module)) + piece
-        out, batch_dim = located(value, twin, f"{target} at {path}")
-        mapping = map_module(module, refs) if mapped and not consts and _batch_first(refs, batch_dim) else None
+        at = located(value, twin, f"{target} at {path}")
+        mapping = None
+        if mapped and not consts and _batch_first(refs, at):
+            mapping = _takes(map_module(module, refs, folded=_folded_input(refs)), refs, at)
         owned = (*module.parameters(), *module.buffers(), *consts)
-        return self._add(Call("module", path, own, within, type(module).__name__, _moved(target, refs, batch_dim),
-                              refs, out, mapping, owned, batch_dim))
+        return self._add(Call("module", path, own, within, type(module).__name__, _moved(target, refs, at),
+                              refs, at.shape, mapping, owned, at.batch_dim, at.fold))
 
     def _add(self, call: Call) -> Ref:
         self.calls.append(call)
-        return Ref(len(self.calls) - 1, call.out_shape, call.batch_dim)
+        return Ref(len(self.calls) - 1, call.out_shape, call.batch_dim, call.fold)
 
     def _piece(self, producer: _TupleRef, index) -> Ref:
         if not isinstance(index, int) or not -len(producer.values) <= index < len(producer.values):
@@ -272,15 +312,18 @@ class _Walker:
             adapter = piece_adapter(node.target, method=node.op != "call_function")
             target = qualified_name(node.target) if node.op == "call_function" else f"Tensor.{node.target}"
             base = getattr(node.target, "__name__", "op") if node.op == "call_function" else node.target
-            out, batch_dim = located(value, twin, target)
+            at = located(value, twin, target)
             mapped = None
-            if adapter is not None and refs and args and args[0] is refs[0] and not consts \
-                    and _batch_first(refs, batch_dim):
-                pieces = [tuple(v.shape[1:]) for v in producer.values]
-                mapped = adapter(refs[0], split_dim(args, kwargs), pieces, index)
+            if adapter is not None and refs and args and args[0] is refs[0] and not consts and _batch_first(refs, at):
+                twins = (*producer.twins, *(None,) * len(producer.values))
+                pieces = [located(v, twins[i], target).shape for i, v in enumerate(producer.values)]
+                dim = split_dim(args, kwargs)
+                mapped = _takes(adapter(refs[0], unfolded_dim(dim) if refs[0].fold > 1 else dim, pieces, index),
+                                refs, at)
             key, path = stack[-1] if stack else ("", "")
             ref = self._add(Call("function", path, key, tuple(k for k, _ in stack), base,
-                                 _moved(f"{target}[{index}]", refs, batch_dim), refs, out, mapped, consts, batch_dim))
+                                 _moved(f"{target}[{index}]", refs, at), refs, at.shape, mapped, consts, at.batch_dim,
+                                 at.fold))
         producer.pieces[index] = ref
         return ref
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from archviz.ops import all_ops
-from archviz.ops.interop import Mapped, PieceAdapter, Ref, Signature
+from archviz.ops.interop import DIM_ARGUMENTS, Mapped, PieceAdapter, Ref, Signature, unfolded_dim
 
 Shape = tuple[int, ...]
 METHOD = "Tensor."
@@ -109,24 +109,36 @@ def mapped_class(cls: type) -> type | None:
     return None
 
 
-def map_module(module, refs: tuple[Ref, ...]) -> Mapped | None:
+class _Unfolded:
+    """A module as an op reads it on a folded batch (B*m, ...) seen as (B, m, ...): its dim attributes (Softmax's
+    dim, Flatten's start_dim) moved one on, the folded dim itself None."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name: str):
+        value = getattr(self._module, name)
+        return unfolded_dim(value) if name in DIM_ARGUMENTS else value
+
+
+def map_module(module, refs: tuple[Ref, ...], *, folded: bool = False) -> Mapped | None:
     base = mapped_class(type(module))
     if base is None or len(refs) != 1:
         return None
-    return module_table()[base](module, refs)
+    return module_table()[base](_Unfolded(module) if folded else module, refs)
 
 
-def map_function(target, args, kwargs, out: Shape) -> Mapped | None:
+def map_function(target, args, kwargs, out: Shape, *, folded: bool = False) -> Mapped | None:
     try:
         signature = function_table().get(target)
     except TypeError:  # an unhashable callable
         return None
-    return None if signature is None else signature.apply(args, kwargs, out)
+    return None if signature is None else signature.apply(args, kwargs, out, folded=folded)
 
 
-def map_method(name: str, args, kwargs, out: Shape) -> Mapped | None:
+def map_method(name: str, args, kwargs, out: Shape, *, folded: bool = False) -> Mapped | None:
     signature = _tables().methods.get(name)
-    return None if signature is None else signature.apply(args, kwargs, out)
+    return None if signature is None else signature.apply(args, kwargs, out, folded=folded)
 
 
 def piece_adapter(target, *, method: bool) -> PieceAdapter | None:

@@ -137,9 +137,20 @@ class Attention(nn.Module):
 
 
 class Windows(nn.Module):
-    """Swin's window partition: the batch folds into the windows, (B * 4, 4, 4, C)."""
+    """Swin's window attention: the batch folds into the windows, (B * 4, 16, C), attention runs per window, and the
+    windows go back into the image."""
+
+    def __init__(self, channels: int = 8, heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
 
     def forward(self, x):
         B, C, H, W = x.shape
-        x = x.permute(0, 2, 3, 1).reshape(B, H // 4, 4, W // 4, 4, C).transpose(2, 3).reshape(-1, 4, 4, C)
+        x = x.permute(0, 2, 3, 1).reshape(B, H // 4, 4, W // 4, 4, C).transpose(2, 3).reshape(-1, 16, C)
+        q, k, v = self.qkv(x).reshape(-1, 16, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q @ k.transpose(-2, -1)).softmax(dim=3)  # dim 3 of (B * 4, heads, 16, 16): moved one on per sample
+        x = self.proj((attn @ v).transpose(1, 2).reshape(-1, 16, C))
+        x = x.reshape(B, H // 4, W // 4, 4, 4, C).transpose(2, 3).reshape(B, H, W, C)
         return x.mean((1, 2))
