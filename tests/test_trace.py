@@ -201,12 +201,30 @@ def test_weights_used_on_constants_are_counted_where_the_input_meets_them():
     assert graph.origin.uncalled == ()
 
 
-def test_data_dependent_control_flow_falls_back_to_hooks():
+def test_data_dependent_control_flow_is_recorded_from_an_eager_pass():
+    """fx cannot follow the `if` on a size; the eager pass records every call, the flatten between the modules too."""
     graph = archviz.load(f"{TINY}:Dynamic", input=(3, 16, 16))
-    assert graph.origin.method == "hooks"
-    assert "in the order they ran" in graph.description
-    assert [(n.name, n.inputs) for n in graph.nodes] == [("conv", ("input",)), ("pool", ("conv",)), ("fc", ("pool",))]
+    assert graph.origin.method == "eager"
+    assert "the branch this input takes" in graph.description
+    assert [(n.name, n.op, n.inputs) for n in graph.nodes] == [
+        ("conv", "conv2d", ("input",)), ("pool", "maxpool2d", ("conv",)), ("flatten", "flatten", ("pool",)),
+        ("fc", "linear", ("flatten",))]
     assert archviz.inspect(graph, crosscheck=True).crosscheck.agrees
+
+
+def test_the_eager_pass_records_functions_arithmetic_and_window_attention_as_fx_does():
+    """Every model of tiny_net.py that fx traces gives the same graph when recorded eagerly."""
+    from archviz.trace.assemble import assemble
+    from archviz.trace.eager import trace_eager
+    from archviz.trace.fx import trace_fx
+
+    for name, shape in (("Net", (3, 16, 16)), ("Attention", (10, 32)), ("Windows", (8, 8, 8))):
+        model = build_meta(parse_source(f"{TINY}:{name}"))
+        graphs = [assemble(model, traced, name=name, description="", input_shape=shape,
+                           origin=archviz.graph.ir.Origin(name)) for traced in (
+            trace_fx(model, shape), trace_eager(model, shape, reason="a test"))]
+        fx_nodes, eager_nodes = ([(n.op, dict(n.attrs), n.out_shape) for n in g.nodes] for g in graphs)
+        assert eager_nodes == fx_nodes, name
 
 
 def test_the_users_module_is_not_changed():

@@ -61,7 +61,7 @@ class Origin:
     source: str  # as given: "torchvision:resnet50", "models/net.py:Net", "pkg.models:make_model", "<Net object>"
     kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # for the constructor/factory
     module: Any = field(default=None, compare=False, repr=False)  # an nn.Module given to the Python API; never changed
-    method: str = "fx"  # "fx": torch.fx symbolic trace; "hooks": forward hooks on leaf modules, wired by run order
+    method: str = "fx"  # "fx": torch.fx symbolic trace; "eager": the calls of one eager pass (archviz/trace/eager.py)
     uncalled: tuple[tuple[str, int], ...] = ()  # (module path, parameters) of weights no traced layer uses
 
 

@@ -3,7 +3,7 @@ same frozen Graph a spec becomes, so every later stage (analysis, diagrams, diff
 
     load.py       the module behind a source, built on the meta device (no weights allocated)
     fx.py         torch.fx symbolic trace + a run on meta tensors -> Calls
-    hooks.py      forward hooks where fx cannot trace (wired by execution order)
+    eager.py      where fx cannot trace: one eager pass, every call recorded as the fx graph fx.py walks
     mapping.py    module / function / method -> registry op and arguments
     assemble.py   Calls -> Graph: names, scopes, the shape check, parameters counted once
     state_dict.py a .pth file: which zoo or torchvision model its tensors are
@@ -72,7 +72,7 @@ def _trace(model, shape, *, name: str, description: str, origin: Origin, torchvi
     from archviz.errors import ArchvizError
     from archviz.trace.assemble import assemble
     from archviz.trace.fx import Untraceable, trace_fx
-    from archviz.trace.hooks import trace_hooks
+    from archviz.trace.eager import trace_eager
     from archviz.trace.mapping import function_table, module_table
 
     function_table(), module_table()  # before the stand-in for torch._dynamo, which torchvision.ops' import needs
@@ -82,13 +82,13 @@ def _trace(model, shape, *, name: str, description: str, origin: Origin, torchvi
             how = "traced with torch.fx on the meta device"
         except Untraceable as reason:
             try:
-                traced = trace_hooks(model, shape, reason=str(reason).split("\n")[0][:200])
+                traced = trace_eager(model, shape, reason=str(reason).split("\n")[0][:200])
             except ArchvizError:
                 raise
             except Exception as error:
                 first_line = str(error).strip().split("\n")[0][:300]
                 raise ArchvizError(f"{name} does not run on an input of {'x'.join(map(str, shape))} on the meta "
                                    f"device (no weights): {type(error).__name__}: {first_line}") from None
-            how = "recorded with forward hooks on the meta device"
+            how = "recorded from an eager forward pass on the meta device"
     return assemble(model, traced, name=name, description=f"{description}, {how}.", input_shape=shape,
                     origin=origin, torchvision=torchvision)

@@ -139,7 +139,7 @@ def trace_fx(model, input_shape: tuple[int, ...]) -> Traced:
         except Exception as error:
             raise Untraceable(f"the traced graph does not run: {type(error).__name__}: {error}") from None
         runs.append(recorder.values)
-    return _Walker(module, model, *runs).walk()
+    return walk(module, model, *runs)
 
 
 def located(tensor, twin, what: str) -> _Where:
@@ -156,6 +156,12 @@ def located(tensor, twin, what: str) -> _Where:
             kept = () if fold == 1 else (fold,)
             return _Where(shape[:dim] + kept + shape[dim + 1:], dim, fold)
     return _Where(batch_free(tensor, what))
+
+
+def walk(module, model, values: dict, twins: dict) -> Traced:
+    """The Calls of a traced graph (`module.graph`, its submodules by `module.get_submodule`), given every node's
+    value at BATCH and, where known, at SECOND_BATCH; `model`'s parameters and buffers are its weights."""
+    return _Walker(module, model, values, twins).walk()
 
 
 class _Walker:

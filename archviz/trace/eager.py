@@ -1,0 +1,232 @@
+"""Where torch.fx cannot trace (an `if` on a traced size, Python it cannot follow): one eager forward pass on the meta
+device (twice: see below), every call recorded, written down as the fx graph symbolic tracing would have made, and walked by fx.py's
+walker, so both tracers map, name and count calls the same way.
+
+A `TorchFunctionMode` sees every torch function and tensor method the model calls outside its leaf modules (a
+matmul, a reshape, `x + y`); forward hooks see the leaf modules (torch's layers, as fx's tracer chooses them) and the
+module each call ran in. A value is wired to the call that returned that very tensor; a tensor no recorded call made
+is a constant of the trace (a parameter or buffer by identity, else something made from sizes alone). As with fx, the
+pass runs at a batch of BATCH and again at SECOND_BATCH, so a moved or folded batch is found; where the two passes
+call different things (control flow on the batch size), the batch must stay first. The hooks and the mode are put on
+archviz's own meta copy of the model and removed after the pass.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx
+from torch.overrides import TorchFunctionMode
+
+from archviz.trace.assemble import Traced
+from archviz.trace.fx import BATCH, SECOND_BATCH, _Tracer, walk
+
+NOTE = ("torch.fx could not trace this model ({reason}), so its calls were recorded from eager forward passes: where "
+        "the model branches, the graph is the branch this input takes")
+
+# x + y reaches the mode as Tensor.__add__(x, y), 2 - x as Tensor.__rsub__(x, 2): the operator fx would record
+_OPERATORS = {
+    "__add__": operator.add, "__iadd__": operator.iadd, "__sub__": operator.sub, "__isub__": operator.isub,
+    "__mul__": operator.mul, "__imul__": operator.imul, "__truediv__": operator.truediv,
+    "__itruediv__": operator.itruediv, "__floordiv__": operator.floordiv, "__matmul__": operator.matmul,
+    "__pow__": operator.pow, "__neg__": operator.neg, "__getitem__": operator.getitem, "__abs__": operator.abs,
+}
+_REFLECTED = {"__radd__": operator.add, "__rsub__": operator.sub, "__rmul__": operator.mul,
+              "__rtruediv__": operator.truediv, "__rmatmul__": operator.matmul, "__rpow__": operator.pow}
+_MUTATING = frozenset({"__setitem__"})  # returns None, changes its first argument: later uses read the new value
+_IGNORED = frozenset({"__get__", "__set__", "__torch_function__", "__repr__", "__format__", "__len__", "__bool__",
+                      "__index__", "__int__", "__float__", "__iter__", "__contains__", "__hash__", "__eq__"})
+
+
+@dataclass
+class _Pass:
+    """One eager pass written as an fx graph: its nodes, their values, and which node made each tensor."""
+
+    model: object
+    graph: fx.Graph = field(default_factory=fx.Graph)
+    values: dict = field(default_factory=dict)
+    made: dict = field(default_factory=dict)  # id(tensor) -> node
+    keep: list = field(default_factory=list)  # every tensor seen stays alive, so no id is reused during the pass
+    stack: list = field(default_factory=list)  # (key, path) of the module calls running, outermost first
+    inside_leaf: int = 0
+    entered: list = field(default_factory=list)  # per module call running: (recorded, a leaf)
+    calls: dict = field(default_factory=dict)  # module path -> times called
+    weights: dict = field(default_factory=dict)  # id(tensor) -> qualified name, for the model's own tensors
+    signature: list = field(default_factory=list)  # what ran, in order: both passes must agree
+
+    def __post_init__(self):
+        for name, tensor in (*self.model.named_parameters(), *self.model.named_buffers()):
+            self.weights.setdefault(id(tensor), name)
+
+    def node(self, op: str, target, args, kwargs, value) -> fx.Node:
+        node = self.graph.create_node(op, target, self._args(args), self._args(kwargs))
+        node.meta["nn_module_stack"] = {key: (path, None) for key, path in self.stack}
+        self.values[node] = value
+        self.signature.append((op, target if isinstance(target, str) else getattr(target, "__name__", "")))
+        self._made_by(node, value)
+        return node
+
+    def _made_by(self, node: fx.Node, value) -> None:
+        if isinstance(value, torch.Tensor):
+            self.keep.append(value)
+            self.made[id(value)] = node
+        elif isinstance(value, (tuple, list)):
+            for index, item in enumerate(value):
+                if isinstance(item, torch.Tensor):
+                    self.keep.append(item)
+                    self.made[id(item)] = _Item(node, index)
+
+    def _args(self, value):
+        if isinstance(value, torch.Tensor):
+            return self._tensor(value)
+        if isinstance(value, tuple):
+            return tuple(self._args(v) for v in value)
+        if isinstance(value, list):
+            return [self._args(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._args(v) for k, v in value.items()}
+        return value
+
+    def _tensor(self, tensor) -> fx.Node:
+        found = self.made.get(id(tensor))
+        if isinstance(found, _Item):  # an item of a tuple (chunk's pieces): fx's getitem, made on first use
+            found = self._item(found, tensor)
+        if found is None:  # a parameter, a buffer, or a tensor made from sizes alone
+            name = self.weights.get(id(tensor), f"_constant{len(self.values)}")
+            found = self.graph.create_node("get_attr", name)
+            self.values[found] = tensor
+            self.keep.append(tensor)
+            self.made[id(tensor)] = found
+        return found
+
+    def _item(self, item: _Item, tensor) -> fx.Node:
+        """The getitem node of a tuple's item; on the first use of any item, every item gets one, in order, as fx
+        records `q, k, v = x.unbind(0)`."""
+        for index, value in enumerate(self.values[item.node]):
+            if isinstance(value, torch.Tensor) and isinstance(self.made.get(id(value)), _Item):
+                node = self.graph.create_node("call_function", operator.getitem, (item.node, index))
+                node.meta["nn_module_stack"] = item.node.meta.get("nn_module_stack", {})
+                self.values[node] = value
+                self.made[id(value)] = node
+        return self.made[id(tensor)]
+
+
+@dataclass(frozen=True)
+class _Item:
+    node: fx.Node
+    index: int
+
+
+class _Calls(TorchFunctionMode):
+    """Records each torch function and tensor method called outside a leaf module."""
+
+    def __init__(self, recording: _Pass):
+        super().__init__()
+        self.recording = recording
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        recording = self.recording
+        name = getattr(func, "__name__", "")
+        if recording.inside_leaf or name in _IGNORED or not _holds_tensor((args, kwargs)):
+            return result
+        if name in _MUTATING and args and isinstance(args[0], torch.Tensor):
+            recording.node("call_function", getattr(operator, name.strip("_")), args, kwargs, args[0])
+            return result
+        if not _holds_tensor(result):
+            return result
+        if name in _REFLECTED:
+            recording.node("call_function", _REFLECTED[name], (args[1], args[0], *args[2:]), kwargs, result)
+        elif name in _OPERATORS:
+            recording.node("call_function", _OPERATORS[name], args, kwargs, result)
+        elif getattr(torch.Tensor, name, None) is func:
+            recording.node("call_method", name, args, kwargs, result)
+        else:
+            recording.node("call_function", func, args, kwargs, result)
+        return result
+
+
+def _holds_tensor(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_holds_tensor(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_tensor(v) for v in value.values())
+    return False
+
+
+def _record(model, input_shape: tuple[int, ...], batch: int) -> _Pass:
+    recording = _Pass(model)
+    image = torch.empty((batch, *input_shape), device="meta")
+    placeholder = recording.graph.create_node("placeholder", "x")
+    recording.values[placeholder] = image
+    recording.made[id(image)] = placeholder
+    recording.keep.append(image)
+    leaf = _Tracer()
+    handles = []
+    for path, module in model.named_modules():
+        if not path:
+            continue
+        is_leaf = leaf.is_leaf_module(module, path)
+        handles.append(module.register_forward_pre_hook(_enter(recording, path, is_leaf)))
+        handles.append(module.register_forward_hook(_leave(recording, path, is_leaf), with_kwargs=True))
+    try:
+        with _Calls(recording):
+            result = model(image)
+    finally:
+        for handle in handles:
+            handle.remove()
+    output = recording.graph.create_node("output", "output", (recording._args(result),))
+    recording.values[output] = result
+    return recording
+
+
+def _enter(recording: _Pass, path: str, is_leaf: bool):
+    def hook(module, args):
+        recorded = not recording.inside_leaf  # a module inside a leaf is part of that leaf's call
+        recording.entered.append(recorded)
+        if not recorded:
+            return
+        count = recording.calls.get(path, 0)
+        recording.calls[path] = count + 1
+        recording.stack.append((path if count == 0 else f"{path}@{count}", path))
+        recording.inside_leaf += is_leaf
+
+    return hook
+
+
+def _leave(recording: _Pass, path: str, is_leaf: bool):
+    def hook(module, args, kwargs, output):
+        if not recording.entered.pop():
+            return
+        recording.inside_leaf -= is_leaf
+        if is_leaf and _holds_tensor(output):
+            recording.node("call_module", path, args, kwargs, output)
+        recording.stack.pop()
+
+    return hook
+
+
+class _Recorded:
+    """What the walker asks of a traced module: its graph and its submodules."""
+
+    def __init__(self, model, graph: fx.Graph):
+        self.graph = graph
+        self.get_submodule = model.get_submodule
+
+
+def trace_eager(model, input_shape: tuple[int, ...], *, reason: str) -> Traced:
+    """The calls of `model` in one eager pass on the meta device, as trace_fx describes them."""
+    first = _record(model, input_shape, BATCH)
+    second = _record(model, input_shape, SECOND_BATCH)
+    twins = {}
+    if first.signature == second.signature and len(first.graph.nodes) == len(second.graph.nodes):
+        # the same calls in the same order: the values pair up
+        by_index = list(second.graph.nodes)
+        twins = {node: second.values.get(by_index[i]) for i, node in enumerate(first.graph.nodes)}
+    traced = walk(_Recorded(model, first.graph), model, first.values, twins)
+    return Traced(traced.calls, traced.output, "eager", (NOTE.format(reason=reason),))
