@@ -11,6 +11,8 @@ import json
 import math
 from pathlib import Path
 
+import re
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -162,13 +164,16 @@ def test_functions_are_named_in_their_module_and_wired_by_tensor_flow():
     assert report.totals.macs == flop_counter_macs(model, (3, 16, 16))
 
 
-def test_a_shape_formula_that_disagrees_with_torch_is_a_bug(monkeypatch):
-    from archviz.trace.assemble import TraceBug
-
+def test_a_shape_formula_that_disagrees_with_torch_is_a_bug_shown_not_hidden(monkeypatch):
+    """A formula that disagrees with torch is an archviz bug: the layer is opaque (shape and params as traced), never
+    a figure from the wrong formula, and the description names the formula and asks for a report."""
     conv = get_op("conv2d")
     monkeypatch.setattr(type(conv), "infer_shape", lambda self, attrs, in_shapes: (1, 1, 1))
-    with pytest.raises(TraceBug, match="conv2d's formula gives 1x1x1 .* torch computed 8x16x16"):
-        archviz.load(f"{TINY}:Net", input=(3, 16, 16))
+    graph = archviz.load(f"{TINY}:Net", input=(3, 16, 16))
+    assert graph.node("conv1").op == "opaque" and graph.node("conv1").out_shape == (8, 16, 16)
+    assert graph.node("conv1").attrs["params"] == 3 * 8 * 9  # no bias
+    assert re.search(r"layer conv1: conv2d's formula gives 1x1x1 .* torch computed 8x16x16 .*an archviz bug, please "
+                     "report it", graph.description)
 
 
 def test_shared_and_tied_weights_are_counted_once():

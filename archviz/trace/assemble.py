@@ -9,7 +9,8 @@ module alone decides names and counts:
     that module's path when it is the module's only call (torchvision's StochasticDepth module ->
     "features.1.0.stochastic_depth");
   * a call mapped to a registry op must give, by the op's own formulas, the shape the trace saw and the parameters
-    and buffers its module holds; a difference is an archviz bug (TraceBug), never ignored;
+    and buffers its module holds; a difference is an archviz bug (TraceBug), never ignored: the layer becomes opaque
+    (shape and params as traced) and the description says which formula disagreed, asking for a report;
   * anything else is an `opaque` node: shape as traced, the parameters and buffers it uses counted, MACs not.
 """
 
@@ -83,11 +84,11 @@ def assemble(model, traced: Traced, *, name: str, description: str, input_shape:
     weights = _Weights(_weight_names(model))
     namer = _Namer(modules, traced.calls)
     nodes: list[Node] = []
+    notes = list(traced.notes)
     for index, call in enumerate(traced.calls):
         node_name, shares = namer.name(index, call)
-        nodes.append(_node(call, node_name, shares, [node.name for node in nodes], weights))
+        nodes.append(_node(call, node_name, shares, [node.name for node in nodes], weights, notes))
     uncalled = _uncalled(weights)
-    notes = list(traced.notes)
     if uncalled:
         listed = ", ".join(f"{path or '(top)'} ({count:,})" for path, count in uncalled[:5])
         more = f" and {len(uncalled) - 5} more" if len(uncalled) > 5 else ""
@@ -125,7 +126,7 @@ def _counts(tensors, weights: _Weights) -> tuple[int, int]:
     return params, buffers
 
 
-def _node(call: Call, name: str, shares: str | None, earlier: list[str], weights: _Weights) -> Node:
+def _node(call: Call, name: str, shares: str | None, earlier: list[str], weights: _Weights, notes: list) -> Node:
     owned = [t for t in call.owned if id(t) in weights.names]
     done = [t for t in owned if id(t) in weights.counted]
     if shares is None and owned and len(done) == len(owned):
@@ -135,7 +136,10 @@ def _node(call: Call, name: str, shares: str | None, earlier: list[str], weights
     node = None
     if mapped is not None:
         inputs = tuple(INPUT if ref.call is None else earlier[ref.call] for ref in mapped.inputs)
-        node = _mapped_node(call, mapped, name, shares, inputs, _counts(owned, weights))
+        try:
+            node = _mapped_node(call, mapped, name, shares, inputs, _counts(owned, weights))
+        except TraceBug as bug:
+            notes.append(f"{bug}: an archviz bug, please report it; the layer is shown without a formula")
     if node is None:
         inputs = tuple(INPUT if ref.call is None else earlier[ref.call] for ref in call.inputs)
         params, buffers = _counts(owned if shares is not None else fresh, weights)
@@ -155,14 +159,13 @@ def _mapped_node(call: Call, mapped: Mapped, name, shares, inputs, owned: tuple[
         return None
     attrs, shape = layer.attrs, layer.out_shape
     if shape != call.out_shape:
-        raise TraceBug(f"archviz bug: layer {name}: {op.name}'s formula gives {fmt_shape(shape)} for "
+        raise TraceBug(f"layer {name}: {op.name}'s formula gives {fmt_shape(shape)} for "
                        f"{', '.join(fmt_shape(s) for s in in_shapes)} but torch computed {fmt_shape(call.out_shape)} "
-                       f"({call.target}); please report it")
+                       f"({call.target})")
     formula = (op.params(attrs, in_shapes), op.buffers(attrs, in_shapes))
     if formula != owned:
-        raise TraceBug(f"archviz bug: layer {name}: {op.name}'s formulas give {formula[0]:,} parameters and "
-                       f"{formula[1]:,} buffers but {call.target} holds {owned[0]:,} and {owned[1]:,}; "
-                       "please report it")
+        raise TraceBug(f"layer {name}: {op.name}'s formulas give {formula[0]:,} parameters and "
+                       f"{formula[1]:,} buffers but {call.target} holds {owned[0]:,} and {owned[1]:,}")
     return make_node(name, layer, inputs, scope=name.rpartition(".")[0], shares=shares)
 
 
