@@ -39,6 +39,8 @@ def load(source: Any, *, input=None, overrides: Mapping[str, Any] | None = None,
     """Any model as a Graph, every shape inferred:
       * a zoo name ("vgg16") or a spec file ("my_net.yaml"), with `overrides` of its params;
       * "torchvision:resnet50", traced (input 3x224x224 unless given; inception_v3 3x299x299);
+      * "timm:convnext_tiny" (needs timm), built by timm.create_model(pretrained=False) with `kwargs` and traced
+        (input: the model's pretrained_cfg input_size unless given);
       * "path/to/model.py:Net" or "package.module:make_model": IMPORTS AND RUNS that code, calls the class or factory
         with `kwargs` on the meta device and traces the module (`input` is required);
       * an nn.Module object, traced from a meta copy (the object is not changed; `input` is required);
@@ -61,8 +63,8 @@ def load(source: Any, *, input=None, overrides: Mapping[str, Any] | None = None,
 
         return trace_source(text, input=input, kwargs=kwargs)
     if kwargs:
-        raise SpecError(f"{text}: kwargs (--kwargs) go to a PyTorch class or factory (torchvision:NAME, FILE.py:Name, "
-                        "module:name); a spec takes --set name=value")
+        raise SpecError(f"{text}: kwargs (--kwargs) go to a PyTorch class or factory (torchvision:NAME, timm:NAME, "
+                        "FILE.py:Name, module:name); a spec takes --set name=value")
     suffix = Path(text).suffix.lower()
     if suffix == ".onnx":
         return _read_onnx(text, input=input)
@@ -125,9 +127,9 @@ def inspect(source: Any, *, input=None, overrides: Mapping[str, Any] | None = No
             crosscheck: bool = False, fvcore_full: bool = False) -> Report:
     """Every figure of every layer, by formula; with crosscheck=True also the peers' counts (needs torch).
 
-    `source` is anything load() reads (a zoo name, a spec file, torchvision:NAME, FILE.py:Name, an nn.Module, ...)
-    or a Graph. fvcore_full lets fvcore run a CPU forward pass at the full input when no smaller one runs the same
-    layers.
+    `source` is anything load() reads (a zoo name, a spec file, torchvision:NAME, timm:NAME, FILE.py:Name, an
+    nn.Module, ...) or a Graph. fvcore_full lets fvcore run a CPU forward pass at the full input when no smaller one
+    runs the same layers.
 
     >>> inspect("lenet").totals.params
     61706

@@ -100,6 +100,7 @@ class DTypeChoice(enum.StrEnum):
 
 ModelArg = Annotated[str, typer.Argument(help=(
     "A zoo name (see `archviz list`), a spec file (my_net.yaml), torchvision:NAME (e.g. torchvision:resnet50), "
+    "timm:NAME (e.g. timm:convnext_tiny; needs timm), "
     "FILE.py:Name or package.module:name (a torch.nn.Module class or a function returning one: archviz IMPORTS AND "
     "RUNS that code, so name only code you trust), an .onnx file, or a state dict (.pth/.pt) of a zoo or torchvision "
     "model."))]
@@ -248,7 +249,8 @@ def diff(
     format: Annotated[DiffFormat, typer.Option("--format", "-f", help="Output format.")] = DiffFormat.TABLE,
     html: Annotated[Optional[str], typer.Option("--html", help="Also write a comparison report to this file.")] = None,
     kwargs: Annotated[Optional[str], typer.Option("--kwargs", help=(
-        "Keyword arguments (a JSON object) for whichever model is PyTorch code (torchvision:, FILE.py:, module:)."
+        "Keyword arguments (a JSON object) for whichever model is PyTorch code (torchvision:, timm:, FILE.py:, "
+        "module:)."
     ))] = None,
 ):
     """Two architectures side by side: totals, stages aligned by resolution, and what differs, in words."""

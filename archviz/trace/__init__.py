@@ -1,5 +1,6 @@
-"""Any PyTorch model in: torchvision:NAME, file.py:Name, package.module:name or an nn.Module object, traced into the
-same frozen Graph a spec becomes, so every later stage (analysis, diagrams, diff, reports) works on it unchanged.
+"""Any PyTorch model in: torchvision:NAME, timm:NAME, file.py:Name, package.module:name or an nn.Module object,
+traced into the same frozen Graph a spec becomes, so every later stage (analysis, diagrams, diff, reports) works on it
+unchanged.
 
     load.py       the module behind a source, built on the meta device (no weights allocated)
     fx.py         torch.fx symbolic trace + a run on meta tensors -> Calls
@@ -23,7 +24,7 @@ __all__ = ["is_model_source", "parse_kwargs", "trace_module", "trace_source"]
 
 
 def trace_source(source: str, *, input=None, kwargs: Mapping[str, Any] | None = None) -> Graph:
-    """The Graph of a torchvision:, file.py:Name or module:name source (see archviz/trace/load.py).
+    """The Graph of a torchvision:, timm:, file.py:Name or module:name source (see archviz/trace/load.py).
 
     >>> trace_source("torchvision:resnet18").node("layer1.0.add").inputs
     ('layer1.0.bn2', 'maxpool')
@@ -39,11 +40,19 @@ def trace_source(source: str, *, input=None, kwargs: Mapping[str, Any] | None = 
                             "your own takes)")
     shape = parse_input(input)
     model = build_meta(parsed)
-    builder = f"torchvision.models.{parsed.location}" if parsed.kind == SourceKind.TORCHVISION else parsed.name
     arguments = ", ".join(f"{k}={v!r}" for k, v in parsed.kwargs.items())
-    return _trace(model, shape, name=parsed.name, description=f"{builder}({arguments})",
+    return _trace(model, shape, name=parsed.name, description=_built_with(parsed, arguments),
                   origin=Origin(source, parsed.kwargs),
                   torchvision=parsed.location if parsed.kind == SourceKind.TORCHVISION else None)
+
+
+def _built_with(parsed, arguments: str) -> str:
+    """How the module was made, as Python: torchvision.models.resnet50(), timm.create_model('resnet18', ...)."""
+    if parsed.kind == SourceKind.TORCHVISION:
+        return f"torchvision.models.{parsed.location}({arguments})"
+    if parsed.kind == SourceKind.TIMM:
+        return f"timm.create_model({', '.join(filter(None, [repr(parsed.location), 'pretrained=False', arguments]))})"
+    return f"{parsed.name}({arguments})"
 
 
 def trace_module(module, *, input, name: str | None = None) -> Graph:

@@ -2,11 +2,13 @@
 
 Sources (archviz.load dispatches here):
     torchvision:resnet50            a torchvision classification model (input 3x224x224, inception_v3 3x299x299)
+    timm:convnext_tiny              a timm model, NAME or NAME.TAG as timm.list_models() / list_pretrained() name it
+                                    (input: its pretrained_cfg's input_size), built with pretrained=False
     path/to/model.py:Net            a class or factory in a Python file: IMPORTS AND RUNS THAT FILE
     package.module:make_model       a class or factory in an importable module: IMPORTS AND RUNS IT
     an nn.Module object             (Python API) copied to the meta device; the object itself is never changed
-`kwargs` go to the class or factory. Running a user's code happens only for the explicit `file.py:Name` and
-`module:name` forms, never for a zoo name or a spec file.
+`kwargs` go to the class or factory (timm: to timm.create_model). Running a user's code happens only for the explicit
+`file.py:Name` and `module:name` forms, never for a zoo name or a spec file.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ from archviz.graph.ir import Origin, Shape
 TORCHVISION_PREFIX = "torchvision:"
 TORCHVISION_INPUT = (3, 224, 224)  # what torchvision's classification weights are evaluated at (its crop size)
 TORCHVISION_INPUTS = MappingProxyType({"inception_v3": (3, 299, 299)})  # the exceptions
+TIMM_PREFIX = "timm:"
+TIMM_INSTALL_HINT = "pip install 'archviz[timm]'"
+# create_model's arguments that load weights or fetch a config (from a file or the Hugging Face Hub): archviz builds
+# every model without weights, on the meta device, and never downloads anything.
+TIMM_WEIGHT_ARGUMENTS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir")
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _SUFFIXES = (".py",)
 _NOT_CODE = (".yaml", ".yml", ".onnx", ".pth", ".pt")
@@ -40,6 +47,7 @@ _NOT_CODE = (".yaml", ".yml", ".onnx", ".pth", ".pt")
 
 class SourceKind(enum.StrEnum):
     TORCHVISION = "torchvision"  # torchvision:NAME
+    TIMM = "timm"  # timm:NAME or timm:NAME.TAG
     FILE = "file"  # path/to/file.py:Name
     MODULE = "module"  # package.module:name
     OBJECT = "object"  # an nn.Module handed to the Python API
@@ -47,7 +55,8 @@ class SourceKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A parsed model source. location: the torchvision builder, the file's path or the module's name."""
+    """A parsed model source. location: the torchvision builder, the timm model name, the file's path or the
+    module's name."""
 
     text: str
     kind: SourceKind
@@ -71,14 +80,17 @@ def _is_path(text: str) -> bool:
 
 
 def is_model_source(source) -> bool:
-    """Whether `source` names PyTorch code (torchvision:, file.py:Name, module:name) rather than a zoo name or spec.
+    """Whether `source` names PyTorch code (torchvision:, timm:, file.py:Name, module:name) rather than a zoo name or
+    spec.
 
-    >>> is_model_source("torchvision:resnet50"), is_model_source("models/net.py:Net"), is_model_source("vgg16")
+    >>> is_model_source("torchvision:resnet50"), is_model_source("timm:resnet18"), is_model_source("vgg16")
     (True, True, False)
+    >>> is_model_source("models/net.py:Net")
+    True
     """
     if not isinstance(source, str):
         return False
-    if source.startswith(TORCHVISION_PREFIX):
+    if source.startswith((TORCHVISION_PREFIX, TIMM_PREFIX)):
         return True
     if source.lower().endswith(_NOT_CODE) or _is_path(source):  # a spec, ONNX or weights file named "a:b.yaml"
         return False
@@ -91,6 +103,8 @@ def parse_source(text: str, *, kwargs: Mapping[str, Any] | None = None) -> Model
     frozen = MappingProxyType(dict(kwargs or {}))
     if text.startswith(TORCHVISION_PREFIX):
         return ModelSource(text, SourceKind.TORCHVISION, text[len(TORCHVISION_PREFIX):], kwargs=frozen)
+    if text.startswith(TIMM_PREFIX):
+        return ModelSource(text, SourceKind.TIMM, text[len(TIMM_PREFIX):], kwargs=frozen)
     left, _, right = text.rpartition(":")
     if not _MODULE_NAME.match(right):
         raise ArchvizError(f"{text!r}: {right!r} is not a class or function name (expected FILE.py:Name or "
@@ -119,9 +133,22 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
 
 
 def default_input(source: ModelSource) -> Shape | None:
-    """The input torchvision's classification models are made for; None where only the user can say."""
+    """The input torchvision's and timm's models are made for; None where only the user can say.
+
+    timm: the model's pretrained_cfg input_size (C, H, W), with the channels and image size of the `in_chans` and
+    `img_size` kwargs where they are given (timm's ViTs and Swins take img_size; every timm model takes in_chans).
+    """
     if source.kind == SourceKind.TORCHVISION:
         return TORCHVISION_INPUTS.get(source.location, TORCHVISION_INPUT)
+    if source.kind == SourceKind.TIMM:
+        channels, height, width = timm_pretrained_cfg(source).input_size
+        size = source.kwargs.get("img_size")
+        if isinstance(size, int):
+            height = width = size
+        elif isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(n, int) for n in size):
+            height, width = size
+        channels = source.kwargs.get("in_chans", channels)
+        return (channels, height, width) if isinstance(channels, int) else None
     return None
 
 
@@ -130,6 +157,56 @@ def torchvision_names() -> list[str]:
     import torchvision
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def timm_names() -> list[str]:
+    """timm's model architectures, as timm.list_models() names them (without a pretrained tag)."""
+    return _timm().list_models()
+
+
+def timm_pretrained_cfg(source: ModelSource):
+    """The timm.models.PretrainedCfg of timm:NAME or timm:NAME.TAG (NAME alone: its default tag); an
+    UnknownNameError with the closest names for a name or tag timm does not have."""
+    timm = _timm()
+    name = source.location
+    architecture, _, tag = name.partition(".")
+    names = timm_names()
+    if architecture not in names:
+        raise UnknownNameError(f"{source.text}: timm has no model {architecture!r}{closest(architecture, names)}")
+    tagged = timm.list_pretrained(f"{architecture}.*")
+    if tag and name not in tagged:
+        known = f"; its tags: {', '.join(t.partition('.')[2] for t in tagged)}" if tagged else "; it has no tags"
+        raise UnknownNameError(f"{source.text}: timm's {architecture} has no pretrained tag {tag!r}"
+                               f"{closest(name, tagged)}{known}")
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or not cfg.input_size:
+        raise ArchvizError(f"{source.text}: timm gives no input size for it; give one with --input CxHxW")
+    return cfg
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:
+        from archviz.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"timm models need timm, which is not installed: {TIMM_INSTALL_HINT}") from None
+    return timm
+
+
+def _timm_factory(source: ModelSource):
+    """timm.create_model for the name, without weights: pretrained=False, and no argument that loads any."""
+    timm_pretrained_cfg(source)  # the name and tag exist (create_model would say so with a traceback)
+    given = [key for key in TIMM_WEIGHT_ARGUMENTS if key in source.kwargs]
+    if given:
+        raise ArchvizError(f"{source.text}: --kwargs {', '.join(given)}: archviz builds timm models without weights "
+                           "(pretrained=False, on the meta device) and never loads or downloads any")
+    create_model = _timm().create_model
+
+    def factory(**kwargs):
+        return create_model(source.location, pretrained=False, **kwargs)
+
+    return factory, source.text
 
 
 def build_meta(source: ModelSource):
@@ -192,6 +269,8 @@ def _torch():
 
 def _factory(source: ModelSource):
     """The class or function to call (or a module instance), and how to name it in messages."""
+    if source.kind == SourceKind.TIMM:
+        return _timm_factory(source)
     if source.kind == SourceKind.TORCHVISION:
         try:
             names = torchvision_names()
