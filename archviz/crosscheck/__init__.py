@@ -16,7 +16,8 @@ from archviz.errors import MissingDependencyError
 from archviz.crosscheck.result import TOTAL, CrossCheck, Figure, PeerResult, Quantity, Status
 from archviz.torch_build import INSTALL_HINT
 
-PEERS = (  # (peer name, module in this package, distribution it needs)
+PEERS = (  # (peer name, module in this package, distribution it needs); the module itself first: its totals decide
+    ("module", "module_peer", "torch"),
     ("torchinfo", "torchinfo_peer", "torchinfo"),
     ("flop_counter", "flop_counter_peer", "torch"),
     ("fvcore", "fvcore_peer", "fvcore"),

@@ -18,6 +18,7 @@ TOTAL = "(total)"  # the layer name of a figure for the whole model
 class Quantity(enum.StrEnum):
     OUT_SHAPE = "out_shape"  # without the batch
     PARAMS = "params"
+    BUFFERS = "buffers"  # elements
     MACS = "macs"  # whole batch
     OTHER_OPS = "other_ops"  # whole batch
 

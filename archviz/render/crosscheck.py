@@ -8,7 +8,9 @@ from rich.text import Text
 
 from archviz.analysis.report import Report
 
-PEER_TITLES = {"torchinfo": "torchinfo", "flop_counter": "torch FlopCounterMode", "fvcore": "fvcore"}
+PEER_TITLES = {"module": "the module itself", "torchinfo": "torchinfo", "flop_counter": "torch FlopCounterMode",
+               "fvcore": "fvcore"}
+MODULE_PEER = "module"  # archviz/crosscheck/module_peer.py: the whole model's totals, compared strictly
 MAX_REASONS = 4  # unexplained differences shown per peer; --format json has every figure with its reason
 
 
@@ -19,13 +21,26 @@ def crosscheck_text(report: Report) -> Text:
     if check.skipped:
         return Text(f"Cross-check skipped: {check.message}", style="yellow")
     text = Text("Cross-check: ", style="bold")
+    wrong_totals = _wrong_totals(check)
     if check.agrees:
         text.append("every peer agrees after conversion\n", style="green")
+    elif wrong_totals:
+        text.append(f"archviz's totals are not the model's: {wrong_totals} differ from the module itself (below)\n",
+                    style="bold red")
     else:
         text.append(f"{len(check.unexplained)} unexplained difference(s)\n", style="bold red")
     for peer in check.peers:
         text.append_text(_peer_text(peer))
     return text
+
+
+def _wrong_totals(check) -> str:
+    """'params and macs': the totals the module itself disagrees with ('' when it agrees or did not run)."""
+    module = next((peer for peer in check.peers if peer.peer == MODULE_PEER), None)
+    if module is None:
+        return ""
+    wrong = [figure.quantity.value for figure in module.totals if not figure.agrees]
+    return f"{', '.join(wrong[:-1])} and {wrong[-1]}" if len(wrong) > 1 else "".join(wrong)
 
 
 def _peer_text(peer) -> Text:

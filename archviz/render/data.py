@@ -5,8 +5,12 @@ totals {params, trainable_params, non_trainable_params, buffers, param_bytes, ma
 macs_per_image, flops_per_image, activation_bytes, peak_activation_bytes, peak_at, depth, layers, uncounted},
 layers [{name, type, kind, summary, input_shapes, output_shape, params, buffers, macs, flops, other_ops,
 activation_elements, activation_bytes, receptive_field, jump, start, line, counted, shares}], crosscheck (null when
-not run). `uncounted` lists the layers without a formula (their macs and other_ops are 0 and `counted` is false);
-`shares` names the layer whose weights a layer reuses (its params are counted there).
+not run; else {model, input, batch, agrees, skipped, message, conventions, peers [{peer, version, method, agrees,
+skipped, message, seconds, notes, totals, layers, differences}]}, each figure {layer, quantity, ours, reported,
+converted, status, checked, agrees, reason}; `agrees` is false when any figure of any peer disagrees, and the peer
+"module" holds the whole model's params, buffers and macs counted on the module itself). `uncounted` lists the
+layers without a formula (their macs and other_ops are 0 and `counted` is false); `shares` names the layer whose
+weights a layer reuses (its params are counted there).
 Costs in totals and layers are for the whole batch; shapes exclude the batch, in torch's order.
 """
 
@@ -104,7 +108,22 @@ def report_markdown(report: Report) -> str:
     lines += ["", f"**Total params:** {t.params:,} &nbsp; **MACs:** {t.macs:,} &nbsp; **FLOPs:** {t.flops:,} &nbsp; "
               f"**Peak activation memory:** {t.peak_activation_bytes:,} bytes &nbsp; **Depth:** {t.depth}", "",
               f"_{CONVENTIONS}_"]
+    if report.crosscheck is not None:
+        lines += ["", _markdown_verdict(report.crosscheck)]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_verdict(check) -> str:
+    """One line: the cross-check's verdict; where the module itself disagrees, each total's reason."""
+    if check.skipped:
+        return f"**Cross-check skipped:** {markdown_text(check.message)}"
+    if check.agrees:
+        return "**Cross-check:** every peer agrees after conversion."
+    wrong = [f for p in check.peers if p.peer == "module" for f in p.totals if not f.agrees]
+    if wrong:
+        return "**Cross-check: archviz's totals are not the model's.** " + "".join(
+            f"{markdown_text(f.reason)}. " for f in wrong).rstrip()
+    return f"**Cross-check:** {len(check.unexplained)} unexplained difference(s); see --format json."
 
 
 # Markdown's marks; an underscore inside a word (local_response_norm) is no emphasis in CommonMark, so stays bare

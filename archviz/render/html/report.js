@@ -210,18 +210,24 @@
   }
 
   // ---- cross-check ------------------------------------------------------------------------------------------------
+  const PEER_TITLES = { module: "the module itself", torchinfo: "torchinfo", flop_counter: "torch FlopCounterMode",
+    fvcore: "fvcore" };  // as archviz/render/crosscheck.py PEER_TITLES
   function crosscheck(model) {
     const container = document.getElementById("crosscheck-body");
     if (!container) return;
     const check = model.crosscheck;
     if (!check) { container.append(el("p", { text: "Not run (--no-crosscheck): every figure here is by formula." })); return; }
     if (check.skipped) { container.append(el("p", { text: check.message })); return; }
+    // the module itself (archviz/crosscheck/module_peer.py) compares the whole model's totals strictly
+    const module = check.peers.find((p) => p.peer === "module");
+    const wrong = module ? module.totals.filter((f) => !f.agrees) : [];
     container.append(el("p", { class: check.agrees ? "verdict-ok" : "verdict-bad",
       text: check.agrees ? "Every peer agrees with the formulas, after the conversions below."
-                         : "Unexplained differences: see the peers marked ✗." }));
+          : wrong.length ? "archviz's totals are not the model's: " + wrong.map((f) => f.reason + ".").join(" ")
+          : "Unexplained differences: see the peers marked ✗." }));
     for (const peer of check.peers) {
       const details = el("details", { open: "" });
-      details.append(el("summary", { text: `${peer.agrees ? "✓" : "✗"} ${peer.peer} ${peer.version}` +
+      details.append(el("summary", { text: `${peer.agrees ? "✓" : "✗"} ${PEER_TITLES[peer.peer] || peer.peer} ${peer.version}` +
         (peer.skipped ? ` — skipped: ${peer.message}` : ` — ${peer.method} (${peer.seconds} s)`) }));
       for (const note of peer.notes) details.append(el("div", { class: "muted", text: "note: " + note }));
       if (peer.differences.length) {
