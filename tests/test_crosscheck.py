@@ -16,7 +16,7 @@ from archviz.crosscheck import TOTAL, Quantity, Status, run_crosscheck
 from archviz.crosscheck.result import compare
 from archviz.spec.zoo import zoo_names
 
-PEERS = ("torchinfo", "flop_counter", "fvcore")
+PEERS = ("module", "torchinfo", "flop_counter", "fvcore")
 
 MIXED = (Path(__file__).parent / "data" / "branchy.yaml").read_text()
 
@@ -142,7 +142,8 @@ def test_a_wrong_figure_is_an_unexplained_difference(lenet):
     layers = tuple(wrong if s.name == "conv2" else s for s in lenet.layers)
     check = run_crosscheck(dataclasses.replace(lenet, layers=layers, crosscheck=None)).crosscheck
     assert not check.agrees
-    assert {(peer, f.layer) for peer, f in check.unexplained} == {(peer, "conv2") for peer in PEERS}
+    # the module itself compares totals only, and the totals were left as they were
+    assert {(peer, f.layer) for peer, f in check.unexplained} == {(peer, "conv2") for peer in PEERS[1:]}
     assert all(f.reason.startswith("unexplained") for _, f in check.unexplained)
 
 
@@ -193,3 +194,145 @@ def test_fvcore_asks_before_a_costly_full_size_trace(write_spec):
     peers = {p.peer: p for p in archviz.inspect(spec, crosscheck=True).crosscheck.peers}
     assert peers["fvcore"].skipped and "--fvcore-full" in peers["fvcore"].message
     assert not peers["torchinfo"].skipped and peers["torchinfo"].agrees
+
+
+# --- the module itself: the whole model's totals, counted on the nn.Module, compared strictly -------------------------
+
+
+def module_totals(check):
+    return {f.quantity: f for f in check.peer("module").totals}
+
+
+def test_lenet_totals_are_the_modules_own(lenet):
+    from archviz.torch_build import to_torch
+
+    model = to_torch(lenet.graph)
+    totals = module_totals(lenet.crosscheck)
+    assert totals[Quantity.PARAMS].reported == sum(p.numel() for p in model.parameters()) == lenet.totals.params
+    assert totals[Quantity.PARAMS].status is Status.SAME
+    assert totals[Quantity.BUFFERS].reported == 0
+    macs = totals[Quantity.MACS]
+    assert macs.reported == 2 * lenet.totals.macs and macs.status is Status.CONVERTED and "halved" in macs.reason
+
+
+def test_torchvision_resnet18_totals_are_the_modules_own():
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    report = archviz.inspect("torchvision:resnet18", crosscheck=True)
+    assert_agrees(report.crosscheck)
+    with torch.device("meta"):
+        model = torchvision.models.resnet18()
+    totals = module_totals(report.crosscheck)
+    params = totals[Quantity.PARAMS]
+    assert params.reported == sum(p.numel() for p in model.parameters()) == 11_689_512  # torchvision's num_params
+    assert params.status is Status.SAME
+    buffers = totals[Quantity.BUFFERS]
+    steps = [b for name, b in model.named_buffers() if name.endswith("num_batches_tracked")]
+    assert buffers.reported == sum(b.numel() for b in model.buffers())
+    assert buffers.converted == buffers.reported - len(steps) == report.totals.buffers
+    assert buffers.status is Status.CONVERTED and "num_batches_tracked" in buffers.reason
+    assert totals[Quantity.MACS].converted == report.totals.macs
+
+
+def test_weights_that_never_ran_are_taken_out_by_name():
+    """Inception v3's auxiliary head does not run in eval mode: neither archviz nor torch's forward pass uses it."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    report = archviz.inspect("torchvision:inception_v3", crosscheck=True)
+    with torch.device("meta"):
+        model = torchvision.models.inception_v3(init_weights=False)
+    params = module_totals(report.crosscheck)[Quantity.PARAMS]
+    aux = sum(p.numel() for p in model.AuxLogits.parameters())
+    assert params.reported == sum(p.numel() for p in model.parameters())
+    assert params.converted == params.reported - aux == report.totals.params
+    assert f"minus {aux:,} parameters no op read" in params.reason and "AuxLogits" in params.reason
+    assert report.crosscheck.peer("module").agrees
+
+
+def test_wrong_totals_disagree_with_the_module_and_say_by_how_much(lenet):
+    from archviz.render.crosscheck import crosscheck_text
+
+    totals = dataclasses.replace(lenet.totals, params=lenet.totals.params + 5, macs=lenet.totals.macs - 7)
+    report = run_crosscheck(dataclasses.replace(lenet, totals=totals, crosscheck=None))
+    check = report.crosscheck
+    assert not check.agrees and not check.peer("module").agrees
+    figures = module_totals(check)
+    params, macs = figures[Quantity.PARAMS], figures[Quantity.MACS]
+    assert params.status is Status.UNEXPLAINED and not params.agrees
+    assert params.reason == (f"params: {totals.params:,} counted, the module holds {lenet.totals.params:,}: archviz "
+                             "counts 5 parameters more than that")
+    assert macs.status is Status.UNEXPLAINED
+    assert macs.reason.startswith(f"macs: {totals.macs:,} counted, torch measured {lenet.totals.macs:,}: 7 MACs torch "
+                                  "measured that archviz did not count")
+    assert figures[Quantity.BUFFERS].agrees
+    text = crosscheck_text(report)
+    first = text.plain.splitlines()[0]
+    assert first == ("Cross-check: archviz's totals are not the model's: params and macs differ from the module "
+                     "itself (below)")
+    assert any("red" in str(span.style) and span.start <= len("Cross-check: ") < span.end for span in text.spans)
+    assert params.reason in text.plain and macs.reason in text.plain
+
+
+def test_a_class_token_held_by_the_model_itself_is_counted():
+    """fx cannot follow `if` on a traced size; the eager trace must still count the token the model adds in its
+    forward (the hook fallback it replaced did not: the module itself is what shows such a loss)."""
+    pytest.importorskip("torch")
+    model = _loaded(TOKEN_NET, "TokenNet")
+    report = archviz.inspect(model, input=(3, 16, 16), crosscheck=True)
+    params = module_totals(report.crosscheck)[Quantity.PARAMS]
+    assert params.reported == sum(p.numel() for p in model.parameters()) == 8 * 3 * 3 * 3 + 8 + 8 + 8 * 10 + 10
+    assert params.status is Status.SAME and report.crosscheck.peer("module").agrees
+
+
+TOKEN_NET = """
+import torch
+
+
+class TokenNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.token = torch.nn.Parameter(torch.zeros(1, 8, 1, 1))
+        self.fc = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if x.shape[-1] > 4:
+            x = x + self.token
+        return self.fc(x.mean((2, 3)))
+"""
+
+def _loaded(text: str, name: str):
+    namespace = {}
+    exec(text, namespace)  # noqa: S102  (our own text above, as the CLI test loads it from a file)
+    return namespace[name]()
+
+
+def test_the_cli_shows_the_disagreement_in_red_and_exits_0(monkeypatch):
+    """A module holding 3 parameters its forward pass reads and archviz's graph does not have (added here to the
+    module the peer builds): one red line in the table, crosscheck.agrees false in JSON, exit status 0 both times."""
+    torch = pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from archviz.cli import app
+    from archviz.crosscheck import module_peer
+
+    built = module_peer.meta_model
+
+    def with_extra_weights(report):
+        model = built(report)
+        model.register_parameter("extra", torch.nn.Parameter(torch.zeros(3, device="meta")))
+        model.register_forward_pre_hook(lambda module, args: (args[0] + module.extra.sum(),))
+        return model
+
+    monkeypatch.setattr(module_peer, "meta_model", with_extra_weights)
+    table = CliRunner().invoke(app, ["inspect", "lenet"])
+    assert table.exit_code == 0, table.output
+    assert "Cross-check: archviz's totals are not the model's: params differ from the module itself" in table.output
+    assert "3 parameters archviz did not count" in table.output
+    document = CliRunner().invoke(app, ["inspect", "lenet", "--format", "json"])
+    assert document.exit_code == 0, document.output
+    check = json.loads(document.stdout)["crosscheck"]
+    module = next(p for p in check["peers"] if p["peer"] == "module")
+    assert check["agrees"] is False and module["agrees"] is False
+    assert [f["quantity"] for f in module["differences"] if not f["agrees"]] == ["params"]
