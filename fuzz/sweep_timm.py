@@ -1,0 +1,421 @@
+"""Sweep timm's model registry through archviz, outside pytest: which models archviz analyses, and how exactly.
+
+    .venv/bin/python fuzz/sweep_timm.py                        # every name of timm.list_models() (~1,370; hours)
+    .venv/bin/python fuzz/sweep_timm.py --families             # one model per timm family (module), ~100
+    .venv/bin/python fuzz/sweep_timm.py --names resnet18 vit_tiny_patch16_224 --crosscheck
+    .venv/bin/python fuzz/sweep_timm.py --shard 0/4            # the first of four interleaved quarters
+    .venv/bin/python fuzz/sweep_timm.py --summary              # only rewrite the markdown from the JSON lines
+
+Each model runs in a process of its own (a crash or a hang costs one row), under --timeout seconds. The run is
+resumable: names already in the results file are skipped (delete their lines to run them again).
+
+Per model, built with timm.create_model(NAME, pretrained=False) on the meta device (nothing is downloaded), at its
+pretrained_cfg input_size with each side capped at --max-side pixels (where a fixed-size model is capped, img_size
+is passed to create_model too, and the row says so), batch 1:
+  * status: ok (archviz.inspect returned), error (an ArchvizError: the one line a user sees), traceback (any other
+    exception inside archviz: our bug; its type, first line and innermost archviz frame), timeout, or crash;
+  * the trace method (Graph.origin.method: fx or hooks) and the layers archviz has no formula for (uncounted);
+  * params: archviz's total against sum(p.numel() for p in module.parameters());
+  * MACs: archviz's total against FlopCounterMode's FLOPs / 2 for one forward pass on the meta device;
+  * with --crosscheck, archviz.inspect(..., crosscheck=True).crosscheck.agrees;
+  * seconds: archviz.inspect (without the cross-check), and FlopCounterMode's forward pass alone (the issue's speed
+    target: inspect within 1.5x of that, median). Both after a warm-up on a one-layer model in the same process,
+    so neither pays for first-call imports.
+Results: fuzz/results/timm_sweep.jsonl (one JSON object per model) and fuzz/results/timm_sweep.md (summary, the
+failures grouped by message, one row per model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "fuzz" / "results" / "timm_sweep.jsonl"
+MAX_SIDE = 384  # pixels: 1024x1024 detection-sized inputs make a meta-device trace slow and say nothing more
+TIMEOUT_S = 120
+MACS_CLOSE, MACS_NEAR = 0.005, 0.01  # the issue's targets: MACs within 0.5% (and 1%) of FlopCounterMode / 2
+SPEED_TARGET = 1.5  # inspect within 1.5x of one FlopCounterMode forward pass, median
+
+sys.path.insert(0, str(ROOT))
+
+
+# --- which models ---------------------------------------------------------------------------------------------------
+
+def family_of(name: str) -> str:
+    """The timm module (family) a model is registered from: 'resnet', 'vision_transformer', ..."""
+    from timm.models import get_pretrained_cfg  # noqa: F401  (imports the registry)
+    from timm.models._registry import _model_to_module
+
+    return _model_to_module[name.partition(".")[0]]
+
+
+def one_per_family() -> list[str]:
+    """One model per timm family: the one with the smallest pretrained input, then the first by name; timm's tiny
+    test_* models only for a family that has nothing else."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    chosen: dict[str, tuple] = {}
+    for name in timm.list_models():
+        height, width = get_pretrained_cfg(name).input_size[1:]
+        key = (name.startswith("test_"), height * width, name)
+        family = family_of(name)
+        chosen[family] = min(chosen.get(family, key), key)
+    return sorted(key[-1] for key in chosen.values())
+
+
+def shard(names: list[str], text: str) -> list[str]:
+    """names[i::n] for --shard i/n (0 <= i < n)."""
+    index, _, count = text.partition("/")
+    index, count = int(index), int(count)
+    if not 0 <= index < count:
+        raise SystemExit(f"--shard {text}: expected i/n with 0 <= i < n")
+    return names[index::count]
+
+
+# --- one model, in its own process -----------------------------------------------------------------------------------
+
+def capped_input(name: str, max_side: int) -> tuple[tuple[int, int, int], dict, str]:
+    """(input shape, kwargs for create_model, a note when the cap applied)."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    channels, height, width = cfg.input_size
+    if max(height, width) <= max_side:
+        return (channels, height, width), {}, ""
+    capped = (channels, min(height, max_side), min(width, max_side))
+    kwargs = {"img_size": list(capped[1:])} if cfg.fixed_input_size else {}
+    note = (f"input capped from {height}x{width} to {capped[1]}x{capped[2]}"
+            + (" (img_size passed: a fixed-size model)" if kwargs else ""))
+    return capped, kwargs, note
+
+
+def measure(name: str, *, max_side: int, crosscheck: bool) -> dict:
+    """One row: what archviz makes of timm:NAME, beside the module's own params and FlopCounterMode's MACs."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    shape, kwargs, note = capped_input(name, max_side)
+    row = {"name": name, "family": family_of(name), "input": list(shape), "kwargs": kwargs, "note": note}
+    _warm_up()
+    row.update(_peer_figures(name, shape, kwargs))
+    row.update(_archviz_figures(name, shape, kwargs, crosscheck=crosscheck))
+    return row
+
+
+def _warm_up() -> None:
+    """One tiny model through archviz and FlopCounterMode, so the timed runs pay no first-call imports."""
+    import torch
+
+    import archviz
+
+    archviz.inspect(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()), input=(3, 8, 8))
+    _flop_counter_macs(torch.nn.Conv2d(3, 4, 3).to("meta"), (3, 8, 8))
+
+
+def _peer_figures(name: str, shape, kwargs: dict) -> dict:
+    from archviz.trace.load import build_meta, parse_source
+
+    try:
+        model = build_meta(parse_source(f"timm:{name}", kwargs=kwargs))
+    except Exception as error:
+        return {"module_error": _one_line(error)}
+    figures = {"params_module": sum(p.numel() for p in model.parameters())}
+    try:
+        start = time.perf_counter()
+        figures["macs_flop_counter"] = _flop_counter_macs(model, shape)
+        figures["flop_counter_s"] = round(time.perf_counter() - start, 3)
+    except Exception as error:
+        figures["flop_counter_error"] = _one_line(error)
+    return figures
+
+
+def _flop_counter_macs(model, shape) -> int:
+    """FlopCounterMode's FLOPs / 2 for one forward pass at batch 1 on the meta device.
+
+    Under torch.no_grad, FlopCounterMode's module tracker fails on a module whose input is a bare nn.Parameter
+    (timm's CaiT passes its cls_token: "AssertionError: Expected gradient function to be set", torch 2.14); such a
+    model is counted again with autograd on, which changes no FLOP count."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archviz.crosscheck.common import without_dynamo_import
+
+    for grad in (False, True):
+        counter = FlopCounterMode(display=False)
+        try:
+            with without_dynamo_import(), torch.set_grad_enabled(grad), counter:
+                model(torch.empty((1, *shape), device="meta"))
+        except AssertionError:
+            if grad:
+                raise
+            continue
+        return counter.get_total_flops() // 2
+    raise AssertionError("unreachable")
+
+
+def _archviz_figures(name: str, shape, kwargs: dict, *, crosscheck: bool) -> dict:
+    import archviz
+    from archviz.errors import ArchvizError
+
+    start = time.perf_counter()
+    try:
+        report = archviz.inspect(f"timm:{name}", input=shape, kwargs=kwargs)
+    except ArchvizError as error:
+        return {"status": "error", "error": str(error), "error_type": type(error).__name__}
+    except Exception as error:  # our bug: the team needs the type, the message and where it was raised
+        return {"status": "traceback", "error": _one_line(error), "error_type": type(error).__name__,
+                "where": _innermost_archviz_frame(error)}
+    seconds = time.perf_counter() - start
+    graph = report.graph
+    opaque = Counter(str(node.attrs.get("target", "?")) for node in graph.nodes if node.op == "opaque")
+    figures = {
+        "status": "ok", "method": graph.origin.method, "layers": len(graph.nodes),
+        "params_archviz": report.totals.params, "uncalled_params": sum(n for _, n in graph.origin.uncalled),
+        "macs_archviz": report.totals.macs, "uncounted": len(report.totals.uncounted),
+        "opaque_targets": dict(opaque.most_common()), "inspect_s": round(seconds, 3),
+    }
+    if crosscheck:
+        figures.update(_crosscheck(report))
+    return figures
+
+
+def _crosscheck(report) -> dict:
+    from archviz.crosscheck import run_crosscheck
+
+    try:
+        return {"agrees": bool(run_crosscheck(report).crosscheck.agrees)}
+    except Exception as error:
+        return {"crosscheck_error": _one_line(error)}
+
+
+def _one_line(error: BaseException) -> str:
+    first = (str(error).strip().split("\n") or [""])[0]
+    return f"{type(error).__name__}: {first[:300]}"
+
+
+def _innermost_archviz_frame(error: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "/archviz/" in f.filename]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f"{Path(frame.filename).relative_to(ROOT)}:{frame.lineno} ({frame.name})"
+
+
+def run_one(name: str, *, max_side: int, crosscheck: bool, timeout_s: float) -> dict:
+    """measure() in a fresh Python process, so a crash, a hang or leaked state costs this row only."""
+    command = [sys.executable, __file__, "--one", name, "--max-side", str(max_side)]
+    command += ["--crosscheck"] if crosscheck else []
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"name": name, "status": "timeout", "error": f"no result within {timeout_s:g} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1][:300]
+        return {"name": name, "status": "crash", "error": f"exit status {done.returncode}: {tail}"}
+    row = json.loads(lines[-1])
+    row["process_s"] = round(time.perf_counter() - start, 1)
+    return row
+
+
+# --- results ----------------------------------------------------------------------------------------------------------
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def archviz_commit() -> str:
+    """The commit the run measured, '+changes' when archviz/ differs from it (others may be editing the tree)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--", "archviz") else "")
+
+
+def sweep(names: list[str], *, path: Path, workers: int, max_side: int, crosscheck: bool, timeout_s: float) -> None:
+    done = {row["name"] for row in read_rows(path)}
+    todo = [name for name in names if name not in done]
+    print(f"{len(names)} models, {len(names) - len(todo)} already in {path.name}, {len(todo)} to run", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def one(name: str) -> dict:
+        commit = archviz_commit()  # per model: the tree can change during a long run
+        row = run_one(name, max_side=max_side, crosscheck=crosscheck, timeout_s=timeout_s)
+        return {**row, "archviz": commit, "date": datetime.date.today().isoformat()}
+
+    with ThreadPoolExecutor(max_workers=workers) as pool, path.open("a") as out:
+        for count, row in enumerate(pool.map(one, todo), 1):
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            print(f"[{count}/{len(todo)}] {row['name']}: {row['status']} {row.get('error', '')[:100]}", flush=True)
+
+
+def macs_gap(row: dict) -> float | None:
+    """|ours - FlopCounterMode/2| / (FlopCounterMode/2), or None when either is missing."""
+    ours, theirs = row.get("macs_archviz"), row.get("macs_flop_counter")
+    if ours is None or theirs is None:
+        return None
+    return 0.0 if ours == theirs else abs(ours - theirs) / max(theirs, 1)
+
+
+def params_exact(row: dict) -> bool:
+    return row.get("params_archviz") is not None and row.get("params_archviz") == row.get("params_module")
+
+
+def wrong_but_agrees(row: dict) -> bool:
+    """The cross-check said it agrees, yet params or MACs differ from the module's own (the worst kind of wrong)."""
+    gap = macs_gap(row)
+    return row.get("agrees") is True and (not params_exact(row) or gap is None or gap > MACS_NEAR)
+
+
+def error_group(row: dict) -> str:
+    """The error with the model's own names and numbers taken out, so the same cause groups together."""
+    text = row.get("error", "")
+    text = text.replace(f"timm:{row['name']}", "timm:NAME").replace(row["name"], "NAME")
+    text = re.sub(r"'[^']*'", "'…'", text)
+    text = re.sub(r"\d+", "N", text)
+    kind = f"[{row['status']}] "
+    where = f" (at {row['where']})" if row.get("where") else ""
+    return kind + text[:220] + where
+
+
+def summary_lines(rows: list[dict], *, title: str) -> list[str]:
+    total = len(rows)
+    analysed = [r for r in rows if r["status"] == "ok"]
+    gaps = [macs_gap(r) for r in analysed]
+    ratios = [r["inspect_s"] / r["flop_counter_s"] for r in analysed if r.get("flop_counter_s")]
+    checked = [r for r in analysed if "agrees" in r]
+    statuses = Counter(r["status"] for r in rows)
+
+    def share(count: int, of: int) -> str:
+        return f"{count} of {of} ({100 * count / of:.1f}%)" if of else "0 of 0"
+
+    commits = Counter(r.get("archviz", "unknown") for r in rows)
+    lines = [f"# {title}", ""]
+    lines += [
+        f"- {total} models; archviz at commit {', '.join(f'{c} ({n} models)' for c, n in commits.most_common())}",
+        f"- analysed (archviz.inspect returned): {share(len(analysed), total)}; "
+        + ", ".join(f"{status}: {count}" for status, count in statuses.most_common()),
+        f"- tracebacks (an exception inside archviz that is not an ArchvizError: our bug): {statuses['traceback']}",
+        f"- params exact (archviz total = sum(p.numel()) of the module), of those analysed: "
+        f"{share(sum(params_exact(r) for r in analysed), len(analysed))}",
+        f"- MACs within {MACS_CLOSE:.1%} of FlopCounterMode/2: "
+        f"{share(sum(g is not None and g <= MACS_CLOSE for g in gaps), len(analysed))}; within {MACS_NEAR:.0%}: "
+        f"{share(sum(g is not None and g <= MACS_NEAR for g in gaps), len(analysed))}; exactly equal: "
+        f"{share(sum(g == 0 for g in gaps), len(analysed))}",
+        f"- with layers archviz has no formula for (uncounted): {sum(bool(r.get('uncounted')) for r in analysed)}",
+        f"- traced with hooks (fx could not trace): {sum(r.get('method') == 'hooks' for r in analysed)}",
+        "- wrong but agrees (cross-check agrees, params or MACs off by more than 1%): "
+        + (f"{sum(wrong_but_agrees(r) for r in checked)} of {len(checked)} cross-checked" if checked
+           else "not measured (run with --crosscheck)"),
+        f"- time, archviz.inspect / one FlopCounterMode forward pass (meta device), median: "
+        + (f"{statistics.median(ratios):.1f}x (target {SPEED_TARGET}x); quartiles "
+           f"{statistics.quantiles(ratios, n=4)[0]:.1f}x-{statistics.quantiles(ratios, n=4)[2]:.1f}x"
+           if len(ratios) >= 2 else "n/a"),
+    ]
+    return lines
+
+
+def failure_lines(rows: list[dict]) -> list[str]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        if row["status"] != "ok":
+            groups[error_group(row)].append(row["name"])
+    lines = ["", "## Failures, grouped by message (most common first)", ""]
+    for message, names in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
+        lines.append(f"- {len(names)} x `{message}`: {', '.join(sorted(names))}")
+    return lines if groups else lines + ["none"]
+
+
+def row_line(row: dict) -> str:
+    gap = macs_gap(row)
+    ratio = (f"{row['inspect_s'] / row['flop_counter_s']:.1f}" if row.get("inspect_s") and row.get("flop_counter_s")
+             else "")
+    params = (f"{row['params_archviz']:,} / {row['params_module']:,}" if "params_archviz" in row
+              and "params_module" in row else "")
+    params += "" if not params or params_exact(row) else " **DIFF**"
+    macs = f"{row['macs_archviz']:,} / {row['macs_flop_counter']:,}" if gap is not None else ""
+    macs += f" ({gap:+.2%})" if gap else (" (=)" if gap == 0 else "")
+    notes = "; ".join(filter(None, [row.get("note", ""), row.get("error", "").replace("|", "\\|")[:200],
+                                    ", ".join(f"{t} x{n}" for t, n in row.get("opaque_targets", {}).items())]))
+    agrees = {True: "yes", False: "no"}.get(row.get("agrees"), "")
+    shape = "x".join(map(str, row.get("input", []))) or "-"
+    return (f"| {row['name']} | {row.get('family', '')} | {shape} | {row['status']} | {row.get('method', '')} | "
+            f"{params} | {macs} | {row.get('uncounted', '')} | {agrees} | {row.get('inspect_s', '')} | "
+            f"{row.get('flop_counter_s', '')} | {ratio} | {notes} |")
+
+
+def write_markdown(rows: list[dict], path: Path, *, title: str) -> None:
+    rows = sorted(rows, key=lambda r: r["name"])
+    lines = summary_lines(rows, title=title) + failure_lines(rows)
+    lines += ["", "## Every model", "",
+              "params and MACs: archviz / the module's own (sum of p.numel(); FlopCounterMode FLOPs / 2, batch 1, "
+              "meta device). Seconds: archviz.inspect, one FlopCounterMode forward pass, and their ratio.", "",
+              "| model | family | input | status | trace | params | MACs | uncounted | agrees | inspect s | "
+              "FlopCounter s | ratio | notes |",
+              "|---|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---|"]
+    lines += [row_line(row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _heading(markdown: Path) -> str:
+    """The title of an earlier table, which --summary keeps (it says what was run, and when)."""
+    first = markdown.read_text().split("\n", 1)[0] if markdown.exists() else ""
+    return first[2:] if first.startswith("# ") else ""
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--names", nargs="+", help="these timm names only")
+    parser.add_argument("--families", action="store_true", help="one model per timm family (module)")
+    parser.add_argument("--shard", help="i/n: every n-th name from the i-th (0 <= i < n)")
+    parser.add_argument("--workers", type=int, default=1, help="models measured at once (default 1)")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help=f"seconds per model (default {TIMEOUT_S})")
+    parser.add_argument("--max-side", type=int, default=MAX_SIDE, help=f"input cap in pixels (default {MAX_SIDE})")
+    parser.add_argument("--crosscheck", action="store_true", help="also record crosscheck.agrees (slower)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON lines file (default %(default)s)")
+    parser.add_argument("--title", default="", help="the markdown's heading (default: what was run, and the date)")
+    parser.add_argument("--summary", action="store_true", help="only rewrite the markdown from the JSON lines")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # the worker: print one row as JSON
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(args.one, max_side=args.max_side, crosscheck=args.crosscheck)))
+        return 0
+    markdown = args.results.with_suffix(".md")
+    today = datetime.date.today().isoformat()
+    if not args.summary:
+        import timm
+
+        what = ("the one-per-family sample (one model per timm module, not the whole registry)" if args.families
+                else "timm.list_models()")
+        names = args.names or (one_per_family() if args.families else timm.list_models())
+        if args.shard:
+            names = shard(names, args.shard)
+            what += f", shard {args.shard}"
+        args.title = args.title or f"archviz over {what} (timm {timm.__version__}), {today}"
+        sweep(names, path=args.results, workers=args.workers, max_side=args.max_side, crosscheck=args.crosscheck,
+              timeout_s=args.timeout)
+    title = args.title or _heading(markdown) or f"archviz over timm models, {today}"
+    write_markdown(read_rows(args.results), markdown, title=title)
+    print(f"wrote {markdown.relative_to(ROOT) if markdown.is_relative_to(ROOT) else markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
