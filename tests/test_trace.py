@@ -188,15 +188,41 @@ def test_shared_and_tied_weights_are_counted_once():
     assert report.crosscheck.agrees
 
 
-def test_ops_without_a_formula_are_opaque_and_listed():
+def test_ops_without_a_formula_are_opaque_their_macs_measured_and_listed():
     report = archviz.inspect(f"{TINY}:Unknown", input=(3, 8, 8), crosscheck=True)
-    assert report.totals.uncounted == ("shuffle", "cumsum")
+    assert (report.totals.measured, report.totals.uncounted) == (("shuffle", "cumsum"), ())
     node = report.graph.node("shuffle")
     assert (node.op, node.attrs["target"], node.out_shape) == ("opaque", "torch.nn.ChannelShuffle", (16, 8, 8))
+    assert node.attrs["measured_macs"] == 0 and report.layer("shuffle").measured
     assert report.graph.node("cumsum").attrs["target"] == "torch.cumsum"
     assert report.crosscheck.agrees
     result = run("inspect", f"{TINY}:Unknown", "-i", "3x8x8", "--no-crosscheck")
+    assert "Measured" in result.stdout and "shuffle, cumsum" in result.stdout and "Not counted" not in result.stdout
+
+
+def test_a_call_that_will_not_run_again_is_not_counted_and_says_so(monkeypatch):
+    import archviz.trace.fx
+
+    monkeypatch.setattr(archviz.trace.fx, "_flops", lambda *args: None)
+    report = archviz.inspect(f"{TINY}:Unknown", input=(3, 8, 8))
+    assert (report.totals.measured, report.totals.uncounted) == ((), ("shuffle", "cumsum"))
+    assert report.graph.node("shuffle").attrs["measured_macs"] is None
+    result = run("inspect", f"{TINY}:Unknown", "-i", "3x8x8", "--no-crosscheck")
     assert "Not counted" in result.stdout and "shuffle, cumsum" in result.stdout
+
+
+def test_multihead_attention_without_a_formula_has_its_macs_measured():
+    """torchvision's ViT: nn.MultiheadAttention has no formula (opaque), but its MACs are FlopCounterMode's, so the
+    total equals torch's own count."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    report = archviz.inspect("torchvision:vit_b_16")
+    attention = [s for s in report.layers if s.name.endswith("self_attention")]
+    assert len(attention) == 12 and all(s.measured and s.macs > 0 for s in attention)
+    model = build_meta(parse_source("torchvision:vit_b_16"))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.empty(1, 3, 224, 224, device="meta"))
+    assert report.totals.macs == counter.get_total_flops() // 2 and report.totals.uncounted == ()
 
 
 def test_weights_used_on_constants_are_counted_where_the_input_meets_them():
@@ -280,9 +306,9 @@ def test_torchvision_models_trace_to_their_own_figures(name):
     assert report.totals.params + never_ran == sum(p.numel() for p in model.parameters())
     opaque = {node.attrs["target"] for node in graph.nodes if node.op == "opaque"}
     assert opaque == SUBSET[name]
-    assert set(report.totals.uncounted) == {node.name for node in graph.nodes if node.op == "opaque"}
-    theirs = flop_counter_macs(model, graph.input_shape)
-    assert report.totals.macs == theirs if not opaque else report.totals.macs < theirs
+    assert set(report.totals.measured) == {node.name for node in graph.nodes if node.op == "opaque"}
+    assert report.totals.uncounted == ()
+    assert report.totals.macs == flop_counter_macs(model, graph.input_shape)  # the opaque layers' MACs measured
 
 
 def test_every_torchvision_model_is_in_the_fuzz_script():

@@ -24,6 +24,7 @@ class Row:
     depth: int
     is_group: bool
     layer_count: int = 1
+    measured: bool = False  # a layer without a formula whose MACs FlopCounterMode measured
 
 
 def rows(report: Report, *, depth: int | None = None) -> list[Row]:
@@ -78,6 +79,7 @@ def _layer_row(stats: LayerStats) -> Row:
         name=stats.name, label=stats.op, summary=stats.summary, out_shape=stats.out_shape, params=stats.params,
         buffers=stats.buffers, macs=stats.macs, activation_bytes=stats.activation_bytes,
         receptive_field=stats.receptive_field, depth=stats.name.count("."), is_group=False,
+        measured=stats.measured,
     )
 
 

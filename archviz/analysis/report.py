@@ -59,6 +59,7 @@ class LayerStats:
     scope: str
     line: int | None
     counted: bool = True  # False for an op without a formula (opaque): its MACs and other ops are unknown, not zero
+    measured: bool = False  # an opaque layer whose MACs torch's FlopCounterMode measured: its other ops are unknown
     shares: str | None = None  # the layer whose weights this one reuses; its params are counted there
 
     @property
@@ -73,17 +74,19 @@ class Totals:
     non_trainable_params: int
     buffers: int
     param_bytes: int  # parameters and buffers at the chosen dtype
-    macs: int  # whole batch
+    macs: int  # whole batch: every layer's, and weight_macs once
     flops: int  # whole batch
     other_ops: int  # whole batch
-    macs_per_image: int
+    macs_per_image: int  # the layers' MACs for one image (weight_macs aside)
     flops_per_image: int
     activation_bytes: int  # every layer's output for the batch: what training keeps for the backward pass
     peak_activation_bytes: int  # most bytes alive at once in an inference forward pass
     peak_at: str
     depth: int  # conv and linear layers on the longest path (VGG16 -> 16, ResNet-50 -> 50)
     layers: int
-    uncounted: tuple[str, ...] = ()  # layers whose MACs and other ops no formula gives: the totals leave them out
+    uncounted: tuple[str, ...] = ()  # layers without a formula whose MACs were not measured either: left out
+    measured: tuple[str, ...] = ()  # layers without a formula whose MACs were measured: in the MACs, not other ops
+    weight_macs: int = 0  # MACs on weights alone (a position-bias MLP), once per pass whatever the batch: measured
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class _OpFigures:
     macs: int
     other_ops: int
     counted: bool
+    measured: bool
 
 
 def _op_figures(node, cache: dict) -> _OpFigures:
@@ -151,6 +155,7 @@ def _op_figures(node, cache: dict) -> _OpFigures:
         kind=op.kind.value, summary=op.summary(node.attrs), params=op.params(node.attrs, in_shapes),
         buffers=op.buffers(node.attrs, in_shapes), macs=op.macs(node.attrs, in_shapes, node.out_shape),
         other_ops=op.other_ops(node.attrs, in_shapes, node.out_shape), counted=op.kind != OpKind.OPAQUE,
+        measured=op.kind == OpKind.OPAQUE and node.attrs.get("measured_macs") is not None,
     )
     if key is not None:
         cache[key] = figures
@@ -169,22 +174,26 @@ def _layer_stats(node, field_, batch: int, dtype: DType, cache: dict) -> LayerSt
         activation_elements=elements, activation_bytes=elements * dtype.bytes,
         receptive_field=None if field_ is None else _whole(field_.size),
         jump=None if field_ is None else _plain(field_.jump), start=None if field_ is None else field_.start,
-        scope=node.scope, line=node.line, counted=op.counted, shares=node.shares,
+        scope=node.scope, line=node.line, counted=op.counted, measured=op.measured, shares=node.shares,
     )
 
 
 def _totals(graph: Graph, layers: tuple[LayerStats, ...], batch: int, dtype: DType) -> Totals:
     params = sum(s.params for s in layers)
     buffers = sum(s.buffers for s in layers)
-    macs = sum(s.macs for s in layers)
+    layer_macs = sum(s.macs for s in layers)
+    weight_macs = graph.origin.weight_macs if graph.origin is not None else 0
+    macs = layer_macs + weight_macs
     peak_elements, peak_at = peak_activation_elements(graph)
     return Totals(
         params=params, trainable_params=params, non_trainable_params=0, buffers=buffers,
         param_bytes=(params + buffers) * dtype.bytes, macs=macs, flops=2 * macs,
-        other_ops=sum(s.other_ops for s in layers), macs_per_image=macs // batch, flops_per_image=2 * macs // batch,
+        other_ops=sum(s.other_ops for s in layers), macs_per_image=layer_macs // batch,
+        flops_per_image=2 * layer_macs // batch,
         activation_bytes=sum(s.activation_bytes for s in layers),
         peak_activation_bytes=peak_elements * batch * dtype.bytes, peak_at=peak_at, depth=weight_depth(graph),
-        layers=len(layers), uncounted=tuple(s.name for s in layers if not s.counted),
+        layers=len(layers), uncounted=tuple(s.name for s in layers if not s.counted and not s.measured),
+        measured=tuple(s.name for s in layers if s.measured), weight_macs=weight_macs,
     )
 
 

@@ -63,6 +63,7 @@ class Origin:
     module: Any = field(default=None, compare=False, repr=False)  # an nn.Module given to the Python API; never changed
     method: str = "fx"  # "fx": torch.fx symbolic trace; "eager": the calls of one eager pass (archviz/trace/eager.py)
     uncalled: tuple[tuple[str, int], ...] = ()  # (module path, parameters) of weights no traced layer uses
+    weight_macs: int = 0  # MACs of calls on weights alone (a position-bias MLP): once per forward pass, any batch
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ class ArgKind(enum.StrEnum):
     CHOICE = "choice"
     OPTIONAL_PAIR = "optional_pair"  # like PAIR, but either side may be null (keep that size)
     INT_OR_NONE = "int_or_none"
+    COUNT = "count"  # a count of parameters or MACs: zero allowed, up to 10**18
+    COUNT_OR_NONE = "count_or_none"  # a count, or null: not known (a measured figure that could not be taken)
     SIGNED_INT = "signed_int"  # any integer, e.g. a dimension counted from the end
     TEXT = "text"  # a short string, e.g. the name of an operation archviz has no formula for
     SHAPE = "shape"  # a list of positive integers, a tensor's shape without the batch

@@ -63,7 +63,7 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
 
 
 def _macs_cell(row) -> str:
-    if not row.is_group and not has_formula(row.label):
+    if not row.is_group and not has_formula(row.label) and not row.measured:
         return "?"
     return human(row.macs) if row.macs else "-"
 
@@ -83,12 +83,17 @@ def totals_table(report: Report) -> Table:
     table.add_row("MACs", f"{exact_and_human(t.macs)}{per_image}")
     table.add_row("FLOPs", exact_and_human(t.flops))
     table.add_row("Other ops", exact_and_human(t.other_ops))
+    if t.weight_macs:
+        table.add_row("  from weights alone", f"{exact_and_human(t.weight_macs)} once per forward pass, whatever the "
+                      "batch (computed from weights, not from the image), measured by torch's FlopCounterMode")
     if t.uncounted:
-        shown = ", ".join(t.uncounted[:5]) + (f" and {len(t.uncounted) - 5} more" if len(t.uncounted) > 5 else "")
         table.add_row(Text("Not counted", style="bold yellow"),
-                      Text(f"MACs and other ops of {len(t.uncounted)} layer{'s' if len(t.uncounted) > 1 else ''} "
-                           f"without a formula: {shown}",
+                      Text(f"MACs and other ops of {_layers(t.uncounted)} without a formula: {_listed(t.uncounted)}",
                            style="yellow"))
+    if t.measured:
+        table.add_row(Text("Measured", style="bold yellow"),
+                      Text(f"MACs of {_layers(t.measured)} without a formula, measured by torch's FlopCounterMode "
+                           f"(their other ops not counted): {_listed(t.measured)}", style="yellow"))
     table.add_row("Peak activation memory", f"{size_bytes(t.peak_activation_bytes)} (inference, at {t.peak_at})")
     table.add_row("All outputs (training)", size_bytes(t.activation_bytes))
     table.add_row("Depth", f"{t.depth} weight layers, {t.layers} layers in all")
@@ -103,3 +108,11 @@ def inspect_view(report: Report, *, depth: int | None = None) -> Group:
     parts.append(crosscheck_text(report))
     parts.append(Text(f"Conventions: {CONVENTIONS}", style="dim"))
     return Group(*parts)
+
+
+def _layers(names) -> str:
+    return f"{len(names)} layer{'s' if len(names) > 1 else ''}"
+
+
+def _listed(names) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

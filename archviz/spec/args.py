@@ -10,6 +10,7 @@ from archviz.ops.base import Arg, ArgKind, Op
 from archviz.spec.expr import evaluate, is_expression
 
 MAX_DIMENSION = 10**9  # larger sizes are typos, and would make element counts meaningless
+MAX_COUNT = 10**18  # a count of parameters or MACs (a huge model's attention takes more than 10**9)
 
 
 def resolve_value(value, scope: Mapping[str, Any]):
@@ -77,15 +78,15 @@ def _fail(arg: Arg, value, expected: str):
     raise SpecError(f"{arg.name} must be {expected}, got {value!r}")
 
 
-def _as_int(arg: Arg, value, *, minimum: int | None, expected: str) -> int:
+def _as_int(arg: Arg, value, *, minimum: int | None, expected: str, maximum: int = MAX_DIMENSION) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         _fail(arg, value, expected)
     if minimum is not None and value < minimum:
         _fail(arg, value, expected)
-    if abs(value) > MAX_DIMENSION:
-        _fail(arg, value, f"at most {MAX_DIMENSION:,}")
+    if abs(value) > maximum:
+        _fail(arg, value, f"at most {maximum:,}")
     return value
 
 
@@ -197,9 +198,17 @@ def _int_or_none(arg, value):
     return None if value is None else _int(arg, value)
 
 
+def _count(arg, value):
+    return _as_int(arg, value, minimum=0, expected="an integer >= 0", maximum=MAX_COUNT)
+
+
+def _count_or_none(arg, value):
+    return None if value is None else _count(arg, value)
+
+
 _CHECKERS = {
     ArgKind.INT: _int, ArgKind.NONNEG_INT: _nonneg_int, ArgKind.SIGNED_INT: _signed_int, ArgKind.PAIR: _pair, ArgKind.NONNEG_PAIR: _nonneg_pair,
     ArgKind.OPTIONAL_PAIR: _optional_pair, ArgKind.PADDING: _padding, ArgKind.FLOAT: _float, ArgKind.BOOL: _bool,
-    ArgKind.CHOICE: _choice, ArgKind.INT_OR_NONE: _int_or_none, ArgKind.TEXT: _text, ArgKind.SHAPE: _shape,
+    ArgKind.CHOICE: _choice, ArgKind.INT_OR_NONE: _int_or_none, ArgKind.COUNT: _count, ArgKind.COUNT_OR_NONE: _count_or_none, ArgKind.TEXT: _text, ArgKind.SHAPE: _shape,
     ArgKind.SIZES: _sizes, ArgKind.NONNEG_SIZES: _nonneg_sizes, ArgKind.PADDING_SIZES: _padding_sizes,
 }

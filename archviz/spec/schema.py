@@ -22,7 +22,7 @@ from typing import Any
 
 from archviz.graph.build import META_KEYS, NAME_PATTERN, takes_branches
 from archviz.ops import Arg, ArgKind, Op, all_ops
-from archviz.spec.args import MAX_DIMENSION, MAX_TEXT
+from archviz.spec.args import MAX_COUNT, MAX_DIMENSION, MAX_TEXT
 from archviz.spec.model import BLOCK_KEYS, REQUIRED_PARAM, STRUCTURAL_HEADS, TOP_LEVEL_KEYS, VARIANT_KEYS
 
 SCHEMA_ID = "urn:archviz:spec"  # names the schema; it is generated, not downloaded
@@ -284,6 +284,9 @@ _KINDS = {
     ArgKind.BOOL: lambda arg: {"type": "boolean"},
     ArgKind.CHOICE: lambda arg: {"enum": list(arg.choices)},
     ArgKind.INT_OR_NONE: lambda arg: {"anyOf": [_integer(1), {"type": "null"}]},
+    ArgKind.COUNT: lambda arg: {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+    ArgKind.COUNT_OR_NONE: lambda arg: {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+                                                  {"type": "null"}]},
     ArgKind.TEXT: lambda arg: {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
     ArgKind.SHAPE: lambda arg: {"type": "array", "minItems": 1, "maxItems": 8, "items": _integer(1)},
     ArgKind.SIZES: lambda arg: _sizes(1),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 from types import MappingProxyType
 
 from archviz.errors import ArchvizError, UnsupportedOpError
@@ -57,6 +58,8 @@ class Call:
     owned: tuple = ()  # the model tensors it uses: all of a module's parameters and buffers, or its constants
     batch_dim: int = 0  # where the batch is in its output (out_shape leaves it out)
     fold: int = 1  # > 1: the batch is folded into that dim, whose per-sample size out_shape keeps (interop.Ref)
+    # its MACs per sample by FlopCounterMode, running it again (fx.py), asked only of a call that becomes opaque
+    measure: Callable[[], int | None] = field(default=lambda: None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,9 @@ class Traced:
 
     calls: tuple[Call, ...]
     output: int
-    method: str  # "fx" or "hooks"
+    method: str  # "fx" or "eager"
     notes: tuple[str, ...] = ()
+    weight_macs: int = 0  # MACs of calls on weights alone (no input), once per forward pass whatever the batch
 
 
 @dataclass
@@ -94,12 +98,16 @@ def assemble(model, traced: Traced, *, name: str, description: str, input_shape:
         more = f" and {len(uncalled) - 5} more" if len(uncalled) > 5 else ""
         notes.append(f"not in the totals: {sum(c for _, c in uncalled):,} parameters of modules that never ran in the "
                      f"traced forward pass: {listed}{more}")
+    if traced.weight_macs:
+        notes.append(f"{traced.weight_macs:,} MACs computed from weights alone once per forward pass, whatever the "
+                     "batch (such as a position-bias MLP), are in the totals beside the per-image MACs")
     text = description + "".join(f" Note: {note}." for note in notes)
     return Graph(
         name=name, description=text, input_shape=tuple(input_shape), nodes=tuple(nodes),
         scopes=_scopes(nodes, modules), output=nodes[traced.output].name,
         params=MappingProxyType(dict(origin.kwargs)), source=origin.source, torchvision=torchvision,
-        origin=Origin(origin.source, origin.kwargs, origin.module, traced.method, tuple(uncalled)),
+        origin=Origin(origin.source, origin.kwargs, origin.module, traced.method, tuple(uncalled),
+                      traced.weight_macs),
     )
 
 
@@ -172,7 +180,8 @@ def _mapped_node(call: Call, mapped: Mapped, name, shares, inputs, owned: tuple[
 def _opaque_node(call: Call, name, shares, inputs, params: int, buffers: int) -> Node:
     op = get_op(Opaque.name)
     in_shapes = [ref.shape for ref in call.inputs]
-    raw = {"target": call.target[:MAX_TEXT], "out_shape": list(call.out_shape), "params": params, "buffers": buffers}
+    raw = {"target": call.target[:MAX_TEXT], "out_shape": list(call.out_shape), "params": params, "buffers": buffers,
+           "measured_macs": call.measure()}
     try:
         layer = made(op, raw, in_shapes)
     except ArchvizError as error:

@@ -6,13 +6,15 @@ A `TorchFunctionMode` sees every torch function and tensor method the model call
 matmul, a reshape, `x + y`); forward hooks see the leaf modules (torch's layers, as fx's tracer chooses them) and the
 module each call ran in. A value is wired to the call that returned that very tensor; a tensor no recorded call made
 is a constant of the trace (a parameter or buffer by identity, else something made from sizes alone). As with fx, the
-pass runs at a batch of BATCH and again at SECOND_BATCH, so a moved or folded batch is found; where the two passes
-call different things (control flow on the batch size), the batch must stay first. The hooks and the mode are put on
+pass runs at a batch of BATCH and again at SECOND_BATCH, so a moved or folded batch is found (a model that caches
+something on its first pass runs at BATCH once more); where the passes call different things (control flow on the
+batch size), the batch must stay first. The hooks and the mode are put on
 archviz's own meta copy of the model and removed after the pass.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from dataclasses import dataclass, field
 
@@ -211,6 +213,10 @@ def _leave(recording: _Pass, path: str, is_leaf: bool):
     return hook
 
 
+def _same_calls(one: _Pass, other: _Pass) -> bool:
+    return one.signature == other.signature and len(one.graph.nodes) == len(other.graph.nodes)
+
+
 class _Recorded:
     """What the walker asks of a traced module: its graph and its submodules."""
 
@@ -223,10 +229,11 @@ def trace_eager(model, input_shape: tuple[int, ...], *, reason: str) -> Traced:
     """The calls of `model` in one eager pass on the meta device, as trace_fx describes them."""
     first = _record(model, input_shape, BATCH)
     second = _record(model, input_shape, SECOND_BATCH)
+    if not _same_calls(first, second):  # a model that caches on its first pass (ConViT's position indices)
+        first = _record(model, input_shape, BATCH)
     twins = {}
-    if first.signature == second.signature and len(first.graph.nodes) == len(second.graph.nodes):
-        # the same calls in the same order: the values pair up
+    if _same_calls(first, second):  # the same calls in the same order: the values pair up
         by_index = list(second.graph.nodes)
         twins = {node: second.values.get(by_index[i]) for i, node in enumerate(first.graph.nodes)}
     traced = walk(_Recorded(model, first.graph), model, first.values, twins)
-    return Traced(traced.calls, traced.output, "eager", (NOTE.format(reason=reason),))
+    return dataclasses.replace(traced, method="eager", notes=(NOTE.format(reason=reason),))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import fx
+from torch.utils.flop_counter import FlopCounterMode
 
 from archviz.errors import UnsupportedOpError
 from archviz.ops import get_op
@@ -118,6 +119,22 @@ def batch_free(tensor, what: str) -> tuple[int, ...]:
     return shape[1:]
 
 
+def _nothing() -> int:
+    return 0
+
+
+
+def _flops(function, node: fx.Node, values: dict) -> int | None:
+    """FLOPs FlopCounterMode counts for one call of `node`, its arguments taken from `values`; None if it fails."""
+    try:
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: values[n])
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            function(*args, **kwargs)
+    except Exception:  # a call that will not run again out of its context: its MACs stay uncounted, and say so
+        return None
+    return counter.get_total_flops()
+
+
 def _folded_input(refs) -> bool:
     """Whether a call's first tensor holds a folded batch: its dim arguments count that tensor's dims."""
     return bool(refs) and refs[0].fold > 1
@@ -171,6 +188,7 @@ class _Walker:
         self.twins = twins  # the same values at the second batch size
         self.resolved: dict[fx.Node, object] = {}
         self.calls: list[Call] = []
+        self.weight_flops = 0  # computed from weights alone, once per pass whatever the batch (a position-bias MLP)
         # the model's own tensors: fx registers the constants it bakes in (a mask computed while tracing) as buffers
         # of the traced module, which are none of the model's weights
         self.weights = {id(t) for t in (*model.parameters(), *model.buffers())}
@@ -182,7 +200,7 @@ class _Walker:
                 output = self._output(node)
             else:
                 self.resolved[node] = self._resolve(node)
-        return Traced(tuple(self.calls), output, "fx")
+        return Traced(tuple(self.calls), output, "fx", weight_macs=self.weight_flops // 2)
 
     # --- values ---------------------------------------------------------------------------------------------------
     def _resolve(self, node: fx.Node):
@@ -204,6 +222,7 @@ class _Walker:
             if node.op == "call_module":
                 module = self.module.get_submodule(node.target)
                 tensors += (*module.parameters(), *module.buffers())
+            self.weight_flops += _flops(self._callable(node), node, self.values) or 0
             return Const(tensors, value)
         if node.op == "call_function" and node.target is operator.getitem \
                 and isinstance(self.resolved.get(node.args[0]), _TupleRef):
@@ -264,7 +283,7 @@ class _Walker:
         stack = self._stack(node)
         if node.op == "call_module":
             plain = not kwargs and all(isinstance(arg, Ref) for arg in args)  # x, not up(x, output_size=...)
-            return self._module_call(node.target, self.module.get_submodule(node.target), stack, refs, consts,
+            return self._module_call(node, self.module.get_submodule(node.target), stack, refs, consts,
                                      value, twin, mapped=plain)
         if node.op == "call_function":
             target, base = qualified_name(node.target), getattr(node.target, "__name__", "op")
@@ -281,10 +300,11 @@ class _Walker:
         key, path = stack[-1] if stack else ("", "")
         within = tuple(k for k, _ in stack)
         return self._add(Call("function", path, key, within, base, _moved(target, refs, at), refs, at.shape, mapped,
-                              consts, at.batch_dim, at.fold))
+                              consts, at.batch_dim, at.fold, self._measure(node)))
 
-    def _module_call(self, path: str, module, stack, refs, consts, value, twin, *, mapped: bool,
-                     piece: str = "") -> Ref:
+    def _module_call(self, node: fx.Node, module, stack, refs, consts, value, twin, *, mapped: bool,
+                     piece: str = "", first_piece: bool = True) -> Ref:
+        path = node.target
         own, within = (stack[-1][0] if stack else path), tuple(k for k, _ in stack[:-1])
         target = qualified_name(type(module)) + piece
         at = located(value, twin, f"{target} at {path}")
@@ -292,8 +312,29 @@ class _Walker:
         if mapped and not consts and _batch_first(refs, at):
             mapping = _takes(map_module(module, refs, folded=_folded_input(refs)), refs, at)
         owned = (*module.parameters(), *module.buffers(), *consts)
+        measure = self._measure(node) if first_piece else _nothing  # a tuple's first piece holds its MACs
         return self._add(Call("module", path, own, within, type(module).__name__, _moved(target, refs, at),
-                              refs, at.shape, mapping, owned, at.batch_dim, at.fold))
+                              refs, at.shape, mapping, owned, at.batch_dim, at.fold, measure))
+
+    def _measure(self, node: fx.Node):
+        return lambda: self._measured(node)
+
+    def _measured(self, node: fx.Node) -> int | None:
+        """A call's MACs per sample: FlopCounterMode's FLOPs / 2 running it again at both batch sizes (the growth per
+        sample), or at the first alone where the second is not known; None where it does not run again."""
+        counts = [_flops(self._callable(node), node, values) for values in (self.values, self.twins) if values]
+        if None in counts:
+            return None
+        if len(counts) == 2:
+            return (counts[1] - counts[0]) // (2 * (SECOND_BATCH - BATCH))
+        return counts[0] // (2 * BATCH)
+
+    def _callable(self, node: fx.Node):
+        if node.op == "call_module":
+            return self.module.get_submodule(node.target)
+        if node.op == "call_method":
+            return lambda tensor, *args, **kwargs: getattr(tensor, node.target)(*args, **kwargs)
+        return node.target
 
     def _add(self, call: Call) -> Ref:
         self.calls.append(call)
@@ -312,7 +353,8 @@ class _Walker:
         consts = tuple(t for c in self._flat((args, kwargs), Const) for t in c.tensors)
         stack = self._stack(node)
         if producer.module is not None:
-            ref = self._module_call(node.target, producer.module, stack, refs, consts, value, twin, mapped=False,
+            ref = self._module_call(node, producer.module, stack, refs, consts, value, twin, mapped=False,
+                                    first_piece=not producer.pieces,
                                     piece=f"[{index}]" if index else "")
         else:
             adapter = piece_adapter(node.target, method=node.op != "call_function")
@@ -327,9 +369,10 @@ class _Walker:
                 mapped = _takes(adapter(refs[0], unfolded_dim(dim) if refs[0].fold > 1 else dim, pieces, index),
                                 refs, at)
             key, path = stack[-1] if stack else ("", "")
+            measure = self._measure(node) if not producer.pieces else _nothing  # the first piece holds the MACs
             ref = self._add(Call("function", path, key, tuple(k for k, _ in stack), base,
                                  _moved(f"{target}[{index}]", refs, at), refs, at.shape, mapped, consts, at.batch_dim,
-                                 at.fold))
+                                 at.fold, measure))
         producer.pieces[index] = ref
         return ref
 
