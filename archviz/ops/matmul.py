@@ -482,8 +482,9 @@ class MultiheadAttention(NoWindow, Op):
     archviz takes E divisible by num_heads, kdim = vdim = E, no add_bias_kv or add_zero_attn, and batch_first=True
     (with batch_first=False the batch is dim 1, and the call stays opaque). torch fills in_proj_weight with
     xavier_uniform (bound sqrt(6/(4E))); archviz's random first fill for an export uses 1/sqrt(E).
-    Tracing: archviz's own SelfAttention module (what build_torch makes) maps to this op; torch's
-    nn.MultiheadAttention returns a tuple, whose items the tracer does not yet map for a module, so it stays opaque.
+    Tracing: torch's nn.MultiheadAttention called as attention(x, x, x) (need_weights and average_attn_weights may be
+    given: they change only item 1, the weights) maps to this op as item 0 of its result, and so does archviz's own
+    SelfAttention module (what build_torch makes); a mask, or different query, key and value, stays opaque.
     """
 
     name = "multihead_attention"

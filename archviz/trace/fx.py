@@ -37,6 +37,9 @@ from archviz.trace.mapping import (
 
 BATCH = 2  # > 1: a dim of the batch's size that is not dim 0 is then a model's own dim, never the batch
 SECOND_BATCH = 3  # the second run: the batch dim is the one that changes between the runs
+# keyword arguments that change only the later items of what a module returns (nn.MultiheadAttention's weights): its
+# first item may still be a registry op's output
+LATER_ITEMS_ONLY = frozenset({"need_weights", "average_attn_weights"})
 
 
 class Untraceable(Exception):
@@ -353,7 +356,8 @@ class _Walker:
         consts = tuple(t for c in self._flat((args, kwargs), Const) for t in c.tensors)
         stack = self._stack(node)
         if producer.module is not None:
-            ref = self._module_call(node, producer.module, stack, refs, consts, value, twin, mapped=False,
+            first = index == 0 and all(isinstance(arg, Ref) for arg in args) and kwargs.keys() <= LATER_ITEMS_ONLY
+            ref = self._module_call(node, producer.module, stack, refs, consts, value, twin, mapped=first,
                                     first_piece=not producer.pieces,
                                     piece=f"[{index}]" if index else "")
         else:

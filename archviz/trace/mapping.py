@@ -123,7 +123,7 @@ class _Unfolded:
 
 def map_module(module, refs: tuple[Ref, ...], *, folded: bool = False) -> Mapped | None:
     base = mapped_class(type(module))
-    if base is None or len(refs) != 1:
+    if base is None or len(set(refs)) != 1:  # one traced tensor (self-attention passes it as query, key and value)
         return None
     return module_table()[base](_Unfolded(module) if folded else module, refs)
 
