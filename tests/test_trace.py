@@ -460,3 +460,25 @@ def test_a_token_model_has_no_receptive_field_in_pixels():
     assert "not tracked" in step.arithmetic
     result = run("inspect", f"{TINY}:Attention", "-i", "10x32", "--no-crosscheck")
     assert "not tracked: the input is not a C x H x W image" in result.stdout
+
+
+def test_a_layer_whose_weight_is_tied_to_another_keeps_its_formula():
+    """conv2's weight is conv1's, its bias its own: conv2 is still a conv2d with its own MACs; only the tied weight's
+    parameters are counted once, at conv1."""
+    class TiedConvs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(100, 100, 3)
+            self.conv2 = torch.nn.Conv2d(100, 100, 3)
+            self.conv2.weight = self.conv1.weight
+
+        def forward(self, x):
+            return self.conv2(self.conv1(x))
+
+    model = TiedConvs()
+    report = archviz.inspect(model, input=(100, 14, 14), crosscheck=True)
+    assert [(s.name, s.op, s.macs) for s in report.layers] == [("conv1", "conv2d", 100 * 100 * 9 * 144),
+                                                                ("conv2", "conv2d", 100 * 100 * 9 * 100)]
+    assert (report.layer("conv1").params, report.layer("conv2").params) == (100 * 100 * 9 + 100, 100)
+    assert report.totals.params == sum(p.numel() for p in model.parameters())
+    assert report.totals.depth == 2 and report.crosscheck.agrees  # torchinfo's count converted: 90,000 counted twice

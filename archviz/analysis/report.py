@@ -169,7 +169,8 @@ def _layer_stats(node, field_, batch: int, dtype: DType, cache: dict) -> LayerSt
     owns_weights = node.shares is None
     return LayerStats(
         name=node.name, op=node.op, kind=op.kind, summary=op.summary, in_shapes=node.in_shapes,
-        out_shape=node.out_shape, params=op.params if owns_weights else 0, buffers=op.buffers if owns_weights else 0,
+        out_shape=node.out_shape, params=op.params - node.reused if owns_weights else 0,
+        buffers=op.buffers if owns_weights else 0,
         macs=macs, flops=2 * macs, other_ops=op.other_ops * batch,
         activation_elements=elements, activation_bytes=elements * dtype.bytes,
         receptive_field=None if field_ is None else _whole(field_.size),

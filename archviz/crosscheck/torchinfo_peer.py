@@ -61,7 +61,10 @@ def check(report: Report) -> PeerResult:
                                        known=f"its weights are {layer.shares}'s (tied): archviz counts them once, "
                                              "there; torchinfo at every module holding them", checked=False))
             elif call == 0:  # a shared module's parameters are counted at its first call
-                figures.append(compare(PEER, layer.name, Quantity.PARAMS, layer.params, info.num_params))
+                reused = report.graph.node(layer.name).reused
+                figures.append(compare(PEER, layer.name, Quantity.PARAMS, layer.params, info.num_params,
+                                       info.num_params - reused, conversion=f"minus {reused:,} parameters of a weight "
+                                       "tied to an earlier layer's, which archviz counts there"))
             macs, conversion = _to_macs(layer.op, info)
             converted_macs += macs
             known = not_counted_reason([layer])
@@ -70,8 +73,8 @@ def check(report: Report) -> PeerResult:
     leaf_sum = sum(info.macs for calls in rows.values() for info in calls)
     uncalled = report.graph.origin.uncalled if report.graph.origin is not None else ()
     skipped = sum(count for _, count in uncalled)
-    tied = sum(_formula_params(report.graph.node(layer.name)) for layer in report.layers
-               if layer.shares and layer.name in groups)
+    tied = sum(_formula_params(report.graph.node(layer.name)) if layer.shares else report.graph.node(layer.name).reused
+               for layer in report.layers if layer.name in groups)
     conversions = []
     if skipped:
         conversions.append(f"minus {skipped:,} parameters of modules that never ran (not in archviz's totals)")

@@ -31,6 +31,7 @@ class Node:
     line: int | None = None
     note: str | None = None  # the spec's `note:` for this layer (errata, remarks from the paper)
     shares: str | None = None  # the earlier layer whose weights this one reuses (tied weights): counted once, there
+    reused: int = 0  # parameters of some of its weights that an earlier layer holds too (one tied weight): counted there
 
     @property
     def short_name(self) -> str:

@@ -140,12 +140,12 @@ def _node(call: Call, name: str, shares: str | None, earlier: list[str], weights
     if shares is None and owned and len(done) == len(owned):
         shares = weights.counted[id(done[0])]  # tied weights: another layer already holds all of them
     fresh = [t for t in owned if id(t) not in weights.counted]
-    mapped = call.mapped if (shares is not None or not done) else None  # partly shared weights: no formula
+    reused = _counts(done, weights)[0] if shares is None else 0  # one tied weight: its params counted where it was
     node = None
-    if mapped is not None:
-        inputs = tuple(INPUT if ref.call is None else earlier[ref.call] for ref in mapped.inputs)
+    if call.mapped is not None:
+        inputs = tuple(INPUT if ref.call is None else earlier[ref.call] for ref in call.mapped.inputs)
         try:
-            node = _mapped_node(call, mapped, name, shares, inputs, _counts(owned, weights))
+            node = _mapped_node(call, call.mapped, name, shares, inputs, _counts(owned, weights), reused)
         except TraceBug as bug:
             notes.append(f"{bug}: an archviz bug, please report it; the layer is shown without a formula")
     if node is None:
@@ -157,7 +157,7 @@ def _node(call: Call, name: str, shares: str | None, earlier: list[str], weights
     return node
 
 
-def _mapped_node(call: Call, mapped: Mapped, name, shares, inputs, owned: tuple[int, int]) -> Node | None:
+def _mapped_node(call: Call, mapped: Mapped, name, shares, inputs, owned: tuple[int, int], reused: int) -> Node | None:
     """The node of a call mapped to a registry op, or None where the op does not accept the arguments (opaque)."""
     op = get_op(mapped.op)
     in_shapes = [ref.shape for ref in mapped.inputs]
@@ -174,7 +174,7 @@ def _mapped_node(call: Call, mapped: Mapped, name, shares, inputs, owned: tuple[
     if formula != owned:
         raise TraceBug(f"layer {name}: {op.name}'s formulas give {formula[0]:,} parameters and "
                        f"{formula[1]:,} buffers but {call.target} holds {owned[0]:,} and {owned[1]:,}")
-    return make_node(name, layer, inputs, scope=name.rpartition(".")[0], shares=shares)
+    return make_node(name, layer, inputs, scope=name.rpartition(".")[0], shares=shares, reused=reused)
 
 
 def _opaque_node(call: Call, name, shares, inputs, params: int, buffers: int) -> Node:
