@@ -74,10 +74,10 @@ class Totals:
     non_trainable_params: int
     buffers: int
     param_bytes: int  # parameters and buffers at the chosen dtype
-    macs: int  # whole batch: every layer's, and weight_macs once
+    macs: int  # whole batch: every layer's, sized_macs per image, and weight_macs once
     flops: int  # whole batch
     other_ops: int  # whole batch
-    macs_per_image: int  # the layers' MACs for one image (weight_macs aside)
+    macs_per_image: int  # the layers' and sized_macs for one image (weight_macs aside)
     flops_per_image: int
     activation_bytes: int  # every layer's output for the batch: what training keeps for the backward pass
     peak_activation_bytes: int  # most bytes alive at once in an inference forward pass
@@ -87,6 +87,7 @@ class Totals:
     uncounted: tuple[str, ...] = ()  # layers without a formula whose MACs were not measured either: left out
     measured: tuple[str, ...] = ()  # layers without a formula whose MACs were measured: in the MACs, not other ops
     weight_macs: int = 0  # MACs on weights alone (a position-bias MLP), once per pass whatever the batch: measured
+    sized_macs: int = 0  # whole batch: MACs on tensors made from the batch size, not the input: measured
 
 
 @dataclass(frozen=True)
@@ -184,17 +185,18 @@ def _totals(graph: Graph, layers: tuple[LayerStats, ...], batch: int, dtype: DTy
     buffers = sum(s.buffers for s in layers)
     layer_macs = sum(s.macs for s in layers)
     weight_macs = graph.origin.weight_macs if graph.origin is not None else 0
-    macs = layer_macs + weight_macs
+    sized_macs = graph.origin.sized_macs * batch if graph.origin is not None else 0
+    macs = layer_macs + sized_macs + weight_macs
     peak_elements, peak_at = peak_activation_elements(graph)
     return Totals(
         params=params, trainable_params=params, non_trainable_params=0, buffers=buffers,
         param_bytes=(params + buffers) * dtype.bytes, macs=macs, flops=2 * macs,
-        other_ops=sum(s.other_ops for s in layers), macs_per_image=layer_macs // batch,
-        flops_per_image=2 * layer_macs // batch,
+        other_ops=sum(s.other_ops for s in layers), macs_per_image=(layer_macs + sized_macs) // batch,
+        flops_per_image=2 * (layer_macs + sized_macs) // batch,
         activation_bytes=sum(s.activation_bytes for s in layers),
         peak_activation_bytes=peak_elements * batch * dtype.bytes, peak_at=peak_at, depth=weight_depth(graph),
         layers=len(layers), uncounted=tuple(s.name for s in layers if not s.counted and not s.measured),
-        measured=tuple(s.name for s in layers if s.measured), weight_macs=weight_macs,
+        measured=tuple(s.name for s in layers if s.measured), weight_macs=weight_macs, sized_macs=sized_macs,
     )
 
 

@@ -65,6 +65,7 @@ class Origin:
     method: str = "fx"  # "fx": torch.fx symbolic trace; "eager": the calls of one eager pass (archviz/trace/eager.py)
     uncalled: tuple[tuple[str, int], ...] = ()  # (module path, parameters) of weights no traced layer uses
     weight_macs: int = 0  # MACs of calls on weights alone (a position-bias MLP): once per forward pass, any batch
+    sized_macs: int = 0  # MACs per sample of calls on tensors made from the batch size alone (a position encoding)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,9 @@ def totals_table(report: Report) -> Table:
     table.add_row("MACs", f"{exact_and_human(t.macs)}{per_image}")
     table.add_row("FLOPs", exact_and_human(t.flops))
     table.add_row("Other ops", exact_and_human(t.other_ops))
+    if t.sized_macs:
+        table.add_row("  from the batch size", f"{exact_and_human(t.sized_macs)} on tensors made from the batch size, "
+                      "not the image (a position encoding), measured by torch's FlopCounterMode")
     if t.weight_macs:
         table.add_row("  from weights alone", f"{exact_and_human(t.weight_macs)} once per forward pass, whatever the "
                       "batch (computed from weights, not from the image), measured by torch's FlopCounterMode")

@@ -71,6 +71,7 @@ class Traced:
     method: str  # "fx" or "eager"
     notes: tuple[str, ...] = ()
     weight_macs: int = 0  # MACs of calls on weights alone (no input), once per forward pass whatever the batch
+    sized_macs: int = 0  # MACs per sample of calls on tensors made from the batch size, not the input
 
 
 @dataclass
@@ -100,14 +101,17 @@ def assemble(model, traced: Traced, *, name: str, description: str, input_shape:
                      f"traced forward pass: {listed}{more}")
     if traced.weight_macs:
         notes.append(f"{traced.weight_macs:,} MACs computed from weights alone once per forward pass, whatever the "
-                     "batch (such as a position-bias MLP), are in the totals beside the per-image MACs")
+                     "batch (such as a position-bias MLP), are in the totals beside the layers' MACs")
+    if traced.sized_macs:
+        notes.append(f"{traced.sized_macs:,} MACs per image computed from the batch size, not the image (such as a "
+                     "position encoding), are in the totals beside the layers' MACs")
     text = description + "".join(f" Note: {note}." for note in notes)
     return Graph(
         name=name, description=text, input_shape=tuple(input_shape), nodes=tuple(nodes),
         scopes=_scopes(nodes, modules), output=nodes[traced.output].name,
         params=MappingProxyType(dict(origin.kwargs)), source=origin.source, torchvision=torchvision,
         origin=Origin(origin.source, origin.kwargs, origin.module, traced.method, tuple(uncalled),
-                      traced.weight_macs),
+                      traced.weight_macs, traced.sized_macs),
     )
 
 

@@ -23,7 +23,7 @@ from torch import fx
 from torch.overrides import TorchFunctionMode
 
 from archviz.trace.assemble import Traced
-from archviz.trace.fx import BATCH, SECOND_BATCH, _Tracer, walk
+from archviz.trace.fx import BATCH, SECOND_BATCH, _Tracer, no_grad_parameters, walk
 
 NOTE = ("torch.fx could not trace this model ({reason}), so its calls were recorded from eager forward passes: where "
         "the model branches, the graph is the branch this input takes")
@@ -227,6 +227,7 @@ class _Recorded:
 
 def trace_eager(model, input_shape: tuple[int, ...], *, reason: str) -> Traced:
     """The calls of `model` in one eager pass on the meta device, as trace_fx describes them."""
+    no_grad_parameters(model)
     first = _record(model, input_shape, BATCH)
     second = _record(model, input_shape, SECOND_BATCH)
     if not _same_calls(first, second):  # a model that caches on its first pass (ConViT's position indices)

@@ -122,6 +122,13 @@ def batch_free(tensor, what: str) -> tuple[int, ...]:
     return shape[1:]
 
 
+def no_grad_parameters(model) -> None:
+    """Nothing here takes a gradient, and FlopCounterMode's module tracker fails ("Expected gradient function to be
+    set") where a parameter that requires grad is passed to a module as its input (PiT's and CaiT's class tokens)."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+
+
 def _nothing() -> int:
     return 0
 
@@ -144,7 +151,9 @@ def _folded_input(refs) -> bool:
 
 
 def trace_fx(model, input_shape: tuple[int, ...]) -> Traced:
-    """The calls of `model` (on the meta device, eval mode) for one input of `input_shape` (batch left out)."""
+    """The calls of `model` (on the meta device, eval mode) for one input of `input_shape` (batch left out).
+    `model` is archviz's own copy: its parameters stop requiring grad (see no_grad_parameters)."""
+    no_grad_parameters(model)
     tracer = _Tracer(autowrap_functions=wrapped_functions())
     try:
         graph = tracer.trace(model)
@@ -191,7 +200,9 @@ class _Walker:
         self.twins = twins  # the same values at the second batch size
         self.resolved: dict[fx.Node, object] = {}
         self.calls: list[Call] = []
-        self.weight_flops = 0  # computed from weights alone, once per pass whatever the batch (a position-bias MLP)
+        # FLOPs of tensors computed without the input: once per pass (weights alone: a position-bias MLP), and per
+        # sample (from the batch size: EdgeNeXt's position encoding of a B x H x W grid)
+        self.weight_flops = self.sized_flops = 0
         # the model's own tensors: fx registers the constants it bakes in (a mask computed while tracing) as buffers
         # of the traced module, which are none of the model's weights
         self.weights = {id(t) for t in (*model.parameters(), *model.buffers())}
@@ -203,7 +214,8 @@ class _Walker:
                 output = self._output(node)
             else:
                 self.resolved[node] = self._resolve(node)
-        return Traced(tuple(self.calls), output, "fx", weight_macs=self.weight_flops // 2)
+        return Traced(tuple(self.calls), output, "fx", weight_macs=self.weight_flops // 2,
+                      sized_macs=self.sized_flops // 2)
 
     # --- values ---------------------------------------------------------------------------------------------------
     def _resolve(self, node: fx.Node):
@@ -225,7 +237,7 @@ class _Walker:
             if node.op == "call_module":
                 module = self.module.get_submodule(node.target)
                 tensors += (*module.parameters(), *module.buffers())
-            self.weight_flops += _flops(self._callable(node), node, self.values) or 0
+            self._count_constant(node)
             return Const(tensors, value)
         if node.op == "call_function" and node.target is operator.getitem \
                 and isinstance(self.resolved.get(node.args[0]), _TupleRef):
@@ -318,6 +330,13 @@ class _Walker:
         measure = self._measure(node) if first_piece else _nothing  # a tuple's first piece holds its MACs
         return self._add(Call("module", path, own, within, type(module).__name__, _moved(target, refs, at),
                               refs, at.shape, mapping, owned, at.batch_dim, at.fold, measure))
+
+    def _count_constant(self, node: fx.Node) -> None:
+        """A call on no input-dependent tensor: FLOPs a + b x batch, found at both batch sizes."""
+        counts = [_flops(self._callable(node), node, values) or 0 for values in (self.values, self.twins) if values]
+        per_sample = (counts[1] - counts[0]) // (SECOND_BATCH - BATCH) if len(counts) == 2 else 0
+        self.sized_flops += per_sample
+        self.weight_flops += counts[0] - per_sample * BATCH
 
     def _measure(self, node: fx.Node):
         return lambda: self._measured(node)
