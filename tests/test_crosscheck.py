@@ -336,3 +336,18 @@ def test_the_cli_shows_the_disagreement_in_red_and_exits_0(monkeypatch):
     module = next(p for p in check["peers"] if p["peer"] == "module")
     assert check["agrees"] is False and module["agrees"] is False
     assert [f["quantity"] for f in module["differences"] if not f["agrees"]] == ["params"]
+
+
+def test_a_layer_short_of_macs_is_named_down_the_module_tree():
+    """archviz's resnet18 with layer2.1.conv2 short of 1,000 MACs (and its totals with it): the reason goes down
+    layer2 -> layer2.1 -> layer2.1.conv2, the layer, by FlopCounterMode's figure per module."""
+    pytest.importorskip("torch")
+    report = archviz.inspect("resnet18")
+    short = dataclasses.replace(report.layer("layer2.1.conv2"), macs=report.layer("layer2.1.conv2").macs - 1_000)
+    layers = tuple(short if s.name == short.name else s for s in report.layers)
+    totals = dataclasses.replace(report.totals, macs=report.totals.macs - 1_000)
+    check = run_crosscheck(dataclasses.replace(report, layers=layers, totals=totals, crosscheck=None)).crosscheck
+    macs = module_totals(check)[Quantity.MACS]
+    assert not macs.agrees
+    assert macs.reason.endswith("1,000 MACs torch measured that archviz did not count; torch measured more than "
+                                "archviz counts in layer2.1.conv2 (1,000)")

@@ -66,9 +66,24 @@ def check(report: Report) -> PeerResult:
         method=f"{built} on the meta device: its parameters and buffers, and FlopCounterMode's FLOPs / 2 in one "
                f"forward pass at {'x'.join(map(str, shape))} (batch {report.batch}); totals only, no layer excused",
         totals=(_params(report, model, read.ids), _buffers(report, model, read.ids),
-                _macs(report, counter, prefix=type(model).__name__)),
-        seconds=time.perf_counter() - start,
+                _macs(report, counter, prefix=type(model).__name__,
+                      modules={path for path, _ in model.named_modules()})),
+        notes=_measured_note(report), seconds=time.perf_counter() - start,
     )
+
+
+def _measured_note(report: Report) -> tuple[str, ...]:
+    """What of archviz's MACs total is FlopCounterMode's own measurement, which this comparison cannot confirm."""
+    measured = [layer for layer in report.layers if layer.measured]
+    in_layers = sum(layer.macs for layer in measured)
+    if not in_layers and not report.totals.weight_macs:
+        return ()
+    parts = [f"{in_layers:,} in layers without a formula ({_listed(layer.name for layer in measured)})"] \
+        if measured else []
+    if report.totals.weight_macs:
+        parts.append(f"{report.totals.weight_macs:,} on weights alone")
+    return (f"of archviz's MACs, {' and '.join(parts)} are FlopCounterMode's own measurement, not a formula: "
+            "the total agreeing does not confirm them",)
 
 
 def _mark_own_tensors(read: _ReadTensors):
@@ -120,7 +135,7 @@ def _lost_buffers(report: Report, named, read: set[int]) -> str:
         if loose else ""
 
 
-def _macs(report: Report, counter: FlopCounterMode, *, prefix: str) -> Figure:
+def _macs(report: Report, counter: FlopCounterMode, *, prefix: str, modules: set[str]) -> Figure:
     flops = counter.get_total_flops()
     measured = flops // 2 if flops % 2 == 0 else flops / 2
     ours = report.totals.macs
@@ -132,9 +147,9 @@ def _macs(report: Report, counter: FlopCounterMode, *, prefix: str) -> Figure:
         return _unexplained(figure, f"macs: {ours:,} counted, torch measured {measured:,}: archviz counts "
                                     f"{ours - measured:,} more")
     where = []
-    unseen = _unseen_modules(report, _module_macs(counter, prefix))
-    if unseen:
-        where.append(f"in modules that hold no layer of archviz's: {_listed(_counted(unseen))}")
+    short = _short_modules(report, _module_macs(counter, prefix), modules)
+    if short:
+        where.append(f"torch measured more than archviz counts in {_listed(_counted(short))}")
     if report.totals.uncounted:
         where.append(f"layers without a formula: {_listed(report.totals.uncounted)}")
     return _unexplained(figure, f"macs: {ours:,} counted, torch measured {measured:,}: {measured - ours:,} MACs "
@@ -148,6 +163,35 @@ def _module_macs(counter: FlopCounterMode, prefix: str) -> dict[str, int]:
         if key.startswith(f"{prefix}."):  # ModuleTracker names modules "<root class>.<path>"
             macs[key.removeprefix(f"{prefix}.")] = sum(by_op.values()) // 2
     return macs
+
+
+def _short_modules(report: Report, measured: dict[str, int], modules: set[str]) -> dict[str, int]:
+    """Where torch measured more MACs than archviz's layers hold: module path -> the MACs missing there, going down
+    the module tree to a layer, a module that holds no layer, or a module none of whose children is short.
+
+    measured: module path -> FlopCounterMode's MACs in it, children included. A layer's MACs are counted in its own
+    module and every module above it; a later call of a shared module (named "relu_1") in the module it calls.
+    """
+    ours: dict[str, int] = {}
+    for layer in report.layers:
+        key = layer.shares if layer.shares and layer.name not in modules else layer.name
+        for depth in range(key.count(".") + 1):
+            ancestor = key.rsplit(".", depth)[0]
+            ours[ancestor] = ours.get(ancestor, 0) + layer.macs
+    short = {path: macs - ours.get(path, 0) for path, macs in measured.items() if macs > ours.get(path, 0)}
+    layers = {layer.name for layer in report.layers}
+
+    def above(path: str, among) -> bool:
+        return any(path.startswith(f"{outer}.") for outer in among)
+
+    found: dict[str, int] = {}
+    for path in sorted(short, key=lambda p: p.count(".")):
+        if above(path, found):
+            continue
+        children = [other for other in short if other.startswith(f"{path}.")]
+        if path in layers or path not in ours or not children:
+            found[path] = short[path]
+    return {path: found[path] for path in short if path in found}  # in the order torch met them
 
 
 def _unseen_modules(report: Report, counts: dict[str, int]) -> dict[str, int]:
@@ -198,7 +242,8 @@ def _by_module(named_counts) -> dict[str, int]:
 
 def _unread_text(unread: dict[str, int], unit: str) -> str:
     shown = _listed(_counted(unread))
-    return f"minus {sum(unread.values()):,} {unit} no op read in the forward pass (modules that never ran): {shown}"
+    return (f"minus {sum(unread.values()):,} {unit} no op read in the forward pass (a module or branch that did not "
+            f"run): {shown}")
 
 
 def _lost_params(report: Report, named, read: set[int]) -> str:
