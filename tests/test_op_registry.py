@@ -21,6 +21,7 @@ A registered op without examples fails by construction (test_every_op_has_exampl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -71,6 +72,8 @@ TRACES_AS = {
 }
 # Ops that ONNX has no node for of their own: they read back as their equivalent, with the same figures.
 READS_BACK_AS = {
+    "embedding": "padding_idx (which row gets no gradient in training) has no ONNX form: it reads back without it, "
+                 "with the same figures",
     "stochastic_depth": "the identity at inference: written as ONNX Identity, read back as identity",
     "reshape": "written as ONNX Reshape; one that merges a span of dims reads back as the simpler flatten",
 }
@@ -84,10 +87,13 @@ def made(op, example):
     return layer.attrs, list(layer.in_shapes), layer.out_shape
 
 
-def inputs_for(in_shapes, *, device="cpu"):
+def inputs_for(in_shapes, *, device="cpu", below: int | None = None):
+    """Random inputs of the shapes; with `below`, indices: whole numbers below it (held as floats, as in a graph)."""
     generator = torch.Generator().manual_seed(0)
     if device == "meta":
         return [torch.empty(BATCH, *s, device="meta") for s in in_shapes]
+    if below is not None:
+        return [torch.randint(0, below, (BATCH, *s), generator=generator).float() for s in in_shapes]
     return [torch.randn(BATCH, *s, generator=generator) for s in in_shapes]
 
 
@@ -132,7 +138,7 @@ def test_output_shape_params_and_buffers_match_torch(op, example):
     attrs, in_shapes, out_shape = made(op, example)
     module = built(op, attrs, in_shapes)
     with torch.no_grad():
-        output = module(*inputs_for(in_shapes))
+        output = module(*inputs_for(in_shapes, below=example.below))
     assert tuple(output.shape) == (BATCH, *out_shape)
     assert op.params(attrs, in_shapes) == sum(p.numel() for p in module.parameters())
     assert op.buffers(attrs, in_shapes) == sum(b.numel() for b in module.buffers() if b.is_floating_point())
@@ -165,7 +171,7 @@ def test_macs_are_flop_counter_flops_halved(op, example):
     attrs, in_shapes, out_shape = made(op, example)
     module = built(op, attrs, in_shapes)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(*inputs_for(in_shapes))
+        module(*inputs_for(in_shapes, below=example.below))
     assert op.macs(attrs, in_shapes, out_shape) * BATCH * 2 == counter.get_total_flops()
 
 
@@ -246,7 +252,7 @@ def test_onnx_round_trip(op, example, tmp_path):
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     path = export_onnx(graph, tmp_path / "op.onnx", checkpoint=tmp_path / "weights.pt")
     onnx.checker.check_model(str(path), full_check=True)
-    x = inputs_for([graph.input_shape])[0]
+    x = inputs_for([graph.input_shape], below=example.below)[0]
     (ours,) = ReferenceEvaluator(str(path)).run(None, {"input": x.numpy()})
     with torch.no_grad():
         expected = model(x).numpy()
@@ -377,8 +383,9 @@ FUNCTIONAL_IDS = [f"{op.name}-{op.examples.index(example)}-{path}" for op, examp
 class _Functional(torch.nn.Module):
     """A model whose forward calls one function or tensor method, with the op's weights as its parameters."""
 
-    def __init__(self, path, arguments, varargs, weights):
+    def __init__(self, path, arguments, varargs, weights, indices=False):
         super().__init__()
+        self.indices = indices  # an embedding's input: the model turns its float input into indices first
         from archviz.trace.mapping import resolve
 
         global called_function  # called by its name, as model code calls a function it imported
@@ -394,12 +401,14 @@ class _Functional(torch.nn.Module):
     def forward(self, x):
         arguments = {**self.arguments, **{name: self.tensors[name] for name in self.tensors},
                      **{name: getattr(self, name) for name in self.kept}}
+        if self.indices:
+            x = x.long()
         if self.method:
             return getattr(x, self.method)(*self.varargs, **arguments)
         return called_function(x, *self.varargs, **arguments)
 
 
-def _functional(op, attrs, in_shapes, path):
+def _functional(op, attrs, in_shapes, path, *, indices=False):
     """The model calling `path` with the op's arguments, or None when the call needs one the op does not hold."""
     signature = op.torch_calls.functions[path]
     given = {**attrs, **CALL_ARGUMENTS.get(op.name, lambda a: {})(attrs)}
@@ -417,7 +426,7 @@ def _functional(op, attrs, in_shapes, path):
             return None
     if signature.names[0] != "input":
         return None
-    return _Functional(path, arguments, varargs, weights)
+    return _Functional(path, arguments, varargs, weights, indices)
 
 
 @pytest.mark.parametrize("op, example, path", FUNCTIONAL, ids=FUNCTIONAL_IDS)
@@ -427,10 +436,15 @@ def test_the_functional_form_traces_back_to_the_op(op, example, path):
     import archviz
 
     attrs, in_shapes, out_shape = made(op, example)
-    model = _functional(op, attrs, in_shapes, path)
+    model = _functional(op, attrs, in_shapes, path, indices=example.below is not None)
     if model is None:
         pytest.skip(f"{path} takes an argument this example of {op.name} does not give")
     traced = archviz.load(model, input=in_shapes[0])
+    if example.below is not None:  # x.long() first: a free layer without a formula, then the op
+        cast = traced.nodes[0]
+        assert (cast.op, cast.attrs["target"], cast.attrs["measured_macs"]) == ("opaque", "Tensor.long", 0)
+        rest = tuple(dataclasses.replace(node, inputs=("input",)) for node in traced.nodes[1:])
+        traced = dataclasses.replace(traced, nodes=rest, scopes=())
     mine, theirs = archviz.inspect(traced), archviz.inspect(_one_layer_graph(op, example))
     figures = lambda report: [(s.op, s.out_shape, s.params, s.macs, s.other_ops) for s in report.layers]  # noqa
     if op.name not in TRACES_AS:

@@ -482,3 +482,25 @@ def test_a_layer_whose_weight_is_tied_to_another_keeps_its_formula():
     assert (report.layer("conv1").params, report.layer("conv2").params) == (100 * 100 * 9 + 100, 100)
     assert report.totals.params == sum(p.numel() for p in model.parameters())
     assert report.totals.depth == 2 and report.crosscheck.agrees  # torchinfo's count converted: 90,000 counted twice
+
+
+def test_a_codebook_lookup_of_computed_indices_is_an_embedding():
+    """A VQ layer: each position's nearest code (argmin of distances, no formula: measured) picks a row of an
+    nn.Embedding, which is the embedding op; the codebook's params are counted once, at the distances that read it."""
+    class Quantise(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encode = torch.nn.Conv2d(3, 16, 4, 4)
+            self.codebook = torch.nn.Embedding(32, 16)
+
+        def forward(self, x):
+            z = self.encode(x).flatten(2).transpose(1, 2)
+            distances = torch.cdist(z, self.codebook.weight.unsqueeze(0).expand(z.shape[0], -1, -1))
+            return self.codebook(distances.argmin(-1))
+
+    model = Quantise()
+    report = archviz.inspect(model, input=(3, 32, 32))
+    assert [(s.name, s.op, s.out_shape) for s in report.layers][-3:] == [
+        ("cdist", "opaque", (64, 32)), ("argmin", "opaque", (64,)), ("codebook", "embedding", (64, 16))]
+    assert report.graph.node("codebook").shares == "cdist"
+    assert report.totals.params == sum(p.numel() for p in model.parameters())

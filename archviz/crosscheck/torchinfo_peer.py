@@ -146,4 +146,7 @@ def _to_macs(op: str, info) -> tuple[int, str]:
             f"torchinfo counts {op}'s scale and shift times N ({info.num_params} x {out[0]}) as Mult-Adds; a "
             "normalisation is no MAC (archviz counts it as other ops)"
         )
+    if convention == TorchinfoMacs.LOOKUP:
+        return 0, (f"torchinfo counts {op}'s table times N ({info.num_params} x {out[0]}) as Mult-Adds; a lookup "
+                   "copies a row per index and multiplies nothing")
     return info.macs, "torchinfo counts parameters x N for layers other than convolutions"

@@ -108,6 +108,7 @@ class TorchinfoMacs(enum.StrEnum):
     TRANSPOSED_CONV = "transposed_conv"  # as CONV: weights x output positions, where ours are weights x input positions
     LINEAR = "linear"  # (weights + bias) x N, leaving out the leading dims of each sample
     NORMALISATION = "normalisation"  # the scale and shift parameters x N, where a normalisation is no MAC
+    LOOKUP = "lookup"  # the table's parameters x N, where a lookup multiplies nothing
 
 
 class Fill(enum.StrEnum):
@@ -139,6 +140,7 @@ class Example:
 
     args: Mapping[str, Any]
     inputs: tuple[Shape, ...]
+    below: int | None = None  # the inputs are indices, whole numbers below this (an embedding's table size)
 
 
 class Op(abc.ABC):

@@ -1,10 +1,12 @@
-"""Fully connected layers (torch.nn.Linear, Keras Dense), applied to the last dimension."""
+"""Fully connected layers (torch.nn.Linear, Keras Dense), applied to the last dimension, and lookup tables
+(torch.nn.Embedding), a linear map of one-hot indices."""
 
 from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, NoWindow, Op, OpKind, Step, TorchinfoMacs, Weight, fmt_int, fmt_shape, numel,
+    Arg, ArgKind, Example, Free, NoWindow, Op, OpKind, Step, TorchinfoMacs, Weight, fmt_int, fmt_shape,
+    lazy_torch_classes, numel,
 )
 from archviz.ops.interop import Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, onnx_float
 from archviz.ops.matmul import read_matmul_of_activations
@@ -152,3 +154,130 @@ class Linear(NoWindow, Op):
         from torch import nn
 
         return nn.Linear(attrs["in_features"], attrs["out_features"], bias=attrs["bias"])
+
+
+def _embedding_function(a, out):
+    """F.embedding(indices, weight, padding_idx): the weight a model parameter of shape (num_embeddings, dim) as it
+    is; max_norm (which renormalises the table's rows in place) and the sparse-gradient flags stay opaque."""
+    x, weight = a["input"], a["weight"]
+    if not is_ref(x) or not isinstance(weight, Const) or weight.parameter is None or weight.parameter.dim() != 2:
+        return None
+    if a["max_norm"] is not None or a["scale_grad_by_freq"] or a["sparse"]:
+        return None
+    count, dim = weight.parameter.shape
+    padding = a["padding_idx"]
+    if padding is not None and not -count <= padding < count:
+        return None
+    args = {"num_embeddings": count, "embedding_dim": dim, "padding_idx": None if padding is None else padding % count}
+    return Mapped("embedding", args, (x,), weight.tensors)
+
+
+def _embedding_module(m, refs):
+    if m.max_norm is not None or m.scale_grad_by_freq or m.sparse:
+        return None
+    return Mapped("embedding", {"num_embeddings": m.num_embeddings, "embedding_dim": m.embedding_dim,
+                                "padding_idx": m.padding_idx}, refs)
+
+
+def read_embedding(r):
+    """ONNX Gather of rows of a stored 2-D table by computed indices (how torch exports nn.Embedding), or the
+    function archviz writes: embedding."""
+    table = r.stored_shape(0, "table")
+    if len(table) != 2 or r.attrs.get("axis", 0) != 0:
+        raise NotRepresentable("it gathers from a stored tensor that is not a 2-D table, or along another axis")
+    r.activation(1)
+    return r.layer("embedding", {"num_embeddings": table[0], "embedding_dim": table[1]}, inputs=(r.activation(1),),
+                   weight=r.node.input[0])
+
+
+def _read_archviz_embedding(r):
+    table = r.stored_shape(1, "table")
+    return r.layer("embedding", {"num_embeddings": table[0], "embedding_dim": table[1]}, weight=r.node.input[1])
+
+
+def _classes() -> dict[str, type]:
+    from torch import nn
+
+    class IndexEmbedding(nn.Embedding):
+        """nn.Embedding on indices held in a float tensor (archviz's graphs carry float tensors): x.long() first."""
+
+        def forward(self, input):
+            return super().forward(input.long())
+
+    return {"IndexEmbedding": IndexEmbedding}
+
+
+@register
+class Embedding(NoWindow, Free, Op):
+    """A lookup table (torch.nn.Embedding; a VQ-VAE's codebook, a token embedding): each index of the input, a
+    whole number below num_embeddings, becomes that row of the table, a vector of embedding_dim.
+
+    params = num_embeddings * embedding_dim (the table, torch's `weight`). No MACs and no other ops: a row copied
+    per index, which FlopCounterMode does not count either. Output: the input's shape with embedding_dim appended.
+    padding_idx names a row whose gradient is zero (training only; counted like the others).
+    The registry's test feeds it whole numbers below num_embeddings (Example.below). archviz's graphs carry float
+    tensors, so the torch module it builds takes the indices as floats (IndexEmbedding: x.long() first) and the ONNX
+    it writes is the model-local function archviz.Embedding (Cast to int64, then Gather); a file exported by torch
+    (Gather of a stored table by computed indices) reads as embedding too. An input that is the model's own image
+    is whole numbers only if the user's model says so: archviz traces with a float input, so a model that takes
+    token ids as its input does not trace (its first layer raises in torch); one that computes indices (a VQ code's
+    argmin) does.
+    """
+
+    name = "embedding"
+    takes_folded_batch = True
+    examples = (Example({"num_embeddings": 10, "embedding_dim": 4}, ((6,),), below=10),
+                Example({"num_embeddings": 7, "embedding_dim": 3, "padding_idx": 0}, ((2, 5),), below=7))
+    aliases = ("lookup",)
+    kind = OpKind.LINEAR
+    torch_class = "nn.Embedding"
+    torchinfo_macs = TorchinfoMacs.LOOKUP
+    keras_class = "Embedding"
+    torch_calls = TorchCalls(
+        modules={"torch.nn.Embedding": _embedding_module, "archviz.ops.linear.IndexEmbedding": _embedding_module},
+        functions={"torch.nn.functional.embedding": Signature(
+            ("input", "weight", "padding_idx", "max_norm", "norm_type", "scale_grad_by_freq", "sparse"),
+            _embedding_function, {"padding_idx": None, "max_norm": None, "norm_type": 2.0,
+                                  "scale_grad_by_freq": False, "sparse": False})})
+    onnx_reads = {"archviz::Embedding": _read_archviz_embedding}  # and Gather (tensor.py's reader dispatches)
+    args = (
+        Arg("num_embeddings", ArgKind.INT, aliases=("input_dim", "rows")),
+        Arg("embedding_dim", ArgKind.INT, aliases=("output_dim", "dim")),
+        Arg("padding_idx", ArgKind.COUNT_OR_NONE, None, doc="the row kept at zero gradient; below num_embeddings"),
+    )
+
+    def resolve(self, attrs, in_shapes):
+        padding = attrs["padding_idx"]
+        if padding is not None and padding >= attrs["num_embeddings"]:
+            raise ShapeError(f"padding_idx {padding} is not a row of a table of {attrs['num_embeddings']}")
+        return attrs
+
+    def infer_shape(self, attrs, in_shapes):
+        return (*in_shapes[0], attrs["embedding_dim"])
+
+    def weights(self, attrs, in_shapes):
+        return (Weight("weight", (attrs["num_embeddings"], attrs["embedding_dim"]), fan_in=attrs["embedding_dim"]),)
+
+    def explain(self, attrs, in_shapes, out_shape):
+        rows, width = attrs["num_embeddings"], attrs["embedding_dim"]
+        return [
+            Step("output shape", f"each index of {fmt_shape(in_shapes[0])} -> a row of {width}", fmt_shape(out_shape)),
+            Step("params", f"{rows} rows x {width}", fmt_int(rows * width)),
+            Step("MACs", "a row copied per index: no multiply-accumulate", "0"),
+        ]
+
+    def summary(self, attrs):
+        return f"{attrs['num_embeddings']} x {attrs['embedding_dim']} table"
+
+    def write_onnx(self, e, node, x):
+        e.function("Embedding", ["X", "W"], ["Y"], [
+            ("Cast", ["X"], ["I"], {"to": 7}), ("Gather", ["W", "I"], ["Y"], {"axis": 0})],
+            doc="torch.nn.Embedding on indices held as floats: cast to int64, gather rows of the table")
+        e.add("Embedding", [x[0], e.weight(node, "weight")], node.name, node.name, domain=e.domain)
+
+    def build_torch(self, attrs, in_shapes):
+        return __getattr__("IndexEmbedding")(attrs["num_embeddings"], attrs["embedding_dim"],
+                                              padding_idx=attrs["padding_idx"])
+
+
+__getattr__ = lazy_torch_classes(__name__, ("IndexEmbedding",), _classes)

@@ -21,6 +21,7 @@ from archviz.ops.interop import (
     onnx_reshape,
 )
 from archviz.ops.elementwise import reads_number, with_number
+from archviz.ops.linear import read_embedding
 from archviz.ops.registry import register
 
 
@@ -738,7 +739,10 @@ def _unbound(source: Ref, dim, pieces: list[Shape], index: int) -> Mapped | None
 
 
 def _read_gather(r):
-    """ONNX Gather of one constant index (a scalar) along a non-batch axis: select."""
+    """ONNX Gather of one constant index (a scalar) along a non-batch axis: select; of rows of a stored table by
+    computed indices: embedding (archviz/ops/linear.py)."""
+    if r.computed(1) and not r.computed(0):
+        return read_embedding(r)
     shape = r.shape(r.activation())
     index = r.constant(1)
     axis = r.attrs.get("axis", 0) % len(shape)

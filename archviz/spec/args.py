@@ -207,8 +207,9 @@ def _count_or_none(arg, value):
 
 
 _CHECKERS = {
-    ArgKind.INT: _int, ArgKind.NONNEG_INT: _nonneg_int, ArgKind.SIGNED_INT: _signed_int, ArgKind.PAIR: _pair, ArgKind.NONNEG_PAIR: _nonneg_pair,
-    ArgKind.OPTIONAL_PAIR: _optional_pair, ArgKind.PADDING: _padding, ArgKind.FLOAT: _float, ArgKind.BOOL: _bool,
-    ArgKind.CHOICE: _choice, ArgKind.INT_OR_NONE: _int_or_none, ArgKind.COUNT: _count, ArgKind.COUNT_OR_NONE: _count_or_none, ArgKind.TEXT: _text, ArgKind.SHAPE: _shape,
+    ArgKind.INT: _int, ArgKind.NONNEG_INT: _nonneg_int, ArgKind.SIGNED_INT: _signed_int, ArgKind.PAIR: _pair,
+    ArgKind.NONNEG_PAIR: _nonneg_pair, ArgKind.OPTIONAL_PAIR: _optional_pair, ArgKind.PADDING: _padding,
+    ArgKind.FLOAT: _float, ArgKind.BOOL: _bool, ArgKind.CHOICE: _choice, ArgKind.INT_OR_NONE: _int_or_none,
+    ArgKind.COUNT: _count, ArgKind.COUNT_OR_NONE: _count_or_none, ArgKind.TEXT: _text, ArgKind.SHAPE: _shape,
     ArgKind.SIZES: _sizes, ArgKind.NONNEG_SIZES: _nonneg_sizes, ArgKind.PADDING_SIZES: _padding_sizes,
 }

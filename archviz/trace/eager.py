@@ -1,6 +1,6 @@
-"""Where torch.fx cannot trace (an `if` on a traced size, Python it cannot follow): one eager forward pass on the meta
-device (twice: see below), every call recorded, written down as the fx graph symbolic tracing would have made, and walked by fx.py's
-walker, so both tracers map, name and count calls the same way.
+"""Where torch.fx cannot trace (an `if` on a traced size, Python it cannot follow): an eager forward pass on the meta
+device (at two batch sizes: see below), every call recorded, written down as the fx graph symbolic tracing would
+have made, and walked by fx.py's walker, so both tracers map, name and count calls the same way.
 
 A `TorchFunctionMode` sees every torch function and tensor method the model calls outside its leaf modules (a
 matmul, a reshape, `x + y`); forward hooks see the leaf modules (torch's layers, as fx's tracer chooses them) and the
