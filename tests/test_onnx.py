@@ -491,3 +491,28 @@ def test_cli_inspect_exported(tmp_path):
     result = run("inspect", path, "--no-crosscheck", "--depth", "1")
     assert result.exit_code == 0, result.output
     assert "11,689,512" in result.stdout and "layer4" in result.stdout
+
+
+# --- shape arithmetic folded (archviz/onnx/fold.py) -------------------------------------------------------------------
+
+def test_shape_arithmetic_is_folded(tmp_path):
+    """x.view(B, C, -1) padded by (W % 3) on the right, as torch writes them: Shape -> Gather -> Mod -> ... Pad.
+    ONNX's own inference leaves the Pad's size unknown; folded, the Pad and the Reshape after it are read."""
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, np.int64)))
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]), const("i3", 3), helper.make_node("Gather", ["s", "i3"], ["w"]),
+        helper.make_node("Mod", ["w", "i3"], ["r"]), helper.make_node("Unsqueeze", ["r", "zero"], ["r1"]),
+        const("zero", [0]), const("head", [0, 0, 0, 0, 0, 0, 0]),
+        helper.make_node("Concat", ["head", "r1"], ["pads"], axis=0),
+        helper.make_node("Pad", ["x", "pads"], ["p"]), const("flat", [1, 3, -1]),
+        helper.make_node("Reshape", ["p", "flat"], ["y"]),
+    ]
+    nodes.insert(4, nodes.pop(5))  # the Constant before its user
+    unfolded = onnx.shape_inference.infer_shapes(onnx.load(make_model(tmp_path / "m.onnx", nodes, out_rank=3)),
+                                                 data_prop=True)
+    padded, = [i.type.tensor_type.shape for i in unfolded.graph.value_info if i.name == "p"]
+    assert not all(d.HasField("dim_value") for d in padded.dim)  # what made the issue: no static shape
+    graph = read_onnx(tmp_path / "m.onnx")
+    assert [(n.op, n.out_shape) for n in graph.nodes] == [("pad", (3, 8, 10)), ("flatten", (3, 80))]

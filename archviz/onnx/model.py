@@ -87,7 +87,7 @@ def view(model: onnx.ModelProto, opset: int, image: str, weight_inputs: set[str]
     graph = model.graph
     shapes: dict[str, tuple[int, ...] | None] = {}
     for info in (*graph.input, *graph.value_info, *graph.output):
-        shapes[info.name] = _dims(info.type)
+        shapes[info.name] = dims(info.type)
     stored: dict[str, tuple[int, ...]] = {}
     constants: dict[str, onnx.TensorProto] = {}
     for tensor in graph.initializer:
@@ -106,7 +106,7 @@ def view(model: onnx.ModelProto, opset: int, image: str, weight_inputs: set[str]
                 consumers.setdefault(name, []).append(index)
         inputs = [name for name in node.input if name]
         if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS:
-            tensor = _constant_tensor(node)
+            tensor = constant_tensor(node)
             if tensor is not None:
                 constants[node.output[0]] = tensor
                 shapes[node.output[0]] = tuple(tensor.dims)
@@ -121,7 +121,7 @@ def view(model: onnx.ModelProto, opset: int, image: str, weight_inputs: set[str]
     )
 
 
-def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
+def constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
     """A Constant node's value as a tensor (value, value_float(s), value_int(s)); None for sparse values."""
     import numpy as np
     from onnx import helper, numpy_helper
@@ -136,7 +136,7 @@ def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
     return None
 
 
-def _dims(type_proto: onnx.TypeProto) -> tuple[int, ...] | None:
+def dims(type_proto: onnx.TypeProto) -> tuple[int, ...] | None:
     if not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
         return None
     dims = []

@@ -2,7 +2,7 @@
 
 The file is read with the `onnx` package (weights kept in external data files are not loaded: only their shapes
 count), checked, and its shapes inferred by onnx.shape_inference with the image input fixed (batch 1 where it is
-dynamic, --input where given). archviz/onnx/convert.py then maps each node to a registry op. Sources: the ONNX
+dynamic, --input where given), the shape arithmetic folded into constants on the way (archviz/onnx/fold.py). archviz/onnx/convert.py then maps each node to a registry op. Sources: the ONNX
 operator specification (onnx.ai/onnx/operators) and IR (onnx.ai/onnx/repo-docs/IR.html).
 """
 
@@ -47,8 +47,10 @@ def read_onnx(path: str | Path, input=None) -> Graph:
     image = _image_input(model, weight_inputs, file)
     shape = _fix_input(model, image, input, file)
     _check(onnx, model, file)
-    model = _infer_shapes(onnx, model, file)
+    from archviz.onnx.fold import fold_shapes
     from archviz.onnx.model import view
+
+    model = fold_shapes(model, lambda unfolded: _infer_shapes(onnx, unfolded, file))
 
     return convert(view(model, opset, image.name, weight_inputs), name=Path(path).stem, file=file,
                    input_shape=shape, description=_description(model, Path(path).name, opset))
