@@ -516,3 +516,23 @@ def test_shape_arithmetic_is_folded(tmp_path):
     assert not all(d.HasField("dim_value") for d in padded.dim)  # what made the issue: no static shape
     graph = read_onnx(tmp_path / "m.onnx")
     assert [(n.op, n.out_shape) for n in graph.nodes] == [("pad", (3, 8, 10)), ("flatten", (3, 80))]
+
+
+def test_batch_folded_into_the_first_dim(tmp_path):
+    """Window attention's (B * windows, N, C): read as the tracer reads it, windows kept in the per-sample shape
+    and every axis counting one more; an op that reads the batch first only (Flatten's 2-d result) stays opaque."""
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, np.int64)))
+
+    nodes = [const("windows", [4, 4, 8]), helper.make_node("Reshape", ["x", "windows"], ["w"]),
+             helper.make_node("MatMul", ["w", "W"], ["q"]), helper.make_node("Transpose", ["q"], ["t"], perm=[0, 2, 1]),
+             helper.make_node("Softmax", ["t"], ["s"], axis=1), helper.make_node("Flatten", ["s"], ["f"], axis=1),
+             const("back", [1, 4, 6, 4]), helper.make_node("Reshape", ["f", "back"], ["y"])]
+    inputs = [helper.make_tensor_value_info("x", FLOAT, [1, 4, 4, 8])]
+    graph = read_onnx(make_model(tmp_path / "w.onnx", nodes, inputs=inputs, weights=[("W", rand(8, 6))]))
+    report = archviz.inspect(graph)
+    assert [(s.op, s.out_shape, s.macs) for s in report.layers] == [
+        ("identity", (4, 4, 8), 0), ("linear", (4, 4, 6), 4 * 4 * 8 * 6), ("permute", (4, 6, 4), 0),
+        ("softmax", (4, 6, 4), 0), ("opaque", (4, 24), 0), ("reshape", (4, 6, 4), 0)]
+    assert graph.nodes[2].attrs["dims"] == (1, 3, 2) and graph.nodes[3].attrs["dim"] == 2
+    assert "folded" in graph.nodes[4].note

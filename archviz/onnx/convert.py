@@ -1,7 +1,8 @@
 """convert(): the nodes of a shape-inferred ONNX graph as registry ops, frozen into a Graph.
 
-Each ONNX node computing on the image becomes one layer; nodes computing only on stored tensors (shape arithmetic,
-a weight's Transpose) are not layers. Two patterns fold into one layer: a Conv, Gemm or MatMul followed by an Add of
+Each ONNX node computing on the image becomes one layer, shaped per sample (ModelView.per_sample: a batch folded
+into the first dim, as window attention writes it, keeps that dim, and only ops that treat leading dims alike read
+it); nodes computing only on stored tensors (shape arithmetic, a weight's Transpose) are not layers. Two patterns fold into one layer: a Conv, Gemm or MatMul followed by an Add of
 a stored bias (conv2d or linear with bias), and x * Sigmoid(x) (silu; x * HardSigmoid(x) is hardswish). A node
 archviz has no formula for, or whose attributes no registry op represents, becomes an `opaque` layer: its output
 shape from ONNX shape inference, its params the elements of the stored tensors it reads (each counted once), its
@@ -73,7 +74,10 @@ def _plan(view: ModelView) -> list[_Plan]:
             if reader is None:
                 raise NotRepresentable("")
             _check_only_first_output(node, view)
-            layer = reader(NodeReader(node, view))
+            node_reader = NodeReader(node, view)
+            layer = reader(node_reader)
+            if node_reader.folded and has_formula(layer.op) and not get_op(layer.op).takes_folded_batch:
+                raise NotRepresentable(f"the batch is folded into a first dim, and {layer.op} reads it first only")
         except NotRepresentable as reason:
             plans.extend(_opaque_plans(node, view, str(reason)))
             continue
@@ -124,7 +128,7 @@ def _shaped(layer: OnnxLayer, in_shapes, view: ModelView):
         return None, None
     shaped = made(layer.op, layer.args, in_shapes)
     attrs, out_shape = dict(shaped.attrs), shaped.out_shape
-    expected = _without_batch(view.shape(layer.output))
+    expected = view.per_sample(layer.output)
     if expected is not None and expected != out_shape:
         raise NotRepresentable(f"its formula gives {fmt_shape(out_shape)} where the file's shapes say "
                                f"{fmt_shape(expected)}")
@@ -138,7 +142,7 @@ def _opaque_attrs(layer: OnnxLayer, view: ModelView, counted: set[str], where: s
         raise SpecError(f"node {where}: ONNX shape inference gives no static shape for its output {layer.output!r}, "
                         "and archviz has no formula for it; simplify the model with onnxsim (it folds shape "
                         "arithmetic), or pass --input CxHxW where the input's size is dynamic", file=file)
-    out_shape = _without_batch(shape) or (1,)  # a scalar per image (or overall) is shown as one value
+    out_shape = view.per_sample(layer.output) or (1,)  # a scalar per image (or overall) is shown as one value
     params = sum(numel(view.stored[name]) for name in dict.fromkeys(layer.stored) if name not in counted)
     op = get_op(Opaque.name)
     raw = {"target": layer.args["target"], "out_shape": list(out_shape), "params": params}
@@ -201,7 +205,12 @@ class NodeReader:
     def __init__(self, node: onnx.NodeProto, view: ModelView):
         self.node, self.view = node, view
         self.op_type, self.opset, self.output = node.op_type, view.opset, node.output[0]
-        self.attrs = attributes(node)
+        touched = [*self.activations(), self.output]
+        self.folded = any(view.folded(name) for name in touched)  # a tensor's first dim is not the batch
+        self.lifted = bool(node.input) and view.folded(node.input[0])  # its axes count one more (see shape())
+        if self.folded:
+            _check_foldable(node, view, self.activations())
+        self.attrs = _lifted_axes(attributes(node)) if self.lifted else attributes(node)
 
     def activation(self, position: int = 0) -> str:
         """The name of input `position`, which must be computed from the image."""
@@ -221,8 +230,9 @@ class NodeReader:
         return tuple(t for t in self.node.input if t)
 
     def shape(self, name: str, rank: int | None = None) -> tuple[int, ...]:
-        """A tensor's shape with the batch, `rank` dims when given."""
-        shape = self.view.shape(name)
+        """A tensor's shape with the batch first, `rank` dims when given: where the batch is folded into its first
+        dim (B * windows), (B, windows, ...), as the Graph reads it, and the node's axes count one more."""
+        shape = self._lifted_shape(name)
         if shape is None:
             raise NotRepresentable(f"the shape of {name!r} is not known")
         if rank is not None and len(shape) != rank:
@@ -230,7 +240,13 @@ class NodeReader:
         return shape
 
     def output_shape(self) -> tuple[int, ...] | None:
-        return self.view.shape(self.output)
+        return self._lifted_shape(self.output)
+
+    def _lifted_shape(self, name: str) -> tuple[int, ...] | None:
+        if not self.view.folded(name):
+            return self.view.shape(name)
+        per_sample = self.view.per_sample(name)
+        return None if per_sample is None else (self.view.batch, *per_sample)
 
     def has_input(self, position: int) -> bool:
         return len(self.node.input) > position and bool(self.node.input[position])
@@ -243,6 +259,10 @@ class NodeReader:
         shape = self.view.shape(name)
         if shape is None:
             raise NotRepresentable(f"the shape of its {what} is not known")
+        origin = self.view.weight(name)
+        if origin is not None and numel(shape) != numel(self.view.stored[origin]):
+            raise NotRepresentable(f"its {what} is computed from the stored {origin!r} (a gather of a table, not "
+                                   "the table)")
         return shape
 
     def weight(self, position: int) -> str | None:
@@ -259,6 +279,8 @@ class NodeReader:
         value = self.view.value(self.node.input[position])
         if value is None:
             raise NotRepresentable(f"input {position} is not a constant stored in the file")
+        if self.lifted and AXES_INPUTS.get(self.op_type) == position:
+            value = value + (value >= 0)
         return value.item() if value.size == 1 and value.ndim <= 1 else value.tolist()
 
     def stored(self) -> tuple[str, ...]:
@@ -293,12 +315,41 @@ class NodeReader:
         return self.layer(op)
 
 
+AXES_INPUTS = {"Slice": 3, "ReduceMean": 1, "ReduceSum": 1, "ReduceMax": 1, "Squeeze": 1, "Unsqueeze": 1}
+AXES_ATTRIBUTES = ("axis", "axes")
+# ONNX ops whose attributes or inputs list every dim (pads, repeats) or count dims otherwise (Flatten's 2-d result):
+# not read where the batch is folded into the first dim
+WHOLE_SHAPE_OPS = ("Flatten", "Pad", "Tile", "Expand", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth")
+
+
+def _check_foldable(node: onnx.NodeProto, view: ModelView, inputs: tuple[str, ...]) -> None:
+    """Refuse a node on a tensor whose batch is not first where its axes cannot simply count one more."""
+    if view.batch != 1:
+        raise NotRepresentable(f"the file's batch is {view.batch} and is not the first dim of every tensor here")
+    if node.op_type in WHOLE_SHAPE_OPS:
+        raise NotRepresentable("the batch is folded into its first dim")
+    if len({view.folded(name) for name in inputs}) > 1 and any(a.name in AXES_ATTRIBUTES + ("perm",)
+                                                                     for a in node.attribute):
+        raise NotRepresentable("some inputs have the batch first, others folded into their first dim")
+
+
+def _lifted_axes(attrs: dict) -> dict:
+    """The node's axes where its input gets a batch dim in front: non-negative axes count one more; a
+    permutation keeps the batch first."""
+    lifted = dict(attrs)
+    for key in AXES_ATTRIBUTES:
+        value = attrs.get(key)
+        if isinstance(value, int):
+            lifted[key] = value + 1 if value >= 0 else value
+        elif isinstance(value, list):
+            lifted[key] = [v + 1 if v >= 0 else v for v in value]
+    if "perm" in attrs:
+        lifted["perm"] = [0, *(p + 1 for p in attrs["perm"])]
+    return lifted
+
+
 def _where(node: onnx.NodeProto) -> str:
     return f"{node.name!r} ({node.op_type})" if node.name else node.op_type
-
-
-def _without_batch(shape):
-    return None if shape is None or len(shape) < 2 else tuple(shape[1:])
 
 
 def _check_only_first_output(node: onnx.NodeProto, view: ModelView) -> None:

@@ -74,6 +74,27 @@ class ModelView:
             return None
         return numpy_helper.to_array(tensor)
 
+    @property
+    def batch(self) -> int:
+        return (self.shapes.get(self.image) or (1,))[0]
+
+    def folded(self, name: str) -> bool:
+        """Whether the activation's first dim is not the batch: window attention folds the batch into it (B * windows),
+        attention code moves it inward ((3, B, heads, N, d): then the first dim is 3)."""
+        shape = self.shape(name)
+        return bool(shape) and shape[0] != self.batch and self.is_activation(name)
+
+    def per_sample(self, name: str) -> tuple[int, ...] | None:
+        """The tensor's shape per sample, the Graph's shapes: without the batch where the batch is first; with the
+        batch folded into the first dim, that dim's per-sample size kept (B * windows -> windows), as the tracer
+        keeps it (interop.Ref.fold); None where unknown or a scalar."""
+        shape = self.shape(name)
+        if shape is None or len(shape) < 2:
+            return None
+        if not self.folded(name):
+            return shape[1:]
+        return (shape[0] // self.batch, *shape[1:]) if shape[0] % self.batch == 0 else shape
+
     def sole_consumer(self, tensor: str) -> int | None:
         """The index of the one node reading tensor, if exactly one does and it is not a graph output."""
         users = self.consumers.get(tensor, [])
