@@ -23,7 +23,7 @@ from torch import fx
 from torch.overrides import TorchFunctionMode
 
 from archviz.trace.assemble import Traced
-from archviz.trace.fx import BATCH, SECOND_BATCH, _Tracer, no_grad_parameters, walk
+from archviz.trace.fx import BATCH, SECOND_BATCH, _Tracer, keeps_shape, no_grad_parameters, walk
 
 NOTE = ("torch.fx could not trace this model ({reason}), so its calls were recorded from eager forward passes: where "
         "the model branches, the graph is the branch this input takes")
@@ -130,7 +130,7 @@ class _Calls(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        result = func(*args, **kwargs)
+        result = torch.empty_like(args[0]) if keeps_shape(func) else func(*args, **kwargs)
         recording = self.recording
         name = getattr(func, "__name__", "")
         if recording.inside_leaf or name in _IGNORED or not _holds_tensor((args, kwargs)):

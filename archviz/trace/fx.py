@@ -61,9 +61,21 @@ class _Recorder(fx.Interpreter):
         self.values: dict[fx.Node, object] = {}
 
     def run_node(self, node):
-        result = super().run_node(node)
+        if keeps_shape(node.target if node.op != "call_module" else self.module.get_submodule(node.target)):
+            args, _ = self.fetch_args_kwargs_from_env(node)
+            result = torch.empty_like(args[0])
+        else:
+            result = super().run_node(node)
         self.values[node] = result
         return result
+
+
+def keeps_shape(target) -> bool:
+    """Batch norm, as a function or a torch module: on meta tensors torch runs its Python decomposition (~3 ms a call,
+    more than all else in a CNN's trace) to make a tensor of its input's shape, which is all the trace needs."""
+    if isinstance(target, torch.nn.modules.batchnorm._BatchNorm):
+        return type(target).forward is torch.nn.modules.batchnorm._BatchNorm.forward
+    return target is torch.nn.functional.batch_norm or target is torch.batch_norm
 
 
 @dataclass
