@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from archviz.onnx.model import DEFAULT_DOMAINS, SHAPE_OPS, constant_tensor, dims
+from archviz.onnx.model import DEFAULT_DOMAINS, FLOAT_TYPES, SHAPE_OPS, constant_tensor, dims
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,7 +77,7 @@ def _known_initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
 
     values = {}
     for tensor in graph.initializer:
-        if tensor.data_type not in _FLOAT_TYPES and tensor.data_location != onnx.TensorProto.EXTERNAL:
+        if tensor.data_type not in FLOAT_TYPES and tensor.data_location != onnx.TensorProto.EXTERNAL:
             values[tensor.name] = _array(tensor)
     return values
 
@@ -144,5 +144,3 @@ def _array(tensor: onnx.TensorProto) -> np.ndarray:
 def _opset(model: onnx.ModelProto) -> int:
     return max(o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS)
 
-
-_FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16

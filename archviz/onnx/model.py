@@ -4,7 +4,8 @@ stored or computed from stored ones (static), which are activations, and who con
 Static tensors are initializers, Constant outputs, weights given as graph inputs, the outputs of Shape and Size (a
 shape is known before the data), and whatever is computed from static tensors only (the Shape -> Gather -> Concat
 chains a `view` exports to). The nodes computing them are not layers. A weight's `origin` is the stored tensor it
-comes from through Identity, Transpose, Cast and the like, so a weight used twice is recognised and counted once.
+comes from through Identity, Transpose, Cast and the like (integer tensors such as a Reshape's target aside), so a
+weight used twice is recognised and counted once; a tensor computed from several stored tensors has none.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ if TYPE_CHECKING:  # imported where used: importing archviz.onnx never needs the
     import onnx
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
-SHAPE_OPS = ("Shape", "Size")  # their outputs depend on the input's shape only, never on its values
+SHAPE_OPS = ("Shape", "Size")
+FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16  # their outputs depend on the input's shape only, never on its values
 # positions of the inputs that hold weights, per op type: a graph input used only there is a weight, not an image
 WEIGHT_POSITIONS = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1,), "BatchNormalization": (1, 2, 3, 4),
@@ -119,7 +121,8 @@ def view(model: onnx.ModelProto, opset: int, image: str, weight_inputs: set[str]
         if info.name in weight_inputs:
             stored[info.name] = shapes.get(info.name) or ()
     static = set(stored)
-    origin = {name: name for name in stored}
+    numbers = _integer_tensors(graph)
+    origin = {name: name for name in stored if name not in numbers}
     consumers: dict[str, list[int]] = {}
     for index, node in enumerate(graph.node):
         for name in dict.fromkeys(node.input):
@@ -133,13 +136,26 @@ def view(model: onnx.ModelProto, opset: int, image: str, weight_inputs: set[str]
                 shapes[node.output[0]] = tuple(tensor.dims)
         if node.op_type in SHAPE_OPS or all(name in static for name in inputs):
             static.update(name for name in node.output if name)
-            sources = {origin[name] for name in inputs if name in origin}
-            if len(sources) == 1 and len(node.output) == 1:
+            sources = {origin.get(name) for name in inputs if name not in numbers}
+            if len(sources) == 1 and None not in sources and len(node.output) == 1:
                 origin[node.output[0]] = sources.pop()
     return ModelView(
         graph=graph, opset=opset, image=image, shapes=shapes, static=static, stored=stored, origin=origin,
         consumers=consumers, outputs=tuple(info.name for info in graph.output), constants=constants,
     )
+
+
+def _integer_tensors(graph: onnx.GraphProto) -> set[str]:
+    """The tensors of an integer or boolean type (shape targets, axes, indices): never weights, nor part of one."""
+    names = {t.name for t in graph.initializer if t.data_type not in FLOAT_TYPES}
+    for info in (*graph.input, *graph.value_info, *graph.output):
+        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type not in (0, *FLOAT_TYPES):
+            names.add(info.name)  # 0: a type inference did not find
+    for node in graph.node:
+        tensor = constant_tensor(node) if node.op_type == "Constant" else None
+        if tensor is not None and tensor.data_type not in FLOAT_TYPES:
+            names.add(node.output[0])
+    return names
 
 
 def constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
