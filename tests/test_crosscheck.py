@@ -351,3 +351,36 @@ def test_a_layer_short_of_macs_is_named_down_the_module_tree():
     assert not macs.agrees
     assert macs.reason.endswith("1,000 MACs torch measured that archviz did not count; torch measured more than "
                                 "archviz counts in layer2.1.conv2 (1,000)")
+
+
+HANDED_ON = """
+import torch
+
+
+class Inner(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x, token):
+        return self.fc(x + token)
+
+
+class HandedOn(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.token = torch.nn.Parameter(torch.zeros(1, 8))
+        self.inner = Inner()
+
+    def forward(self, x):
+        return self.inner(x, self.token.expand(x.shape[0], -1))
+"""
+
+
+def test_a_parameter_view_handed_to_a_submodule_does_not_stop_flop_counter_mode():
+    """timm's PiT and CaiT hand an expanded class token to a submodule: a view that requires grad with no gradient
+    function under no_grad, on which FlopCounterMode's module tracker raised "Expected gradient function to be set"."""
+    pytest.importorskip("torch")
+    check = archviz.inspect(_loaded(HANDED_ON, "HandedOn"), input=(8,), crosscheck=True).crosscheck
+    assert_agrees(check)
+    assert module_totals(check)[Quantity.PARAMS].reported == 8 + 8 * 8 + 8

@@ -41,6 +41,17 @@ def meta_model(report: Report):
     return model
 
 
+def without_gradients(model):
+    """The model with no parameter requiring grad, for a pass under FlopCounterMode.
+
+    FlopCounterMode's ModuleTracker hooks the gradient of every tensor that requires grad as it enters a module; a
+    parameter passed as it is into a submodule's forward (timm's PiT and CaiT hand their class token on) has no
+    gradient function under no_grad, and torch 2.x raises "Expected gradient function to be set". Counting needs no
+    gradients; parameters() still yields every parameter.
+    """
+    return model.requires_grad_(False)
+
+
 def _shape_only_batch_norm(model) -> None:
     """On meta tensors, batch norm runs torch's Python decomposition, ~3 ms a call (4.5 s for 1,000 layers), to make
     a tensor of its input's shape. No peer reads its values and its output shape is its input's by definition, so

@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from archviz.analysis.report import Report
 from archviz.crosscheck.common import (
-    batch_shape, function_layers_note, meta_model, module_groups, not_counted_reason, version,
+    batch_shape, function_layers_note, meta_model, module_groups, not_counted_reason, version, without_gradients,
 )
 from archviz.crosscheck.result import TOTAL, PeerResult, Quantity, compare
 
@@ -24,7 +24,7 @@ HALVE = "FlopCounterMode counts 2 FLOPs per multiply-accumulate; halved"
 
 def check(report: Report) -> PeerResult:
     start = time.perf_counter()
-    model = meta_model(report)
+    model = without_gradients(meta_model(report))
     shape = batch_shape(report)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.empty(shape, device="meta"))

@@ -26,7 +26,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from archviz.analysis.report import Report
-from archviz.crosscheck.common import batch_shape, meta_model, version
+from archviz.crosscheck.common import batch_shape, meta_model, version, without_gradients
 from archviz.crosscheck.result import TOTAL, Figure, PeerResult, Quantity, compare
 from archviz.trace.assemble import NOT_STORED
 
@@ -49,7 +49,7 @@ class _ReadTensors(TorchDispatchMode):
 
 def check(report: Report) -> PeerResult:
     start = time.perf_counter()
-    model = meta_model(report)
+    model = without_gradients(meta_model(report))
     shape = batch_shape(report)
     read = _ReadTensors()
     handles = [module.register_forward_hook(_mark_own_tensors(read)) for module in model.modules()
