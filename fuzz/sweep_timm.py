@@ -14,7 +14,8 @@ pretrained_cfg input_size with each side capped at --max-side pixels (where a fi
 is passed to create_model too, and the row says so), batch 1:
   * status: ok (archviz.inspect returned), error (an ArchvizError: the one line a user sees), traceback (any other
     exception inside archviz: our bug; its type, first line and innermost archviz frame), timeout, or crash;
-  * the trace method (Graph.origin.method: fx or hooks) and the layers archviz has no formula for (uncounted);
+  * the trace method (Graph.origin.method: fx, or the fallback where fx cannot trace); the layers archviz has no
+    formula for, split into measured (Totals.measured, with weight_macs and sized_macs) and uncounted;
   * params: archviz's total against sum(p.numel() for p in module.parameters());
   * MACs: archviz's total against FlopCounterMode's FLOPs / 2 for one forward pass on the meta device;
   * with --crosscheck, archviz.inspect(..., crosscheck=True).crosscheck.agrees;
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import re
 import statistics
 import subprocess
@@ -43,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "fuzz" / "results" / "timm_sweep.jsonl"
 MAX_SIDE = 384  # pixels: 1024x1024 detection-sized inputs make a meta-device trace slow and say nothing more
+SIDE_STEP = 224  # a capped side stays a multiple of gcd(side, 224): ViTs' patches (14, 16), CNNs' stride 32
 TIMEOUT_S = 120
 MACS_CLOSE, MACS_NEAR = 0.005, 0.01  # the issue's targets: MACs within 0.5% (and 1%) of FlopCounterMode / 2
 SPEED_TARGET = 1.5  # inspect within 1.5x of one FlopCounterMode forward pass, median
@@ -94,11 +97,19 @@ def capped_input(name: str, max_side: int) -> tuple[tuple[int, int, int], dict, 
     channels, height, width = cfg.input_size
     if max(height, width) <= max_side:
         return (channels, height, width), {}, ""
-    capped = (channels, min(height, max_side), min(width, max_side))
+    capped = (channels, _capped_side(height, max_side), _capped_side(width, max_side))
     kwargs = {"img_size": list(capped[1:])} if cfg.fixed_input_size else {}
     note = (f"input capped from {height}x{width} to {capped[1]}x{capped[2]}"
             + (" (img_size passed: a fixed-size model)" if kwargs else ""))
     return capped, kwargs, note
+
+
+def _capped_side(side: int, max_side: int) -> int:
+    """The largest side <= max_side that keeps the divisors a model may need (a 518 = 37 x 14 ViT: 378 = 27 x 14)."""
+    if side <= max_side:
+        return side
+    step = math.gcd(side, SIDE_STEP)
+    return max(step, max_side // step * step)
 
 
 def measure(name: str, *, max_side: int, crosscheck: bool) -> dict:
@@ -179,11 +190,16 @@ def _archviz_figures(name: str, shape, kwargs: dict, *, crosscheck: bool) -> dic
                 "where": _innermost_archviz_frame(error)}
     seconds = time.perf_counter() - start
     graph = report.graph
-    opaque = Counter(str(node.attrs.get("target", "?")) for node in graph.nodes if node.op == "opaque")
+    totals = report.totals
+    uncounted = set(totals.uncounted)
+    opaque = Counter(str(node.attrs.get("target", "?")) for node in graph.nodes if node.name in uncounted)
+    measured = getattr(totals, "measured", ())  # layers with no formula whose MACs archviz measured
     figures = {
         "status": "ok", "method": graph.origin.method, "layers": len(graph.nodes),
-        "params_archviz": report.totals.params, "uncalled_params": sum(n for _, n in graph.origin.uncalled),
-        "macs_archviz": report.totals.macs, "uncounted": len(report.totals.uncounted),
+        "params_archviz": totals.params, "uncalled_params": sum(n for _, n in graph.origin.uncalled),
+        "macs_archviz": totals.macs, "uncounted": len(totals.uncounted), "measured": len(measured),
+        "measured_macs": sum(layer.macs for layer in report.layers if layer.name in set(measured))
+        + getattr(totals, "weight_macs", 0) + getattr(totals, "sized_macs", 0),
         "opaque_targets": dict(opaque.most_common()), "inspect_s": round(seconds, 3),
     }
     if crosscheck:
@@ -274,8 +290,18 @@ def macs_gap(row: dict) -> float | None:
     return 0.0 if ours == theirs else abs(ours - theirs) / max(theirs, 1)
 
 
+def signed_gap(row: dict) -> float:
+    """(ours - FlopCounterMode/2) / (FlopCounterMode/2): below zero where archviz counts less."""
+    return (row["macs_archviz"] - row["macs_flop_counter"]) / max(row["macs_flop_counter"], 1)
+
+
 def params_exact(row: dict) -> bool:
     return row.get("params_archviz") is not None and row.get("params_archviz") == row.get("params_module")
+
+
+def formula_exact(row: dict) -> bool:
+    """The total equals FlopCounterMode/2 and no MAC of it is measured (layers without a formula count none)."""
+    return macs_gap(row) == 0 and not row.get("measured_macs") and not row.get("uncounted")
 
 
 def wrong_but_agrees(row: dict) -> bool:
@@ -319,8 +345,13 @@ def summary_lines(rows: list[dict], *, title: str) -> list[str]:
         f"{share(sum(g is not None and g <= MACS_CLOSE for g in gaps), len(analysed))}; within {MACS_NEAR:.0%}: "
         f"{share(sum(g is not None and g <= MACS_NEAR for g in gaps), len(analysed))}; exactly equal: "
         f"{share(sum(g == 0 for g in gaps), len(analysed))}",
-        f"- with layers archviz has no formula for (uncounted): {sum(bool(r.get('uncounted')) for r in analysed)}",
-        f"- traced with hooks (fx could not trace): {sum(r.get('method') == 'hooks' for r in analysed)}",
+        f"- MACs by formula alone, equal to FlopCounterMode/2: {share(sum(map(formula_exact, analysed)), len(analysed))}",
+        f"- with layers that have no formula, their MACs measured by archviz (FlopCounterMode on that call, so not an "
+        f"independent check): {sum(bool(r.get('measured')) for r in analysed)}, of which "
+        f"{sum(bool(r.get('measured_macs')) for r in analysed)} with measured MACs above 0; with layers left uncounted: "
+        f"{sum(bool(r.get('uncounted')) for r in analysed)}",
+        "- traced by: " + ", ".join(f"{method}: {count}" for method, count in
+                                    Counter(r.get("method") for r in analysed).most_common()),
         "- wrong but agrees (cross-check agrees, params or MACs off by more than 1%): "
         + (f"{sum(wrong_but_agrees(r) for r in checked)} of {len(checked)} cross-checked" if checked
            else "not measured (run with --crosscheck)"),
@@ -332,6 +363,16 @@ def summary_lines(rows: list[dict], *, title: str) -> list[str]:
     return lines
 
 
+MOVES = re.compile(r"^(Tensor\.(permute|unbind|reshape|view|transpose|flatten|expand|expand_as|contiguous|type_as|"
+                   r"chunk|split)|operator\.(getitem|setitem)|torch\.(cat|stack|roll|flatten))\b")  # no MACs
+
+
+def likely_costly(row: dict, *, shown: int = 5) -> str:
+    """The opaque calls of a row, those that may hold the missing MACs first (reshapes and views hold none)."""
+    targets = sorted(row["opaque_targets"].items(), key=lambda item: bool(MOVES.match(item[0])))
+    return ", ".join(f"{target} x{count}" for target, count in targets[:shown])
+
+
 def failure_lines(rows: list[dict]) -> list[str]:
     groups: dict[str, list[str]] = defaultdict(list)
     for row in rows:
@@ -340,7 +381,16 @@ def failure_lines(rows: list[dict]) -> list[str]:
     lines = ["", "## Failures, grouped by message (most common first)", ""]
     for message, names in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
         lines.append(f"- {len(names)} x `{message}`: {', '.join(sorted(names))}")
-    return lines if groups else lines + ["none"]
+    lines = lines if groups else lines + ["none"]
+    off = sorted((r for r in rows if r["status"] == "ok" and macs_gap(r) != 0), key=lambda r: -(macs_gap(r) or 1))
+    lines += ["", "## Analysed, but MACs not FlopCounterMode/2 exactly (largest gap first)", ""]
+    lines += [f"- {r['name']} ({r['method']}): {r['macs_archviz']:,} vs {r['macs_flop_counter']:,} "
+              f"({signed_gap(r):+.4%}); uncounted: {likely_costly(r) or 'none'}" for r in off] or ["none"]
+    wrong_params = [r for r in rows if r["status"] == "ok" and not params_exact(r)]
+    lines += ["", "## Analysed, but params not the module's", ""]
+    lines += [f"- {r['name']} ({r['method']}): {r['params_archviz']:,} vs {r['params_module']:,}; weights no traced "
+              f"layer used: {r.get('uncalled_params', 0):,}" for r in wrong_params] or ["none"]
+    return lines
 
 
 def row_line(row: dict) -> str:
@@ -351,14 +401,20 @@ def row_line(row: dict) -> str:
               and "params_module" in row else "")
     params += "" if not params or params_exact(row) else " **DIFF**"
     macs = f"{row['macs_archviz']:,} / {row['macs_flop_counter']:,}" if gap is not None else ""
-    macs += f" ({gap:+.2%})" if gap else (" (=)" if gap == 0 else "")
+    macs += f" ({signed_gap(row):+.4%})" if gap else (" (=)" if gap == 0 else "")
     notes = "; ".join(filter(None, [row.get("note", ""), row.get("error", "").replace("|", "\\|")[:200],
                                     ", ".join(f"{t} x{n}" for t, n in row.get("opaque_targets", {}).items())]))
     agrees = {True: "yes", False: "no"}.get(row.get("agrees"), "")
     shape = "x".join(map(str, row.get("input", []))) or "-"
     return (f"| {row['name']} | {row.get('family', '')} | {shape} | {row['status']} | {row.get('method', '')} | "
-            f"{params} | {macs} | {row.get('uncounted', '')} | {agrees} | {row.get('inspect_s', '')} | "
+            f"{params} | {macs} | {_measured_uncounted(row)} | {agrees} | {row.get('inspect_s', '')} | "
             f"{row.get('flop_counter_s', '')} | {ratio} | {notes} |")
+
+
+def _measured_uncounted(row: dict) -> str:
+    if row.get("status") != "ok":
+        return ""
+    return f"{row.get('measured', 0)} ({row.get('measured_macs', 0):,} MACs) / {row.get('uncounted', 0)}"
 
 
 def write_markdown(rows: list[dict], path: Path, *, title: str) -> None:
@@ -367,7 +423,7 @@ def write_markdown(rows: list[dict], path: Path, *, title: str) -> None:
     lines += ["", "## Every model", "",
               "params and MACs: archviz / the module's own (sum of p.numel(); FlopCounterMode FLOPs / 2, batch 1, "
               "meta device). Seconds: archviz.inspect, one FlopCounterMode forward pass, and their ratio.", "",
-              "| model | family | input | status | trace | params | MACs | uncounted | agrees | inspect s | "
+              "| model | family | input | status | trace | params | MACs | measured / uncounted | agrees | inspect s | "
               "FlopCounter s | ratio | notes |",
               "|---|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---|"]
     lines += [row_line(row) for row in rows]
@@ -403,8 +459,11 @@ def main(argv: list[str]) -> int:
         import timm
 
         what = ("the one-per-family sample (one model per timm module, not the whole registry)" if args.families
-                else "timm.list_models()")
+                else "the names given" if args.names else "timm.list_models()")
         names = args.names or (one_per_family() if args.families else timm.list_models())
+        unknown = [name for name in names if not timm.is_model(name)]
+        if unknown:
+            raise SystemExit(f"not timm models: {', '.join(unknown)}")
         if args.shard:
             names = shard(names, args.shard)
             what += f", shard {args.shard}"
