@@ -251,6 +251,7 @@ def test_weights_that_never_ran_are_taken_out_by_name():
 
 def test_wrong_totals_disagree_with_the_module_and_say_by_how_much(lenet):
     from archviz.render.crosscheck import crosscheck_text
+    from archviz.render.data import report_markdown
 
     totals = dataclasses.replace(lenet.totals, params=lenet.totals.params + 5, macs=lenet.totals.macs - 7)
     report = run_crosscheck(dataclasses.replace(lenet, totals=totals, crosscheck=None))
@@ -271,6 +272,9 @@ def test_wrong_totals_disagree_with_the_module_and_say_by_how_much(lenet):
                      "itself (below)")
     assert any("red" in str(span.style) and span.start <= len("Cross-check: ") < span.end for span in text.spans)
     assert params.reason in text.plain and macs.reason in text.plain
+    verdict = report_markdown(report).splitlines()[-1]
+    assert verdict.startswith(f"**Cross-check: archviz's totals are not the model's.** params: {totals.params:,} "
+                              "counted")
 
 
 def test_a_class_token_held_by_the_model_itself_is_counted():

@@ -1,8 +1,10 @@
-"""Cross-check a Report's formula figures against torchinfo, fvcore and torch's FlopCounterMode.
+"""Cross-check a Report's formula figures against the module itself, torchinfo, fvcore and torch's FlopCounterMode.
 
-Each peer runs on the graph built in torch (archviz.torch_build), on the meta device where it can; its per-layer
-figures are converted to our convention (archviz/ops/base.py) with the conversion stated, and every remaining
-difference carries a reason. Sources of each peer's counting rules are in its module's docstring.
+Each peer runs on the report's model in torch (common.meta_model: the original module for a traced graph,
+archviz.torch_build's for a spec), on the meta device where it can; its figures are converted to our convention
+(archviz/ops/base.py) with the conversion stated, and every remaining difference carries a reason. "module" compares
+the whole model's totals strictly; the others compare per layer and may excuse a layer without a formula. Sources of
+each peer's counting rules are in its module's docstring.
 Importing this package does not import torch; run_crosscheck does.
 """
 
@@ -52,6 +54,10 @@ def _run_peer(report: Report, name: str, module: str, distribution: str, *, fvco
     except ImportError:
         return PeerResult(peer=name, version="", method="", skipped=True,
                           message=f"{distribution} is not installed ({INSTALL_HINT})")
+    from archviz.crosscheck.common import unbuilt_layers
+
+    if name == "module" and unbuilt_layers(report):
+        return PeerResult(peer=name, version="", method="", skipped=True, message=_no_module(unbuilt_layers(report)))
     try:
         options = {"full_trace": fvcore_full} if name == "fvcore" else {}
         return importlib.import_module(f"archviz.crosscheck.{module}").check(report, **options)
@@ -60,6 +66,12 @@ def _run_peer(report: Report, name: str, module: str, distribution: str, *, fvco
     except Exception as error:  # a peer that cannot handle this model must not hide the others' results
         return PeerResult(peer=name, version="", method="", skipped=True,
                           message=f"{name} failed: {type(error).__name__}: {error}")
+
+
+def _no_module(unbuilt: list[str]) -> str:
+    shown = ", ".join(unbuilt[:3]) + (f" and {len(unbuilt) - 3} more" if len(unbuilt) > 3 else "")
+    return (f"no original module (an ONNX file), and archviz cannot rebuild {len(unbuilt)} of its layers in torch "
+            f"({shown}): the totals are not checked; the other peers check each layer it can rebuild, one by one")
 
 
 __all__ = ["TOTAL", "CrossCheck", "Figure", "PeerResult", "Quantity", "Status", "run_crosscheck"]
