@@ -536,3 +536,22 @@ def test_batch_folded_into_the_first_dim(tmp_path):
         ("softmax", (4, 6, 4), 0), ("opaque", (4, 24), 0), ("reshape", (4, 6, 4), 0)]
     assert graph.nodes[2].attrs["dims"] == (1, 3, 2) and graph.nodes[3].attrs["dim"] == 2
     assert "folded" in graph.nodes[4].note
+
+
+def test_crosscheck_of_a_file_with_opaque_layers(tmp_path):
+    """No original module and a layer archviz cannot build: the module peer says so and checks nothing; the others
+    check every layer it can build, one by one, and the opaque layer's stored tensor still counts in the totals."""
+    pytest.importorskip("torch")
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Max", ["c", "floor"], ["s"]),
+             helper.make_node("Mul", ["s", "scale"], ["m"]), helper.make_node("Relu", ["m"], ["y"])]
+    path = make_model(tmp_path / "max.onnx", nodes, weights=[("W", rand(4, 3, 3, 3)), ("scale", rand(1, 4, 1, 1)),
+                                                              ("floor", rand(1, 4, 1, 1))])
+    check = archviz.inspect(str(path), crosscheck=True).crosscheck
+    peers = {peer.peer: peer for peer in check.peers}
+    assert peers["module"].skipped and "cannot rebuild 1 of its layers in torch (max)" in peers["module"].message
+    macs = {f.layer: f for f in peers["flop_counter"].layers}
+    assert set(macs) == {"conv", "mul", "relu"}  # max is not run
+    assert macs["conv"].converted == 4 * 3 * 3 * 3 * 8 * 8 and all(f.explained for f in macs.values())
+    params, = [f for f in peers["torchinfo"].totals if f.quantity.value == "params"]
+    assert params.reported == 4 * 3 * 3 * 3 + 4 + 4 and params.explained

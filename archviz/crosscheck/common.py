@@ -11,6 +11,7 @@ from importlib import metadata
 import torch
 
 from archviz.analysis.report import LayerStats, Report
+from archviz.ops import get_op, has_formula
 from archviz.torch_build import to_torch
 
 Shape = tuple[int, ...]
@@ -28,17 +29,81 @@ def meta_model(report: Report):
     """The report's model on the meta device in eval mode: shapes and parameter counts, no weights.
 
     A graph traced from PyTorch code is checked on its original module, built again from its source (its graph may
-    hold opaque layers, which have no torch module of archviz's); a spec's graph is built by archviz.torch_build.
+    hold opaque layers, which have no torch module of archviz's); a spec's graph is built by archviz.torch_build. A
+    graph with no original module and opaque layers (read from an ONNX file) has no whole model in torch: each layer
+    archviz can rebuild runs alone (_layer_by_layer), so the peers check those and excuse the opaque ones.
     """
     origin = report.graph.origin
     if origin is not None:
         from archviz.trace.load import meta_module
 
         model = meta_module(origin)
+    elif unbuilt_layers(report):
+        model = _layer_by_layer(report.graph)
     else:
         model = to_torch(report.graph, device="meta").eval()
     _shape_only_batch_norm(model)
     return model
+
+
+def unbuilt_layers(report: Report) -> list[str]:
+    """The layers of a graph without an original module that archviz cannot rebuild in torch (no formula)."""
+    if report.graph.origin is not None:
+        return []
+    return [node.name for node in report.graph.nodes if not has_formula(node.op)]
+
+
+class _LayerByLayer(torch.nn.Module):
+    """The layers archviz can rebuild, each under its layer path, each run alone on an empty tensor of the shapes it
+    has in the graph (batch first): per-layer shapes, params and MACs. The layers it cannot build are not run; their
+    stored tensors are held (_Stored), so that totals of params compare."""
+
+    def __init__(self, calls: list[tuple[str, tuple[Shape, ...]]]):
+        super().__init__()
+        self.calls = calls
+
+    def forward(self, x):
+        outputs = [self.get_submodule(path)(*(torch.empty((x.shape[0], *shape), device=x.device) for shape in shapes))
+                   for path, shapes in self.calls]
+        return (x, *outputs)  # every output used: a traced graph (fvcore's) drops what nothing returns
+
+
+UNBUILT = "_unbuilt"  # no layer path starts with "_" (archviz/onnx/names.py), so no peer takes these for layers
+
+
+class _Stored(torch.nn.Module):
+    """An opaque layer's stored tensors, as one flat parameter of their element count."""
+
+    def __init__(self, elements: int):
+        super().__init__()
+        self.stored = torch.nn.Parameter(torch.empty(elements))
+
+
+def _layer_by_layer(graph) -> torch.nn.Module:
+    calls, built = [], {}
+    model = _LayerByLayer(calls)
+    with torch.device("meta"):
+        for node in graph.nodes:
+            if not has_formula(node.op):  # never run; its stored tensors' elements held apart from the layer paths
+                if node.attrs.get("params"):
+                    _place(model, f"{UNBUILT}.{len(calls)}", _Stored(node.attrs["params"]))
+                continue
+            owner = node.shares if node.shares in built and dict(node.attrs) == dict(built[node.shares]) else None
+            if owner is None:
+                _place(model, node.name, get_op(node.op).build_torch(node.attrs, list(node.in_shapes)))
+                built[node.name] = node.attrs
+            calls.append((owner or node.name, node.in_shapes))
+    return model.eval()
+
+
+def _place(model, path: str, module) -> None:
+    *parents, leaf = path.split(".")
+    owner = model
+    for part in parents:
+        if part not in owner._modules:
+            owner.add_module(part, torch.nn.Module())
+        owner = owner._modules[part]
+    owner.add_module(leaf, module)
 
 
 def without_gradients(model):

@@ -2,8 +2,9 @@
 
 Each ONNX node computing on the image becomes one layer, shaped per sample (ModelView.per_sample: a batch folded
 into the first dim, as window attention writes it, keeps that dim, and only ops that treat leading dims alike read
-it); nodes computing only on stored tensors (shape arithmetic, a weight's Transpose) are not layers. Two patterns fold into one layer: a Conv, Gemm or MatMul followed by an Add of
-a stored bias (conv2d or linear with bias), and x * Sigmoid(x) (silu; x * HardSigmoid(x) is hardswish). A node
+it); nodes computing only on stored tensors (shape arithmetic, a weight's Transpose) are not layers. Two patterns
+fold into one layer: a Conv, Gemm or MatMul followed by an Add of a stored bias (conv2d or linear with bias), and
+x * Sigmoid(x) (silu; x * HardSigmoid(x) is hardswish). A node
 archviz has no formula for, or whose attributes no registry op represents, becomes an `opaque` layer: its output
 shape from ONNX shape inference, its params the elements of the stored tensors it reads (each counted once), its
 MACs listed as not counted in Totals.uncounted, and a note saying why. Each op declares the ONNX op types it reads

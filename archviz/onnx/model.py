@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # imported where used: importing archviz.onnx never needs the
     import onnx
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
-SHAPE_OPS = ("Shape", "Size")
-FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16  # their outputs depend on the input's shape only, never on its values
+SHAPE_OPS = ("Shape", "Size")  # their outputs depend on the input's shape only, never on its values
+FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 # positions of the inputs that hold weights, per op type: a graph input used only there is a weight, not an image
 WEIGHT_POSITIONS = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1,), "BatchNormalization": (1, 2, 3, 4),

@@ -2,8 +2,9 @@
 
 The file is read with the `onnx` package (weights kept in external data files are not loaded: only their shapes
 count), checked, and its shapes inferred by onnx.shape_inference with the image input fixed (batch 1 where it is
-dynamic, --input where given), the shape arithmetic folded into constants on the way (archviz/onnx/fold.py). archviz/onnx/convert.py then maps each node to a registry op. Sources: the ONNX
-operator specification (onnx.ai/onnx/operators) and IR (onnx.ai/onnx/repo-docs/IR.html).
+dynamic, --input where given), the shape arithmetic folded into constants on the way (archviz/onnx/fold.py).
+archviz/onnx/convert.py then maps each node to a registry op. Sources: the ONNX operator specification
+(onnx.ai/onnx/operators) and IR (onnx.ai/onnx/repo-docs/IR.html).
 """
 
 from __future__ import annotations
