@@ -345,11 +345,12 @@ def summary_lines(rows: list[dict], *, title: str) -> list[str]:
         f"{share(sum(g is not None and g <= MACS_CLOSE for g in gaps), len(analysed))}; within {MACS_NEAR:.0%}: "
         f"{share(sum(g is not None and g <= MACS_NEAR for g in gaps), len(analysed))}; exactly equal: "
         f"{share(sum(g == 0 for g in gaps), len(analysed))}",
-        f"- MACs by formula alone, equal to FlopCounterMode/2: {share(sum(map(formula_exact, analysed)), len(analysed))}",
-        f"- with layers that have no formula, their MACs measured by archviz (FlopCounterMode on that call, so not an "
+        "- MACs by formula alone, equal to FlopCounterMode/2: "
+        f"{share(sum(map(formula_exact, analysed)), len(analysed))}",
+        "- with layers that have no formula, their MACs measured by archviz (FlopCounterMode on that call, so not an "
         f"independent check): {sum(bool(r.get('measured')) for r in analysed)}, of which "
-        f"{sum(bool(r.get('measured_macs')) for r in analysed)} with measured MACs above 0; with layers left uncounted: "
-        f"{sum(bool(r.get('uncounted')) for r in analysed)}",
+        f"{sum(bool(r.get('measured_macs')) for r in analysed)} with measured MACs above 0; with layers left "
+        f"uncounted: {sum(bool(r.get('uncounted')) for r in analysed)}",
         "- traced by: " + ", ".join(f"{method}: {count}" for method, count in
                                     Counter(r.get("method") for r in analysed).most_common()),
         "- wrong but agrees (cross-check agrees, params or MACs off by more than 1%): "
