@@ -555,3 +555,53 @@ def test_crosscheck_of_a_file_with_opaque_layers(tmp_path):
     assert macs["conv"].converted == 4 * 3 * 3 * 3 * 8 * 8 and all(f.explained for f in macs.values())
     params, = [f for f in peers["torchinfo"].totals if f.quantity.value == "params"]
     assert params.reported == 4 * 3 * 3 * 3 + 4 + 4 and params.explained
+
+
+def scalar(name, value):
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, np.float32)))
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_decomposed_layer_norm_is_one_layer(tmp_path, affine):
+    """torch's layer norm below opset 17 (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add): one
+    layer_norm with its eps and its weight and bias as params."""
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[-1]), helper.make_node("Sub", ["x", "m"], ["d"]),
+             scalar("two", 2.0), helper.make_node("Pow", ["d", "two"], ["p"]),
+             helper.make_node("ReduceMean", ["p"], ["v"], axes=[-1]), scalar("eps", 1e-6),
+             helper.make_node("Add", ["v", "eps"], ["e"]), helper.make_node("Sqrt", ["e"], ["s"]),
+             helper.make_node("Div", ["d", "s"], ["n" if affine else "y"])]
+    weights = []
+    if affine:
+        nodes += [helper.make_node("Mul", ["n", "gamma"], ["g"]), helper.make_node("Add", ["g", "beta"], ["y"])]
+        weights = [("gamma", rand(8)), ("beta", rand(8))]
+    graph = read_onnx(make_model(tmp_path / "ln.onnx", nodes, weights=weights, opset=13))
+    (node,) = graph.nodes
+    assert (node.op, node.attrs["normalized_shape"], node.attrs["eps"]) == ("layer_norm", (8,), 1e-6)
+    assert archviz.inspect(graph).totals.params == (2 * 8 if affine else 0)
+
+
+def test_erf_gelu_is_one_layer_and_a_near_miss_is_not(tmp_path):
+    """x * (1 + erf(x / sqrt 2)) * 0.5 is one gelu; with 0.4 for 0.5 it is five layers, read as they are."""
+    def model(half):
+        nodes = [scalar("root2", 1.4142135), helper.make_node("Div", ["x", "root2"], ["d"]),
+                 helper.make_node("Erf", ["d"], ["e"]), scalar("one", 1.0), helper.make_node("Add", ["e", "one"], ["a"]),
+                 helper.make_node("Mul", ["x", "a"], ["m"]), scalar("half", half),
+                 helper.make_node("Mul", ["m", "half"], ["y"])]
+        return read_onnx(make_model(tmp_path / f"gelu{half}.onnx", nodes))
+
+    assert [(n.op, dict(n.attrs)) for n in model(0.5).nodes] == [("gelu", {"approximate": "none"})]
+    assert [n.op for n in model(0.4).nodes] == ["scalar_arith", "erf", "scalar_arith", "mul", "scalar_arith"]
+
+
+@pytest.mark.parametrize("value, merged", [(0.0, True), (1.0, False)])
+def test_zero_pad_before_a_conv_is_its_padding(tmp_path, value, merged):
+    """Pad(0, 1 | 0, 1) then a Conv: the conv's own padding (asymmetric, noted); another value stays a pad."""
+    nodes = [helper.make_node("Constant", [], ["pads"], value=numpy_helper.from_array(
+                 np.asarray([0, 0, 0, 0, 0, 0, 1, 1], np.int64))), scalar("value", value),
+             helper.make_node("Pad", ["x", "pads", "value"], ["p"]),
+             helper.make_node("Conv", ["p", "W"], ["y"], strides=[2, 2])]
+    graph = read_onnx(make_model(tmp_path / "pad.onnx", nodes, weights=[("W", rand(4, 3, 3, 3))]))
+    ops = [n.op for n in graph.nodes]
+    assert ops == (["conv2d"] if merged else ["pad", "conv2d"])
+    assert graph.nodes[-1].out_shape == (4, 4, 4)
+    assert archviz.inspect(graph).totals.macs == 4 * 3 * 3 * 3 * 4 * 4

@@ -4,7 +4,8 @@ Each ONNX node computing on the image becomes one layer, shaped per sample (Mode
 into the first dim, as window attention writes it, keeps that dim, and only ops that treat leading dims alike read
 it); nodes computing only on stored tensors (shape arithmetic, a weight's Transpose) are not layers. Two patterns
 fold into one layer: a Conv, Gemm or MatMul followed by an Add of a stored bias (conv2d or linear with bias), and
-x * Sigmoid(x) (silu; x * HardSigmoid(x) is hardswish). A node
+x * Sigmoid(x) (silu; x * HardSigmoid(x) is hardswish); the chains torch writes for a layer norm below opset 17 and
+for the erf GELU are one layer each (archviz/onnx/patterns.py), and a zero Pad before a Conv is its padding. A node
 archviz has no formula for, or whose attributes no registry op represents, becomes an `opaque` layer: its output
 shape from ONNX shape inference, its params the elements of the stored tensors it reads (each counted once), its
 MACs listed as not counted in Totals.uncounted, and a note saying why. Each op declares the ONNX op types it reads
@@ -14,7 +15,7 @@ of onnx.ai/onnx/operators.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -304,6 +305,35 @@ class NodeReader:
                 args, absorbed, stored = {**args, "bias": True}, (index,), stored + bias
         return OnnxLayer(op, args, (self.activation(),), output, absorbed, weight=self.weight(1), stored=stored,
                          note=note)
+
+    def decomposed(self, module: str) -> OnnxLayer | None:
+        """The chain starting at this node that torch writes for `module` ("layer_norm", "gelu") as its one layer,
+        or None where the nodes differ (archviz/onnx/patterns.py)."""
+        from archviz.onnx import patterns
+
+        return {"layer_norm": patterns.layer_norm, "gelu": patterns.gelu}[module](self)
+
+    def merged_into_next(self, op_type: str, attrs: Callable[[dict], dict]) -> OnnxLayer | None:
+        """The one node reading this node's output, where it is of op_type, read as if it read this node's input
+        with its attributes changed by `attrs` (a zero Pad merged into the Conv after it as that conv's padding);
+        None where there is no such node or the merged node reads as nothing exact."""
+        from onnx import helper
+
+        index = self.view.sole_consumer(self.output)
+        node = self.view.graph.node[index] if index is not None else None
+        if node is None or node.op_type != op_type or node.domain not in DEFAULT_DOMAINS or node.input[0] != self.output:
+            return None
+        merged = type(node)()
+        merged.CopyFrom(node)
+        merged.input[0] = self.node.input[0]
+        try:
+            changed = attrs(attributes(node))
+            del merged.attribute[:]
+            merged.attribute.extend(helper.make_attribute(key, value) for key, value in changed.items())
+            layer = readers()[op_type](NodeReader(merged, self.view))
+        except NotRepresentable:
+            return None
+        return replace(layer, absorbed=(index, *layer.absorbed))
 
     def gated(self, op: str, gated_op: str) -> OnnxLayer:
         """op(x), or gated_op when the output only multiplies x: x * sigmoid(x) is silu, x * hardsigmoid(x)."""
