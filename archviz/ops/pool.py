@@ -187,6 +187,10 @@ def _onnx_axes(r) -> tuple[int, tuple[int, ...]]:
 
 
 def _read_reduce_mean(r):
+    """ReduceMean: global average pooling, a mean, or the first node of the layer norm torch writes below opset 17."""
+    folded = r.decomposed("layer_norm")
+    if folded is not None:
+        return folded
     rank, axes = _onnx_axes(r)
     keepdim = bool(r.attrs.get("keepdims", 1))
     if rank == 4 and axes == (2, 3):
