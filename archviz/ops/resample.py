@@ -84,7 +84,25 @@ def _read_pad(r):
     value = r.constant(2, 0.0) if mode == "constant" else 0.0
     if isinstance(value, list):
         raise NotRepresentable("its constant_value is not one number")
+    if mode == "constant" and value == 0 and not before[1] and not after[1]:
+        merged = r.merged_into_next("Conv", _conv_padded(before, after, rank))
+        if merged is not None:  # zeros before a conv are the conv's own padding (timm's Conv2dSame, StdConv2dSame)
+            return merged
     return r.layer("pad", {**args, "mode": mode, "value": onnx_float(value)})
+
+
+def _conv_padded(before: dict[int, int], after: dict[int, int], rank: int):
+    """A Conv's attributes with a Pad's spatial pads added to its own."""
+    n = rank - 2
+
+    def padded(attrs):
+        if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+            raise NotRepresentable("the conv pads itself (auto_pad)")
+        own = list(attrs.get("pads", [0] * 2 * n))
+        pads = [own[i] + before[2 + i] for i in range(n)] + [own[n + i] + after[2 + i] for i in range(n)]
+        return {**attrs, "pads": pads}
+
+    return padded
 
 
 @register
