@@ -29,7 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from archviz.errors import ArchvizError, UnknownNameError, closest
+from archviz.errors import ArchvizError, MissingDependencyError, UnknownNameError, closest
 from archviz.graph.ir import Origin, Shape
 
 TORCHVISION_PREFIX = "torchvision:"
@@ -188,8 +188,6 @@ def _timm():
     try:
         import timm
     except ImportError:
-        from archviz.errors import MissingDependencyError
-
         raise MissingDependencyError(f"timm models need timm, which is not installed: {TIMM_INSTALL_HINT}") from None
     return timm
 
