@@ -605,3 +605,23 @@ def test_zero_pad_before_a_conv_is_its_padding(tmp_path, value, merged):
     assert ops == (["conv2d"] if merged else ["pad", "conv2d"])
     assert graph.nodes[-1].out_shape == (4, 4, 4)
     assert archviz.inspect(graph).totals.macs == 4 * 3 * 3 * 3 * 4 * 4
+
+
+def test_stored_weights_beside_counted_params_are_noted(tmp_path):
+    """A tensor two layers read counts for each (a bias folded into the conv, then an add_param: 2 x 4 params from 4
+    stored), and a conv weight computed from two stored tensors counts by the conv's formula (4 x 3 x 3 x 3) while
+    they are read by no layer: the description says both, so the file's 4 + 2 x 108 stored elements beside the 116
+    params are not left unexplained."""
+    nodes = [helper.make_node("Mul", ["half1", "half2"], ["W"]), helper.make_node("Conv", ["x", "W"], ["c"]),
+             helper.make_node("Add", ["c", "shift"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Add", ["r", "shift"], ["y"])]
+    weights = [("half1", rand(4, 3, 3, 3)), ("half2", rand(4, 3, 3, 3)), ("shift", rand(1, 4, 1, 1))]
+    graph = read_onnx(make_model(tmp_path / "stored.onnx", nodes, weights=weights))
+    assert archviz.inspect(graph).totals.params == 4 * 3 * 3 * 3 + 4 + 4  # the bias folds into the conv
+    assert graph.description.endswith(
+        "the file stores 220 weight elements, 4 of them in 1 tensors that several layers read (torch stores equal "
+        "tensors once; each layer counts its own), 216 in 2 tensors no layer reads as a weight of its own ('half1', "
+        "'half2': copies a weight is computed from, or unused)")
+    plain = read_onnx(make_model(tmp_path / "plain.onnx", [helper.make_node("Conv", ["x", "half1"], ["y"])],
+                                 weights=weights[:1]))
+    assert "stores" not in plain.description  # every stored element counted once: nothing to say

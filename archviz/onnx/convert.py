@@ -58,8 +58,10 @@ def convert(view: ModelView, *, name: str, file: str, input_shape: tuple[int, ..
     paths = layer_paths(hints)
     nodes = _build(view, plans, paths, input_shape, file)
     output = _output(view, nodes, plans, paths, file)
+    note = _stored_note(view, plans)
     return Graph(
-        name=name, description=description, input_shape=input_shape, nodes=tuple(nodes),
+        name=name, description=f"{description}; {note}" if note else description, input_shape=input_shape,
+        nodes=tuple(nodes),
         scopes=_scopes(paths, file), output=output, params=MappingProxyType({}), source=file,
     )
 
@@ -166,6 +168,38 @@ def _output(view: ModelView, nodes: list[Node], plans: list[_Plan], paths: list[
     if not nodes:
         raise SpecError("the model computes nothing on its input", file=file)
     return produced[first]
+
+
+def _stored_note(view: ModelView, plans: list[_Plan]) -> str:
+    """What the file stores beside what the layers count, where they differ: the params and buffers are counted by
+    each layer's formula, so a tensor several layers read (torch's exporter stores equal tensors once, as a fresh
+    model's zero biases and unit scales are) counts for each, and a tensor no layer reads as its own (a weight
+    computed from stored copies, as torch's constant folding writes weight standardisation) counts for none."""
+    floats = [name for name in view.stored if view.weight(name) == name]
+    readers_of: dict[str, int] = {}
+    tied: set[str] = set()  # a conv or linear weight read again counts once (Node.shares)
+    for plan in plans:
+        for name in dict.fromkeys(plan.layer.stored):
+            if name == plan.layer.weight and name in tied:
+                continue
+            tied.update({name} & {plan.layer.weight})
+            readers_of[name] = readers_of.get(name, 0) + 1
+    shared = [name for name in floats if readers_of.get(name, 0) > 1]
+    unread = [name for name in floats if name not in readers_of]
+    if not shared and not unread:
+        return ""
+    said = [f"the file stores {sum(numel(view.stored[n]) for n in floats):,} weight elements"]
+    if shared:
+        said.append(f"{sum(numel(view.stored[n]) for n in shared):,} of them in {len(shared)} tensors that several "
+                    "layers read (torch stores equal tensors once; each layer counts its own)")
+    if unread:
+        said.append(f"{sum(numel(view.stored[n]) for n in unread):,} in {len(unread)} tensors no layer reads as a "
+                    f"weight of its own ({_few(unread)}: copies a weight is computed from, or unused)")
+    return ", ".join(said)
+
+
+def _few(names: list[str], shown: int = 2) -> str:
+    return ", ".join(repr(n) for n in names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _scopes(paths: list[str], file: str) -> tuple[Scope, ...]:
