@@ -625,3 +625,77 @@ def test_stored_weights_beside_counted_params_are_noted(tmp_path):
     plain = read_onnx(make_model(tmp_path / "plain.onnx", [helper.make_node("Conv", ["x", "half1"], ["y"])],
                                  weights=weights[:1]))
     assert "stores" not in plain.description  # every stored element counted once: nothing to say
+
+
+# --- timm models exported by torch (fuzz/onnx_timm.py measures more) -------------------------------------------------
+
+def timm_round_trip(tmp_path, name: str, *, size=None, opset: int = 17, **kwargs):
+    """(report of the exported file, the module's params less the BatchNorm channels torch's eval export folded into
+    the conv before them, FlopCounterMode's FLOPs / 2 for the module on the meta device).
+
+    Every float weight and buffer is drawn at random first: torch's exporter stores equal tensors once (a fresh
+    model's zero biases, unit scales), which would make the file's count another model's."""
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    size = size or tuple(model.pretrained_cfg["input_size"])
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.is_floating_point():
+                tensor.uniform_(0.5, 1.5)
+    path = tmp_path / f"{name}.onnx"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.randn(1, *size), str(path), dynamo=False, opset_version=opset)
+    norms = sum(m.num_features for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    graph = onnx.load(path, load_external_data=False).graph
+    shapes = {t.name: t.dims[0] for t in graph.initializer if t.dims}
+    folded = norms - sum(shapes[n.input[1]] for n in graph.node if n.op_type == "BatchNormalization")
+    with torch.device("meta"):
+        meta = timm.create_model(name, pretrained=False, **kwargs).eval().requires_grad_(False)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        meta(torch.empty(1, *size, device="meta"))
+    report = archviz.inspect(read_onnx(path))
+    return report, sum(p.numel() for p in model.parameters()) - folded, counter.get_total_flops() // 2
+
+
+def opaque_targets(report) -> dict[str, int]:
+    targets = [s.summary.split(" (")[0] for s in report.layers if s.op == "opaque"]
+    return {t: targets.count(t) for t in sorted(set(targets))}
+
+
+@pytest.mark.parametrize("name, size", [("resnet18", (3, 64, 64)), ("densenet121", (3, 64, 64)),
+                                        ("repvgg_a0", (3, 64, 64)), ("convnext_atto", (3, 64, 64))])
+def test_timm_cnn_reads_back_exactly(tmp_path, name, size):
+    """Params: the module's less each folded BatchNorm's C (its 2 x C weights become the conv's C-element bias);
+    densenet's norms before a conv and repvgg's identity-branch norms stay BatchNormalization nodes and count in
+    full. MACs: FlopCounterMode's. No opaque layer."""
+    report, params, macs = timm_round_trip(tmp_path, name, size=size)
+    assert (report.totals.params, report.totals.macs) == (params, macs)
+    assert opaque_targets(report) == {}
+
+
+@pytest.mark.parametrize("opset", [14, 17])
+def test_timm_vit_reads_back_exactly(tmp_path, opset):
+    """vit_tiny: the shape arithmetic folded, layer norm one layer at both opsets (decomposed below 17), GELU one
+    layer; what stays opaque costs no MACs: the class token's Concat, and where the batch moves inward for q, k, v
+    (Transpose, the three outputs of Split)."""
+    report, params, macs = timm_round_trip(tmp_path, "vit_tiny_patch16_224", opset=opset)
+    assert (report.totals.params, report.totals.macs) == (params, macs) == (5_717_416, 1_253_683_200)
+    ops = [s.op for s in report.layers]
+    assert (ops.count("layer_norm"), ops.count("gelu"), ops.count("erf")) == (25, 12, 0)
+    assert opaque_targets(report) == {"onnx::Concat": 1, "onnx::Split": 36, "onnx::Transpose": 12}
+
+
+def test_timm_swin_reads_back_with_the_module_macs(tmp_path):
+    """swin_tiny: the window partitions fold the batch into the first dim (B * 64 windows) and the reader follows
+    it, so the MACs are FlopCounterMode's. The params are the file's: torch's constant folding stores each block's
+    relative position bias gathered (3 x 49 x 49 and up) in place of its 169 x heads table."""
+    report, params, macs = timm_round_trip(tmp_path, "swin_tiny_patch4_window7_224")
+    assert report.totals.macs == macs == 4_490_566_656
+    tables = sum(169 * heads for heads in (3, 3, 6, 6, *[12] * 6, 24, 24))
+    gathered = sum(49 * 49 * heads for heads in (3, 3, 6, 6, *[12] * 6, 24, 24))
+    assert report.totals.params == params - tables + gathered
+    assert opaque_targets(report) == {"onnx::Add": 5, "onnx::Split": 36, "onnx::Transpose": 2}
