@@ -504,3 +504,36 @@ def test_a_codebook_lookup_of_computed_indices_is_an_embedding():
         ("cdist", "opaque", (64, 32)), ("argmin", "opaque", (64,)), ("codebook", "embedding", (64, 16))]
     assert report.graph.node("codebook").shares == "cdist"
     assert report.totals.params == sum(p.numel() for p in model.parameters())
+
+
+def test_a_cache_filled_on_the_first_pass_keeps_its_weights_counted():
+    """EfficientViT and TinyViT cache what they compute from weights (attention biases) on their first pass: the
+    eager trace counts the cached tensor as the weights it was made from, so params stay the module's."""
+    class Cached(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = torch.nn.Parameter(torch.zeros(4, 8))
+            self.proj = torch.nn.Linear(8, 8)
+            self.cache = None
+
+        def forward(self, x):
+            if x.shape[-1] > 4:  # control flow on a size: torch.fx cannot trace it
+                x = self.proj(x)
+            if self.cache is None:
+                self.cache = self.table.sum(0)
+            return x + self.cache
+
+    model = Cached()
+    report = archviz.inspect(model, input=(5, 8))
+    assert report.graph.origin.method == "eager"
+    assert report.totals.params == sum(p.numel() for p in model.parameters()) == 4 * 8 + 8 * 8 + 8
+    assert report.graph.origin.uncalled == ()
+
+
+def test_an_empty_slice_is_a_layer_of_its_traced_shape():
+    class Empty(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([x[:, :0], x], dim=1)
+
+    graph = archviz.load(Empty(), input=(4, 6))
+    assert [node.out_shape for node in graph.nodes] == [(0, 6), (4, 6)]

@@ -44,6 +44,7 @@ class ArgKind(enum.StrEnum):
     SIGNED_INT = "signed_int"  # any integer, e.g. a dimension counted from the end
     TEXT = "text"  # a short string, e.g. the name of an operation archviz has no formula for
     SHAPE = "shape"  # a list of positive integers, a tensor's shape without the batch
+    TRACED_SHAPE = "traced_shape"  # as SHAPE, but a dim may be 0: what a trace saw (an empty slice)
     SIZES = "sizes"  # a positive int, or one per spatial axis: [length], [depth, height, width] (conv1d, conv3d)
     NONNEG_SIZES = "nonneg_sizes"  # like SIZES, zero allowed (a transposed convolution's padding)
     PADDING_SIZES = "padding_sizes"  # an int, one per spatial axis, "same" or "valid" (conv1d, conv3d)

@@ -30,7 +30,8 @@ class Opaque(Op):
     min_inputs, max_inputs = 1, 64
     args = (
         Arg("target", ArgKind.TEXT, doc="what ran: a module class, a function or an ONNX op type"),
-        Arg("out_shape", ArgKind.SHAPE, doc="its output shape without the batch, from the trace"),
+        Arg("out_shape", ArgKind.TRACED_SHAPE, doc="its output shape without the batch, from the trace (a dim may be "
+            "0: an empty slice)"),
         Arg("params", ArgKind.COUNT, 0, doc="trainable parameters of the module that ran it"),
         Arg("buffers", ArgKind.COUNT, 0, doc="saved non-trainable state of that module"),
         Arg("measured_macs", ArgKind.COUNT_OR_NONE, None,

@@ -168,6 +168,13 @@ def _shape(arg, value):
     return tuple(_as_int(arg, v, minimum=1, expected=expected) for v in value)
 
 
+def _traced_shape(arg, value):
+    expected = "a shape: a list of integers >= 0 such as [64, 56, 56]"
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 8:
+        _fail(arg, value, expected)
+    return tuple(_as_int(arg, v, minimum=0, expected=expected) for v in value)
+
+
 def _sizes_of(arg, value, *, minimum: int):
     """An int, or a list of one per spatial axis (1 to 3 of them; the op checks that it has one per axis)."""
     expected = ("a positive integer" if minimum else "an integer >= 0") + " or a list of one per spatial axis"
@@ -211,5 +218,6 @@ _CHECKERS = {
     ArgKind.NONNEG_PAIR: _nonneg_pair, ArgKind.OPTIONAL_PAIR: _optional_pair, ArgKind.PADDING: _padding,
     ArgKind.FLOAT: _float, ArgKind.BOOL: _bool, ArgKind.CHOICE: _choice, ArgKind.INT_OR_NONE: _int_or_none,
     ArgKind.COUNT: _count, ArgKind.COUNT_OR_NONE: _count_or_none, ArgKind.TEXT: _text, ArgKind.SHAPE: _shape,
+    ArgKind.TRACED_SHAPE: _traced_shape,
     ArgKind.SIZES: _sizes, ArgKind.NONNEG_SIZES: _nonneg_sizes, ArgKind.PADDING_SIZES: _padding_sizes,
 }

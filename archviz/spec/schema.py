@@ -289,6 +289,7 @@ _KINDS = {
                                                   {"type": "null"}]},
     ArgKind.TEXT: lambda arg: {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
     ArgKind.SHAPE: lambda arg: {"type": "array", "minItems": 1, "maxItems": 8, "items": _integer(1)},
+    ArgKind.TRACED_SHAPE: lambda arg: {"type": "array", "minItems": 1, "maxItems": 8, "items": _integer(0)},
     ArgKind.SIZES: lambda arg: _sizes(1),
     ArgKind.NONNEG_SIZES: lambda arg: _sizes(0),
     ArgKind.PADDING_SIZES: lambda arg: {"anyOf": [_sizes(0), {"enum": ["same", "valid"]}]},

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 from types import MappingProxyType
 
 from archviz.errors import ArchvizError, UnsupportedOpError
@@ -58,8 +58,9 @@ class Call:
     owned: tuple = ()  # the model tensors it uses: all of a module's parameters and buffers, or its constants
     batch_dim: int = 0  # where the batch is in its output (out_shape leaves it out)
     fold: int = 1  # > 1: the batch is folded into that dim, whose per-sample size out_shape keeps (interop.Ref)
-    # its MACs per sample by FlopCounterMode, running it again (fx.py), asked only of a call that becomes opaque
-    measure: Callable[[], int | None] = field(default=lambda: None, compare=False, repr=False)
+    # its MACs by FlopCounterMode, running it again (fx.Measured, None if it does not run again), asked only of a
+    # call that becomes opaque
+    measure: Callable[[], Any] = field(default=lambda: None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -90,17 +91,19 @@ def assemble(model, traced: Traced, *, name: str, description: str, input_shape:
     namer = _Namer(modules, traced.calls)
     nodes: list[Node] = []
     notes = list(traced.notes)
+    once: list[int] = []  # MACs on weights alone inside opaque calls (fx.Measured.once)
     for index, call in enumerate(traced.calls):
         node_name, shares = namer.name(index, call)
-        nodes.append(_node(call, node_name, shares, [node.name for node in nodes], weights, notes))
+        nodes.append(_node(call, node_name, shares, [node.name for node in nodes], weights, notes, once))
+    weight_macs = traced.weight_macs + sum(once)
     uncalled = _uncalled(weights)
     if uncalled:
         listed = ", ".join(f"{path or '(top)'} ({count:,})" for path, count in uncalled[:5])
         more = f" and {len(uncalled) - 5} more" if len(uncalled) > 5 else ""
         notes.append(f"not in the totals: {sum(c for _, c in uncalled):,} parameters of modules that never ran in the "
                      f"traced forward pass: {listed}{more}")
-    if traced.weight_macs:
-        notes.append(f"{traced.weight_macs:,} MACs computed from weights alone once per forward pass, whatever the "
+    if weight_macs:
+        notes.append(f"{weight_macs:,} MACs computed from weights alone once per forward pass, whatever the "
                      "batch (such as a position-bias MLP), are in the totals beside the layers' MACs")
     if traced.sized_macs:
         notes.append(f"{traced.sized_macs:,} MACs per image computed from the batch size, not the image (such as a "
@@ -110,8 +113,8 @@ def assemble(model, traced: Traced, *, name: str, description: str, input_shape:
         name=name, description=text, input_shape=tuple(input_shape), nodes=tuple(nodes),
         scopes=_scopes(nodes, modules), output=nodes[traced.output].name,
         params=MappingProxyType(dict(origin.kwargs)), source=origin.source, torchvision=torchvision,
-        origin=Origin(origin.source, origin.kwargs, origin.module, traced.method, tuple(uncalled),
-                      traced.weight_macs, traced.sized_macs),
+        origin=Origin(origin.source, origin.kwargs, origin.module, traced.method, tuple(uncalled), weight_macs,
+                      traced.sized_macs),
     )
 
 
@@ -138,7 +141,8 @@ def _counts(tensors, weights: _Weights) -> tuple[int, int]:
     return params, buffers
 
 
-def _node(call: Call, name: str, shares: str | None, earlier: list[str], weights: _Weights, notes: list) -> Node:
+def _node(call: Call, name: str, shares: str | None, earlier: list[str], weights: _Weights, notes: list,
+          once: list) -> Node:
     owned = [t for t in call.owned if id(t) in weights.names]
     done = [t for t in owned if id(t) in weights.counted]
     if shares is None and owned and len(done) == len(owned):
@@ -155,7 +159,7 @@ def _node(call: Call, name: str, shares: str | None, earlier: list[str], weights
     if node is None:
         inputs = tuple(INPUT if ref.call is None else earlier[ref.call] for ref in call.inputs)
         params, buffers = _counts(owned if shares is not None else fresh, weights)
-        node = _opaque_node(call, name, shares, inputs, params, buffers)
+        node = _opaque_node(call, name, shares, inputs, params, buffers, once)
     for tensor in fresh:
         weights.counted[id(tensor)] = name
     return node
@@ -181,11 +185,14 @@ def _mapped_node(call: Call, mapped: Mapped, name, shares, inputs, owned: tuple[
     return make_node(name, layer, inputs, scope=name.rpartition(".")[0], shares=shares, reused=reused)
 
 
-def _opaque_node(call: Call, name, shares, inputs, params: int, buffers: int) -> Node:
+def _opaque_node(call: Call, name, shares, inputs, params: int, buffers: int, once: list) -> Node:
     op = get_op(Opaque.name)
     in_shapes = [ref.shape for ref in call.inputs]
+    measured = call.measure()
+    if measured is not None:
+        once.append(measured.once)
     raw = {"target": call.target[:MAX_TEXT], "out_shape": list(call.out_shape), "params": params, "buffers": buffers,
-           "measured_macs": call.measure()}
+           "measured_macs": None if measured is None else measured.per_sample}
     try:
         layer = made(op, raw, in_shapes)
     except ArchvizError as error:

@@ -6,9 +6,9 @@ A `TorchFunctionMode` sees every torch function and tensor method the model call
 matmul, a reshape, `x + y`); forward hooks see the leaf modules (torch's layers, as fx's tracer chooses them) and the
 module each call ran in. A value is wired to the call that returned that very tensor; a tensor no recorded call made
 is a constant of the trace (a parameter or buffer by identity, else something made from sizes alone). As with fx, the
-pass runs at a batch of BATCH and again at SECOND_BATCH, so a moved or folded batch is found (a model that caches
-something on its first pass runs at BATCH once more); where the passes call different things (control flow on the
-batch size), the batch must stay first. The hooks and the mode are put on
+pass runs at a batch of BATCH and again at SECOND_BATCH, so a moved or folded batch is found (where a model caches
+what it computes from weights on its first pass, the calls on the input still pair up); where the passes call
+different things on the input (control flow on the batch size), the batch must stay first. The hooks and the mode are put on
 archviz's own meta copy of the model and removed after the pass.
 """
 
@@ -57,6 +57,9 @@ class _Pass:
     calls: dict = field(default_factory=dict)  # module path -> times called
     weights: dict = field(default_factory=dict)  # id(tensor) -> qualified name, for the model's own tensors
     signature: list = field(default_factory=list)  # what ran, in order: both passes must agree
+    live: list = field(default_factory=list)  # the nodes that depend on the input, in order
+    live_set: set = field(default_factory=set)
+    cached: dict = field(default_factory=dict)  # id(tensor) -> the weights an earlier pass computed it from
 
     def __post_init__(self):
         for name, tensor in (*self.model.named_parameters(), *self.model.named_buffers()):
@@ -67,8 +70,31 @@ class _Pass:
         node.meta["nn_module_stack"] = {key: (path, None) for key, path in self.stack}
         self.values[node] = value
         self.signature.append((op, target if isinstance(target, str) else getattr(target, "__name__", "")))
+        self._mark_live(node)
         self._made_by(node, value)
         return node
+
+    def _mark_live(self, node: fx.Node) -> None:
+        if any(source in self.live_set for source in node.all_input_nodes):
+            self.live.append(node)
+            self.live_set.add(node)
+
+    def computed_from_weights(self) -> dict:
+        """id(tensor) -> the model's weights it was computed from, for every tensor this pass made without the input
+        (what a model caches: EfficientViT's attention biases)."""
+        sources: dict = {}
+        for node in self.graph.nodes:
+            if node.op == "get_attr":
+                value = self.values[node]
+                sources[node] = (value,) if id(value) in self.weights else tuple(node.meta.get("weights", ()))
+            elif node.op != "placeholder" and node not in self.live_set:
+                sources[node] = tuple({id(t): t for n in node.all_input_nodes for t in sources.get(n, ())}.values())
+        return {id(self.values[node]): found for node, found in sources.items()
+                if found and isinstance(self.values.get(node), torch.Tensor)}
+
+    @property
+    def live_signature(self) -> list:
+        return [(node.op, str(node.target)) for node in self.live]
 
     def _made_by(self, node: fx.Node, value) -> None:
         if isinstance(value, torch.Tensor):
@@ -95,9 +121,10 @@ class _Pass:
         found = self.made.get(id(tensor))
         if isinstance(found, _Item):  # an item of a tuple (chunk's pieces): fx's getitem, made on first use
             found = self._item(found, tensor)
-        if found is None:  # a parameter, a buffer, or a tensor made from sizes alone
+        if found is None:  # a parameter, a buffer, a tensor an earlier pass made from them, or made from sizes alone
             name = self.weights.get(id(tensor), f"_constant{len(self.values)}")
             found = self.graph.create_node("get_attr", name)
+            found.meta["weights"] = self.cached.get(id(tensor), ())
             self.values[found] = tensor
             self.keep.append(tensor)
             self.made[id(tensor)] = found
@@ -112,6 +139,7 @@ class _Pass:
                 node.meta["nn_module_stack"] = item.node.meta.get("nn_module_stack", {})
                 self.values[node] = value
                 self.made[id(value)] = node
+                self._mark_live(node)
         return self.made[id(tensor)]
 
 
@@ -161,11 +189,12 @@ def _holds_tensor(value) -> bool:
     return False
 
 
-def _record(model, input_shape: tuple[int, ...], batch: int) -> _Pass:
-    recording = _Pass(model)
+def _record(model, input_shape: tuple[int, ...], batch: int, cached: dict | None = None) -> _Pass:
+    recording = _Pass(model, cached=cached or {})
     image = torch.empty((batch, *input_shape), device="meta")
     placeholder = recording.graph.create_node("placeholder", "x")
     recording.values[placeholder] = image
+    recording.live_set.add(placeholder)
     recording.made[id(image)] = placeholder
     recording.keep.append(image)
     leaf = _Tracer()
@@ -230,11 +259,12 @@ def trace_eager(model, input_shape: tuple[int, ...], *, reason: str) -> Traced:
     no_grad_parameters(model)
     first = _record(model, input_shape, BATCH)
     second = _record(model, input_shape, SECOND_BATCH)
-    if not _same_calls(first, second):  # a model that caches on its first pass (ConViT's position indices)
-        first = _record(model, input_shape, BATCH)
+    if not _same_calls(first, second):  # the first pass filled a cache (ConViT's position indices, EfficientViT's
+        # attention biases): a third pass reads it as the second did, each cached tensor counted as the weights
+        # the first pass computed it from
+        first = _record(model, input_shape, BATCH, cached=first.computed_from_weights())
     twins = {}
     if _same_calls(first, second):  # the same calls in the same order: the values pair up
-        by_index = list(second.graph.nodes)
-        twins = {node: second.values.get(by_index[i]) for i, node in enumerate(first.graph.nodes)}
+        twins = {node: second.values[twin] for node, twin in zip(first.graph.nodes, second.graph.nodes)}
     traced = walk(_Recorded(model, first.graph), model, first.values, twins)
     return dataclasses.replace(traced, method="eager", notes=(NOTE.format(reason=reason),))

@@ -19,8 +19,10 @@ an opaque layer with its per-sample shape.
 
 from __future__ import annotations
 
+import collections
 import operator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import fx
@@ -141,8 +143,15 @@ def no_grad_parameters(model) -> None:
         parameter.requires_grad_(False)
 
 
-def _nothing() -> int:
-    return 0
+class Measured(NamedTuple):
+    """What FlopCounterMode counted for one call: MACs per sample, and MACs once per pass (on weights alone)."""
+
+    per_sample: int
+    once: int = 0
+
+
+def _nothing() -> Measured:
+    return Measured(0)
 
 
 
@@ -210,6 +219,8 @@ class _Walker:
         self.module = module
         self.values = values
         self.twins = twins  # the same values at the second batch size
+        # a call's arguments at the second batch size: a value without a twin is the same at both (a weight's)
+        self._second = collections.ChainMap(twins, values)
         self.resolved: dict[fx.Node, object] = {}
         self.calls: list[Call] = []
         # FLOPs of tensors computed without the input: once per pass (weights alone: a position-bias MLP), and per
@@ -237,8 +248,8 @@ class _Walker:
                 return Ref(None, batch_free(value, "the input"))
             return value  # a later argument of forward, at its default
         if node.op == "get_attr":
-            if isinstance(value, torch.Tensor):
-                return Const((value,) if id(value) in self.weights else (), value)
+            if isinstance(value, torch.Tensor):  # a weight, or (eager.py) a tensor computed from weights and cached
+                return Const((value,) if id(value) in self.weights else tuple(node.meta.get("weights", ())), value)
             return value
         tensors = isinstance(value, torch.Tensor)
         several = isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value)
@@ -345,23 +356,27 @@ class _Walker:
 
     def _count_constant(self, node: fx.Node) -> None:
         """A call on no input-dependent tensor: FLOPs a + b x batch, found at both batch sizes."""
-        counts = [_flops(self._callable(node), node, values) or 0 for values in (self.values, self.twins) if values]
-        per_sample = (counts[1] - counts[0]) // (SECOND_BATCH - BATCH) if len(counts) == 2 else 0
+        first = _flops(self._callable(node), node, self.values) or 0
+        second = _flops(self._callable(node), node, self._second) if self.twins else None
+        per_sample = 0 if second is None else (second - first) // (SECOND_BATCH - BATCH)
         self.sized_flops += per_sample
-        self.weight_flops += counts[0] - per_sample * BATCH
+        self.weight_flops += first - per_sample * BATCH
 
     def _measure(self, node: fx.Node):
         return lambda: self._measured(node)
 
-    def _measured(self, node: fx.Node) -> int | None:
+    def _measured(self, node: fx.Node) -> Measured | None:
         """A call's MACs per sample: FlopCounterMode's FLOPs / 2 running it again at both batch sizes (the growth per
-        sample), or at the first alone where the second is not known; None where it does not run again."""
-        counts = [_flops(self._callable(node), node, values) for values in (self.values, self.twins) if values]
-        if None in counts:
-            return None
-        if len(counts) == 2:
-            return (counts[1] - counts[0]) // (2 * (SECOND_BATCH - BATCH))
-        return counts[0] // (2 * BATCH)
+        sample; what does not grow is computed on weights, once per pass), or at the first alone where the second is
+        not known. None where it does not run again, or where its cost grows faster than the batch (attention across
+        the samples of a batch): no figure per sample holds then."""
+        first = _flops(self._callable(node), node, self.values)
+        second = _flops(self._callable(node), node, self._second) if self.twins and first is not None else None
+        if second is None:
+            return None if first is None else Measured(first // (2 * BATCH))
+        per_sample = (second - first) // (SECOND_BATCH - BATCH)
+        once = first - per_sample * BATCH
+        return None if once < 0 else Measured(per_sample // 2, once // 2)
 
     def _callable(self, node: fx.Node):
         if node.op == "call_module":
