@@ -181,6 +181,8 @@ def test_the_dynamo_stand_in_is_gone_after_a_crosscheck():
 
 def test_fvcore_asks_before_a_costly_full_size_trace(write_spec):
     """Flatten into a linear layer pins the input size, so fvcore could only trace at 3x512x512: ~40 GMACs."""
+    from archviz.render.crosscheck import crosscheck_text
+
     spec = write_spec("""
         name: pinned
         input: 3x512x512
@@ -191,9 +193,11 @@ def test_fvcore_asks_before_a_costly_full_size_trace(write_spec):
           - flatten
           - linear: {out_features: 10}
     """)
-    peers = {p.peer: p for p in archviz.inspect(spec, crosscheck=True).crosscheck.peers}
+    report = archviz.inspect(spec, crosscheck=True)
+    peers = {p.peer: p for p in report.crosscheck.peers}
     assert peers["fvcore"].skipped and "--fvcore-full" in peers["fvcore"].message
     assert not peers["torchinfo"].skipped and peers["torchinfo"].agrees
+    assert crosscheck_text(report).plain.splitlines()[0] == "Cross-check: not confirmed: fvcore skipped (below)"
 
 
 # --- the module itself: the whole model's totals, counted on the nn.Module, compared strictly -------------------------

@@ -27,8 +27,11 @@ def crosscheck_text(report: Report) -> Text:
     elif wrong_totals:
         text.append(f"archviz's totals are not the model's: {wrong_totals} differ from the module itself (below)\n",
                     style="bold red")
-    else:
+    elif check.unexplained:
         text.append(f"{len(check.unexplained)} unexplained difference(s)\n", style="bold red")
+    else:  # nothing differs, but a peer could not run: the figures it checks are not confirmed
+        skipped = ", ".join(PEER_TITLES.get(p.peer, p.peer) for p in check.peers if p.skipped)
+        text.append(f"not confirmed: {skipped} skipped (below)\n", style="bold yellow")
     for peer in check.peers:
         text.append_text(_peer_text(peer))
     return text

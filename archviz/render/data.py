@@ -123,7 +123,10 @@ def _markdown_verdict(check) -> str:
     if wrong:
         return "**Cross-check: archviz's totals are not the model's.** " + "".join(
             f"{markdown_text(f.reason)}. " for f in wrong).rstrip()
-    return f"**Cross-check:** {len(check.unexplained)} unexplained difference(s); see --format json."
+    if check.unexplained:
+        return f"**Cross-check:** {len(check.unexplained)} unexplained difference(s); see --format json."
+    skipped = ", ".join(p.peer for p in check.peers if p.skipped)
+    return f"**Cross-check: not confirmed:** {markdown_text(skipped)} skipped; see --format json."
 
 
 # Markdown's marks; an underscore inside a word (local_response_norm) is no emphasis in CommonMark, so stays bare

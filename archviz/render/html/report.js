@@ -224,7 +224,10 @@
     container.append(el("p", { class: check.agrees ? "verdict-ok" : "verdict-bad",
       text: check.agrees ? "Every peer agrees with the formulas, after the conversions below."
           : wrong.length ? "archviz's totals are not the model's: " + wrong.map((f) => f.reason + ".").join(" ")
-          : "Unexplained differences: see the peers marked ✗." }));
+          : check.peers.some((p) => p.differences.some((f) => !f.agrees))
+            ? "Unexplained differences: see the peers marked ✗."
+          : "Not confirmed: " + check.peers.filter((p) => p.skipped).map((p) => PEER_TITLES[p.peer] || p.peer).join(", ") +
+            " skipped (below)." }));
     for (const peer of check.peers) {
       const details = el("details", { open: "" });
       details.append(el("summary", { text: `${peer.agrees ? "✓" : "✗"} ${PEER_TITLES[peer.peer] || peer.peer} ${peer.version}` +
