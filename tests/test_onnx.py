@@ -607,6 +607,26 @@ def test_zero_pad_before_a_conv_is_its_padding(tmp_path, value, merged):
     assert archviz.inspect(graph).totals.macs == 4 * 3 * 3 * 3 * 4 * 4
 
 
+def test_fresh_timm_file_stores_equal_tensors_once(tmp_path):
+    """timm's own initial weights: torch stores densenet121's equal norm scales and shifts once; archviz still counts
+    each layer's (the module's less the folded norms), and the description gives the difference from the file."""
+    torch = pytest.importorskip("torch")
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("densenet121", pretrained=False).eval()
+    path = tmp_path / "densenet121.onnx"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.randn(1, 3, 64, 64), str(path), dynamo=False, opset_version=17)
+    graph = read_onnx(path)
+    totals = archviz.inspect(graph).totals
+    stored = sum(int(np.prod(t.dims)) for t in onnx.load(path).graph.initializer if t.data_type == FLOAT)
+    folded = 64 + 58 * 128  # norm0 and each dense layer's norm2 follow a conv: torch folds them into it
+    assert totals.params == sum(p.numel() for p in model.parameters()) - folded
+    again = int(re.search(r"([\d,]+) counted again", graph.description)[1].replace(",", ""))
+    assert totals.params + totals.buffers == stored + again  # running statistics are buffers, stored as well
+    assert f"the file stores {stored:,} weight elements" in graph.description
+
+
 def test_stored_weights_beside_counted_params_are_noted(tmp_path):
     """A tensor two layers read counts for each (a bias folded into the conv, then an add_param: 2 x 4 params from 4
     stored), and a conv weight computed from two stored tensors counts by the conv's formula (4 x 3 x 3 x 3) while
@@ -619,9 +639,9 @@ def test_stored_weights_beside_counted_params_are_noted(tmp_path):
     graph = read_onnx(make_model(tmp_path / "stored.onnx", nodes, weights=weights))
     assert archviz.inspect(graph).totals.params == 4 * 3 * 3 * 3 + 4 + 4  # the bias folds into the conv
     assert graph.description.endswith(
-        "the file stores 220 weight elements, 4 of them in 1 tensors that several layers read (torch stores equal "
-        "tensors once; each layer counts its own), 216 in 2 tensors no layer reads as a weight of its own ('half1', "
-        "'half2': copies a weight is computed from, or unused)")
+        "the file stores 220 weight elements, 4 of them in 1 tensors read more than once, each read counting: 4 "
+        "counted again (torch stores equal tensors once), 216 in 2 tensors no layer reads as a weight of its own "
+        "('half1', 'half2': copies a weight is computed from, or unused)")
     plain = read_onnx(make_model(tmp_path / "plain.onnx", [helper.make_node("Conv", ["x", "half1"], ["y"])],
                                  weights=weights[:1]))
     assert "stores" not in plain.description  # every stored element counted once: nothing to say

@@ -172,26 +172,32 @@ def _output(view: ModelView, nodes: list[Node], plans: list[_Plan], paths: list[
 
 def _stored_note(view: ModelView, plans: list[_Plan]) -> str:
     """What the file stores beside what the layers count, where they differ: the params and buffers are counted by
-    each layer's formula, so a tensor several layers read (torch's exporter stores equal tensors once, as a fresh
-    model's zero biases and unit scales are) counts for each, and a tensor no layer reads as its own (a weight
-    computed from stored copies, as torch's constant folding writes weight standardisation) counts for none."""
+    each layer's formula, so a tensor read several times (torch's exporter stores equal tensors once, as a fresh
+    model's zero biases and unit scales are) counts at each read, and a tensor no layer reads as its own (a weight
+    computed from stored copies, as torch's constant folding writes weight standardisation) counts for none. An
+    opaque layer counts only what no layer counted before it; a tied conv or linear weight counts once (shares)."""
     floats = [name for name in view.stored if view.weight(name) == name]
-    readers_of: dict[str, int] = {}
-    tied: set[str] = set()  # a conv or linear weight read again counts once (Node.shares)
+    reads: dict[str, int] = {}
+    tied: set[str] = set()
     for plan in plans:
-        for name in dict.fromkeys(plan.layer.stored):
-            if name == plan.layer.weight and name in tied:
+        if not has_formula(plan.layer.op):
+            reads.update({name: reads.get(name, 1) for name in plan.layer.stored})
+            continue
+        nodes = [plan.node, *(view.graph.node[i] for i in plan.layer.absorbed)]
+        for name in (view.weight(t) for node in nodes for t in node.input if t):
+            if name is None or name == plan.layer.weight and name in tied:
                 continue
             tied.update({name} & {plan.layer.weight})
-            readers_of[name] = readers_of.get(name, 0) + 1
-    shared = [name for name in floats if readers_of.get(name, 0) > 1]
-    unread = [name for name in floats if name not in readers_of]
+            reads[name] = reads.get(name, 0) + 1
+    shared = [name for name in floats if reads.get(name, 0) > 1]
+    unread = [name for name in floats if name not in reads]
     if not shared and not unread:
         return ""
     said = [f"the file stores {sum(numel(view.stored[n]) for n in floats):,} weight elements"]
     if shared:
-        said.append(f"{sum(numel(view.stored[n]) for n in shared):,} of them in {len(shared)} tensors that several "
-                    "layers read (torch stores equal tensors once; each layer counts its own)")
+        again = sum((reads[n] - 1) * numel(view.stored[n]) for n in shared)
+        said.append(f"{sum(numel(view.stored[n]) for n in shared):,} of them in {len(shared)} tensors read more than "
+                    f"once, each read counting: {again:,} counted again (torch stores equal tensors once)")
     if unread:
         said.append(f"{sum(numel(view.stored[n]) for n in unread):,} in {len(unread)} tensors no layer reads as a "
                     f"weight of its own ({_few(unread)}: copies a weight is computed from, or unused)")
