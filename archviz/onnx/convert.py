@@ -77,16 +77,20 @@ def _plan(view: ModelView) -> list[_Plan]:
         try:
             if reader is None:
                 raise NotRepresentable("")
-            _check_only_first_output(node, view)
             node_reader = NodeReader(node, view)
-            layer = reader(node_reader)
-            if node_reader.folded and has_formula(layer.op) and not get_op(layer.op).takes_folded_batch:
-                raise NotRepresentable(f"the batch is folded into a first dim, and {layer.op} reads it first only")
+            read = reader(node_reader)
+            layers = read if isinstance(read, tuple) else (read,)  # a Split: one layer per output read
+            if not isinstance(read, tuple):
+                _check_only_first_output(node, view)
+            for layer in layers:
+                if node_reader.folded and has_formula(layer.op) and not get_op(layer.op).takes_folded_batch:
+                    raise NotRepresentable(f"the batch is folded into a first dim, and {layer.op} reads it first only")
         except NotRepresentable as reason:
             plans.extend(_opaque_plans(node, view, str(reason)))
             continue
-        absorbed.update(layer.absorbed)
-        plans.append(_Plan(node, layer))
+        for layer in layers:
+            absorbed.update(layer.absorbed)
+            plans.append(_Plan(node, layer))
     return plans
 
 
@@ -329,10 +333,19 @@ class NodeReader:
         return _stored(self.view, self.node)
 
     def layer(self, op: str, args: Mapping[str, Any] | None = None, inputs: tuple[str, ...] | None = None,
-              **details) -> OnnxLayer:
-        """This node as one layer of `op`, reading its first input (or `inputs`), writing its first output."""
-        return OnnxLayer(op, dict(args or {}), inputs if inputs is not None else (self.activation(),), self.output,
-                         **details)
+              output: str | None = None, **details) -> OnnxLayer:
+        """This node as one layer of `op`, reading its first input (or `inputs`), writing its first output (or
+        `output`)."""
+        return OnnxLayer(op, dict(args or {}), inputs if inputs is not None else (self.activation(),),
+                         output or self.output, **details)
+
+    def used_outputs(self) -> list[tuple[int, str]]:
+        """(position, name) of the node's outputs that a later node or the graph's outputs read."""
+        return [(k, name) for k, name in enumerate(self.node.output)
+                if name and (self.view.consumers.get(name) or name in self.view.outputs)]
+
+    def output_shape_of(self, name: str) -> tuple[int, ...] | None:
+        return self._lifted_shape(name)
 
     def with_bias(self, op: str, args: dict, bias_shape: tuple[int, ...], note: str | None = None) -> OnnxLayer:
         """The layer, with a following Add of a stored bias of bias_shape (the bias broadcast to the output's rank:
@@ -450,7 +463,7 @@ def _fold_bias(view: ModelView, tensor: str, expected: tuple[int, ...]):
     return index, add.output[0], _stored(view, add)
 
 
-Reader = Callable[[NodeReader], OnnxLayer]
+Reader = Callable[[NodeReader], "OnnxLayer | tuple[OnnxLayer, ...]"]  # a tuple: one layer per output read
 
 
 @cache
