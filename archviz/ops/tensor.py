@@ -159,6 +159,31 @@ def _read_transpose(r):
     return r.layer("permute", {"dims": perm[1:]})
 
 
+def _read_split(r):
+    """ONNX Split: each output read is a narrow of the input (a select where one entry of a batch moved inward is
+    taken and the dim dropped from the per-sample shape: attention's q, k, v out of (3, B, ...))."""
+    shape = r.shape(r.activation())
+    axis = r.attrs.get("axis", 0) % len(shape)
+    if axis == 0:
+        raise NotRepresentable("it splits the batch")
+    sizes = r.attrs.get("split") if r.opset < 13 else r.constant(1, None)
+    count = len(r.node.output)
+    if sizes is None:
+        sizes = [-(-shape[axis] // count)] * count
+        sizes[-1] = shape[axis] - sum(sizes[:-1])
+    sizes = sizes if isinstance(sizes, list) else [sizes]
+    if len(sizes) != count or sum(sizes) != shape[axis] or min(sizes) < 1:
+        raise NotRepresentable(f"sizes {sizes} do not split {shape[axis]}")
+    layers = []
+    for k, name in r.used_outputs():
+        start, after = sum(sizes[:k]), r.output_shape_of(name)
+        if sizes[k] == 1 and after is not None and len(after) == len(shape) - 1:
+            layers.append(r.layer("select", {"dim": axis, "index": start}, output=name))
+        else:
+            layers.append(r.layer("narrow", {"dim": axis, "start": start, "length": sizes[k]}, output=name))
+    return tuple(layers)
+
+
 def _read_slice(r):
     """One axis, the batch kept: narrow with step 1, strided_slice with a larger step."""
     shape = r.shape(r.activation())
@@ -556,7 +581,7 @@ class Narrow(Free, Op):
                   (("starts", a["start"]), ("ends", a["start"] + a["length"]), ("axes", a["dim"]))]
         e.add("Slice", [x[0], *bounds], node.name, node.name)
 
-    onnx_reads = {"Slice": _read_slice}
+    onnx_reads = {"Slice": _read_slice, "Split": _read_split}
     args = (
         Arg("dim", ArgKind.INT, doc="torch counting: the batch is dim 0 and cannot be narrowed"),
         Arg("start", ArgKind.NONNEG_INT, 0),
