@@ -49,7 +49,12 @@ class Untraceable(Exception):
 
 
 class _Tracer(fx.Tracer):
-    """torch's leaf modules, and any subclass of a mapped torch class that keeps its forward (a user's Conv2d)."""
+    """torch's leaf modules, and any subclass of a mapped torch class that keeps its forward (a user's Conv2d).
+    Buffers read in forward are proxied, as parameters are: else fx computes with them while tracing and bakes the
+    result in as a constant of its own (Swin's relative_position_index.view(-1), its attention mask), and the
+    buffer is counted nowhere."""
+
+    proxy_buffer_attributes = True
 
     def is_leaf_module(self, module, qualified_name: str) -> bool:
         return mapped_class(type(module)) is not None or super().is_leaf_module(module, qualified_name)
