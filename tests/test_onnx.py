@@ -730,3 +730,19 @@ def test_split_outputs_are_narrows(tmp_path):
     assert [(n.op, dict(n.attrs), n.out_shape) for n in graph.nodes][0] == (
         "narrow", {"dim": 1, "start": 1, "length": 2}, (2, 8, 8))
     assert [n.op for n in graph.nodes] == ["narrow", "relu"]
+
+
+def test_opaque_batchnorm_keeps_its_statistics_as_buffers(tmp_path):
+    """LeViT's BatchNorm1d on (B * N, C): opaque (its channels are not dim 1 per sample), its scale and shift
+    params, its running mean and variance buffers, as the module has them."""
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, np.int64)))
+
+    nodes = [const("rows", [16, 8]), helper.make_node("Reshape", ["x", "rows"], ["r"]),
+             helper.make_node("BatchNormalization", ["r", "s", "b", "mean", "var"], ["n"]),
+             const("back", [1, 4, 4, 8]), helper.make_node("Reshape", ["n", "back"], ["y"])]
+    weights = [(name, rand(8) + 2) for name in ("s", "b", "mean", "var")]
+    inputs = [helper.make_tensor_value_info("x", FLOAT, [1, 4, 4, 8])]
+    report = archviz.inspect(read_onnx(make_model(tmp_path / "bn.onnx", nodes, inputs=inputs, weights=weights)))
+    (norm,) = [s for s in report.layers if s.op == "opaque"]
+    assert (norm.params, norm.buffers) == (16, 16)

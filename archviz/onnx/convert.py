@@ -35,6 +35,7 @@ from archviz.spec.args import normalize_args
 if TYPE_CHECKING:
     import onnx
 
+BUFFER_POSITIONS = {"BatchNormalization": (3, 4)}  # inputs that are state, not trained: the running statistics
 ARCHVIZ_DOMAIN = "archviz"  # the domain of the ONNX functions `archviz export` writes (adaptive average pooling)
 
 
@@ -114,7 +115,7 @@ def _build(view: ModelView, plans: list[_Plan], paths: list[str], input_shape, f
             layer = OnnxLayer(fallback.op, fallback.args, layer.inputs, layer.output,
                           stored=layer.stored or fallback.stored, note=fallback.note)
         if not has_formula(layer.op):
-            attrs, out_shape = _opaque_attrs(layer, view, counted, where, file)
+            attrs, out_shape = _opaque_attrs(layer, plan.node, view, counted, where, file)
         shares = None
         if layer.weight is not None and has_formula(layer.op):
             shares = first_user.setdefault(layer.weight, path)
@@ -143,17 +144,22 @@ def _shaped(layer: OnnxLayer, in_shapes, view: ModelView):
     return attrs, out_shape
 
 
-def _opaque_attrs(layer: OnnxLayer, view: ModelView, counted: set[str], where: str, file: str):
-    """An opaque layer's attributes: ONNX's output shape, and as params the stored tensors not counted before."""
+def _opaque_attrs(layer: OnnxLayer, node: onnx.NodeProto, view: ModelView, counted: set[str], where: str,
+                  file: str):
+    """An opaque layer's attributes: ONNX's output shape, and as params the stored tensors not counted before (as
+    buffers those the op keeps as state: a BatchNormalization's running mean and variance)."""
     shape = view.shape(layer.output)
     if shape is None:
         raise SpecError(f"node {where}: ONNX shape inference gives no static shape for its output {layer.output!r}, "
                         "and archviz has no formula for it; simplify the model with onnxsim (it folds shape "
                         "arithmetic), or pass --input CxHxW where the input's size is dynamic", file=file)
     out_shape = view.per_sample(layer.output) or (1,)  # a scalar per image (or overall) is shown as one value
-    params = sum(numel(view.stored[name]) for name in dict.fromkeys(layer.stored) if name not in counted)
+    state = {view.weight(node.input[i]) for i in BUFFER_POSITIONS.get(node.op_type, ()) if i < len(node.input)}
+    new = [name for name in dict.fromkeys(layer.stored) if name not in counted]
+    params = sum(numel(view.stored[name]) for name in new if name not in state)
+    buffers = sum(numel(view.stored[name]) for name in new if name in state)
     op = get_op(Opaque.name)
-    raw = {"target": layer.args["target"], "out_shape": list(out_shape), "params": params}
+    raw = {"target": layer.args["target"], "out_shape": list(out_shape), "params": params, "buffers": buffers}
     try:
         attrs = normalize_args(op, raw, {})
     except ArchvizError as error:
