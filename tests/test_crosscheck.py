@@ -427,3 +427,23 @@ def test_buffers_read_only_to_compute_from_weights_are_counted():
     check = archviz.inspect("torchvision:maxvit_t", crosscheck=True).crosscheck
     buffers = module_totals(check)[Quantity.BUFFERS]
     assert buffers.agrees and buffers.ours == buffers.converted
+
+
+def test_the_totals_table_says_a_total_is_not_the_models():
+    pytest.importorskip("torch")
+    import dataclasses
+
+    from rich.console import Console
+
+    from archviz.crosscheck import run_crosscheck
+    from archviz.render.table import totals_table
+
+    report = archviz.inspect("lenet")
+    wrong = run_crosscheck(dataclasses.replace(report, totals=dataclasses.replace(report.totals, params=61_700)))
+    console = Console(width=140, record=True)
+    console.print(totals_table(wrong))
+    text = console.export_text()
+    assert "61,700 (61.7 K)  - not the model's: the module holds 61,706" in text
+    right = Console(width=140, record=True)
+    right.print(totals_table(run_crosscheck(report)))
+    assert "not the model's" not in right.export_text()

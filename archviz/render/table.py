@@ -74,13 +74,14 @@ def totals_table(report: Report) -> Table:
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("Total params", exact_and_human(t.params))
+    table.add_row("Total params", _against_module(report, "params", exact_and_human(t.params)))
     table.add_row("Trainable params", exact(t.trainable_params))
     table.add_row("Non-trainable params", exact(t.non_trainable_params))
     if t.buffers:
-        table.add_row("Buffers", f"{exact(t.buffers)} (batch-norm running statistics, not trained)")
+        table.add_row("Buffers", _against_module(report, "buffers", f"{exact(t.buffers)} (saved state that is not "
+                                                 "trained: batch-norm running statistics, index tables)"))
     table.add_row(f"Param memory ({report.dtype.value})", size_bytes(t.param_bytes))
-    table.add_row("MACs", f"{exact_and_human(t.macs)}{per_image}")
+    table.add_row("MACs", _against_module(report, "macs", f"{exact_and_human(t.macs)}{per_image}"))
     table.add_row("FLOPs", exact_and_human(t.flops))
     table.add_row("Other ops", exact_and_human(t.other_ops))
     if t.sized_macs:
@@ -119,3 +120,13 @@ def _layers(names) -> str:
 
 def _listed(names) -> str:
     return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _against_module(report: Report, quantity: str, text: str) -> Text:
+    """A total as counted, and in red what the module itself holds where the cross-check's module peer disagrees."""
+    check = report.crosscheck
+    peer = next((p for p in check.peers if p.peer == "module"), None) if check is not None else None
+    figure = next((f for f in peer.totals if f.quantity.value == quantity), None) if peer is not None else None
+    if figure is None or figure.agrees:
+        return Text(text)
+    return Text(text) + Text(f"  - not the model's: the module holds {exact(figure.converted)}", style="bold red")
