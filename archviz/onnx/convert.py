@@ -151,8 +151,8 @@ def _opaque_attrs(layer: OnnxLayer, node: onnx.NodeProto, view: ModelView, count
     shape = view.shape(layer.output)
     if shape is None:
         raise SpecError(f"node {where}: ONNX shape inference gives no static shape for its output {layer.output!r}, "
-                        "and archviz has no formula for it; simplify the model with onnxsim (it folds shape "
-                        "arithmetic), or pass --input CxHxW where the input's size is dynamic", file=file)
+                        "even with the shape arithmetic folded, and archviz has no formula for it; pass --input "
+                        "CxHxW where the input's size is dynamic", file=file)
     out_shape = view.per_sample(layer.output) or (1,)  # a scalar per image (or overall) is shown as one value
     state = {view.weight(node.input[i]) for i in BUFFER_POSITIONS.get(node.op_type, ()) if i < len(node.input)}
     new = [name for name in dict.fromkeys(layer.stored) if name not in counted]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
     import onnx
 
-MAX_ROUNDS = 100  # a bound only: each round folds what the last made static (swin_tiny: 9 rounds, one per pad)
+MAX_ROUNDS = 100  # a bound only: each round folds what the last one made static (swin_tiny takes 9)
 MAX_FOLDED_ELEMENTS = 1 << 16  # a larger result (a mask made by ConstantOfShape) is left to the graph
 UNFOLDED_OPS = frozenset({  # not functions of their inputs' values alone
     "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli",
