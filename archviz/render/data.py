@@ -8,8 +8,8 @@ layers [{name, type, kind, summary, input_shapes, output_shape, params, buffers,
 activation_elements, activation_bytes, receptive_field, jump, start, line, counted, measured, shares}],
 crosscheck (null when not run; else {model, input, batch, agrees, skipped, message, conventions, peers [{peer,
 version, method, agrees, skipped, message, seconds, notes, totals, layers, differences}]}, each figure {layer,
-quantity, ours, reported, converted, status, checked, agrees, reason}; `agrees` is false when any figure of any peer disagrees, and the peer
-"module" holds the whole model's params, buffers and macs counted on the module itself). A layer without a formula
+quantity, ours, reported, converted, status, checked, agrees, reason}; `agrees` is false when any figure of any
+peer disagrees, and the peer "module" holds the whole model's params, buffers and macs counted on the module itself). A layer without a formula
 has `counted` false: `measured` true when its macs are torch's FlopCounterMode count on its traced call (listed in
 totals.measured; its other_ops 0, not counted), else its macs and other_ops are 0, not counted (totals.uncounted).
 totals.macs holds the layers', weight_macs (computed from weights alone, once per pass) and sized_macs (on tensors
