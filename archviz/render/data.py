@@ -1,20 +1,19 @@
 """Machine-readable output: JSON (a documented, stable interface), CSV and Markdown tables.
 
-JSON layout (schema_version 1): model, description, input [C, H, W], batch, dtype, conventions,
-totals {params, trainable_params, non_trainable_params, buffers, param_bytes, macs, flops, other_ops,
-macs_per_image, flops_per_image, activation_bytes, peak_activation_bytes, peak_at, depth, layers, uncounted,
-measured, weight_macs, sized_macs},
-layers [{name, type, kind, summary, input_shapes, output_shape, params, buffers, macs, flops, other_ops,
-activation_elements, activation_bytes, receptive_field, jump, start, line, counted, measured, shares}],
+JSON layout (schema_version 1): model, description, input [C, H, W], batch, dtype, conventions, totals {params,
+trainable_params, non_trainable_params, buffers, param_bytes, macs, flops, other_ops, macs_per_image,
+flops_per_image, activation_bytes, peak_activation_bytes, peak_at, depth, layers, uncounted, measured, weight_macs,
+sized_macs}, layers [{name, type, kind, summary, input_shapes, output_shape, params, buffers, macs, flops,
+other_ops, activation_elements, activation_bytes, receptive_field, jump, start, line, counted, measured, shares}],
 crosscheck (null when not run; else {model, input, batch, agrees, skipped, message, conventions, peers [{peer,
 version, method, agrees, skipped, message, seconds, notes, totals, layers, differences}]}, each figure {layer,
-quantity, ours, reported, converted, status, checked, agrees, reason}; `agrees` is false when any figure of any
-peer disagrees, and the peer "module" holds the whole model's params, buffers and macs counted on the module itself). A layer without a formula
-has `counted` false: `measured` true when its macs are torch's FlopCounterMode count on its traced call (listed in
-totals.measured; its other_ops 0, not counted), else its macs and other_ops are 0, not counted (totals.uncounted).
-totals.macs holds the layers', weight_macs (computed from weights alone, once per pass) and sized_macs (on tensors
-made from the batch size, not the input); `shares` names the layer whose weights a layer reuses (its params are
-counted there).
+quantity, ours, reported, converted, status, checked, agrees, reason}; `agrees` is false when any figure of any peer
+disagrees, and the peer "module" holds the whole model's params, buffers and macs counted on the module itself). A
+layer without a formula has `counted` false: `measured` true when its macs are torch's FlopCounterMode count on its
+traced call (listed in totals.measured; its other_ops 0, not counted), else its macs and other_ops are 0, not
+counted (totals.uncounted). totals.macs holds the layers', weight_macs (computed from weights alone, once per pass)
+and sized_macs (on tensors made from the batch size, not the input); `shares` names the layer whose weights a layer
+reuses (its params are counted there).
 Costs in totals and layers are for the whole batch; shapes exclude the batch, in torch's order.
 """
 
