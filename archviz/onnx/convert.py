@@ -365,12 +365,18 @@ class NodeReader:
         return OnnxLayer(op, args, (self.activation(),), output, absorbed, weight=self.weight(1), stored=stored,
                          note=note)
 
-    def decomposed(self, module: str) -> OnnxLayer | None:
-        """The chain starting at this node that torch writes for `module` ("layer_norm", "gelu") as its one layer,
-        or None where the nodes differ (archviz/onnx/patterns.py)."""
+    def decomposed_layer_norm(self, op: str) -> OnnxLayer | None:
+        """The layer norm torch writes below opset 17, starting at this ReduceMean, as one layer of `op`; None where
+        the nodes differ (archviz/onnx/patterns.py)."""
         from archviz.onnx import patterns
 
-        return {"layer_norm": patterns.layer_norm, "gelu": patterns.gelu}[module](self)
+        return patterns.layer_norm(self, op)
+
+    def erf_gelu(self, op: str) -> OnnxLayer | None:
+        """The erf GELU torch writes, starting at this Div, as one layer of `op`; None where the nodes differ."""
+        from archviz.onnx import patterns
+
+        return patterns.gelu(self, op)
 
     def merged_into_next(self, op_type: str, attrs: Callable[[dict], dict]) -> OnnxLayer | None:
         """The one node reading this node's output, where it is of op_type, read as if it read this node's input

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from archviz.onnx.model import ModelView
 
 
-def layer_norm(r: NodeReader) -> OnnxLayer | None:
-    """The decomposed layer norm starting at this ReduceMean, as one layer_norm."""
+def layer_norm(r: NodeReader, op: str) -> OnnxLayer | None:
+    """The decomposed layer norm starting at this ReduceMean, as one layer of `op` (the registry's layer norm)."""
     view, x = r.view, r.node.input[0]
     axes = _trailing_axes_of(r, r.node)
     if axes is None:
@@ -63,11 +63,11 @@ def layer_norm(r: NodeReader) -> OnnxLayer | None:
             chain.append(shift[0])
             stored += (shift[1],)
             args["bias"] = True
-    return OnnxLayer("layer_norm", args, (x,), chain[-1][1].output[0], tuple(i for i, _ in chain), stored=stored)
+    return OnnxLayer(op, args, (x,), chain[-1][1].output[0], tuple(i for i, _ in chain), stored=stored)
 
 
-def gelu(r: NodeReader) -> OnnxLayer | None:
-    """The erf form of GELU starting at this Div by sqrt(2), as one gelu."""
+def gelu(r: NodeReader, op: str) -> OnnxLayer | None:
+    """The erf form of GELU starting at this Div by sqrt(2), as one layer of `op` (the registry's GELU)."""
     view, x = r.view, r.node.input[0]
     if not r.computed(0) or not _is(_number(view, r.node, 1), math.sqrt(2)):  # torch writes 1.4142135
         return None
@@ -84,7 +84,7 @@ def gelu(r: NodeReader) -> OnnxLayer | None:
         return None
     if not _is(_number(view, half, 1 - list(half.input).index(times_x.output[0])), 0.5):
         return None
-    return OnnxLayer("gelu", {"approximate": "none"}, (x,), half.output[0], tuple(i for i, _ in chain))
+    return OnnxLayer(op, {"approximate": "none"}, (x,), half.output[0], tuple(i for i, _ in chain))
 
 
 def _next(view: ModelView, tensor: str, op_type: str):
