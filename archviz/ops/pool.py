@@ -188,7 +188,7 @@ def _onnx_axes(r) -> tuple[int, tuple[int, ...]]:
 
 def _read_reduce_mean(r):
     """ReduceMean: global average pooling, a mean, or the first node of the layer norm torch writes below opset 17."""
-    folded = r.decomposed("layer_norm")
+    folded = r.decomposed_layer_norm("layer_norm")
     if folded is not None:
         return folded
     rank, axes = _onnx_axes(r)
