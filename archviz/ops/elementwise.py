@@ -474,7 +474,7 @@ class Div(_Binary):
                           "Tensor.div", "Tensor.div_", "Tensor.divide", "Tensor.true_divide", "Tensor.__truediv__",
                           "Tensor.__itruediv__"),
                          ("Tensor.__rtruediv__",), ("input", "other", "rounding_mode"), {"rounding_mode": None})
-    onnx_reads = {"Div": lambda r: r.decomposed("gelu") or reads_number(_read_pair("div"), "div", "rdiv")(r)}
+    onnx_reads = {"Div": lambda r: r.erf_gelu("gelu") or reads_number(_read_pair("div"), "div", "rdiv")(r)}
     # a Div by sqrt(2) may start the erf form of GELU torch writes: read as one gelu
 
 
