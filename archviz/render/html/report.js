@@ -67,7 +67,7 @@
     const items = [
       ["Parameters", human(t.params), fmtInt(t.params) + (t.buffers ? ` + ${fmtInt(t.buffers)} buffers` : "")],
       ["Parameter memory", bytes(t.param_bytes), model.dtype],
-      ["MACs", human(t.macs), fmtInt(t.macs)],
+      ["MACs", human(t.macs), fmtInt(t.macs) + macsCaveat(t)],
       ["FLOPs", human(t.flops), "2 x MACs"],
       ["Peak activation memory", bytes(t.peak_activation_bytes), "inference, at " + t.peak_at],
       ["Depth", String(t.depth), `weight layers (${t.layers} layers in all)`],
@@ -78,6 +78,13 @@
       container.append(el("div", { class: "card" }, el("div", { class: "label", text: label }),
         el("div", { class: "value", text: value }), el("div", { class: "exact", text: exact })));
     }
+  }
+
+  function macsCaveat(t) {
+    const said = [];
+    if (t.measured && t.measured.length) said.push(`${t.measured.length} layers measured by FlopCounterMode, no formula`);
+    if (t.uncounted && t.uncounted.length) said.push(`${t.uncounted.length} layers not counted`);
+    return said.length ? ` (${said.join("; ")})` : "";
   }
 
   // ---- layer table: sortable, filterable ----------------------------------------------------------------------
@@ -92,6 +99,9 @@
     if (key === "receptive_field" && value === null) return "not tracked";
     if (key === "output_shape" || key === "receptive_field") return shape(value);
     if (key === "activation_bytes") return bytes(value);
+    if ((key === "macs" || key === "flops") && layer.counted === false) {
+      return layer.measured ? `${value ? fmtInt(value) : "0"} (measured)` : "? (not counted)";
+    }
     if (typeof value === "number") return value ? fmtInt(value) : "-";
     return String(value);
   }
