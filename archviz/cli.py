@@ -214,7 +214,7 @@ def inspect(
     set_: SetOpt = None,
     depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=1, max=MAX_COUNT, help="Show N levels of nesting; deeper groups fold into one row.")] = None,
     crosscheck: Annotated[bool, typer.Option("--crosscheck/--no-crosscheck",
-                                             help="Confirm figures with torchinfo, fvcore and FlopCounterMode.")] = True,
+                                             help="Confirm figures with torchinfo, fvcore and FlopCounterMode, and the totals with the module itself.")] = True,
     format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
     fvcore_full: Annotated[bool, typer.Option("--fvcore-full", help="Let fvcore trace at the full input on the CPU "
                                               "when no smaller input runs the same layers (slow at large inputs).")] = False,
