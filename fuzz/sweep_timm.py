@@ -211,9 +211,22 @@ def _crosscheck(report) -> dict:
     from archviz.crosscheck import run_crosscheck
 
     try:
-        return {"agrees": bool(run_crosscheck(report).crosscheck.agrees)}
+        check = run_crosscheck(report).crosscheck
     except Exception as error:
         return {"crosscheck_error": _one_line(error)}
+    return {"agrees": bool(check.agrees), "disagreeing": {peer.peer: _first_disagreement(peer) for peer in check.peers
+                                                          if not peer.agrees}}
+
+
+def _first_disagreement(peer) -> str:
+    """Why one peer does not agree: skipped (its message), or its first unexplained figure."""
+    if peer.skipped:
+        return f"skipped: {peer.message}"[:200]
+    figure = next((f for f in (*peer.totals, *peer.layers) if not f.agrees), None)
+    if figure is None:
+        return ""
+    return (f"{figure.layer} {figure.quantity.value}: ours {figure.ours} vs {figure.converted} "
+            f"({figure.status.value}) {figure.reason}")[:200]
 
 
 def _one_line(error: BaseException) -> str:
@@ -310,6 +323,11 @@ def wrong_but_agrees(row: dict) -> bool:
     return row.get("agrees") is True and (not params_exact(row) or gap is None or gap > MACS_NEAR)
 
 
+def right_but_disagrees(row: dict) -> bool:
+    """params and MACs equal the module's and FlopCounterMode's, yet the cross-check does not agree."""
+    return row.get("agrees") is False and params_exact(row) and macs_gap(row) == 0
+
+
 def error_group(row: dict) -> str:
     """The error with the model's own names and numbers taken out, so the same cause groups together."""
     text = row.get("error", "")
@@ -356,6 +374,7 @@ def summary_lines(rows: list[dict], *, title: str) -> list[str]:
         "- wrong but agrees (cross-check agrees, params or MACs off by more than 1%): "
         + (f"{sum(wrong_but_agrees(r) for r in checked)} of {len(checked)} cross-checked" if checked
            else "not measured (run with --crosscheck)"),
+        *([_right_but_disagrees_line(checked)] if checked else []),
         f"- time, archviz.inspect / one FlopCounterMode forward pass (meta device), median: "
         + (f"{statistics.median(ratios):.1f}x (target {SPEED_TARGET}x); quartiles "
            f"{statistics.quantiles(ratios, n=4)[0]:.1f}x-{statistics.quantiles(ratios, n=4)[2]:.1f}x"
@@ -374,6 +393,13 @@ def likely_costly(row: dict, *, shown: int = 5) -> str:
     return ", ".join(f"{target} x{count}" for target, count in targets[:shown])
 
 
+def _right_but_disagrees_line(checked: list[dict]) -> str:
+    rows = [r for r in checked if right_but_disagrees(r)]
+    peers = Counter(peer for r in rows for peer in r.get("disagreeing", {}))
+    return (f"- right but disagrees (params and MACs exact, a peer disagrees): {len(rows)} of {len(checked)}; by peer: "
+            + (", ".join(f"{peer} {count}" for peer, count in peers.most_common()) or "none"))
+
+
 def failure_lines(rows: list[dict]) -> list[str]:
     groups: dict[str, list[str]] = defaultdict(list)
     for row in rows:
@@ -387,6 +413,11 @@ def failure_lines(rows: list[dict]) -> list[str]:
     lines += ["", "## Analysed, but MACs not FlopCounterMode/2 exactly (largest gap first)", ""]
     lines += [f"- {r['name']} ({r['method']}): {r['macs_archviz']:,} vs {r['macs_flop_counter']:,} "
               f"({signed_gap(r):+.4%}); uncounted: {likely_costly(r) or 'none'}" for r in off] or ["none"]
+    disagreeing = [r for r in rows if r.get("disagreeing")]
+    if disagreeing:
+        lines += ["", "## Cross-check: the peers that do not agree, and their first unexplained figure", ""]
+        lines += [f"- {r['name']}: " + "; ".join(f"{peer}: {why}" for peer, why in r["disagreeing"].items())
+                  for r in disagreeing]
     wrong_params = [r for r in rows if r["status"] == "ok" and not params_exact(r)]
     lines += ["", "## Analysed, but params not the module's", ""]
     lines += [f"- {r['name']} ({r['method']}): {r['params_archviz']:,} vs {r['params_module']:,}; weights no traced "
