@@ -640,8 +640,9 @@ def test_stored_weights_beside_counted_params_are_noted(tmp_path):
     assert archviz.inspect(graph).totals.params == 4 * 3 * 3 * 3 + 4 + 4  # the bias folds into the conv
     assert graph.description.endswith(
         "the file stores 220 weight elements, 4 of them in 1 tensors read more than once, each read counting: 4 "
-        "counted again (torch stores equal tensors once), 216 in 2 tensors no layer reads as a weight of its own "
-        "('half1', 'half2': copies a weight is computed from, or unused)")
+        "counted again (a weight the model reads twice, or equal weights torch stored once), 216 in 2 tensors no "
+        "layer reads as a weight of its own ('half1', 'half2': read only where nodes compute from stored tensors "
+        "alone, as a weight's copies or a position encoding, or unused)")
     plain = read_onnx(make_model(tmp_path / "plain.onnx", [helper.make_node("Conv", ["x", "half1"], ["y"])],
                                  weights=weights[:1]))
     assert "stores" not in plain.description  # every stored element counted once: nothing to say

@@ -207,10 +207,12 @@ def _stored_note(view: ModelView, plans: list[_Plan]) -> str:
     if shared:
         again = sum((reads[n] - 1) * numel(view.stored[n]) for n in shared)
         said.append(f"{sum(numel(view.stored[n]) for n in shared):,} of them in {len(shared)} tensors read more than "
-                    f"once, each read counting: {again:,} counted again (torch stores equal tensors once)")
+                    f"once, each read counting: {again:,} counted again (a weight the model reads twice, or equal "
+                    "weights torch stored once)")
     if unread:
         said.append(f"{sum(numel(view.stored[n]) for n in unread):,} in {len(unread)} tensors no layer reads as a "
-                    f"weight of its own ({_few(unread)}: copies a weight is computed from, or unused)")
+                    f"weight of its own ({_few(unread)}: read only where nodes compute from stored tensors alone, "
+                    "as a weight's copies or a position encoding, or unused)")
     return ", ".join(said)
 
 
