@@ -160,6 +160,8 @@ def function_layers_note(report: Report, groups: dict[str, list[LayerStats]]) ->
     if not loose:
         return []
     shown = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+    if report.graph.origin is None:  # a graph read from a file, checked layer by layer (_layer_by_layer)
+        return [f"{len(loose)} layers archviz cannot rebuild in torch ({shown}): not run, no per-layer figure"]
     return [f"{len(loose)} layers are function calls in forward, not modules ({shown}): no per-layer figure; "
             "their costs are in the totals"]
 
