@@ -158,7 +158,10 @@ class _Calls(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        result = torch.empty_like(args[0]) if keeps_shape(func) else func(*args, **kwargs)
+        if keeps_shape(func):
+            result = torch.empty_like(args[0] if args else kwargs["input"])
+        else:
+            result = func(*args, **kwargs)
         recording = self.recording
         name = getattr(func, "__name__", "")
         if recording.inside_leaf or name in _IGNORED or not _holds_tensor((args, kwargs)):

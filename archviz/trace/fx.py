@@ -20,6 +20,7 @@ an opaque layer with its per-sample shape.
 from __future__ import annotations
 
 import collections
+import functools
 import operator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -56,6 +57,22 @@ class _Tracer(fx.Tracer):
 
     proxy_buffer_attributes = True
 
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        """A parameter's or buffer's proxy, found by identity in a table made once: torch's own getattr searches
+        every named parameter and buffer of the model at each access (a minute for a 1,000-layer model)."""
+        if not isinstance(attr_val, torch.Tensor):
+            return attr_val
+        if getattr(self, "_weight_names", None) is None or self._weight_names[0] is not self.root:
+            buffers = self.root.named_buffers() if self.proxy_buffer_attributes else ()
+            table = {id(t): n for n, t in (*self.root.named_parameters(), *buffers)}
+            self._weight_names = (self.root, table)
+        name = self._weight_names[1].get(id(attr_val))
+        if name is None:
+            return attr_val
+        if name not in parameter_proxy_cache:
+            parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
+        return parameter_proxy_cache[name]
+
     def is_leaf_module(self, module, qualified_name: str) -> bool:
         return mapped_class(type(module)) is not None or super().is_leaf_module(module, qualified_name)
 
@@ -69,8 +86,8 @@ class _Recorder(fx.Interpreter):
 
     def run_node(self, node):
         if keeps_shape(node.target if node.op != "call_module" else self.module.get_submodule(node.target)):
-            args, _ = self.fetch_args_kwargs_from_env(node)
-            result = torch.empty_like(args[0])
+            args, kwargs = self.fetch_args_kwargs_from_env(node)
+            result = torch.empty_like(args[0] if args else kwargs["input"])
         else:
             result = super().run_node(node)
         self.values[node] = result
@@ -78,11 +95,21 @@ class _Recorder(fx.Interpreter):
 
 
 def keeps_shape(target) -> bool:
-    """Batch norm, as a function or a torch module: on meta tensors torch runs its Python decomposition (~3 ms a call,
-    more than all else in a CNN's trace) to make a tensor of its input's shape, which is all the trace needs."""
-    if isinstance(target, torch.nn.modules.batchnorm._BatchNorm):
-        return type(target).forward is torch.nn.modules.batchnorm._BatchNorm.forward
-    return target is torch.nn.functional.batch_norm or target is torch.batch_norm
+    """Normalisations, as functions or torch modules: on meta tensors torch runs their Python decompositions (~3 ms
+    a call, more than all else in a CNN's trace) to make a tensor of the input's shape, all the trace needs."""
+    if isinstance(target, torch.nn.Module):
+        base = next((cls for cls in _SHAPE_KEEPING_MODULES if isinstance(target, cls)), None)
+        return base is not None and type(target).forward is base.forward
+    return target in _shape_keeping_functions()
+
+
+_SHAPE_KEEPING_MODULES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm)
+
+
+@functools.cache
+def _shape_keeping_functions() -> frozenset:
+    F = torch.nn.functional
+    return frozenset({F.batch_norm, torch.batch_norm, F.layer_norm, torch.layer_norm, F.group_norm, torch.group_norm})
 
 
 @dataclass
