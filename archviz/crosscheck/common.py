@@ -123,8 +123,9 @@ def _shape_only_batch_norm(model) -> None:
     each batch-norm module's forward returns an empty tensor of that shape (hooks still fire: peers see the module
     run). real_batch_norm() undoes it before a pass on real tensors (fvcore's CPU trace, which counts the op).
     """
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+    for module in model.modules():  # only torch's own forward: timm's BatchNormAct2d also runs its act and drop
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) \
+                and type(module).forward is torch.nn.modules.batchnorm._BatchNorm.forward:
             module.forward = types.MethodType(_empty_like_input, module)
 
 
