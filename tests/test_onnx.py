@@ -747,3 +747,14 @@ def test_opaque_batchnorm_keeps_its_statistics_as_buffers(tmp_path):
     report = archviz.inspect(read_onnx(make_model(tmp_path / "bn.onnx", nodes, inputs=inputs, weights=weights)))
     (norm,) = [s for s in report.layers if s.op == "opaque"]
     assert (norm.params, norm.buffers) == (16, 16)
+
+
+def test_products_of_stored_tensors_alone_are_said_uncounted(tmp_path):
+    """A Conv of two stored tensors (EdgeNeXt's position encoding, made from the input's size alone) is no layer:
+    its MACs are in no total, and the description says so."""
+    nodes = [helper.make_node("Conv", ["grid", "W"], ["code"]), helper.make_node("Add", ["x", "code"], ["y"])]
+    weights = [("grid", rand(1, 2, 8, 8)), ("W", rand(3, 2, 1, 1))]
+    graph = read_onnx(make_model(tmp_path / "code.onnx", nodes, weights=weights))
+    assert archviz.inspect(graph).totals.macs == 0
+    assert graph.description.endswith("1 node computes products from stored tensors alone, the same at every pass "
+                                      "(1 Conv: 'code'): not layers, their MACs not counted")

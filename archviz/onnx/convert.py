@@ -59,10 +59,9 @@ def convert(view: ModelView, *, name: str, file: str, input_shape: tuple[int, ..
     paths = layer_paths(hints)
     nodes = _build(view, plans, paths, input_shape, file)
     output = _output(view, nodes, plans, paths, file)
-    note = _stored_note(view, plans)
+    notes = [note for note in (_stored_note(view, plans), _static_products_note(view)) if note]
     return Graph(
-        name=name, description=f"{description}; {note}" if note else description, input_shape=input_shape,
-        nodes=tuple(nodes),
+        name=name, description="; ".join((description, *notes)), input_shape=input_shape, nodes=tuple(nodes),
         scopes=_scopes(paths, file), output=output, params=MappingProxyType({}), source=file,
     )
 
@@ -214,6 +213,22 @@ def _stored_note(view: ModelView, plans: list[_Plan]) -> str:
                     f"weight of its own ({_few(unread)}: read only where nodes compute from stored tensors alone, "
                     "as a weight's copies or a position encoding, or unused)")
     return ", ".join(said)
+
+
+PRODUCT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum")  # the ONNX ops that multiply-accumulate
+
+
+def _static_products_note(view: ModelView) -> str:
+    """The multiply-accumulating nodes that compute from stored tensors alone (EdgeNeXt's position encoding, made
+    from the input's size only): no layers, so their MACs are in no total; said, not left out silently."""
+    static = [node for node in view.graph.node if node.op_type in PRODUCT_OPS and node.domain in DEFAULT_DOMAINS
+              and node.output and node.output[0] in view.static]
+    if not static:
+        return ""
+    kinds = ", ".join(f"{sum(n.op_type == t for n in static)} {t}" for t in dict.fromkeys(n.op_type for n in static))
+    which = "1 node computes" if len(static) == 1 else f"{len(static)} nodes compute"
+    return (f"{which} products from stored tensors alone, the same at every pass ({kinds}: "
+            f"{_few([n.name or n.output[0] for n in static])}): not layers, their MACs not counted")
 
 
 def _few(names: list[str], shown: int = 2) -> str:
