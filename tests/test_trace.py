@@ -537,3 +537,23 @@ def test_an_empty_slice_is_a_layer_of_its_traced_shape():
 
     graph = archviz.load(Empty(), input=(4, 6))
     assert [node.out_shape for node in graph.nodes] == [(0, 6), (4, 6)]
+
+
+def test_the_eager_pass_follows_comparisons_and_tensor_properties():
+    """x == 0 and x.mT make tensors from the input: each is a layer wired to what it read, never a constant."""
+    class Props(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 8)
+
+        def forward(self, x):
+            if x.shape[-1] > 4:  # control flow on a size: the eager pass
+                x = self.fc(x)
+            return (x @ x.mT) * (x == 0).float().sum(-1, keepdim=True)
+
+    graph = archviz.load(Props(), input=(5, 8))
+    assert graph.origin.method == "eager"
+    assert [(n.name, n.inputs) for n in graph.nodes] == [
+        ("fc", ("input",)), ("mT", ("fc",)), ("matmul", ("fc", "mT")), ("eq", ("fc",)), ("float", ("eq",)),
+        ("sum", ("float",)), ("mul", ("matmul", "sum"))]
+    assert graph.node("mT").attrs["target"] == "torch.Tensor.mT"

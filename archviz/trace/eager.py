@@ -3,18 +3,19 @@ device (at two batch sizes: see below), every call recorded, written down as the
 have made, and walked by fx.py's walker, so both tracers map, name and count calls the same way.
 
 A `TorchFunctionMode` sees every torch function and tensor method the model calls outside its leaf modules (a
-matmul, a reshape, `x + y`); forward hooks see the leaf modules (torch's layers, as fx's tracer chooses them) and the
-module each call ran in. A value is wired to the call that returned that very tensor; a tensor no recorded call made
-is a constant of the trace (a parameter or buffer by identity, else something made from sizes alone). As with fx, the
-pass runs at a batch of BATCH and again at SECOND_BATCH, so a moved or folded batch is found (where a model caches
-what it computes from weights on its first pass, the calls on the input still pair up); where the passes call
-different things on the input (control flow on the batch size), the batch must stay first. The hooks and the mode are put on
-archviz's own meta copy of the model and removed after the pass.
+matmul, a reshape, `x + y`); forward hooks see the leaf modules (torch's layers, as fx's tracer chooses them) and
+the module each call ran in. A value is wired to the call that returned that very tensor; a tensor no recorded call
+made is a constant of the trace (a parameter or buffer by identity, else something made from sizes alone). As with
+fx, the pass runs at a batch of BATCH and again at SECOND_BATCH, so a moved or folded batch is found (where a model
+caches what it computes from weights on its first pass, the calls on the input still pair up); where the passes call
+different things on the input (control flow on the batch size), the batch must stay first. The hooks and the mode
+are put on archviz's own meta copy of the model and removed after the pass.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 from dataclasses import dataclass, field
 
@@ -38,8 +39,7 @@ _OPERATORS = {
 _REFLECTED = {"__radd__": operator.add, "__rsub__": operator.sub, "__rmul__": operator.mul,
               "__rtruediv__": operator.truediv, "__rmatmul__": operator.matmul, "__rpow__": operator.pow}
 _MUTATING = frozenset({"__setitem__"})  # returns None, changes its first argument: later uses read the new value
-_IGNORED = frozenset({"__get__", "__set__", "__torch_function__", "__repr__", "__format__", "__len__", "__bool__",
-                      "__index__", "__int__", "__float__", "__iter__", "__contains__", "__hash__", "__eq__"})
+_IGNORED = frozenset({"__set__", "__torch_function__", "__repr__", "__format__"})  # a tensor's own machinery
 
 
 @dataclass
@@ -177,9 +177,21 @@ class _Calls(TorchFunctionMode):
             recording.node("call_function", _OPERATORS[name], args, kwargs, result)
         elif getattr(torch.Tensor, name, None) is func:
             recording.node("call_method", name, args, kwargs, result)
+        elif name == "__get__" and hasattr(func, "__self__"):  # a property: x.T, x.mT, x.data
+            recording.node("call_function", _property(func.__self__.__name__), args, kwargs, result)
         else:
             recording.node("call_function", func, args, kwargs, result)
         return result
+
+
+@functools.cache
+def _property(name: str):
+    """A tensor property (x.mT) as the function a graph node calls, named as torch names it."""
+    def read(tensor):
+        return getattr(tensor, name)
+
+    read.__name__, read.__qualname__, read.__module__ = name, f"Tensor.{name}", "torch"
+    return read
 
 
 def _holds_tensor(value) -> bool:
