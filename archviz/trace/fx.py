@@ -100,7 +100,10 @@ def keeps_shape(target) -> bool:
     if isinstance(target, torch.nn.Module):
         base = next((cls for cls in _SHAPE_KEEPING_MODULES if isinstance(target, cls)), None)
         return base is not None and type(target).forward is base.forward
-    return target in _shape_keeping_functions()
+    try:
+        return target in _shape_keeping_functions()
+    except TypeError:  # an unhashable callable
+        return False
 
 
 _SHAPE_KEEPING_MODULES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm)
