@@ -30,6 +30,7 @@ from archviz.ops.interop import NotRepresentable, OnnxLayer
 from archviz.ops.opaque import Opaque
 from archviz.onnx.model import DEFAULT_DOMAINS, ModelView, attributes
 from archviz.onnx.names import NameHint, layer_paths
+from archviz.onnx.notes import file_notes
 from archviz.spec.args import normalize_args
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def convert(view: ModelView, *, name: str, file: str, input_shape: tuple[int, ..
     paths = layer_paths(hints)
     nodes = _build(view, plans, paths, input_shape, file)
     output = _output(view, nodes, plans, paths, file)
-    notes = [note for note in (_stored_note(view, plans), _static_products_note(view)) if note]
+    notes = file_notes(view, [(plan.node, plan.layer) for plan in plans])
     return Graph(
         name=name, description="; ".join((description, *notes)), input_shape=input_shape, nodes=tuple(nodes),
         scopes=_scopes(paths, file), output=output, params=MappingProxyType({}), source=file,
@@ -177,62 +178,6 @@ def _output(view: ModelView, nodes: list[Node], plans: list[_Plan], paths: list[
     if not nodes:
         raise SpecError("the model computes nothing on its input", file=file)
     return produced[first]
-
-
-def _stored_note(view: ModelView, plans: list[_Plan]) -> str:
-    """What the file stores beside what the layers count, where they differ: the params and buffers are counted by
-    each layer's formula, so a tensor read several times (torch's exporter stores equal tensors once, as a fresh
-    model's zero biases and unit scales are) counts at each read, and a tensor no layer reads as its own (a weight
-    computed from stored copies, as torch's constant folding writes weight standardisation) counts for none. An
-    opaque layer counts only what no layer counted before it; a tied conv or linear weight counts once (shares)."""
-    floats = [name for name in view.stored if view.weight(name) == name]
-    reads: dict[str, int] = {}
-    tied: set[str] = set()
-    for plan in plans:
-        if not has_formula(plan.layer.op):
-            reads.update({name: reads.get(name, 1) for name in plan.layer.stored})
-            continue
-        nodes = [plan.node, *(view.graph.node[i] for i in plan.layer.absorbed)]
-        for name in (view.weight(t) for node in nodes for t in node.input if t):
-            if name is None or name == plan.layer.weight and name in tied:
-                continue
-            tied.update({name} & {plan.layer.weight})
-            reads[name] = reads.get(name, 0) + 1
-    shared = [name for name in floats if reads.get(name, 0) > 1]
-    unread = [name for name in floats if name not in reads]
-    if not shared and not unread:
-        return ""
-    said = [f"the file stores {sum(numel(view.stored[n]) for n in floats):,} weight elements"]
-    if shared:
-        again = sum((reads[n] - 1) * numel(view.stored[n]) for n in shared)
-        said.append(f"{sum(numel(view.stored[n]) for n in shared):,} of them in {len(shared)} tensors read more than "
-                    f"once, each read counting: {again:,} counted again (a weight the model reads twice, or equal "
-                    "weights torch stored once)")
-    if unread:
-        said.append(f"{sum(numel(view.stored[n]) for n in unread):,} in {len(unread)} tensors no layer reads as a "
-                    f"weight of its own ({_few(unread)}: read only where nodes compute from stored tensors alone, "
-                    "as a weight's copies or a position encoding, or unused)")
-    return ", ".join(said)
-
-
-PRODUCT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum")  # the ONNX ops that multiply-accumulate
-
-
-def _static_products_note(view: ModelView) -> str:
-    """The multiply-accumulating nodes that compute from stored tensors alone (EdgeNeXt's position encoding, made
-    from the input's size only): no layers, so their MACs are in no total; said, not left out silently."""
-    static = [node for node in view.graph.node if node.op_type in PRODUCT_OPS and node.domain in DEFAULT_DOMAINS
-              and node.output and node.output[0] in view.static]
-    if not static:
-        return ""
-    kinds = ", ".join(f"{sum(n.op_type == t for n in static)} {t}" for t in dict.fromkeys(n.op_type for n in static))
-    which = "1 node computes" if len(static) == 1 else f"{len(static)} nodes compute"
-    return (f"{which} products from stored tensors alone, the same at every pass ({kinds}: "
-            f"{_few([n.name or n.output[0] for n in static])}): not layers, their MACs not counted")
-
-
-def _few(names: list[str], shown: int = 2) -> str:
-    return ", ".join(repr(n) for n in names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _scopes(paths: list[str], file: str) -> tuple[Scope, ...]:
