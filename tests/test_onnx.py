@@ -758,3 +758,17 @@ def test_products_of_stored_tensors_alone_are_said_uncounted(tmp_path):
     assert archviz.inspect(graph).totals.macs == 0
     assert graph.description.endswith("1 node computes products from stored tensors alone, the same at every pass "
                                       "(1 Conv: 'code'): not layers, their MACs not counted")
+
+
+def test_slice_of_a_folded_batch_counts_its_axes_one_more(tmp_path):
+    """Slice's axes are an input: on (B * 4, 4, 8) its axis 2 is dim 3 of the per-sample (B, 4, 4, 8)."""
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, np.int64)))
+
+    nodes = [const("windows", [4, 4, 8]), helper.make_node("Reshape", ["x", "windows"], ["w"]),
+             const("starts", [2]), const("ends", [6]), const("axes", [2]),
+             helper.make_node("Slice", ["w", "starts", "ends", "axes"], ["y"])]
+    inputs = [helper.make_tensor_value_info("x", FLOAT, [1, 4, 4, 8])]
+    graph = read_onnx(make_model(tmp_path / "s.onnx", nodes, inputs=inputs, out_rank=3))
+    assert [(n.op, dict(n.attrs), n.out_shape) for n in graph.nodes][-1] == (
+        "narrow", {"dim": 3, "start": 2, "length": 4}, (4, 4, 4))
