@@ -6,8 +6,10 @@
     .venv/bin/python fuzz/sweep_timm.py --shard 0/4            # the first of four interleaved quarters
     .venv/bin/python fuzz/sweep_timm.py --summary              # only rewrite the markdown from the JSON lines
 
-Each model runs in a process of its own (a crash or a hang costs one row), under --timeout seconds. The run is
-resumable: names already in the results file are skipped (delete their lines to run them again).
+Each worker process measures up to --per-process models in turn (a fresh process for each would spend most of the
+run importing torch and timm); a crash or a hang costs one row, under --timeout seconds a model, and the worker
+starts again with the names after it. The run is resumable: names already in the results file are skipped (delete
+their lines to run them again).
 
 Per model, built with timm.create_model(NAME, pretrained=False) on the meta device (nothing is downloaded), at its
 pretrained_cfg input_size with each side capped at --max-side pixels (where a fixed-size model is capped, img_size
@@ -32,10 +34,12 @@ import argparse
 import datetime
 import json
 import math
+import queue
 import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections import Counter, defaultdict
@@ -47,6 +51,7 @@ RESULTS = ROOT / "fuzz" / "results" / "timm_sweep.jsonl"
 MAX_SIDE = 384  # pixels: 1024x1024 detection-sized inputs make a meta-device trace slow and say nothing more
 SIDE_STEP = 224  # a capped side stays a multiple of gcd(side, 224): ViTs' patches (14, 16), CNNs' stride 32
 TIMEOUT_S = 120
+PER_PROCESS = 25  # models one worker process measures in turn
 MACS_CLOSE, MACS_NEAR = 0.005, 0.01  # the issue's targets: MACs within 0.5% (and 1%) of FlopCounterMode / 2
 SPEED_TARGET = 1.5  # inspect within 1.5x of one FlopCounterMode forward pass, median
 
@@ -242,22 +247,48 @@ def _innermost_archviz_frame(error: BaseException) -> str:
     return f"{Path(frame.filename).relative_to(ROOT)}:{frame.lineno} ({frame.name})"
 
 
-def run_one(name: str, *, max_side: int, crosscheck: bool, timeout_s: float) -> dict:
-    """measure() in a fresh Python process, so a crash, a hang or leaked state costs this row only."""
-    command = [sys.executable, __file__, "--one", name, "--max-side", str(max_side)]
-    command += ["--crosscheck"] if crosscheck else []
-    start = time.perf_counter()
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"name": name, "status": "timeout", "error": f"no result within {timeout_s:g} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1][:300]
-        return {"name": name, "status": "crash", "error": f"exit status {done.returncode}: {tail}"}
-    row = json.loads(lines[-1])
-    row["process_s"] = round(time.perf_counter() - start, 1)
-    return row
+def run_many(names: list[str], *, max_side: int, crosscheck: bool, timeout_s: float):
+    """measure() for each name in a worker process of its own, one JSON row per model as it finishes. A model that
+    hangs past timeout_s or kills the process costs its row; a new worker takes the names after it."""
+    names = list(names)
+    while names:
+        command = [sys.executable, __file__, "--many", *names, "--max-side", str(max_side)]
+        command += ["--crosscheck"] if crosscheck else []
+        worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in worker.stdout] + [lines.put(None)],
+                         daemon=True).start()
+        threading.Thread(target=worker.stderr.read, daemon=True).start()  # a full stderr pipe would block it
+        while names:
+            start = time.perf_counter()
+            line = _next_row(lines, timeout_s)
+            if line is None or line == "timeout":
+                worker.kill()
+                worker.wait()
+                status, error = ("timeout", f"no result within {timeout_s:g} s") if line else (
+                    "crash", f"the worker process ended (exit status {worker.returncode})")
+                yield {"name": names.pop(0), "status": status, "error": error}
+                break
+            row = json.loads(line)
+            row["process_s"] = round(time.perf_counter() - start, 1)
+            names.remove(row["name"])
+            yield row
+        else:
+            worker.wait()
+
+
+def _next_row(lines: queue.Queue, timeout_s: float) -> str | None:
+    """The worker's next JSON row; None when it ended, "timeout" when none came in time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+        except queue.Empty:
+            return "timeout"
+        if line is None or line.startswith("{"):
+            return line
+        if time.monotonic() > deadline:
+            return "timeout"
 
 
 # --- results ----------------------------------------------------------------------------------------------------------
@@ -277,22 +308,28 @@ def archviz_commit() -> str:
     return commit + ("+changes" if git("status", "--porcelain", "--", "archviz") else "")
 
 
-def sweep(names: list[str], *, path: Path, workers: int, max_side: int, crosscheck: bool, timeout_s: float) -> None:
+def sweep(names: list[str], *, path: Path, workers: int, max_side: int, crosscheck: bool, timeout_s: float,
+          per_process: int = PER_PROCESS) -> None:
     done = {row["name"] for row in read_rows(path)}
     todo = [name for name in names if name not in done]
     print(f"{len(names)} models, {len(names) - len(todo)} already in {path.name}, {len(todo)} to run", flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    def one(name: str) -> dict:
-        commit = archviz_commit()  # per model: the tree can change during a long run
-        row = run_one(name, max_side=max_side, crosscheck=crosscheck, timeout_s=timeout_s)
-        return {**row, "archviz": commit, "date": datetime.date.today().isoformat()}
+    lock, written = threading.Lock(), [0]
 
-    with ThreadPoolExecutor(max_workers=workers) as pool, path.open("a") as out:
-        for count, row in enumerate(pool.map(one, todo), 1):
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-            print(f"[{count}/{len(todo)}] {row['name']}: {row['status']} {row.get('error', '')[:100]}", flush=True)
+    def chunk(names: list[str]) -> None:
+        for row in run_many(names, max_side=max_side, crosscheck=crosscheck, timeout_s=timeout_s):
+            row = {**row, "archviz": archviz_commit(), "date": datetime.date.today().isoformat()}
+            with lock:
+                out.write(json.dumps(row) + "\n")
+                out.flush()
+                written[0] += 1
+                print(f"[{written[0]}/{len(todo)}] {row['name']}: {row['status']} {row.get('error', '')[:100]}",
+                      flush=True)
+
+    chunks = [todo[i:i + per_process] for i in range(0, len(todo), per_process)]
+    with path.open("a") as out, ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(chunk, chunks))
 
 
 def macs_gap(row: dict) -> float | None:
@@ -480,10 +517,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON lines file (default %(default)s)")
     parser.add_argument("--title", default="", help="the markdown's heading (default: what was run, and the date)")
     parser.add_argument("--summary", action="store_true", help="only rewrite the markdown from the JSON lines")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # the worker: print one row as JSON
+    parser.add_argument("--per-process", type=int, default=PER_PROCESS,
+                        help=f"models one worker process measures in turn (default {PER_PROCESS})")
+    parser.add_argument("--many", nargs="+", help=argparse.SUPPRESS)  # the worker: one JSON row per model
     args = parser.parse_args(argv)
-    if args.one:
-        print(json.dumps(measure(args.one, max_side=args.max_side, crosscheck=args.crosscheck)))
+    if args.many:
+        for name in args.many:
+            try:
+                row = measure(name, max_side=args.max_side, crosscheck=args.crosscheck)
+            except Exception as error:  # outside archviz (timm building the model): this row only
+                row = {"name": name, "status": "crash", "error": _one_line(error)}
+            print(json.dumps(row), flush=True)
         return 0
     markdown = args.results.with_suffix(".md")
     today = datetime.date.today().isoformat()
@@ -501,7 +545,7 @@ def main(argv: list[str]) -> int:
             what += f", shard {args.shard}"
         args.title = args.title or f"archviz over {what} (timm {timm.__version__}), {today}"
         sweep(names, path=args.results, workers=args.workers, max_side=args.max_side, crosscheck=args.crosscheck,
-              timeout_s=args.timeout)
+              timeout_s=args.timeout, per_process=args.per_process)
     title = args.title or _heading(markdown) or f"archviz over timm models, {today}"
     write_markdown(read_rows(args.results), markdown, title=title)
     print(f"wrote {markdown.relative_to(ROOT) if markdown.is_relative_to(ROOT) else markdown}")
