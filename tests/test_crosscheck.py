@@ -447,3 +447,18 @@ def test_the_totals_table_says_a_total_is_not_the_models():
     right = Console(width=140, record=True)
     right.print(totals_table(run_crosscheck(report)))
     assert "not the model's" not in right.export_text()
+
+
+def test_a_spec_with_attention_and_parameters_added_agrees_with_every_peer(tmp_path):
+    """torchinfo counts an added parameter as Mult-Adds (converted: no MAC) and rows only nn.MultiheadAttention's
+    out_proj (explained per layer and in the total), so a transformer block's spec agrees with all four peers."""
+    pytest.importorskip("torchinfo")
+    spec = tmp_path / "attention.yaml"
+    spec.write_text("name: attention\ninput: [16, 8]\nlayers:\n  - linear: {out_features: 8}\n"
+                    "  - add_param: {shape: [16, 8]}\n  - layer_norm: {normalized_shape: [8]}\n"
+                    "  - multihead_attention: {num_heads: 2}\n  - linear: {out_features: 4}\n")
+    check = archviz.inspect(str(spec), crosscheck=True).crosscheck
+    assert_agrees(check)
+    torchinfo = check.peer("torchinfo")
+    reasons = {f.layer: f.reason for f in torchinfo.differences if f.quantity == Quantity.MACS}
+    assert "multiply-accumulates nothing" in reasons["1"] and "output projection" in reasons["3"]

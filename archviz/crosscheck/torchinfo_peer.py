@@ -50,7 +50,8 @@ def check(report: Report) -> PeerResult:
             continue  # a traced module that holds others: torchinfo rows only leaf modules
         for call, layer in enumerate(layers):
             if call >= len(calls):
-                figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, None))
+                figures.append(compare(PEER, layer.name, Quantity.MACS, layer.macs, None, known=_partly_seen(layer),
+                                       checked=not _partly_seen(layer)))
                 continue
             info = calls[call]
             out = tuple(info.output_size)
@@ -80,7 +81,9 @@ def check(report: Report) -> PeerResult:
         conversions.append(f"minus {skipped:,} parameters of modules that never ran (not in archviz's totals)")
     if tied:
         conversions.append(f"minus {tied:,} tied parameters torchinfo counts again at each module holding them")
-    uncounted = not_counted_reason(report.layers)
+    uncounted = "; ".join(filter(None, [not_counted_reason(report.layers), *{_partly_seen(layer) and
+                                         "torchinfo does not count attention products (see those layers)"
+                                         for layer in report.layers}]))
     totals = (
         compare(PEER, TOTAL, Quantity.PARAMS, report.totals.params, stats.total_params,
                 stats.total_params - skipped - tied, conversion="; ".join(conversions)),
@@ -109,6 +112,17 @@ def _formula_params(node) -> int:
     from archviz.ops import get_op
 
     return get_op(node.op).params(node.attrs, list(node.in_shapes))
+
+
+def _partly_seen(layer) -> str:
+    """Why torchinfo has no row for a layer it sees only part of (ops/base.py TorchinfoMacs.PARTIAL), else ''."""
+    from archviz.ops import get_op
+    from archviz.ops.base import TorchinfoMacs
+
+    if get_op(layer.op).torchinfo_macs != TorchinfoMacs.PARTIAL:
+        return ""
+    return (f"torchinfo rows leaf modules only: it counts the output projection inside {layer.name}, not its input "
+            "projections or attention products")
 
 
 def _to_macs(op: str, info) -> tuple[int, str]:
@@ -146,7 +160,7 @@ def _to_macs(op: str, info) -> tuple[int, str]:
             f"torchinfo counts {op}'s scale and shift times N ({info.num_params} x {out[0]}) as Mult-Adds; a "
             "normalisation is no MAC (archviz counts it as other ops)"
         )
-    if convention == TorchinfoMacs.LOOKUP:
-        return 0, (f"torchinfo counts {op}'s table times N ({info.num_params} x {out[0]}) as Mult-Adds; a lookup "
-                   "copies a row per index and multiplies nothing")
+    if convention == TorchinfoMacs.NO_MACS:
+        return 0, (f"torchinfo counts {op}'s parameters times N ({info.num_params} x {out[0]}) as Mult-Adds; {op} "
+                   "multiply-accumulates nothing (a row looked up, a parameter added or scaling)")
     return info.macs, "torchinfo counts parameters x N for layers other than convolutions"

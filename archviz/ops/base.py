@@ -109,7 +109,8 @@ class TorchinfoMacs(enum.StrEnum):
     TRANSPOSED_CONV = "transposed_conv"  # as CONV: weights x output positions, where ours are weights x input positions
     LINEAR = "linear"  # (weights + bias) x N, leaving out the leading dims of each sample
     NORMALISATION = "normalisation"  # the scale and shift parameters x N, where a normalisation is no MAC
-    LOOKUP = "lookup"  # the table's parameters x N, where a lookup multiplies nothing
+    NO_MACS = "no_macs"  # its parameters x N, where the op multiply-accumulates nothing (a lookup, an added parameter)
+    PARTIAL = "partial"  # torchinfo sees part of it only (nn.MultiheadAttention: its out_proj, not the attention)
 
 
 class Fill(enum.StrEnum):

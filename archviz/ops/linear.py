@@ -231,7 +231,7 @@ class Embedding(NoWindow, Free, Op):
     aliases = ("lookup",)
     kind = OpKind.LINEAR
     torch_class = "nn.Embedding"
-    torchinfo_macs = TorchinfoMacs.LOOKUP
+    torchinfo_macs = TorchinfoMacs.NO_MACS
     keras_class = "Embedding"
     torch_calls = TorchCalls(
         modules={"torch.nn.Embedding": _embedding_module, "archviz.ops.linear.IndexEmbedding": _embedding_module},

@@ -15,7 +15,7 @@ from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, NoWindow, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel, require_rank,
 )
-from archviz.ops.base import lazy_torch_classes
+from archviz.ops.base import TorchinfoMacs, lazy_torch_classes
 from archviz.ops.interop import Mapped, NotRepresentable, Signature, TorchCalls, is_close, is_ref, onnx_float
 from archviz.ops.registry import register
 
@@ -488,6 +488,7 @@ class MultiheadAttention(NoWindow, Op):
     """
 
     name = "multihead_attention"
+    torchinfo_macs = TorchinfoMacs.PARTIAL
     examples = (Example({"num_heads": 2}, ((5, 8),)), Example({"num_heads": 1, "bias": False}, ((3, 4),)),
                 Example({"num_heads": 4, "dropout": 0.1}, ((6, 8),)))
     aliases = ("mha", "self_attention")

@@ -15,7 +15,7 @@ from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, Free, NoMacs, NoWindow, Op, OpKind, SameShape, Shape, Step, Weight, Window, fmt_int,
     fmt_shape, numel, require_rank,
 )
-from archviz.ops.base import lazy_torch_classes
+from archviz.ops.base import TorchinfoMacs, lazy_torch_classes
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Ref, Signature, TorchCalls, batch_dim, is_ref, join, module_args, onnx_as, onnx_join,
     onnx_reshape,
@@ -1000,6 +1000,7 @@ class AddParameter(_WithParameter):
     """x plus a learned tensor (ViT's position embedding). params = its elements; other ops: one add per element."""
 
     name = "add_param"
+    torchinfo_macs = TorchinfoMacs.NO_MACS
     takes_folded_batch = True
     examples = (Example({"shape": [3, 4, 5]}, ((3, 4, 5),)), Example({"shape": [3, 1, 1]}, ((3, 4, 5),)))
     aliases = ("position_embedding",)
@@ -1021,6 +1022,7 @@ class MulParameter(_WithParameter):
     element."""
 
     name = "mul_param"
+    torchinfo_macs = TorchinfoMacs.NO_MACS
     takes_folded_batch = True
     examples = (Example({"shape": [3, 1, 1]}, ((3, 4, 5),)),)
     aliases = ("layer_scale",)
