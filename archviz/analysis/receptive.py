@@ -3,9 +3,9 @@ fields of convolutional neural networks", eq. 1-3), per axis (height, width).
 
 For a window of extent k, stride s and padding p on an input with field r, jump j and start c:
     r_out = r + (k - 1) * j        j_out = j * s        c_out = c + ((k - 1) / 2 - p) * j
-Where paths join (add, concat) the field is the largest over the paths; the jump and start are those of the paths
-whose map has the output's size (a squeeze-and-excitation scale of C x 1 x 1, broadcast over the map, widens the field
-but places no unit). Once a tensor is flattened, every unit sees the whole map, so flatten widens the field by the
+Where paths join (add, concat) the field is the largest over the paths; the jump and start are those of the path
+with the finest grid among those whose map has the output's size (a squeeze-and-excitation scale of C x 1 x 1,
+broadcast or expanded over the map, widens the field but places no unit). Once a tensor is flattened, every unit sees the whole map, so flatten widens the field by the
 map's extent: r + (H - 1) * j. An op that upsamples (pixel_shuffle by r) has a window of stride 1/r: the jump
 becomes a fraction, and so may a field's size; a unit then reaches at most ceil(size) whole input pixels, which is
 the figure reported.
@@ -70,7 +70,9 @@ def _joined(node: Node, inputs: list[Field]) -> Field:
     widest = max(inputs, key=area)
     spatial = node.out_shape[-2:]
     placed = [f for f, shape in zip(inputs, node.in_shapes) if shape[-2:] == spatial] or inputs
-    anchor = max(placed, key=area)
+    # the finest grid places the units: a 1 x 1 map expanded to the map's size (FRN's mean) has a jump as wide as
+    # the map, which is no spacing of the output's units
+    anchor = min(placed, key=lambda field: (max(field.jump), -area(field)))
     return anchor if anchor is widest else Field(widest.size, anchor.jump, anchor.start)
 
 

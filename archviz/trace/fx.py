@@ -185,6 +185,19 @@ class Measured(NamedTuple):
     once: int = 0
 
 
+# tensor methods that read a tensor argument for its dtype and device only: x.new_zeros(n), scale.type_as(x)
+_TEMPLATE_METHODS = frozenset({"new_tensor", "new_zeros", "new_ones", "new_full", "new_empty"})
+
+
+def _data_arguments(node: fx.Node):
+    """The arguments whose values a call's result is computed from: all but a dtype-and-device template's."""
+    if node.op == "call_method" and node.target in _TEMPLATE_METHODS:
+        return (node.args[1:], node.kwargs)
+    if node.op == "call_method" and node.target == "type_as":
+        return (node.args[:1], node.kwargs)
+    return (node.args, node.kwargs)
+
+
 def _nothing() -> Measured:
     return Measured(0)
 
@@ -290,7 +303,7 @@ class _Walker:
         several = isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value)
         if not (tensors or several):
             return value  # sizes, dims, flags
-        if not self._live((node.args, node.kwargs)):  # computed from weights alone (Swin v2's bias MLP)
+        if not self._live(_data_arguments(node)):  # computed from weights alone (Swin v2's bias MLP)
             tensors = self._const_tensors((node.args, node.kwargs))
             if node.op == "call_module":
                 module = self.module.get_submodule(node.target)
