@@ -72,7 +72,7 @@ def _joined(node: Node, inputs: list[Field]) -> Field:
     placed = [f for f, shape in zip(inputs, node.in_shapes) if shape[-2:] == spatial] or inputs
     # the finest grid places the units: a 1 x 1 map expanded to the map's size (FRN's mean) has a jump as wide as
     # the map, which is no spacing of the output's units
-    anchor = min(placed, key=lambda field: (max(field.jump), -area(field)))
+    anchor = placed[0] if len(placed) == 1 else min(placed, key=lambda field: (max(field.jump), -area(field)))
     return anchor if anchor is widest else Field(widest.size, anchor.jump, anchor.start)
 
 

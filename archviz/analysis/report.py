@@ -188,6 +188,7 @@ def _totals(graph: Graph, layers: tuple[LayerStats, ...], batch: int, dtype: DTy
     sized_macs = graph.origin.sized_macs * batch if graph.origin is not None else 0
     macs = layer_macs + sized_macs + weight_macs
     peak_elements, peak_at = peak_activation_elements(graph)
+    unformulated = [s for s in layers if not s.counted]
     return Totals(
         params=params, trainable_params=params, non_trainable_params=0, buffers=buffers,
         param_bytes=(params + buffers) * dtype.bytes, macs=macs, flops=2 * macs,
@@ -195,8 +196,8 @@ def _totals(graph: Graph, layers: tuple[LayerStats, ...], batch: int, dtype: DTy
         flops_per_image=2 * (layer_macs + sized_macs) // batch,
         activation_bytes=sum(s.activation_bytes for s in layers),
         peak_activation_bytes=peak_elements * batch * dtype.bytes, peak_at=peak_at, depth=weight_depth(graph),
-        layers=len(layers), uncounted=tuple(s.name for s in layers if not s.counted and not s.measured),
-        measured=tuple(s.name for s in layers if s.measured), weight_macs=weight_macs, sized_macs=sized_macs,
+        layers=len(layers), uncounted=tuple(s.name for s in unformulated if not s.measured),
+        measured=tuple(s.name for s in unformulated if s.measured), weight_macs=weight_macs, sized_macs=sized_macs,
     )
 
 

@@ -78,15 +78,15 @@ def _fail(arg: Arg, value, expected: str):
     raise SpecError(f"{arg.name} must be {expected}, got {value!r}")
 
 
-def _as_int(arg: Arg, value, *, minimum: int | None, expected: str, maximum: int = MAX_DIMENSION) -> int:
+def _as_int(arg: Arg, value, *, minimum: int | None, expected: str) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         _fail(arg, value, expected)
     if minimum is not None and value < minimum:
         _fail(arg, value, expected)
-    if abs(value) > maximum:
-        _fail(arg, value, f"at most {maximum:,}")
+    if abs(value) > MAX_DIMENSION:
+        _fail(arg, value, f"at most {MAX_DIMENSION:,}")
     return value
 
 
@@ -206,7 +206,14 @@ def _int_or_none(arg, value):
 
 
 def _count(arg, value):
-    return _as_int(arg, value, minimum=0, expected="an integer >= 0", maximum=MAX_COUNT)
+    """A count of parameters or MACs: up to MAX_COUNT, not MAX_DIMENSION."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _fail(arg, value, "an integer >= 0")
+    if value > MAX_COUNT:
+        _fail(arg, value, f"at most {MAX_COUNT:,}")
+    return value
 
 
 def _count_or_none(arg, value):
