@@ -4,8 +4,8 @@
 
 Each network is drawn by tests/strategies.py (`architectures()`) and goes through the checks of
 tests/test_agreement.py: a real CPU forward pass of the module to_torch builds (every layer's shapes, params, buffers
-and MACs by FlopCounterMode; in-place layers change no value) and the peers torchinfo, FlopCounterMode and fvcore
-(no unexplained figure, every peer agrees). A spec that archviz refuses is a disagreement too: the strategy draws
+and MACs by FlopCounterMode; in-place layers change no value) and the peers: the module itself, torchinfo,
+FlopCounterMode and fvcore (no unexplained figure, every peer agrees). A spec that archviz refuses is a disagreement too: the strategy draws
 only networks torch runs. Prints the examples run, agreements, disagreements and the time taken; the first few
 disagreeing specs are saved to fuzz/failures/ as YAML, the problems in a comment at the top, so that
 `archviz inspect fuzz/failures/<file>.yaml` reproduces them.

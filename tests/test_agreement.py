@@ -28,7 +28,7 @@ from strategies import architectures
 torch = pytest.importorskip("torch")
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from archviz.crosscheck import flop_counter_peer, fvcore_peer, run_crosscheck, torchinfo_peer  # noqa: E402
+from archviz.crosscheck import flop_counter_peer, fvcore_peer, module_peer, run_crosscheck, torchinfo_peer  # noqa: E402
 from archviz.torch_build import to_torch  # noqa: E402
 
 BATCH = 2  # the forward pass: 2 so that batch norm without running statistics has two values per channel
@@ -36,7 +36,7 @@ FORWARD_EXAMPLES = 400
 PEER_EXAMPLES = 300
 COVERAGE_EXAMPLES = 200
 FVCORE_EXAMPLES = 60  # fvcore's trace costs about 0.1 s a network: a part of them
-FAST_PEERS = {"torchinfo": torchinfo_peer.check, "flop_counter": flop_counter_peer.check}
+FAST_PEERS = {"module": module_peer.check, "torchinfo": torchinfo_peer.check, "flop_counter": flop_counter_peer.check}
 ALL_PEERS = {**FAST_PEERS, "fvcore": fvcore_peer.check}
 
 
