@@ -214,6 +214,18 @@ def _flops(function, node: fx.Node, values: dict) -> int | None:
     return counter.get_total_flops()
 
 
+def _flops_of(nodes, callable_of, values) -> int:
+    """FLOPs FlopCounterMode counts for the calls of `nodes` together (one that will not run again counts none)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        for node in nodes:
+            try:
+                args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: values[n])
+                callable_of(node)(*args, **kwargs)
+            except Exception:  # out of its context (see _flops)
+                continue
+    return counter.get_total_flops()
+
+
 def _folded_input(refs) -> bool:
     """Whether a call's first tensor holds a folded batch: its dim arguments count that tensor's dims."""
     return bool(refs) and refs[0].fold > 1
@@ -271,9 +283,9 @@ class _Walker:
         self._second = collections.ChainMap(twins, values)
         self.resolved: dict[fx.Node, object] = {}
         self.calls: list[Call] = []
-        # FLOPs of tensors computed without the input: once per pass (weights alone: a position-bias MLP), and per
-        # sample (from the batch size: EdgeNeXt's position encoding of a B x H x W grid)
-        self.weight_flops = self.sized_flops = 0
+        # calls on no input-dependent tensor, counted together at the end: once per pass (weights alone: a
+        # position-bias MLP), and per sample (from the batch size: EdgeNeXt's position encoding of a B x H x W grid)
+        self.constants: list[fx.Node] = []
         # the model's own tensors: fx registers the constants it bakes in (a mask computed while tracing) as buffers
         # of the traced module, which are none of the model's weights
         self.weights = {id(t) for t in (*model.parameters(), *model.buffers())}
@@ -285,8 +297,8 @@ class _Walker:
                 output = self._output(node)
             else:
                 self.resolved[node] = self._resolve(node)
-        return Traced(tuple(self.calls), output, "fx", weight_macs=self.weight_flops // 2,
-                      sized_macs=self.sized_flops // 2)
+        weight_flops, sized_flops = self._constant_flops()
+        return Traced(tuple(self.calls), output, "fx", weight_macs=weight_flops // 2, sized_macs=sized_flops // 2)
 
     # --- values ---------------------------------------------------------------------------------------------------
     def _resolve(self, node: fx.Node):
@@ -308,7 +320,7 @@ class _Walker:
             if node.op == "call_module":
                 module = self.module.get_submodule(node.target)
                 tensors += (*module.parameters(), *module.buffers())
-            self._count_constant(node)
+            self.constants.append(node)
             return Const(tensors, value)
         if node.op == "call_function" and node.target is operator.getitem \
                 and isinstance(self.resolved.get(node.args[0]), _TupleRef):
@@ -402,13 +414,17 @@ class _Walker:
         return self._add(Call("module", path, own, within, type(module).__name__, _moved(target, refs, at),
                               refs, at.shape, mapping, owned, at.batch_dim, at.fold, measure))
 
-    def _count_constant(self, node: fx.Node) -> None:
-        """A call on no input-dependent tensor: FLOPs a + b x batch, found at both batch sizes."""
-        first = _flops(self._callable(node), node, self.values) or 0
-        second = _flops(self._callable(node), node, self._second) if self.twins else None
-        per_sample = 0 if second is None else (second - first) // (SECOND_BATCH - BATCH)
-        self.sized_flops += per_sample
-        self.weight_flops += first - per_sample * BATCH
+    def _constant_flops(self) -> tuple[int, int]:
+        """(once per pass, per sample) FLOPs of the calls on no input-dependent tensor: a + b x batch, found by
+        running them all again at both batch sizes under one FlopCounterMode each (one per call cost more than the
+        trace on a weight-standardised NFNet)."""
+        if not self.constants:
+            return 0, 0
+        first = _flops_of(self.constants, self._callable, self.values)
+        if not self.twins:
+            return first, 0
+        per_sample = (_flops_of(self.constants, self._callable, self._second) - first) // (SECOND_BATCH - BATCH)
+        return first - per_sample * BATCH, per_sample
 
     def _measure(self, node: fx.Node):
         return lambda: self._measured(node)
