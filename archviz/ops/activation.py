@@ -184,11 +184,29 @@ def along_dim(op: str) -> Signature:
     return Signature(("input", "dim", "_stacklevel", "dtype"), build, {"dim": None, "_stacklevel": 3, "dtype": None})
 
 
+def along_dim_module(op: str):
+    """A module adapter for nn.Softmax-like modules: `op` over the module's dim (None, torch's legacy guess: opaque)."""
+    return lambda m, refs: None if m.dim is None else Mapped(op, {"dim": m.dim}, refs)
+
+
+class AlongDim(_Activation):
+    """An op normalising along one non-batch dim (softmax, log_softmax, softmin): its dim argument and its check."""
+
+    pointwise = False  # it normalises along a dim
+    args = (Arg("dim", ArgKind.SIGNED_INT, 1, doc="torch's dim, counting the batch as 0"),)
+
+    def resolve(self, attrs, in_shapes):
+        rank = len(in_shapes[0]) + 1
+        if not -rank <= attrs["dim"] < rank or attrs["dim"] in (0, -rank):
+            raise ShapeError(f"dim {attrs['dim']} is not a non-batch dimension of a {rank}-d tensor")
+        return attrs
+
+
 _SOFTMAX = along_dim("softmax")
 
 
 @register
-class Softmax(_Activation):
+class Softmax(AlongDim):
     """Softmax over the channel dimension (dim=1 in torch, counting the batch).
 
     Other ops: 3 per element (exp, add to the sum, divide); the max subtraction is not counted.
@@ -198,21 +216,12 @@ class Softmax(_Activation):
     examples = (Example({}, ((10,),)), Example({"dim": 1}, ((3, 4, 5),)), Example({"dim": -1}, ((3, 4, 5),)))
     torch_class = "nn.Softmax"
     keras_class = "Softmax"
-    pointwise = False  # it normalises along a dim
     normalises_logits = True
     ops_per_element = 3
     ops_reason = "exp, sum, divide"
-    args = (Arg("dim", ArgKind.SIGNED_INT, 1, doc="torch's dim, counting the batch as 0"),)
     torch_calls = TorchCalls(
-        modules={"torch.nn.Softmax": lambda m, refs: (
-            None if m.dim is None else Mapped("softmax", {"dim": m.dim}, refs))},
+        modules={"torch.nn.Softmax": along_dim_module("softmax")},
         functions={"torch.nn.functional.softmax": _SOFTMAX, "torch.softmax": _SOFTMAX,
                    "Tensor.softmax": Signature(("input", "dim", "dtype"), _SOFTMAX.build, {"dtype": None})})
     write_onnx = onnx_as("Softmax", lambda a: {"axis": a["dim"]})
     onnx_reads = {"Softmax": read_along_dim("softmax")}
-
-    def resolve(self, attrs, in_shapes):
-        rank = len(in_shapes[0]) + 1
-        if not -rank <= attrs["dim"] < rank or attrs["dim"] in (0, -rank):
-            raise ShapeError(f"dim {attrs['dim']} is not a non-batch dimension of a {rank}-d tensor")
-        return attrs

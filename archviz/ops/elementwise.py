@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.activation import (
-    POINTWISE_EXAMPLES, _Activation, _activation, _traced, _with_inplace, along_dim, read_along_dim,
+    POINTWISE_EXAMPLES, AlongDim, _Activation, _activation, _traced, _with_inplace, along_dim, along_dim_module,
+    read_along_dim,
 )
 from archviz.ops.base import (
     Arg, ArgKind, Example, Fill, NoMacs, NoWindow, Op, OpKind, SameShape, Step, Weight, fmt_int, fmt_shape, numel,
@@ -145,7 +146,7 @@ _LOG_SOFTMAX = along_dim("log_softmax")
 
 
 @register
-class LogSoftmax(_Activation):
+class LogSoftmax(AlongDim):
     """Log-softmax along a dim (dim=1, the channels, by default; torch counting, the batch as 0): torch docs,
     log(exp(x_i) / sum_j exp(x_j)) = x_i - log(sum_j exp(x_j)).
 
@@ -157,31 +158,22 @@ class LogSoftmax(_Activation):
     examples = (Example({}, ((10,),)), Example({"dim": 1}, ((3, 4, 5),)), Example({"dim": -1}, ((3, 4, 5),)))
     torch_class = "nn.LogSoftmax"
     keras_class = "Activation"
-    pointwise = False  # it normalises along a dim
     normalises_logits = True
     ops_per_element = 3
     ops_reason = "exp, sum, subtract the log-sum"
-    args = (Arg("dim", ArgKind.SIGNED_INT, 1, doc="torch's dim, counting the batch as 0"),)
     torch_calls = TorchCalls(
-        modules={"torch.nn.LogSoftmax": lambda m, refs: None if m.dim is None else Mapped(
-            "log_softmax", {"dim": m.dim}, refs)},
+        modules={"torch.nn.LogSoftmax": along_dim_module("log_softmax")},
         functions={"torch.nn.functional.log_softmax": _LOG_SOFTMAX, "torch.log_softmax": _LOG_SOFTMAX,
                    "Tensor.log_softmax": Signature(("input", "dim", "dtype"), _LOG_SOFTMAX.build, {"dtype": None})})
     write_onnx = onnx_as("LogSoftmax", lambda a: {"axis": a["dim"]})
     onnx_reads = {"LogSoftmax": read_along_dim("log_softmax")}
-
-    def resolve(self, attrs, in_shapes):
-        rank = len(in_shapes[0]) + 1
-        if not -rank <= attrs["dim"] < rank or attrs["dim"] in (0, -rank):
-            raise ShapeError(f"dim {attrs['dim']} is not a non-batch dimension of a {rank}-d tensor")
-        return attrs
 
 
 _SOFTMIN = along_dim("softmin")
 
 
 @register
-class Softmin(_Activation):
+class Softmin(AlongDim):
     """Softmin along a dim (dim=1 by default; torch counting, the batch as 0): torch docs, softmax(-x),
     exp(-x_i) / sum_j exp(-x_j).
 
@@ -194,15 +186,11 @@ class Softmin(_Activation):
     examples = (Example({}, ((10,),)), Example({"dim": 1}, ((3, 4, 5),)), Example({"dim": -1}, ((4, 5),)))
     torch_class = "nn.Softmin"
     keras_class = "Activation"
-    pointwise = False  # it normalises along a dim
     ops_per_element = 4
     ops_reason = "negate, exp, sum, divide"
-    args = (Arg("dim", ArgKind.SIGNED_INT, 1, doc="torch's dim, counting the batch as 0"),)
     torch_calls = TorchCalls(
-        modules={"torch.nn.Softmin": lambda m, refs: None if m.dim is None else Mapped(
-            "softmin", {"dim": m.dim}, refs)},
+        modules={"torch.nn.Softmin": along_dim_module("softmin")},
         functions={"torch.nn.functional.softmin": _SOFTMIN})
-    resolve = LogSoftmax.resolve
 
     def write_onnx(self, e, node, x):
         negated = e.add("Neg", x[:1], f"{node.name}/neg", f"{node.name}/neg")

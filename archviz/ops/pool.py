@@ -754,6 +754,16 @@ def _adaptive_nd(op: str, n: int):
     return adapt
 
 
+def _adaptive_avg_calls(op: str, n: int) -> TorchCalls:
+    """nn.AdaptiveAvgPool{n}d and F.adaptive_avg_pool{n}d as `op`."""
+    adapt = _adaptive_nd(op, n)
+    return TorchCalls(
+        modules={f"torch.nn.AdaptiveAvgPool{n}d": lambda m, refs: adapt(m.output_size, refs)},
+        functions={f"torch.nn.functional.adaptive_avg_pool{n}d": Signature(
+            ("input", "output_size"), lambda a, out: adapt(a["output_size"], (a["input"],)) if is_ref(a["input"])
+            else None)})
+
+
 def _read_adaptive_nd(op: str, n: int):
     def read(r):
         return r.layer(op, {"output_size": _sides_arg(r.shape(r.output, n + 2)[2:])})
@@ -840,12 +850,7 @@ class AdaptiveAvgPool1d(_AdaptiveAvgNd):
     aliases = ("adaptive_avg_pool1d",)
     torch_class = "nn.AdaptiveAvgPool1d"
     keras_class = "AdaptiveAveragePooling1D"
-    torch_calls = TorchCalls(
-        modules={"torch.nn.AdaptiveAvgPool1d": lambda m, refs: _adaptive_nd("adaptive_avgpool1d", 1)(m.output_size,
-                                                                                                     refs)},
-        functions={"torch.nn.functional.adaptive_avg_pool1d": Signature(
-            ("input", "output_size"), lambda a, out: _adaptive_nd("adaptive_avgpool1d", 1)(
-                a["output_size"], (a["input"],)) if is_ref(a["input"]) else None)})
+    torch_calls = _adaptive_avg_calls("adaptive_avgpool1d", 1)
     onnx_reads = {"archviz::AdaptiveAvgPool1d": _read_adaptive_nd("adaptive_avgpool1d", 1)}  # archviz's function
     args = (Arg("output_size", ArgKind.SIZES, doc="the output length"),)
 
@@ -871,12 +876,7 @@ class AdaptiveAvgPool3d(_AdaptiveAvgNd):
     aliases = ("adaptive_avg_pool3d",)
     torch_class = "nn.AdaptiveAvgPool3d"
     keras_class = "AdaptiveAveragePooling3D"
-    torch_calls = TorchCalls(
-        modules={"torch.nn.AdaptiveAvgPool3d": lambda m, refs: _adaptive_nd("adaptive_avgpool3d", 3)(m.output_size,
-                                                                                                     refs)},
-        functions={"torch.nn.functional.adaptive_avg_pool3d": Signature(
-            ("input", "output_size"), lambda a, out: _adaptive_nd("adaptive_avgpool3d", 3)(
-                a["output_size"], (a["input"],)) if is_ref(a["input"]) else None)})
+    torch_calls = _adaptive_avg_calls("adaptive_avgpool3d", 3)
     onnx_reads = {"archviz::AdaptiveAvgPool3d": _read_adaptive_nd("adaptive_avgpool3d", 3)}  # archviz's function
     args = (Arg("output_size", ArgKind.SIZES, doc="int or [d, h, w]"),)
 

@@ -161,18 +161,19 @@ def _text(arg, value):
     return value
 
 
-def _shape(arg, value):
-    expected = "a shape: a list of positive integers such as [64, 56, 56]"
+def _shape_of(arg, value, *, minimum: int):
+    expected = f"a shape: a list of {'positive integers' if minimum else 'integers >= 0'} such as [64, 56, 56]"
     if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 8:
         _fail(arg, value, expected)
-    return tuple(_as_int(arg, v, minimum=1, expected=expected) for v in value)
+    return tuple(_as_int(arg, v, minimum=minimum, expected=expected) for v in value)
+
+
+def _shape(arg, value):
+    return _shape_of(arg, value, minimum=1)
 
 
 def _traced_shape(arg, value):
-    expected = "a shape: a list of integers >= 0 such as [64, 56, 56]"
-    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 8:
-        _fail(arg, value, expected)
-    return tuple(_as_int(arg, v, minimum=0, expected=expected) for v in value)
+    return _shape_of(arg, value, minimum=0)
 
 
 def _sizes_of(arg, value, *, minimum: int):

@@ -206,12 +206,17 @@ def _nothing() -> Measured:
 def _flops(function, node: fx.Node, values: dict) -> int | None:
     """FLOPs FlopCounterMode counts for one call of `node`, its arguments taken from `values`; None if it fails."""
     try:
-        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: values[n])
         with FlopCounterMode(display=False) as counter, torch.no_grad():
-            function(*args, **kwargs)
+            _run_again(function, node, values)
     except Exception:  # a call that will not run again out of its context: its MACs stay uncounted, and say so
         return None
     return counter.get_total_flops()
+
+
+def _run_again(function, node: fx.Node, values) -> None:
+    """`function` called as `node` was, its arguments' values taken from `values` (one batch size's)."""
+    args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: values[n])
+    function(*args, **kwargs)
 
 
 def _flops_of(nodes, callable_of, values) -> int:
@@ -219,8 +224,7 @@ def _flops_of(nodes, callable_of, values) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         for node in nodes:
             try:
-                args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: values[n])
-                callable_of(node)(*args, **kwargs)
+                _run_again(callable_of(node), node, values)
             except Exception:  # out of its context (see _flops)
                 continue
     return counter.get_total_flops()
