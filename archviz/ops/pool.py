@@ -317,7 +317,8 @@ class MaxPool2d(_SlidingPool):
     """
 
     name = "maxpool2d"
-    examples = (Example({"kernel_size": 2}, ((3, 8, 7),)), Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 9, 9),)),
+    examples = (Example({"kernel_size": 2}, ((3, 8, 7),)),
+                Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 9, 9),)),
                 Example({"kernel_size": 3, "stride": 2, "ceil_mode": True}, ((2, 8, 8),)),
                 Example({"kernel_size": 2, "stride": 1, "dilation": 2}, ((1, 7, 7),)))
     aliases = ("maxpool", "max_pool", "max_pool2d")
@@ -355,7 +356,8 @@ class AvgPool2d(_SlidingPool):
     """
 
     name = "avgpool2d"
-    examples = (Example({"kernel_size": 2}, ((3, 8, 7),)), Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 9, 9),)),
+    examples = (Example({"kernel_size": 2}, ((3, 8, 7),)),
+                Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 9, 9),)),
                 Example({"kernel_size": 3, "stride": 2, "ceil_mode": True, "count_include_pad": False}, ((2, 8, 8),)))
     aliases = ("avgpool", "avg_pool", "avg_pool2d", "average_pooling2d")
     torch_class = "nn.AvgPool2d"
@@ -437,7 +439,8 @@ class MaxPool1d(_MaxPoolNd):
 
     name = "maxpool1d"
     spatial = 1
-    examples = (Example({"kernel_size": 2}, ((3, 9),)), Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 10),)),
+    examples = (Example({"kernel_size": 2}, ((3, 9),)),
+                Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 10),)),
                 Example({"kernel_size": 3, "stride": 2, "ceil_mode": True, "dilation": 2}, ((2, 12),)))
     aliases = ("max_pool1d",)
     torch_class = "nn.MaxPool1d"
@@ -474,7 +477,8 @@ class AvgPool1d(_AvgPoolNd):
 
     name = "avgpool1d"
     spatial = 1
-    examples = (Example({"kernel_size": 2}, ((3, 9),)), Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 10),)),
+    examples = (Example({"kernel_size": 2}, ((3, 9),)),
+                Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 10),)),
                 Example({"kernel_size": 3, "stride": 2, "ceil_mode": True, "count_include_pad": False}, ((2, 8),)))
     aliases = ("avg_pool1d",)
     torch_class = "nn.AvgPool1d"
@@ -492,7 +496,8 @@ class AvgPool3d(_AvgPoolNd):
     spatial = 3
     examples = (Example({"kernel_size": 2}, ((2, 4, 6, 5),)),
                 Example({"kernel_size": [1, 3, 3], "stride": [1, 2, 2], "padding": [0, 1, 1]}, ((2, 3, 7, 7),)),
-                Example({"kernel_size": 3, "stride": 2, "ceil_mode": True, "count_include_pad": False}, ((1, 5, 6, 6),)))
+                Example({"kernel_size": 3, "stride": 2, "ceil_mode": True, "count_include_pad": False},
+                        ((1, 5, 6, 6),)))
     aliases = ("avg_pool3d",)
     torch_class = "nn.AvgPool3d"
     torch_calls = TorchCalls(modules={"torch.nn.AvgPool3d": _avgpool_module_as("avgpool3d")},
@@ -528,7 +533,8 @@ class _AdaptiveAvg(NoMacs, Op):
         return tuple(adaptive_windows(size, out)[1] for size, out in zip(in_shape[1:], out_hw))
 
     def other_ops(self, attrs, in_shapes, out_shape):
-        """Every input in each window is added once (windows overlap when sizes do not divide), one divide per output."""
+        """Every input in each window is added once (windows overlap when sizes do not divide); one divide per
+        output."""
         sum_h, sum_w = self.window_sums(in_shapes[0], self.target(attrs, in_shapes[0]))
         return in_shapes[0][0] * sum_h * sum_w + numel(out_shape)
 
@@ -794,7 +800,8 @@ class _AdaptiveAvgNd(NoMacs, Op):
         return tuple(adaptive_windows(size, out)[1] for size, out in zip(in_shape[1:], self.target(attrs, in_shape)))
 
     def other_ops(self, attrs, in_shapes, out_shape):
-        """Every input in each window is added once (windows overlap when sizes do not divide), one divide per output."""
+        """Every input in each window is added once (windows overlap when sizes do not divide); one divide per
+        output."""
         return in_shapes[0][0] * math.prod(self.window_sums(attrs, in_shapes[0])) + numel(out_shape)
 
     def window(self, attrs, in_shapes):
@@ -858,7 +865,8 @@ class AdaptiveAvgPool1d(_AdaptiveAvgNd):
         """Y = X @ cols, cols (L x out) holding 1/window-length entries, in the function archviz.AdaptiveAvgPool1d."""
         length, (out,) = node.in_shapes[0][1], self.target(node.attrs, node.in_shapes[0])
         e.function("AdaptiveAvgPool1d", ["X", "cols"], ["Y"], [("MatMul", ["X", "cols"], ["Y"])],
-                   doc="torch.nn.AdaptiveAvgPool1d: Y = X @ cols, each column of `cols` averaging one of torch's windows")
+                   doc="torch.nn.AdaptiveAvgPool1d: Y = X @ cols, each column of `cols` averaging one of torch's "
+                       "windows")
         e.add("AdaptiveAvgPool1d", [x[0], e.constant(f"{node.name}/cols", _averaging(length, out))], node.name,
               node.name, domain=e.domain)
 

@@ -43,7 +43,8 @@ def normalize_args(op: Op, raw, scope: Mapping[str, Any]) -> dict[str, Any]:
             hint = closest(key, list(lookup)) or (f" (it takes: {', '.join(known)})" if known else " (it takes none)")
             raise SpecError(f"{op.name} has no argument {key!r}{hint}", line=_line(raw, key))
         if arg.name in given:
-            raise SpecError(f"{op.name}: {arg.name} is given twice (as {key!r} and another alias)", line=_line(raw, key))
+            raise SpecError(f"{op.name}: {arg.name} is given twice (as {key!r} and another alias)",
+                            line=_line(raw, key))
         try:
             given[arg.name] = coerce(arg, resolve_value(value, scope))
         except SpecError as error:
