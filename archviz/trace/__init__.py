@@ -14,6 +14,8 @@ Importing this package does not import torch.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from typing import Any, Mapping
 
 from archviz.errors import SpecError
@@ -70,8 +72,24 @@ def trace_module(module, *, input, name: str | None = None) -> Graph:
                         "what a model of your own takes")
     shape = parse_input(input)
     label = name or type(module).__name__
-    return _trace(meta_copy(module), shape, name=label, description=f"a {type(module).__name__} object",
+    with collector_paused():
+        model = meta_copy(module)
+    return _trace(model, shape, name=label, description=f"a {type(module).__name__} object",
                   origin=Origin(f"<{type(module).__name__} object>", module=module))
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cycle collector off while archviz copies or traces a model. Both make tens of thousands of objects
+    that live until they end, and each full collection that triggers walks every object of torch and timm (0.3 s
+    with timm imported: more than a whole trace of a ViT); the trace's garbage is collected after it instead."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _trace(model, shape, *, name: str, description: str, origin: Origin, torchvision: str | None = None) -> Graph:
@@ -85,7 +103,7 @@ def _trace(model, shape, *, name: str, description: str, origin: Origin, torchvi
     from archviz.trace.mapping import function_table, module_table
 
     function_table(), module_table()  # before the stand-in for torch._dynamo, which torchvision.ops' import needs
-    with without_dynamo_import(), torch.no_grad():
+    with without_dynamo_import(), torch.no_grad(), collector_paused():
         try:
             traced = trace_fx(model, shape)
             how = "traced with torch.fx on the meta device"
@@ -99,5 +117,6 @@ def _trace(model, shape, *, name: str, description: str, origin: Origin, torchvi
                 raise ArchvizError(f"{name} does not run on an input of {'x'.join(map(str, shape))} on the meta "
                                    f"device (no weights): {type(error).__name__}: {first_line}") from None
             how = "recorded from an eager forward pass on the meta device"
-    return assemble(model, traced, name=name, description=f"{description}, {how}.", input_shape=shape,
-                    origin=origin, torchvision=torchvision)
+    with collector_paused():
+        return assemble(model, traced, name=name, description=f"{description}, {how}.", input_shape=shape,
+                        origin=origin, torchvision=torchvision)

@@ -6,9 +6,10 @@ A `TorchFunctionMode` sees every torch function and tensor method the model call
 matmul, a reshape, `x + y`); forward hooks see the leaf modules (torch's layers, as fx's tracer chooses them) and
 the module each call ran in. A value is wired to the call that returned that very tensor; a tensor no recorded call
 made is a constant of the trace (a parameter or buffer by identity, else something made from sizes alone). As with
-fx, the pass runs at a batch of BATCH and again at SECOND_BATCH, so a moved or folded batch is found (where a model
-caches what it computes from weights on its first pass, the calls on the input still pair up); where the passes call
-different things on the input (control flow on the batch size), the batch must stay first. The hooks and the mode
+fx, a value's batch dim is found at BATCH alone where its shape can say, else from the pass at SECOND_BATCH, which
+always runs here: it also shows a model that caches what it computes from weights on its first pass (the calls on
+the input still pair up). Where the passes call different things on the input (control flow on the batch size), a
+value whose shape at BATCH cannot say must keep its batch first. The hooks and the mode
 are put on archviz's own meta copy of the model and removed after the pass.
 """
 
@@ -24,7 +25,7 @@ from torch import fx
 from torch.overrides import TorchFunctionMode
 
 from archviz.trace.assemble import Traced
-from archviz.trace.fx import BATCH, SECOND_BATCH, _Tracer, keeps_shape, no_grad_parameters, walk
+from archviz.trace.fx import BATCH, SECOND_BATCH, ModelGraph, _Tracer, keeps_shape, no_grad_parameters, walk
 
 NOTE = ("torch.fx could not trace this model ({reason}), so its calls were recorded from eager forward passes: where "
         "the model branches, the graph is the branch this input takes")
@@ -261,14 +262,6 @@ def _same_calls(one: _Pass, other: _Pass) -> bool:
     return one.signature == other.signature and len(one.graph.nodes) == len(other.graph.nodes)
 
 
-class _Recorded:
-    """What the walker asks of a traced module: its graph and its submodules."""
-
-    def __init__(self, model, graph: fx.Graph):
-        self.graph = graph
-        self.get_submodule = model.get_submodule
-
-
 def trace_eager(model, input_shape: tuple[int, ...], *, reason: str) -> Traced:
     """The calls of `model` in one eager pass on the meta device, as trace_fx describes them."""
     no_grad_parameters(model)
@@ -281,5 +274,5 @@ def trace_eager(model, input_shape: tuple[int, ...], *, reason: str) -> Traced:
     twins = {}
     if _same_calls(first, second):  # the same calls in the same order: the values pair up
         twins = {node: second.values[twin] for node, twin in zip(first.graph.nodes, second.graph.nodes)}
-    traced = walk(_Recorded(model, first.graph), model, first.values, twins)
+    traced = walk(ModelGraph(model, first.graph), model, first.values, twins)
     return dataclasses.replace(traced, method="eager", notes=(NOTE.format(reason=reason),))

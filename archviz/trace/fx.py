@@ -7,9 +7,11 @@ records every value, so each call's shapes are torch's own. Tensors are sorted t
   * a `Const` does not (a parameter, a buffer, or something computed from them only): it is no node, and the
     parameters it holds are counted at the call that uses it (ViT's pos_embedding at its add);
   * anything else (x.size(), x.dim()) is a plain value the calls receive as arguments.
-The trace runs at a batch of BATCH and again at SECOND_BATCH: the batch dim of every value is the one dim whose size
-follows the batch, wherever the model moved it (attention code permutes q, k and v to (3, B, heads, N, d)). Shapes
-are per sample, the batch dim left out. A dim of size B x m (m the same at both batches: window attention's
+The trace runs at a batch of BATCH, a prime no model's own dim is likely to be a multiple of: the batch dim of a value
+is the one dim whose size is a multiple of BATCH, wherever the model moved it (attention code permutes q, k and v to
+(3, B, heads, N, d)). Where no single dim is, a second run at SECOND_BATCH, made only then, says which dim follows
+the batch; a call with no formula whose FLOPs are not zero runs again at both sizes too, to tell its cost per sample
+from its cost once per pass. Shapes are per sample, the batch dim left out. A dim of size B x m (m the same at both batches: window attention's
 B * windows) holds a folded batch: the per-sample shape keeps it with its size m, and an op reads the tensor as
 (B, m, ...), its dim arguments moved one on (interop.unfolded_arguments); only ops that treat leading dims alike
 (`takes_folded_batch`: linear, matmul, softmax, layer norm, elementwise, views) take such a tensor. A call that
@@ -23,6 +25,7 @@ import collections
 import functools
 import operator
 from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import torch
@@ -38,8 +41,10 @@ from archviz.trace.mapping import (
     map_function, map_method, map_module, mapped_class, piece_adapter, qualified_name, split_dim, wrapped_functions,
 )
 
-BATCH = 2  # > 1: a dim of the batch's size that is not dim 0 is then a model's own dim, never the batch
-SECOND_BATCH = 3  # the second run: the batch dim is the one that changes between the runs
+# a prime no model's own dim is likely to be a multiple of (ConvNets' widths are multiples of 8, ViTs' of 64, their grids
+# 7 x 7 to 24 x 24), small enough that a tensor a model makes on the CPU at this batch costs little
+BATCH = 31
+SECOND_BATCH = 3  # the second run, where one is needed: the batch dim is the one that changes between the runs
 # keyword arguments that change only the later items of what a module returns (nn.MultiheadAttention's weights): its
 # first item may still be a registry op's output
 LATER_ITEMS_ONLY = frozenset({"need_weights", "average_attn_weights"})
@@ -77,11 +82,21 @@ class _Tracer(fx.Tracer):
         return mapped_class(type(module)) is not None or super().is_leaf_module(module, qualified_name)
 
 
+class ModelGraph:
+    """What the walker asks of a traced model: its graph, and its submodules by name. Unlike fx.GraphModule, it
+    generates no Python code for the graph (a tenth of a trace's time), which nothing here runs."""
+
+    def __init__(self, model, graph: fx.Graph):
+        self.model = model
+        self.graph = graph
+        self.get_submodule = model.get_submodule
+
+
 class _Recorder(fx.Interpreter):
     """Runs the traced graph and keeps every node's value."""
 
-    def __init__(self, module):
-        super().__init__(module)
+    def __init__(self, traced: ModelGraph):
+        super().__init__(traced.model, garbage_collect_values=False, graph=traced.graph)
         self.values: dict[fx.Node, object] = {}
 
     def run_node(self, node):
@@ -121,9 +136,14 @@ class _TupleRef:
 
     node: fx.Node
     values: tuple
-    twins: tuple  # the values at the second batch size
+    second_values: Callable[[], tuple]  # the values at the second batch size (a second run, on demand)
     module: object = None  # the module, for a module call
     pieces: dict[int, Ref] = field(default_factory=dict)
+
+    def twin(self, index: int):
+        """Piece `index`'s value at the second batch size, or None where that is not known."""
+        twins = self.second_values()
+        return twins[index] if index < len(twins) else None
 
 
 @dataclass(frozen=True)
@@ -244,21 +264,67 @@ def trace_fx(model, input_shape: tuple[int, ...]) -> Traced:
         graph = tracer.trace(model)
     except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
         raise Untraceable(f"{type(error).__name__}: {error}") from None
-    module = fx.GraphModule(tracer.root, graph)  # shares the model's submodules and tensors (identity matters)
-    runs = []
-    for batch in (BATCH, SECOND_BATCH):
-        recorder = _Recorder(module)
-        try:
-            recorder.run(torch.empty((batch, *input_shape), device="meta"))
-        except Exception as error:
-            raise Untraceable(f"the traced graph does not run: {type(error).__name__}: {error}") from None
-        runs.append(recorder.values)
-    return walk(module, model, *runs)
+    module = ModelGraph(tracer.root, graph)  # the model's own submodules and tensors (identity matters)
+    recorder = _Recorder(module)
+    try:
+        recorder.run(torch.empty((BATCH, *input_shape), device="meta"))
+    except Exception as error:
+        raise Untraceable(f"the traced graph does not run: {type(error).__name__}: {error}") from None
+    return walk(module, model, recorder.values, _SecondRun(module, input_shape))
 
 
-def located(tensor, twin, what: str) -> _Where:
-    """Where a value's batch is, given the same value at the second batch size: a dim of size BATCH (then
-    SECOND_BATCH), or BATCH x m (then SECOND_BATCH x m), a folded batch."""
+class _SecondRun(Mapping):
+    """Every node's value at SECOND_BATCH, from a run of the graph made when first asked for (most traces never ask);
+    empty where the graph does not run at that batch."""
+
+    def __init__(self, traced: ModelGraph, input_shape: tuple[int, ...]):
+        self._traced, self._input_shape = traced, input_shape
+        self._values: dict | None = None
+
+    def _run(self) -> dict:
+        if self._values is None:
+            from archviz.crosscheck.common import without_dynamo_import
+
+            recorder = _Recorder(self._traced)
+            try:
+                with without_dynamo_import(), torch.no_grad():
+                    recorder.run(torch.empty((SECOND_BATCH, *self._input_shape), device="meta"))
+                self._values = recorder.values
+            except Exception:  # the values at BATCH stand alone, and where they cannot, say so (located)
+                self._values = {}
+        return self._values
+
+    def __getitem__(self, node):
+        return self._run()[node]
+
+    def __iter__(self):
+        return iter(self._run())
+
+    def __len__(self) -> int:
+        return len(self._run())
+
+
+def located(tensor, twin: Callable[[], object], what: str) -> _Where:
+    """Where a value's batch is: found at BATCH alone where it can be, else from the same value at the second batch
+    size (`twin()`, None where not known)."""
+    return located_at_batch(tensor, what) or located_by_twin(tensor, twin(), what)
+
+
+def located_at_batch(tensor, what: str) -> _Where | None:
+    """Where a value's batch is, from its shape at BATCH alone: the one dim whose size is a multiple of BATCH
+    (BATCH x m, m not itself one: m samples folded in). None where two dims are; an error where none is."""
+    shape = tuple(tensor.shape)
+    holding = [i for i, size in enumerate(shape) if size and not size % BATCH]
+    if not holding:
+        return _Where(batch_free(tensor, what))
+    if len(holding) == 1 and shape[holding[0]] // BATCH % BATCH:
+        return _folded_at(shape, holding[0])
+    return None
+
+
+def located_by_twin(tensor, twin, what: str) -> _Where:
+    """Where a value's batch is, given the same value at the second batch size: the dim of size BATCH x m then
+    SECOND_BATCH x m. Without a twin, or where no single dim follows the batch, the batch must be dim 0."""
     shape, other = tuple(tensor.shape), tuple(twin.shape) if twin is not None else None
     if other is None or len(other) != len(shape):
         return _Where(batch_free(tensor, what))
@@ -267,14 +333,21 @@ def located(tensor, twin, what: str) -> _Where:
         dim = moved[0]
         fold, rest = divmod(shape[dim], BATCH)
         if not rest and other[dim] == fold * SECOND_BATCH:
-            kept = () if fold == 1 else (fold,)
-            return _Where(shape[:dim] + kept + shape[dim + 1:], dim, fold)
+            return _folded_at(shape, dim)
     return _Where(batch_free(tensor, what))
 
 
-def walk(module, model, values: dict, twins: dict) -> Traced:
+def _folded_at(shape: tuple[int, ...], dim: int) -> _Where:
+    """The value's batch in `dim`, whose size is BATCH x m: m samples folded in (1: the batch alone)."""
+    fold = shape[dim] // BATCH
+    kept = () if fold == 1 else (fold,)
+    return _Where(shape[:dim] + kept + shape[dim + 1:], dim, fold)
+
+
+def walk(module, model, values: dict, twins: Mapping) -> Traced:
     """The Calls of a traced graph (`module.graph`, its submodules by `module.get_submodule`), given every node's
-    value at BATCH and, where known, at SECOND_BATCH; `model`'s parameters and buffers are its weights."""
+    value at BATCH and, where known, at SECOND_BATCH (read only where needed: see _SecondRun); `model`'s parameters
+    and buffers are its weights."""
     return _Walker(module, model, values, twins).walk()
 
 
@@ -331,8 +404,8 @@ class _Walker:
             return self._piece(self.resolved[node.args[0]], node.args[1]) if tensors else value
         if several:
             owner = self.module.get_submodule(node.target) if node.op == "call_module" else None
-            return _TupleRef(node, tuple(value), tuple(self.twins.get(node) or ()), owner)
-        return self._call(node, value, self.twins.get(node))
+            return _TupleRef(node, tuple(value), lambda: tuple(self.twins.get(node) or ()), owner)
+        return self._call(node, value, lambda: self.twins.get(node))
 
     def _live(self, args) -> bool:
         found = []
@@ -425,7 +498,7 @@ class _Walker:
         if not self.constants:
             return 0, 0
         first = _flops_of(self.constants, self._callable, self.values)
-        if not self.twins:
+        if not first or not self.twins:
             return first, 0
         per_sample = (_flops_of(self.constants, self._callable, self._second) - first) // (SECOND_BATCH - BATCH)
         return first - per_sample * BATCH, per_sample
@@ -439,7 +512,9 @@ class _Walker:
         not known. None where it does not run again, or where its cost grows faster than the batch (attention across
         the samples of a batch): no figure per sample holds then."""
         first = _flops(self._callable(node), node, self.values)
-        second = _flops(self._callable(node), node, self._second) if self.twins and first is not None else None
+        if first == 0:  # none at one batch size: none per sample and none once
+            return Measured(0)
+        second = _flops(self._callable(node), node, self._second) if first is not None and self.twins else None
         if second is None:
             return None if first is None else Measured(first // (2 * BATCH))
         per_sample = (second - first) // (SECOND_BATCH - BATCH)
@@ -464,7 +539,7 @@ class _Walker:
         if index in producer.pieces:
             return producer.pieces[index]
         node, value = producer.node, producer.values[index]
-        twin = producer.twins[index] if index < len(producer.twins) else None
+        twin = functools.partial(producer.twin, index)
         args, kwargs = self._args(node.args), self._args(node.kwargs)
         refs = tuple(self._flat((args, kwargs), Ref))
         consts = tuple(t for c in self._flat((args, kwargs), Const) for t in c.tensors)
@@ -481,8 +556,8 @@ class _Walker:
             at = located(value, twin, target)
             mapped = None
             if adapter is not None and refs and args and args[0] is refs[0] and not consts and _batch_first(refs, at):
-                twins = (*producer.twins, *(None,) * len(producer.values))
-                pieces = [located(v, twins[i], target).shape for i, v in enumerate(producer.values)]
+                pieces = [located(v, functools.partial(producer.twin, i), target).shape
+                          for i, v in enumerate(producer.values)]
                 dim = split_dim(args, kwargs)
                 mapped = _takes(adapter(refs[0], unfolded_dim(dim) if refs[0].fold > 1 else dim, pieces, index),
                                 refs, at)

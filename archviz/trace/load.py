@@ -13,6 +13,7 @@ Sources (archviz.load dispatches here):
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import enum
@@ -242,12 +243,19 @@ def meta_copy(module):
             if isinstance(tensor, torch.nn.Parameter):
                 meta = torch.nn.Parameter(meta, requires_grad=tensor.requires_grad)
             memo[id(tensor)] = meta
+    for submodule in module.modules():  # a dozen empty hook tables each, which deepcopy rebuilds slowly
+        for value in vars(submodule).values():
+            if type(value) in _EMPTY_COPIED and not value:
+                memo[id(value)] = type(value)()
     try:
         duplicate = copy.deepcopy(module, memo)
     except Exception as error:  # a module holding something that cannot be copied (a lock, a file)
         raise ArchvizError(f"cannot copy {type(module).__name__} to trace it without changing it: "
                            f"{type(error).__name__}: {error}") from None
-    return _scrub(duplicate.to("meta")).eval()
+    return _scrub(duplicate).eval()  # every parameter and buffer is a meta tensor already (the memo's)
+
+
+_EMPTY_COPIED = (collections.OrderedDict, set, dict)
 
 
 def _scrub(model):
