@@ -859,6 +859,45 @@ def probe(
     _write(probe_table(result))
 
 
+
+from archviz.profile.choices import Amp as _ProfileAmp, Optimizer as _ProfileOptimizer  # noqa: E402  (enums only)
+
+
+@app.command(short_help="Run the model for real: peak memory, per-layer time, images/s (measured).")
+@user_errors
+def profile(
+    model: ModelArg,
+    input: InputOpt = None,
+    batch: BatchOpt = 1,
+    set_: SetOpt = None,
+    kwargs: KwargsOpt = None,
+    train: Annotated[bool, typer.Option("--train", help="Measure a training step: forward, loss, backward, "
+                                        "optimizer step (default: forward only, under no_grad).")] = False,
+    optimizer: Annotated[_ProfileOptimizer, typer.Option("--optimizer", help="With --train; momentum is SGD with "
+                                                         "momentum 0.9.")] = _ProfileOptimizer.SGD,
+    amp: Annotated[Optional[_ProfileAmp], typer.Option("--amp", help="Autocast to bf16 or fp16 (fp16 with a "
+                                                       "GradScaler on CUDA).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, or cuda (cuda:N).")] = "cpu",
+    warmup: Annotated[int, typer.Option("--warmup", min=0, max=MAX_COUNT, help="Untimed iterations first.")] = 1,
+    iterations: Annotated[int, typer.Option("--iterations", "-n", min=1, max=MAX_COUNT,
+                                            help="Timed iterations (medians are shown).")] = 3,
+    json_: Annotated[bool, typer.Option("--json", help="The measurement as JSON on stdout.")] = False,
+):
+    """Run the model on random input with random weights and measure the peak memory of tensors, the time per
+    iteration and per leaf layer (forward and backward), and images/s. torchvision: and timm: models are built
+    without downloading weights."""
+    from archviz.profile.run import measure_model
+    from archviz.profile.view import measurement_json, measurement_view
+
+    measurement = measure_model(_resolve(model), input_shape=input, overrides=parse_overrides(set_),
+                                kwargs=_kwargs(kwargs), batch=batch, train=train, optimizer=optimizer.value,
+                                amp=amp and amp.value, device=device, warmup=warmup, iterations=iterations)
+    if json_:
+        _write(measurement_json(measurement, model=model))
+    else:
+        _console().print(measurement_view(measurement, model=model))
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,484 @@
+"""Run a real module and measure it: peak memory, seconds per iteration, images/s, and per-layer forward and backward
+time (issue 18, part 2: the measured side that predictions are checked against).
+
+Each figure comes from its own iterations, after `warmup` untimed ones, because instruments change what they measure:
+  * memory: one iteration, on CUDA between reset_peak_memory_stats and max_memory_allocated, elsewhere under
+    LiveMemoryTracker (tracker.py), with no hooks;
+  * whole-model time: `iterations` iterations with no tracker and no hooks, the median, synchronised on CUDA;
+  * per-layer forward time: `iterations` iterations with forward pre/post hooks on every leaf module;
+  * per-layer backward time: `iterations` more with tensor hooks only (see _BackwardClock).
+Backward is timed with tensor hooks rather than register_full_backward_pre_hook/_hook: full backward hooks wrap a
+module's inputs and outputs in views made by a custom Function, and torchvision's in-place ReLU and `out += identity`
+then raise "Output 0 of BackwardHookFunction is a view and is being modified inplace" (resnet18, torch 2.14).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import torch
+from torch.utils._pytree import tree_flatten
+
+from archviz.errors import ArchvizError
+from archviz.profile.choices import Amp, MemoryMethod, Optimizer
+from archviz.profile.tracker import LiveMemoryTracker, PeakPlace, storage_bytes
+
+if TYPE_CHECKING:
+    from archviz.graph.ir import Graph
+
+
+_AMP_DTYPES = {Amp.BF16: torch.bfloat16, Amp.FP16: torch.float16}
+_LR = 0.01  # any rate: the step's cost does not depend on it
+
+
+@dataclass(frozen=True)
+class LayerTiming:
+    """Median seconds of one leaf module (or Graph node) per iteration; backward_s is None when not training."""
+
+    path: str
+    forward_s: float
+    backward_s: float | None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    device: str  # "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)"
+    input_shape: tuple[int, ...]  # one sample's, without the batch
+    batch: int
+    train: bool
+    optimizer: Optimizer | None  # None when not training
+    amp: Amp | None
+    peak_bytes: int  # tensors alive at once during a steady-state iteration, baseline and input batch included
+    baseline_bytes: int  # alive before the iteration: parameters, buffers, optimizer state
+    method: MemoryMethod
+    peak_place: PeakPlace | None  # the op and module at the peak (tracker only)
+    seconds: float  # median per iteration, without tracker or hooks
+    iterations: int
+    layers: tuple[LayerTiming, ...]
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch / self.seconds
+
+
+def measure(module: torch.nn.Module, input_shape: Sequence[int], *, batch: int = 1, train: bool = False,
+            optimizer: str = "sgd", amp: str | None = None, device: str = "cpu", warmup: int = 1,
+            iterations: int = 3, per_layer: bool = True) -> Measurement:
+    """Run `module` (moved to `device`, put in train or eval mode) on a random batch of `input_shape` samples.
+
+    train=False: forward under torch.no_grad. train=True: forward, loss (cross-entropy against class 0 for an (N,
+    classes) output, else the output's mean), backward, optimizer.step(), zero_grad(set_to_none=True).
+    Layers are the module's leaf modules by path; a module used twice per iteration has both calls' time.
+
+    >>> m = measure(torch.nn.Linear(8, 2), (8,), batch=4, iterations=1)
+    >>> m.peak_bytes  # weights (2*8 + 2) + input 4*8 + output 4*2, 4 bytes each
+    232
+    """
+    options = _checked(input_shape, batch=batch, optimizer=optimizer if train else None, amp=amp, device=device,
+                       warmup=warmup, iterations=iterations)
+    target, shape, optimizer_choice, amp_choice = options
+    module = module.to(target).train(train)
+    inputs = torch.randn(batch, *shape, device=target)
+    run = _Step(module, inputs, train=train, optimizer=optimizer_choice, amp=amp_choice)
+    for _ in range(warmup):
+        run()
+    peak, baseline, method, place = _peak_memory(run)
+    seconds = statistics.median(_timed(run, iterations))
+    layers = _layer_times(run, iterations) if per_layer else ()
+    return Measurement(_device_text(target), shape, batch, train, optimizer_choice, amp_choice, peak, baseline,
+                       method, place, seconds, iterations, layers)
+
+
+def measure_graph(graph: Graph, **options) -> Measurement:
+    """measure() of the graph built by archviz's own to_torch, at its input shape, with layers named by Graph nodes.
+
+    to_torch places node "layer1.0.conv1" at that module path, so a leaf module's path is its node's name, or (an op
+    built as several modules) starts with it: their times add up under the node. `options` are measure()'s.
+
+    >>> import archviz
+    >>> m = measure_graph(archviz.load("lenet"), iterations=1)
+    >>> m.layers[0].path
+    'conv1'
+    """
+    from archviz.torch_build import to_torch
+
+    device = options.get("device", "cpu")
+    _checked_device(device)
+    measured = measure(to_torch(graph, device=device), graph.input_shape, **options)
+    return replace(measured, layers=by_node(measured.layers, [node.name for node in graph.nodes]))
+
+
+def by_node(layers: Sequence[LayerTiming], names: Sequence[str]) -> tuple[LayerTiming, ...]:
+    """Layer timings summed per node: a path that is a node's name, or lies under one, counts for that node (the
+    deepest such); others keep their path. In `names`' order, then the rest."""
+    known = set(names)
+    forward: dict[str, float] = defaultdict(float)
+    backward: dict[str, float | None] = {}
+    for layer in layers:
+        node = _node_of(layer.path, known)
+        forward[node] += layer.forward_s
+        if layer.backward_s is None:
+            backward.setdefault(node, None)
+        else:
+            backward[node] = (backward.get(node) or 0.0) + layer.backward_s
+    order = [name for name in names if name in forward] + [path for path in forward if path not in known]
+    return tuple(LayerTiming(path, forward[path], backward[path]) for path in order)
+
+
+def _node_of(path: str, names: set[str]) -> str:
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in names:
+            return candidate
+    return path
+
+
+def _checked(input_shape, *, batch, optimizer, amp, device, warmup, iterations):
+    """Every option checked up front: (device, shape, optimizer, amp), or an ArchvizError naming the bad one."""
+    target = _checked_device(device)
+    shape = tuple(input_shape)
+    if not shape or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise ArchvizError(f"input shape {shape!r}: expected positive integers, e.g. (3, 224, 224)")
+    for name, value, least in (("batch", batch, 1), ("iterations", iterations, 1), ("warmup", warmup, 0)):
+        if not isinstance(value, int) or value < least:
+            raise ArchvizError(f"{name} {value!r}: expected an integer >= {least}")
+    return target, shape, _choice(Optimizer, "optimizer", optimizer), _choice(Amp, "amp", amp)
+
+
+def _choice(kind: type[enum.StrEnum], name: str, value):
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise ArchvizError(f"{name} {value!r}: expected one of {', '.join(kind)}") from None
+
+
+def _checked_device(device: str) -> torch.device:
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ArchvizError(f"device {device!r}: expected cpu or cuda") from None
+    if target.type not in ("cpu", "cuda"):
+        raise ArchvizError(f"device {device!r}: expected cpu or cuda")
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ArchvizError(f"device {device!r}: this machine has no CUDA GPU that torch can use")
+        if target.index is not None and target.index >= torch.cuda.device_count():
+            raise ArchvizError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+        if target.index is None:
+            target = torch.device("cuda", torch.cuda.current_device())
+    return target
+
+
+def _device_text(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+class _Step:
+    """One iteration: forward under no_grad, or a whole training step; `inputs` made once and reused."""
+
+    def __init__(self, module, inputs, *, train: bool, optimizer: Optimizer | None, amp: Amp | None):
+        self.module, self.inputs, self.train = module, inputs, train
+        self.device = inputs.device
+        self.amp = amp
+        self.optimizer = _optimizer(optimizer, module.parameters()) if train else None
+        use_scaler = train and amp == Amp.FP16 and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        self.after_backward: Callable[[], None] = lambda: None
+
+    def __call__(self) -> None:
+        if not self.train:
+            with torch.no_grad(), self._autocast():
+                self.module(self.inputs)
+            return
+        with self._autocast():
+            loss = _loss(self.module(self.inputs))
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.after_backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.after_backward()
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_AMP_DTYPES[self.amp])
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def alive_before(self) -> list[torch.Tensor]:
+        """Parameters, buffers, optimizer state (and any gradient left over): the baseline."""
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        tensors += [p.grad for p in self.module.parameters() if p.grad is not None]
+        if self.optimizer is not None:
+            for state in self.optimizer.state.values():
+                tensors += [value for value in state.values() if isinstance(value, torch.Tensor)]
+        return tensors
+
+
+def _optimizer(choice: Optimizer, parameters):
+    if choice == Optimizer.SGD:
+        return torch.optim.SGD(parameters, lr=_LR)
+    if choice == Optimizer.MOMENTUM:
+        return torch.optim.SGD(parameters, lr=_LR, momentum=0.9)
+    if choice == Optimizer.ADAM:
+        return torch.optim.Adam(parameters, lr=_LR)
+    return torch.optim.AdamW(parameters, lr=_LR)
+
+
+def _loss(output) -> torch.Tensor:
+    """Cross-entropy against class 0 for each (N, classes) output, the mean of any other; summed (aux heads)."""
+    outputs = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if not outputs:
+        raise ArchvizError(f"the model returned {type(output).__name__}, with no floating-point tensor to train on")
+    losses = []
+    for tensor in outputs:
+        if tensor.dim() == 2:
+            labels = torch.zeros(tensor.shape[0], dtype=torch.long, device=tensor.device)
+            losses.append(torch.nn.functional.cross_entropy(tensor.float(), labels))
+        else:
+            losses.append(tensor.float().mean())
+    return sum(losses[1:], losses[0])
+
+
+def _peak_memory(run: _Step) -> tuple[int, int, MemoryMethod, PeakPlace | None]:
+    baseline = storage_bytes(run.alive_before())
+    if run.device.type == "cuda":
+        run.sync()
+        torch.cuda.reset_peak_memory_stats(run.device)
+        run()
+        run.sync()
+        return torch.cuda.max_memory_allocated(run.device), baseline, MemoryMethod.CUDA, None
+    with LiveMemoryTracker(baseline=run.alive_before()) as tracker:
+        tracker.track(run.inputs)
+        run()
+    result = tracker.result()
+    return result.peak_bytes, result.baseline_bytes, MemoryMethod.TRACKER, result.peak_place
+
+
+def _timed(run: _Step, iterations: int) -> list[float]:
+    seconds = []
+    for _ in range(iterations):
+        run.sync()
+        start = time.perf_counter()
+        run()
+        run.sync()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def _leaves(module) -> list[tuple[str, torch.nn.Module]]:
+    return [(path, child) for path, child in module.named_modules() if path and not next(child.children(), None)] \
+        or [("", module)]
+
+
+def _layer_times(run: _Step, iterations: int) -> tuple[LayerTiming, ...]:
+    leaves = _leaves(run.module)
+    forward = _per_iteration(run, iterations, _ForwardClock(leaves, run.sync))
+    if not run.train:
+        return tuple(LayerTiming(path, _median(forward, path), None) for path, _ in leaves)
+    backward = _per_iteration(run, iterations, _BackwardClock(leaves, run.sync))
+    return tuple(LayerTiming(path, _median(forward, path), _median(backward, path)) for path, _ in leaves)
+
+
+def _median(per_iteration: list[dict[str, float]], path: str) -> float:
+    return statistics.median(seconds.get(path, 0.0) for seconds in per_iteration)
+
+
+def _per_iteration(run: _Step, iterations: int, clock) -> list[dict[str, float]]:
+    """Seconds per path in each of `iterations` iterations, with the clock's hooks on only meanwhile."""
+    handles = clock.attach()
+    run.after_backward = clock.backward_done
+    try:
+        totals = []
+        for _ in range(iterations):
+            clock.reset()
+            run()
+            run.sync()
+            totals.append(clock.seconds())
+    finally:
+        run.after_backward = lambda: None
+        for handle in handles:
+            handle.remove()
+    return totals
+
+
+class _ForwardClock:
+    """Forward pre/post hooks on each leaf: the seconds between them, synchronised on CUDA, summed per path."""
+
+    def __init__(self, leaves, sync: Callable[[], None]):
+        self.leaves, self.sync = leaves, sync
+        self.started: dict[str, list[float]] = defaultdict(list)
+        self.totals: dict[str, float] = defaultdict(float)
+
+    def attach(self) -> list:
+        handles = []
+        for path, module in self.leaves:
+            handles.append(module.register_forward_pre_hook(self._start(path)))
+            handles.append(module.register_forward_hook(self._stop(path), always_call=True))
+        return handles
+
+    def _start(self, path):
+        def hook(_module, _args):
+            self.sync()
+            self.started[path].append(time.perf_counter())
+
+        return hook
+
+    def _stop(self, path):
+        def hook(_module, _args, _output):
+            self.sync()
+            self.totals[path] += time.perf_counter() - self.started[path].pop()
+
+        return hook
+
+    def reset(self) -> None:
+        self.started.clear()
+        self.totals.clear()
+
+    def backward_done(self) -> None:
+        pass
+
+    def seconds(self) -> dict[str, float]:
+        return dict(self.totals)
+
+
+class _BackwardClock:
+    """A leaf's backward runs from the moment the gradient of its output is ready (a hook on the output tensor, set
+    in a forward hook) until the gradient of its input is ready (a hook on the input tensor), or until another
+    module's backward starts, or backward ends, whichever comes first. Autograd runs the most recently recorded node
+    first, so after a module's output gradient arrives its own nodes (and its weights' AccumulateGrad) run next.
+    A hook set on a tensor before an in-place op sees the gradient of the value before it (autograd's documented
+    rule), so in-place ReLU and `+=` are timed as written."""
+
+    def __init__(self, leaves, sync: Callable[[], None]):
+        self.leaves, self.sync = leaves, sync
+        self.events: list[tuple[float, str, bool]] = []  # (time, path, True: its backward starts / False: ends)
+
+    def attach(self) -> list:
+        handles = []
+        for path, module in self.leaves:
+            handles.append(module.register_forward_pre_hook(self._on_inputs(path)))
+            handles.append(module.register_forward_hook(self._on_outputs(path)))
+        return handles
+
+    def _on_inputs(self, path):
+        def hook(_module, args):
+            self._hook_tensors(args, path, starts=False)
+
+        return hook
+
+    def _on_outputs(self, path):
+        def hook(_module, _args, output):
+            self._hook_tensors(output, path, starts=True)
+
+        return hook
+
+    def _hook_tensors(self, value, path: str, *, starts: bool) -> None:
+        if not torch.is_grad_enabled():
+            return
+        for tensor in tree_flatten(value)[0]:
+            if isinstance(tensor, torch.Tensor) and tensor.requires_grad:
+                tensor.register_hook(self._event(path, starts))
+
+    def _event(self, path: str, starts: bool):
+        def hook(_grad):
+            self.sync()
+            self.events.append((time.perf_counter(), path, starts))
+
+        return hook
+
+    def reset(self) -> None:
+        self.events.clear()
+
+    def backward_done(self) -> None:
+        self.sync()
+        self.events.append((time.perf_counter(), "", True))
+
+    def seconds(self) -> dict[str, float]:
+        totals: dict[str, float] = defaultdict(float)
+        events = sorted(self.events, key=lambda event: event[0])
+        for index, (start, path, starts) in enumerate(events):
+            if not starts or not path:
+                continue
+            end = next((when for when, other, other_starts in events[index + 1:]
+                        if (other_starts and other != path) or (other == path and not other_starts)), start)
+            totals[path] += end - start
+        return dict(totals)
+
+
+def measure_model(source: str, *, input_shape: Sequence[int] | None = None, overrides=None, kwargs=None,
+                  **options) -> Measurement:
+    """measure() of a model named as `archviz inspect` names it: a zoo name or spec file (built by to_torch, layers
+    named by Graph node), or torchvision:NAME / timm:NAME, built with random weights (never downloaded) and timed by
+    leaf module path: for these, a leaf module's path is the traced Graph's node name (a module called twice, such as
+    torchvision BasicBlock's relu, is one row; archviz names its second call relu_1). `options` are measure()'s.
+    """
+    import archviz
+    from archviz.graph.build import parse_input
+    from archviz.trace.load import SourceKind, default_input, is_model_source, parse_source
+
+    input_shape = None if input_shape is None else parse_input(input_shape)
+    if not is_model_source(source):
+        return measure_graph(archviz.load(source, input=input_shape, overrides=overrides), **options)
+    parsed = parse_source(source, kwargs=kwargs)
+    if parsed.kind not in (SourceKind.TORCHVISION, SourceKind.TIMM):
+        raise ArchvizError(f"{source}: profile builds zoo models, spec files, torchvision:NAME and timm:NAME; for "
+                           "your own module call archviz.profile.measure(module, input_shape)")
+    if overrides:
+        raise ArchvizError(f"{source}: --set changes a spec's params; a PyTorch model takes --kwargs")
+    return measure(_built(parsed), input_shape or default_input(parsed), **options)
+
+
+def _built(parsed) -> torch.nn.Module:
+    """A torchvision or timm model with its own random initialisation (no weights are loaded or downloaded)."""
+    import warnings
+
+    from archviz.trace.load import SourceKind, TIMM_WEIGHT_ARGUMENTS, timm_pretrained_cfg, torchvision_names
+
+    kwargs = dict(parsed.kwargs)
+    if parsed.kind == SourceKind.TIMM:
+        given = [key for key in TIMM_WEIGHT_ARGUMENTS if key in kwargs]
+        if given:
+            raise ArchvizError(f"{parsed.text}: --kwargs {', '.join(given)}: profile builds timm models with random "
+                               "weights and never loads or downloads any")
+        timm_pretrained_cfg(parsed)  # an unknown name or tag: an error with the closest names
+        import timm
+
+        return _constructed(lambda: timm.create_model(parsed.location, pretrained=False, **kwargs), parsed.text)
+    import torchvision
+
+    if parsed.location not in torchvision_names():
+        from archviz.errors import UnknownNameError, closest
+
+        raise UnknownNameError(f"{parsed.text}: torchvision has no classification model {parsed.location!r}"
+                               f"{closest(parsed.location, torchvision_names())}")
+    if "weights" in kwargs:
+        raise ArchvizError(f"{parsed.text}: --kwargs weights: profile builds models with random weights")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # GoogLeNet's and Inception v3's note on their default init
+        return _constructed(lambda: torchvision.models.get_model(parsed.location, weights=None, **kwargs), parsed.text)
+
+
+def _constructed(make: Callable[[], torch.nn.Module], label: str) -> torch.nn.Module:
+    try:
+        return make()
+    except TypeError as error:  # an unknown keyword argument
+        raise ArchvizError(f"{label}: {error}") from None

@@ -1,0 +1,113 @@
+"""`archviz profile`'s output, read from a Measurement only: the per-layer table, the totals, and the JSON document.
+
+Every figure here is measured on this machine; the table says so in its title and the JSON keeps it under "measured".
+A predicted column goes beside a measured one by adding a column to `layer_table` and a key to `measurement_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from archviz.format import shape, size_bytes
+
+if TYPE_CHECKING:
+    from archviz.profile.run import LayerTiming, Measurement
+
+
+def measurement_view(measurement: Measurement, *, model: str) -> Group:
+    header = Text(f"{model}: measured, {_what(measurement)}", style="bold")
+    return Group(header, layer_table(measurement), totals_table(measurement))
+
+
+def _what(measurement: Measurement) -> str:
+    step = f"training step ({measurement.optimizer})" if measurement.train else "forward (no_grad)"
+    amp = f", autocast {measurement.amp}" if measurement.amp else ""
+    return (f"{step}{amp}, batch {measurement.batch}, input {shape(measurement.input_shape)}, on "
+            f"{measurement.device}")
+
+
+def layer_table(measurement: Measurement) -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("Layer", no_wrap=True)
+    table.add_column("Forward ms", justify="right")
+    if measurement.train:
+        table.add_column("Backward ms", justify="right")
+    for layer in measurement.layers:
+        cells = [layer.path or "(model)", _ms(layer.forward_s)]
+        if measurement.train:
+            cells.append(_ms(layer.backward_s))
+        table.add_row(*cells)
+    if measurement.layers:
+        totals = ["sum of layers", _ms(sum(layer.forward_s for layer in measurement.layers))]
+        if measurement.train:
+            totals.append(_ms(sum(layer.backward_s or 0.0 for layer in measurement.layers)))
+        table.add_section()
+        table.add_row(*totals, style="bold")
+    return table
+
+
+def totals_table(measurement: Measurement) -> Table:
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("Peak memory", f"{size_bytes(measurement.peak_bytes)} ({measurement.peak_bytes:,} bytes, measured: "
+                                 f"{measurement.method})")
+    table.add_row("Before the step", f"{size_bytes(measurement.baseline_bytes)} (parameters, buffers, optimizer "
+                                     "state)")
+    if measurement.peak_place is not None:
+        place = measurement.peak_place
+        where = f" in {place.module}" if place.module else ""
+        outside = " (outside the modules: loss or optimizer step)"
+        phase = " (backward)" if place.backward else "" if place.module else outside
+        table.add_row("Peak at", f"{place.op}{where}{phase}")
+    table.add_row("Time per iteration", f"{_ms(measurement.seconds)} ms (median, measured without hooks)")
+    table.add_row("Images/s", f"{measurement.images_per_s:,.1f}")
+    if measurement.layers:
+        table.add_row("Layer times", f"medians of {measurement.iterations} iteration(s) with hooks on every leaf "
+                                     "module, run apart from the two above")
+    return table
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.3f}"
+
+
+def measurement_dict(measurement: Measurement, *, model: str) -> dict:
+    place = measurement.peak_place
+    return {
+        "model": model,
+        "device": measurement.device,
+        "input": list(measurement.input_shape),
+        "batch": measurement.batch,
+        "train": measurement.train,
+        "optimizer": None if measurement.optimizer is None else str(measurement.optimizer),
+        "amp": None if measurement.amp is None else str(measurement.amp),
+        "iterations": measurement.iterations,
+        "measured": {
+            "peak_bytes": measurement.peak_bytes,
+            "baseline_bytes": measurement.baseline_bytes,
+            "method": str(measurement.method),
+            "peak_op": place.op if place else None,
+            "peak_module": place.module if place else None,
+            "peak_in_backward": place.backward if place else None,
+            "seconds": measurement.seconds,
+            "images_per_s": measurement.images_per_s,
+        },
+        "layers": [_layer_dict(layer) for layer in measurement.layers],
+    }
+
+
+def _layer_dict(layer: LayerTiming) -> dict:
+    backward = layer.backward_s
+    return {"name": layer.path, "measured_forward_seconds": layer.forward_s, "measured_backward_seconds": backward,
+            "measured_seconds": layer.forward_s + (backward or 0.0)}
+
+
+def measurement_json(measurement: Measurement, *, model: str) -> str:
+    return json.dumps(measurement_dict(measurement, model=model), indent=2) + "\n"

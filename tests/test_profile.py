@@ -1,0 +1,267 @@
+"""archviz profile: the live-tensor tracker's exact bytes, measure() on lenet, the CLI's exit codes; CUDA checks skip
+without a GPU. Expected bytes are written as the formula of what is alive (4 bytes a float32 element)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import archviz
+from archviz.cli import app
+from archviz.errors import ArchvizError
+from archviz.profile.choices import MemoryMethod
+from archviz.profile.run import LayerTiming, by_node, measure, measure_graph, measure_model
+from archviz.profile.tracker import LiveMemoryTracker, storage_bytes
+
+F = 4  # bytes of a float32
+N, IN, OUT = 2, 4, 3  # batch, Linear(IN, OUT)
+WEIGHTS = F * (OUT * IN + OUT)
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+runner = CliRunner()
+
+
+@pytest.fixture
+def linear():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(IN, OUT))
+
+
+def test_storage_bytes_counts_a_storage_once():
+    x = torch.zeros(3, 4)
+    assert storage_bytes([x, x.view(12), x.t(), x[1]]) == F * 3 * 4
+
+
+def test_forward_keeps_weights_input_and_output(linear):
+    x = torch.zeros(N, IN)
+    with torch.no_grad(), LiveMemoryTracker(baseline=[*linear.parameters()]) as tracker:
+        tracker.track(x)
+        y = linear(x)
+    result = tracker.result()
+    assert result.baseline_bytes == WEIGHTS
+    assert result.peak_bytes == WEIGHTS + F * N * IN + F * N * OUT
+    assert (result.peak_place.op, result.peak_place.module, result.peak_place.backward) == ("addmm", "0", False)
+    del y
+    assert tracker.current_bytes == WEIGHTS + F * N * IN  # the output freed, after the tracker stopped too
+
+
+def test_backward_is_counted(linear):
+    x = torch.zeros(N, IN)
+    with LiveMemoryTracker(baseline=[*linear.parameters()]) as tracker:
+        tracker.track(x)
+        loss = linear(x).sum()
+        loss.backward()
+        del loss
+    result = tracker.result()
+    # weights, input, the loss, the loss's gradient (ones), the weight's and the bias's gradients; the output y was
+    # freed once summed: addmm saves its input and weight for backward, and sum saves nothing
+    assert result.peak_bytes == WEIGHTS + F * (N * IN + 1 + 1 + OUT * IN + OUT)
+    assert result.peak_place.backward
+    assert result.final_bytes == WEIGHTS + F * N * IN + WEIGHTS  # the gradients stay; y and the loss are freed
+
+
+def test_a_tensor_only_autograd_holds_stays_counted():
+    x = torch.randn(N, IN, requires_grad=True)
+    with LiveMemoryTracker(baseline=[x]) as tracker:
+        y = x.exp()  # exp saves its result for backward
+        total = y.sum()
+        del y
+        assert tracker.current_bytes == F * N * IN * 2 + F
+        total.backward()
+        del total
+    assert tracker.result().final_bytes == F * N * IN * 2  # x and x.grad; y went with the graph
+
+
+def test_views_and_in_place_ops_add_nothing():
+    x = torch.zeros(N, IN)
+    with LiveMemoryTracker() as tracker:
+        tracker.track(x)
+        views = [x.view(-1), x.t(), x[0], x.add_(1), x.unsqueeze(0)]
+    assert tracker.result().peak_bytes == F * N * IN
+    del views
+
+
+def test_optimizer_state_is_counted(linear):
+    x = torch.zeros(N, IN)
+    optimizer = torch.optim.Adam(linear.parameters())
+    with LiveMemoryTracker(baseline=[*linear.parameters()]) as tracker:
+        tracker.track(x)
+        linear(x).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    steps = F * 2  # Adam's step count: a float32 scalar per parameter tensor (weight, bias)
+    assert tracker.result().final_bytes == WEIGHTS + F * N * IN + 2 * WEIGHTS + steps
+
+
+def test_baseline_bytes_passed_in():
+    with LiveMemoryTracker(baseline_bytes=1000, modules=False) as tracker:
+        y = torch.zeros(10)
+    assert (tracker.result().baseline_bytes, tracker.result().peak_bytes) == (1000, 1000 + F * 10)
+    assert tracker.result().peak_place.module is None
+    del y
+
+
+def _lenet():
+    return archviz.load("lenet")
+
+
+def test_lenet_forward_peak_is_exact():
+    graph, batch = _lenet(), 2
+    measured = measure_graph(graph, batch=batch, iterations=1)
+    params = archviz.analyze(graph).totals.params
+    conv1 = math.prod(graph.node("conv1").out_shape)
+    # weights, the input, conv1's output and tanh1's: the largest pair of maps alive together
+    assert measured.peak_bytes == F * (params + batch * math.prod(graph.input_shape) + 2 * batch * conv1)
+    assert measured.baseline_bytes == F * params
+    assert measured.method == MemoryMethod.TRACKER and measured.device == "cpu"
+    assert [layer.path for layer in measured.layers] == [node.name for node in graph.nodes]
+    assert all(layer.backward_s is None and layer.forward_s >= 0 for layer in measured.layers)
+
+
+@pytest.mark.parametrize(("optimizer", "state_copies", "steps"), [
+    ("sgd", 0, 0), ("momentum", 1, 0), ("adam", 2, 1), ("adamw", 2, 1),
+])
+def test_lenet_training_step(optimizer, state_copies, steps):
+    graph = _lenet()
+    measured = measure_graph(graph, batch=2, train=True, optimizer=optimizer, iterations=1)
+    params, tensors = archviz.analyze(graph).totals.params, 10  # weight and bias of 2 convs and 3 linears
+    assert measured.baseline_bytes == F * params * (1 + state_copies) + F * steps * tensors
+    assert measured.peak_bytes > measured.baseline_bytes + F * params  # the gradients at least
+    assert [layer.path for layer in measured.layers] == [node.name for node in graph.nodes]
+    for layer in measured.layers:
+        assert math.isfinite(layer.forward_s) and math.isfinite(layer.backward_s) and layer.backward_s >= 0
+    assert measured.seconds > 0 and measured.images_per_s == 2 / measured.seconds
+
+
+def test_autocast_bf16_runs_on_the_cpu():
+    measured = measure_model("lenet", amp="bf16", train=True, iterations=1, per_layer=False)
+    assert measured.amp == "bf16" and measured.peak_bytes > measured.baseline_bytes and measured.layers == ()
+
+
+class _Residual(torch.nn.Module):
+    """In-place ReLU and `out += x`, which register_full_backward_hook refuses (torchvision's BasicBlock does both)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.conv2 = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        out = self.conv2(self.relu(self.conv1(x)))
+        out += x
+        return self.relu(out)
+
+
+def test_full_backward_hooks_refuse_in_place_ops():
+    """Why run.py times backward with tensor hooks: torch's full backward hooks cannot time this module."""
+    model = _Residual()
+    for module in model.modules():
+        module.register_full_backward_pre_hook(lambda *_: None)
+    with pytest.raises(RuntimeError, match="modified inplace"):
+        model(torch.randn(1, 3, 8, 8, requires_grad=True)).sum().backward()
+
+
+def test_backward_timing_survives_in_place_ops():
+    measured = measure(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), _Residual()), (3, 8, 8), train=True,
+                       iterations=1)
+    assert [layer.path for layer in measured.layers] == ["0", "1.conv1", "1.relu", "1.conv2"]
+    assert all(layer.backward_s is not None and layer.backward_s >= 0 for layer in measured.layers)
+
+
+def test_by_node_sums_modules_under_a_node():
+    layers = [LayerTiming("block.0", 1.0, 2.0), LayerTiming("block.1", 0.5, 0.25), LayerTiming("other", 1.0, None)]
+    assert by_node(layers, ["block"]) == (LayerTiming("block", 1.5, 2.25), LayerTiming("other", 1.0, None))
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"batch": 0}, "batch 0"), ({"iterations": 0}, "iterations 0"), ({"train": True, "optimizer": "lion"}, "lion"),
+    ({"amp": "fp8"}, "fp8"), ({"device": "tpu"}, "tpu"),
+])
+def test_bad_options(options, message):
+    with pytest.raises(ArchvizError, match=message):
+        measure(torch.nn.Linear(2, 2), (2,), **options)
+
+
+def run(*args):
+    return runner.invoke(app, ["profile", *map(str, args)])
+
+
+def test_cli_table():
+    result = run("lenet", "--train", "--optimizer", "momentum", "-n", "1")
+    assert result.exit_code == 0, result.output
+    assert "Peak memory" in result.output and "conv1" in result.output and "Backward ms" in result.output
+
+
+def test_cli_json():
+    result = run("lenet", "--json", "-n", "1", "--batch", "3")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["batch"] == 3 and document["measured"]["peak_bytes"] > document["measured"]["baseline_bytes"]
+    assert document["layers"][0]["name"] == "conv1"
+
+
+def test_cli_torchvision_module_paths():
+    result = run("torchvision:squeezenet1_0", "--input", "3x32x32", "--json", "-n", "1", "--warmup", "0")
+    assert result.exit_code == 0, result.output
+    names = [layer["name"] for layer in json.loads(result.output)["layers"]]
+    assert names[0] == "features.0" and "classifier.1" in names  # leaf module paths: the traced graph's node names
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cli_no_cuda():
+    result = run("lenet", "--device", "cuda")
+    assert result.exit_code == 2 and "no CUDA GPU" in result.output and len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["lenet", "--optimizer", "lion"], "--optimizer"),
+    (["lenet", "--amp", "fp8"], "--amp"),
+    (["lenet", "--device", "tpu"], "tpu"),
+    (["no_such_model"], "no_such_model"),
+    (["torchvision:resnet_nope"], "resnet_nope"),
+    (["timm:resnet18", "--kwargs", '{"pretrained": true}'], "pretrained"),
+])
+def test_cli_errors(args, message):
+    result = run(*args)
+    assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@CUDA
+def test_tracker_agrees_with_the_cuda_allocator():
+    """An MLP whose tensors are multiples of 512 bytes (the allocator's block) apart from the loss's scalars: the
+    tracker's rise over the step equals max_memory_allocated's within those scalars' rounding."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(1024, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024)).cuda()
+    x = torch.randn(256, 1024, device="cuda")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        model(x).float().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # momentum buffers and cuBLAS's workspace exist from here on
+    torch.cuda.synchronize()
+    start = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    baseline = [*model.parameters(), *(s["momentum_buffer"] for s in optimizer.state.values())]
+    with LiveMemoryTracker(baseline=baseline) as tracker:
+        tracker.track(x)
+        step()
+    torch.cuda.synchronize()
+    rise_cuda = torch.cuda.max_memory_allocated() - start
+    rise_tracked = tracker.result().peak_bytes - tracker.result().baseline_bytes - F * x.numel()
+    assert abs(rise_cuda - rise_tracked) <= 8 * 512, (rise_cuda, rise_tracked)
+
+
+@CUDA
+def test_measure_on_cuda():
+    measured = measure_model("lenet", device="cuda", train=True, optimizer="adamw", batch=8, iterations=2)
+    assert measured.method == MemoryMethod.CUDA and measured.device.startswith("cuda:")
+    assert torch.cuda.get_device_name() in measured.device
+    assert measured.peak_bytes > measured.baseline_bytes > 0
+    assert all(layer.backward_s is not None for layer in measured.layers)
