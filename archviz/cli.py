@@ -859,7 +859,6 @@ def probe(
     _write(probe_table(result))
 
 
-
 from archviz.profile.choices import Amp as _ProfileAmp, Optimizer as _ProfileOptimizer  # noqa: E402  (enums only)
 
 

@@ -168,8 +168,35 @@ def test_full_backward_hooks_refuse_in_place_ops():
 def test_backward_timing_survives_in_place_ops():
     measured = measure(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), _Residual()), (3, 8, 8), train=True,
                        iterations=1)
-    assert [layer.path for layer in measured.layers] == ["0", "1.conv1", "1.relu", "1.conv2"]
+    assert [layer.path for layer in measured.layers] == ["0", "1.conv1", "1.relu", "1.conv2", "1.relu_1"]
     assert all(layer.backward_s is not None and layer.backward_s >= 0 for layer in measured.layers)
+
+
+TIED = """
+    name: tied
+    input: [4, 12, 12]
+    layers:
+      - conv2d: {out_channels: 4, kernel_size: 3, padding: 1}
+        name: conv1
+      - relu
+      - conv2d: {out_channels: 4, kernel_size: 3, padding: 1}
+        shares: conv1
+        name: conv2
+      - conv2d: {out_channels: 4, kernel_size: 3, padding: 2, dilation: 2}
+        shares: conv2
+        name: wide
+      - flatten
+      - linear: {out_features: 10}
+        name: fc
+"""
+
+
+def test_a_shared_module_is_timed_per_node(write_spec):
+    """conv2 is conv1's module called again (torch lists it once, at conv1); wide is a module of its own."""
+    graph = archviz.load(str(write_spec(TIED)))
+    measured = measure_graph(graph, train=True, iterations=1)
+    assert [layer.path for layer in measured.layers] == [node.name for node in graph.nodes]
+    assert measured.baseline_bytes == F * archviz.analyze(graph).totals.params  # the tied weights once
 
 
 def test_by_node_sums_modules_under_a_node():
@@ -232,8 +259,9 @@ def test_cli_errors(args, message):
 
 @CUDA
 def test_tracker_agrees_with_the_cuda_allocator():
-    """An MLP whose tensors are multiples of 512 bytes (the allocator's block) apart from the loss's scalars: the
-    tracker's rise over the step equals max_memory_allocated's within those scalars' rounding."""
+    """An MLP whose tensors are multiples of 512 bytes (the allocator's block) apart from a few scalars: the
+    tracker's rise over the step equals max_memory_allocated's within those scalars' rounding (and any workspace a
+    kernel takes inside one op, which the tracker cannot see; cuBLAS's is made in the first step and kept)."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(1024, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024)).cuda()
     x = torch.randn(256, 1024, device="cuda")
@@ -255,7 +283,7 @@ def test_tracker_agrees_with_the_cuda_allocator():
     torch.cuda.synchronize()
     rise_cuda = torch.cuda.max_memory_allocated() - start
     rise_tracked = tracker.result().peak_bytes - tracker.result().baseline_bytes - F * x.numel()
-    assert abs(rise_cuda - rise_tracked) <= 8 * 512, (rise_cuda, rise_tracked)
+    assert abs(rise_cuda - rise_tracked) <= 0.01 * rise_cuda, (rise_cuda, rise_tracked)  # rises of ~10 MB
 
 
 @CUDA

@@ -74,7 +74,8 @@ def measure(module: torch.nn.Module, input_shape: Sequence[int], *, batch: int =
 
     train=False: forward under torch.no_grad. train=True: forward, loss (cross-entropy against class 0 for an (N,
     classes) output, else the output's mean), backward, optimizer.step(), zero_grad(set_to_none=True).
-    Layers are the module's leaf modules by path; a module used twice per iteration has both calls' time.
+    Layers are the calls of the module's leaf modules, by path; a module's second call is "path_1" (as archviz's
+    trace names it).
 
     >>> m = measure(torch.nn.Linear(8, 2), (8,), batch=4, iterations=1)
     >>> m.peak_bytes  # weights (2*8 + 2) + input 4*8 + output 4*2, 4 bytes each
@@ -86,20 +87,35 @@ def measure(module: torch.nn.Module, input_shape: Sequence[int], *, batch: int =
     module = module.to(target).train(train)
     inputs = torch.randn(batch, *shape, device=target)
     run = _Step(module, inputs, train=train, optimizer=optimizer_choice, amp=amp_choice)
-    for _ in range(warmup):
-        run()
-    peak, baseline, method, place = _peak_memory(run)
+    with _model_errors(shape, batch=batch, train=train):
+        for _ in range(warmup):
+            run()
+        peak, baseline, method, place = _peak_memory(run)
     seconds = statistics.median(_timed(run, iterations))
     layers = _layer_times(run, iterations) if per_layer else ()
     return Measurement(_device_text(target), shape, batch, train, optimizer_choice, amp_choice, peak, baseline,
                        method, place, seconds, iterations, layers)
 
 
+@contextlib.contextmanager
+def _model_errors(shape, *, batch: int, train: bool):
+    """The model's own refusal of this input (batch norm training on one value per channel, a size too small, out of
+    memory) as one line: the first iterations run here, so the timed ones run what already ran once."""
+    try:
+        yield
+    except (RuntimeError, ValueError) as error:
+        step = "a training step" if train else "a forward pass"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ArchvizError(f"{step} at batch {batch}, input {'x'.join(map(str, shape))} failed: "
+                           f"{type(error).__name__}: {first_line}") from None
+
+
 def measure_graph(graph: Graph, **options) -> Measurement:
     """measure() of the graph built by archviz's own to_torch, at its input shape, with layers named by Graph nodes.
 
     to_torch places node "layer1.0.conv1" at that module path, so a leaf module's path is its node's name, or (an op
-    built as several modules) starts with it: their times add up under the node. `options` are measure()'s.
+    built as several modules) starts with it: their times add up under the node. A node that shares another's module
+    (`shares:` with the same arguments) is that module's second call. `options` are measure()'s.
 
     >>> import archviz
     >>> m = measure_graph(archviz.load("lenet"), iterations=1)
@@ -111,7 +127,30 @@ def measure_graph(graph: Graph, **options) -> Measurement:
     device = options.get("device", "cpu")
     _checked_device(device)
     measured = measure(to_torch(graph, device=device), graph.input_shape, **options)
-    return replace(measured, layers=by_node(measured.layers, [node.name for node in graph.nodes]))
+    calls = _shared_calls(graph)
+    layers = [replace(layer, path=_caller(layer.path, calls)) for layer in measured.layers]
+    return replace(measured, layers=by_node(layers, [node.name for node in graph.nodes]))
+
+
+def _shared_calls(graph: Graph) -> dict[str, list[str]]:
+    """owner node -> the nodes that call its very module again, in graph order (to_torch places that one module at
+    each of their paths, and torch lists it once, at the owner's)."""
+    calls: dict[str, list[str]] = defaultdict(list)
+    for node in graph.nodes:
+        if node.shares is not None and dict(node.attrs) == dict(graph.node(node.shares).attrs):
+            calls[node.shares].append(node.name)
+    return calls
+
+
+def _caller(name: str, calls: dict[str, list[str]]) -> str:
+    """"fc_1" (the second call of fc's module) -> the node that made that call; any other name as it is."""
+    base, _, count = name.rpartition("_")
+    if not count.isdigit():
+        return name
+    for owner, sharers in calls.items():
+        if (base == owner or base.startswith(owner + ".")) and int(count) <= len(sharers):
+            return sharers[int(count) - 1] + base[len(owner):]
+    return name
 
 
 def by_node(layers: Sequence[LayerTiming], names: Sequence[str]) -> tuple[LayerTiming, ...]:
@@ -290,20 +329,24 @@ def _leaves(module) -> list[tuple[str, torch.nn.Module]]:
 
 
 def _layer_times(run: _Step, iterations: int) -> tuple[LayerTiming, ...]:
+    """Per call of each leaf module, named as archviz's trace names calls: "layer1.0.relu", then "layer1.0.relu_1"
+    for the same module's second call; rows in the order of the calls. A leaf never called has no row."""
     leaves = _leaves(run.module)
-    forward = _per_iteration(run, iterations, _ForwardClock(leaves, run.sync))
+    forward_clock = _ForwardClock(leaves, run.sync)
+    forward = _per_iteration(run, iterations, forward_clock)
     if not run.train:
-        return tuple(LayerTiming(path, _median(forward, path), None) for path, _ in leaves)
+        return tuple(LayerTiming(name, _median(forward, name), None) for name in forward_clock.calls.order)
     backward = _per_iteration(run, iterations, _BackwardClock(leaves, run.sync))
-    return tuple(LayerTiming(path, _median(forward, path), _median(backward, path)) for path, _ in leaves)
+    return tuple(LayerTiming(name, _median(forward, name), _median(backward, name))
+                 for name in forward_clock.calls.order)
 
 
-def _median(per_iteration: list[dict[str, float]], path: str) -> float:
-    return statistics.median(seconds.get(path, 0.0) for seconds in per_iteration)
+def _median(per_iteration: list[dict[str, float]], name: str) -> float:
+    return statistics.median(seconds.get(name, 0.0) for seconds in per_iteration)
 
 
 def _per_iteration(run: _Step, iterations: int, clock) -> list[dict[str, float]]:
-    """Seconds per path in each of `iterations` iterations, with the clock's hooks on only meanwhile."""
+    """Seconds per call name in each of `iterations` iterations, with the clock's hooks on only meanwhile."""
     handles = clock.attach()
     run.after_backward = clock.backward_done
     try:
@@ -320,12 +363,39 @@ def _per_iteration(run: _Step, iterations: int, clock) -> list[dict[str, float]]
     return totals
 
 
+class _Calls:
+    """Names each call of a module within an iteration: its path, then path_1, path_2, ...; a stack per path pairs a
+    forward post hook with its pre hook. `order`: every name in the order first called, kept across iterations."""
+
+    def __init__(self):
+        self.order: list[str] = []
+        self._count: dict[str, int] = defaultdict(int)
+        self._open: dict[str, list[str]] = defaultdict(list)
+
+    def enter(self, path: str) -> str:
+        count = self._count[path]
+        self._count[path] += 1
+        name = f"{path}_{count}" if count else path
+        if name not in self.order:
+            self.order.append(name)
+        self._open[path].append(name)
+        return name
+
+    def leave(self, path: str) -> str:
+        return self._open[path].pop()
+
+    def reset(self) -> None:
+        self._count.clear()
+        self._open.clear()
+
+
 class _ForwardClock:
-    """Forward pre/post hooks on each leaf: the seconds between them, synchronised on CUDA, summed per path."""
+    """Forward pre/post hooks on each leaf: the seconds between them, synchronised on CUDA, per call."""
 
     def __init__(self, leaves, sync: Callable[[], None]):
         self.leaves, self.sync = leaves, sync
-        self.started: dict[str, list[float]] = defaultdict(list)
+        self.calls = _Calls()
+        self.started: dict[str, float] = {}
         self.totals: dict[str, float] = defaultdict(float)
 
     def attach(self) -> list:
@@ -338,18 +408,20 @@ class _ForwardClock:
     def _start(self, path):
         def hook(_module, _args):
             self.sync()
-            self.started[path].append(time.perf_counter())
+            self.started[self.calls.enter(path)] = time.perf_counter()
 
         return hook
 
     def _stop(self, path):
         def hook(_module, _args, _output):
             self.sync()
-            self.totals[path] += time.perf_counter() - self.started[path].pop()
+            name = self.calls.leave(path)
+            self.totals[name] += time.perf_counter() - self.started.pop(name)
 
         return hook
 
     def reset(self) -> None:
+        self.calls.reset()
         self.started.clear()
         self.totals.clear()
 
@@ -363,49 +435,52 @@ class _ForwardClock:
 class _BackwardClock:
     """A leaf's backward runs from the moment the gradient of its output is ready (a hook on the output tensor, set
     in a forward hook) until the gradient of its input is ready (a hook on the input tensor), or until another
-    module's backward starts, or backward ends, whichever comes first. Autograd runs the most recently recorded node
+    call's backward starts, or backward ends, whichever comes first. Autograd runs the most recently recorded node
     first, so after a module's output gradient arrives its own nodes (and its weights' AccumulateGrad) run next.
     A hook set on a tensor before an in-place op sees the gradient of the value before it (autograd's documented
-    rule), so in-place ReLU and `+=` are timed as written."""
+    rule), so in-place ReLU and `+=` are timed as written. A module that returns its input as it is (nn.Identity)
+    shares that tensor's hooks with the module before it, which then shows no backward time of its own."""
 
     def __init__(self, leaves, sync: Callable[[], None]):
         self.leaves, self.sync = leaves, sync
-        self.events: list[tuple[float, str, bool]] = []  # (time, path, True: its backward starts / False: ends)
+        self.calls = _Calls()
+        self.events: list[tuple[float, str, bool]] = []  # (time, call name, True: its backward starts / False: ends)
 
     def attach(self) -> list:
         handles = []
         for path, module in self.leaves:
             handles.append(module.register_forward_pre_hook(self._on_inputs(path)))
-            handles.append(module.register_forward_hook(self._on_outputs(path)))
+            handles.append(module.register_forward_hook(self._on_outputs(path), always_call=True))
         return handles
 
     def _on_inputs(self, path):
         def hook(_module, args):
-            self._hook_tensors(args, path, starts=False)
+            self._hook_tensors(args, self.calls.enter(path), starts=False)
 
         return hook
 
     def _on_outputs(self, path):
         def hook(_module, _args, output):
-            self._hook_tensors(output, path, starts=True)
+            self._hook_tensors(output, self.calls.leave(path), starts=True)
 
         return hook
 
-    def _hook_tensors(self, value, path: str, *, starts: bool) -> None:
+    def _hook_tensors(self, value, name: str, *, starts: bool) -> None:
         if not torch.is_grad_enabled():
             return
         for tensor in tree_flatten(value)[0]:
             if isinstance(tensor, torch.Tensor) and tensor.requires_grad:
-                tensor.register_hook(self._event(path, starts))
+                tensor.register_hook(self._event(name, starts))
 
-    def _event(self, path: str, starts: bool):
+    def _event(self, name: str, starts: bool):
         def hook(_grad):
             self.sync()
-            self.events.append((time.perf_counter(), path, starts))
+            self.events.append((time.perf_counter(), name, starts))
 
         return hook
 
     def reset(self) -> None:
+        self.calls.reset()
         self.events.clear()
 
     def backward_done(self) -> None:
@@ -414,13 +489,12 @@ class _BackwardClock:
 
     def seconds(self) -> dict[str, float]:
         totals: dict[str, float] = defaultdict(float)
-        events = sorted(self.events, key=lambda event: event[0])
-        for index, (start, path, starts) in enumerate(events):
-            if not starts or not path:
+        for index, (start, name, starts) in enumerate(self.events):
+            if not starts or not name:
                 continue
-            end = next((when for when, other, other_starts in events[index + 1:]
-                        if (other_starts and other != path) or (other == path and not other_starts)), start)
-            totals[path] += end - start
+            end = next((when for when, other, other_starts in self.events[index + 1:]
+                        if (other_starts and other != name) or (other == name and not other_starts)), start)
+            totals[name] += end - start
         return dict(totals)
 
 
@@ -428,8 +502,8 @@ def measure_model(source: str, *, input_shape: Sequence[int] | None = None, over
                   **options) -> Measurement:
     """measure() of a model named as `archviz inspect` names it: a zoo name or spec file (built by to_torch, layers
     named by Graph node), or torchvision:NAME / timm:NAME, built with random weights (never downloaded) and timed by
-    leaf module path: for these, a leaf module's path is the traced Graph's node name (a module called twice, such as
-    torchvision BasicBlock's relu, is one row; archviz names its second call relu_1). `options` are measure()'s.
+    leaf module call: for these, a leaf module's path is the traced Graph's node name, and a second call is named as
+    the trace names it (torchvision BasicBlock's relu, then relu_1). `options` are measure()'s.
     """
     import archviz
     from archviz.graph.build import parse_input
