@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 import archviz
 from archviz.cli import app
 from archviz.errors import ArchvizError
-from archviz.profile.choices import MemoryMethod
-from archviz.profile.run import LayerTiming, by_node, measure, measure_graph, measure_model
+from archviz.profile.choices import MemoryMethod, Optimizer
+from archviz.profile.run import LayerTiming, _Step, by_node, measure, measure_graph, measure_model
 from archviz.profile.tracker import LiveMemoryTracker, storage_bytes
 
 F = 4  # bytes of a float32
@@ -106,6 +106,26 @@ def test_baseline_bytes_passed_in():
 
 def _lenet():
     return archviz.load("lenet")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_agrees_with_torch_mem_tracker(optimizer):
+    """torch's own MemTracker (torch.distributed._tools, a separate implementation) as the oracle: the same peak."""
+    mem_tracker = pytest.importorskip("torch.distributed._tools.mem_tracker")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(inplace=True),
+                                torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(8 * 7 * 7, 10))
+    x = torch.randn(4, 3, 16, 16)
+    step = _Step(model.train(), x, train=True, optimizer=Optimizer(optimizer), amp=None)
+    step()  # the optimizer state exists from here on
+    with LiveMemoryTracker(baseline=step.alive_before()) as tracker:
+        tracker.track(x)
+        step()
+    oracle = mem_tracker.MemTracker()
+    oracle.track_external(model, step.optimizer, x)
+    with oracle:
+        step()
+    assert tracker.result().peak_bytes == oracle.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]
 
 
 def test_lenet_forward_peak_is_exact():
@@ -211,6 +231,11 @@ def test_by_node_sums_modules_under_a_node():
 def test_bad_options(options, message):
     with pytest.raises(ArchvizError, match=message):
         measure(torch.nn.Linear(2, 2), (2,), **options)
+
+
+def test_nothing_to_train():
+    with pytest.raises(ArchvizError, match="no trainable parameter"):
+        measure(torch.nn.ReLU(), (2,), train=True)
 
 
 def run(*args):

@@ -84,6 +84,8 @@ def measure(module: torch.nn.Module, input_shape: Sequence[int], *, batch: int =
     options = _checked(input_shape, batch=batch, optimizer=optimizer if train else None, amp=amp, device=device,
                        warmup=warmup, iterations=iterations)
     target, shape, optimizer_choice, amp_choice = options
+    if train and not any(parameter.requires_grad for parameter in module.parameters()):
+        raise ArchvizError(f"{type(module).__name__} has no trainable parameter: measure it without train")
     module = module.to(target).train(train)
     inputs = torch.randn(batch, *shape, device=target)
     run = _Step(module, inputs, train=train, optimizer=optimizer_choice, amp=amp_choice)
