@@ -183,3 +183,83 @@ def test_calibration_is_cached_per_machine(tmp_path, monkeypatch):
     (tmp_path / "cpu-calibration.json").write_text(json.dumps(stored))
     module.local_device()
     assert len(made) == 3
+
+
+CPU_NET = """
+    name: cpu_net
+    input: [16, 8, 8]
+    layers:
+      - conv2d: {out_channels: 16, kernel_size: 3, padding: 1, groups: 16, bias: false}
+        name: dw
+      - conv2d: {out_channels: 24, kernel_size: 1, bias: false}
+        name: pw
+      - relu: {inplace: true}
+        name: relu
+      - maxpool2d: {kernel_size: 2}
+        name: pool
+      - adaptive_avgpool2d: {output_size: 1}
+        name: gap
+"""
+
+LANES = 16
+CACHE_BANDWIDTH = 4 * BANDWIDTH
+CACHE_BYTES = 2**20
+POOL_RATE = 10**8  # outputs per second
+DEPTHWISE = 10**10  # FLOP/s
+FRESH = 1e-9  # seconds per byte of a fresh output
+CPU_LIKE = dataclasses.replace(
+    ROUND, kind=DeviceKind.CPU, cache_bytes=CACHE_BYTES, cache_bandwidth=CACHE_BANDWIDTH, vector_lanes=LANES,
+    pool_outputs_per_s=POOL_RATE, depthwise_flops=DEPTHWISE, fresh_memory_s_per_byte=FRESH,
+    fresh_memory_from_bytes=4 * 16 * 24 * 8 * 8)  # pw's output (at batch 16) and larger: not dw's, 16 channels
+
+
+@pytest.fixture
+def cpu_layers(write_spec):
+    report = archviz.inspect(write_spec(CPU_NET), batch=16)
+    return {layer.name: layer for layer in predict_latency(report, CPU_LIKE).layers}
+
+
+def test_activations_fitting_half_the_cache_stream_at_its_bandwidth(cpu_layers):
+    pw = cpu_layers["pw"]  # 16 x (16 + 24) x 64 floats of activations: 160 KiB, within half the cache
+    activations, weights = 4 * 16 * (16 + 24) * 64, 4 * 24 * 16
+    assert pw.bytes_moved == activations + weights
+    fresh = 4 * 16 * 24 * 64 * FRESH  # its output is past the device's threshold for fresh memory
+    assert pw.memory_s == pytest.approx(activations / CACHE_BANDWIDTH + weights / BANDWIDTH + fresh)
+    assert CPU_LIKE.bandwidth_for(CACHE_BYTES // 2) == CACHE_BANDWIDTH
+    assert CPU_LIKE.bandwidth_for(CACHE_BYTES // 2 + 1) == BANDWIDTH
+
+
+def test_lanes_left_empty_lower_the_compute_roof(cpu_layers):
+    pw = cpu_layers["pw"]
+    fill = 16 / 16 * (24 / 32)  # 24 output channels fill two 16-lane vectors, 8 lanes idle
+    assert pw.lane_fill == pytest.approx(fill)
+    assert pw.compute_s == pytest.approx(pw.flops / (PEAK * fill))
+
+
+def test_depthwise_convolution_runs_at_its_measured_ceiling(cpu_layers):
+    dw = cpu_layers["dw"]
+    assert dw.lane_fill == 1.0  # vectorised over its 16 channels
+    assert dw.compute_s == pytest.approx(dw.flops / DEPTHWISE)  # 10 GFLOP/s, not the 1 TFLOP/s peak
+    assert not dw.memory_bound
+
+
+def test_sliding_pools_have_a_ceiling_and_global_ones_do_not(cpu_layers):
+    pool, gap = cpu_layers["pool"], cpu_layers["gap"]
+    assert pool.compute_s == pytest.approx(16 * 24 * 4 * 4 / POOL_RATE)
+    assert gap.compute_s == 0 and gap.memory_bound
+
+
+def test_only_fresh_outputs_past_the_threshold_pay_page_faults(cpu_layers):
+    dw, relu, pool = cpu_layers["dw"], cpu_layers["relu"], cpu_layers["pool"]
+    weights = 4 * 16 * 3 * 3  # from memory: last touched a pass ago
+    assert dw.memory_s == pytest.approx(4 * 16 * 16 * 64 * 2 / CACHE_BANDWIDTH + weights / BANDWIDTH)  # no faults
+    assert relu.memory_s == pytest.approx(4 * 16 * 24 * 64 * 2 / CACHE_BANDWIDTH)  # in place: no new memory
+    assert pool.memory_s == pytest.approx(4 * 16 * 24 * (8 * 8 + 4 * 4) / CACHE_BANDWIDTH)
+
+
+def test_datasheet_devices_model_none_of_the_cpu_ceilings(net):
+    a100 = get_device("a100")
+    assert (a100.cache_bytes, a100.vector_lanes, a100.pool_outputs_per_s, a100.fresh_memory_s_per_byte) == \
+        (None, None, None, None)
+    layers = predict_latency(archviz.inspect(net), a100).layers
+    assert {layer.lane_fill for layer in layers} == {1.0}

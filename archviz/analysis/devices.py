@@ -59,9 +59,31 @@ class Device:
     memory_bytes: int | None  # the card's memory; None for a CPU (the machine's RAM is not a device figure)
     source: str  # where the peaks and bandwidth come from
     overhead_source: str  # where launch_overhead_s comes from
+    # The cache-aware roofline (A. Ilic, F. Pratas, L. Sousa, "Cache-aware Roofline model", IEEE Computer
+    # Architecture Letters 13(1), 2014): a layer whose bytes fit in half the last-level cache streams at the cache's
+    # bandwidth. Measured for the local CPU; None for the datasheet GPUs (their L2 is not modelled).
+    cache_bytes: int | None = None
+    cache_bandwidth: float | None = None  # bytes/s
+    # fp32 SIMD lanes (16 for AVX-512): oneDNN blocks channels by the vector width (its nChw16c layouts), so a conv
+    # with 3 input channels computes 16 and wastes 13/16 of its multiplies. None: not modelled (the GPUs).
+    vector_lanes: int | None = None
+    # Measured CPU ceilings for what the two roofs miss (archviz.profile.calibrate): torch's NCHW max pool costs tens
+    # of nanoseconds per output, far below the memory roof; a depthwise conv runs at a fraction of the GEMM peak; an
+    # output written to freshly mapped memory pays a page fault per 4 KiB page (glibc mmap()s a block of 32 MiB or
+    # more afresh each time). None: not modelled.
+    pool_outputs_per_s: float | None = None
+    depthwise_flops: float | None = None  # FLOP/s of a depthwise conv: a direct kernel, not a GEMM, on a CPU
+    fresh_memory_s_per_byte: float | None = None
+    fresh_memory_from_bytes: int | None = None  # outputs at least this large are always fresh memory
 
     def peak(self, precision: Precision) -> float | None:
         return self.peaks.of(precision)
+
+    def bandwidth_for(self, bytes_moved: int) -> float:
+        """The roof a layer moving `bytes_moved` streams at: the cache's when they fit in half of it, else memory's."""
+        if self.cache_bytes is not None and self.cache_bandwidth is not None and 2 * bytes_moved <= self.cache_bytes:
+            return self.cache_bandwidth
+        return self.memory_bandwidth
 
     @property
     def ridge_intensity(self) -> float:

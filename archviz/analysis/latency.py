@@ -17,7 +17,22 @@ with the next layer are left out, which is the roofline's own simplification. A 
 normalisation, pooling, add) does a few operations per element, far left of any device's ridge point: it is
 memory-bound by definition and costs its traffic. A layer that only renames its input's elements (flatten, reshape,
 identity, an inference dropout) is a view and moves nothing: it costs the overhead alone. A layer without a formula
-(opaque, MACs not measured) is not predicted, and the model's total then leaves it out and says so. Pure Python.
+(opaque, MACs not measured) is not predicted, and the model's total then leaves it out and says so.
+
+Two refinements apply where the device states what they need (the calibrated CPU does; the datasheet GPUs do not):
+  * the cache-aware roofline (Ilic, Pratas, Sousa 2014): a layer whose bytes fit in half the last-level cache streams
+    at the cache's bandwidth, the others at memory's (Device.bandwidth_for);
+  * an in-core ceiling (Williams et al.'s "ceilings" below the peak) for SIMD lanes left empty: oneDNN computes a
+    convolution on channels blocked by the vector width (16 fp32 lanes on AVX-512), so the peak is scaled by
+    lane_fill(channels in per group) x lane_fill(channels out per group), lane_fill(n) = n / (lanes x ceil(n / lanes)).
+    A depthwise convolution (one input channel per group) runs a direct kernel, not a GEMM: its ceiling is the
+    device's measured Device.depthwise_flops where it states one, else the peak x lane_fill(C);
+  * a pooling ceiling: a pool sliding a window (larger than one position, smaller than its input: not a global
+    pool) takes at least its outputs / Device.pool_outputs_per_s (measured on a max pool: torch's NCHW pooling
+    kernels run far below the memory roof on a CPU);
+  * fresh memory: a layer writing a new tensor (not in place, not a view) pays Device.fresh_memory_s_per_byte for
+    each byte of it, the page faults of memory the allocator maps anew.
+Pure Python.
 """
 
 from __future__ import annotations
@@ -27,7 +42,7 @@ from dataclasses import dataclass
 from archviz.analysis.devices import Device, Precision
 from archviz.analysis.report import DType, LayerStats, Report
 from archviz.errors import ArchvizError
-from archviz.ops import OpKind
+from archviz.ops import OpKind, get_op
 from archviz.ops.base import numel
 
 _PRECISION = {DType.FLOAT32: Precision.FP32, DType.FLOAT16: Precision.FP16, DType.BFLOAT16: Precision.BF16}
@@ -42,9 +57,10 @@ class LayerLatency:
     flops: int
     bytes_moved: int
     intensity: float | None  # FLOPs per byte; None for a view, which moves nothing
-    attainable_flops: float  # min(peak, intensity x bandwidth), FLOP/s; 0 for a layer without MACs
-    compute_s: float
-    memory_s: float
+    attainable_flops: float  # min(peak x lane fill, intensity x bandwidth), FLOP/s; 0 for a layer without MACs
+    lane_fill: float  # the share of SIMD lanes doing useful work (1.0 where the device does not model it)
+    compute_s: float  # FLOPs at the peak (x lane fill); for a pool, its outputs at the pooling ceiling
+    memory_s: float  # bytes at the bandwidth, plus the fresh output's page faults where the device states them
     overhead_s: float
     seconds: float | None
     memory_bound: bool
@@ -93,7 +109,8 @@ def predict_latency(report: Report, device: Device, *, tf32_convs: bool = True) 
         else precision
     layers = tuple(
         layer_latency(stats, device, batch=report.batch, dtype_bytes=report.dtype.bytes,
-                      precision=conv_precision if stats.kind == OpKind.CONV else precision)
+                      precision=conv_precision if stats.kind == OpKind.CONV else precision,
+                      **_node_facts(report, stats))
         for stats in report.layers
     )
     return ModelLatency(
@@ -103,8 +120,8 @@ def predict_latency(report: Report, device: Device, *, tf32_convs: bool = True) 
     )
 
 
-def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes: int,
-                  precision: Precision) -> LayerLatency:
+def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes: int, precision: Precision,
+                  groups: int = 1, in_place: bool = False, sliding_pool: bool = False) -> LayerLatency:
     """One layer's roofline (the module docstring has the formulas).
 
     >>> from archviz import inspect
@@ -115,21 +132,45 @@ def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes:
     (12.9, False)
     """
     bytes_moved = layer_bytes(stats, batch=batch, dtype_bytes=dtype_bytes)
-    peak = device.peak(precision)
-    memory_s = bytes_moved / device.memory_bandwidth
+    fill = lane_fill(stats, groups=groups, lanes=device.vector_lanes)
+    peak = device.peak(precision) * fill
+    if device.depthwise_flops is not None and _is_depthwise(stats, groups):
+        peak = min(peak, device.depthwise_flops)
+    memory_s = _memory_seconds(stats, device, bytes_moved=bytes_moved, dtype_bytes=dtype_bytes, in_place=in_place)
+    bandwidth = bytes_moved / memory_s if memory_s else device.memory_bandwidth
     intensity = stats.flops / bytes_moved if bytes_moved else None
     if stats.macs:
-        attainable = min(peak, intensity * device.memory_bandwidth) if intensity is not None else peak
+        attainable = min(peak, intensity * bandwidth) if intensity is not None else peak
         compute_s = stats.flops / peak
     else:
         attainable, compute_s = 0.0, 0.0
+        if sliding_pool and device.pool_outputs_per_s is not None:
+            compute_s = stats.activation_elements / device.pool_outputs_per_s
     predicted = stats.counted or stats.measured
     return LayerLatency(
         name=stats.name, flops=stats.flops, bytes_moved=bytes_moved, intensity=intensity,
-        attainable_flops=attainable, compute_s=compute_s, memory_s=memory_s, overhead_s=device.launch_overhead_s,
+        attainable_flops=attainable, lane_fill=fill, compute_s=compute_s, memory_s=memory_s,
+        overhead_s=device.launch_overhead_s,
         seconds=max(compute_s, memory_s) + device.launch_overhead_s if predicted else None,
         memory_bound=memory_s >= compute_s, precision=precision,
     )
+
+
+def _memory_seconds(stats: LayerStats, device: Device, *, bytes_moved: int, dtype_bytes: int,
+                    in_place: bool) -> float:
+    """Traffic time. Where the device has a cache roof, the activations (an input the previous layer has just
+    written, the output) stream at the roof their size selects, and the weights, last touched a whole pass ago, at
+    memory's; a fresh output past the device's threshold adds its page faults."""
+    if not bytes_moved:
+        return 0.0
+    weight_bytes = (stats.params + stats.buffers) * dtype_bytes
+    activation_bytes = bytes_moved - weight_bytes
+    seconds = activation_bytes / device.bandwidth_for(activation_bytes) + weight_bytes / device.memory_bandwidth
+    output_bytes = stats.activation_elements * dtype_bytes
+    fresh = device.fresh_memory_s_per_byte
+    if fresh is not None and not in_place and output_bytes >= (device.fresh_memory_from_bytes or 0):
+        seconds += output_bytes * fresh
+    return seconds
 
 
 def layer_bytes(stats: LayerStats, *, batch: int, dtype_bytes: int) -> int:
@@ -140,6 +181,49 @@ def layer_bytes(stats: LayerStats, *, batch: int, dtype_bytes: int) -> int:
         return 0
     elements = batch * (inputs + numel(stats.out_shape)) + stats.params + stats.buffers
     return elements * dtype_bytes
+
+
+def lane_fill(stats: LayerStats, *, groups: int, lanes: int | None) -> float:
+    """The share of SIMD lanes a conv or linear layer keeps busy (the module docstring); 1.0 for other layers, for a
+    layer without weights (a matmul of two activations) and where lanes is None."""
+    if lanes is None or not stats.macs or not stats.params or not stats.in_shapes:
+        return 1.0
+    if stats.kind == OpKind.CONV:
+        channels_in, channels_out = stats.in_shapes[0][0] // groups, stats.out_shape[0] // groups
+        if _is_depthwise(stats, groups):
+            return _filled(stats.out_shape[0], lanes)
+        return _filled(channels_in, lanes) * _filled(channels_out, lanes)
+    if stats.kind == OpKind.LINEAR:
+        return _filled(stats.in_shapes[0][-1], lanes) * _filled(stats.out_shape[-1], lanes)
+    return 1.0
+
+
+def _is_depthwise(stats: LayerStats, groups: int) -> bool:
+    return stats.kind == OpKind.CONV and groups > 1 and stats.in_shapes[0][0] == groups
+
+
+def _filled(count: int, lanes: int) -> float:
+    return count / (lanes * -(-count // lanes)) if count > 0 else 1.0
+
+
+def _node_facts(report: Report, stats: LayerStats) -> dict:
+    """What the roofline needs beyond LayerStats, from the layer's node: a conv's groups, whether the layer writes
+    into its input (no new memory), whether it is a pool sliding a window."""
+    node = report.graph.node(stats.name)
+    op = get_op(node.op)
+    in_place = op.inplace_capable and bool(node.attrs.get("inplace")) and len(node.inputs) == 1
+    sliding = stats.kind == OpKind.POOL and _slides(op.window(node.attrs, list(node.in_shapes)), node.in_shapes)
+    groups = int(node.attrs.get("groups", 1) or 1) if stats.kind == OpKind.CONV else 1
+    return {"groups": groups, "in_place": in_place, "sliding_pool": sliding}
+
+
+def _slides(window, in_shapes) -> bool:
+    """A window larger than one position and smaller than the input: not a global pool, not an adaptive pool
+    that keeps the input's size."""
+    if window is None or len(in_shapes[0]) != 3:
+        return False
+    spatial = in_shapes[0][1:]
+    return any(k > 1 for k in window.kernel) and any(k < size for k, size in zip(window.kernel, spatial))
 
 
 def _is_view(stats: LayerStats, input_elements: int) -> bool:

@@ -1,12 +1,23 @@
 """The local CPU as a roofline Device, measured: GEMM FLOP/s, streaming bandwidth and eager PyTorch's cost per op.
 
-Three measurements in a few seconds, at the thread count torch uses now:
+Measurements in a few seconds, at the thread count torch uses now (each the least time over repeated calls; with one
+thread, the calling thread's CPU time, which every kernel then runs on, so that a machine shared with other
+processes does not count the time this one waits for a core):
   * peak FLOP/s: fp32 square matmuls of a few sizes, the best rate (2 n^3 FLOPs each), as a roofline's compute roof
     is the best a kernel reaches (Williams, Waterman, Patterson 2009 measure theirs with tuned kernels too);
   * memory bandwidth: a copy (reads n, writes n) and an add (reads 2n, writes n) of tensors far larger than the
-    caches, the best rate (the STREAM benchmark's copy and add, J. McCalpin);
-  * per-op overhead: the median time of one call of a module on a one-element tensor, which is what every layer of
-    an eagerly run model pays before it touches its data.
+    caches, the best rate (the STREAM benchmark's copy and add, J. McCalpin); the same copy and add on tensors
+    filling a quarter of the last-level cache give the cache's bandwidth (the cache-aware roofline, Ilic et al. 2014);
+  * per-op overhead: the median time of one call of a module on a one-element tensor, over a convolution, a linear
+    layer, a batch norm, a ReLU and a max pool: what every layer of an eagerly run model pays before it touches its
+    data.
+  * pooling ceiling: outputs per second of a 3x3 stride-2 max pool on a cache-resident NCHW tensor (torch's CPU
+    pooling runs far below the memory roof);
+  * depthwise ceiling: FLOP/s of a 3x3 depthwise conv (64 channels, 56x56, batch 1), which oneDNN runs with a direct
+    kernel far below the GEMM peak;
+  * fresh memory: the time to fill a newly allocated tensor of 64 MiB (past glibc's largest mmap threshold, 32 MiB
+    on 64-bit: mallopt(3), so always freshly mapped) less the time to fill it again, per byte: the page faults.
+The cache's size is read from Linux's sysfs, and the fp32 SIMD lanes from torch's CPU capability (AVX-512: 16).
 The result is cached in archviz's cache folder (archviz/cache.py), keyed by the CPU's model name, torch's version and
 the thread count, so a machine calibrates once.
 """
@@ -26,11 +37,14 @@ from archviz.cache import cache_dir
 from archviz.errors import ArchvizError
 from archviz.output import write_atomic
 
-CALIBRATION_FORMAT = 1  # bump when what is measured or stored changes
+CALIBRATION_FORMAT = 5  # bump when what is measured or stored changes
 GEMM_SIZES = (256, 512, 1024)
 STREAM_BYTES = 256 * 2**20  # per tensor: far past any CPU's last-level cache
 SHORT_STREAM_BYTES = 64 * 2**20  # for a calibration under a second (tests): still past most last-level caches
-SHARES = {"gemm": 0.45, "stream": 0.4, "overhead": 0.15}  # of the time budget
+SHARES = {"gemm": 0.3, "stream": 0.25, "cache": 0.1, "overhead": 0.1, "pool": 0.08, "depthwise": 0.07, "fresh": 0.1}
+FRESH_BYTES = 64 * 2**20
+GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20  # 64-bit glibc: a block this large is always mmap()ed afresh (mallopt(3))
+LANES = {"AVX512": 16, "AVX2": 8}  # fp32 lanes per vector, by torch.backends.cpu.get_cpu_capability()
 
 
 def local_device(*, recalibrate: bool = False) -> Device:
@@ -65,14 +79,25 @@ def calibrate(*, seconds: float = 3.0) -> Device:
     peak = _best_gemm_flops(seconds * SHARES["gemm"])
     stream_bytes = STREAM_BYTES if seconds >= 1 else SHORT_STREAM_BYTES
     bandwidth = _best_stream_bandwidth(seconds * SHARES["stream"], stream_bytes)
+    cache_bytes = last_level_cache_bytes()
+    cache_bandwidth = None if cache_bytes is None else \
+        _best_stream_bandwidth(seconds * SHARES["cache"], cache_bytes // 4)
     overhead = _op_overhead(seconds * SHARES["overhead"])
+    pool_rate = _pool_outputs_per_s(seconds * SHARES["pool"])
+    fresh = _fresh_memory_s_per_byte(seconds * SHARES["fresh"])
+    depthwise = _depthwise_flops(seconds * SHARES["depthwise"])
     threads = torch.get_num_threads()
     return Device(
         key="cpu", name=f"{cpu_name()} ({threads} thread{'s' if threads > 1 else ''})", kind=DeviceKind.CPU,
         peaks=Peaks(fp32=peak), memory_bandwidth=bandwidth, launch_overhead_s=overhead, memory_bytes=None,
+        cache_bytes=cache_bytes, cache_bandwidth=cache_bandwidth,
+        vector_lanes=LANES.get(torch.backends.cpu.get_cpu_capability()), pool_outputs_per_s=pool_rate,
+        depthwise_flops=depthwise,
+        fresh_memory_s_per_byte=fresh, fresh_memory_from_bytes=GLIBC_MMAP_THRESHOLD_MAX,
         source=f"measured by archviz.profile.calibrate: best fp32 matmul of sizes {GEMM_SIZES}, best tensor copy/add "
                f"of {stream_bytes // 2**20} MiB, torch {torch.__version__}",
-        overhead_source="measured: median time of one module call on a one-element tensor",
+        overhead_source="measured: median time of one module call on a one-element tensor (conv, linear, batch norm, "
+                        "ReLU, max pool)",
     )
 
 
@@ -89,6 +114,22 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def last_level_cache_bytes() -> int | None:
+    """The largest CPU cache's size (Linux sysfs), or None where it cannot be read."""
+    sizes = []
+    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        try:
+            text = entry.read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        units = {"K": 2**10, "M": 2**20, "G": 2**30}
+        if text[:-1].isdigit() and text[-1] in units:
+            sizes.append(int(text[:-1]) * units[text[-1]])
+        elif text.isdigit():
+            sizes.append(int(text))
+    return max(sizes) if sizes else None
 
 
 def _best_gemm_flops(budget_s: float) -> float:
@@ -110,9 +151,34 @@ def _best_stream_bandwidth(budget_s: float, stream_bytes: int) -> float:
 
 
 def _op_overhead(budget_s: float) -> float:
-    module, tiny = torch.nn.ReLU(), torch.ones(1)
-    times = _times(lambda: module(tiny), budget_s)
+    one = torch.ones(1, 1, 1, 1)
+    modules = (torch.nn.Conv2d(1, 1, 1), torch.nn.Linear(1, 1), torch.nn.BatchNorm2d(1).eval(), torch.nn.ReLU(),
+               torch.nn.MaxPool2d(1))
+    times = []
+    for module in modules:
+        times += _times(lambda: module(one), budget_s / len(modules))
     return statistics.median(times)
+
+
+def _pool_outputs_per_s(budget_s: float) -> float:
+    pool, inputs = torch.nn.MaxPool2d(3, stride=2, padding=1), torch.randn(1, 64, 56, 56)
+    outputs = 64 * 28 * 28
+    return outputs / _best_time(lambda: pool(inputs), budget_s)
+
+
+def _depthwise_flops(budget_s: float) -> float:
+    conv, inputs = torch.nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False), torch.randn(1, 64, 56, 56)
+    flops = 2 * 64 * 9 * 56 * 56
+    with torch.inference_mode():
+        return flops / _best_time(lambda: conv(inputs), budget_s)
+
+
+def _fresh_memory_s_per_byte(budget_s: float) -> float:
+    elements = FRESH_BYTES // 4
+    fresh = _best_time(lambda: torch.empty(elements).fill_(1.0), budget_s / 2)
+    again = torch.empty(elements)
+    reused = _best_time(lambda: again.fill_(1.0), budget_s / 2)
+    return max(fresh - reused, 0.0) / FRESH_BYTES
 
 
 def _best_time(call, budget_s: float) -> float:
@@ -121,25 +187,33 @@ def _best_time(call, budget_s: float) -> float:
 
 def _times(call, budget_s: float, *, at_least: int = 3) -> list[float]:
     """Times of repeated calls (after one warm-up) until the budget is spent, and at least `at_least` of them."""
+    clock = time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
     call()
     times: list[float] = []
     deadline = time.perf_counter() + budget_s
     with torch.inference_mode():
         while len(times) < at_least or time.perf_counter() < deadline:
-            start = time.perf_counter()
+            start = clock()
             call()
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     return times
 
 
 def _to_json(device: Device) -> dict:
     return {"name": device.name, "peak_fp32": device.peaks.fp32, "memory_bandwidth": device.memory_bandwidth,
             "launch_overhead_s": device.launch_overhead_s, "source": device.source,
-            "overhead_source": device.overhead_source}
+            "overhead_source": device.overhead_source, "cache_bytes": device.cache_bytes,
+            "cache_bandwidth": device.cache_bandwidth, "vector_lanes": device.vector_lanes,
+            "pool_outputs_per_s": device.pool_outputs_per_s, "fresh_memory_s_per_byte": device.fresh_memory_s_per_byte,
+            "fresh_memory_from_bytes": device.fresh_memory_from_bytes, "depthwise_flops": device.depthwise_flops}
 
 
 def _from_json(entry: dict) -> Device:
     return Device(key="cpu", name=entry["name"], kind=DeviceKind.CPU, peaks=Peaks(fp32=float(entry["peak_fp32"])),
                   memory_bandwidth=float(entry["memory_bandwidth"]),
                   launch_overhead_s=float(entry["launch_overhead_s"]), memory_bytes=None, source=entry["source"],
-                  overhead_source=entry["overhead_source"])
+                  overhead_source=entry["overhead_source"], cache_bytes=entry["cache_bytes"],
+                  cache_bandwidth=entry["cache_bandwidth"], vector_lanes=entry["vector_lanes"],
+                  pool_outputs_per_s=entry["pool_outputs_per_s"],
+                  fresh_memory_s_per_byte=entry["fresh_memory_s_per_byte"],
+                  fresh_memory_from_bytes=entry["fresh_memory_from_bytes"], depthwise_flops=entry["depthwise_flops"])
