@@ -276,6 +276,8 @@ def test_cli_no_cuda():
     (["no_such_model"], "no_such_model"),
     (["torchvision:resnet_nope"], "resnet_nope"),
     (["timm:resnet18", "--kwargs", '{"pretrained": true}'], "pretrained"),
+    (["lenet", "--kwargs", '{"num_classes": 3}'], "--set"),
+    (["torchvision:resnet18", "--set", "num_classes=3"], "--kwargs"),
 ])
 def test_cli_errors(args, message):
     result = run(*args)

@@ -513,7 +513,7 @@ def measure_model(source: str, *, input_shape: Sequence[int] | None = None, over
 
     input_shape = None if input_shape is None else parse_input(input_shape)
     if not is_model_source(source):
-        return measure_graph(archviz.load(source, input=input_shape, overrides=overrides), **options)
+        return measure_graph(archviz.load(source, input=input_shape, overrides=overrides, kwargs=kwargs), **options)
     parsed = parse_source(source, kwargs=kwargs)
     if parsed.kind not in (SourceKind.TORCHVISION, SourceKind.TIMM):
         raise ArchvizError(f"{source}: profile builds zoo models, spec files, torchvision:NAME and timm:NAME; for "
