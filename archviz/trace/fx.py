@@ -100,18 +100,21 @@ class _Recorder(fx.Interpreter):
         self.values: dict[fx.Node, object] = {}
 
     def run_node(self, node):
-        if keeps_shape(node.target if node.op != "call_module" else self.module.get_submodule(node.target)):
+        target = node.target if node.op != "call_module" else self.module.get_submodule(node.target)
+        result = None
+        if node.op in ("call_module", "call_function") and _made_by_shape(target):
             args, kwargs = self.fetch_args_kwargs_from_env(node)
-            result = torch.empty_like(args[0] if args else kwargs["input"])
-        else:
+            result = _value_by_shape(target, args, kwargs)
+        if result is None:
             result = super().run_node(node)
         self.values[node] = result
         return result
 
 
 def keeps_shape(target) -> bool:
-    """Normalisations, as functions or torch modules: on meta tensors torch runs their Python decompositions (~3 ms
-    a call, more than all else in a CNN's trace) to make a tensor of the input's shape, all the trace needs."""
+    """Normalisations, activations and dropout, as functions (normalisations only) or torch modules: on meta
+    tensors torch runs their Python decompositions (~3 ms a normalisation) to make a tensor of the input's shape and
+    dtype, all the trace needs. FlopCounterMode counts none of them."""
     if isinstance(target, torch.nn.Module):
         base = next((cls for cls in _SHAPE_KEEPING_MODULES if isinstance(target, cls)), None)
         return base is not None and type(target).forward is base.forward
@@ -121,7 +124,63 @@ def keeps_shape(target) -> bool:
         return False
 
 
-_SHAPE_KEEPING_MODULES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm)
+def _made_by_shape(target) -> bool:
+    if isinstance(target, torch.nn.Module):
+        return keeps_shape(target) or isinstance(target, (torch.nn.Identity, torch.nn.Linear))
+    try:
+        return keeps_shape(target) or target in _shaped_calls()
+    except TypeError:  # an unhashable callable
+        return False
+
+
+def _value_by_shape(target, args, kwargs):
+    """What a call whose output shape is plain returns, made without running it (on meta tensors torch runs Python
+    decompositions of linear and attention, a millisecond a call); None where the call must run (arguments torch
+    would refuse, or that change the shape)."""
+    if isinstance(target, torch.nn.Identity):
+        return args[0] if args and type(target).forward is torch.nn.Identity.forward else None
+    if isinstance(target, torch.nn.Linear):
+        return _linear_value(target, *args, **kwargs)
+    if not isinstance(target, torch.nn.Module) and not keeps_shape(target):
+        return _attention_value(*args, **kwargs)
+    x = args[0] if args else kwargs.get("input")
+    if not isinstance(x, torch.Tensor):
+        return None
+    return x if getattr(target, "inplace", False) else torch.empty_like(x)
+
+
+def _linear_value(layer, x=None, **kwargs):
+    if type(layer).forward is not torch.nn.Linear.forward or kwargs or not isinstance(x, torch.Tensor) or not x.dim() \
+            or x.shape[-1] != layer.in_features or x.dtype != layer.weight.dtype:
+        return None
+    return x.new_empty((*x.shape[:-1], layer.out_features))
+
+
+def _attention_value(query=None, key=None, value=None, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                     enable_gqa=False):
+    """scaled_dot_product_attention's (..., L, Ev) output for q (..., L, E), k (..., S, E), v (..., S, Ev), where
+    nothing broadcasts and no mask is given."""
+    tensors = (query, key, value)
+    if attn_mask is not None or enable_gqa or not all(isinstance(t, torch.Tensor) for t in tensors):
+        return None
+    if not query.dim() == key.dim() == value.dim() >= 2 or not query.dtype == key.dtype == value.dtype:
+        return None
+    if query.shape[:-2] != key.shape[:-2] or key.shape[:-1] != value.shape[:-1] or query.shape[-1] != key.shape[-1]:
+        return None
+    return query.new_empty((*query.shape[:-1], value.shape[-1]))
+
+
+@functools.cache
+def _shaped_calls() -> frozenset:
+    return frozenset({torch.nn.functional.scaled_dot_product_attention})
+
+
+_SHAPE_KEEPING_MODULES = (
+    torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm, torch.nn.Dropout,
+    torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.ReLU, torch.nn.ReLU6, torch.nn.GELU,
+    torch.nn.SiLU, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.Hardswish, torch.nn.Hardsigmoid, torch.nn.Mish,
+    torch.nn.LeakyReLU, torch.nn.ELU,
+)
 
 
 @functools.cache
@@ -511,15 +570,39 @@ class _Walker:
         sample; what does not grow is computed on weights, once per pass), or at the first alone where the second is
         not known. None where it does not run again, or where its cost grows faster than the batch (attention across
         the samples of a batch): no figure per sample holds then."""
+        if keeps_shape(self._callable(node)):  # a normalisation: FlopCounterMode counts none (running it is slow)
+            return Measured(0)
         first = _flops(self._callable(node), node, self.values)
         if first == 0:  # none at one batch size: none per sample and none once
             return Measured(0)
-        second = _flops(self._callable(node), node, self._second) if first is not None and self.twins else None
+        second = None
+        if first is not None:
+            resized = self._resized_inputs(node)
+            second = _flops(self._callable(node), node, resized) if resized is not None else None
+            if second is None and self.twins:
+                second = _flops(self._callable(node), node, self._second)
         if second is None:
             return None if first is None else Measured(first // (2 * BATCH))
         per_sample = (second - first) // (SECOND_BATCH - BATCH)
         once = first - per_sample * BATCH
         return None if once < 0 else Measured(per_sample // 2, once // 2)
+
+    def _resized_inputs(self, node: fx.Node) -> dict | None:
+        """A call's inputs at SECOND_BATCH without a second run: each input tensor remade with its batch dim (found
+        at BATCH) resized, each weight as it is. None where an input is anything else (a size read off a tensor,
+        which may hold the batch)."""
+        values = {}
+        for source in node.all_input_nodes:
+            resolved, value = self.resolved.get(source), self.values.get(source)
+            if isinstance(resolved, Ref) and isinstance(value, torch.Tensor):
+                shape = list(value.shape)
+                shape[resolved.batch_dim] = resolved.fold * SECOND_BATCH
+                values[source] = value.new_empty(shape)
+            elif isinstance(resolved, Const):
+                values[source] = value
+            else:
+                return None
+        return values
 
     def _callable(self, node: fx.Node):
         if node.op == "call_module":
