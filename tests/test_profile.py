@@ -263,6 +263,18 @@ def test_cli_torchvision_module_paths():
     assert names[0] == "features.0" and "classifier.1" in names  # leaf module paths: the traced graph's node names
 
 
+def test_cli_users_file(tmp_path):
+    code = tmp_path / "net.py"
+    code.write_text("import torch\n\n\ndef make(width=4):\n    return torch.nn.Sequential(torch.nn.Flatten(), "
+                    "torch.nn.Linear(8, width))\n")
+    result = run(f"{code}:make", "--input", "2x4", "--kwargs", '{"width": 3}', "--json", "-n", "1")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["measured"]["baseline_bytes"] == F * (8 * 3 + 3)
+    assert [layer["name"] for layer in document["layers"]] == ["0", "1"]
+    assert run(f"{code}:make", "-n", "1").exit_code == 2  # no --input: archviz cannot know it
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cli_no_cuda():
     result = run("lenet", "--device", "cuda")

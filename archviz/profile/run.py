@@ -502,10 +502,11 @@ class _BackwardClock:
 
 def measure_model(source: str, *, input_shape: Sequence[int] | None = None, overrides=None, kwargs=None,
                   **options) -> Measurement:
-    """measure() of a model named as `archviz inspect` names it: a zoo name or spec file (built by to_torch, layers
-    named by Graph node), or torchvision:NAME / timm:NAME, built with random weights (never downloaded) and timed by
-    leaf module call: for these, a leaf module's path is the traced Graph's node name, and a second call is named as
-    the trace names it (torchvision BasicBlock's relu, then relu_1). `options` are measure()'s.
+    """measure() of a model named as `archviz inspect` names it: a zoo name, spec or ONNX file (built by to_torch,
+    layers named by Graph node), or torchvision:NAME / timm:NAME (built with random weights, never downloaded) or
+    FILE.py:Name / module:name (IMPORTS AND RUNS that code), timed by leaf module call: for these, a leaf module's
+    path is the traced Graph's node name, and a second call is named as the trace names it (torchvision BasicBlock's
+    relu, then relu_1). `options` are measure()'s.
     """
     import archviz
     from archviz.graph.build import parse_input
@@ -515,12 +516,32 @@ def measure_model(source: str, *, input_shape: Sequence[int] | None = None, over
     if not is_model_source(source):
         return measure_graph(archviz.load(source, input=input_shape, overrides=overrides, kwargs=kwargs), **options)
     parsed = parse_source(source, kwargs=kwargs)
-    if parsed.kind not in (SourceKind.TORCHVISION, SourceKind.TIMM):
-        raise ArchvizError(f"{source}: profile builds zoo models, spec files, torchvision:NAME and timm:NAME; for "
-                           "your own module call archviz.profile.measure(module, input_shape)")
     if overrides:
         raise ArchvizError(f"{source}: --set changes a spec's params; a PyTorch model takes --kwargs")
-    return measure(_built(parsed), input_shape or default_input(parsed), **options)
+    shape = input_shape or default_input(parsed)
+    if shape is None:
+        raise ArchvizError(f"{source}: archviz does not know this model's input; give it with --input CxHxW")
+    if parsed.kind in (SourceKind.TORCHVISION, SourceKind.TIMM):
+        return measure(_built(parsed), shape, **options)
+    return measure(_users_module(parsed), shape, **options)
+
+
+def _users_module(parsed) -> torch.nn.Module:
+    """FILE.py:Name or package.module:name, called with its kwargs on the CPU: IMPORTS AND RUNS that code, as
+    `archviz inspect` does (archviz.trace.load), with the weights it initialises itself."""
+    from archviz.trace.load import _factory  # the one place that imports a user's code and finds the name in it
+
+    factory, label = _factory(parsed)
+    if isinstance(factory, torch.nn.Module):  # `module:model`, an instance made on import
+        return factory
+    try:
+        model = factory(**dict(parsed.kwargs))
+    except Exception as error:  # the user's code: any failure is theirs to fix, said in one line
+        shown = ", ".join(f"{key}={value!r}" for key, value in parsed.kwargs.items())
+        raise ArchvizError(f"{label}({shown}) raised {type(error).__name__}: {error}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ArchvizError(f"{label}(...) returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 def _built(parsed) -> torch.nn.Module:
