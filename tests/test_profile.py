@@ -3,19 +3,22 @@ without a GPU. Expected bytes are written as the formula of what is alive (4 byt
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
 import pytest
 import torch
+from rich.console import Console
 from typer.testing import CliRunner
 
 import archviz
 from archviz.cli import app
 from archviz.errors import ArchvizError
 from archviz.profile.choices import MemoryMethod, Optimizer
-from archviz.profile.run import LayerTiming, _Step, by_node, measure, measure_graph, measure_model
-from archviz.profile.tracker import LiveMemoryTracker, storage_bytes
+from archviz.profile.run import LayerTiming, Measurement, _Step, by_node, measure, measure_graph, measure_model
+from archviz.profile.tracker import LiveMemoryTracker, PeakPlace, storage_bytes
+from archviz.profile.view import measurement_json, measurement_view
 
 F = 4  # bytes of a float32
 N, IN, OUT = 2, 4, 3  # batch, Linear(IN, OUT)
@@ -236,6 +239,32 @@ def test_bad_options(options, message):
 def test_nothing_to_train():
     with pytest.raises(ArchvizError, match="no trainable parameter"):
         measure(torch.nn.ReLU(), (2,), train=True)
+
+
+SYNTHETIC = Measurement(
+    device="cpu", input_shape=(1, 32, 32), batch=4, train=True, optimizer=Optimizer.ADAM, amp=None,
+    peak_bytes=2_500_000, baseline_bytes=1_000_000, method=MemoryMethod.TRACKER,
+    peak_place=PeakPlace("tanh_backward", "tanh1", True), seconds=0.002, iterations=3,
+    layers=(LayerTiming("conv1", 0.0005, 0.00125), LayerTiming("fc", 0.00025, 0.0005)),
+)
+
+
+def test_view_reads_the_measurement():
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(measurement_view(SYNTHETIC, model="lenet"))
+    text = console.export_text()
+    assert "lenet: measured, training step (adam), batch 4, input 1x32x32, on cpu" in text
+    assert "0.500" in text and "1.250" in text  # conv1's forward and backward ms
+    assert "0.750" in text and "1.750" in text  # the sums of the layers
+    assert "2.50 MB (2,500,000 bytes, measured: live tensor storages (TorchDispatchMode))" in text
+    assert "tanh_backward in tanh1 (backward)" in text and "2,000.0" in text  # images/s: 4 / 0.002
+
+
+def test_json_keys():
+    document = json.loads(measurement_json(SYNTHETIC, model="lenet"))
+    assert document["measured"]["peak_bytes"] == 2_500_000 and document["measured"]["seconds"] == 0.002
+    assert document["layers"][0] == {"name": "conv1", "measured_forward_seconds": 0.0005,
+                                     "measured_backward_seconds": 0.00125, "measured_seconds": 0.00175}
 
 
 def run(*args):
