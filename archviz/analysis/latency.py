@@ -107,10 +107,12 @@ def predict_latency(report: Report, device: Device, *, tf32_convs: bool = True) 
     precision = _precision(report.dtype, device)
     conv_precision = Precision.TF32 if tf32_convs and precision == Precision.FP32 and device.peak(Precision.TF32) \
         else precision
+    model_bytes = report.totals.param_bytes + report.totals.peak_activation_bytes
+    weights_in_cache = device.cache_bytes is not None and 2 * model_bytes <= device.cache_bytes
     layers = tuple(
         layer_latency(stats, device, batch=report.batch, dtype_bytes=report.dtype.bytes,
                       precision=conv_precision if stats.kind == OpKind.CONV else precision,
-                      **_node_facts(report, stats))
+                      weights_in_cache=weights_in_cache, **_node_facts(report, stats))
         for stats in report.layers
     )
     return ModelLatency(
@@ -121,7 +123,8 @@ def predict_latency(report: Report, device: Device, *, tf32_convs: bool = True) 
 
 
 def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes: int, precision: Precision,
-                  groups: int = 1, in_place: bool = False, sliding_pool: bool = False) -> LayerLatency:
+                  groups: int = 1, in_place: bool = False, sliding_pool: bool = False,
+                  weights_in_cache: bool = False) -> LayerLatency:
     """One layer's roofline (the module docstring has the formulas).
 
     >>> from archviz import inspect
@@ -136,7 +139,8 @@ def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes:
     peak = device.peak(precision) * fill
     if device.depthwise_flops is not None and _is_depthwise(stats, groups):
         peak = min(peak, device.depthwise_flops)
-    memory_s = _memory_seconds(stats, device, bytes_moved=bytes_moved, dtype_bytes=dtype_bytes, in_place=in_place)
+    memory_s = _memory_seconds(stats, device, bytes_moved=bytes_moved, dtype_bytes=dtype_bytes, in_place=in_place,
+                               weights_in_cache=weights_in_cache)
     bandwidth = bytes_moved / memory_s if memory_s else device.memory_bandwidth
     intensity = stats.flops / bytes_moved if bytes_moved else None
     if stats.macs:
@@ -156,16 +160,18 @@ def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes:
     )
 
 
-def _memory_seconds(stats: LayerStats, device: Device, *, bytes_moved: int, dtype_bytes: int,
-                    in_place: bool) -> float:
+def _memory_seconds(stats: LayerStats, device: Device, *, bytes_moved: int, dtype_bytes: int, in_place: bool,
+                    weights_in_cache: bool) -> float:
     """Traffic time. Where the device has a cache roof, the activations (an input the previous layer has just
     written, the output) stream at the roof their size selects, and the weights, last touched a whole pass ago, at
-    memory's; a fresh output past the device's threshold adds its page faults."""
+    memory's, unless the whole model (weights and peak activations) fits in half the cache, so that pass after pass
+    keeps them there; a fresh output past the device's threshold adds its page faults."""
     if not bytes_moved:
         return 0.0
     weight_bytes = (stats.params + stats.buffers) * dtype_bytes
     activation_bytes = bytes_moved - weight_bytes
-    seconds = activation_bytes / device.bandwidth_for(activation_bytes) + weight_bytes / device.memory_bandwidth
+    weight_bandwidth = device.bandwidth_for(weight_bytes) if weights_in_cache else device.memory_bandwidth
+    seconds = activation_bytes / device.bandwidth_for(activation_bytes) + weight_bytes / weight_bandwidth
     output_bytes = stats.activation_elements * dtype_bytes
     fresh = device.fresh_memory_s_per_byte
     if fresh is not None and not in_place and output_bytes >= (device.fresh_memory_from_bytes or 0):
