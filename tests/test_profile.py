@@ -43,12 +43,14 @@ def test_forward_keeps_weights_input_and_output(linear):
     with torch.no_grad(), LiveMemoryTracker(baseline=[*linear.parameters()]) as tracker:
         tracker.track(x)
         y = linear(x)
+        del y
     result = tracker.result()
     assert result.baseline_bytes == WEIGHTS
     assert result.peak_bytes == WEIGHTS + F * N * IN + F * N * OUT
     assert (result.peak_place.op, result.peak_place.module, result.peak_place.backward) == ("addmm", "0", False)
-    del y
-    assert tracker.current_bytes == WEIGHTS + F * N * IN  # the output freed, after the tracker stopped too
+    assert result.final_bytes == WEIGHTS + F * N * IN  # the output freed
+    del x
+    assert tracker.result().final_bytes == WEIGHTS + F * N * IN  # counts stop at exit
 
 
 def test_backward_is_counted(linear):

@@ -83,7 +83,8 @@ class LiveMemoryTracker(TorchDispatchMode):
     The baseline is either measured from `baseline` (the tensors alive before: parameters, buffers, optimizer state,
     whose storages are then known, so an in-place update of a parameter adds nothing) or passed in as
     `baseline_bytes` (a figure the caller knows; a storage behind it that an op returns is then counted again).
-    `track(*tensors)` adds tensors that exist already but are not baseline (the input batch).
+    `track(*tensors)` adds tensors that exist already but are not baseline (the input batch). The counts stop at
+    exit (no callback outlives the tracker), so a tracker is used once.
 
     >>> linear = torch.nn.Linear(4, 3)
     >>> x = torch.zeros(2, 4)
@@ -129,6 +130,8 @@ class LiveMemoryTracker(TorchDispatchMode):
         finally:
             if self._modules is not None:
                 self._modules.__exit__(*exc)
+            with self._lock:
+                self._live.clear()  # the weakrefs go, and their callbacks with them: the counts stay as at exit
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
