@@ -176,6 +176,57 @@ def test_macs_are_flop_counter_flops_halved(op, example):
 
 
 @pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_saved_is_what_autograd_keeps(op, example):
+    """saved(): what autograd keeps of the layer for its backward pass, training on the CPU, as torch's
+    saved_tensors_hooks sees it, tensor by tensor (by storage): which inputs, whether the output, and the bytes of
+    each tensor made for the backward pass alone; at two batch sizes, so a per-sample size is told from a per-pass
+    one. The layer's inputs require grad, as a layer's inputs do inside a network."""
+    attrs, in_shapes, out_shape = made(op, example)
+    declared = op.saved(attrs, in_shapes, out_shape)
+    for batch in (BATCH, BATCH + 1):
+        kept_inputs, kept_output, made_bytes = _kept_by_autograd(op, example, attrs, in_shapes, batch)
+        assert kept_inputs == set(declared.inputs), f"inputs kept at batch {batch}"
+        assert kept_output == declared.output, f"output kept at batch {batch}"
+        expected = sorted(k.elements * (batch if k.per_sample else 1) * (k.itemsize or 4) for k in declared.made)
+        assert made_bytes == expected, f"tensors made for backward at batch {batch}"
+
+
+def _kept_by_autograd(op, example, attrs, in_shapes, batch):
+    """(indices of the inputs kept, whether the output is, sorted bytes of every other tensor kept) for one forward
+    pass in training mode; the module's parameters and buffers are left out."""
+    torch.manual_seed(0)
+    module = op.build_torch(attrs, in_shapes).train()
+    generator = torch.Generator().manual_seed(0)
+    if example.below is not None:
+        inputs = [torch.randint(0, example.below, (batch, *s), generator=generator).float() for s in in_shapes]
+    else:  # computed from a leaf, as a layer's inputs are: autograd keeps them as they are
+        inputs = [torch.randn(batch, *s, generator=generator).requires_grad_() * 1 for s in in_shapes]
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        output = module(*inputs)
+    output = output if isinstance(output, torch.Tensor) else output[0]
+
+    def storage(tensor):
+        return tensor.untyped_storage().data_ptr()
+
+    weights = {storage(t) for t in (*module.parameters(), *module.buffers())}
+    by_input = {storage(x): i for i, x in enumerate(inputs)}
+    seen, kept_inputs, kept_output, made_bytes = set(), set(), False, []
+    for tensor in kept:
+        key = storage(tensor)
+        if key in seen or key in weights:
+            continue
+        seen.add(key)
+        if key == storage(output):
+            kept_output = True
+        elif key in by_input:
+            kept_inputs.add(by_input[key])
+        else:
+            made_bytes.append(tensor.untyped_storage().nbytes())
+    return kept_inputs, kept_output, sorted(made_bytes)
+
+
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
 def test_the_window_is_the_inputs_that_reach_an_output(op, example):
     attrs, in_shapes, out_shape = made(op, example)
     in_shape = in_shapes[0]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from archviz.errors import ShapeError
-from archviz.ops.base import Arg, ArgKind, Example, NoMacs, Op, OpKind, SameShape, Step, fmt_int, fmt_shape, numel
+from archviz.ops.base import (
+    INPUT_SAVED, OUTPUT_SAVED, Arg, ArgKind, Example, NoMacs, Op, OpKind, SameShape, Saved, Step, fmt_int, fmt_shape,
+    numel,
+)
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_close, is_ref, module_args, onnx_as, onnx_float,
     onnx_gated, onnx_reads_as, unary,
@@ -14,6 +17,8 @@ _INPLACE = Arg("inplace", ArgKind.BOOL, False, doc="overwrite the input (saves a
 
 
 class _Activation(SameShape, NoMacs, Op):
+    """An element-wise activation; each declares `saves`, what its gradient reads (torch's derivatives.yaml)."""
+
     kind = OpKind.ACTIVATION
     pointwise = True
     takes_folded_batch = True
@@ -22,6 +27,9 @@ class _Activation(SameShape, NoMacs, Op):
 
     def other_ops(self, attrs, in_shapes, out_shape):
         return self.ops_per_element * numel(out_shape)
+
+    def saved(self, attrs, in_shapes, out_shape):
+        return self.saves
 
     def explain_other_ops(self, attrs, in_shapes, out_shape):
         return Step(
@@ -98,7 +106,7 @@ def _traced(name: str, torch_class: str, module_attrs: tuple[str, ...], function
 
 
 def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), inplace=False, doc="",
-                examples=POINTWISE_EXAMPLES, calls: TorchCalls, onnx, reads: dict):
+                examples=POINTWISE_EXAMPLES, calls: TorchCalls, onnx, reads: dict, saves: Saved):
     cls = type(
         torch_class.removeprefix("nn."),
         (_Activation,),
@@ -107,7 +115,7 @@ def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), 
             "name": name, "aliases": aliases, "torch_class": torch_class, "keras_class": "Activation",
             "ops_per_element": per_element, "ops_reason": reason, "args": (*args, *((_INPLACE,) if inplace else ())),
             "inplace_capable": inplace, "examples": examples, "torch_calls": calls, "write_onnx": onnx,
-            "onnx_reads": reads,
+            "onnx_reads": reads, "saves": saves,
         },
     )
     return register(cls)
@@ -117,10 +125,10 @@ _activation("relu", "nn.ReLU", 1, "max(x, 0)", inplace=True, calls=_traced("relu
     "torch.nn.functional.relu": _with_inplace("relu"), "torch.relu": _plain("relu"), "Tensor.relu": _plain("relu"),
     "torch.relu_": Signature(("input",), unary("relu", inplace=True)),
     "Tensor.relu_": Signature(("input",), unary("relu", inplace=True))}), onnx=onnx_as("Relu"),
-    reads={"Relu": onnx_reads_as("relu")})
+    reads={"Relu": onnx_reads_as("relu")}, saves=OUTPUT_SAVED)
 _activation("relu6", "nn.ReLU6", 2, "min(max(x, 0), 6)", inplace=True, calls=_traced(
     "relu6", "nn.ReLU6", ("inplace",), {"torch.nn.functional.relu6": _with_inplace("relu6")}), onnx=_clip_to_6,
-    reads={"Clip": _read_clip})
+    reads={"Clip": _read_clip}, saves=INPUT_SAVED)
 
 
 def _leaky_relu(a, out):
@@ -137,16 +145,15 @@ _activation(
                                                     {"negative_slope": 0.01, "inplace": False})}),
     onnx=onnx_as("LeakyRelu", lambda a: {"alpha": a["negative_slope"]}),
     reads={"LeakyRelu": onnx_reads_as(
-        "leaky_relu", lambda r: {"negative_slope": onnx_float(r.attrs.get("alpha", 0.01))})},
-)
+        "leaky_relu", lambda r: {"negative_slope": onnx_float(r.attrs.get("alpha", 0.01))})}, saves=INPUT_SAVED)
 _activation("sigmoid", "nn.Sigmoid", 3, "exp, add, divide", calls=_traced("sigmoid", "nn.Sigmoid", (), {
     "torch.sigmoid": _plain("sigmoid"), "torch.nn.functional.sigmoid": _plain("sigmoid"),
     "Tensor.sigmoid": _plain("sigmoid")}), onnx=onnx_as("Sigmoid"),
-    reads={"Sigmoid": lambda r: r.gated("sigmoid", "silu")})  # x * sigmoid(x) is silu
+    reads={"Sigmoid": lambda r: r.gated("sigmoid", "silu")}, saves=OUTPUT_SAVED)  # x * sigmoid(x) is silu
 _activation("tanh", "nn.Tanh", 5, "two exps, two adds, divide", calls=_traced("tanh", "nn.Tanh", (), {
     "torch.tanh": _plain("tanh"), "torch.nn.functional.tanh": _plain("tanh"), "Tensor.tanh": _plain("tanh")}),
     onnx=onnx_as("Tanh"),
-    reads={"Tanh": onnx_reads_as("tanh")})
+    reads={"Tanh": onnx_reads_as("tanh")}, saves=OUTPUT_SAVED)
 _activation(
     "gelu", "nn.GELU", 8, "tanh approximation: cube, multiply-adds, tanh",
     args=(Arg("approximate", ArgKind.CHOICE, "none", choices=("none", "tanh")),),
@@ -155,21 +162,22 @@ _activation(
         "torch.nn.functional.gelu": Signature(("input", "approximate"), unary("gelu"), {"approximate": "none"})}),
     onnx=onnx_as("Gelu", lambda a: {"approximate": a["approximate"]}),
     reads={"Gelu": onnx_reads_as("gelu", lambda r: {"approximate": r.attrs.get("approximate", "none")})},
-)
+    saves=INPUT_SAVED)
 _activation("silu", "nn.SiLU", 4, "x * sigmoid(x)", aliases=("swish",), inplace=True, calls=_traced(
     "silu", "nn.SiLU", ("inplace",), {"torch.nn.functional.silu": _with_inplace("silu")}),
-            onnx=onnx_gated("Sigmoid"), reads={"Swish": _read_swish})
+            onnx=onnx_gated("Sigmoid"), reads={"Swish": _read_swish}, saves=INPUT_SAVED)
 _activation("hardswish", "nn.Hardswish", 5, "x * min(max(x + 3, 0), 6) / 6: add, two compares, multiply, divide",
             aliases=("hard_swish",), inplace=True, calls=_traced(
                 "hardswish", "nn.Hardswish", ("inplace",),
                 {"torch.nn.functional.hardswish": _with_inplace("hardswish")}),
-            onnx=onnx_gated("HardSigmoid", alpha=1 / 6, beta=0.5), reads={"HardSwish": onnx_reads_as("hardswish")})
+            onnx=onnx_gated("HardSigmoid", alpha=1 / 6, beta=0.5), reads={"HardSwish": onnx_reads_as("hardswish")},
+    saves=INPUT_SAVED)
 _activation("hardsigmoid", "nn.Hardsigmoid", 4, "min(max(x + 3, 0), 6) / 6: add, two compares, divide",
             aliases=("hard_sigmoid",), inplace=True, calls=_traced(
                 "hardsigmoid", "nn.Hardsigmoid", ("inplace",),
                 {"torch.nn.functional.hardsigmoid": _with_inplace("hardsigmoid")}),
             onnx=onnx_as("HardSigmoid", lambda a: {"alpha": 1 / 6, "beta": 0.5}),
-            reads={"HardSigmoid": _read_hard_sigmoid})  # x * hardsigmoid(x) is hardswish
+            reads={"HardSigmoid": _read_hard_sigmoid}, saves=INPUT_SAVED)  # x * hardsigmoid(x) is hardswish
 
 
 def along_dim(op: str) -> Signature:
@@ -194,6 +202,7 @@ class AlongDim(_Activation):
 
     pointwise = False  # it normalises along a dim
     args = (Arg("dim", ArgKind.SIGNED_INT, 1, doc="torch's dim, counting the batch as 0"),)
+    saves = OUTPUT_SAVED  # softmax's gradient is y * (g - sum(g * y)); log-softmax's g - exp(y) * sum(g)
 
     def resolve(self, attrs, in_shapes):
         rank = len(in_shapes[0]) + 1

@@ -136,6 +136,34 @@ class Weight:
 
 
 @dataclass(frozen=True)
+class Kept:
+    """A tensor a layer makes for its backward pass alone (batch norm's batch statistics, max pool's argmax indices,
+    dropout's mask): its elements (per sample, or once per pass), and bytes per element where they are not the
+    activations' (8: int64 indices; 4: float32 statistics whatever the activations' dtype)."""
+
+    elements: int
+    per_sample: bool = True
+    itemsize: int | None = None  # None: the activations' dtype
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What autograd keeps of one layer from its forward pass until its backward pass has run, training, as torch
+    does on the CPU (torch's derivatives.yaml says which tensors each gradient formula reads): which of the layer's
+    inputs and whether its output (tensors other layers may keep too, so a model counts each once), and the tensors
+    it makes for the backward pass alone. Its weights are kept as they always are and are not listed."""
+
+    inputs: tuple[int, ...] = ()
+    output: bool = False
+    made: tuple[Kept, ...] = ()
+
+
+NOTHING_SAVED = Saved()
+INPUT_SAVED = Saved(inputs=(0,))
+OUTPUT_SAVED = Saved(output=True)
+
+
+@dataclass(frozen=True)
 class Example:
     """Arguments (as a spec writes them) and input shapes the registry-wide test builds an op with, in torch, against
     every figure the op declares (tests/test_op_registry.py). Each op lists the cases its formulas branch on."""
@@ -211,6 +239,11 @@ class Op(abc.ABC):
         """The spatial window, for receptive fields; None where an output position is computed from the input
         position it sits at, or the output has no positions (NoWindow, SameShape declare that)."""
 
+    @abc.abstractmethod
+    def saved(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> Saved | None:
+        """What autograd keeps of this layer for its backward pass (see Saved); None where that is not known (a layer
+        without a formula). Checked against torch's saved_tensors_hooks by tests/test_op_registry.py."""
+
     def merges_positions(self, attrs: Attrs, in_shapes: list[Shape]) -> bool:
         """Whether each output sees every position of a C x H x W input (a flatten before a classifier): the
         receptive field then covers the whole map."""
@@ -275,6 +308,34 @@ class Free(NoMacs):
 
     def other_ops(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> int:
         return 0
+
+
+class SavesNothing:
+    """Its gradient reads none of its tensors (an add, a view, a concatenation): autograd keeps nothing of it."""
+
+    def saved(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> Saved | None:
+        return NOTHING_SAVED
+
+
+class SavesInput:
+    """Its gradient reads its input (a convolution's weight gradient, gelu's derivative at x)."""
+
+    def saved(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> Saved | None:
+        return INPUT_SAVED
+
+
+class SavesOutput:
+    """Its gradient reads its output (relu's mask, sigmoid's s(1 - s), softmax's y)."""
+
+    def saved(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> Saved | None:
+        return OUTPUT_SAVED
+
+
+class SavesInputs:
+    """Its gradient with respect to each input reads the others (a product: matmul, mul, div)."""
+
+    def saved(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> Saved | None:
+        return Saved(inputs=tuple(range(len(in_shapes))))
 
 
 # --- shared helpers -------------------------------------------------------------------------------

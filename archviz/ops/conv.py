@@ -9,8 +9,8 @@ from typing import ClassVar
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    AXES, Arg, ArgKind, Example, Op, OpKind, SlidingAxis, Step, Weight, Window, check_window_fits, compact, fmt_int,
-    fmt_shape, numel, pair, require_rank, TorchinfoMacs,
+    AXES, INPUT_SAVED, Arg, ArgKind, Example, Kept, Op, OpKind, Saved, SavesInput, SlidingAxis, Step, Weight, Window,
+    check_window_fits, compact, fmt_int, fmt_shape, numel, pair, require_rank, TorchinfoMacs,
 )
 from archviz.ops.interop import (
     Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, onnx_pads, onnx_pair, onnx_symmetric,
@@ -52,6 +52,17 @@ def conv_axes(attrs, in_shape) -> list[SlidingAxis]:
     pads = (0,) * n if padding == "valid" else sizes(padding, n)
     return [SlidingAxis(in_shape[1 + i], kernel[i], stride[i], pads[i], dilation[i], padding_after=pads[i])
             for i in range(n)]
+
+
+def conv_saved(attrs, in_shape) -> Saved:
+    """A convolution keeps its input for the weight gradient; with 'same' padding uneven on some axis (an even
+    kernel), torch pads the input by the odd pixel first and keeps that padded copy instead (the even part stays
+    the convolution's own padding)."""
+    axes = conv_axes(attrs, in_shape)
+    if all(axis.padding == axis.padding_after for axis in axes):
+        return INPUT_SAVED
+    padded = [axis.size + axis.padding_after - axis.padding for axis in axes]
+    return Saved(made=(Kept(in_shape[0] * numel(padded)),))
 
 
 def checked_channels(op: Op, attrs, in_shape, n: int) -> int:
@@ -241,6 +252,9 @@ class Conv2d(_BiasAdds, Op):
         Arg("in_channels", ArgKind.INT, None, doc="inferred from the input; checked when given"),
     )
 
+    def saved(self, attrs, in_shapes, out_shape):
+        return conv_saved(attrs, in_shapes[0])
+
     def resolve(self, attrs, in_shapes):
         channels = checked_channels(self, attrs, in_shapes[0], 2)
         if attrs["padding"] == "same" and pair(attrs["stride"]) != (1, 1):
@@ -377,6 +391,9 @@ class _ConvNd(_BiasAdds, Op):
         Arg("bias", ArgKind.BOOL, True),
         Arg("in_channels", ArgKind.INT, None, doc="inferred from the input; checked when given"),
     )
+
+    def saved(self, attrs, in_shapes, out_shape):
+        return conv_saved(attrs, in_shapes[0])
 
     def resolve(self, attrs, in_shapes):
         n = self.dims
@@ -569,7 +586,7 @@ def _transpose_args(size: ArgKind, nonneg: ArgKind, per_axis: str) -> tuple[Arg,
     )
 
 
-class _ConvTransposeNd(_BiasAdds, Op):
+class _ConvTransposeNd(SavesInput, _BiasAdds, Op):
     """What the transposed convolutions share (torch.nn.ConvTranspose1d/2d/3d): arguments, formulas, ONNX."""
 
     dims: ClassVar[int]

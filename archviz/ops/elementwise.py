@@ -15,7 +15,8 @@ from archviz.ops.activation import (
     read_along_dim,
 )
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Fill, NoMacs, NoWindow, Op, OpKind, SameShape, Step, Weight, fmt_int, fmt_shape, numel,
+    INPUT_SAVED, NOTHING_SAVED, OUTPUT_SAVED, Arg, ArgKind, Example, Fill, Kept, NoMacs, NoWindow, Op, OpKind,
+    SameShape, Saved, SavesInputs, SavesNothing, Step, Weight, fmt_int, fmt_shape, numel,
 )
 from archviz.ops.base import lazy_torch_classes
 from archviz.ops.interop import (
@@ -33,8 +34,7 @@ _activation(
         "x * tanh(softplus(x))). Other ops: 9 per element: softplus's exp, add and log (3), tanh (5, as the tanh op "
         "counts it) and the multiply (1). No params. ONNX Mish (opset 18).",
     calls=_traced("mish", "nn.Mish", ("inplace",), {"torch.nn.functional.mish": _with_inplace("mish")}),
-    onnx=onnx_as("Mish"), reads={"Mish": onnx_reads_as("mish")},
-)
+    onnx=onnx_as("Mish"), reads={"Mish": onnx_reads_as("mish")}, saves=INPUT_SAVED)
 
 
 def _elu(a, out):
@@ -51,8 +51,7 @@ _activation(
     calls=_traced("elu", "nn.ELU", ("alpha", "inplace"), {
         "torch.nn.functional.elu": Signature(("input", "alpha", "inplace"), _elu, {"alpha": 1.0, "inplace": False})}),
     onnx=onnx_as("Elu", lambda a: {"alpha": a["alpha"]}),
-    reads={"Elu": onnx_reads_as("elu", lambda r: {"alpha": onnx_float(r.attrs.get("alpha", 1.0))})},
-)
+    reads={"Elu": onnx_reads_as("elu", lambda r: {"alpha": onnx_float(r.attrs.get("alpha", 1.0))})}, saves=INPUT_SAVED)
 
 SELU_ALPHA = 1.6732632423543772848170429916717  # torch/nn/functional.py's selu constants (Klambauer et al. 2017)
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -74,7 +73,7 @@ _activation(
         "constants as alpha and gamma.",
     calls=_traced("selu", "nn.SELU", ("inplace",), {"torch.nn.functional.selu": _with_inplace("selu")}),
     onnx=onnx_as("Selu", lambda a: {"alpha": SELU_ALPHA, "gamma": SELU_SCALE}), reads={"Selu": _read_selu},
-)
+    saves=INPUT_SAVED)
 
 
 def _softplus(a, out):
@@ -115,7 +114,7 @@ _activation(
     reads={"Softplus": onnx_reads_as("softplus"),
            "archviz::Softplus": onnx_reads_as("softplus", lambda r: {"beta": onnx_float(r.constant(1)),
                                                                      "threshold": onnx_float(r.constant(2))})},
-)
+    saves=INPUT_SAVED)
 
 
 @register
@@ -128,6 +127,7 @@ class Erf(_Activation):
     """
 
     name = "erf"
+    saves = INPUT_SAVED
     torch_class = "archviz Erf"
     ops_per_element = 1
     ops_reason = "one evaluation of erf"
@@ -244,6 +244,7 @@ class PReLU(_Activation):
     """
 
     name = "prelu"
+    saves = INPUT_SAVED
     takes_folded_batch = False  # its slopes run along dim 1, the channels
     torch_class = "nn.PReLU"
     keras_class = "PReLU"
@@ -424,7 +425,7 @@ def _calls(op: str, operation: str, reverse: str, paths: tuple[str, ...], reflec
 
 
 @register
-class Sub(_Binary):
+class Sub(SavesNothing, _Binary):
     """Element-wise difference x - y of two computed tensors, broadcast (torch.sub; operator.sub). A Python number
     as either operand makes it the op `scalar_arith` (x - 3, 1 - x); torch.sub's alpha other than 1 is not matched.
 
@@ -445,7 +446,7 @@ class Sub(_Binary):
 
 
 @register
-class Div(_Binary):
+class Div(SavesInputs, _Binary):
     """Element-wise quotient x / y of two computed tensors, broadcast (torch.div; operator.truediv). A Python number
     as either operand makes it the op `scalar_arith` (x / 6, 1 / x); a rounding_mode is not matched.
 
@@ -507,6 +508,10 @@ class Scalar(SameShape, NoMacs, Op):
     def summary(self, attrs):
         return _SCALAR[attrs["operation"]][0].format(v=f"{attrs['value']:g}")
 
+    def saved(self, attrs, in_shapes, out_shape):
+        """c / x is torch's c * reciprocal(x), whose gradient reads the reciprocal; the rest read nothing."""
+        return Saved(made=(Kept(numel(in_shapes[0])),)) if attrs["operation"] == "rdiv" else NOTHING_SAVED
+
     def write_onnx(self, e, node, x):
         _, op_type, first = _SCALAR[node.attrs["operation"]]
         value = e.constant(f"{node.name}/value", node.attrs["value"])
@@ -547,17 +552,21 @@ def _paths(call: str, *more: str) -> tuple[str, ...]:
 
 
 _function("sqrt", "sqrt", 1, "one square root", "Sqrt", _paths("sqrt"),
-          "Square root of each element (torch.sqrt). Other ops: 1 per element. No params. ONNX Sqrt.")
+          "Square root of each element (torch.sqrt). Other ops: 1 per element. No params. ONNX Sqrt.",
+          saves=OUTPUT_SAVED)
 _function("exp", "exp", 1, "one exp", "Exp", _paths("exp"),
           "e to the power of each element (torch.exp). Other ops: 1 per element (one exp, as a library call counts; "
-          "sigmoid counts its exp as 1 too). No params. ONNX Exp.")
+          "sigmoid counts its exp as 1 too). No params. ONNX Exp.",
+          saves=OUTPUT_SAVED)
 _function("absolute", "abs", 1, "one absolute value", "Abs", _paths("abs", "torch.absolute", "Tensor.absolute",
                                                                "operator.abs", "Tensor.__abs__"),
-          "Absolute value of each element (torch.abs; abs(x)). Other ops: 1 per element. No params. ONNX Abs.")
+          "Absolute value of each element (torch.abs; abs(x)). Other ops: 1 per element. No params. ONNX Abs.",
+          saves=INPUT_SAVED)
 _function("neg", "neg", 1, "one negation", "Neg", _paths("neg", "torch.negative", "Tensor.negative",
                                                           "operator.neg", "Tensor.__neg__"),
           "Negation of each element (torch.neg; -x). Other ops: 1 per element. No params. ONNX Neg (followed by a "
-          "Softmax alone, read as softmin).", onnx_reads={"Neg": _read_neg})
+          "Softmax alone, read as softmin).", onnx_reads={"Neg": _read_neg},
+          saves=NOTHING_SAVED)
 
 
 def _write_rsqrt(self, e, node, x):
@@ -570,7 +579,8 @@ _function("rsqrt", "rsqrt", 2, "square root, reciprocal", "Sqrt", _paths("rsqrt"
           "Reciprocal square root of each element, 1 / sqrt(x) (torch.rsqrt; as a normalisation written by hand "
           "uses it). Other ops: 2 per element (square root, reciprocal). No params. ONNX has no Rsqrt: the "
           "model-local function archviz.Rsqrt, Sqrt then Reciprocal.",
-          write_onnx=_write_rsqrt, onnx_reads={"archviz::Rsqrt": onnx_reads_as("rsqrt")})
+          write_onnx=_write_rsqrt, onnx_reads={"archviz::Rsqrt": onnx_reads_as("rsqrt")},
+          saves=OUTPUT_SAVED)
 
 
 def _pow(a, out):
@@ -601,7 +611,8 @@ _function("pow", "pow", 1, "one power", "Pow", (), "x to the power of a number, 
                                             "operator.pow": _POW_OPERATOR, "Tensor.__pow__": _POW_OPERATOR}),
           function_args=lambda self, attrs: {"exponent": attrs["exponent"]},
           summary=lambda self, attrs: f"^{attrs['exponent']:g}",
-          write_onnx=_write_pow, onnx_reads={"Pow": _read_pow})
+          write_onnx=_write_pow, onnx_reads={"Pow": _read_pow},
+          saves=INPUT_SAVED)
 
 
 def _clamp(a, out):
@@ -624,6 +635,7 @@ class Clamp(_Function):
     """
 
     name = "clamp"
+    saves = INPUT_SAVED
     aliases = ("clip",)
     call = "clamp"
     torch_class = "torch.clamp"

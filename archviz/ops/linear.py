@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Free, NoWindow, Op, OpKind, Step, TorchinfoMacs, Weight, fmt_int, fmt_shape,
-    lazy_torch_classes, numel,
+    Arg, ArgKind, Example, Free, Kept, NoWindow, Op, OpKind, Saved, SavesInput, Step, TorchinfoMacs, Weight, fmt_int,
+    fmt_shape, lazy_torch_classes, numel,
 )
 from archviz.ops.interop import Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, onnx_float
 from archviz.ops.matmul import read_matmul_of_activations
@@ -64,7 +64,7 @@ def _linear_function(a, out):
 
 
 @register
-class Linear(NoWindow, Op):
+class Linear(SavesInput, NoWindow, Op):
     """Fully connected layer on the last dimension (torch.nn.Linear, and F.linear with a weight that is a model
     parameter or computed from parameters alone).
 
@@ -245,6 +245,10 @@ class Embedding(NoWindow, Free, Op):
         Arg("embedding_dim", ArgKind.INT, aliases=("output_dim", "dim")),
         Arg("padding_idx", ArgKind.COUNT_OR_NONE, None, doc="the row kept at zero gradient; below num_embeddings"),
     )
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """The indices, as the int64 tensor torch looks them up with (the table's gradient scatters into them)."""
+        return Saved(made=(Kept(numel(in_shapes[0]), itemsize=8),))
 
     def resolve(self, attrs, in_shapes):
         padding = attrs["padding_idx"]

@@ -13,7 +13,8 @@ import math
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Fill, NoWindow, Op, OpKind, Step, Weight, fmt_int, fmt_shape, numel, require_rank,
+    Arg, ArgKind, Example, Fill, Kept, NoWindow, Op, OpKind, Saved, SavesInputs, Step, Weight, fmt_int, fmt_shape,
+    numel, require_rank,
 )
 from archviz.ops.base import TorchinfoMacs, lazy_torch_classes
 from archviz.ops.interop import Mapped, NotRepresentable, Signature, TorchCalls, is_close, is_ref, onnx_float
@@ -140,6 +141,14 @@ class MatMul(NoWindow, Op):
     def infer_shape(self, attrs, in_shapes):
         return _matmul_shapes(*in_shapes)[0]
 
+    def saved(self, attrs, in_shapes, out_shape):
+        """Both operands; one whose leading dims broadcast is kept as torch makes it for bmm, expanded and
+        copied to the output's leading dims."""
+        lead = out_shape[:-2]
+        kept = tuple(i for i, shape in enumerate(in_shapes) if tuple(shape[:-2]) == lead)
+        copies = tuple(Kept(numel(lead) * numel(shape[-2:])) for shape in in_shapes if tuple(shape[:-2]) != lead)
+        return Saved(inputs=kept, made=copies)
+
     def macs(self, attrs, in_shapes, out_shape):
         return numel(out_shape) * _matmul_shapes(*in_shapes)[1]
 
@@ -240,7 +249,7 @@ def _read_einsum(r):
 
 
 @register
-class Einsum(NoWindow, Op):
+class Einsum(SavesInputs, NoWindow, Op):
     """Einstein summation of two computed tensors (torch.einsum), the batch letter first in both operands and the
     output (torch docs, torch.einsum: "the output is computed by multiplying the input operands element-wise, with
     their dimensions aligned based on the subscripts, and then summing out the dimensions whose subscripts are not
@@ -378,6 +387,14 @@ class ScaledDotProductAttention(NoWindow, Op):
         Arg("scale", ArgKind.FLOAT, None, doc="the scores' factor; 1/sqrt(D) when not given"),
     )
 
+    def saved(self, attrs, in_shapes, out_shape):
+        """torch's math attention on the CPU: the values, the query and keys scaled, and the attention weights
+        (with dropout, its mask and the weights after it too)."""
+        query, key, _ = in_shapes
+        weights = numel(query[:-1]) * key[-2]
+        return Saved(inputs=(2,), made=(Kept(numel(query)), Kept(numel(key)),
+                                        *(Kept(weights),) * (3 if attrs["dropout_p"] else 1)))
+
     def resolve(self, attrs, in_shapes):
         _attention_shapes(*in_shapes)
         if not 0 <= attrs["dropout_p"] < 1:
@@ -503,6 +520,15 @@ class MultiheadAttention(NoWindow, Op):
         Arg("dropout", ArgKind.FLOAT, 0.0, doc="on the attention weights while training"),
         Arg("embed_dim", ArgKind.INT, None, doc="E, inferred from the input's last dim; checked when given"),
     )
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """torch's multi_head_attention_forward on the CPU: the input copied for the input projection, its q, k and
+        v output, q, k and v split into heads, the attention weights (with dropout, its mask and the weights after
+        it too), the heads' output for the output projection."""
+        length, embed = in_shapes[0]
+        weights = attrs["num_heads"] * length * length
+        return Saved(made=(*(Kept(length * embed),) * 3, Kept(3 * length * embed),
+                           *(Kept(weights),) * (3 if attrs["dropout"] else 1)))
 
     def resolve(self, attrs, in_shapes):
         require_rank(self, in_shapes[0], 2, "tokens x width (N x E)")

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Fill, NoMacs, Op, OpKind, SameShape, Step, Weight, fmt_int, fmt_shape, numel,
+    Arg, ArgKind, Example, Fill, Kept, NoMacs, Op, OpKind, SameShape, Saved, Step, Weight, fmt_int, fmt_shape, numel,
     TorchinfoMacs,
 )
+
+STATISTIC_BYTES = 4  # torch keeps a normalisation's batch statistics (mean, 1/std) in float32 whatever the input's
+
+
+def _kept_with_statistics(count: int, *, per_sample: bool, more: tuple = ()) -> Saved:
+    """A normalisation's input and its two statistics (mean and 1/std), `count` of each."""
+    statistics = Kept(count, per_sample=per_sample, itemsize=STATISTIC_BYTES)
+    return Saved(inputs=(0,), made=(statistics, statistics, *more))
 from archviz.ops.interop import (
     EMPTY, Const, Mapped, NotRepresentable, Signature, TorchCalls, is_ref, module_args, onnx_as, onnx_float,
 )
@@ -96,6 +104,10 @@ class _BatchNorm(SameShape, NoMacs, Op):
         Arg("track_running_stats", ArgKind.BOOL, True),
         Arg("num_features", ArgKind.INT, None, doc="inferred from the input; checked when given"),
     )
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input and the batch's mean and 1/std per channel (one pair for the whole batch)."""
+        return _kept_with_statistics(in_shapes[0][0], per_sample=False)
 
     def resolve(self, attrs, in_shapes):
         if len(in_shapes[0]) not in self.ranks:
@@ -239,6 +251,13 @@ class LocalResponseNorm(SameShape, NoMacs, Op):
         Arg("k", ArgKind.FLOAT, 1.0),
     )
 
+    def saved(self, attrs, in_shapes, out_shape):
+        """torch's F.local_response_norm as autograd keeps it: the input, its squares padded by size - 1 channels,
+        the pooled sum and the divisor."""
+        channels, *spatial = in_shapes[0]
+        padded = (channels + attrs["size"] - 1) * numel(spatial)
+        return Saved(inputs=(0,), made=(Kept(numel(in_shapes[0])), Kept(numel(in_shapes[0])), Kept(padded)))
+
     def other_ops(self, attrs, in_shapes, out_shape):
         return (2 * attrs["size"] + 3) * numel(out_shape)
 
@@ -335,6 +354,10 @@ class LayerNorm(_TrailingNorm):
         Arg("elementwise_affine", ArgKind.BOOL, True),
         Arg("bias", ArgKind.BOOL, True),
     )
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input and the mean and 1/std of each normalised row."""
+        return _kept_with_statistics(numel(in_shapes[0]) // numel(attrs["normalized_shape"]), per_sample=True)
 
     def weights(self, attrs, in_shapes):
         if not attrs["elementwise_affine"]:
@@ -439,6 +462,10 @@ class GroupNorm(SameShape, NoMacs, Op):
         Arg("affine", ArgKind.BOOL, True),
         Arg("num_channels", ArgKind.INT, None, doc="inferred from the input; checked when given"),
     )
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input and the mean and 1/std of each group of each sample."""
+        return _kept_with_statistics(attrs["num_groups"], per_sample=True)
 
     def resolve(self, attrs, in_shapes):
         shape = in_shapes[0]
@@ -597,6 +624,14 @@ class InstanceNorm(SameShape, NoMacs, Op):
         Arg("num_features", ArgKind.INT, None, doc="inferred from the input; checked when given"),
     )
 
+    def saved(self, attrs, in_shapes, out_shape):
+        """torch's instance norm is batch norm over (1, N x C, ...): the input, the mean and 1/std of each sample's
+        channels, and the per-channel tensors it repeats for every sample (the scale; the running statistics)."""
+        channels = in_shapes[0][0]
+        repeated = int(attrs["affine"]) + 2 * int(attrs["track_running_stats"])
+        return _kept_with_statistics(channels, per_sample=True,
+                                     more=(Kept(channels, itemsize=STATISTIC_BYTES),) * repeated)
+
     def resolve(self, attrs, in_shapes):
         shape = in_shapes[0]
         if len(shape) not in (2, 3, 4):
@@ -732,6 +767,12 @@ class RMSNorm(_TrailingNorm):
         Arg("eps", ArgKind.FLOAT, None, doc="null: float32's machine epsilon, as torch"),
         Arg("elementwise_affine", ArgKind.BOOL, True),
     )
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input, 1/rms of each normalised row, and with a scale the normalised input it multiplies."""
+        rows = Kept(numel(in_shapes[0]) // numel(attrs["normalized_shape"]), itemsize=STATISTIC_BYTES)
+        scaled = (Kept(numel(in_shapes[0])),) if attrs["elementwise_affine"] else ()
+        return Saved(inputs=(0,), made=(rows, *scaled))
 
     def weights(self, attrs, in_shapes):
         if not attrs["elementwise_affine"]:

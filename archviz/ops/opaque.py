@@ -24,6 +24,10 @@ class Opaque(Op):
     again at two batch sizes (its FLOPs / 2 per added sample); null: not measured, so not counted.
     """
 
+    def saved(self, attrs, in_shapes, out_shape):
+        """Not known: nothing says what a call without a formula keeps."""
+        return None
+
     name = "opaque"
     kind = OpKind.OPAQUE
     torch_class = "(traced)"

@@ -8,8 +8,9 @@ import math
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    AXES, Arg, ArgKind, Example, NoMacs, Op, OpKind, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int,
-    fmt_shape, numel, pair, require_rank,
+    AXES, INPUT_SAVED, NOTHING_SAVED, Arg, ArgKind, Example, Kept, NoMacs, Op, OpKind, Saved, SavesInput,
+    SavesNothing, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape, numel, pair,
+    require_rank,
 )
 from archviz.ops.base import lazy_torch_classes
 from archviz.ops.interop import (
@@ -222,6 +223,13 @@ def _read_adaptive_avgpool(r):
     return r.layer("adaptive_avgpool2d", {"output_size": onnx_pair(out[2:])})
 
 
+INDEX_BYTES = 8  # a max pool keeps the argmax of each output as an int64 index
+
+
+def max_pool_saved(out_shape) -> Saved:
+    return Saved(inputs=(0,), made=(Kept(numel(out_shape), itemsize=INDEX_BYTES),))
+
+
 class _SlidingPool(NoMacs, Op):
     kind = OpKind.POOL
     spatial = 2  # spatial axes: 1 (C x L), 2 (C x H x W), 3 (C x D x H x W)
@@ -316,6 +324,10 @@ class MaxPool2d(_SlidingPool):
     Other ops: k_h*k_w - 1 comparisons per output element.
     """
 
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input and, for each output, the int64 index of the input it took (its gradient goes there)."""
+        return max_pool_saved(out_shape)
+
     name = "maxpool2d"
     examples = (Example({"kernel_size": 2}, ((3, 8, 7),)),
                 Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 9, 9),)),
@@ -348,7 +360,7 @@ class MaxPool2d(_SlidingPool):
 
 
 @register
-class AvgPool2d(_SlidingPool):
+class AvgPool2d(SavesInput, _SlidingPool):
     """Average pooling.
 
     Other ops: k_h*k_w per output element (k_h*k_w - 1 adds and one divide; border windows are
@@ -388,6 +400,10 @@ class AvgPool2d(_SlidingPool):
 class _MaxPoolNd(_SlidingPool):
     """Max pooling over 1 or 3 spatial axes: the formulas of maxpool2d with one size per axis."""
 
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input and, for each output, the int64 index of the input it took (its gradient goes there)."""
+        return max_pool_saved(out_shape)
+
     args = (*_ND_ARGS, Arg("dilation", ArgKind.SIZES, 1, aliases=("d",)))
 
     def other_ops(self, attrs, in_shapes, out_shape):
@@ -408,7 +424,7 @@ class _MaxPoolNd(_SlidingPool):
         )
 
 
-class _AvgPoolNd(_SlidingPool):
+class _AvgPoolNd(SavesInput, _SlidingPool):
     """Average pooling over 1 or 3 spatial axes: the formulas of avgpool2d with one size per axis."""
 
     args = (*_ND_ARGS, Arg("count_include_pad", ArgKind.BOOL, True))
@@ -578,6 +594,10 @@ class AdaptiveAvgPool2d(_AdaptiveAvg):
     """Adaptive average pooling to a fixed output size (torch's windows). Other ops: one add per window input,
     one divide per output."""
 
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input; to one value per channel torch takes the mean, which keeps nothing."""
+        return NOTHING_SAVED if all(side == 1 for side in out_shape[1:]) else INPUT_SAVED
+
     name = "adaptive_avgpool2d"
     examples = (Example({"output_size": 3}, ((2, 7, 8),)), Example({"output_size": [2, 4]}, ((3, 8, 8),)),
                 Example({"output_size": [None, 2]}, ((2, 5, 6),)))
@@ -613,7 +633,7 @@ class AdaptiveAvgPool2d(_AdaptiveAvg):
 
 
 @register
-class GlobalAvgPool2d(_AdaptiveAvg):
+class GlobalAvgPool2d(SavesNothing, _AdaptiveAvg):
     """Global average pooling: each channel averaged to one value, shape C x 1 x 1 (torch AdaptiveAvgPool2d(1)),
     or C with keepdim false (torch's x.mean((2, 3))).
 
@@ -681,6 +701,10 @@ class AdaptiveMaxPool2d(_AdaptiveAvg):
     Other ops: (window elements - 1) comparisons per output: C * (sum of the row windows' lengths * sum of the column
     windows' lengths - oh*ow).
     """
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input and, for each output, the int64 index of the input it took (its gradient goes there)."""
+        return max_pool_saved(out_shape)
 
     name = "adaptive_maxpool2d"
     examples = (Example({"output_size": 3}, ((2, 7, 8),)), Example({"output_size": [2, 4]}, ((3, 8, 8),)),
@@ -850,6 +874,10 @@ class AdaptiveAvgPool1d(_AdaptiveAvgNd):
     [floor(i*L/o), ceil((i+1)*L/o))). Other ops: one add per window input, one divide per output. No window: a
     (C, L) sequence has no height and width."""
 
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input; to one value per channel torch takes the mean, which keeps nothing."""
+        return NOTHING_SAVED if all(side == 1 for side in out_shape[1:]) else INPUT_SAVED
+
     name = "adaptive_avgpool1d"
     spatial = 1
     examples = (Example({"output_size": 3}, ((2, 7),)), Example({"output_size": 4}, ((3, 8),)),
@@ -876,6 +904,10 @@ class AdaptiveAvgPool3d(_AdaptiveAvgNd):
     """Adaptive average pooling of a volume to a fixed size (torch.nn.AdaptiveAvgPool3d; torch's windows per axis).
     Other ops: one add per window input, one divide per output. Window: its height and width axes, as
     adaptive_avgpool2d's."""
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input; to one value per channel torch takes the mean, which keeps nothing."""
+        return NOTHING_SAVED if all(side == 1 for side in out_shape[1:]) else INPUT_SAVED
 
     name = "adaptive_avgpool3d"
     spatial = 3
@@ -926,6 +958,10 @@ def _nested(mask: list[list[float]], trailing: int) -> list:
 
 class _AdaptiveMaxNd(_AdaptiveAvgNd):
     """Adaptive max pooling over 1 or 3 spatial axes: torch's windows per axis, the maximum of each."""
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input and, for each output, the int64 index of the input it took (its gradient goes there)."""
+        return max_pool_saved(out_shape)
 
     def other_ops(self, attrs, in_shapes, out_shape):
         """(window elements - 1) comparisons per output."""
@@ -1122,7 +1158,7 @@ _AMAX = Signature(("input", "dim", "keepdim"), _reduction("reduce_max"), {"dim":
 
 
 @register
-class ReduceMean(_Reduce):
+class ReduceMean(SavesNothing, _Reduce):
     """The mean over some non-batch dims (torch.mean / Tensor.mean, ONNX ReduceMean). A mean over the height and
     width of a C x H x W map is global_avgpool2d, which torch.mean and ReduceMean of those dims trace and read as.
 
@@ -1151,7 +1187,7 @@ class ReduceMean(_Reduce):
 
 
 @register
-class ReduceSum(_Reduce):
+class ReduceSum(SavesNothing, _Reduce):
     """The sum over some non-batch dims (torch.sum / Tensor.sum, ONNX ReduceSum).
 
     Other ops: elements reduced - 1 adds per output.
@@ -1176,6 +1212,10 @@ class ReduceMax(_Reduce):
 
     Other ops: elements reduced - 1 comparisons per output.
     """
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input and the maxima (its gradient goes where the input equals them)."""
+        return Saved(inputs=(0,), output=True)
 
     name = "reduce_max"
     takes_folded_batch = True

@@ -9,7 +9,8 @@ from fractions import Fraction
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Free, NoMacs, Op, OpKind, Step, Window, fmt_int, fmt_shape, numel,
+    INPUT_SAVED, NOTHING_SAVED, Arg, ArgKind, Example, Free, NoMacs, Op, OpKind, SavesNothing, Step, Window, fmt_int,
+    fmt_shape, numel,
 )
 from archviz.ops.interop import Mapped, NotRepresentable, Signature, TorchCalls, is_ref, onnx_float
 from archviz.ops.registry import register
@@ -126,6 +127,11 @@ class Pad(Free, Op):
     the nearest edge, or the opposite side) rather than the one the shift names: the receptive field's size is right,
     and its centre is right away from the border.
     """
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """Reflect and replicate padding keep the input (their gradient folds back onto it); constant and circular
+        padding keep nothing."""
+        return INPUT_SAVED if attrs["mode"] in ("reflect", "replicate") else NOTHING_SAVED
 
     name = "pad"
     examples = (
@@ -482,7 +488,7 @@ def _read_resize(r):
 
 
 @register
-class Interpolate(NoMacs, Op):
+class Interpolate(SavesNothing, NoMacs, Op):
     """Resizing of a map's spatial axes (torch.nn.functional.interpolate; nn.Upsample, nn.UpsamplingNearest2d,
     nn.UpsamplingBilinear2d): nearest on 1, 2 or 3 axes (C x L, C x H x W, C x D x H x W), linear on 1, bilinear
     and bicubic on 2, trilinear on 3, as torch pairs modes with ranks.

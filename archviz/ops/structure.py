@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Free, NoMacs, NoWindow, Op, OpKind, SameShape, Step, fmt_int, fmt_shape, numel,
+    Arg, ArgKind, Example, Free, Kept, NoMacs, NoWindow, Op, OpKind, SameShape, Saved, SavesNothing, Step, fmt_int,
+    fmt_shape, numel,
 )
 from archviz.ops.base import lazy_torch_classes
 from archviz.ops.interop import (
@@ -83,7 +84,7 @@ def _read_dropout(r):
 
 
 @register
-class Flatten(NoWindow, Free, Op):
+class Flatten(SavesNothing, NoWindow, Free, Op):
     """Flatten dimensions start_dim..end_dim into one (torch counting: the batch is dim 0). No cost."""
 
     name = "flatten"
@@ -135,6 +136,11 @@ class Flatten(NoWindow, Free, Op):
 class Dropout(SameShape, Free, Op):
     """Dropout: zeroes elements at random while training, the identity at inference. No cost counted."""
 
+    def saved(self, attrs, in_shapes, out_shape):
+        """Its mask, in the activations' dtype (torch on the CPU multiplies by a float mask; on CUDA it keeps one
+        byte an element)."""
+        return Saved(made=(Kept(numel(in_shapes[0])),))
+
     name = "dropout"
     takes_folded_batch = True
     examples = (Example({}, ((3, 4, 5),)), Example({"p": 0.2}, ((10,),)))
@@ -164,7 +170,7 @@ class Dropout(SameShape, Free, Op):
 
 
 @register
-class Identity(SameShape, Free, Op):
+class Identity(SavesNothing, SameShape, Free, Op):
     """Passes its input through unchanged. No cost.
 
     Traced from nn.Identity, contiguous/clone/detach, and the casts that are no-ops in the float32 model archviz
@@ -195,7 +201,7 @@ class Identity(SameShape, Free, Op):
 
 
 @register
-class Add(NoWindow, NoMacs, Op):
+class Add(SavesNothing, NoWindow, NoMacs, Op):
     """Element-wise sum of two or more tensors of one rank (the residual join), broadcast as torch does (torch docs,
     "Broadcasting semantics": each dim equal, or 1 on all but one side), as mul is.
 
@@ -247,7 +253,7 @@ class Add(NoWindow, NoMacs, Op):
 
 
 @register
-class Concat(Free, Op):
+class Concat(SavesNothing, Free, Op):
     """Concatenation along a dimension (dim=1, channels, by default; torch counting with the batch as 0). No cost."""
 
     name = "concat"
@@ -325,7 +331,7 @@ MAX_STACKED = 64
 
 
 @register
-class Stack(NoWindow, Free, Op):
+class Stack(SavesNothing, NoWindow, Free, Op):
     """Tensors of one shape joined along a new dim (torch.stack; dim counted in the output, the batch 0). No cost:
     data is placed, not computed. Output: the inputs' shape with the number of inputs inserted at `dim`.
 

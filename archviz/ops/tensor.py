@@ -12,8 +12,8 @@ from fractions import Fraction
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Fill, Free, NoMacs, NoWindow, Op, OpKind, SameShape, Shape, Step, Weight, Window, fmt_int,
-    fmt_shape, numel, require_rank,
+    INPUT_SAVED, NOTHING_SAVED, Arg, ArgKind, Example, Fill, Free, Kept, NoMacs, NoWindow, Op, OpKind, SameShape,
+    Saved, SavesNothing, Shape, Step, Weight, Window, fmt_int, fmt_shape, numel, require_rank,
 )
 from archviz.ops.base import TorchinfoMacs, lazy_torch_classes
 from archviz.ops.interop import (
@@ -46,6 +46,12 @@ class Mul(NoWindow, NoMacs, Op):
 
     Other ops: (inputs - 1) multiplies per output element. No params.
     """
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """Every factor (each one's gradient is the product of the others); three or more multiply in turn, and each
+        running product but the last is kept too."""
+        running = tuple(Kept(numel(broadcast(in_shapes[:k]))) for k in range(2, len(in_shapes)))
+        return Saved(inputs=tuple(range(len(in_shapes))), made=running)
 
     name = "mul"
     takes_folded_batch = True
@@ -94,6 +100,10 @@ class StochasticDepth(SameShape, Free, Op):
     """Stochastic depth (Huang et al. 2016; torchvision.ops.StochasticDepth): while training, drops a residual
     branch at random with probability p; at inference the identity. No cost counted, as for dropout.
     """
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """Its keep-or-drop factor: one per sample (row mode) or one for the batch."""
+        return Saved(made=(Kept(1, per_sample=attrs["mode"] == "row"),))
 
     name = "stochastic_depth"
     takes_folded_batch = True
@@ -273,7 +283,7 @@ _UNSQUEEZE = Signature(("input", "dim"), _unsqueeze)
 
 
 @register
-class Reshape(NoWindow, Free, Op):
+class Reshape(SavesNothing, NoWindow, Free, Op):
     """A view of the same elements in another shape (torch's view/reshape, the batch kept). No cost.
 
     Traced from view/reshape, and from the moves that are views of the same elements in another shape (torch docs):
@@ -363,7 +373,7 @@ def _read_depth_to_space(r):
 
 
 @register
-class PixelShuffle(Free, Op):
+class PixelShuffle(SavesNothing, Free, Op):
     """Depth to space (Shi et al. 2016, "Real-time single image and video super-resolution using an efficient
     sub-pixel convolutional neural network"; torch.nn.PixelShuffle): C*r^2 x H x W becomes C x H*r x W*r, output
     (c, h*r + i, w*r + j) taken from input (c*r^2 + i*r + j, h, w). No params; moves data, so no MACs or other ops.
@@ -424,7 +434,7 @@ def _read_pixel_unshuffle(r):
 
 
 @register
-class PixelUnshuffle(Free, Op):
+class PixelUnshuffle(SavesNothing, Free, Op):
     """Space to depth, the inverse of pixel_shuffle (torch.nn.PixelUnshuffle): C x H*r x W*r becomes C*r^2 x H x W,
     output (c*r^2 + i*r + j, h, w) taken from input (c, h*r + i, w*r + j). No params; moves data, so no MACs or
     other ops.
@@ -489,7 +499,7 @@ class PixelUnshuffle(Free, Op):
 
 
 @register
-class Permute(NoWindow, Free, Op):
+class Permute(SavesNothing, NoWindow, Free, Op):
     """The dims in another order (torch's permute and transpose, the batch kept first). No cost.
 
     dims lists every non-batch dim in torch counting: [2, 3, 1] turns N x C x H x W into N x H x W x C.
@@ -560,7 +570,7 @@ def _piece(source: Ref, dim, pieces: list[Shape], index: int) -> Mapped | None:
 
 
 @register
-class Narrow(Free, Op):
+class Narrow(SavesNothing, Free, Op):
     """`length` consecutive entries of one dim from `start` (torch's narrow; each piece of chunk or split). No cost."""
 
     name = "narrow"
@@ -669,7 +679,7 @@ def _index(a, out):
 
 
 @register
-class StridedSlice(Free, Op):
+class StridedSlice(SavesNothing, Free, Op):
     """Every `step`-th entry of one dim from `start` up to `stop` (x[:, :, start:stop:step], torch's basic indexing;
     a step of 1 is narrow). No cost: a view.
 
@@ -781,7 +791,7 @@ _SELECT = Signature(("input", "dim", "index"), _select)
 
 
 @register
-class Select(NoWindow, Free, Op):
+class Select(SavesNothing, NoWindow, Free, Op):
     """One entry of a non-batch dim, the dim dropped (torch.select, x[:, i]; each item of torch.unbind). No cost:
     a view. The output keeps no map's position: a C x H x W input indexed along its height gives C x W, so no window.
     """
@@ -873,7 +883,7 @@ _ROLL = Signature(("input", "shifts", "dims"), _roll, {"dims": None})
 
 
 @register
-class Roll(SameShape, Free, Op):
+class Roll(SavesNothing, SameShape, Free, Op):
     """Entries moved circularly along non-batch dims (torch.roll): output index i along `dim` takes input index
     (i - shift) mod size (torch docs). No cost: data is moved, not computed.
 
@@ -999,6 +1009,9 @@ class _WithParameter(SameShape, NoMacs, Op):
 class AddParameter(_WithParameter):
     """x plus a learned tensor (ViT's position embedding). params = its elements; other ops: one add per element."""
 
+    def saved(self, attrs, in_shapes, out_shape):
+        return NOTHING_SAVED
+
     name = "add_param"
     torchinfo_macs = TorchinfoMacs.NO_MACS
     takes_folded_batch = True
@@ -1020,6 +1033,10 @@ class AddParameter(_WithParameter):
 class MulParameter(_WithParameter):
     """x times a learned tensor (ConvNeXt's layer scale). params = its elements; other ops: one multiply per
     element."""
+
+    def saved(self, attrs, in_shapes, out_shape):
+        """The input, which the parameter's gradient reads."""
+        return INPUT_SAVED
 
     name = "mul_param"
     torchinfo_macs = TorchinfoMacs.NO_MACS
@@ -1064,7 +1081,7 @@ def _read_expand(r):
 
 
 @register
-class Expand(NoWindow, Free, Op):
+class Expand(SavesNothing, NoWindow, Free, Op):
     """Dims of size 1 repeated to `shape` without copying (torch's Tensor.expand / expand_as: a view whose stride is 0
     along each expanded dim, torch docs). No params, no MACs and no other ops: nothing is computed.
 
