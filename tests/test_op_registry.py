@@ -180,20 +180,28 @@ def test_saved_is_what_autograd_keeps(op, example):
     """saved(): what autograd keeps of the layer for its backward pass, training on the CPU, as torch's
     saved_tensors_hooks sees it, tensor by tensor (by storage): which inputs, whether the output, and the bytes of
     each tensor made for the backward pass alone; at two batch sizes, so a per-sample size is told from a per-pass
-    one. The layer's inputs require grad, as a layer's inputs do inside a network."""
-    attrs, in_shapes, out_shape = made(op, example)
-    declared = op.saved(attrs, in_shapes, out_shape)
-    for batch in (BATCH, BATCH + 1):
-        kept_inputs, kept_output, made_bytes = _kept_by_autograd(op, example, attrs, in_shapes, batch)
-        assert kept_inputs == set(declared.inputs), f"inputs kept at batch {batch}"
-        assert kept_output == declared.output, f"output kept at batch {batch}"
-        expected = sorted(k.elements * (batch if k.per_sample else 1) * (k.itemsize or 4) for k in declared.made)
-        assert made_bytes == expected, f"tensors made for backward at batch {batch}"
+    one; an op that can work in place, in place too. The layer's inputs require grad, as a layer's inputs do inside
+    a network."""
+    for in_place in (False, True) if op.inplace_capable else (False,):
+        args = {**example.args, "inplace": True} if in_place else example.args
+        attrs, in_shapes, out_shape = made(op, dataclasses.replace(example, args=args))
+        declared = op.saved(attrs, in_shapes, out_shape)
+        for batch in (BATCH, BATCH + 1):
+            kept_inputs, kept_output, made_bytes, view = _kept_by_autograd(op, example, attrs, in_shapes, batch)
+            if in_place:  # input and output are one tensor: kept as either
+                assert view and (kept_output or 0 in kept_inputs) == bool(declared.inputs or declared.output)
+            else:
+                assert view == op.returns_view, "the output is a view of the input's storage"
+                assert kept_inputs == set(declared.inputs), f"inputs kept at batch {batch}"
+                assert kept_output == declared.output, f"output kept at batch {batch}"
+            expected = sorted(k.elements * (batch if k.per_sample else 1) * (k.itemsize or 4) for k in declared.made)
+            assert made_bytes == expected, f"tensors made for backward at batch {batch}, in place: {in_place}"
 
 
 def _kept_by_autograd(op, example, attrs, in_shapes, batch):
-    """(indices of the inputs kept, whether the output is, sorted bytes of every other tensor kept) for one forward
-    pass in training mode; the module's parameters and buffers are left out."""
+    """(indices of the inputs kept, whether the output is, sorted bytes of every other tensor kept, whether the output
+    is a view of the first input) for one forward pass in training mode; the module's parameters and buffers are left
+    out."""
     torch.manual_seed(0)
     module = op.build_torch(attrs, in_shapes).train()
     generator = torch.Generator().manual_seed(0)
@@ -223,7 +231,7 @@ def _kept_by_autograd(op, example, attrs, in_shapes, batch):
             kept_inputs.add(by_input[key])
         else:
             made_bytes.append(tensor.untyped_storage().nbytes())
-    return kept_inputs, kept_output, sorted(made_bytes)
+    return kept_inputs, kept_output, sorted(made_bytes), storage(output) == storage(inputs[0])
 
 
 @pytest.mark.parametrize("op, example", CASES, ids=IDS)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    INPUT_SAVED, OUTPUT_SAVED, Arg, ArgKind, Example, NoMacs, Op, OpKind, SameShape, Saved, Step, fmt_int, fmt_shape,
-    numel,
+    INPUT_SAVED, OUTPUT_SAVED, Arg, ArgKind, Example, Kept, NoMacs, Op, OpKind, SameShape, Saved, Step, fmt_int,
+    fmt_shape, numel,
 )
 from archviz.ops.interop import (
     Mapped, NotRepresentable, Signature, TorchCalls, batch_dim, is_close, is_ref, module_args, onnx_as, onnx_float,
@@ -20,6 +20,9 @@ class _Activation(SameShape, NoMacs, Op):
     """An element-wise activation; each declares `saves`, what its gradient reads (torch's derivatives.yaml)."""
 
     kind = OpKind.ACTIVATION
+    # in place, torch keeps a copy of the input for the gradient (hardtanh_, silu_); else the tensor it overwrote
+    # holds what the gradient reads (relu_, elu_ and leaky_relu_ read their result)
+    clones_in_place = False
     pointwise = True
     takes_folded_batch = True
     ops_per_element = 1
@@ -29,6 +32,8 @@ class _Activation(SameShape, NoMacs, Op):
         return self.ops_per_element * numel(out_shape)
 
     def saved(self, attrs, in_shapes, out_shape):
+        if attrs.get("inplace") and self.clones_in_place:  # its gradient reads the input it overwrites
+            return Saved(made=(Kept(numel(in_shapes[0])),))
         return self.saves
 
     def explain_other_ops(self, attrs, in_shapes, out_shape):
@@ -106,7 +111,8 @@ def _traced(name: str, torch_class: str, module_attrs: tuple[str, ...], function
 
 
 def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), inplace=False, doc="",
-                examples=POINTWISE_EXAMPLES, calls: TorchCalls, onnx, reads: dict, saves: Saved):
+                examples=POINTWISE_EXAMPLES, calls: TorchCalls, onnx, reads: dict, saves: Saved,
+                clones_in_place=False):
     cls = type(
         torch_class.removeprefix("nn."),
         (_Activation,),
@@ -115,7 +121,7 @@ def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), 
             "name": name, "aliases": aliases, "torch_class": torch_class, "keras_class": "Activation",
             "ops_per_element": per_element, "ops_reason": reason, "args": (*args, *((_INPLACE,) if inplace else ())),
             "inplace_capable": inplace, "examples": examples, "torch_calls": calls, "write_onnx": onnx,
-            "onnx_reads": reads, "saves": saves,
+            "onnx_reads": reads, "saves": saves, "clones_in_place": clones_in_place,
         },
     )
     return register(cls)
@@ -128,7 +134,7 @@ _activation("relu", "nn.ReLU", 1, "max(x, 0)", inplace=True, calls=_traced("relu
     reads={"Relu": onnx_reads_as("relu")}, saves=OUTPUT_SAVED)
 _activation("relu6", "nn.ReLU6", 2, "min(max(x, 0), 6)", inplace=True, calls=_traced(
     "relu6", "nn.ReLU6", ("inplace",), {"torch.nn.functional.relu6": _with_inplace("relu6")}), onnx=_clip_to_6,
-    reads={"Clip": _read_clip}, saves=INPUT_SAVED)
+    reads={"Clip": _read_clip}, saves=INPUT_SAVED, clones_in_place=True)
 
 
 def _leaky_relu(a, out):
@@ -165,19 +171,20 @@ _activation(
     saves=INPUT_SAVED)
 _activation("silu", "nn.SiLU", 4, "x * sigmoid(x)", aliases=("swish",), inplace=True, calls=_traced(
     "silu", "nn.SiLU", ("inplace",), {"torch.nn.functional.silu": _with_inplace("silu")}),
-            onnx=onnx_gated("Sigmoid"), reads={"Swish": _read_swish}, saves=INPUT_SAVED)
+            onnx=onnx_gated("Sigmoid"), reads={"Swish": _read_swish}, saves=INPUT_SAVED, clones_in_place=True)
 _activation("hardswish", "nn.Hardswish", 5, "x * min(max(x + 3, 0), 6) / 6: add, two compares, multiply, divide",
             aliases=("hard_swish",), inplace=True, calls=_traced(
                 "hardswish", "nn.Hardswish", ("inplace",),
                 {"torch.nn.functional.hardswish": _with_inplace("hardswish")}),
             onnx=onnx_gated("HardSigmoid", alpha=1 / 6, beta=0.5), reads={"HardSwish": onnx_reads_as("hardswish")},
-    saves=INPUT_SAVED)
+    saves=INPUT_SAVED, clones_in_place=True)
 _activation("hardsigmoid", "nn.Hardsigmoid", 4, "min(max(x + 3, 0), 6) / 6: add, two compares, divide",
             aliases=("hard_sigmoid",), inplace=True, calls=_traced(
                 "hardsigmoid", "nn.Hardsigmoid", ("inplace",),
                 {"torch.nn.functional.hardsigmoid": _with_inplace("hardsigmoid")}),
             onnx=onnx_as("HardSigmoid", lambda a: {"alpha": 1 / 6, "beta": 0.5}),
-            reads={"HardSigmoid": _read_hard_sigmoid}, saves=INPUT_SAVED)  # x * hardsigmoid(x) is hardswish
+            reads={"HardSigmoid": _read_hard_sigmoid},  # x * hardsigmoid(x) is hardswish
+            saves=INPUT_SAVED, clones_in_place=True)
 
 
 def along_dim(op: str) -> Signature:

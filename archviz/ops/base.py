@@ -191,6 +191,7 @@ class Op(abc.ABC):
     # the first dim, (B*m, ...), as (B, m, ...) (window attention; archviz/trace/fx.py). False: such a call is opaque
     takes_folded_batch: ClassVar[bool] = False
     draws_kernels: ClassVar[bool] = False  # its weight is (out, in/groups, kh, kw): each kernel drawable as an image
+    returns_view: ClassVar[bool] = False  # its output is a view of its input's storage (flatten, permute): no new bytes
     torchinfo_macs: ClassVar[TorchinfoMacs] = TorchinfoMacs.PARAMS
     examples: ClassVar[tuple[Example, ...]] = ()  # what the registry-wide test checks; every op has some
     torch_calls: ClassVar[TorchCalls] = NO_TORCH_CALLS  # what it matches when tracing (archviz/ops/interop.py)

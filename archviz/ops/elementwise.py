@@ -34,7 +34,7 @@ _activation(
         "x * tanh(softplus(x))). Other ops: 9 per element: softplus's exp, add and log (3), tanh (5, as the tanh op "
         "counts it) and the multiply (1). No params. ONNX Mish (opset 18).",
     calls=_traced("mish", "nn.Mish", ("inplace",), {"torch.nn.functional.mish": _with_inplace("mish")}),
-    onnx=onnx_as("Mish"), reads={"Mish": onnx_reads_as("mish")}, saves=INPUT_SAVED)
+    onnx=onnx_as("Mish"), reads={"Mish": onnx_reads_as("mish")}, saves=INPUT_SAVED, clones_in_place=True)
 
 
 def _elu(a, out):

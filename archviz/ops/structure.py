@@ -88,6 +88,7 @@ class Flatten(SavesNothing, NoWindow, Free, Op):
     """Flatten dimensions start_dim..end_dim into one (torch counting: the batch is dim 0). No cost."""
 
     name = "flatten"
+    returns_view = True
     takes_folded_batch = True
     examples = (Example({}, ((3, 4, 5),)), Example({"start_dim": 2}, ((3, 4, 5),)))
     kind = OpKind.RESHAPE
@@ -180,6 +181,7 @@ class Identity(SavesNothing, SameShape, Free, Op):
     """
 
     name = "identity"
+    returns_view = True
     takes_folded_batch = True
     examples = (Example({}, ((3, 4, 5),)),)
     kind = OpKind.RESHAPE

@@ -292,6 +292,7 @@ class Reshape(SavesNothing, NoWindow, Free, Op):
     """
 
     name = "reshape"
+    returns_view = True
     takes_folded_batch = True
     examples = (Example({"shape": [12, 5]}, ((3, 4, 5),)), Example({"shape": [60]}, ((3, 4, 5),)))
     aliases = ("view",)
@@ -506,6 +507,7 @@ class Permute(SavesNothing, NoWindow, Free, Op):
     """
 
     name = "permute"
+    returns_view = True
     takes_folded_batch = True
     examples = (Example({"dims": [2, 3, 1]}, ((3, 4, 5),)), Example({"dims": [1, 3, 2]}, ((3, 4, 5),)))
     kind = OpKind.RESHAPE
@@ -574,6 +576,7 @@ class Narrow(SavesNothing, Free, Op):
     """`length` consecutive entries of one dim from `start` (torch's narrow; each piece of chunk or split). No cost."""
 
     name = "narrow"
+    returns_view = True
     takes_folded_batch = True
     examples = (Example({"dim": 1, "start": 1, "length": 2}, ((3, 4, 5),)), Example({"dim": 3, "length": 3}, ((3, 4, 5),)),
                 Example({"dim": 2, "start": 1, "length": 2}, ((2, 5, 4),)), Example({"dim": 2, "length": 4}, ((6, 5),)))
@@ -691,6 +694,7 @@ class StridedSlice(SavesNothing, Free, Op):
     """
 
     name = "strided_slice"
+    returns_view = True
     takes_folded_batch = True
     examples = (Example({"dim": 3, "start": 0, "stop": 5, "step": 2}, ((3, 4, 5),)),
                 Example({"dim": 2, "start": 1, "stop": 6, "step": 3}, ((2, 7, 4),)),
@@ -797,6 +801,7 @@ class Select(SavesNothing, NoWindow, Free, Op):
     """
 
     name = "select"
+    returns_view = True
     takes_folded_batch = True
     examples = (Example({"dim": 1, "index": 2}, ((3, 4, 5),)), Example({"dim": 3, "index": 0}, ((3, 4, 5),)),
                 Example({"dim": 2, "index": 3}, ((6, 5),)), Example({"dim": 2, "index": 1}, ((2, 3, 4, 5),)))
@@ -1090,6 +1095,7 @@ class Expand(SavesNothing, NoWindow, Free, Op):
     """
 
     name = "expand"
+    returns_view = True
     takes_folded_batch = True
     examples = (Example({"shape": [3, 4, 5]}, ((1, 4, 5),)), Example({"shape": [4, 6]}, ((4, 1),)),
                 Example({"shape": [2, 5, 3]}, ((1, 5, 3),)), Example({"shape": [3, 4]}, ((3, 4),)))

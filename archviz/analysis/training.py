@@ -1,0 +1,252 @@
+"""Training memory, predicted: the most bytes of tensors alive at once in one steady-state training step (forward,
+loss, backward, optimizer step, gradients set to None after it), and where that peak falls. Pure Python, no torch.
+
+What is alive, step by step (the timeline torch's autograd follows; each op's facts from its registry entry):
+  * always: parameters, buffers and the optimizer's state (SGD none; momentum one buffer per parameter; Adam and
+    AdamW two, and a one-element float32 step count per parameter tensor), and the input batch;
+  * forward: each layer's output from the layer that makes it (a view or an in-place op makes no new bytes) until
+    the last layer reading it has run, or, where a layer keeps it for its backward pass (Op.saved), until that
+    layer's backward has run; the tensors a layer makes for backward alone (batch norm's statistics, max pool's
+    indices, dropout's mask) from its forward to its backward;
+  * loss: cross-entropy over a classifier's (N, classes) output keeps its log-softmax and the int64 labels;
+  * backward, last layer first: the gradient of a layer's output until the layer's backward has run; the gradient
+    of each input that needs one (an input computed from trained weights: the image needs none), added to one
+    already there by a new tensor; each parameter's gradient, kept to the optimizer step;
+  * optimizer step: Adam and AdamW (torch's foreach implementation) make one parameter-sized temporary, the square
+    root of the second moment; SGD with or without momentum updates in place.
+Not counted (so the prediction is a lower bound there, and says so): tensors a layer without a formula keeps
+(opaque layers), temporaries inside one op's backward formula, and the allocator's rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archviz.graph.ir import INPUT, Graph
+from archviz.ops import get_op
+from archviz.ops.base import numel
+from archviz.profile.choices import Optimizer
+
+STEP_COUNT_BYTES = 4  # Adam's step count: a one-element float32 tensor per parameter tensor
+LABEL_BYTES = 8  # cross-entropy's int64 class labels
+
+
+class Phase:
+    FORWARD = "forward"
+    BACKWARD = "backward"
+    STEP = "optimizer step"
+
+
+@dataclass(frozen=True)
+class TrainingMemory:
+    """The predicted training step of one batch: the peak and what it is made of, in bytes."""
+
+    batch: int
+    optimizer: str
+    params_bytes: int
+    buffers_bytes: int
+    optimizer_bytes: int  # the optimizer's state, alive between steps
+    input_bytes: int  # the batch of inputs
+    grads_bytes: int  # every parameter's gradient, alive from its layer's backward to the optimizer step
+    saved_bytes: int  # what autograd keeps for the backward pass, at the end of the forward pass
+    peak_bytes: int
+    peak_phase: str  # forward, backward or optimizer step
+    peak_at: str  # the layer running at the peak ("" in the optimizer step)
+    peak_activations_bytes: int  # at the peak: activations, their gradients and the loss's tensors
+    peak_grads_bytes: int  # at the peak: the parameters' gradients made so far
+    step_temporary_bytes: int  # the optimizer step's temporary (Adam's square root)
+    uncounted: tuple[str, ...] = ()  # layers without a formula: what they keep is not known, so not counted
+    saved_per_layer: dict = field(default_factory=dict, compare=False, repr=False)  # layer -> bytes it keeps
+
+    @property
+    def baseline_bytes(self) -> int:
+        """Alive before a step starts: parameters, buffers and the optimizer's state."""
+        return self.params_bytes + self.buffers_bytes + self.optimizer_bytes
+
+
+def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Optimizer | str = Optimizer.SGD,
+                    params: int, buffers: int) -> TrainingMemory:
+    """The predicted training step of `graph` at `batch`, tensors and weights at `dtype_bytes` an element.
+
+    >>> from archviz import load
+    >>> from archviz.analysis.report import analyze
+    >>> totals = analyze(load("lenet")).totals
+    >>> memory = training_memory(load("lenet"), batch=8, dtype_bytes=4, params=totals.params, buffers=totals.buffers)
+    >>> memory.peak_phase, memory.params_bytes
+    ('backward', 246824)
+    """
+    optimizer = Optimizer(optimizer)
+    timeline = _Timeline(graph, batch, dtype_bytes)
+    params_bytes, buffers_bytes = params * dtype_bytes, buffers * dtype_bytes
+    state = _optimizer_state_bytes(optimizer, params_bytes, _parameter_tensors(graph))
+    base = params_bytes + buffers_bytes + state
+    forward_peak, forward_at, saved = timeline.forward()
+    backward_peak, backward_at, grads_at_peak, activations_at_peak = timeline.backward(dtype_bytes)
+    temporary = params_bytes if optimizer in (Optimizer.ADAM, Optimizer.ADAMW) else 0
+    step_bytes = params_bytes + temporary + timeline.input_bytes
+    candidates = [
+        (forward_peak, Phase.FORWARD, forward_at, forward_peak - timeline.input_bytes, 0),
+        (backward_peak, Phase.BACKWARD, backward_at, activations_at_peak, grads_at_peak),
+        (step_bytes, Phase.STEP, "", 0, params_bytes),
+    ]
+    peak, phase, at, activations, grads = max(candidates, key=lambda c: c[0])
+    return TrainingMemory(
+        batch=batch, optimizer=optimizer.value, params_bytes=params_bytes, buffers_bytes=buffers_bytes,
+        optimizer_bytes=state, input_bytes=timeline.input_bytes, grads_bytes=params_bytes, saved_bytes=saved,
+        peak_bytes=base + peak, peak_phase=phase, peak_at=at, peak_activations_bytes=activations,
+        peak_grads_bytes=grads, step_temporary_bytes=temporary, uncounted=timeline.uncounted,
+        saved_per_layer=timeline.saved_per_layer,
+    )
+
+
+def _optimizer_state_bytes(optimizer: Optimizer, params_bytes: int, tensors: int) -> int:
+    if optimizer == Optimizer.MOMENTUM:
+        return params_bytes
+    if optimizer in (Optimizer.ADAM, Optimizer.ADAMW):
+        return 2 * params_bytes + tensors * STEP_COUNT_BYTES
+    return 0
+
+
+def _parameter_tensors(graph: Graph) -> int:
+    """How many parameter tensors the model has (a weight and a bias are two), each counted once where shared."""
+    count = 0
+    for node in graph.nodes:
+        if node.shares is None:
+            op = get_op(node.op)
+            count += sum(w.trainable for w in op.weights(node.attrs, list(node.in_shapes)))
+    return count
+
+
+class _Timeline:
+    """Bytes alive at each moment of one step, beyond the weights and the optimizer's state."""
+
+    def __init__(self, graph: Graph, batch: int, dtype_bytes: int):
+        self.graph, self.batch, self.dtype_bytes = graph, batch, dtype_bytes
+        self.nodes = graph.nodes
+        self.input_bytes = numel(graph.input_shape) * batch * dtype_bytes
+        self.buffer_of: dict[str, str] = {INPUT: INPUT}  # a tensor -> the storage it lives in
+        self.size: dict[str, int] = {INPUT: self.input_bytes}
+        self.needs_grad: dict[str, bool] = {INPUT: False}
+        self.saved: dict[str, object] = {}
+        self.keepers: dict[str, set[str]] = {}  # a storage -> the layers keeping it for backward
+        self.kept_by: dict[str, set[str]] = {}  # a layer -> the storages it keeps
+        self.made: dict[str, int] = {}  # a layer -> bytes of the tensors it makes for backward alone
+        self.saved_per_layer: dict[str, int] = {}
+        self.uncounted: tuple[str, ...] = ()
+        self._prepare()
+
+    def _bytes(self, shape) -> int:
+        return numel(shape) * self.batch * self.dtype_bytes
+
+    def _prepare(self) -> None:
+        uncounted = []
+        for node in self.nodes:
+            op = get_op(node.op)
+            in_shapes = list(node.in_shapes)
+            aliases = op.returns_view or (op.inplace_capable and bool(node.attrs.get("inplace")))
+            self.buffer_of[node.name] = self.buffer_of[node.inputs[0]] if aliases else node.name
+            if not aliases:
+                self.size[node.name] = self._bytes(node.out_shape)
+            trained = op.params(node.attrs, in_shapes) > 0
+            self.needs_grad[node.name] = trained or any(self.needs_grad[i] for i in node.inputs)
+            saved = op.saved(node.attrs, in_shapes, node.out_shape)
+            if saved is None:
+                uncounted.append(node.name)
+                continue
+            if not self.needs_grad[node.name]:
+                continue  # autograd records nothing of it
+            self.saved[node.name] = saved
+            kept = {self.buffer_of[node.inputs[i]] for i in saved.inputs}
+            if saved.output:
+                kept.add(self.buffer_of[node.name])
+            self.kept_by[node.name] = kept
+            for storage in kept:
+                self.keepers.setdefault(storage, set()).add(node.name)
+            self.made[node.name] = sum(k.elements * (self.batch if k.per_sample else 1)
+                                       * (k.itemsize or self.dtype_bytes) for k in saved.made)
+            self.saved_per_layer[node.name] = self.made[node.name] + sum(self.size[s] for s in kept)
+        self.uncounted = tuple(uncounted)
+        self.loss_bytes = self._loss_bytes()
+
+    def _loss_bytes(self) -> int:
+        """Cross-entropy over an (N, classes) output keeps its log-softmax and the labels; else a mean keeps
+        nothing."""
+        out_shape = self.graph.node(self.graph.output).out_shape
+        if len(out_shape) != 1:
+            return 0
+        return self._bytes(out_shape) + self.batch * LABEL_BYTES
+
+    def forward(self) -> tuple[int, str, int]:
+        """(the most bytes alive in the forward pass, the layer then, bytes kept for backward at its end)."""
+        last_read = {INPUT: len(self.nodes)}  # the input batch stays, held by the loop
+        for step, node in enumerate(self.nodes):
+            for source in node.inputs:
+                last_read[self.buffer_of[source]] = max(last_read.get(self.buffer_of[source], -1), step)
+            last_read.setdefault(self.buffer_of[node.name], step)
+        last_read[self.buffer_of[self.graph.output]] = len(self.nodes)
+        alive, peak, peak_at = self.input_bytes, self.input_bytes, INPUT
+        live = {INPUT}
+        for step, node in enumerate(self.nodes):
+            storage = self.buffer_of[node.name]
+            if storage == node.name:
+                alive += self.size[storage]
+                live.add(storage)
+            alive += self.made.get(node.name, 0)
+            if alive > peak:
+                peak, peak_at = alive, node.name
+            for source in {self.buffer_of[s] for s in node.inputs} | {storage}:
+                if last_read.get(source) == step and source in live and not self.keepers.get(source):
+                    alive -= self.size[source]
+                    live.discard(source)
+        alive += self.loss_bytes
+        if alive > peak:
+            peak, peak_at = alive, self.graph.output
+        output = self.buffer_of[self.graph.output]
+        if not self.keepers.get(output):  # the loop holds the loss, not the output
+            live.discard(output)
+        self._live_after_forward = live
+        saved = sum(self.size[s] for s in live if self.keepers.get(s)) + sum(self.made.values())
+        return peak, peak_at, saved
+
+    def backward(self, dtype_bytes: int) -> tuple[int, str, int, int]:
+        """(the most bytes alive in the backward pass, the layer then, parameter gradients then, the rest then)."""
+        live = set(self._live_after_forward)
+        keepers = {storage: set(names) for storage, names in self.keepers.items()}
+        activations = sum(self.size[s] for s in live) + sum(self.made.values())
+        output = self.buffer_of[self.graph.output]
+        grads = {output: self.size[output]}  # the loss's gradient of the output
+        activations += self.size[output]
+        grads_made = 0
+        peak, peak_at, peak_grads, peak_activations = activations, self.graph.output, 0, activations
+        for node in reversed(self.nodes):
+            if not self.needs_grad[node.name]:
+                continue
+            storage = self.buffer_of[node.name]
+            op = get_op(node.op)
+            grads_made += op.params(node.attrs, list(node.in_shapes)) * dtype_bytes if node.shares is None else 0
+            passes_through = storage != node.name  # a view's or in-place op's gradient is its output's
+            for source in node.inputs:
+                target = self.buffer_of[source]
+                if not self.needs_grad.get(source, False) or passes_through:
+                    continue
+                size = self.size[target] if target in self.size else 0
+                activations += size
+                grads[target] = grads.get(target, 0) + size
+            if activations + grads_made > peak:
+                peak, peak_at, peak_grads, peak_activations = (activations + grads_made, node.name, grads_made,
+                                                               activations)
+            for source in node.inputs:  # an input's gradient made twice is added into one
+                target = self.buffer_of[source]
+                extra = grads.get(target, 0) - self.size.get(target, 0)
+                if extra > 0 and not passes_through:
+                    activations -= extra
+                    grads[target] -= extra
+            if not passes_through and storage in grads:
+                activations -= grads.pop(storage)
+            activations -= self.made.get(node.name, 0)
+            for kept in self.kept_by.get(node.name, ()):
+                keepers[kept].discard(node.name)
+                if not keepers[kept] and kept in live and kept != INPUT:
+                    activations -= self.size[kept]
+                    live.discard(kept)
+        return peak, peak_at, peak_grads, peak_activations
