@@ -216,6 +216,23 @@ def _ranks(values: list[float]) -> list[float]:
     return ranks
 
 
+def _ceilings(device) -> str:
+    parts = []
+    if device.cache_bandwidth is not None:
+        cache_mib = device.cache_bytes / 2**20
+        parts.append(f"cache {device.cache_bandwidth / 1e9:.1f} GB/s within half of {cache_mib:.0f} MiB")
+    if device.vector_lanes is not None:
+        parts.append(f"{device.vector_lanes} fp32 SIMD lanes")
+    if device.depthwise_flops is not None:
+        parts.append(f"depthwise conv {device.depthwise_flops / 1e9:.1f} GFLOP/s")
+    if device.pool_outputs_per_s is not None:
+        parts.append(f"max pool {1e9 / device.pool_outputs_per_s:.1f} ns per output")
+    if device.fresh_memory_s_per_byte is not None:
+        parts.append(f"page faults {device.fresh_memory_s_per_byte * 4096 * 1e6:.2f} us per 4 KiB page of outputs from "
+                     f"{(device.fresh_memory_from_bytes or 0) / 2**20:.0f} MiB")
+    return ", ".join(parts) or "no CPU ceilings"
+
+
 def _markdown(device, whole: list[Row], ranked: list[Row], options) -> str:
     within = sum(abs(row.error) <= WHOLE_TARGET for row in whole)
     good = sum(row.spearman is not None and row.spearman >= SPEARMAN_TARGET for row in ranked)
@@ -229,7 +246,7 @@ def _markdown(device, whole: list[Row], ranked: list[Row], options) -> str:
         "",
         f"Calibration (measured, archviz.profile.calibrate): fp32 GEMM {device.peaks.fp32 / 1e9:.1f} GFLOP/s, "
         f"streaming bandwidth {device.memory_bandwidth / 1e9:.1f} GB/s, per-op overhead "
-        f"{device.launch_overhead_s * 1e6:.2f} us.",
+        f"{device.launch_overhead_s * 1e6:.2f} us; {_ceilings(device)}.",
         "",
         f"Whole model, zoo: {within} of {len(whole)} within {WHOLE_TARGET:.0%} (target: all). "
         f"Per layer: {good} of {len(ranked)} with Spearman >= {SPEARMAN_TARGET} (target: all).",

@@ -19,19 +19,22 @@ memory-bound by definition and costs its traffic. A layer that only renames its 
 identity, an inference dropout) is a view and moves nothing: it costs the overhead alone. A layer without a formula
 (opaque, MACs not measured) is not predicted, and the model's total then leaves it out and says so.
 
-Two refinements apply where the device states what they need (the calibrated CPU does; the datasheet GPUs do not):
-  * the cache-aware roofline (Ilic, Pratas, Sousa 2014): a layer whose bytes fit in half the last-level cache streams
-    at the cache's bandwidth, the others at memory's (Device.bandwidth_for);
+Refinements apply where the device states what they need (the calibrated CPU does; the datasheet GPUs do not), each
+a roof or a ceiling measured on the machine, none fitted to the models:
+  * the cache-aware roofline (A. Ilic, F. Pratas, L. Sousa, IEEE Computer Architecture Letters 13(1), 2014): a
+    layer's activations stream at the cache's bandwidth when they fit in half the last-level cache, else at
+    memory's (Device.bandwidth_for); its weights, last read a whole pass ago, come from memory unless the whole
+    model (weights and peak activations) fits in half the cache;
   * an in-core ceiling (Williams et al.'s "ceilings" below the peak) for SIMD lanes left empty: oneDNN computes a
     convolution on channels blocked by the vector width (16 fp32 lanes on AVX-512), so the peak is scaled by
-    lane_fill(channels in per group) x lane_fill(channels out per group), lane_fill(n) = n / (lanes x ceil(n / lanes)).
-    A depthwise convolution (one input channel per group) runs a direct kernel, not a GEMM: its ceiling is the
-    device's measured Device.depthwise_flops where it states one, else the peak x lane_fill(C);
+    lane_fill(channels in per group) x lane_fill(channels out per group), lane_fill(n) = n / (lanes x ceil(n / lanes));
+  * a depthwise convolution (one input channel per group) runs a direct kernel, not a GEMM: its peak is the device's
+    measured Device.depthwise_flops (lane_fill(channels) where none is stated);
   * a pooling ceiling: a pool sliding a window (larger than one position, smaller than its input: not a global
     pool) takes at least its outputs / Device.pool_outputs_per_s (measured on a max pool: torch's NCHW pooling
     kernels run far below the memory roof on a CPU);
-  * fresh memory: a layer writing a new tensor (not in place, not a view) pays Device.fresh_memory_s_per_byte for
-    each byte of it, the page faults of memory the allocator maps anew.
+  * fresh memory: a layer writing a new tensor (not in place, not a view) of at least Device.fresh_memory_from_bytes
+    pays Device.fresh_memory_s_per_byte for each of its bytes: the page faults of memory the allocator maps anew.
 Pure Python.
 """
 
@@ -195,9 +198,9 @@ def lane_fill(stats: LayerStats, *, groups: int, lanes: int | None) -> float:
     if lanes is None or not stats.macs or not stats.params or not stats.in_shapes:
         return 1.0
     if stats.kind == OpKind.CONV:
-        channels_in, channels_out = stats.in_shapes[0][0] // groups, stats.out_shape[0] // groups
         if _is_depthwise(stats, groups):
             return _filled(stats.out_shape[0], lanes)
+        channels_in, channels_out = stats.in_shapes[0][0] // groups, stats.out_shape[0] // groups
         return _filled(channels_in, lanes) * _filled(channels_out, lanes)
     if stats.kind == OpKind.LINEAR:
         return _filled(stats.in_shapes[0][-1], lanes) * _filled(stats.out_shape[-1], lanes)
