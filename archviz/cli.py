@@ -17,6 +17,8 @@ import typer
 from typer.core import TyperGroup
 
 from archviz.errors import ArchvizError, SpecError
+from archviz.profile.choices import Amp, Optimizer  # enums only: no torch
+
 
 class _OneLineErrors(TyperGroup):
     """Every usage error (a bad option value, a missing argument, an unknown command) as the same one line as any
@@ -109,6 +111,12 @@ MAX_COUNT = 10**9  # every count an option takes is capped as spec sizes are (ar
 BatchOpt = Annotated[int, typer.Option("--batch", "-b", min=1, max=MAX_COUNT, help="Batch size; costs are for the whole batch.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a spec parameter: name=value.")]
 DTypeOpt = Annotated[DTypeChoice, typer.Option("--dtype", help="Element type for memory figures.")]
+TrainOpt = Annotated[bool, typer.Option("--train", help="Also predict one training step's memory: its peak, when it "
+                                        "comes and what it holds.")]
+StepOptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", help="The optimizer of the training step "
+                                                     "(momentum: SGD with momentum 0.9).")]
+FitOpt = Annotated[Optional[str], typer.Option("--fit", help="The largest batch whose training step fits in this much "
+                                               "memory: 24GB, 80GiB, 512MB (implies --train).")]
 KwargsOpt = Annotated[Optional[str], typer.Option("--kwargs", help=(
     "Keyword arguments for a PyTorch model's class or factory, as a JSON object: '{\"num_classes\": 10}'."))]
 
@@ -169,11 +177,13 @@ def _console():
 
 
 def _inspect(model: str, input: str | None, batch: int, set_: list[str] | None, dtype: DTypeChoice, crosscheck: bool,
-             fvcore_full: bool = False, kwargs: str | None = None):
+             fvcore_full: bool = False, kwargs: str | None = None, *, optimizer: str | None = None,
+             fit_bytes: int | None = None):
     import archviz
 
     return archviz.inspect(_resolve(model), input=input, overrides=parse_overrides(set_), kwargs=_kwargs(kwargs),
-                           batch=batch, dtype=dtype.value, crosscheck=crosscheck, fvcore_full=fvcore_full)
+                           batch=batch, dtype=dtype.value, crosscheck=crosscheck, fvcore_full=fvcore_full,
+                           optimizer=optimizer, fit_bytes=fit_bytes)
 
 
 def _resolve(model: str) -> str:
@@ -220,9 +230,18 @@ def inspect(
                                               "when no smaller input runs the same layers (slow at large inputs).")] = False,
     dtype: DTypeOpt = DTypeChoice.FLOAT32,
     kwargs: KwargsOpt = None,
+    train: TrainOpt = False,
+    optimizer: StepOptimizerOpt = Optimizer.SGD,
+    fit: FitOpt = None,
 ):
-    """Per-layer output shape, params, MACs/FLOPs, memory and receptive field, with totals and the cross-check."""
-    report = _inspect(model, input, batch, set_, dtype, crosscheck, fvcore_full, kwargs)
+    """Per-layer output shape, params, MACs/FLOPs, memory and receptive field, with totals and the cross-check; with
+    --train, one training step's memory predicted (and with --fit, the largest batch that fits)."""
+    from archviz.format import parse_bytes
+
+    fit_bytes = parse_bytes(fit, what="--fit") if fit is not None else None
+    training = optimizer.value if train or fit_bytes is not None else None
+    report = _inspect(model, input, batch, set_, dtype, crosscheck, fvcore_full, kwargs, optimizer=training,
+                      fit_bytes=fit_bytes)
     if format == OutputFormat.TABLE:
         from archviz.render.table import inspect_view
 
@@ -859,7 +878,6 @@ def probe(
     _write(probe_table(result))
 
 
-from archviz.profile.choices import Amp as _ProfileAmp, Optimizer as _ProfileOptimizer  # noqa: E402  (enums only)
 
 
 @app.command(short_help="Run the model for real: peak memory, per-layer time, images/s (measured).")
@@ -872,9 +890,9 @@ def profile(
     kwargs: KwargsOpt = None,
     train: Annotated[bool, typer.Option("--train", help="Measure a training step: forward, loss, backward, "
                                         "optimizer step (default: forward only, under no_grad).")] = False,
-    optimizer: Annotated[_ProfileOptimizer, typer.Option("--optimizer", help="With --train; momentum is SGD with "
-                                                         "momentum 0.9.")] = _ProfileOptimizer.SGD,
-    amp: Annotated[Optional[_ProfileAmp], typer.Option("--amp", help="Autocast to bf16 or fp16 (fp16 with a "
+    optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="With --train; momentum is SGD with "
+                                                         "momentum 0.9.")] = Optimizer.SGD,
+    amp: Annotated[Optional[Amp], typer.Option("--amp", help="Autocast to bf16 or fp16 (fp16 with a "
                                                        "GradScaler on CUDA).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, or cuda (cuda:N).")] = "cpu",
     warmup: Annotated[int, typer.Option("--warmup", min=0, max=MAX_COUNT, help="Untimed iterations first.")] = 1,

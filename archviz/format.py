@@ -73,3 +73,28 @@ def slug(text: str, *, fallback: str = "model") -> str:
     plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")  # café -> cafe
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", plain).strip("._-")[:SLUG_LIMIT].rstrip("._-")
     return stem or fallback
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_bytes(text: str, *, what: str) -> int:
+    """'24GB' -> 24,000,000,000; '80GiB' -> 85,899,345,920; '512 MB', '1.5TB' and plain bytes too.
+
+    >>> parse_bytes("24GB", what="--fit"), parse_bytes("1 GiB", what="--fit")
+    (24000000000, 1073741824)
+    """
+    from archviz.errors import SpecError
+
+    number = text.strip().upper().replace(" ", "").replace("_", "").replace(",", "")
+    unit = number.lstrip("0123456789.")
+    value = number[: len(number) - len(unit)]
+    try:
+        amount = float(value) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise SpecError(f"{what}: {text!r} is not an amount of memory (expected a number and a unit: 24GB, 80GiB, "
+                        "512MB)") from None
+    if amount < 1:
+        raise SpecError(f"{what}: {text!r} is less than one byte")
+    return int(amount)

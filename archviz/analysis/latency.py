@@ -200,8 +200,7 @@ def lane_fill(stats: LayerStats, *, groups: int, lanes: int | None) -> float:
     if stats.kind == OpKind.CONV:
         if _is_depthwise(stats, groups):
             return _filled(stats.out_shape[0], lanes)
-        channels_in, channels_out = stats.in_shapes[0][0] // groups, stats.out_shape[0] // groups
-        return _filled(channels_in, lanes) * _filled(channels_out, lanes)
+        return _filled(stats.out_shape[0] // groups, lanes)
     if stats.kind == OpKind.LINEAR:
         return _filled(stats.in_shapes[0][-1], lanes) * _filled(stats.out_shape[-1], lanes)
     return 1.0

@@ -5,12 +5,14 @@ The conventions (what a MAC is, FLOPs = 2 x MACs, "other ops") are stated once i
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from archviz.analysis.memory import peak_activation_elements
+from archviz.analysis.training import TrainingMemory, saved_bytes_per_layer, training_memory
 from archviz.analysis.receptive import receptive_fields
 from archviz.errors import SpecError, closest
 from archviz.graph.ir import INPUT, Graph, Shape
@@ -61,6 +63,7 @@ class LayerStats:
     counted: bool = True  # False for an op without a formula (opaque): its MACs and other ops are unknown, not zero
     measured: bool = False  # an opaque layer whose MACs torch's FlopCounterMode measured: its other ops are unknown
     shares: str | None = None  # the layer whose weights this one reuses; its params are counted there
+    saved_bytes: int | None = None  # training (analyze with an optimizer): what autograd keeps of it for backward
 
     @property
     def depth(self) -> int:
@@ -88,6 +91,7 @@ class Totals:
     measured: tuple[str, ...] = ()  # layers without a formula whose MACs were measured: in the MACs, not other ops
     weight_macs: int = 0  # MACs on weights alone (a position-bias MLP), once per pass whatever the batch: measured
     sized_macs: int = 0  # whole batch: MACs on tensors made from the batch size, not the input: measured
+    training_memory: TrainingMemory | None = None  # analyze(..., optimizer=...): one training step, predicted
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,10 @@ class Report:
         raise SpecError(f"no layer {name!r} in {self.model}{closest(name, [s.name for s in self.layers])}")
 
 
-def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32) -> Report:
-    """Per-layer figures and totals of a validated graph.
+def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32, optimizer: str | None = None,
+            fit_bytes: int | None = None) -> Report:
+    """Per-layer figures and totals of a validated graph; with an optimizer (sgd, momentum, adam, adamw), one
+    training step's memory too (analysis/training.py), and with fit_bytes the largest batch that fits in it.
 
     >>> from archviz import load
     >>> analyze(load("vgg16")).totals.params
@@ -122,10 +128,21 @@ def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32)
     fields = receptive_fields(graph) if tracks_fields(graph) else {}
     cache: dict = {}
     layers = tuple(_layer_stats(node, fields.get(node.name), batch, dtype, cache) for node in graph.nodes)
+    totals = _totals(graph, layers, batch, dtype)
+    if optimizer is not None:
+        layers, totals = _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes)
     return Report(
         model=graph.name, description=graph.description, input=graph.input_shape, batch=batch, dtype=dtype,
-        layers=layers, totals=_totals(graph, layers, batch, dtype), graph=graph,
+        layers=layers, totals=totals, graph=graph,
     )
+
+
+def _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes):
+    memory = training_memory(graph, batch=batch, dtype_bytes=dtype.bytes, optimizer=optimizer, params=totals.params,
+                             buffers=totals.buffers, fit_bytes=fit_bytes)
+    saved = saved_bytes_per_layer(graph, batch=batch, dtype_bytes=dtype.bytes)
+    layers = tuple(dataclasses.replace(s, saved_bytes=saved.get(s.name, 0)) for s in layers)
+    return layers, dataclasses.replace(totals, training_memory=memory)
 
 
 @dataclass(frozen=True)

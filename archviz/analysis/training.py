@@ -12,15 +12,18 @@ What is alive, step by step (the timeline torch's autograd follows; each op's fa
   * backward, last layer first: the gradient of a layer's output until the layer's backward has run; the gradient
     of each input that needs one (an input computed from trained weights: the image needs none), added to one
     already there by a new tensor; each parameter's gradient, kept to the optimizer step;
-  * optimizer step: Adam and AdamW (torch's foreach implementation) make one parameter-sized temporary, the square
-    root of the second moment; SGD with or without momentum updates in place.
+  * optimizer step: Adam and AdamW update one parameter tensor at a time on the CPU (torch's default there), whose
+    denominator sqrt(v) / c + eps is two temporaries of that tensor's size at once: twice the largest parameter
+    tensor (on CUDA torch's for-each implementation makes one temporary of every parameter's size instead: not
+    modelled yet); SGD with or without momentum updates in place.
 Not counted (so the prediction is a lower bound there, and says so): tensors a layer without a formula keeps
 (opaque layers), temporaries inside one op's backward formula, and the allocator's rounding.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 
 from archviz.graph.ir import INPUT, Graph
 from archviz.ops import get_op
@@ -54,9 +57,10 @@ class TrainingMemory:
     peak_at: str  # the layer running at the peak ("" in the optimizer step)
     peak_activations_bytes: int  # at the peak: activations, their gradients and the loss's tensors
     peak_grads_bytes: int  # at the peak: the parameters' gradients made so far
-    step_temporary_bytes: int  # the optimizer step's temporary (Adam's square root)
+    step_temporary_bytes: int  # the optimizer step's temporaries (Adam's denominator)
     uncounted: tuple[str, ...] = ()  # layers without a formula: what they keep is not known, so not counted
-    saved_per_layer: dict = field(default_factory=dict, compare=False, repr=False)  # layer -> bytes it keeps
+    fits_batch: int | None = None  # with a memory budget (`fit_bytes`): the largest batch whose peak fits; 0: none
+    fit_bytes: int | None = None
 
     @property
     def baseline_bytes(self) -> int:
@@ -65,7 +69,7 @@ class TrainingMemory:
 
 
 def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Optimizer | str = Optimizer.SGD,
-                    params: int, buffers: int) -> TrainingMemory:
+                    params: int, buffers: int, fit_bytes: int | None = None) -> TrainingMemory:
     """The predicted training step of `graph` at `batch`, tensors and weights at `dtype_bytes` an element.
 
     >>> from archviz import load
@@ -75,14 +79,43 @@ def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Op
     >>> memory.peak_phase, memory.params_bytes
     ('backward', 246824)
     """
-    optimizer = Optimizer(optimizer)
+    memory = _step(graph, batch, dtype_bytes, Optimizer(optimizer), params, buffers)[0]
+    if fit_bytes is None:
+        return memory
+    fits = largest_batch(lambda b: _step(graph, b, dtype_bytes, Optimizer(optimizer), params, buffers)[0].peak_bytes,
+                         fit_bytes)
+    return dataclasses.replace(memory, fits_batch=fits, fit_bytes=fit_bytes)
+
+
+def saved_bytes_per_layer(graph: Graph, *, batch: int, dtype_bytes: int) -> dict[str, int]:
+    """Bytes each layer has autograd keep for its backward pass (tensors shared with other layers counted at each);
+    layers without a formula and layers autograd records nothing of are left out."""
+    return _Timeline(graph, batch, dtype_bytes).saved_per_layer
+
+
+def largest_batch(peak_at_batch, budget: int, *, most: int = 1 << 24) -> int:
+    """The largest batch whose peak (a function growing with the batch) is at most `budget`; 0 if not even 1."""
+    if peak_at_batch(1) > budget:
+        return 0
+    low, high = 1, 2
+    while high <= most and peak_at_batch(high) <= budget:
+        low, high = high, high * 2
+    high = min(high, most + 1)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if peak_at_batch(middle) <= budget else (low, middle)
+    return low
+
+
+def _step(graph: Graph, batch: int, dtype_bytes: int, optimizer: Optimizer, params: int, buffers: int):
     timeline = _Timeline(graph, batch, dtype_bytes)
     params_bytes, buffers_bytes = params * dtype_bytes, buffers * dtype_bytes
-    state = _optimizer_state_bytes(optimizer, params_bytes, _parameter_tensors(graph))
+    state = _optimizer_state_bytes(optimizer, params_bytes, len(_parameter_tensors(graph)))
     base = params_bytes + buffers_bytes + state
     forward_peak, forward_at, saved = timeline.forward()
     backward_peak, backward_at, grads_at_peak, activations_at_peak = timeline.backward(dtype_bytes)
-    temporary = params_bytes if optimizer in (Optimizer.ADAM, Optimizer.ADAMW) else 0
+    largest = max((numel(w.shape) for w in _parameter_tensors(graph)), default=0) * dtype_bytes
+    temporary = 2 * largest if optimizer in (Optimizer.ADAM, Optimizer.ADAMW) else 0
     step_bytes = params_bytes + temporary + timeline.input_bytes
     candidates = [
         (forward_peak, Phase.FORWARD, forward_at, forward_peak - timeline.input_bytes, 0),
@@ -95,8 +128,7 @@ def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Op
         optimizer_bytes=state, input_bytes=timeline.input_bytes, grads_bytes=params_bytes, saved_bytes=saved,
         peak_bytes=base + peak, peak_phase=phase, peak_at=at, peak_activations_bytes=activations,
         peak_grads_bytes=grads, step_temporary_bytes=temporary, uncounted=timeline.uncounted,
-        saved_per_layer=timeline.saved_per_layer,
-    )
+    ), timeline
 
 
 def _optimizer_state_bytes(optimizer: Optimizer, params_bytes: int, tensors: int) -> int:
@@ -107,14 +139,13 @@ def _optimizer_state_bytes(optimizer: Optimizer, params_bytes: int, tensors: int
     return 0
 
 
-def _parameter_tensors(graph: Graph) -> int:
-    """How many parameter tensors the model has (a weight and a bias are two), each counted once where shared."""
-    count = 0
+def _parameter_tensors(graph: Graph) -> list:
+    """The model's parameter tensors (a weight and a bias are two), each once where shared."""
+    tensors = []
     for node in graph.nodes:
         if node.shares is None:
-            op = get_op(node.op)
-            count += sum(w.trainable for w in op.weights(node.attrs, list(node.in_shapes)))
-    return count
+            tensors += [w for w in get_op(node.op).weights(node.attrs, list(node.in_shapes)) if w.trainable]
+    return tensors
 
 
 class _Timeline:

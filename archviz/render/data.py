@@ -44,6 +44,7 @@ def layer_dict(stats: LayerStats) -> dict:
         "activation_bytes": stats.activation_bytes, "receptive_field": _listed(stats.receptive_field),
         "jump": _listed(stats.jump), "start": _listed(stats.start), "line": stats.line, "counted": stats.counted,
         "measured": stats.measured, "shares": stats.shares,
+        **({"saved_bytes": stats.saved_bytes} if stats.saved_bytes is not None else {}),
     }
 
 

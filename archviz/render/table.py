@@ -100,11 +100,35 @@ def totals_table(report: Report) -> Table:
                            f"(their other ops not counted): {_listed(t.measured)}", style="yellow"))
     table.add_row("Peak activation memory", f"{size_bytes(t.peak_activation_bytes)} (inference, at {t.peak_at})")
     table.add_row("All outputs (training)", size_bytes(t.activation_bytes))
+    if t.training_memory is not None:
+        _training_rows(table, t.training_memory)
     table.add_row("Depth", f"{t.depth} weight layers, {t.layers} layers in all")
     field = report.layers[-1].receptive_field
     table.add_row("Receptive field", f"{pair_text(field)} pixels at the output" if field is not None
                   else "not tracked: the input is not a C x H x W image")
     return table
+
+
+def _training_rows(table: Table, memory) -> None:
+    """One training step's memory, predicted: the peak, when it comes, what it holds; the batch that fits."""
+    where = f"{memory.peak_phase} at {memory.peak_at}" if memory.peak_at else memory.peak_phase
+    table.add_row("Training step (predicted)", f"{size_bytes(memory.peak_bytes)} at its peak ({where}), "
+                  f"{memory.optimizer}, batch {memory.batch}")
+    parts = [("params", memory.params_bytes), ("buffers", memory.buffers_bytes),
+             ("optimizer state", memory.optimizer_bytes), ("gradients so far", memory.peak_grads_bytes),
+             ("activations, their gradients and the batch", memory.peak_activations_bytes + memory.input_bytes)]
+    if memory.peak_phase == "optimizer step":
+        parts[-1] = ("the batch and the step's temporary", memory.input_bytes + memory.step_temporary_bytes)
+    table.add_row("  at the peak", ", ".join(f"{name} {size_bytes(value)}" for name, value in parts if value))
+    table.add_row("  kept for backward", f"{size_bytes(memory.saved_bytes)} at the end of the forward pass")
+    if memory.fit_bytes is not None:
+        answer = (f"batch {exact(memory.fits_batch)} at most" if memory.fits_batch
+                  else "not even batch 1")
+        table.add_row(f"  fits in {size_bytes(memory.fit_bytes)}", answer)
+    if memory.uncounted:
+        table.add_row(Text("  not counted", style="bold yellow"),
+                      Text(f"what {_layers(memory.uncounted)} without a formula keep for backward (so the peak is "
+                           f"a lower bound): {_listed(memory.uncounted)}", style="yellow"))
 
 
 def inspect_view(report: Report, *, depth: int | None = None) -> Group:
