@@ -231,7 +231,7 @@ def test_a_model_fitting_half_the_cache_streams_at_its_bandwidth(cpu_layers):
 
 def test_lanes_left_empty_lower_the_compute_roof(cpu_layers):
     pw = cpu_layers["pw"]
-    fill = 16 / 16 * (24 / 32)  # 24 output channels fill two 16-lane vectors, 8 lanes idle
+    fill = 24 / 32  # 24 output channels fill two 16-lane vectors, 8 lanes idle (input channels are not counted)
     assert pw.lane_fill == pytest.approx(fill)
     assert pw.compute_s == pytest.approx(pw.flops / (PEAK * fill))
 

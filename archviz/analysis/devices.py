@@ -64,8 +64,8 @@ class Device:
     # bandwidth. Measured for the local CPU; None for the datasheet GPUs (their L2 is not modelled).
     cache_bytes: int | None = None
     cache_bandwidth: float | None = None  # bytes/s
-    # fp32 SIMD lanes (16 for AVX-512): oneDNN blocks channels by the vector width (its nChw16c layouts), so a conv
-    # with 3 input channels computes 16 and wastes 13/16 of its multiplies. None: not modelled (the GPUs).
+    # fp32 SIMD lanes (16 for AVX-512): oneDNN blocks output channels by the vector width (its nChw16c layouts), so
+    # a conv with 6 output channels computes 16 and wastes 10/16 of its multiplies. None: not modelled (the GPUs).
     vector_lanes: int | None = None
     # Measured CPU ceilings for what the two roofs miss (archviz.profile.calibrate): torch's NCHW max pool costs tens
     # of nanoseconds per output, far below the memory roof; a depthwise conv runs at a fraction of the GEMM peak; an

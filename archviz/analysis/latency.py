@@ -26,8 +26,10 @@ a roof or a ceiling measured on the machine, none fitted to the models:
     memory's (Device.bandwidth_for); its weights, last read a whole pass ago, come from memory unless the whole
     model (weights and peak activations) fits in half the cache;
   * an in-core ceiling (Williams et al.'s "ceilings" below the peak) for SIMD lanes left empty: oneDNN computes a
-    convolution on channels blocked by the vector width (16 fp32 lanes on AVX-512), so the peak is scaled by
-    lane_fill(channels in per group) x lane_fill(channels out per group), lane_fill(n) = n / (lanes x ceil(n / lanes));
+    convolution's output channels in blocks of the vector width (16 fp32 lanes on AVX-512), so the peak is scaled by
+    lane_fill(channels out per group), lane_fill(n) = n / (lanes x ceil(n / lanes)); a linear layer's by the fill of
+    its input and output features. (The input channels are not counted: oneDNN's kernels for few input channels
+    do not pad them; a 3 -> 64 11x11 conv reaches the GEMM peak.)
   * a depthwise convolution (one input channel per group) runs a direct kernel, not a GEMM: its peak is the device's
     measured Device.depthwise_flops (lane_fill(channels) where none is stated);
   * a pooling ceiling: a pool sliding a window (larger than one position, smaller than its input: not a global
@@ -193,8 +195,9 @@ def layer_bytes(stats: LayerStats, *, batch: int, dtype_bytes: int) -> int:
 
 
 def lane_fill(stats: LayerStats, *, groups: int, lanes: int | None) -> float:
-    """The share of SIMD lanes a conv or linear layer keeps busy (the module docstring); 1.0 for other layers, for a
-    layer without weights (a matmul of two activations) and where lanes is None."""
+    """The share of SIMD lanes a conv (its output channels per group; a depthwise conv: its channels) or linear
+    layer (its input and output features) keeps busy; 1.0 for other layers, for a layer without weights (a matmul of
+    two activations) and where lanes is None."""
     if lanes is None or not stats.macs or not stats.params or not stats.in_shapes:
         return 1.0
     if stats.kind == OpKind.CONV:
