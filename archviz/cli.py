@@ -909,10 +909,30 @@ def profile(
     measurement = measure_model(_resolve(model), input_shape=input, overrides=parse_overrides(set_),
                                 kwargs=_kwargs(kwargs), batch=batch, train=train, optimizer=optimizer.value,
                                 amp=amp and amp.value, device=device, warmup=warmup, iterations=iterations)
+    predicted = _predicted_peak(model, input, set_, kwargs, batch=batch, optimizer=optimizer.value if train else None,
+                                amp=amp, device=device)
     if json_:
-        _write(measurement_json(measurement, model=model))
+        _write(measurement_json(measurement, model=model, predicted=predicted))
     else:
-        _console().print(measurement_view(measurement, model=model))
+        _console().print(measurement_view(measurement, model=model, predicted=predicted))
+
+
+def _predicted_peak(model, input, set_, kwargs, *, batch: int, optimizer: str | None, amp, device: str):
+    """The same run's peak by formula: a training step's (analysis/training.py) or the inference pass's weights
+    and peak activations (analysis/memory.py), as torch runs them on the CPU."""
+    from archviz.profile.view import Prediction
+
+    if amp is not None:
+        return Prediction(None, "autocast is not predicted yet")
+    report = _inspect(model, input, batch, set_, DTypeChoice.FLOAT32, False, kwargs=kwargs, optimizer=optimizer)
+    totals = report.totals
+    note = "" if device == "cpu" else "predicted as torch runs it on the CPU"
+    if optimizer is None:
+        return Prediction(totals.param_bytes + totals.peak_activation_bytes, note)
+    memory = totals.training_memory
+    if memory.uncounted:
+        note = "; ".join(filter(None, [note, f"a lower bound: {len(memory.uncounted)} layers without a formula"]))
+    return Prediction(memory.peak_bytes, note)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ class Row:
     is_group: bool
     layer_count: int = 1
     measured: bool = False  # a layer without a formula whose MACs FlopCounterMode measured
+    saved_bytes: int | None = None  # training: what autograd keeps of it (a group: of its layers) for backward
 
 
 def rows(report: Report, *, depth: int | None = None) -> list[Row]:
@@ -79,7 +80,7 @@ def _layer_row(stats: LayerStats) -> Row:
         name=stats.name, label=stats.op, summary=stats.summary, out_shape=stats.out_shape, params=stats.params,
         buffers=stats.buffers, macs=stats.macs, activation_bytes=stats.activation_bytes,
         receptive_field=stats.receptive_field, depth=stats.name.count("."), is_group=False,
-        measured=stats.measured,
+        measured=stats.measured, saved_bytes=stats.saved_bytes,
     )
 
 
@@ -92,4 +93,5 @@ def _group_row(path: str, scope, layers: list[LayerStats], *, folded: bool) -> R
         macs=sum(s.macs for s in layers), activation_bytes=sum(s.activation_bytes for s in layers),
         receptive_field=widest(s.receptive_field for s in layers),
         depth=path.count("."), is_group=True, layer_count=len(layers),
+        saved_bytes=None if last.saved_bytes is None else sum(s.saved_bytes or 0 for s in layers),
     )

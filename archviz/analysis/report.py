@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from archviz.analysis.memory import peak_activation_elements
+from archviz.analysis.memory import peak_activation_bytes
 from archviz.analysis.training import TrainingMemory, saved_bytes_per_layer, training_memory
 from archviz.analysis.receptive import receptive_fields
 from archviz.errors import SpecError, closest
@@ -204,7 +204,7 @@ def _totals(graph: Graph, layers: tuple[LayerStats, ...], batch: int, dtype: DTy
     weight_macs = graph.origin.weight_macs if graph.origin is not None else 0
     sized_macs = graph.origin.sized_macs * batch if graph.origin is not None else 0
     macs = layer_macs + sized_macs + weight_macs
-    peak_elements, peak_at = peak_activation_elements(graph)
+    peak_bytes, peak_at = peak_activation_bytes(graph, batch=batch, dtype_bytes=dtype.bytes)
     unformulated = [s for s in layers if not s.counted]
     return Totals(
         params=params, trainable_params=params, non_trainable_params=0, buffers=buffers,
@@ -212,7 +212,7 @@ def _totals(graph: Graph, layers: tuple[LayerStats, ...], batch: int, dtype: DTy
         other_ops=sum(s.other_ops for s in layers), macs_per_image=(layer_macs + sized_macs) // batch,
         flops_per_image=2 * (layer_macs + sized_macs) // batch,
         activation_bytes=sum(s.activation_bytes for s in layers),
-        peak_activation_bytes=peak_elements * batch * dtype.bytes, peak_at=peak_at, depth=weight_depth(graph),
+        peak_activation_bytes=peak_bytes, peak_at=peak_at, depth=weight_depth(graph),
         layers=len(layers), uncounted=tuple(s.name for s in unformulated if not s.measured),
         measured=tuple(s.name for s in unformulated if s.measured), weight_macs=weight_macs, sized_macs=sized_macs,
     )

@@ -245,6 +245,12 @@ class Op(abc.ABC):
         """What autograd keeps of this layer for its backward pass (see Saved); None where that is not known (a layer
         without a formula). Checked against torch's saved_tensors_hooks by tests/test_op_registry.py."""
 
+    def scratch(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> tuple[Kept, ...]:
+        """What the layer holds beyond its inputs, weights and output at the peak of its own inference pass, torch on
+        the CPU, freed when it returns (max pool's int64 indices, attention's weights); most layers hold nothing.
+        Checked for every op against the live-storage tracker by tests/test_op_registry.py."""
+        return ()
+
     def merges_positions(self, attrs: Attrs, in_shapes: list[Shape]) -> bool:
         """Whether each output sees every position of a C x H x W input (a flatten before a classifier): the
         receptive field then covers the whole map."""

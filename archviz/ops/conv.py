@@ -54,6 +54,12 @@ def conv_axes(attrs, in_shape) -> list[SlidingAxis]:
             for i in range(n)]
 
 
+def conv_scratch(attrs, in_shape) -> tuple[Kept, ...]:
+    """The input padded by the odd pixel of 'same' padding with an even kernel (see conv_saved), held while the
+    convolution runs."""
+    return conv_saved(attrs, in_shape).made
+
+
 def conv_saved(attrs, in_shape) -> Saved:
     """A convolution keeps its input for the weight gradient; with 'same' padding uneven on some axis (an even
     kernel), torch pads the input by the odd pixel first and keeps that padded copy instead (the even part stays
@@ -225,6 +231,9 @@ class Conv2d(_BiasAdds, Op):
     Other ops: one bias add per output element.
     """
 
+    def scratch(self, attrs, in_shapes, out_shape):
+        return conv_scratch(attrs, in_shapes[0])
+
     name = "conv2d"
     examples = (Example({"out_channels": 4, "kernel_size": 3}, ((3, 9, 8),)),
                 Example({"out_channels": 6, "kernel_size": [3, 2], "stride": 2, "padding": 1, "groups": 3,
@@ -376,6 +385,9 @@ def _per_axis(op: Op, attrs, name: str, n: int) -> None:
 
 class _ConvNd(_BiasAdds, Op):
     """What conv1d and conv3d share: torch's ConvNd arguments, one value per spatial axis or one for all."""
+
+    def scratch(self, attrs, in_shapes, out_shape):
+        return conv_scratch(attrs, in_shapes[0])
 
     dims: ClassVar[int]
     kind = OpKind.CONV

@@ -182,6 +182,10 @@ class Softmin(AlongDim):
     Softmax that alone reads the Neg).
     """
 
+    def scratch(self, attrs, in_shapes, out_shape):
+        """softmax(-x): the negated input, held while the softmax runs."""
+        return (Kept(numel(in_shapes[0])),)
+
     name = "softmin"
     examples = (Example({}, ((10,),)), Example({"dim": 1}, ((3, 4, 5),)), Example({"dim": -1}, ((4, 5),)))
     torch_class = "nn.Softmin"
@@ -507,6 +511,10 @@ class Scalar(SameShape, NoMacs, Op):
 
     def summary(self, attrs):
         return _SCALAR[attrs["operation"]][0].format(v=f"{attrs['value']:g}")
+
+    def scratch(self, attrs, in_shapes, out_shape):
+        """c / x holds the reciprocal while it multiplies."""
+        return self.saved(attrs, in_shapes, out_shape).made
 
     def saved(self, attrs, in_shapes, out_shape):
         """c / x is torch's c * reciprocal(x), whose gradient reads the reciprocal; the rest read nothing."""

@@ -224,6 +224,10 @@ class Embedding(NoWindow, Free, Op):
     argmin) does.
     """
 
+    def scratch(self, attrs, in_shapes, out_shape):
+        """The indices made int64 for the lookup."""
+        return self.saved(attrs, in_shapes, out_shape).made
+
     name = "embedding"
     takes_folded_batch = True
     examples = (Example({"num_embeddings": 10, "embedding_dim": 4}, ((6,),), below=10),

@@ -141,6 +141,10 @@ class MatMul(NoWindow, Op):
     def infer_shape(self, attrs, in_shapes):
         return _matmul_shapes(*in_shapes)[0]
 
+    def scratch(self, attrs, in_shapes, out_shape):
+        """An operand whose leading dims broadcast, expanded and copied for bmm."""
+        return self.saved(attrs, in_shapes, out_shape).made
+
     def saved(self, attrs, in_shapes, out_shape):
         """Both operands; one whose leading dims broadcast is kept as torch makes it for bmm, expanded and
         copied to the output's leading dims."""

@@ -92,6 +92,12 @@ def _read_layer_norm(r):
 class _BatchNorm(SameShape, NoMacs, Op):
     """What batch norm over 1-d, 2-d and 3-d maps shares: all but the input ranks and the torch class."""
 
+    def scratch(self, attrs, in_shapes, out_shape):
+        """Without running statistics it normalises by the batch's own: their mean and 1/std per channel."""
+        if attrs["track_running_stats"]:
+            return ()
+        return (Kept(in_shapes[0][0], per_sample=False, itemsize=STATISTIC_BYTES),) * 2
+
     ranks: tuple[int, ...] = ()  # the input ranks without the batch
     what = ""
     kind = OpKind.NORM
@@ -234,6 +240,10 @@ class LocalResponseNorm(SameShape, NoMacs, Op):
     Other ops: 2*size + 3 per element (size squares, size adds, then scale, power and divide).
     """
 
+    def scratch(self, attrs, in_shapes, out_shape):
+        """The squares' pooled sum and the divisor, each of the input's size."""
+        return (Kept(numel(in_shapes[0])),) * 2
+
     name = "local_response_norm"
     examples = (Example({"size": 5}, ((7, 6, 5),)), Example({"size": 2, "k": 2.0}, ((3, 4, 4),)))
     aliases = ("lrn", "localresponsenorm")
@@ -331,6 +341,9 @@ class LayerNorm(_TrailingNorm):
     Other ops: 5 per element with the affine scale, 4 without (fvcore's norm_flop_counter convention, so the
     cross-check compares like with like: mean, variance, normalise, and the scale-and-shift).
     """
+
+    def scratch(self, attrs, in_shapes, out_shape):
+        return self.saved(attrs, in_shapes, out_shape).made
 
     name = "layer_norm"
     takes_folded_batch = True
@@ -440,6 +453,9 @@ class GroupNorm(SameShape, NoMacs, Op):
     Other ops: 5 per element with affine, 4 without (fvcore's norm_flop_counter convention, as layer_norm: mean,
     variance, normalise, scale-and-shift). No window: each output depends on every position of its group.
     """
+
+    def scratch(self, attrs, in_shapes, out_shape):
+        return self.saved(attrs, in_shapes, out_shape).made
 
     name = "group_norm"
     examples = (Example({"num_groups": 2}, ((4, 5, 6),)), Example({"num_groups": 3, "affine": False}, ((6, 4, 4),)),
@@ -598,6 +614,12 @@ class InstanceNorm(SameShape, NoMacs, Op):
     as batchnorm2d). No window without running statistics: each output depends on every position of its channel.
     """
 
+    def scratch(self, attrs, in_shapes, out_shape):
+        """Per sample and channel: the batch's statistics or the running ones repeated, and the repeated scale and
+        shift where it has them."""
+        channels = in_shapes[0][0]
+        return (Kept(channels, itemsize=STATISTIC_BYTES),) * (2 + 2 * int(attrs["affine"]))
+
     name = "instance_norm"
     examples = (Example({}, ((3, 5, 4),)), Example({"affine": True}, ((2, 6),)),
                 Example({"affine": True, "track_running_stats": True}, ((3, 4, 4),)),
@@ -745,6 +767,13 @@ class RMSNorm(_TrailingNorm):
     Other ops: 4 per element with the scale (square, sum into the mean, normalise, scale), 3 without (layer_norm's
     convention less the mean subtraction); the root per normalised group is not counted.
     """
+
+    def scratch(self, attrs, in_shapes, out_shape):
+        """1/rms of each row, and the normalised input a scale multiplies (without a scale, the mean square)."""
+        rows = numel(in_shapes[0]) // numel(attrs["normalized_shape"])
+        if attrs["elementwise_affine"]:
+            return (Kept(rows, itemsize=STATISTIC_BYTES), Kept(numel(in_shapes[0])))
+        return (Kept(rows, itemsize=STATISTIC_BYTES),) * 2
 
     name = "rms_norm"
     takes_folded_batch = True

@@ -226,8 +226,12 @@ def _read_adaptive_avgpool(r):
 INDEX_BYTES = 8  # a max pool keeps the argmax of each output as an int64 index
 
 
+def max_pool_indices(out_shape) -> tuple[Kept, ...]:
+    return (Kept(numel(out_shape), itemsize=INDEX_BYTES),)
+
+
 def max_pool_saved(out_shape) -> Saved:
-    return Saved(inputs=(0,), made=(Kept(numel(out_shape), itemsize=INDEX_BYTES),))
+    return Saved(inputs=(0,), made=max_pool_indices(out_shape))
 
 
 class _SlidingPool(NoMacs, Op):
@@ -324,6 +328,10 @@ class MaxPool2d(_SlidingPool):
     Other ops: k_h*k_w - 1 comparisons per output element.
     """
 
+    def scratch(self, attrs, in_shapes, out_shape):
+        """torch on the CPU makes the int64 argmax of each output even when no gradient will read it."""
+        return max_pool_indices(out_shape)
+
     def saved(self, attrs, in_shapes, out_shape):
         """The input and, for each output, the int64 index of the input it took (its gradient goes there)."""
         return max_pool_saved(out_shape)
@@ -399,6 +407,10 @@ class AvgPool2d(SavesInput, _SlidingPool):
 
 class _MaxPoolNd(_SlidingPool):
     """Max pooling over 1 or 3 spatial axes: the formulas of maxpool2d with one size per axis."""
+
+    def scratch(self, attrs, in_shapes, out_shape):
+        """torch on the CPU makes the int64 argmax of each output even when no gradient will read it."""
+        return max_pool_indices(out_shape)
 
     def saved(self, attrs, in_shapes, out_shape):
         """The input and, for each output, the int64 index of the input it took (its gradient goes there)."""
@@ -702,6 +714,10 @@ class AdaptiveMaxPool2d(_AdaptiveAvg):
     windows' lengths - oh*ow).
     """
 
+    def scratch(self, attrs, in_shapes, out_shape):
+        """torch on the CPU makes the int64 argmax of each output even when no gradient will read it."""
+        return max_pool_indices(out_shape)
+
     def saved(self, attrs, in_shapes, out_shape):
         """The input and, for each output, the int64 index of the input it took (its gradient goes there)."""
         return max_pool_saved(out_shape)
@@ -958,6 +974,10 @@ def _nested(mask: list[list[float]], trailing: int) -> list:
 
 class _AdaptiveMaxNd(_AdaptiveAvgNd):
     """Adaptive max pooling over 1 or 3 spatial axes: torch's windows per axis, the maximum of each."""
+
+    def scratch(self, attrs, in_shapes, out_shape):
+        """torch on the CPU makes the int64 argmax of each output even when no gradient will read it."""
+        return max_pool_indices(out_shape)
 
     def saved(self, attrs, in_shapes, out_shape):
         """The input and, for each output, the int64 index of the input it took (its gradient goes there)."""

@@ -210,6 +210,10 @@ class Add(SavesNothing, NoWindow, NoMacs, Op):
     Other ops: (inputs - 1) adds per output element.
     """
 
+    def scratch(self, attrs, in_shapes, out_shape):
+        """Three or more inputs add in turn: the running sum before the last add is held while that add runs."""
+        return (Kept(numel(self.infer_shape(attrs, in_shapes[:-1]))),) if len(in_shapes) > 2 else ()
+
     name = "add"
     takes_folded_batch = True
     examples = (Example({}, ((3, 4, 5), (3, 4, 5))), Example({}, ((3, 4, 5), (3, 4, 5), (3, 4, 5))),

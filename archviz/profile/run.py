@@ -335,7 +335,7 @@ def measure_model(source: str, *, input_shape: Sequence[int] | None = None, over
     if shape is None:
         raise ArchvizError(f"{source}: archviz does not know this model's input; give it with --input CxHxW")
     if parsed.kind in (SourceKind.TORCHVISION, SourceKind.TIMM):
-        return measure(_built(parsed), shape, **options)
+        return measure(library_module(parsed), shape, **options)
     return measure(_users_module(parsed), shape, **options)
 
 
@@ -357,7 +357,7 @@ def _users_module(parsed) -> torch.nn.Module:
     return model
 
 
-def _built(parsed) -> torch.nn.Module:
+def library_module(parsed) -> torch.nn.Module:
     """A torchvision or timm model with its own random initialisation (no weights are loaded or downloaded)."""
     import warnings
 

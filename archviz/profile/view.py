@@ -7,6 +7,7 @@ A predicted column goes beside a measured one by adding a column to `layer_table
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich import box
@@ -20,9 +21,20 @@ if TYPE_CHECKING:
     from archviz.profile.run import LayerTiming, Measurement
 
 
-def measurement_view(measurement: Measurement, *, model: str) -> Group:
+@dataclass(frozen=True)
+class Prediction:
+    """archviz's prediction of the same run, by formula (`inspect --train`, or the inference peak), or why none."""
+
+    peak_bytes: int | None
+    note: str = ""  # what the prediction leaves out, or why there is none
+
+    def error(self, measured: int) -> float | None:
+        return None if self.peak_bytes is None or not measured else (self.peak_bytes - measured) / measured
+
+
+def measurement_view(measurement: Measurement, *, model: str, predicted: Prediction | None = None) -> Group:
     header = Text(f"{model}: measured, {_what(measurement)}", style="bold")
-    return Group(header, layer_table(measurement), totals_table(measurement))
+    return Group(header, layer_table(measurement), totals_table(measurement, predicted=predicted))
 
 
 def _what(measurement: Measurement) -> str:
@@ -52,12 +64,14 @@ def layer_table(measurement: Measurement) -> Table:
     return table
 
 
-def totals_table(measurement: Measurement) -> Table:
+def totals_table(measurement: Measurement, *, predicted: Prediction | None = None) -> Table:
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
     table.add_row("Peak memory", f"{size_bytes(measurement.peak_bytes)} ({measurement.peak_bytes:,} bytes, measured: "
                                  f"{measurement.method})")
+    if predicted is not None:
+        table.add_row("  predicted", _predicted_text(predicted, measurement.peak_bytes))
     table.add_row("Before the step", f"{size_bytes(measurement.baseline_bytes)} (parameters, buffers, optimizer "
                                      "state)")
     if measurement.peak_place is not None:
@@ -74,12 +88,22 @@ def totals_table(measurement: Measurement) -> Table:
     return table
 
 
+def _predicted_text(predicted: Prediction, measured: int) -> str:
+    if predicted.peak_bytes is None:
+        return f"not predicted: {predicted.note}"
+    note = f"; {predicted.note}" if predicted.note else ""
+    return (f"{size_bytes(predicted.peak_bytes)} ({predicted.peak_bytes:,} bytes, by formula: "
+            f"{predicted.error(measured):+.1%} against the measured peak{note})")
+
+
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:.3f}"
 
 
-def measurement_dict(measurement: Measurement, *, model: str) -> dict:
+def measurement_dict(measurement: Measurement, *, model: str, predicted: Prediction | None = None) -> dict:
     place = measurement.peak_place
+    prediction = None if predicted is None else {
+        "peak_bytes": predicted.peak_bytes, "error": predicted.error(measurement.peak_bytes), "note": predicted.note}
     return {
         "model": model,
         "device": measurement.device,
@@ -99,6 +123,7 @@ def measurement_dict(measurement: Measurement, *, model: str) -> dict:
             "seconds": measurement.seconds,
             "images_per_s": measurement.images_per_s,
         },
+        "predicted": prediction,
         "layers": [_layer_dict(layer) for layer in measurement.layers],
     }
 
@@ -109,5 +134,5 @@ def _layer_dict(layer: LayerTiming) -> dict:
             "measured_seconds": layer.forward_s + (backward or 0.0)}
 
 
-def measurement_json(measurement: Measurement, *, model: str) -> str:
-    return json.dumps(measurement_dict(measurement, model=model), indent=2) + "\n"
+def measurement_json(measurement: Measurement, *, model: str, predicted: Prediction | None = None) -> str:
+    return json.dumps(measurement_dict(measurement, model=model, predicted=predicted), indent=2) + "\n"

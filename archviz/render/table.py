@@ -34,6 +34,9 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
     table.add_column("Params", justify="right")
     table.add_column("MACs", justify="right")
     table.add_column("Output memory", justify="right")
+    training = report.totals.training_memory is not None
+    if training:
+        table.add_column("Kept for backward", justify="right")
     table.add_column("RF", justify="right", header_style="bold")
 
     shown = rows(report, depth=depth)
@@ -44,7 +47,7 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
     for row in shown:
         if row is None:
             table.add_row(Text("...", style="yellow"), Text(f"{omitted:,} rows not shown", style="yellow"),
-                          "", "", "", "", "")
+                          *[""] * (6 if training else 5))
             table.caption = f"{omitted:,} rows not shown: use --depth, or --format csv|json for every layer"
             continue
         indent = "  " * row.depth
@@ -55,11 +58,19 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
             name = Text(f"{indent}{row.name.rsplit('.', 1)[-1]}")
             style = KIND_STYLES.get(get_op(row.label).kind.value, "")
             kind = Text(row.label, style=style) + Text(f" {row.summary}" if row.summary else "")
+        kept = (_kept_cell(row),) if training else ()
         table.add_row(
             name, kind, shape(row.out_shape), exact(row.params) if row.params else "-",
-            _macs_cell(row), size_bytes(row.activation_bytes), field_text(row.receptive_field),
+            _macs_cell(row), size_bytes(row.activation_bytes), *kept, field_text(row.receptive_field),
         )
     return table
+
+
+def _kept_cell(row) -> str:
+    """What autograd keeps of a layer for backward; '?' for a layer without a formula (not known)."""
+    if not row.is_group and not has_formula(row.label):
+        return "?"
+    return size_bytes(row.saved_bytes) if row.saved_bytes else "-"
 
 
 def _macs_cell(row) -> str:
