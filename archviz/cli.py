@@ -115,6 +115,9 @@ TrainOpt = Annotated[bool, typer.Option("--train", help="Also predict one traini
                                         "comes and what it holds.")]
 StepOptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", help="The optimizer of the training step "
                                                      "(momentum: SGD with momentum 0.9).")]
+RooflineDeviceOpt = Annotated[Optional[str], typer.Option("--device", help=(
+    "Predict each layer's time on a device by a roofline: h100, h100-pcie, h200, a100, a100-40gb, l4, t4, rtx4090, "
+    "rtx3090, or cpu (this machine, calibrated once)."))]
 FitOpt = Annotated[Optional[str], typer.Option("--fit", help="The largest batch whose training step fits in this much "
                                                "memory: 24GB, 80GiB, 512MB (implies --train).")]
 KwargsOpt = Annotated[Optional[str], typer.Option("--kwargs", help=(
@@ -178,12 +181,12 @@ def _console():
 
 def _inspect(model: str, input: str | None, batch: int, set_: list[str] | None, dtype: DTypeChoice, crosscheck: bool,
              fvcore_full: bool = False, kwargs: str | None = None, *, optimizer: str | None = None,
-             fit_bytes: int | None = None):
+             fit_bytes: int | None = None, device: str | None = None):
     import archviz
 
     return archviz.inspect(_resolve(model), input=input, overrides=parse_overrides(set_), kwargs=_kwargs(kwargs),
                            batch=batch, dtype=dtype.value, crosscheck=crosscheck, fvcore_full=fvcore_full,
-                           optimizer=optimizer, fit_bytes=fit_bytes)
+                           optimizer=optimizer, fit_bytes=fit_bytes, device=device)
 
 
 def _resolve(model: str) -> str:
@@ -233,6 +236,7 @@ def inspect(
     train: TrainOpt = False,
     optimizer: StepOptimizerOpt = Optimizer.SGD,
     fit: FitOpt = None,
+    device: RooflineDeviceOpt = None,
 ):
     """Per-layer output shape, params, MACs/FLOPs, memory and receptive field, with totals and the cross-check; with
     --train, one training step's memory predicted (and with --fit, the largest batch that fits)."""
@@ -241,7 +245,7 @@ def inspect(
     fit_bytes = parse_bytes(fit, what="--fit") if fit is not None else None
     training = optimizer.value if train or fit_bytes is not None else None
     report = _inspect(model, input, batch, set_, dtype, crosscheck, fvcore_full, kwargs, optimizer=training,
-                      fit_bytes=fit_bytes)
+                      fit_bytes=fit_bytes, device=device)
     if format == OutputFormat.TABLE:
         from archviz.render.table import inspect_view
 
@@ -933,6 +937,20 @@ def _predicted_peak(model, input, set_, kwargs, *, batch: int, optimizer: str | 
     if memory.uncounted:
         note = "; ".join(filter(None, [note, f"a lower bound: {len(memory.uncounted)} layers without a formula"]))
     return Prediction(memory.peak_bytes, note)
+
+
+@app.command(short_help="Measure this machine's CPU for latency predictions (inspect --device cpu).")
+@user_errors
+def calibrate(
+    again: Annotated[bool, typer.Option("--again", help="Measure again even where figures for this CPU, torch "
+                                                       "version and thread count are cached.")] = False,
+):
+    """Measure the local CPU's matrix-multiply FLOP/s, memory and cache bandwidth, per-op overhead, pooling and
+    depthwise rates (a few seconds), cache them, and print them: the device `inspect --device cpu` predicts for."""
+    from archviz.profile.calibrate import local_device
+    from archviz.render.devices import device_table
+
+    _console().print(device_table(local_device(recalibrate=again)))
 
 
 def main() -> None:

@@ -98,3 +98,14 @@ def parse_bytes(text: str, *, what: str) -> int:
     if amount < 1:
         raise SpecError(f"{what}: {text!r} is less than one byte")
     return int(amount)
+
+
+def seconds_text(seconds: float | None) -> str:
+    """A duration at a readable scale: 0.000123 -> '123 µs', 0.0456 -> '45.6 ms', 2.5 -> '2.50 s'; None -> '-'."""
+    if seconds is None:
+        return "-"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} µs"

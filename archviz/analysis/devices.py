@@ -133,6 +133,16 @@ DEVICES: dict[str, Device] = {device.key: device for device in (
 )}
 
 
+def device_named(key: str) -> Device:
+    """A datasheet device, or "cpu": this machine's CPU as archviz/profile/calibrate.py measured it (needs torch; a
+    first call measures for a few seconds, then the figures are cached)."""
+    if str(key).lower() == "cpu":
+        from archviz.profile.calibrate import local_device
+
+        return local_device()
+    return get_device(key)
+
+
 def get_device(key: str) -> Device:
     """A datasheet device by its short key.
 
@@ -144,4 +154,4 @@ def get_device(key: str) -> Device:
     except (KeyError, AttributeError):
         choices = ", ".join(DEVICES)
         raise UnknownNameError(f"unknown device {key!r}{closest(str(key), list(DEVICES))}; choose one of {choices}"
-                               " (or calibrate the local CPU)") from None
+                               ", or cpu (this machine, calibrated once)") from None

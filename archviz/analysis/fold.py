@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from archviz.analysis.report import LayerStats, Report
@@ -26,6 +27,7 @@ class Row:
     layer_count: int = 1
     measured: bool = False  # a layer without a formula whose MACs FlopCounterMode measured
     saved_bytes: int | None = None  # training: what autograd keeps of it (a group: of its layers) for backward
+    predicted_seconds: float | None = None  # with a device: the roofline's time (a group: its layers' sum)
 
 
 def rows(report: Report, *, depth: int | None = None) -> list[Row]:
@@ -54,12 +56,25 @@ def rows(report: Report, *, depth: int | None = None) -> list[Row]:
             order.append(("layer", stats.name))
     members = _members(report, scopes)
     by_name = {s.name: s for s in report.layers}
+    seconds = _predicted_seconds(report)
     for kind, key in order:
         if kind == "layer":
-            out.append(_layer_row(by_name[key]))
+            row = _layer_row(by_name[key])
+            names = [key]
         else:
-            out.append(_group_row(key, scopes[key], members[key], folded=kind == "fold"))
+            row = _group_row(key, scopes[key], members[key], folded=kind == "fold")
+            names = [s.name for s in members[key]]
+        if seconds is not None:
+            row = dataclasses.replace(row, predicted_seconds=sum(seconds.get(name, 0.0) for name in names))
+        out.append(row)
     return out
+
+
+def _predicted_seconds(report: Report) -> dict[str, float] | None:
+    """Each predicted layer's roofline seconds, where the report has a device's latency."""
+    if report.latency is None:
+        return None
+    return {layer.name: layer.seconds for layer in report.latency.layers if layer.predicted}
 
 
 def _prefixes(name: str, scopes) -> list[str]:

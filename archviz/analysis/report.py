@@ -105,6 +105,7 @@ class Report:
     totals: Totals
     graph: Graph = field(repr=False, compare=False)
     crosscheck: Any = None  # archviz.crosscheck.CrossCheck, filled by inspect(..., crosscheck=True)
+    latency: Any = None  # archviz.analysis.latency.ModelLatency, filled by inspect(..., device=...)
 
     def layer(self, name: str) -> LayerStats:
         for stats in self.layers:

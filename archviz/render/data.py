@@ -3,8 +3,13 @@
 JSON layout (schema_version 1): model, description, input [C, H, W], batch, dtype, conventions, totals {params,
 trainable_params, non_trainable_params, buffers, param_bytes, macs, flops, other_ops, macs_per_image,
 flops_per_image, activation_bytes, peak_activation_bytes, peak_at, depth, layers, uncounted, measured, weight_macs,
-sized_macs}, layers [{name, type, kind, summary, input_shapes, output_shape, params, buffers, macs, flops,
-other_ops, activation_elements, activation_bytes, receptive_field, jump, start, line, counted, measured, shares}],
+sized_macs, training_memory (null unless --train: {batch, optimizer, params_bytes, buffers_bytes, optimizer_bytes,
+input_bytes, grads_bytes, saved_bytes, peak_bytes, peak_phase, peak_at, peak_activations_bytes, peak_grads_bytes,
+step_temporary_bytes, uncounted, fits_batch, fit_bytes})}, layers [{name, type, kind, summary, input_shapes,
+output_shape, params, buffers, macs, flops, other_ops, activation_elements, activation_bytes, receptive_field, jump,
+start, line, counted, measured, shares; saved_bytes with --train; predicted_seconds, memory_bound with --device}],
+latency (null unless --device: {device, device_name, seconds, images_per_second, memory_bound_seconds,
+not_predicted}),
 crosscheck (null when not run; else {model, input, batch, agrees, skipped, message, conventions, peers [{peer,
 version, method, agrees, skipped, message, seconds, notes, totals, layers, differences}]}, each figure {layer,
 quantity, ours, reported, converted, status, checked, agrees, reason}; `agrees` is false when any figure of any peer
@@ -48,6 +53,14 @@ def layer_dict(stats: LayerStats) -> dict:
     }
 
 
+def latency_dict(latency) -> dict:
+    """The roofline's prediction for a device: whole-model seconds per batch and what it leaves out."""
+    device = latency.device
+    return {"device": device.key, "device_name": device.name, "seconds": latency.seconds,
+            "images_per_second": latency.images_per_second, "memory_bound_seconds": latency.memory_bound_seconds,
+            "not_predicted": list(latency.not_predicted)}
+
+
 def report_dict(report: Report, *, layers: bool = True) -> dict:
     from archviz import __version__
 
@@ -58,6 +71,11 @@ def report_dict(report: Report, *, layers: bool = True) -> dict:
     }
     if layers:
         data["layers"] = [layer_dict(s) for s in report.layers]
+        if report.latency is not None:
+            for layer, timed in zip(data["layers"], report.latency.layers):
+                layer["predicted_seconds"] = timed.seconds if timed.predicted else None
+                layer["memory_bound"] = timed.memory_bound if timed.predicted else None
+    data["latency"] = None if report.latency is None else latency_dict(report.latency)
     check = report.crosscheck
     data["crosscheck"] = check.to_dict() if check is not None else None
     return data

@@ -10,7 +10,7 @@ from rich.text import Text
 from archviz.analysis.fold import rows
 from archviz.analysis.report import CONVENTIONS, Report
 from archviz.render.crosscheck import crosscheck_text
-from archviz.format import exact, exact_and_human, field_text, human, pair_text, shape, size_bytes
+from archviz.format import exact, exact_and_human, field_text, human, pair_text, seconds_text, shape, size_bytes
 from archviz.ops import OpKind, get_op, has_formula
 
 MAX_ROWS = 2_000  # a table longer than this is for a file, not a terminal
@@ -37,6 +37,9 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
     training = report.totals.training_memory is not None
     if training:
         table.add_column("Kept for backward", justify="right")
+    timed = report.latency is not None
+    if timed:
+        table.add_column(f"Time ({report.latency.device.key})", justify="right")
     table.add_column("RF", justify="right", header_style="bold")
 
     shown = rows(report, depth=depth)
@@ -47,7 +50,7 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
     for row in shown:
         if row is None:
             table.add_row(Text("...", style="yellow"), Text(f"{omitted:,} rows not shown", style="yellow"),
-                          *[""] * (6 if training else 5))
+                          *[""] * (5 + training + timed))
             table.caption = f"{omitted:,} rows not shown: use --depth, or --format csv|json for every layer"
             continue
         indent = "  " * row.depth
@@ -59,11 +62,18 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
             style = KIND_STYLES.get(get_op(row.label).kind.value, "")
             kind = Text(row.label, style=style) + Text(f" {row.summary}" if row.summary else "")
         kept = (_kept_cell(row),) if training else ()
+        time = (_time_cell(row),) if timed else ()
         table.add_row(
             name, kind, shape(row.out_shape), exact(row.params) if row.params else "-",
-            _macs_cell(row), size_bytes(row.activation_bytes), *kept, field_text(row.receptive_field),
+            _macs_cell(row), size_bytes(row.activation_bytes), *kept, *time, field_text(row.receptive_field),
         )
     return table
+
+
+def _time_cell(row) -> str:
+    if not row.is_group and row.predicted_seconds == 0.0 and not has_formula(row.label):
+        return "?"
+    return seconds_text(row.predicted_seconds)
 
 
 def _kept_cell(row) -> str:
@@ -113,11 +123,27 @@ def totals_table(report: Report) -> Table:
     table.add_row("All outputs (training)", size_bytes(t.activation_bytes))
     if t.training_memory is not None:
         _training_rows(table, t.training_memory)
+    if report.latency is not None:
+        _latency_rows(table, report.latency)
     table.add_row("Depth", f"{t.depth} weight layers, {t.layers} layers in all")
     field = report.layers[-1].receptive_field
     table.add_row("Receptive field", f"{pair_text(field)} pixels at the output" if field is not None
                   else "not tracked: the input is not a C x H x W image")
     return table
+
+
+def _latency_rows(table: Table, latency) -> None:
+    """The roofline's forward-pass time on a device: the sum of its layers' predicted times, and what it leaves out."""
+    device = latency.device
+    bound = latency.memory_bound_seconds / latency.seconds if latency.seconds else 0.0
+    table.add_row(f"Forward time on {device.key} (predicted)",
+                  f"{seconds_text(latency.seconds)} per batch of {latency.batch}, "
+                  f"{latency.images_per_second:,.0f} images/s; {bound:.0%} of it in memory-bound layers "
+                  f"(roofline: {device.name})")
+    if latency.not_predicted:
+        table.add_row(Text("  not predicted", style="bold yellow"),
+                      Text(f"{_layers(latency.not_predicted)} without a formula (so the time is a lower bound): "
+                           f"{_listed(latency.not_predicted)}", style="yellow"))
 
 
 def _training_rows(table: Table, memory) -> None:
