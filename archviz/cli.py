@@ -928,11 +928,16 @@ def _predicted_peak(model, input, set_, kwargs, *, batch: int, optimizer: str | 
 
     if amp is not None:
         return Prediction(None, "autocast is not predicted yet")
-    report = _inspect(model, input, batch, set_, DTypeChoice.FLOAT32, False, kwargs=kwargs, optimizer=optimizer)
+    on_cpu = device == "cpu"
+    report = _inspect(model, input, batch, set_, DTypeChoice.FLOAT32, False, kwargs=kwargs, optimizer=optimizer,
+                      device="cpu" if on_cpu and optimizer is None else None)
     totals = report.totals
-    note = "" if device == "cpu" else "predicted as torch runs it on the CPU"
+    note = "" if on_cpu else "predicted as torch runs it on the CPU"
     if optimizer is None:
-        return Prediction(totals.param_bytes + totals.peak_activation_bytes, note)
+        latency = report.latency
+        timed = {} if latency is None else {
+            "seconds": latency.seconds, "layer_seconds": {t.name: t.seconds for t in latency.layers if t.predicted}}
+        return Prediction(totals.param_bytes + totals.peak_activation_bytes, note, **timed)
     memory = totals.training_memory
     if memory.uncounted:
         note = "; ".join(filter(None, [note, f"a lower bound: {len(memory.uncounted)} layers without a formula"]))

@@ -7,8 +7,8 @@ A predicted column goes beside a measured one by adding a column to `layer_table
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping
 
 from rich import box
 from rich.console import Group
@@ -27,6 +27,8 @@ class Prediction:
 
     peak_bytes: int | None
     note: str = ""  # what the prediction leaves out, or why there is none
+    seconds: float | None = None  # the forward pass's roofline time on this CPU (inspect --device cpu)
+    layer_seconds: Mapping[str, float] = field(default_factory=dict)  # each layer's forward roofline time
 
     def error(self, measured: int) -> float | None:
         return None if self.peak_bytes is None or not measured else (self.peak_bytes - measured) / measured
@@ -34,7 +36,7 @@ class Prediction:
 
 def measurement_view(measurement: Measurement, *, model: str, predicted: Prediction | None = None) -> Group:
     header = Text(f"{model}: measured, {_what(measurement)}", style="bold")
-    return Group(header, layer_table(measurement), totals_table(measurement, predicted=predicted))
+    return Group(header, layer_table(measurement, predicted=predicted), totals_table(measurement, predicted=predicted))
 
 
 def _what(measurement: Measurement) -> str:
@@ -44,19 +46,26 @@ def _what(measurement: Measurement) -> str:
             f"{measurement.device}")
 
 
-def layer_table(measurement: Measurement) -> Table:
+def layer_table(measurement: Measurement, *, predicted: Prediction | None = None) -> Table:
     table = Table(box=box.SIMPLE_HEAD)
     table.add_column("Layer", no_wrap=True)
     table.add_column("Forward ms", justify="right")
+    timed = predicted is not None and bool(predicted.layer_seconds)
+    if timed:
+        table.add_column("Predicted forward ms", justify="right")
     if measurement.train:
         table.add_column("Backward ms", justify="right")
     for layer in measurement.layers:
         cells = [layer.path or "(model)", _ms(layer.forward_s)]
+        if timed:
+            cells.append(_ms(predicted.layer_seconds.get(layer.path)))
         if measurement.train:
             cells.append(_ms(layer.backward_s))
         table.add_row(*cells)
     if measurement.layers:
         totals = ["sum of layers", _ms(sum(layer.forward_s for layer in measurement.layers))]
+        if timed:
+            totals.append(_ms(sum(predicted.layer_seconds.get(layer.path, 0.0) for layer in measurement.layers)))
         if measurement.train:
             totals.append(_ms(sum(layer.backward_s or 0.0 for layer in measurement.layers)))
         table.add_section()
@@ -81,6 +90,9 @@ def totals_table(measurement: Measurement, *, predicted: Prediction | None = Non
         phase = " (backward)" if place.backward else "" if place.module else outside
         table.add_row("Peak at", f"{place.op}{where}{phase}")
     table.add_row("Time per iteration", f"{_ms(measurement.seconds)} ms (median, measured without hooks)")
+    if predicted is not None and predicted.seconds is not None and not measurement.train:
+        error = (predicted.seconds - measurement.seconds) / measurement.seconds
+        table.add_row("  predicted", f"{_ms(predicted.seconds)} ms (roofline on this CPU, calibrated: {error:+.0%})")
     table.add_row("Images/s", f"{measurement.images_per_s:,.1f}")
     if measurement.layers:
         table.add_row("Layer times", f"medians of {measurement.iterations} iteration(s) with hooks on every leaf "
@@ -103,7 +115,8 @@ def _ms(seconds: float | None) -> str:
 def measurement_dict(measurement: Measurement, *, model: str, predicted: Prediction | None = None) -> dict:
     place = measurement.peak_place
     prediction = None if predicted is None else {
-        "peak_bytes": predicted.peak_bytes, "error": predicted.error(measurement.peak_bytes), "note": predicted.note}
+        "peak_bytes": predicted.peak_bytes, "error": predicted.error(measurement.peak_bytes), "note": predicted.note,
+        "seconds": predicted.seconds}
     return {
         "model": model,
         "device": measurement.device,
@@ -124,14 +137,15 @@ def measurement_dict(measurement: Measurement, *, model: str, predicted: Predict
             "images_per_s": measurement.images_per_s,
         },
         "predicted": prediction,
-        "layers": [_layer_dict(layer) for layer in measurement.layers],
+        "layers": [_layer_dict(layer, predicted) for layer in measurement.layers],
     }
 
 
-def _layer_dict(layer: LayerTiming) -> dict:
+def _layer_dict(layer: LayerTiming, predicted: Prediction | None = None) -> dict:
     backward = layer.backward_s
+    forward = None if predicted is None else predicted.layer_seconds.get(layer.path)
     return {"name": layer.path, "measured_forward_seconds": layer.forward_s, "measured_backward_seconds": backward,
-            "measured_seconds": layer.forward_s + (backward or 0.0)}
+            "measured_seconds": layer.forward_s + (backward or 0.0), "predicted_seconds": forward}
 
 
 def measurement_json(measurement: Measurement, *, model: str, predicted: Prediction | None = None) -> str:
