@@ -266,7 +266,18 @@ def test_json_keys():
     document = json.loads(measurement_json(SYNTHETIC, model="lenet"))
     assert document["measured"]["peak_bytes"] == 2_500_000 and document["measured"]["seconds"] == 0.002
     assert document["layers"][0] == {"name": "conv1", "measured_forward_seconds": 0.0005,
-                                     "measured_backward_seconds": 0.00125, "measured_seconds": 0.00175}
+                                     "measured_backward_seconds": 0.00125, "measured_seconds": 0.00175,
+                                     "predicted_seconds": None}
+    assert document["predicted"] is None
+
+
+def test_the_prediction_sits_beside_the_measurement():
+    from archviz.profile.view import Prediction
+
+    predicted = Prediction(2_000_000, seconds=0.001, layer_seconds={"conv1": 0.0004})
+    document = json.loads(measurement_json(SYNTHETIC, model="lenet", predicted=predicted))
+    assert document["predicted"] == {"peak_bytes": 2_000_000, "error": -0.2, "note": "", "seconds": 0.001}
+    assert document["layers"][0]["predicted_seconds"] == 0.0004
 
 
 def run(*args):
