@@ -40,7 +40,7 @@ class Row:
     last_test_accuracy: float  # the final weights'
     train_seconds: float
     images_per_second: float
-    peak_memory_bytes: int  # per process: CUDA tensors at their peak, or the rise of the resident set (memory.py)
+    peak_memory_bytes: int  # tensors alive at once: CUDA over the run, the CPU in a training step (memory.py)
     folder: str
     options: dict  # the settings that differ between runs (sweep)
 

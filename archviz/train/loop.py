@@ -458,6 +458,13 @@ class _Run:
         for line in lines:
             self.show.line(line)
 
+    def _alive_between_steps(self) -> list:
+        """The tensors a training step starts with: the weights, buffers and optimizer state."""
+        tensors = [*self.net.parameters(), *self.net.buffers()]
+        for state in self.optimizer.state.values():
+            tensors += [value for value in state.values() if isinstance(value, self.torch.Tensor)]
+        return tensors
+
     # --- the loop --------------------------------------------------------------------------------------------------
     def go(self) -> RunResult:
         self.memory = PeakMemory.start(self.device)
@@ -498,11 +505,12 @@ class _Run:
             index = order[batch * s.batch_size:(batch + 1) * s.batch_size]
             x = self.make_batch(self.images["train"][index], generator=self.augment_draws)
             y = self.labels["train"][index.to(self.device)]
-            loss, correct, count = self._batch_loss(x, y, index, self.augment_draws)
-            pending.append((batch + 1, loss.detach(), correct, count))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            with self.memory.step(self._alive_between_steps, (x, y)):
+                loss, correct, count = self._batch_loss(x, y, index, self.augment_draws)
+                pending.append((batch + 1, loss.detach(), correct, count))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
             self.scheduler.step()
             self._after_step()
             p.batch = batch + 1

@@ -70,7 +70,7 @@ class RunResult:
     images_per_second: float
     graph: Graph  # the fitted graph that was trained: archviz.inspect(result.graph) gives its params and MACs
     stopped_early: str | None = None  # why fewer epochs ran than asked (the time budget), else None
-    peak_memory_bytes: int = 0  # per process: CUDA tensors, or the rise of the resident set on the CPU (memory.py)
+    peak_memory_bytes: int = 0  # tensors alive at once: CUDA over the run, the CPU in a training step (memory.py)
     peak_memory: str = ""  # how peak_memory_bytes was measured, in words
     rank: int = 0  # this process's rank under torchrun; only rank 0 wrote the folder
     world_size: int = 1  # processes that trained the model together

@@ -75,8 +75,8 @@ def training_comparison_html(rows: list[Row], results: list[RunResult], *, links
     sections = [
         f'<section id="results"><h2>Results</h2><div class="table-wrap">{_results_table(rows, first.test_split)}'
         '</div><p class="muted">Test accuracy is best.pt\'s (the epoch of lowest validation loss); MACs per image at '
-        "the input the model was trained at; peak memory per process (CUDA tensors, or the rise of the resident set "
-        "on the CPU).</p></section>",
+        "the input the model was trained at; peak memory: tensors alive at once (CUDA: over the run; CPU: in a "
+        "training step, counted by archviz's live-storage tracker).</p></section>",
         '<section id="cost"><h2>Accuracy against cost</h2><div class="charts">'
         '<div class="chart" id="chart-accuracy-macs"></div><div class="chart" id="chart-accuracy-params"></div>'
         "</div></section>",
