@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -119,23 +120,7 @@ OPAQUE = """\
       - relu
 """
 
-TIED = """\
-    name: tied
-    input: [4, 12, 12]
-    layers:
-      - conv2d: {out_channels: 4, kernel_size: 3, padding: 1}
-        name: conv1
-      - relu
-      - conv2d: {out_channels: 4, kernel_size: 3, padding: 1}
-        shares: conv1
-        name: conv2
-      - conv2d: {out_channels: 4, kernel_size: 3, padding: 2, dilation: 2}
-        shares: conv2
-        name: wide
-      - flatten
-      - linear: {out_features: 10}
-        name: fc
-"""
+TIED = (Path(__file__).parent / "data" / "tied.yaml").read_text()  # shared with test_profile.py
 
 CROSSING = """\
     # inputs that are neither the previous output nor a branch: a U-Net-like skip across groups, a concat of
@@ -413,7 +398,6 @@ def test_cli_writes_stdout_or_a_file(tmp_path):
     (["export-spec", "specs/resnet18.yaml", "-o", "specs/resnet18.yaml"], "would replace the model read"),
 ])
 def test_cli_bad_input_is_one_line_and_status_2(args, expected, monkeypatch):
-    from pathlib import Path
 
     monkeypatch.chdir(Path(__file__).parent.parent)
     result = CliRunner().invoke(app, args)

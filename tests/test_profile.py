@@ -7,6 +7,8 @@ import io
 import json
 import math
 
+from pathlib import Path
+
 import pytest
 import torch
 from rich.console import Console
@@ -197,28 +199,11 @@ def test_backward_timing_survives_in_place_ops():
     assert all(layer.backward_s is not None and layer.backward_s >= 0 for layer in measured.layers)
 
 
-TIED = """
-    name: tied
-    input: [4, 12, 12]
-    layers:
-      - conv2d: {out_channels: 4, kernel_size: 3, padding: 1}
-        name: conv1
-      - relu
-      - conv2d: {out_channels: 4, kernel_size: 3, padding: 1}
-        shares: conv1
-        name: conv2
-      - conv2d: {out_channels: 4, kernel_size: 3, padding: 2, dilation: 2}
-        shares: conv2
-        name: wide
-      - flatten
-      - linear: {out_features: 10}
-        name: fc
-"""
 
 
 def test_a_shared_module_is_timed_per_node(write_spec):
     """conv2 is conv1's module called again (torch lists it once, at conv1); wide is a module of its own."""
-    graph = archviz.load(str(write_spec(TIED)))
+    graph = archviz.load(str(Path(__file__).parent / "data" / "tied.yaml"))
     measured = measure_graph(graph, train=True, iterations=1)
     assert [layer.path for layer in measured.layers] == [node.name for node in graph.nodes]
     assert measured.baseline_bytes == F * archviz.analyze(graph).totals.params  # the tied weights once
