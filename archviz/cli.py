@@ -118,6 +118,8 @@ StepOptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", help="The op
 RooflineDeviceOpt = Annotated[Optional[str], typer.Option("--device", help=(
     "Predict each layer's time on a device by a roofline: h100, h100-pcie, h200, a100, a100-40gb, l4, t4, rtx4090, "
     "rtx3090, or cpu (this machine, calibrated once)."))]
+AmpOpt = Annotated[Optional[Amp], typer.Option("--amp", help="With --train: the step under torch.autocast to bf16 or "
+                                               "fp16 (weights, their gradients and the optimizer state stay float32).")]
 FitOpt = Annotated[Optional[str], typer.Option("--fit", help="The largest batch whose training step fits in this much "
                                                "memory: 24GB, 80GiB, 512MB (implies --train).")]
 KwargsOpt = Annotated[Optional[str], typer.Option("--kwargs", help=(
@@ -181,12 +183,12 @@ def _console():
 
 def _inspect(model: str, input: str | None, batch: int, set_: list[str] | None, dtype: DTypeChoice, crosscheck: bool,
              fvcore_full: bool = False, kwargs: str | None = None, *, optimizer: str | None = None,
-             fit_bytes: int | None = None, device: str | None = None):
+             fit_bytes: int | None = None, device: str | None = None, amp: str | None = None):
     import archviz
 
     return archviz.inspect(_resolve(model), input=input, overrides=parse_overrides(set_), kwargs=_kwargs(kwargs),
                            batch=batch, dtype=dtype.value, crosscheck=crosscheck, fvcore_full=fvcore_full,
-                           optimizer=optimizer, fit_bytes=fit_bytes, device=device)
+                           optimizer=optimizer, fit_bytes=fit_bytes, device=device, amp=amp)
 
 
 def _resolve(model: str) -> str:
@@ -237,15 +239,16 @@ def inspect(
     optimizer: StepOptimizerOpt = Optimizer.SGD,
     fit: FitOpt = None,
     device: RooflineDeviceOpt = None,
+    amp: AmpOpt = None,
 ):
     """Per-layer output shape, params, MACs/FLOPs, memory and receptive field, with totals and the cross-check; with
     --train, one training step's memory predicted (and with --fit, the largest batch that fits)."""
     from archviz.format import parse_bytes
 
     fit_bytes = parse_bytes(fit, what="--fit") if fit is not None else None
-    training = optimizer.value if train or fit_bytes is not None else None
+    training = optimizer.value if train or fit_bytes is not None or amp is not None else None
     report = _inspect(model, input, batch, set_, dtype, crosscheck, fvcore_full, kwargs, optimizer=training,
-                      fit_bytes=fit_bytes, device=device)
+                      fit_bytes=fit_bytes, device=device, amp=amp and amp.value)
     if format == OutputFormat.TABLE:
         from archviz.render.table import inspect_view
 
@@ -926,11 +929,11 @@ def _predicted_peak(model, input, set_, kwargs, *, batch: int, optimizer: str | 
     and peak activations (analysis/memory.py), as torch runs them on the CPU."""
     from archviz.profile.view import Prediction
 
-    if amp is not None:
-        return Prediction(None, "autocast is not predicted yet")
+    if amp is not None and optimizer is None:
+        return Prediction(None, "an inference pass under autocast is not predicted yet")
     on_cpu = device == "cpu"
     report = _inspect(model, input, batch, set_, DTypeChoice.FLOAT32, False, kwargs=kwargs, optimizer=optimizer,
-                      device="cpu" if on_cpu and optimizer is None else None)
+                      device="cpu" if on_cpu and optimizer is None else None, amp=amp and amp.value)
     totals = report.totals
     note = "" if on_cpu else "predicted as torch runs it on the CPU"
     if optimizer is None:

@@ -34,6 +34,7 @@ LIBRARY = ("torchvision:resnet50", "torchvision:mobilenet_v2", "torchvision:mobi
            "torchvision:regnet_y_400mf", "torchvision:shufflenet_v2_x1_0", "torchvision:squeezenet1_1",
            "torchvision:vit_b_16", "timm:resnet18d", "timm:efficientnet_b0")
 OPTIMIZERS = ("sgd", "adamw")
+PRECISIONS = (None, "bf16")  # float32, and the step under torch.autocast to bfloat16
 TARGET = 0.10  # the issue's: within 10% of the measured peak
 
 
@@ -43,15 +44,15 @@ def zoo_models() -> list[str]:
     return [name for name in zoo_names() if not name.startswith("_")]
 
 
-def one_run(source: str, batch: int, optimizer: str) -> dict:
+def one_run(source: str, batch: int, optimizer: str, amp: str | None = None) -> dict:
     import archviz
     from archviz.profile import measure_model
 
-    report = archviz.inspect(source, batch=batch, optimizer=optimizer)
+    report = archviz.inspect(source, batch=batch, optimizer=optimizer, amp=amp)
     memory = report.totals.training_memory
-    measured = measure_model(source, batch=batch, train=True, optimizer=optimizer, iterations=1, warmup=1,
+    measured = measure_model(source, batch=batch, train=True, optimizer=optimizer, amp=amp, iterations=1, warmup=1,
                              per_layer=False)
-    return {"model": source, "batch": batch, "optimizer": optimizer, "predicted": memory.peak_bytes,
+    return {"model": source, "batch": batch, "optimizer": optimizer, "amp": amp or "", "predicted": memory.peak_bytes,
             "measured": measured.peak_bytes, "phase": memory.peak_phase, "at": memory.peak_at,
             "measured_at": str(measured.peak_place.module if measured.peak_place else ""),
             "uncounted": len(memory.uncounted), "error": (memory.peak_bytes - measured.peak_bytes) / measured.peak_bytes}
@@ -99,11 +100,12 @@ def predicted_peak(source: str, batch: int, optimizer: str) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="batch 1 and 8 only")
+    parser.add_argument("--batches", type=int, nargs="+", help="these batch sizes (default 1 8 32)")
     parser.add_argument("--models", nargs="+", help="these sources only")
     parser.add_argument("--max-bytes", type=float, default=6e9, help="skip runs predicted above this (default 6e9)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    batches = (1, 8) if args.quick else (1, 8, 32)
+    batches = args.batches or ((1, 8) if args.quick else (1, 8, 32))
     models = args.models or [*zoo_models(), *LIBRARY]
     rows, inference, skipped = [], [], []
     for source in models:
@@ -112,23 +114,34 @@ def main(argv: list[str]) -> int:
                 skipped.append(f"{source} at batch {batch} (predicted above {args.max_bytes / 1e9:.0f} GB)")
                 continue
             for optimizer in OPTIMIZERS:
-                try:
-                    row = one_run(source, batch, optimizer)
-                except Exception as error:  # a model that will not train at this batch (batch norm at batch 1)
-                    skipped.append(f"{source} at batch {batch}, {optimizer}: {str(error).splitlines()[0][:120]}")
-                    continue
-                if optimizer == "sgd":
-                    row["torchinfo"] = torchinfo_estimate(source, batch)
-                rows.append(row)
-                print(f"{source} b{batch} {optimizer}: {row['error']:+.2%}", flush=True)
+                for amp in PRECISIONS:
+                    try:
+                        row = one_run(source, batch, optimizer, amp)
+                    except Exception as error:  # a model that will not train at this batch (batch norm at batch 1)
+                        skipped.append(f"{source} at batch {batch}, {optimizer} {amp or ''}: "
+                                       f"{str(error).splitlines()[0][:120]}")
+                        continue
+                    if optimizer == "sgd" and amp is None:
+                        row["torchinfo"] = torchinfo_estimate(source, batch)
+                    rows.append(row)
+                    print(f"{source} b{batch} {optimizer} {amp or 'fp32'}: {row['error']:+.2%}", flush=True)
             try:
                 inference.append(inference_run(source, batch))
             except Exception as error:
                 skipped.append(f"{source} at batch {batch}, inference: {str(error).splitlines()[0][:120]}")
-    (RESULTS / "training_memory.json").write_text(json.dumps({"rows": rows, "inference": inference,
-                                                              "skipped": skipped}, indent=1))
-    (RESULTS / "training_memory.md").write_text(markdown(rows, inference, skipped))
+        _write(rows, inference, skipped, done=models.index(source) + 1, of=len(models))  # after each model
     return 0
+
+
+def _write(rows, inference, skipped, *, done: int, of: int) -> None:
+    """The results so far (an interrupted run leaves the models it finished, and says how many)."""
+    (RESULTS / "training_memory.json").write_text(json.dumps({"rows": rows, "inference": inference,
+                                                              "skipped": skipped, "models_done": done,
+                                                              "models": of}, indent=1))
+    text = markdown(rows, inference, skipped)
+    if done < of:
+        text = text.replace("\n\n", f"\n\nPartial: {done} of {of} models measured so far.\n\n", 1)
+    (RESULTS / "training_memory.md").write_text(text)
 
 
 def markdown(rows, inference, skipped) -> str:
@@ -140,7 +153,7 @@ def markdown(rows, inference, skipped) -> str:
     lines = [
         "# Training memory: predicted against measured (CPU)", "",
         f"Machine: {platform.processor() or platform.machine()}, {_cpu_name()}; {time.strftime('%Y-%m-%d')}; "
-        "float32. Measured: the live-storage tracker (archviz/profile/tracker.py) over one steady-state training "
+        "float32 and bf16 autocast. Measured: the live-storage tracker (archviz/profile/tracker.py) over one steady-state training "
         "step (forward, cross-entropy, backward, optimizer step). Predicted: `archviz inspect MODEL --train`.", "",
         f"- training steps: {len(rows)}; predicted within {TARGET:.0%} of the measured peak: {within} "
         f"({within / max(len(rows), 1):.0%}); largest error {max((abs(r['error']) for r in rows), default=0):.1%}; "
@@ -151,16 +164,17 @@ def markdown(rows, inference, skipped) -> str:
         f"- inference (forward under no_grad): {len(inference)} runs, median |error| "
         f"{_median([abs(r['error']) for r in inference]):.2%}, largest "
         f"{max((abs(r['error']) for r in inference), default=0):.1%}",
-        "- not predicted yet: bf16/fp16 autocast (--amp), CUDA's for-each optimizer temporaries and caching "
-        "allocator rounding", "",
-        "| model | batch | optimizer | predicted | measured | error | torchinfo (error) | predicted peak at | "
+        "- not predicted yet: CUDA's autocast lists, for-each optimizer temporaries and caching allocator rounding",
+        "",
+        "| model | batch | optimizer | autocast | predicted | measured | error | torchinfo (error) | predicted peak at | "
         "measured peak at |",
-        "|---|---:|---|---:|---:|---:|---:|---|---|",
+        "|---|---:|---|---|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         info = (f"{r['torchinfo']:,} ({pct((r['torchinfo'] - r['measured']) / r['measured'])})"
                 if r.get("torchinfo") else "")
-        lines.append(f"| {r['model']} | {r['batch']} | {r['optimizer']} | {r['predicted']:,} | {r['measured']:,} | "
+        lines.append(f"| {r['model']} | {r['batch']} | {r['optimizer']} | {r.get('amp', '')} | {r['predicted']:,} | "
+                     f"{r['measured']:,} | "
                      f"{pct(r['error'])} | {info} | {r['phase']} {r['at']} | {r['measured_at']} |")
     lines += ["", "## Inference", "", "| model | batch | predicted | measured | error |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['model']} | {r['batch']} | {r['predicted']:,} | {r['measured']:,} | {pct(r['error'])} |"

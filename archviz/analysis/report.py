@@ -115,7 +115,7 @@ class Report:
 
 
 def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32, optimizer: str | None = None,
-            fit_bytes: int | None = None) -> Report:
+            fit_bytes: int | None = None, amp: str | None = None) -> Report:
     """Per-layer figures and totals of a validated graph; with an optimizer (sgd, momentum, adam, adamw), one
     training step's memory too (analysis/training.py), and with fit_bytes the largest batch that fits in it.
 
@@ -131,17 +131,17 @@ def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32,
     layers = tuple(_layer_stats(node, fields.get(node.name), batch, dtype, cache) for node in graph.nodes)
     totals = _totals(graph, layers, batch, dtype)
     if optimizer is not None:
-        layers, totals = _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes)
+        layers, totals = _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp)
     return Report(
         model=graph.name, description=graph.description, input=graph.input_shape, batch=batch, dtype=dtype,
         layers=layers, totals=totals, graph=graph,
     )
 
 
-def _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes):
+def _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp):
     memory = training_memory(graph, batch=batch, dtype_bytes=dtype.bytes, optimizer=optimizer, params=totals.params,
-                             buffers=totals.buffers, fit_bytes=fit_bytes)
-    saved = saved_bytes_per_layer(graph, batch=batch, dtype_bytes=dtype.bytes)
+                             buffers=totals.buffers, fit_bytes=fit_bytes, amp=amp)
+    saved = saved_bytes_per_layer(graph, batch=batch, dtype_bytes=dtype.bytes, amp=amp)
     layers = tuple(dataclasses.replace(s, saved_bytes=saved.get(s.name, 0)) for s in layers)
     return layers, dataclasses.replace(totals, training_memory=memory)
 

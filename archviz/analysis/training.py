@@ -12,6 +12,11 @@ What is alive, step by step (the timeline torch's autograd follows; each op's fa
   * backward, last layer first: the gradient of a layer's output until the layer's backward has run; the gradient
     of each input that needs one (an input computed from trained weights: the image needs none), added to one
     already there by a new tensor; each parameter's gradient, kept to the optimizer step;
+  * autocast (amp, bf16 or fp16, as torch runs it on the CPU): the ops that autocast (Op.autocasts: conv, linear,
+    matmul, attention) compute in 2-byte floats from 2-byte copies of their weights (kept for backward) and of any
+    float32 input (the image: kept instead of it); every other op keeps its inputs' precision, so the activations
+    and their gradients are 2 bytes from the first convolution on, while the parameters, their gradients and the
+    optimizer's state stay float32; the loss runs on a float32 copy of the output;
   * optimizer step: Adam and AdamW update one parameter tensor at a time on the CPU (torch's default there), whose
     denominator sqrt(v) / c + eps is two temporaries of that tensor's size at once: twice the largest parameter
     tensor (on CUDA torch's for-each implementation makes one temporary of every parameter's size instead: not
@@ -28,7 +33,9 @@ from dataclasses import dataclass
 from archviz.graph.ir import INPUT, Graph
 from archviz.ops import get_op
 from archviz.ops.base import numel
-from archviz.profile.choices import Optimizer
+from archviz.profile.choices import Amp, Optimizer
+
+LOWER_PRECISION_BYTES = 2  # bf16 and fp16
 
 STEP_COUNT_BYTES = 4  # Adam's step count: a one-element float32 tensor per parameter tensor
 LABEL_BYTES = 8  # cross-entropy's int64 class labels
@@ -59,6 +66,7 @@ class TrainingMemory:
     peak_grads_bytes: int  # at the peak: the parameters' gradients made so far
     step_temporary_bytes: int  # the optimizer step's temporaries (Adam's denominator)
     uncounted: tuple[str, ...] = ()  # layers without a formula: what they keep is not known, so not counted
+    amp: str | None = None  # autocast's lower precision (bf16, fp16), or None: every tensor at the report's dtype
     fits_batch: int | None = None  # with a memory budget (`fit_bytes`): the largest batch whose peak fits; 0: none
     fit_bytes: int | None = None
 
@@ -69,7 +77,7 @@ class TrainingMemory:
 
 
 def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Optimizer | str = Optimizer.SGD,
-                    params: int, buffers: int, fit_bytes: int | None = None) -> TrainingMemory:
+                    params: int, buffers: int, fit_bytes: int | None = None, amp: str | None = None) -> TrainingMemory:
     """The predicted training step of `graph` at `batch`, tensors and weights at `dtype_bytes` an element.
 
     >>> from archviz import load
@@ -79,18 +87,19 @@ def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Op
     >>> memory.peak_phase, memory.params_bytes
     ('backward', 246824)
     """
-    memory = _step(graph, batch, dtype_bytes, Optimizer(optimizer), params, buffers)[0]
+    amp = None if amp is None else Amp(amp)
+    memory = _step(graph, batch, dtype_bytes, Optimizer(optimizer), params, buffers, amp)[0]
     if fit_bytes is None:
         return memory
-    fits = largest_batch(lambda b: _step(graph, b, dtype_bytes, Optimizer(optimizer), params, buffers)[0].peak_bytes,
-                         fit_bytes)
+    fits = largest_batch(
+        lambda b: _step(graph, b, dtype_bytes, Optimizer(optimizer), params, buffers, amp)[0].peak_bytes, fit_bytes)
     return dataclasses.replace(memory, fits_batch=fits, fit_bytes=fit_bytes)
 
 
-def saved_bytes_per_layer(graph: Graph, *, batch: int, dtype_bytes: int) -> dict[str, int]:
+def saved_bytes_per_layer(graph: Graph, *, batch: int, dtype_bytes: int, amp: str | None = None) -> dict[str, int]:
     """Bytes each layer has autograd keep for its backward pass (tensors shared with other layers counted at each);
     layers without a formula and layers autograd records nothing of are left out."""
-    return _Timeline(graph, batch, dtype_bytes).saved_per_layer
+    return _Timeline(graph, batch, dtype_bytes, None if amp is None else Amp(amp)).saved_per_layer
 
 
 def largest_batch(peak_at_batch, budget: int, *, most: int = 1 << 24) -> int:
@@ -107,8 +116,9 @@ def largest_batch(peak_at_batch, budget: int, *, most: int = 1 << 24) -> int:
     return low
 
 
-def _step(graph: Graph, batch: int, dtype_bytes: int, optimizer: Optimizer, params: int, buffers: int):
-    timeline = _Timeline(graph, batch, dtype_bytes)
+def _step(graph: Graph, batch: int, dtype_bytes: int, optimizer: Optimizer, params: int, buffers: int,
+          amp: Amp | None):
+    timeline = _Timeline(graph, batch, dtype_bytes, amp)
     params_bytes, buffers_bytes = params * dtype_bytes, buffers * dtype_bytes
     state = _optimizer_state_bytes(optimizer, params_bytes, len(_parameter_tensors(graph)))
     base = params_bytes + buffers_bytes + state
@@ -128,6 +138,7 @@ def _step(graph: Graph, batch: int, dtype_bytes: int, optimizer: Optimizer, para
         optimizer_bytes=state, input_bytes=timeline.input_bytes, grads_bytes=params_bytes, saved_bytes=saved,
         peak_bytes=base + peak, peak_phase=phase, peak_at=at, peak_activations_bytes=activations,
         peak_grads_bytes=grads, step_temporary_bytes=temporary, uncounted=timeline.uncounted,
+        amp=None if amp is None else amp.value,
     ), timeline
 
 
@@ -151,12 +162,13 @@ def _parameter_tensors(graph: Graph) -> list:
 class _Timeline:
     """Bytes alive at each moment of one step, beyond the weights and the optimizer's state."""
 
-    def __init__(self, graph: Graph, batch: int, dtype_bytes: int):
-        self.graph, self.batch, self.dtype_bytes = graph, batch, dtype_bytes
+    def __init__(self, graph: Graph, batch: int, dtype_bytes: int, amp: Amp | None = None):
+        self.graph, self.batch, self.dtype_bytes, self.amp = graph, batch, dtype_bytes, amp
         self.nodes = graph.nodes
         self.input_bytes = numel(graph.input_shape) * batch * dtype_bytes
         self.buffer_of: dict[str, str] = {INPUT: INPUT}  # a tensor -> the storage it lives in
         self.size: dict[str, int] = {INPUT: self.input_bytes}
+        self.itemsize: dict[str, int] = {INPUT: dtype_bytes}  # bytes an element of each tensor
         self.needs_grad: dict[str, bool] = {INPUT: False}
         self.saved: dict[str, object] = {}
         self.keepers: dict[str, set[str]] = {}  # a storage -> the layers keeping it for backward
@@ -166,8 +178,16 @@ class _Timeline:
         self.uncounted: tuple[str, ...] = ()
         self._prepare()
 
-    def _bytes(self, shape) -> int:
-        return numel(shape) * self.batch * self.dtype_bytes
+    def _bytes(self, shape, itemsize: int | None = None) -> int:
+        return numel(shape) * self.batch * (itemsize or self.dtype_bytes)
+
+    def _output_itemsize(self, op, node) -> int:
+        """Under autocast an op that autocasts makes 2-byte floats, and any other its inputs' widest."""
+        if self.amp is None:
+            return self.dtype_bytes
+        if op.autocasts:
+            return LOWER_PRECISION_BYTES
+        return max(self.itemsize[i] for i in node.inputs)
 
     def _prepare(self) -> None:
         uncounted = []
@@ -176,8 +196,10 @@ class _Timeline:
             in_shapes = list(node.in_shapes)
             aliases = op.returns_view or (op.inplace_capable and bool(node.attrs.get("inplace")))
             self.buffer_of[node.name] = self.buffer_of[node.inputs[0]] if aliases else node.name
+            itemsize = self.itemsize[node.inputs[0]] if aliases else self._output_itemsize(op, node)
+            self.itemsize[node.name] = itemsize
             if not aliases:
-                self.size[node.name] = self._bytes(node.out_shape)
+                self.size[node.name] = self._bytes(node.out_shape, itemsize)
             trained = op.params(node.attrs, in_shapes) > 0
             self.needs_grad[node.name] = trained or any(self.needs_grad[i] for i in node.inputs)
             saved = op.saved(node.attrs, in_shapes, node.out_shape)
@@ -188,13 +210,19 @@ class _Timeline:
                 continue  # autograd records nothing of it
             self.saved[node.name] = saved
             kept = {self.buffer_of[node.inputs[i]] for i in saved.inputs}
+            casts = 0
+            if self.amp is not None and op.autocasts:  # 2-byte copies of its wider inputs and of its weights
+                wider = {s for s in kept if self.itemsize[s] > LOWER_PRECISION_BYTES}
+                kept -= wider
+                casts = sum(self.size[s] // self.itemsize[s] * LOWER_PRECISION_BYTES for s in wider)
+                casts += op.params(node.attrs, in_shapes) * LOWER_PRECISION_BYTES
             if saved.output:
                 kept.add(self.buffer_of[node.name])
             self.kept_by[node.name] = kept
             for storage in kept:
                 self.keepers.setdefault(storage, set()).add(node.name)
-            self.made[node.name] = sum(k.elements * (self.batch if k.per_sample else 1)
-                                       * (k.itemsize or self.dtype_bytes) for k in saved.made)
+            self.made[node.name] = casts + sum(k.elements * (self.batch if k.per_sample else 1)
+                                               * (k.itemsize or itemsize) for k in saved.made)
             self.saved_per_layer[node.name] = self.made[node.name] + sum(self.size[s] for s in kept)
         self.uncounted = tuple(uncounted)
         self.loss_bytes = self._loss_bytes()
@@ -205,7 +233,8 @@ class _Timeline:
         out_shape = self.graph.node(self.graph.output).out_shape
         if len(out_shape) != 1:
             return 0
-        return self._bytes(out_shape) + self.batch * LABEL_BYTES
+        narrow = self.itemsize[self.graph.output] < self.dtype_bytes  # autocast's output, copied to float32 first
+        return self._bytes(out_shape) * (2 if narrow else 1) + self.batch * LABEL_BYTES
 
     def forward(self) -> tuple[int, str, int]:
         """(the most bytes alive in the forward pass, the layer then, bytes kept for backward at its end)."""

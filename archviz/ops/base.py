@@ -192,6 +192,9 @@ class Op(abc.ABC):
     takes_folded_batch: ClassVar[bool] = False
     draws_kernels: ClassVar[bool] = False  # its weight is (out, in/groups, kh, kw): each kernel drawable as an image
     returns_view: ClassVar[bool] = False  # its output is a view of its input's storage (flatten, permute): no new bytes
+    # runs in the lower precision under torch.autocast (torch's list: conv, linear, matmul, bmm, attention), its
+    # inputs and weights cast to bf16 or fp16 copies; every other op computes in its inputs' dtype
+    autocasts: ClassVar[bool] = False
     torchinfo_macs: ClassVar[TorchinfoMacs] = TorchinfoMacs.PARAMS
     examples: ClassVar[tuple[Example, ...]] = ()  # what the registry-wide test checks; every op has some
     torch_calls: ClassVar[TorchCalls] = NO_TORCH_CALLS  # what it matches when tracing (archviz/ops/interop.py)

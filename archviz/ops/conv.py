@@ -231,6 +231,8 @@ class Conv2d(_BiasAdds, Op):
     Other ops: one bias add per output element.
     """
 
+    autocasts = True
+
     def scratch(self, attrs, in_shapes, out_shape):
         return conv_scratch(attrs, in_shapes[0])
 
@@ -385,6 +387,8 @@ def _per_axis(op: Op, attrs, name: str, n: int) -> None:
 
 class _ConvNd(_BiasAdds, Op):
     """What conv1d and conv3d share: torch's ConvNd arguments, one value per spatial axis or one for all."""
+
+    autocasts = True
 
     def scratch(self, attrs, in_shapes, out_shape):
         return conv_scratch(attrs, in_shapes[0])
@@ -600,6 +604,8 @@ def _transpose_args(size: ArgKind, nonneg: ArgKind, per_axis: str) -> tuple[Arg,
 
 class _ConvTransposeNd(SavesInput, _BiasAdds, Op):
     """What the transposed convolutions share (torch.nn.ConvTranspose1d/2d/3d): arguments, formulas, ONNX."""
+
+    autocasts = True
 
     dims: ClassVar[int]
     kind = OpKind.CONV

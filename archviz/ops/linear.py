@@ -72,6 +72,8 @@ class Linear(SavesInput, NoWindow, Op):
     MACs = in_features * out_features per input row. Other ops: one bias add per output element.
     """
 
+    autocasts = True
+
     name = "linear"
     takes_folded_batch = True
     examples = (Example({"out_features": 5}, ((12,),)), Example({"out_features": 3, "bias": False}, ((7,),)))

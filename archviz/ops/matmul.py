@@ -123,6 +123,8 @@ class MatMul(NoWindow, Op):
     operand and every column of the second.
     """
 
+    autocasts = True
+
     name = "matmul"
     takes_folded_batch = True
     examples = (Example({}, ((4, 5), (5, 3))), Example({}, ((4, 4), (4, 4))),
@@ -267,6 +269,8 @@ class Einsum(SavesInputs, NoWindow, Op):
     batch and the same further dims in both operands. Any other einsum stays opaque.
     """
 
+    autocasts = True
+
     name = "einsum"
     examples = (Example({"equation": "bij,bjk->bik"}, ((4, 4), (4, 4))),
                 Example({"equation": "bxhnd,bxhmd->bxhnm"}, ((1, 2, 3, 4), (1, 2, 5, 4))),
@@ -367,6 +371,8 @@ class ScaledDotProductAttention(NoWindow, Op):
     forms every score and masks the upper triangle before the softmax (the mask is not counted, as the max
     subtraction is not), and FlopCounterMode counts the full product too. Dropout acts only while training.
     """
+
+    autocasts = True
 
     name = "scaled_dot_product_attention"
     takes_folded_batch = True
@@ -507,6 +513,8 @@ class MultiheadAttention(NoWindow, Op):
     given: they change only item 1, the weights) maps to this op as item 0 of its result, and so does archviz's own
     SelfAttention module (what build_torch makes); a mask, or different query, key and value, stays opaque.
     """
+
+    autocasts = True
 
     name = "multihead_attention"
     torchinfo_macs = TorchinfoMacs.PARTIAL

@@ -149,8 +149,9 @@ def _latency_rows(table: Table, latency) -> None:
 def _training_rows(table: Table, memory) -> None:
     """One training step's memory, predicted: the peak, when it comes, what it holds; the batch that fits."""
     where = f"{memory.peak_phase} at {memory.peak_at}" if memory.peak_at else memory.peak_phase
+    amp = f", autocast {memory.amp}" if memory.amp else ""
     table.add_row("Training step (predicted)", f"{size_bytes(memory.peak_bytes)} at its peak ({where}), "
-                  f"{memory.optimizer}, batch {memory.batch}")
+                  f"{memory.optimizer}{amp}, batch {memory.batch}")
     parts = [("params", memory.params_bytes), ("buffers", memory.buffers_bytes),
              ("optimizer state", memory.optimizer_bytes), ("gradients so far", memory.peak_grads_bytes),
              ("activations, their gradients and the batch", memory.peak_activations_bytes + memory.input_bytes)]
