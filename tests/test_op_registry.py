@@ -230,6 +230,18 @@ def test_scratch_is_what_an_inference_pass_adds_while_the_layer_runs(op, example
         assert scratch == expected, f"scratch at batch {batch}"
 
 
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_autocast_lowers_exactly_the_ops_that_say_so(op, example):
+    """autocasts: under torch.autocast (bf16, on the CPU) from float32 inputs, the op's output is bf16 exactly where
+    it declares it runs in the lower precision; every other op keeps float32."""
+    attrs, in_shapes, _ = made(op, example)
+    module = built(op, attrs, in_shapes)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        output = module(*inputs_for(in_shapes, below=example.below))
+    output = output if isinstance(output, torch.Tensor) else output[0]
+    assert (output.dtype == torch.bfloat16) == op.autocasts
+
+
 def _kept_by_autograd(op, example, attrs, in_shapes, batch):
     """(indices of the inputs kept, whether the output is, sorted bytes of every other tensor kept, whether the output
     is a view of the first input) for one forward pass in training mode; the module's parameters and buffers are left

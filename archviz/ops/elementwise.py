@@ -249,6 +249,7 @@ class PReLU(_Activation):
 
     name = "prelu"
     saves = INPUT_SAVED
+    autocasts = True  # in torch's CPU autocast list
     takes_folded_batch = False  # its slopes run along dim 1, the channels
     torch_class = "nn.PReLU"
     keras_class = "PReLU"
