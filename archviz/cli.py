@@ -311,6 +311,7 @@ def report(
                                              help="Include the peers' counts (needs torch).")] = True,
     zoo: Annotated[bool, typer.Option("--zoo", help="A report for every zoo model and reports/index.html.")] = False,
     kwargs: KwargsOpt = None,
+    device: RooflineDeviceOpt = None,
     run: Annotated[Optional[str], typer.Option(
         "--run", help="A run folder of archviz train: the report is of the network it trained, with its learning "
         "curves, confusion matrix, per-class report, filters, activations and class-activation maps.")] = None,
@@ -320,7 +321,7 @@ def report(
 
     overrides = parse_overrides(set_)
     options = dict(input=input, overrides=overrides, batch=batch, dtype=dtype.value, crosscheck=crosscheck,
-                   kwargs=_kwargs(kwargs))
+                   kwargs=_kwargs(kwargs), device=device)
     models = [_resolve(m) for m in models or []]
     if run is not None and (zoo or len(models) != 1 or input or overrides or kwargs):
         raise SpecError("--run goes with one model, the one the run trained, and without --input, --set or --kwargs "

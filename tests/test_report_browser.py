@@ -127,3 +127,18 @@ def test_run_report_draws_curves_confusion_and_pictures(browser, run_report_file
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#cams").screenshot(path=str(ARTIFACTS / "report-run-cams.png"))
     page.close()
+
+
+def test_a_device_adds_each_layers_time_and_the_roofline(browser, tmp_path):
+    from archviz.render.html.build import write_model_report
+
+    path = write_model_report("resnet18", tmp_path / "resnet18.html", crosscheck=False, device="a100")
+    page, problems, requests = open_page(browser, path)
+    assert problems == [] and requests == []
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 6")
+    roofline = page.locator("#chart-roofline")
+    assert roofline.locator("g.trace").count() >= 2  # the roofs and the layers
+    assert "Predicted time" in page.locator("#layer-table thead").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    roofline.screenshot(path=str(ARTIFACTS / "report-resnet18-roofline.png"))
+    page.close()

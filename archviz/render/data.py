@@ -54,11 +54,15 @@ def layer_dict(stats: LayerStats) -> dict:
 
 
 def latency_dict(latency) -> dict:
+    from archviz.analysis.devices import Precision
+
     """The roofline's prediction for a device: whole-model seconds per batch and what it leaves out."""
     device = latency.device
+    peaks = {precision.value: device.peak(precision) for precision in Precision if device.peak(precision)}
     return {"device": device.key, "device_name": device.name, "seconds": latency.seconds,
             "images_per_second": latency.images_per_second, "memory_bound_seconds": latency.memory_bound_seconds,
-            "not_predicted": list(latency.not_predicted)}
+            "not_predicted": list(latency.not_predicted), "peak_flops": peaks,
+            "memory_bandwidth": device.memory_bandwidth}
 
 
 def report_dict(report: Report, *, layers: bool = True) -> dict:
@@ -75,6 +79,7 @@ def report_dict(report: Report, *, layers: bool = True) -> dict:
             for layer, timed in zip(data["layers"], report.latency.layers):
                 layer["predicted_seconds"] = timed.seconds if timed.predicted else None
                 layer["memory_bound"] = timed.memory_bound if timed.predicted else None
+                layer["intensity"] = timed.intensity if timed.predicted else None
     data["latency"] = None if report.latency is None else latency_dict(report.latency)
     check = report.crosscheck
     data["crosscheck"] = check.to_dict() if check is not None else None

@@ -103,6 +103,7 @@ def model_report_html(report: Report, *, views: DiagramViews | None = None, run:
         run_nav, run_body, run_json = _run_parts(run)
     meta = (f"input {shape(report.input)} · batch {report.batch} · {report.dtype.value} · "
             f"{report.totals.layers} layers")
+    roofline = '<div class="chart" id="chart-roofline"></div>' if report.latency is not None else ""
     body = f"""{_header(f"archviz: {report.model}", report.description, meta)}
 <nav><a href="#summary">Summary</a><a href="#diagram">Diagram</a><a href="#layers">Layers</a><a href="#charts">Charts</a>
 <a href="#crosscheck">Cross-check</a>{run_nav}<a href="#conventions">Conventions</a></nav>
@@ -116,7 +117,7 @@ def model_report_html(report: Report, *, views: DiagramViews | None = None, run:
 <section id="charts"><h2>Charts</h2><div class="charts">
 <div class="chart" id="chart-params"></div><div class="chart" id="chart-macs"></div>
 <div class="chart" id="chart-memory"></div><div class="chart" id="chart-cumulative"></div>
-<div class="chart" id="chart-rf"></div></div></section>
+<div class="chart" id="chart-rf"></div>{roofline}</div></section>
 <section id="crosscheck"><h2>Cross-check</h2><div id="crosscheck-body"></div></section>
 {run_body}
 <section id="conventions"><h2>Conventions</h2><p>{html.escape(CONVENTIONS)}</p></section>

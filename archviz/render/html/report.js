@@ -91,14 +91,18 @@
   const COLUMNS = [
     ["name", "Layer", false], ["type", "Type", false], ["output_shape", "Output shape", true],
     ["params", "Params", true], ["macs", "MACs", true], ["flops", "FLOPs", true],
-    ["activation_bytes", "Output memory", true], ["receptive_field", "RF", true],
+    ["activation_bytes", "Output memory", true], ["predicted_seconds", "Predicted time", true],
+    ["receptive_field", "RF", true],
   ];
+  const seconds = (s) => s === null || s === undefined ? "?" : s >= 1 ? `${s.toFixed(2)} s`
+    : s >= 1e-3 ? `${(s * 1e3).toPrecision(3)} ms` : `${(s * 1e6).toPrecision(3)} µs`;
   function cellText(layer, key) {
     const value = layer[key];
     if (key === "type") return `${layer.type} ${layer.summary}`.trim();
     if (key === "receptive_field" && value === null) return "not tracked";
     if (key === "output_shape" || key === "receptive_field") return shape(value);
     if (key === "activation_bytes") return bytes(value);
+    if (key === "predicted_seconds") return seconds(value);
     if ((key === "macs" || key === "flops") && layer.counted === false) {
       return layer.measured ? `${value ? fmtInt(value) : "0"} (measured)` : "? (not counted)";
     }
@@ -114,7 +118,8 @@
     const table = document.getElementById("layer-table");
     if (!table) return;
     const headRow = el("tr");
-    COLUMNS.forEach(([key, title, numeric]) => {
+    const columns = COLUMNS.filter(([key]) => key !== "predicted_seconds" || model.latency);
+    columns.forEach(([key, title, numeric]) => {
       const th = el("th", { class: numeric ? "num" : "", "data-key": key, text: title });
       th.addEventListener("click", () => sortBy(key, th));
       headRow.append(th);
@@ -123,7 +128,7 @@
     const body = el("tbody");
     model.layers.forEach((layer, index) => {
       const row = el("tr", { "data-layer": layer.name, "data-index": String(index) });
-      COLUMNS.forEach(([key, , numeric]) => {
+      columns.forEach(([key, , numeric]) => {
         const td = el("td", { class: numeric ? "num" : "" });
         if (key === "name") {
           td.append(el("span", { class: "kind", style: `background:${KIND_COLORS[layer.kind] || "#ccc"}` }));
@@ -217,6 +222,28 @@
     bars("chart-memory", model, "activation_bytes", "Output memory per layer (bytes)", bytes);
     cumulative("chart-cumulative", model);
     receptive("chart-rf", model);
+    if (model.latency) roofline("chart-roofline", model);
+  }
+  function roofline(id, model) {  // each layer at its intensity and the FLOP/s its predicted time gives it
+    const l = model.latency;
+    const timed = model.layers.filter((x) => x.predicted_seconds && x.flops > 0 && x.intensity);
+    if (!timed.length) return;
+    const xs = timed.map((x) => x.intensity);
+    const low = Math.min(...xs) / 2, high = Math.max(...xs) * 2;
+    const roofs = Object.entries(l.peak_flops).map(([precision, peak]) => ({
+      type: "scatter", mode: "lines", name: `${precision} roof`, hoverinfo: "name",
+      x: [low, peak / l.memory_bandwidth, high],
+      y: [low * l.memory_bandwidth, peak, peak], line: { dash: "dash" } }));
+    Plotly.newPlot(id, [...roofs, {
+      type: "scatter", mode: "markers", name: "layers", x: xs,
+      y: timed.map((x) => x.flops / x.predicted_seconds),
+      marker: { color: timed.map((x) => KIND_COLORS[x.kind] || "#ccc"), size: 8 },
+      hovertext: timed.map((x) => `${x.name}: ${x.intensity.toFixed(1)} FLOPs/byte, ${seconds(x.predicted_seconds)}` +
+        (x.memory_bound ? ", memory-bound" : "")), hoverinfo: "text",
+    }], layout(`Roofline on ${l.device_name}: FLOP/s against FLOPs per byte`, {
+      showlegend: true, legend: { orientation: "h", y: 1.12 },
+      xaxis: { type: "log", title: { text: "FLOPs per byte moved" } },
+      yaxis: { type: "log", title: { text: "FLOP/s (predicted)" } } }), PLOT_CONFIG);
   }
 
   // ---- cross-check ------------------------------------------------------------------------------------------------
