@@ -28,6 +28,7 @@ Not counted (so the prediction is a lower bound there, and says so): tensors a l
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass
 
 from archviz.graph.ir import INPUT, Graph
@@ -41,7 +42,9 @@ STEP_COUNT_BYTES = 4  # Adam's step count: a one-element float32 tensor per para
 LABEL_BYTES = 8  # cross-entropy's int64 class labels
 
 
-class Phase:
+class Phase(enum.StrEnum):
+    """When in a training step the peak comes."""
+
     FORWARD = "forward"
     BACKWARD = "backward"
     STEP = "optimizer step"
@@ -120,11 +123,12 @@ def _step(graph: Graph, batch: int, dtype_bytes: int, optimizer: Optimizer, para
           amp: Amp | None):
     timeline = _Timeline(graph, batch, dtype_bytes, amp)
     params_bytes, buffers_bytes = params * dtype_bytes, buffers * dtype_bytes
-    state = _optimizer_state_bytes(optimizer, params_bytes, len(_parameter_tensors(graph)))
+    tensors = _parameter_tensors(graph)
+    state = _optimizer_state_bytes(optimizer, params_bytes, len(tensors))
     base = params_bytes + buffers_bytes + state
     forward_peak, forward_at, saved = timeline.forward()
     backward_peak, backward_at, grads_at_peak, activations_at_peak = timeline.backward(dtype_bytes)
-    largest = max((numel(w.shape) for w in _parameter_tensors(graph)), default=0) * dtype_bytes
+    largest = max((numel(w.shape) for w in tensors), default=0) * dtype_bytes
     temporary = 2 * largest if optimizer in (Optimizer.ADAM, Optimizer.ADAMW) else 0
     step_bytes = params_bytes + temporary + timeline.input_bytes
     candidates = [
