@@ -87,8 +87,8 @@ def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Op
     >>> from archviz.analysis.report import analyze
     >>> totals = analyze(load("lenet")).totals
     >>> memory = training_memory(load("lenet"), batch=8, dtype_bytes=4, params=totals.params, buffers=totals.buffers)
-    >>> memory.peak_phase, memory.params_bytes
-    ('backward', 246824)
+    >>> memory.peak_phase.value, memory.peak_at, memory.params_bytes
+    ('backward', 'tanh1', 246824)
     """
     amp = None if amp is None else Amp(amp)
     memory = _step(graph, batch, dtype_bytes, Optimizer(optimizer), params, buffers, amp)[0]
