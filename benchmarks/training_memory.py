@@ -101,6 +101,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="batch 1 and 8 only")
     parser.add_argument("--batches", type=int, nargs="+", help="these batch sizes (default 1 8 32)")
+    parser.add_argument("--resume", action="store_true", help="keep the results file's models and measure the rest")
     parser.add_argument("--models", nargs="+", help="these sources only")
     parser.add_argument("--max-bytes", type=float, default=6e9, help="skip runs predicted above this (default 6e9)")
     args = parser.parse_args(argv)
@@ -108,7 +109,13 @@ def main(argv: list[str]) -> int:
     batches = args.batches or ((1, 8) if args.quick else (1, 8, 32))
     models = args.models or [*zoo_models(), *LIBRARY]
     rows, inference, skipped = [], [], []
+    if args.resume and (RESULTS / "training_memory.json").exists():
+        kept = json.loads((RESULTS / "training_memory.json").read_text())
+        rows, inference, skipped = kept["rows"], kept["inference"], kept["skipped"]
+    measured = {row["model"] for row in rows}
     for source in models:
+        if source in measured:
+            continue
         for batch in batches:
             if predicted_peak(source, batch, "adamw") > args.max_bytes:
                 skipped.append(f"{source} at batch {batch} (predicted above {args.max_bytes / 1e9:.0f} GB)")

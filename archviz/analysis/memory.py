@@ -31,6 +31,8 @@ def peak_activation_bytes(graph: Graph, *, batch: int, dtype_bytes: int) -> tupl
         last_use.setdefault(buffer_of[node.name], step)
     last_use[buffer_of[graph.output]] = len(graph.nodes)
     last_use[INPUT] = len(graph.nodes)
+    for name, step in held_by_callers(graph).items():
+        last_use[buffer_of[name]] = max(last_use[buffer_of[name]], step)
 
     alive = size[INPUT]
     peak, peak_at = alive, INPUT
@@ -46,6 +48,33 @@ def peak_activation_bytes(graph: Graph, *, batch: int, dtype_bytes: int) -> tupl
         for buffer in freed_after.get(step, ()):
             alive -= size[buffer]
     return peak, peak_at
+
+
+def held_by_callers(graph: Graph) -> dict[str, int]:
+    """In a model traced from PyTorch code, the tensors a module was called with and the step its last layer runs
+    at: the caller's Python frame holds a module's arguments until it returns, so a block's input outlives its last
+    use inside the block (torchvision's InvertedResidual runs self.conv(x) with x alive throughout). archviz's own
+    torch build of a spec frees each tensor at its last use, so a spec's graph has none."""
+    if graph.origin is None or graph.origin.method not in ("fx", "eager"):
+        return {}
+    paths = {scope.path for scope in graph.scopes}
+
+    def enclosing(name: str) -> list[str]:
+        parts = name.split(".")
+        return [p for p in (".".join(parts[:i]) for i in range(1, len(parts))) if p in paths]
+
+    last_step: dict[str, int] = {}
+    for step, node in enumerate(graph.nodes):
+        for path in enclosing(node.name):
+            last_step[path] = step
+    held: dict[str, int] = {}
+    for node in graph.nodes:
+        inside = enclosing(node.name)
+        for source in node.inputs:
+            outside = set(inside) - set(enclosing(source)) if source != INPUT else set(inside)
+            for path in outside:
+                held[source] = max(held.get(source, -1), last_step[path])
+    return held
 
 
 def _scratch_bytes(node, batch: int, dtype_bytes: int) -> int:

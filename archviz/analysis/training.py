@@ -31,6 +31,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 
+from archviz.analysis.memory import held_by_callers
 from archviz.graph.ir import INPUT, Graph
 from archviz.ops import get_op
 from archviz.ops.base import numel
@@ -248,6 +249,8 @@ class _Timeline:
                 last_read[self.buffer_of[source]] = max(last_read.get(self.buffer_of[source], -1), step)
             last_read.setdefault(self.buffer_of[node.name], step)
         last_read[self.buffer_of[self.graph.output]] = len(self.nodes)
+        for name, step in held_by_callers(self.graph).items():  # a module's arguments, held by its caller
+            last_read[self.buffer_of[name]] = max(last_read.get(self.buffer_of[name], -1), step)
         alive, peak, peak_at = self.input_bytes, self.input_bytes, INPUT
         live = {INPUT}
         for step, node in enumerate(self.nodes):
