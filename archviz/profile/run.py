@@ -342,9 +342,9 @@ def measure_model(source: str, *, input_shape: Sequence[int] | None = None, over
 def _users_module(parsed) -> torch.nn.Module:
     """FILE.py:Name or package.module:name, called with its kwargs on the CPU: IMPORTS AND RUNS that code, as
     `archviz inspect` does (archviz.trace.load), with the weights it initialises itself."""
-    from archviz.trace.load import _factory  # the one place that imports a user's code and finds the name in it
+    from archviz.trace.load import model_factory  # the one place that imports a user's code and finds the name in it
 
-    factory, label = _factory(parsed)
+    factory, label = model_factory(parsed)
     if isinstance(factory, torch.nn.Module):  # `module:model`, an instance made on import
         return factory
     try:

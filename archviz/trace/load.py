@@ -211,7 +211,7 @@ def _timm_factory(source: ModelSource):
 def build_meta(source: ModelSource):
     """A fresh module for the source on the meta device, in eval mode."""
     torch = _torch()
-    factory, label = _factory(source)
+    factory, label = model_factory(source)
     if isinstance(factory, torch.nn.Module):  # `module:model`, an instance made on import
         return meta_copy(factory)
     with warnings.catch_warnings():
@@ -273,7 +273,7 @@ def _torch():
     return import_torch()
 
 
-def _factory(source: ModelSource):
+def model_factory(source: ModelSource):
     """The class or function to call (or a module instance), and how to name it in messages."""
     if source.kind == SourceKind.TIMM:
         return _timm_factory(source)
