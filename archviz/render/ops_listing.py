@@ -51,8 +51,32 @@ def op_entry(name: str) -> str:
         lines += [f"  {arg.name.ljust(width)}  {_default(arg)}{_aliases(arg)}{_doc(arg)}" for arg in op.args]
         lines.append("")
     lines += _matches(op)
+    lines += _memory(op)
     lines.append(f"Held to torch at {len(op.examples)} example(s) by tests/test_op_registry.py.")
     return "\n".join(lines) + "\n"
+
+
+def _memory(op: Op) -> list[str]:
+    """What training keeps of it, at its first example (the shapes matter: a max pool's indices are its output's)."""
+    if not op.examples:
+        return []
+    from archviz.graph.make import made
+
+    layer = made(op, op.examples[0].args, op.examples[0].inputs)
+    saved = op.saved(layer.attrs, list(layer.in_shapes), layer.out_shape)
+    if saved is None:
+        return ["Training: what it keeps for backward is not known (no formula)."]
+    kept = [f"input {i}" if len(layer.in_shapes) > 1 else "its input" for i in saved.inputs]
+    kept += ["its output"] * saved.output
+    kept += [f"{k.elements:,} more element(s) {'per image' if k.per_sample else 'per pass'}"
+             + (f" ({k.itemsize} bytes each)" if k.itemsize else "") for k in saved.made]
+    example = " x ".join("x".join(map(str, shape)) for shape in layer.in_shapes)
+    lines = [f"Training: autograd keeps {', '.join(kept) if kept else 'nothing'} for backward (at {example})."]
+    if op.returns_view:
+        lines.append("Its output is a view of its input: no new memory.")
+    if op.autocasts:
+        lines.append("Under torch.autocast it runs in bf16 or fp16, from 2-byte copies of its inputs and weights.")
+    return lines
 
 
 def _matches(op: Op) -> list[str]:
