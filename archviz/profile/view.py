@@ -53,19 +53,22 @@ def layer_table(measurement: Measurement, *, predicted: Prediction | None = None
     timed = predicted is not None and bool(predicted.layer_seconds)
     if timed:
         table.add_column("Predicted forward ms", justify="right")
+        table.add_column("Error", justify="right")
     if measurement.train:
         table.add_column("Backward ms", justify="right")
     for layer in measurement.layers:
         cells = [layer.path or "(model)", _ms(layer.forward_s)]
         if timed:
-            cells.append(_ms(predicted.layer_seconds.get(layer.path)))
+            forecast = predicted.layer_seconds.get(layer.path)
+            cells += [_ms(forecast), _error(forecast, layer.forward_s)]
         if measurement.train:
             cells.append(_ms(layer.backward_s))
         table.add_row(*cells)
     if measurement.layers:
         totals = ["sum of layers", _ms(sum(layer.forward_s for layer in measurement.layers))]
         if timed:
-            totals.append(_ms(sum(predicted.layer_seconds.get(layer.path, 0.0) for layer in measurement.layers)))
+            forecast = sum(predicted.layer_seconds.get(layer.path, 0.0) for layer in measurement.layers)
+            totals += [_ms(forecast), _error(forecast, sum(layer.forward_s for layer in measurement.layers))]
         if measurement.train:
             totals.append(_ms(sum(layer.backward_s or 0.0 for layer in measurement.layers)))
         table.add_section()
@@ -106,6 +109,10 @@ def _predicted_text(predicted: Prediction, measured: int) -> str:
     note = f"; {predicted.note}" if predicted.note else ""
     return (f"{size_bytes(predicted.peak_bytes)} ({predicted.peak_bytes:,} bytes, by formula: "
             f"{predicted.error(measured):+.1%} against the measured peak{note})")
+
+
+def _error(predicted: float | None, measured: float | None) -> str:
+    return "-" if predicted is None or not measured else f"{(predicted - measured) / measured:+.0%}"
 
 
 def _ms(seconds: float | None) -> str:
