@@ -76,6 +76,8 @@ READS_BACK_AS = {
                  "with the same figures",
     "stochastic_depth": "the identity at inference: written as ONNX Identity, read back as identity",
     "reshape": "written as ONNX Reshape; one that merges a span of dims reads back as the simpler flatten",
+    "multihead_attention": "need_weights (which of torch's paths computes it: the same math) has no ONNX form: it "
+                           "reads back at its default, with the same figures",
 }
 # Ops whose inference scratch archviz does not model yet: an inference peak through them is a lower bound.
 SCRATCH_NOT_MODELLED = {
@@ -175,6 +177,9 @@ def test_the_meta_device_gives_the_same_shape(op, example):
 
 @pytest.mark.parametrize("op, example", CASES, ids=IDS)
 def test_macs_are_flop_counter_flops_halved(op, example):
+    if example.args.get("need_weights") is False:
+        pytest.xfail("FlopCounterMode counts none of torch's fused CPU attention kernel, which attention without its "
+                     "weights takes (5,120 of 6,720 FLOPs on the 5x8 example): the reference path's count holds")
     attrs, in_shapes, out_shape = made(op, example)
     module = built(op, attrs, in_shapes)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -198,7 +203,7 @@ def test_saved_is_what_autograd_keeps(op, example):
             if in_place:  # input and output are one tensor: kept as either
                 assert view and (kept_output or 0 in kept_inputs) == bool(declared.inputs or declared.output)
             else:
-                assert view == op.returns_view, "the output is a view of the input's storage"
+                assert view == op.output_is_input(attrs), "the output shares the input's storage"
                 assert kept_inputs == set(declared.inputs), f"inputs kept at batch {batch}"
                 assert kept_output == declared.output, f"output kept at batch {batch}"
             expected = sorted(k.elements * (batch if k.per_sample else 1) * (k.itemsize or 4) for k in declared.made)

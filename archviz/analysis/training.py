@@ -199,7 +199,7 @@ class _Timeline:
         for node in self.nodes:
             op = get_op(node.op)
             in_shapes = list(node.in_shapes)
-            aliases = op.returns_view or (op.inplace_capable and bool(node.attrs.get("inplace")))
+            aliases = op.output_is_input(node.attrs) or (op.inplace_capable and bool(node.attrs.get("inplace")))
             self.buffer_of[node.name] = self.buffer_of[node.inputs[0]] if aliases else node.name
             itemsize = self.itemsize[node.inputs[0]] if aliases else self._output_itemsize(op, node)
             self.itemsize[node.name] = itemsize

@@ -195,6 +195,9 @@ class Op(abc.ABC):
     # runs in the lower precision under torch.autocast (torch's list: conv, linear, matmul, bmm, attention), its
     # inputs and weights cast to bf16 or fp16 copies; every other op computes in its inputs' dtype
     autocasts: ClassVar[bool] = False
+    # arguments a module's call (not its constructor) gives that are the op's own (nn.MultiheadAttention's
+    # need_weights): the tracer copies them from the call into the layer's arguments
+    call_arguments: ClassVar[tuple[str, ...]] = ()
     torchinfo_macs: ClassVar[TorchinfoMacs] = TorchinfoMacs.PARAMS
     examples: ClassVar[tuple[Example, ...]] = ()  # what the registry-wide test checks; every op has some
     torch_calls: ClassVar[TorchCalls] = NO_TORCH_CALLS  # what it matches when tracing (archviz/ops/interop.py)
@@ -253,6 +256,11 @@ class Op(abc.ABC):
         the CPU, freed when it returns (max pool's int64 indices, attention's weights); most layers hold nothing.
         Checked for every op against the live-storage tracker by tests/test_op_registry.py."""
         return ()
+
+    def output_is_input(self, attrs: Attrs) -> bool:
+        """Whether the output shares the input's storage: a view (returns_view), or an op that hands its input back
+        as it is (dropout with p = 0: torch returns the input itself). Checked against torch for every example."""
+        return self.returns_view
 
     def merges_positions(self, attrs: Attrs, in_shapes: list[Shape]) -> bool:
         """Whether each output sees every position of a C x H x W input (a flatten before a classifier): the

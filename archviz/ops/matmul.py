@@ -70,14 +70,17 @@ def _classes() -> dict[str, type]:
         weights asked for, then dropped), whose products are explicit bmm calls: FlopCounterMode has no count for the
         fused CPU kernel the module's fast path or sdpa would pick."""
 
-        def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                     need_weights: bool = True):
             super().__init__(embed_dim, num_heads, dropout=dropout, bias=bias, batch_first=True)
+            self.need_weights = need_weights
 
         def forward(self, x):
             t = x.transpose(0, 1)
             out, _ = nn.functional.multi_head_attention_forward(
                 t, t, t, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias, None, None, False,
-                self.dropout, self.out_proj.weight, self.out_proj.bias, training=self.training, need_weights=True)
+                self.dropout, self.out_proj.weight, self.out_proj.bias, training=self.training,
+                need_weights=self.need_weights)
             return out.transpose(0, 1)
 
     classes = {"MatMulModule": MatMul, "EinsumModule": Einsum,
@@ -479,7 +482,8 @@ def _mha_module(m, refs):
     if not m.batch_first or not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
         return None  # batch_first=False moves the batch to dim 1
     return Mapped("multihead_attention", {"embed_dim": m.embed_dim, "num_heads": m.num_heads, "dropout": m.dropout,
-                                          "bias": m.in_proj_bias is not None}, refs[:1])
+                                          "bias": m.in_proj_bias is not None,
+                                          "need_weights": getattr(m, "need_weights", True)}, refs[:1])
 
 
 def _read_mha(r):
@@ -519,8 +523,11 @@ class MultiheadAttention(NoWindow, Op):
     name = "multihead_attention"
     torchinfo_macs = TorchinfoMacs.PARTIAL
     examples = (Example({"num_heads": 2}, ((5, 8),)), Example({"num_heads": 1, "bias": False}, ((3, 4),)),
-                Example({"num_heads": 4, "dropout": 0.1}, ((6, 8),)))
+                Example({"num_heads": 4, "dropout": 0.1}, ((6, 8),)),
+                Example({"num_heads": 2, "need_weights": False}, ((5, 8),)),
+                Example({"num_heads": 4, "dropout": 0.1, "need_weights": False}, ((6, 8),)))
     aliases = ("mha", "self_attention")
+    call_arguments = ("need_weights",)
     kind = OpKind.LINEAR
     torch_class = "nn.MultiheadAttention"
     torch_calls = TorchCalls(modules={"torch.nn.MultiheadAttention": _mha_module,
@@ -531,16 +538,27 @@ class MultiheadAttention(NoWindow, Op):
         Arg("bias", ArgKind.BOOL, True),
         Arg("dropout", ArgKind.FLOAT, 0.0, doc="on the attention weights while training"),
         Arg("embed_dim", ArgKind.INT, None, doc="E, inferred from the input's last dim; checked when given"),
+        Arg("need_weights", ArgKind.BOOL, True, doc="a call's need_weights: with it torch takes its reference path "
+            "and keeps the attention weights for training; without, a fused kernel (the same MACs; less memory)"),
     )
 
     def saved(self, attrs, in_shapes, out_shape):
-        """torch's multi_head_attention_forward on the CPU: the input copied for the input projection, its q, k and
-        v output, q, k and v split into heads, the attention weights (with dropout, its mask and the weights after
-        it too), the heads' output for the output projection."""
+        """torch's multi_head_attention_forward on the CPU. With the weights asked for (the reference path): the
+        input copied for the input projection, its q, k and v output, q, k and v split into heads, the attention
+        weights (with dropout, its mask and the weights after it too), the heads' output for the output projection.
+        Without: the input's copy, the q, k and v output, the heads' output and the fused kernel's float32
+        log-sum-exp per head and query; with dropout, which the fused kernel lacks, the math path's scaled q and k
+        and the weights, mask and dropped weights."""
         length, embed = in_shapes[0]
-        weights = attrs["num_heads"] * length * length
-        return Saved(made=(*(Kept(length * embed),) * 3, Kept(3 * length * embed),
-                           *(Kept(weights),) * (3 if attrs["dropout"] else 1)))
+        heads = attrs["num_heads"]
+        weights = heads * length * length
+        if attrs["need_weights"]:
+            return Saved(made=(*(Kept(length * embed),) * 3, Kept(3 * length * embed),
+                               *(Kept(weights),) * (3 if attrs["dropout"] else 1)))
+        if attrs["dropout"]:
+            return Saved(made=(*(Kept(length * embed),) * 4, Kept(3 * length * embed), *(Kept(weights),) * 3))
+        return Saved(made=(Kept(length * embed), Kept(3 * length * embed), Kept(length * embed),
+                           Kept(heads * length, itemsize=4)))
 
     def resolve(self, attrs, in_shapes):
         require_rank(self, in_shapes[0], 2, "tokens x width (N x E)")
@@ -627,7 +645,8 @@ class MultiheadAttention(NoWindow, Op):
         e.add("MultiheadSelfAttention", inputs, path, path, domain=e.domain)
 
     def build_torch(self, attrs, in_shapes):
-        return __getattr__("SelfAttention")(attrs["embed_dim"], attrs["num_heads"], attrs["dropout"], attrs["bias"])
+        return __getattr__("SelfAttention")(attrs["embed_dim"], attrs["num_heads"], attrs["dropout"], attrs["bias"],
+                                            attrs["need_weights"])
 
 
 __getattr__ = lazy_torch_classes(__name__, _CLASS_NAMES, _classes)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Free, Kept, NoMacs, NoWindow, Op, OpKind, SameShape, Saved, SavesNothing, Step, fmt_int,
-    fmt_shape, numel,
+    NOTHING_SAVED, Arg, ArgKind, Example, Free, Kept, NoMacs, NoWindow, Op, OpKind, SameShape, Saved, SavesNothing,
+    Step, fmt_int, fmt_shape, numel,
 )
 from archviz.ops.base import lazy_torch_classes
 from archviz.ops.interop import (
@@ -139,12 +139,15 @@ class Dropout(SameShape, Free, Op):
 
     def saved(self, attrs, in_shapes, out_shape):
         """Its mask, in the activations' dtype (torch on the CPU multiplies by a float mask; on CUDA it keeps one
-        byte an element)."""
-        return Saved(made=(Kept(numel(in_shapes[0])),))
+        byte an element); with p = 0 nothing: torch hands the input back."""
+        return Saved(made=(Kept(numel(in_shapes[0])),)) if attrs["p"] else NOTHING_SAVED
+
+    def output_is_input(self, attrs):
+        return attrs["p"] == 0
 
     name = "dropout"
     takes_folded_batch = True
-    examples = (Example({}, ((3, 4, 5),)), Example({"p": 0.2}, ((10,),)))
+    examples = (Example({}, ((3, 4, 5),)), Example({"p": 0.2}, ((10,),)), Example({"p": 0.0}, ((3, 4, 5),)))
     kind = OpKind.REGULARIZATION
     torch_class = "nn.Dropout"
     torch_calls = TorchCalls(

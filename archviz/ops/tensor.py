@@ -102,12 +102,19 @@ class StochasticDepth(SameShape, Free, Op):
     """
 
     def saved(self, attrs, in_shapes, out_shape):
-        """Its keep-or-drop factor: one per sample (row mode) or one for the batch."""
+        """Its keep-or-drop factor: one per sample (row mode) or one for the batch; with p = 0 nothing: torchvision
+        hands the input back."""
+        if not attrs["p"]:
+            return NOTHING_SAVED
         return Saved(made=(Kept(1, per_sample=attrs["mode"] == "row"),))
+
+    def output_is_input(self, attrs):
+        return attrs["p"] == 0
 
     name = "stochastic_depth"
     takes_folded_batch = True
-    examples = (Example({"p": 0.2}, ((3, 4, 5),)), Example({"p": 0.1, "mode": "batch"}, ((6,),)))
+    examples = (Example({"p": 0.2}, ((3, 4, 5),)), Example({"p": 0.1, "mode": "batch"}, ((6,),)),
+                Example({"p": 0.0}, ((3, 4, 5),)))
     aliases = ("drop_path",)
     kind = OpKind.REGULARIZATION
     torch_class = "torchvision.ops.StochasticDepth"

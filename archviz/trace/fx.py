@@ -22,6 +22,7 @@ an opaque layer with its per-sample shape.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import operator
 from dataclasses import dataclass, field
@@ -309,6 +310,17 @@ def _flops_of(nodes, callable_of, values) -> int:
     return counter.get_total_flops()
 
 
+def _with_call_arguments(mapping, kwargs):
+    """The mapping with the arguments its op takes from the module's call (Op.call_arguments) set as that call
+    gave them: attention(x, x, x, need_weights=False) is the op with need_weights false."""
+    if mapping is None:
+        return None
+    given = {name: kwargs[name] for name in get_op(mapping.op).call_arguments if name in kwargs}
+    if any(not isinstance(value, (bool, int, float, str)) for value in given.values()):
+        return None  # a traced value, not a constant: the call stays opaque
+    return dataclasses.replace(mapping, attrs={**mapping.attrs, **given}) if given else mapping
+
+
 def _folded_input(refs) -> bool:
     """Whether a call's first tensor holds a folded batch: its dim arguments count that tensor's dims."""
     return bool(refs) and refs[0].fold > 1
@@ -545,6 +557,7 @@ class _Walker:
         mapping = None
         if mapped and not consts and _batch_first(refs, at):
             mapping = _takes(map_module(module, refs, folded=_folded_input(refs)), refs, at)
+            mapping = _with_call_arguments(mapping, node.kwargs)
         owned = (*module.parameters(), *module.buffers(), *consts)
         measure = self._measure(node) if first_piece else _nothing  # a tuple's first piece holds its MACs
         return self._add(Call("module", path, own, within, type(module).__name__, _moved(target, refs, at),
