@@ -10,7 +10,7 @@ which is the sum of all outputs (Report.totals.activation_bytes).
 from __future__ import annotations
 
 from archviz.graph.ir import INPUT, Graph
-from archviz.ops import get_op
+from archviz.ops import OpKind, get_op
 from archviz.ops.base import numel
 
 
@@ -83,4 +83,10 @@ def _scratch_bytes(node, batch: int, dtype_bytes: int) -> int:
 
 
 def _writes_in_place(node) -> bool:
-    return get_op(node.op).inplace_capable and bool(node.attrs.get("inplace")) and len(node.inputs) == 1
+    """Whether the layer's output is its input's storage in an inference pass: an in-place op, a view (flatten,
+    identity), or a regularisation, which hands its input back outside training (dropout, stochastic depth)."""
+    op = get_op(node.op)
+    if len(node.inputs) != 1:
+        return False
+    in_place = op.inplace_capable and bool(node.attrs.get("inplace"))
+    return in_place or op.output_is_input(node.attrs) or op.kind == OpKind.REGULARIZATION
