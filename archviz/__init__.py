@@ -128,8 +128,9 @@ def inspect(source: Any, *, input=None, overrides: Mapping[str, Any] | None = No
             fit_bytes: int | None = None, device: str | None = None, amp: str | None = None) -> Report:
     """Every figure of every layer, by formula; with crosscheck=True also the peers' counts (needs torch); with an
     optimizer (sgd, momentum, adam, adamw) one training step's memory predicted, and with fit_bytes the largest batch
-    whose step fits in that many bytes, and with amp (bf16, fp16) the step under torch.autocast; with a device (h100, a100, t4, ... or cpu: this machine's, calibrated once
-    and cached) each layer's time predicted by a roofline (analysis/latency.py).
+    whose step fits in that many bytes, and with amp (bf16, fp16) the step under torch.autocast; with a device
+    (h100, a100, t4, ... or cpu: this machine's, calibrated once and cached) each layer's time predicted by a roofline
+    (analysis/latency.py).
 
     `source` is anything load() reads (a zoo name, a spec file, torchvision:NAME, timm:NAME, FILE.py:Name, an
     nn.Module, ...) or a Graph. fvcore_full lets fvcore run a CPU forward pass at the full input when no smaller one

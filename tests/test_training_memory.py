@@ -74,7 +74,8 @@ def test_the_batch_that_fits_is_the_largest_whose_peak_fits(budget):
     totals = inspect(graph).totals
 
     def peak(batch):
-        return training_memory(graph, batch=batch, dtype_bytes=4, params=totals.params, buffers=totals.buffers).peak_bytes
+        memory = training_memory(graph, batch=batch, dtype_bytes=4, params=totals.params, buffers=totals.buffers)
+        return memory.peak_bytes
 
     fits = largest_batch(peak, budget)
     assert fits >= 1 and peak(fits) <= budget < peak(fits + 1)

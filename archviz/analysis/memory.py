@@ -2,9 +2,9 @@
 
 Walking the nodes in order, a tensor is alive from the node that makes it until the last node that reads it.
 The input counts for the whole pass (the caller holds it); the final output stays alive. While a layer runs, it
-also holds what its op's scratch() says (max pool's indices, checked against torch by the registry's oracle). An in-place op (inplace: true) writes into its input and
-allocates nothing new. This is what inference needs; training keeps every output for the backward pass,
-which is the sum of all outputs (Report.totals.activation_bytes).
+also holds what its op's scratch() says (max pool's indices, checked against torch by the registry's oracle). An
+in-place op, a view and a regularisation write nothing new (see _writes_in_place). This is what inference needs;
+what training keeps is analysis/training.py's.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def held_by_callers(graph: Graph) -> dict[str, int]:
 
 def _scratch_bytes(node, batch: int, dtype_bytes: int) -> int:
     kept = get_op(node.op).scratch(node.attrs, list(node.in_shapes), node.out_shape)
-    return sum(k.elements * (batch if k.per_sample else 1) * (k.itemsize or dtype_bytes) for k in kept)
+    return sum(k.bytes(batch=batch, activation_itemsize=dtype_bytes) for k in kept)
 
 
 def _writes_in_place(node) -> bool:

@@ -5,8 +5,8 @@ For a window of extent k, stride s and padding p on an input with field r, jump 
     r_out = r + (k - 1) * j        j_out = j * s        c_out = c + ((k - 1) / 2 - p) * j
 Where paths join (add, concat) the field is the largest over the paths; the jump and start are those of the path
 with the finest grid among those whose map has the output's size (a squeeze-and-excitation scale of C x 1 x 1,
-broadcast or expanded over the map, widens the field but places no unit). Once a tensor is flattened, every unit sees the whole map, so flatten widens the field by the
-map's extent: r + (H - 1) * j. An op that upsamples (pixel_shuffle by r) has a window of stride 1/r: the jump
+broadcast or expanded over the map, widens the field but places no unit). Once a tensor is flattened, every unit
+sees the whole map, so flatten widens the field by the map's extent: r + (H - 1) * j. An op that upsamples (pixel_shuffle by r) has a window of stride 1/r: the jump
 becomes a fraction, and so may a field's size; a unit then reaches at most ceil(size) whole input pixels, which is
 the figure reported.
 """

@@ -226,8 +226,8 @@ class _Timeline:
             self.kept_by[node.name] = kept
             for storage in kept:
                 self.keepers.setdefault(storage, set()).add(node.name)
-            self.made[node.name] = casts + sum(k.elements * (self.batch if k.per_sample else 1)
-                                               * (k.itemsize or itemsize) for k in saved.made)
+            self.made[node.name] = casts + sum(k.bytes(batch=self.batch, activation_itemsize=itemsize)
+                                               for k in saved.made)
             self.saved_per_layer[node.name] = self.made[node.name] + sum(self.size[s] for s in kept)
         self.uncounted = tuple(uncounted)
         self.loss_bytes = self._loss_bytes()

@@ -145,6 +145,9 @@ class Kept:
     per_sample: bool = True
     itemsize: int | None = None  # None: the activations' dtype
 
+    def bytes(self, *, batch: int, activation_itemsize: int) -> int:
+        return self.elements * (batch if self.per_sample else 1) * (self.itemsize or activation_itemsize)
+
 
 @dataclass(frozen=True)
 class Saved:

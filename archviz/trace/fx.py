@@ -11,7 +11,7 @@ The trace runs at a batch of BATCH, a prime no model's own dim is likely to be a
 is the one dim whose size is a multiple of BATCH, wherever the model moved it (attention code permutes q, k and v to
 (3, B, heads, N, d)). Where no single dim is, a second run at SECOND_BATCH, made only then, says which dim follows
 the batch; a call with no formula whose FLOPs are not zero runs again at both sizes too, to tell its cost per sample
-from its cost once per pass. Shapes are per sample, the batch dim left out. A dim of size B x m (m the same at both batches: window attention's
+from its cost once per pass. Shapes are per sample, the batch dim left out. A dim of size B x m (window attention's
 B * windows) holds a folded batch: the per-sample shape keeps it with its size m, and an op reads the tensor as
 (B, m, ...), its dim arguments moved one on (interop.unfolded_arguments); only ops that treat leading dims alike
 (`takes_folded_batch`: linear, matmul, softmax, layer norm, elementwise, views) take such a tensor. A call that
@@ -42,8 +42,8 @@ from archviz.trace.mapping import (
     map_function, map_method, map_module, mapped_class, piece_adapter, qualified_name, split_dim, wrapped_functions,
 )
 
-# a prime no model's own dim is likely to be a multiple of (ConvNets' widths are multiples of 8, ViTs' of 64, their grids
-# 7 x 7 to 24 x 24), small enough that a tensor a model makes on the CPU at this batch costs little
+# a prime no model's own dim is likely to be a multiple of (ConvNets' widths are multiples of 8, ViTs' of 64, their
+# grids 7 x 7 to 24 x 24), small enough that a tensor a model makes on the CPU at this batch costs little
 BATCH = 31
 SECOND_BATCH = 3  # the second run, where one is needed: the batch dim is the one that changes between the runs
 # keyword arguments that change only the later items of what a module returns (nn.MultiheadAttention's weights): its
