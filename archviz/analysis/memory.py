@@ -51,12 +51,14 @@ def peak_activation_bytes(graph: Graph, *, batch: int, dtype_bytes: int) -> tupl
 
 
 def held_by_callers(graph: Graph) -> dict[str, int]:
-    """In a model traced from PyTorch code, the tensors a module was called with and the step its last layer runs
-    at: the caller's Python frame holds a module's arguments until it returns, so a block's input outlives its last
-    use inside the block (torchvision's InvertedResidual runs self.conv(x) with x alive throughout). archviz's own
+    """In a model traced from PyTorch code, the tensors its Python code holds past their last use, and the step
+    through which each stays alive: a module's arguments until its last layer runs, since the caller's frame holds
+    them until the call returns (torchvision's InvertedResidual runs self.conv(x) with x alive throughout), and a
+    tensor bound to a local name until its function returns or rebinds the name (Origin.held_locals). archviz's own
     torch build of a spec frees each tensor at its last use, so a spec's graph has none."""
     if graph.origin is None or graph.origin.method not in ("fx", "eager"):
         return {}
+    step_of = {node.name: step for step, node in enumerate(graph.nodes)}
     paths = {scope.path for scope in graph.scopes}
 
     def enclosing(name: str) -> list[str]:
@@ -74,6 +76,8 @@ def held_by_callers(graph: Graph) -> dict[str, int]:
             outside = set(inside) - set(enclosing(source)) if source != INPUT else set(inside)
             for path in outside:
                 held[source] = max(held.get(source, -1), last_step[path])
+    for name, until in graph.origin.held_locals:
+        held[name] = max(held.get(name, -1), step_of[until])
     return held
 
 

@@ -66,6 +66,9 @@ class Origin:
     uncalled: tuple[tuple[str, int], ...] = ()  # (module path, parameters) of weights no traced layer uses
     weight_macs: int = 0  # MACs of calls on weights alone (a position-bias MLP): once per forward pass, any batch
     sized_macs: int = 0  # MACs per sample of calls on tensors made from the batch size alone (a position encoding)
+    # (layer, the last layer it stays alive through) where the model's code holds a layer's tensor in a local name
+    # past its last use (archviz/trace/frames.py): for the memory walks
+    held_locals: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

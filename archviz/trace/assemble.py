@@ -73,6 +73,7 @@ class Traced:
     notes: tuple[str, ...] = ()
     weight_macs: int = 0  # MACs of calls on weights alone (no input), once per forward pass whatever the batch
     sized_macs: int = 0  # MACs per sample of calls on tensors made from the batch size, not the input
+    held: tuple[tuple[int, int], ...] = ()  # (call, the last call it lives through): held by a local name
 
 
 @dataclass
@@ -114,7 +115,7 @@ def assemble(model, traced: Traced, *, name: str, description: str, input_shape:
         scopes=_scopes(nodes, modules), output=nodes[traced.output].name,
         params=MappingProxyType(dict(origin.kwargs)), source=origin.source, torchvision=torchvision,
         origin=Origin(origin.source, origin.kwargs, origin.module, traced.method, tuple(uncalled), weight_macs,
-                      traced.sized_macs),
+                      traced.sized_macs, tuple((nodes[call].name, nodes[until].name) for call, until in traced.held)),
     )
 
 

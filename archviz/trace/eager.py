@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import operator
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +26,7 @@ from torch import fx
 from torch.overrides import TorchFunctionMode
 
 from archviz.trace.assemble import Traced
+from archviz.trace.frames import FrameRecorder
 from archviz.trace.fx import BATCH, SECOND_BATCH, ModelGraph, _Tracer, keeps_shape, no_grad_parameters, walk
 
 NOTE = ("torch.fx could not trace this model ({reason}), so its calls were recorded from eager forward passes: where "
@@ -61,6 +63,7 @@ class _Pass:
     live: list = field(default_factory=list)  # the nodes that depend on the input, in order
     live_set: set = field(default_factory=set)
     cached: dict = field(default_factory=dict)  # id(tensor) -> the weights an earlier pass computed it from
+    frames: FrameRecorder | None = None  # each call notes the model's frames it was made in
 
     def __post_init__(self):
         for name, tensor in (*self.model.named_parameters(), *self.model.named_buffers()):
@@ -69,6 +72,8 @@ class _Pass:
     def node(self, op: str, target, args, kwargs, value) -> fx.Node:
         node = self.graph.create_node(op, target, self._args(args), self._args(kwargs))
         node.meta["nn_module_stack"] = {key: (path, None) for key, path in self.stack}
+        if self.frames is not None:
+            node.meta["frames"] = self.frames.stack()
         self.values[node] = value
         self.signature.append((op, target if isinstance(target, str) else getattr(target, "__name__", "")))
         self._mark_live(node)
@@ -206,7 +211,7 @@ def _holds_tensor(value) -> bool:
 
 
 def _record(model, input_shape: tuple[int, ...], batch: int, cached: dict | None = None) -> _Pass:
-    recording = _Pass(model, cached=cached or {})
+    recording = _Pass(model, cached=cached or {}, frames=FrameRecorder(boundary=sys._getframe()))
     image = torch.empty((batch, *input_shape), device="meta")
     placeholder = recording.graph.create_node("placeholder", "x")
     recording.values[placeholder] = image
@@ -225,6 +230,7 @@ def _record(model, input_shape: tuple[int, ...], batch: int, cached: dict | None
         with _Calls(recording):
             result = model(image)
     finally:
+        recording.frames.close()
         for handle in handles:
             handle.remove()
     output = recording.graph.create_node("output", "output", (recording._args(result),))

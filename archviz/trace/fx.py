@@ -25,6 +25,7 @@ import collections
 import dataclasses
 import functools
 import operator
+import sys
 from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
@@ -38,6 +39,7 @@ from archviz.ops import get_op
 from archviz.ops.base import fmt_shape
 from archviz.ops.interop import unfolded_dim
 from archviz.trace.assemble import Call, Const, Ref, Traced
+from archviz.trace.frames import FrameRecorder, held_locals
 from archviz.trace.mapping import (
     map_function, map_method, map_module, mapped_class, piece_adapter, qualified_name, split_dim, wrapped_functions,
 )
@@ -62,6 +64,13 @@ class _Tracer(fx.Tracer):
     buffer is counted nowhere."""
 
     proxy_buffer_attributes = True
+    frames: FrameRecorder | None = None  # set by trace_fx: each node notes the model's frames it was made in
+
+    def create_node(self, *args, **kwargs):
+        node = super().create_node(*args, **kwargs)
+        if self.frames is not None:
+            node.meta["frames"] = self.frames.stack()
+        return node
 
     def getattr(self, attr, attr_val, parameter_proxy_cache):
         """A parameter's or buffer's proxy, found by identity in a table made once: torch's own getattr searches
@@ -331,10 +340,13 @@ def trace_fx(model, input_shape: tuple[int, ...]) -> Traced:
     `model` is archviz's own copy: its parameters stop requiring grad (see no_grad_parameters)."""
     no_grad_parameters(model)
     tracer = _Tracer(autowrap_functions=wrapped_functions())
+    tracer.frames = FrameRecorder(boundary=sys._getframe())
     try:
         graph = tracer.trace(model)
     except Exception as error:  # fx raises many kinds (TraceError, TypeError, NotImplementedError, ...)
         raise Untraceable(f"{type(error).__name__}: {error}") from None
+    finally:
+        tracer.frames.close()
     module = ModelGraph(tracer.root, graph)  # the model's own submodules and tensors (identity matters)
     recorder = _Recorder(module)
     try:
@@ -440,13 +452,26 @@ class _Walker:
 
     def walk(self) -> Traced:
         output = None
+        calls_so_far: dict[fx.Node, int] = {}  # node -> the index of the last call made by then
         for node in self.module.graph.nodes:
             if node.op == "output":
                 output = self._output(node)
             else:
                 self.resolved[node] = self._resolve(node)
+            calls_so_far[node] = len(self.calls) - 1
         weight_flops, sized_flops = self._constant_flops()
-        return Traced(tuple(self.calls), output, "fx", weight_macs=weight_flops // 2, sized_macs=sized_flops // 2)
+        return Traced(tuple(self.calls), output, "fx", weight_macs=weight_flops // 2, sized_macs=sized_flops // 2,
+                      held=self._held_by_locals(calls_so_far))
+
+    def _held_by_locals(self, calls_so_far: dict) -> tuple[tuple[int, int], ...]:
+        """(call, the last call it stays alive through) for the calls' tensors a local name of the model's code
+        holds past their last use (archviz/trace/frames.py)."""
+        held = {}
+        for value, until in held_locals(self.module.graph.nodes, lambda node: node.meta.get("frames", ())):
+            ref = self.resolved.get(value)
+            if isinstance(ref, Ref) and ref.call is not None and calls_so_far[until] > ref.call:
+                held[ref.call] = max(held.get(ref.call, -1), calls_so_far[until])
+        return tuple(sorted(held.items()))
 
     # --- values ---------------------------------------------------------------------------------------------------
     def _resolve(self, node: fx.Node):
