@@ -398,6 +398,11 @@ class RankDirChoice(enum.StrEnum):
     LR = "LR"
 
 
+class DiagramStyle(enum.StrEnum):
+    GRAPH = "graph"  # Graphviz: a box per layer or folded group, with its figures
+    PAPER = "paper"  # the papers' figure: feature maps as 3-D boxes, kernels, skips as arrows (archviz/diagram/paper.py)
+
+
 @app.command(short_help='Draw the architecture (SVG, PNG, PDF, DOT).')
 @user_errors
 def diagram(
@@ -410,6 +415,9 @@ def diagram(
     depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=1, max=MAX_COUNT, help="Show N levels of nesting; deeper groups fold into one box.")] = None,
     expand: Annotated[bool, typer.Option("--expand", help="Draw every layer, no group folded.")] = False,
     unfold: Annotated[Optional[list[str]], typer.Option("--unfold", "-u", help="Also open this group (a path such as layer3.1); repeatable.")] = None,
+    style: Annotated[DiagramStyle, typer.Option("--style", case_sensitive=False, help="graph: Graphviz boxes with "
+                     "their figures; paper: the papers' figure, feature maps as 3-D boxes sized by their shapes, "
+                     "kernels, skips as arrows (.svg or .png; needs neither Graphviz nor torch).")] = DiagramStyle.GRAPH,
     input: InputOpt = None,
     set_: SetOpt = None,
     kwargs: KwargsOpt = None,
@@ -426,9 +434,17 @@ def diagram(
     if fmt not in FORMATS:
         raise ArchvizError(f"-o {output!r}: cannot tell the format from the extension {Path(output).suffix!r}; "
                            f"use one of {', '.join('.' + f for f in FORMATS)}")
+    if style == DiagramStyle.PAPER and fmt not in ("svg", "png"):
+        raise ArchvizError(f"-o {output!r}: --style paper writes .svg or .png (convert the SVG for other formats)")
     report = _inspect(model, input, 1, set_, DTypeChoice.FLOAT32, False, kwargs=kwargs)
+    folding = depth is not None or expand or bool(unfold)
     state = fold_state(report, depth=depth, expand=expand, expanded=unfold or ())
-    data = render(to_dot(collect(report, state), rankdir=rankdir.value), fmt)
+    if style == DiagramStyle.PAPER:
+        from archviz.diagram.paper import draw_paper
+
+        data = draw_paper(report.graph, fmt, state=state if folding else None)
+    else:
+        data = render(to_dot(collect(report, state), rankdir=rankdir.value), fmt)
     _echo(str(write_atomic(output, data)))
 
 
