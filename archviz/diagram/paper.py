@@ -40,7 +40,7 @@ from archviz.ops.base import OpKind
 
 # Layers drawn on the box before them rather than as boxes: they keep its shape (or only reshape it, flatten).
 ON_PREVIOUS_BOX = (OpKind.ACTIVATION, OpKind.NORM, OpKind.REGULARIZATION, OpKind.RESHAPE)
-MAX_BOXES = 90  # most boxes a default figure opens folded blocks to; above it, a folded group stays one box
+MAX_BOXES = 90  # most boxes a default figure opens folded groups to (GoogLeNet's 82); beyond, the largest stay closed
 
 # Sizes in px. side(n) = SIDE_MIN + SIDE_PER_DOUBLING * log2(n): a 224 map is 115 px high, a 1x1 map still 6 px.
 SIDE_MIN, SIDE_PER_DOUBLING = 6.0, 14.0
@@ -53,6 +53,7 @@ KERNEL_RATIO = 0.5  # a window's side, as a part of the side a map of its size w
 COLUMN_GAP, LANE_GAP = 18.0, 16.0
 FONT_SIZE, LINE_HEIGHT, CHAR_WIDTH = 10.0, 12.0, 5.8  # CHAR_WIDTH: a sans-serif digit or letter at FONT_SIZE, roughly
 LABEL_LINES = 3
+BEND = 36.0  # the length along the flow of a step between lanes
 SKIP_RISE = 26.0  # how far a skip arrow climbs above the tallest box it passes
 MARGIN = 16.0
 FONT = "Helvetica, Arial, sans-serif"
@@ -189,12 +190,13 @@ class _Plan:
     runs: tuple[tuple[str, DiagramNode], ...]  # (the group drawn, the merged node it stands for)
 
 
-def _plan(report: Report, diagram: Diagram, *, open_groups: bool) -> _Plan:
-    """Which layers make boxes, which are drawn on the box before them, and which folded copies are not drawn."""
+def _plan(report: Report, diagram: Diagram, *, opened: frozenset[str]) -> _Plan:
+    """Which layers make boxes, which are drawn on the box before them, and which folded copies are not drawn; the
+    diagram's folded groups in `opened` are drawn layer by layer (a merged run's first copy), the others one box."""
     graph, stats = report.graph, {s.name: s for s in report.layers}
     folded, copy_of, runs = {}, {}, []
     for node in diagram.nodes:
-        if node.is_group and not open_groups:
+        if node.is_group and node.id not in opened:
             folded.update({member: node for member in node.members})
         elif node.is_group and node.repeat > 1:
             runs.append((node.groups[0], node))
@@ -398,24 +400,30 @@ def _kernel(window: tuple[int, int], source: Box, target: Box) -> Kernel:
 
 def _arrows(boxes: tuple[Box, ...], plan: _Plan) -> tuple[Arrow, ...]:
     by_id = {box.id: box for box in boxes}
+    joins = {dst for dst, sources in _predecessors(plan).items() if len(sources) > 1}
     arrows = []
     for src, dst in plan.edges:
         a, b = by_id[src], by_id[dst]
         if b.kernel is not None and b.kernel.source == src:
             continue  # the kernel's lines show this step
         skip = b.column - a.column > 1 and a.lane == b.lane
-        path = _skip_path(a, b, boxes) if skip else _step_path(a, b)
+        path = _skip_path(a, b, boxes) if skip else _step_path(a, b, into_join=dst in joins)
         arrows.append(Arrow(src=src, dst=dst, skip=skip, path=path))
     return tuple(arrows)
 
 
-def _step_path(a: Box, b: Box) -> str:
+def _step_path(a: Box, b: Box, *, into_join: bool) -> str:
+    """Straight along a lane; between lanes, along the source's lane and bending at the end into a join (a branch
+    coming back), else bending at the start (a branch leaving), so the bend stays in a gap between columns."""
     x0, y0 = a.x + a.size.thickness + a.size.depth / 2, a.y + a.size.height / 2 - a.size.depth / 2
     x1, y1 = b.x - 2, b.y + b.size.height / 2
     if abs(y0 - y1) < 1:
         return f"M {x0:.1f} {y0:.1f} L {x1:.1f} {y1:.1f}"
-    middle = (x0 + x1) / 2
-    return f"M {x0:.1f} {y0:.1f} C {middle:.1f} {y0:.1f} {middle:.1f} {y1:.1f} {x1:.1f} {y1:.1f}"
+    bend = min(BEND, x1 - x0)
+    start, end = (x1 - bend, x1) if into_join else (x0, x0 + bend)
+    middle = (start + end) / 2
+    return (f"M {x0:.1f} {y0:.1f} L {start:.1f} {y0:.1f} C {middle:.1f} {y0:.1f} {middle:.1f} {y1:.1f} "
+            f"{end:.1f} {y1:.1f} L {x1:.1f} {y1:.1f}")
 
 
 def _skip_path(a: Box, b: Box, boxes: tuple[Box, ...]) -> str:
@@ -465,17 +473,24 @@ def layout(graph: Graph, *, state: FoldState | None = None) -> PaperFigure:
     ('conv2d 6 5x5', '+ tanh', '6x28x28')
     """
     report = analyze(graph)
-    open_groups = state is None
     diagram = collect(report, state if state is not None else fold_state(report))
-    plan = _plan(report, diagram, open_groups=open_groups)
-    if open_groups and len(plan.items) > MAX_BOXES:
-        plan = _plan(report, diagram, open_groups=False)
+    plan = _plan(report, diagram, opened=frozenset()) if state is not None else _opened_plan(report, diagram)
     column = _columns(plan)
     boxes = _with_kernels(_boxes(plan, column, _lanes(plan, column)), plan)
     arrows, brackets = _arrows(boxes, plan), _brackets(boxes, plan)
     title = f"{report.model}: {human(report.totals.params)} params, {human(report.totals.macs)} MACs"
     return PaperFigure(model=report.model, title=title, boxes=boxes, arrows=arrows, brackets=brackets,
                        view=_view(boxes, brackets))
+
+
+def _opened_plan(report: Report, diagram: Diagram) -> _Plan:
+    """Every folded group opened, then the largest closed again, one at a time, until the figure has MAX_BOXES."""
+    opened = [node for node in diagram.nodes if node.is_group]
+    plan = _plan(report, diagram, opened=frozenset(node.id for node in opened))
+    while len(plan.items) > MAX_BOXES and opened:
+        opened.remove(max(reversed(opened), key=lambda node: len(node.members) // node.repeat))
+        plan = _plan(report, diagram, opened=frozenset(node.id for node in opened))
+    return plan
 
 
 def _view(boxes: tuple[Box, ...], brackets: tuple[Bracket, ...]) -> tuple[float, float, float, float]:
