@@ -157,3 +157,14 @@ def test_cli_writes_svg_and_refuses_other_formats(tmp_path):
     assert result.exit_code == 0 and out.read_bytes() == draw_paper(archviz.load("vgg16"))
     refused = CliRunner().invoke(app, ["diagram", "vgg16", "--style", "paper", "-o", str(tmp_path / "v.pdf")])
     assert refused.exit_code == 2 and "--style paper writes .svg or .png" in refused.stderr
+
+
+@pytest.mark.parametrize("model", ["lenet", "alexnet", "vgg16", "resnet18"])
+def test_the_readme_figures_are_current(model):
+    """The README shows reports/NAME-paper.svg; scripts/paper_figures.py redraws them."""
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    assert f"](reports/{model}-paper.svg)" in (root / "README.md").read_text()
+    assert (root / "reports" / f"{model}-paper.svg").read_bytes() == draw_paper(archviz.load(model)), \
+        "run: .venv/bin/python scripts/paper_figures.py"
