@@ -240,9 +240,11 @@ def inspect(
     fit: FitOpt = None,
     device: RooflineDeviceOpt = None,
     amp: AmpOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every cross-check peer: how it counted, its "
+                                          "notes and figures (a disagreement is always shown in full).")] = False,
 ):
-    """Per-layer output shape, params, MACs/FLOPs, memory and receptive field, with totals and the cross-check; with
-    --train, one training step's memory predicted (and with --fit, the largest batch that fits)."""
+    """Per-layer output shape, params, MACs/FLOPs, memory and receptive field, with totals and the cross-check's
+    verdict; with --train, one training step's memory predicted (and with --fit, the largest batch that fits)."""
     from archviz.format import parse_bytes
 
     fit_bytes = parse_bytes(fit, what="--fit") if fit is not None else None
@@ -252,7 +254,7 @@ def inspect(
     if format == OutputFormat.TABLE:
         from archviz.render.table import inspect_view
 
-        _console().print(inspect_view(report, depth=depth))
+        _console().print(inspect_view(report, depth=depth, verbose=verbose))
         return
     from archviz.render import data, keras
 

@@ -166,3 +166,35 @@ def test_long_tables_are_cut_for_the_terminal(write_spec):
     assert "2499" in result.output  # the last layers are still shown
     csv_rows = run("inspect", spec, "--no-crosscheck", "-f", "csv").stdout.splitlines()
     assert len(csv_rows) == 1 + 2500
+
+
+def test_inspect_prints_one_cross_check_line_when_every_peer_agrees():
+    result = run("inspect", "lenet")
+    assert result.exit_code == 0, result.output
+    verdict = [line for line in result.stdout.splitlines() if line.startswith("Cross-check")]
+    assert len(verdict) == 1 and "4 peers agree after conversion" in verdict[0] and "detail: -v" in verdict[0]
+    assert "how:" not in result.stdout and "torchinfo 1." not in result.stdout
+
+
+def test_inspect_verbose_prints_every_peer():
+    result = run("inspect", "lenet", "--verbose")
+    assert result.exit_code == 0, result.output
+    assert "every peer agrees after conversion" in result.stdout
+    assert result.stdout.count("how:") == 4
+
+
+def test_a_disagreement_is_printed_in_full_without_verbose():
+    import dataclasses
+
+    import archviz
+    from archviz.crosscheck.result import Quantity, compare
+    from archviz.render.crosscheck import crosscheck_text
+
+    report = archviz.inspect("lenet", crosscheck=True)
+    check = report.crosscheck
+    wrong = compare("torchinfo", "conv1", Quantity.PARAMS, 156, 157)
+    peers = tuple(dataclasses.replace(p, layers=(*p.layers, wrong)) if p.peer == "torchinfo" else p
+                  for p in check.peers)
+    text = crosscheck_text(dataclasses.replace(report, crosscheck=dataclasses.replace(check, peers=peers))).plain
+    assert "1 unexplained difference(s)" in text and "how:" in text
+    assert "conv1: unexplained: torchinfo reports 157 where archviz has 156" in text

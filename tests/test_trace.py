@@ -81,13 +81,13 @@ def test_diff_resnet50_and_torchvision_resnet50_show_no_difference():
             assert a.name == b.name
     result = run("diff", "resnet50", "torchvision:resnet50")
     assert result.exit_code == 0, result.output
-    assert "has the same parameters" in result.stdout and "needs the same multiply-accumulates" in result.stdout
+    assert "identical: same layers, shapes, params and MACs" in result.stdout
 
 
 def test_inspect_torchvision_resnet50_cross_check_agrees():
     result = run("inspect", "torchvision:resnet50", "--depth", "1")
     assert result.exit_code == 0, result.output
-    assert "Cross-check: every peer agrees" in result.stdout
+    assert "Cross-check: 4 peers agree after conversion" in result.stdout
     assert "25,557,032" in result.stdout
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from archviz.analysis.memory import peak_activation_bytes
 from archviz.analysis.training import TrainingMemory, saved_bytes_per_layer, training_memory
-from archviz.analysis.receptive import receptive_fields
+from archviz.analysis.receptive import SpatialField, last_spatial_field, receptive_fields
 from archviz.errors import SpecError, closest
 from archviz.graph.ir import INPUT, Graph, Shape
 from archviz.ops import OpKind, get_op
@@ -64,6 +64,7 @@ class LayerStats:
     measured: bool = False  # an opaque layer whose MACs torch's FlopCounterMode measured: its other ops are unknown
     shares: str | None = None  # the layer whose weights this one reuses; its params are counted there
     saved_bytes: int | None = None  # training (analyze with an optimizer): what autograd keeps of it for backward
+    field_via: str | None = None  # the input whose field receptive_field extends: the path it follows (receptive.py)
 
     @property
     def depth(self) -> int:
@@ -92,6 +93,7 @@ class Totals:
     weight_macs: int = 0  # MACs on weights alone (a position-bias MLP), once per pass whatever the batch: measured
     sized_macs: int = 0  # whole batch: MACs on tensors made from the batch size, not the input: measured
     training_memory: TrainingMemory | None = None  # analyze(..., optimizer=...): one training step, predicted
+    last_spatial_field: SpatialField | None = None  # the headline receptive field; None where fields are not tracked
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32,
     cache: dict = {}
     layers = tuple(_layer_stats(node, fields.get(node.name), batch, dtype, cache) for node in graph.nodes)
     totals = _totals(graph, layers, batch, dtype)
+    if fields:
+        totals = dataclasses.replace(totals, last_spatial_field=last_spatial_field(graph, fields))
     if optimizer is not None:
         layers, totals = _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp)
     return Report(
@@ -194,6 +198,7 @@ def _layer_stats(node, field_, batch: int, dtype: DType, cache: dict) -> LayerSt
         activation_elements=elements, activation_bytes=elements * dtype.bytes,
         receptive_field=None if field_ is None else _whole(field_.size),
         jump=None if field_ is None else _plain(field_.jump), start=None if field_ is None else field_.start,
+        field_via=None if field_ is None else field_.via,
         scope=node.scope, line=node.line, counted=op.counted, measured=op.measured, shares=node.shares,
     )
 

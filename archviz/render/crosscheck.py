@@ -1,4 +1,5 @@
-"""The cross-check verdict under a table: each peer, how its figures were obtained, and why they differ where they do."""
+"""The cross-check verdict under a table: one line when every peer agrees (each peer, how its figures were obtained
+and its notes with --verbose); in full, by default, wherever a figure differs or a peer could not run."""
 
 from __future__ import annotations
 
@@ -10,16 +11,20 @@ from archviz.analysis.report import Report
 
 PEER_TITLES = {"module": "the module itself", "torchinfo": "torchinfo", "flop_counter": "torch FlopCounterMode",
                "fvcore": "fvcore"}
+SHORT_TITLES = {**PEER_TITLES, "flop_counter": "FlopCounterMode"}  # the one-line verdict, which fits 120 columns
 MODULE_PEER = "module"  # archviz/crosscheck/module_peer.py: the whole model's totals, compared strictly
 MAX_REASONS = 4  # unexplained differences shown per peer; --format json has every figure with its reason
 
 
-def crosscheck_text(report: Report) -> Text:
+def crosscheck_text(report: Report, *, verbose: bool = False) -> Text:
+    """The verdict: one line where every peer agrees (unless verbose); every peer in full otherwise."""
     check = report.crosscheck
     if check is None:
         return Text("Cross-check: not run (--no-crosscheck); every figure above is by formula.", style="dim")
     if check.skipped:
         return Text(f"Cross-check skipped: {check.message}", style="yellow")
+    if check.agrees and not verbose:
+        return _agreement_line(check)
     text = Text("Cross-check: ", style="bold")
     wrong_totals = _wrong_totals(check)
     if check.agrees:
@@ -34,6 +39,18 @@ def crosscheck_text(report: Report) -> Text:
         text.append(f"not confirmed: {skipped} skipped (below)\n", style="bold yellow")
     for peer in check.peers:
         text.append_text(_peer_text(peer))
+    return text
+
+
+def _agreement_line(check) -> Text:
+    """'Cross-check: 4 peers agree after conversion (0.9 s): the module itself, ...; detail: -v'."""
+    titles = ", ".join(SHORT_TITLES.get(peer.peer, peer.peer) for peer in check.peers)
+    seconds = sum(peer.seconds for peer in check.peers)
+    count = len(check.peers)
+    text = Text("Cross-check: ", style="bold")
+    text.append(f"{count} peer{'s' if count != 1 else ''} agree{'' if count != 1 else 's'} after conversion",
+                style="green")
+    text.append(f" ({seconds:.1f} s): {titles}; detail: -v")
     return text
 
 

@@ -1,13 +1,15 @@
 """Machine-readable output: JSON (a documented, stable interface), CSV and Markdown tables.
 
 JSON layout (schema_version 1): model, description, input [C, H, W], batch, dtype, conventions, totals {params,
-trainable_params, non_trainable_params, buffers, param_bytes, macs, flops, other_ops, macs_per_image,
-flops_per_image, activation_bytes, peak_activation_bytes, peak_at, depth, layers, uncounted, measured, weight_macs,
-sized_macs, training_memory (null unless --train: {batch, optimizer, params_bytes, buffers_bytes, optimizer_bytes,
-input_bytes, grads_bytes, saved_bytes, peak_bytes, peak_phase, peak_at, peak_activations_bytes, peak_grads_bytes,
-step_temporary_bytes, uncounted, fits_batch, fit_bytes})}, layers [{name, type, kind, summary, input_shapes,
-output_shape, params, buffers, macs, flops, other_ops, activation_elements, activation_bytes, receptive_field, jump,
-start, line, counted, measured, shares; saved_bytes with --train; predicted_seconds, memory_bound with --device}],
+trainable_params, non_trainable_params, buffers, param_bytes, macs, flops, other_ops, macs_per_image, flops_per_image,
+activation_bytes, peak_activation_bytes, peak_at, depth, layers, uncounted, measured, weight_macs, sized_macs,
+last_spatial_field (null where fields are not tracked: {layer, size, out_shape, merged_at, merged_by, covers_input}: the
+receptive field of the last map of more than one position, the headline figure), training_memory (null unless --train:
+{batch, optimizer, params_bytes, buffers_bytes, optimizer_bytes, input_bytes, grads_bytes, saved_bytes, peak_bytes,
+peak_phase, peak_at, peak_activations_bytes, peak_grads_bytes, step_temporary_bytes, uncounted, fits_batch,
+fit_bytes})}, layers [{name, type, kind, summary, input_shapes, output_shape, params, buffers, macs, flops, other_ops,
+activation_elements, activation_bytes, receptive_field, jump, start, line, counted, measured, shares,
+receptive_field_via; saved_bytes with --train; predicted_seconds, memory_bound with --device}],
 latency (null unless --device: {device, device_name, seconds, images_per_second, memory_bound_seconds,
 not_predicted}),
 crosscheck (null when not run; else {model, input, batch, agrees, skipped, message, conventions, peers [{peer,
@@ -18,7 +20,9 @@ layer without a formula has `counted` false: `measured` true when its macs are t
 traced call (listed in totals.measured; its other_ops 0, not counted), else its macs and other_ops are 0, not
 counted (totals.uncounted). totals.macs holds the layers', weight_macs (computed from weights alone, once per pass)
 and sized_macs (on tensors made from the batch size, not the input); `shares` names the layer whose weights a layer
-reuses (its params are counted there).
+reuses (its params are counted there). A layer's receptive_field is the largest over every path from the input to
+it; receptive_field_via names the input (a layer, or "input") on the path it follows, so a field smaller than the
+row above it belongs to another path (a shortcut), never to a field that shrank.
 Costs in totals and layers are for the whole batch; shapes exclude the batch, in torch's order.
 """
 
@@ -48,7 +52,7 @@ def layer_dict(stats: LayerStats) -> dict:
         "other_ops": stats.other_ops, "activation_elements": stats.activation_elements,
         "activation_bytes": stats.activation_bytes, "receptive_field": _listed(stats.receptive_field),
         "jump": _listed(stats.jump), "start": _listed(stats.start), "line": stats.line, "counted": stats.counted,
-        "measured": stats.measured, "shares": stats.shares,
+        "measured": stats.measured, "shares": stats.shares, "receptive_field_via": stats.field_via,
         **({"saved_bytes": stats.saved_bytes} if stats.saved_bytes is not None else {}),
     }
 

@@ -1,4 +1,4 @@
-"""`archviz diff`: the rich rendering of a Diff and its JSON form."""
+"""`archviz diff`: the rich rendering of a Diff and its JSON form ({identical, difference, a, b, stages, summary})."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from archviz.analysis.diff import Diff, ratio_text
+from archviz.analysis.diff import IDENTICAL, Diff, ratio_text
 from archviz.render.data import report_dict
 from archviz.format import exact, field_text, human, shape, size_bytes
 
@@ -23,12 +23,19 @@ def _metric_rows(diff: Diff):
         ta.peak_activation_bytes, tb.peak_activation_bytes
     yield "Depth (weight layers)", str(ta.depth), str(tb.depth), ta.depth, tb.depth
     yield "Layers", str(ta.layers), str(tb.layers), ta.layers, tb.layers
-    rf_a, rf_b = diff.a.layers[-1].receptive_field, diff.b.layers[-1].receptive_field
-    yield "Receptive field", field_text(rf_a), field_text(rf_b), rf_a and rf_a[0], rf_b and rf_b[0]
+    rf_a, rf_b = _headline_field(diff.a), _headline_field(diff.b)
+    yield "Receptive field (last map)", field_text(rf_a), field_text(rf_b), rf_a and rf_a[0], rf_b and rf_b[0]
+
+
+def _headline_field(report):
+    """The receptive field of the last spatial layer (before global pooling or flatten), else the output's."""
+    spatial = report.totals.last_spatial_field
+    return report.layers[-1].receptive_field if spatial is None else spatial.size
 
 
 def totals_table(diff: Diff) -> Table:
-    table = Table(title=f"{diff.a.model} vs {diff.b.model}", box=box.SIMPLE_HEAD, title_justify="left")
+    verdict = IDENTICAL if diff.identical else "not identical"
+    table = Table(title=f"{diff.a.model} vs {diff.b.model}: {verdict}", box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("")
     table.add_column(diff.a.model, justify="right")
     table.add_column(diff.b.model, justify="right")
@@ -41,38 +48,48 @@ def totals_table(diff: Diff) -> Table:
 
 
 STAGE_COLUMNS = ("Stage", "Model", "Output", "Layers", "Params", "MACs", "Memory", "RF")
+PARTS_COLUMN = "Parts"  # the terminal's third column: which of the model's parts (groups, layers) a stage spans
 
 
 def alignment_text(diff: Diff) -> str:
+    """How the stages were cut and aligned (archviz/analysis/diff.py)."""
     if diff.a.input[1:] == diff.b.input[1:]:
-        return "aligned by output size"
-    return "aligned by downsampling step: the inputs differ"
+        return "by map size, at the models' parts; aligned by output size"
+    return "by map size, at the models' parts; aligned by downsampling step: the inputs differ"
 
 
-def stage_rows(diff: Diff) -> list[list[list[str]]]:
-    """Per stage, one row of STAGE_COLUMNS texts per model (the stage label on the first only)."""
+def stage_rows(diff: Diff, *, parts: bool = False) -> list[list[list[str]]]:
+    """Per stage, one row of STAGE_COLUMNS texts per model (the stage label on the first only); with parts, the
+    PARTS_COLUMN third."""
     stages = []
     for index, pair in enumerate(diff.stages):
         label = "head" if any(s is not None and s.resolution is None for s in pair) else str(index)
         rows = []
         for model, stage in zip((diff.a.model, diff.b.model), pair):
-            if stage is None:
-                rows.append([label, model, "-", "", "", "", "", ""])
-            else:
-                size = stage.label if stage.out_channels is None else f"{stage.out_channels}x{stage.label}"
-                rows.append([label, model, size, str(stage.layers), human(stage.params), human(stage.macs),
-                             size_bytes(stage.activation_bytes), field_text(stage.receptive_field)])
+            named = ([stage.name if stage else ""] if parts else [])
+            rows.append([label, model, *named, *_stage_cells(stage)])
             label = ""
         stages.append(rows)
     return stages
 
 
+def _stage_cells(stage) -> list[str]:
+    """Output, Layers, Params, MACs, Memory, RF; a gap ('-') where the model has no stage here."""
+    if stage is None:
+        return ["-", "", "", "", "", ""]
+    size = stage.label if stage.out_channels is None else f"{stage.out_channels}x{stage.label}"
+    return [size, str(stage.layers), human(stage.params), human(stage.macs), size_bytes(stage.activation_bytes),
+            field_text(stage.receptive_field)]
+
+
 def stage_table(diff: Diff) -> Table:
     """Two rows per stage, one per model, so the table stays narrow."""
     table = Table(title=f"Stages ({alignment_text(diff)})", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in STAGE_COLUMNS:
-        table.add_column(column, justify="left" if column in ("Stage", "Model") else "right", no_wrap=True)
-    for rows in stage_rows(diff):
+    columns = (*STAGE_COLUMNS[:2], PARTS_COLUMN, *STAGE_COLUMNS[2:])
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("Stage", "Model", PARTS_COLUMN) else "right",
+                         no_wrap=column != PARTS_COLUMN)
+    for rows in stage_rows(diff, parts=True):
         for row in rows:
             table.add_row(*row)
         table.add_section()
@@ -86,14 +103,16 @@ def diff_view(diff: Diff) -> Group:
 
 def diff_dict(diff: Diff) -> dict:
     return {
+        "identical": diff.identical,
+        "difference": diff.difference,
         "a": report_dict(diff.a, layers=False),
         "b": report_dict(diff.b, layers=False),
-        "stages": [
-            [None if s is None else {"size": s.label, "out_channels": s.out_channels, "layers": s.layers,
-                                     "params": s.params, "macs": s.macs, "activation_bytes": s.activation_bytes,
-                                     "receptive_field": s.receptive_field and list(s.receptive_field)}
-             for s in pair]
-            for pair in diff.stages
-        ],
+        "stages": [[None if s is None else _stage_dict(s) for s in pair] for pair in diff.stages],
         "summary": list(diff.summary),
     }
+
+
+def _stage_dict(stage) -> dict:
+    return {"size": stage.label, "parts": stage.name, "out_channels": stage.out_channels, "layers": stage.layers,
+            "params": stage.params, "macs": stage.macs, "activation_bytes": stage.activation_bytes,
+            "receptive_field": stage.receptive_field and list(stage.receptive_field)}

@@ -126,10 +126,23 @@ def totals_table(report: Report) -> Table:
     if report.latency is not None:
         _latency_rows(table, report.latency)
     table.add_row("Depth", f"{t.depth} weight layers, {t.layers} layers in all")
-    field = report.layers[-1].receptive_field
-    table.add_row("Receptive field", f"{pair_text(field)} pixels at the output" if field is not None
-                  else "not tracked: the input is not a C x H x W image")
+    table.add_row("Receptive field", field_headline(report))
     return table
+
+
+def field_headline(report: Report) -> str:
+    """'212 px at features.30 (512x7x7); after flattening every output sees the whole input': the field of the last
+    spatial layer, never the field of a vector after global pooling (archviz/analysis/receptive.py)."""
+    spatial = report.totals.last_spatial_field
+    if spatial is None:
+        field = report.layers[-1].receptive_field
+        return ("not tracked: the input is not a C x H x W image" if field is None
+                else f"{pair_text(field)} px: the input is flattened first, so every output sees all of it")
+    text = f"{pair_text(spatial.size)} px at {spatial.layer} ({shape(spatial.out_shape)})"
+    if spatial.merged_at is None:
+        return f"{text}, the output"
+    seen = "the whole input" if spatial.covers_input else "every position of that map"
+    return f"{text}; after {spatial.merged_by} every output sees {seen}"
 
 
 def _latency_rows(table: Table, latency) -> None:
@@ -169,9 +182,11 @@ def _training_rows(table: Table, memory) -> None:
                            f"a lower bound): {_listed(memory.uncounted)}", style="yellow"))
 
 
-def inspect_view(report: Report, *, depth: int | None = None) -> Group:
+def inspect_view(report: Report, *, depth: int | None = None, verbose: bool = False) -> Group:
+    """The layer table, the totals, the cross-check (one line where every peer agrees, unless verbose), the
+    conventions."""
     parts = [layer_table(report, depth=depth), totals_table(report)]
-    parts.append(crosscheck_text(report))
+    parts.append(crosscheck_text(report, verbose=verbose))
     parts.append(Text(f"Conventions: {CONVENTIONS}", style="dim"))
     return Group(*parts)
 
