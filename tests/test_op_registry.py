@@ -36,6 +36,7 @@ from archviz.format import shape as fmt_shape  # noqa: E402
 from archviz.graph.make import made as make_layer  # noqa: E402
 from archviz.ops import OpKind, all_ops  # noqa: E402
 from archviz.ops.resample import pad_list  # noqa: E402
+from archviz.ops.base import Reduction, numel  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 
@@ -245,6 +246,25 @@ def test_autocast_lowers_exactly_the_ops_that_say_so(op, example):
         output = module(*inputs_for(in_shapes, below=example.below))
     output = output if isinstance(output, torch.Tensor) else output[0]
     assert (output.dtype == torch.bfloat16) == op.autocasts
+
+
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_a_pool_says_whether_it_takes_the_maximum_the_mean_or_the_sum(op, example):
+    """reduction (which the latency model reads for a pool's CPU cost): one large element among zeros comes out
+    whole from a max or sum pool and divided from a mean pool, and ones come out as one from a max or mean pool and
+    as the window's count from a sum, wherever windows hold several elements."""
+    assert (op.reduction is not None) == (op.kind == OpKind.POOL)
+    if op.reduction is None:
+        return
+    attrs, in_shapes, out_shape = made(op, example)
+    module = built(op, attrs, in_shapes)
+    spike, ones = torch.zeros(1, *in_shapes[0]), torch.ones(1, *in_shapes[0])
+    spike.view(-1)[0] = 1000.0
+    with torch.no_grad():
+        from_spike, from_ones = module(spike).max().item(), module(ones).max().item()
+    shrinks = numel(out_shape) < numel(in_shapes[0])
+    assert (from_spike == 1000.0) == (op.reduction != Reduction.MEAN or not shrinks)
+    assert (from_ones == pytest.approx(1.0)) == (op.reduction != Reduction.SUM or not shrinks)
 
 
 def _kept_by_autograd(op, example, attrs, in_shapes, batch):

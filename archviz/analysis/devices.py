@@ -71,13 +71,25 @@ class Device:
     # of nanoseconds per output, far below the memory roof; a depthwise conv runs at a fraction of the GEMM peak; an
     # output written to freshly mapped memory pays a page fault per 4 KiB page (glibc mmap()s a block of 32 MiB or
     # more afresh each time). None: not modelled.
-    pool_outputs_per_s: float | None = None
+    pool_outputs_per_s: float | None = None  # a max pool's
+    mean_pool_outputs_per_s: float | None = None  # an average (or sum) pool's, about 3x a max pool's on a CPU
+    # (window size k, seconds) of one k x k convolution on one channel: its fixed cost per call, which on a CPU jumps
+    # past 3 x 3 (torch 2.14: 7.5 us at 1 x 1 and 3 x 3, 42 us at 5 x 5 and wider); empty: launch_overhead_s
+    conv_overheads: tuple[tuple[int, float], ...] = ()
     depthwise_flops: float | None = None  # FLOP/s of a depthwise conv: a direct kernel, not a GEMM, on a CPU
     fresh_memory_s_per_byte: float | None = None
     fresh_memory_from_bytes: int | None = None  # outputs at least this large are always fresh memory
 
     def peak(self, precision: Precision) -> float | None:
         return self.peaks.of(precision)
+
+    def conv_overhead_s(self, window: int) -> float:
+        """The fixed cost of a convolution whose window is `window` wide: the measured one of the smallest measured
+        window at least as wide (the widest measured beyond them)."""
+        if not self.conv_overheads:
+            return self.launch_overhead_s
+        wider = [seconds for size, seconds in self.conv_overheads if size >= window]
+        return wider[0] if wider else self.conv_overheads[-1][1]
 
     def bandwidth_for(self, bytes_moved: int) -> float:
         """The roof a layer moving `bytes_moved` streams at: the cache's when they fit in half of it, else memory's."""

@@ -15,8 +15,9 @@ F is the layer's FLOPs (2 x MACs, archviz/ops/base.py). B counts each tensor onc
 the weights (params and buffers) and the output; caches, re-reads of an input by overlapping windows and any fusion
 with the next layer are left out, which is the roofline's own simplification. A layer without MACs (activation,
 normalisation, pooling, add) does a few operations per element, far left of any device's ridge point: it is
-memory-bound by definition and costs its traffic. A layer that only renames its input's elements (flatten, reshape,
-identity, an inference dropout) is a view and moves nothing: it costs the overhead alone. A layer without a formula
+memory-bound by definition and costs its traffic. A layer whose output is its input (its registry entry's
+output_is_input: flatten, a view, identity; or a regularisation, which hands its input back at inference) moves
+nothing: it costs the overhead alone; a concatenation copies and pays its bytes. A layer without a formula
 (opaque, MACs not measured) is not predicted, and the model's total then leaves it out and says so.
 
 Refinements apply where the device states what they need (the calibrated CPU does; the datasheet GPUs do not), each
@@ -32,9 +33,13 @@ a roof or a ceiling measured on the machine, none fitted to the models:
     do not pad them; a 3 -> 64 11x11 conv reaches the GEMM peak.)
   * a depthwise convolution (one input channel per group) runs a direct kernel, not a GEMM: its peak is the device's
     measured Device.depthwise_flops (lane_fill(channels) where none is stated);
-  * a pooling ceiling: a pool sliding a window (larger than one position, smaller than its input: not a global
-    pool) takes at least its outputs / Device.pool_outputs_per_s (measured on a max pool: torch's NCHW pooling
-    kernels run far below the memory roof on a CPU);
+  * pooling ceilings: a pool sliding a window (larger than one position, smaller than its input: not a global
+    pool) takes at least its outputs / the rate measured for its reduction (the op's registry fact): a max pool's
+    Device.pool_outputs_per_s, an average or sum pool's Device.mean_pool_outputs_per_s (torch's NCHW pooling
+    kernels run far below the memory roof on a CPU, a max pool 3x slower than an average pool);
+  * a convolution's fixed cost is the one measured for its window width (Device.conv_overheads: on a CPU, torch
+    runs windows wider than 3 x 3 through a path costing about 40 us a call, 5x a 3 x 3's), other layers pay the
+    launch overhead;
   * fresh memory: a layer writing a new tensor (not in place, not a view) of at least Device.fresh_memory_from_bytes
     pays Device.fresh_memory_s_per_byte for each of its bytes: the page faults of memory the allocator maps anew.
 Pure Python.
@@ -48,10 +53,9 @@ from archviz.analysis.devices import Device, Precision
 from archviz.analysis.report import DType, LayerStats, Report
 from archviz.errors import ArchvizError
 from archviz.ops import OpKind, get_op
-from archviz.ops.base import numel
+from archviz.ops.base import Reduction, numel
 
 _PRECISION = {DType.FLOAT32: Precision.FP32, DType.FLOAT16: Precision.FP16, DType.BFLOAT16: Precision.BF16}
-_VIEW_KINDS = (OpKind.RESHAPE, OpKind.REGULARIZATION)  # free ops of these kinds keep the elements they are given
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,8 @@ def predict_latency(report: Report, device: Device, *, tf32_convs: bool = True) 
 
 
 def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes: int, precision: Precision,
-                  groups: int = 1, in_place: bool = False, sliding_pool: bool = False,
+                  groups: int = 1, in_place: bool = False, view: bool = False, sliding_pool: bool = False,
+                  reduction: Reduction | None = None, window: int = 1,
                   weights_in_cache: bool = False) -> LayerLatency:
     """One layer's roofline (the module docstring has the formulas).
 
@@ -139,7 +144,7 @@ def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes:
     >>> round(latency.intensity, 1), latency.memory_bound  # right of the A100's FP32 ridge, 19.5 T / 2.039 T = 9.6
     (12.9, False)
     """
-    bytes_moved = layer_bytes(stats, batch=batch, dtype_bytes=dtype_bytes)
+    bytes_moved = 0 if view else layer_bytes(stats, batch=batch, dtype_bytes=dtype_bytes)
     fill = lane_fill(stats, groups=groups, lanes=device.vector_lanes)
     peak = device.peak(precision) * fill
     if device.depthwise_flops is not None and _is_depthwise(stats, groups):
@@ -153,14 +158,15 @@ def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes:
         compute_s = stats.flops / peak
     else:
         attainable, compute_s = 0.0, 0.0
-        if sliding_pool and device.pool_outputs_per_s is not None:
-            compute_s = stats.activation_elements / device.pool_outputs_per_s
+        rate = _pool_rate(device, reduction) if sliding_pool else None
+        if rate is not None:
+            compute_s = stats.activation_elements / rate
+    overhead = device.conv_overhead_s(window) if stats.kind == OpKind.CONV else device.launch_overhead_s
     predicted = stats.counted or stats.measured
     return LayerLatency(
         name=stats.name, flops=stats.flops, bytes_moved=bytes_moved, intensity=intensity,
         attainable_flops=attainable, lane_fill=fill, compute_s=compute_s, memory_s=memory_s,
-        overhead_s=device.launch_overhead_s,
-        seconds=max(compute_s, memory_s) + device.launch_overhead_s if predicted else None,
+        overhead_s=overhead, seconds=max(compute_s, memory_s) + overhead if predicted else None,
         memory_bound=memory_s >= compute_s, precision=precision,
     )
 
@@ -184,12 +190,15 @@ def _memory_seconds(stats: LayerStats, device: Device, *, bytes_moved: int, dtyp
     return seconds
 
 
+def _pool_rate(device: Device, reduction: Reduction | None) -> float | None:
+    if reduction == Reduction.MAX:
+        return device.pool_outputs_per_s
+    return device.mean_pool_outputs_per_s
+
+
 def layer_bytes(stats: LayerStats, *, batch: int, dtype_bytes: int) -> int:
-    """Bytes a layer reads and writes once each: its inputs, its weights and its output, for the whole batch.
-    A view (a free reshape-like op keeping every element) moves nothing."""
+    """Bytes a layer reads and writes once each: its inputs, its weights and its output, for the whole batch."""
     inputs = sum(numel(shape) for shape in stats.in_shapes)
-    if _is_view(stats, inputs):
-        return 0
     elements = batch * (inputs + numel(stats.out_shape)) + stats.params + stats.buffers
     return elements * dtype_bytes
 
@@ -218,14 +227,21 @@ def _filled(count: int, lanes: int) -> float:
 
 
 def _node_facts(report: Report, stats: LayerStats) -> dict:
-    """What the roofline needs beyond LayerStats, from the layer's node: a conv's groups, whether the layer writes
-    into its input (no new memory), whether it is a pool sliding a window."""
+    """What the roofline needs beyond LayerStats, from the layer's node and its op's registry entry: a conv's groups
+    and window width, whether the layer writes into its input (no new memory), whether its output is its input (a
+    view, or a regularisation, which hands its input back at inference: it moves nothing), and whether it is a pool
+    sliding a window, and of which reduction."""
     node = report.graph.node(stats.name)
     op = get_op(node.op)
     in_place = op.inplace_capable and bool(node.attrs.get("inplace")) and len(node.inputs) == 1
-    sliding = stats.kind == OpKind.POOL and _slides(op.window(node.attrs, list(node.in_shapes)), node.in_shapes)
-    groups = int(node.attrs.get("groups", 1) or 1) if stats.kind == OpKind.CONV else 1
-    return {"groups": groups, "in_place": in_place, "sliding_pool": sliding}
+    view = len(node.inputs) == 1 and (op.output_is_input(node.attrs) or op.kind == OpKind.REGULARIZATION)
+    window = op.window(node.attrs, list(node.in_shapes))
+    sliding = stats.kind == OpKind.POOL and _slides(window, node.in_shapes)
+    conv = stats.kind == OpKind.CONV
+    groups = int(node.attrs.get("groups", 1) or 1) if conv else 1
+    width = max(window.kernel) if conv and window is not None else 1
+    return {"groups": groups, "in_place": in_place, "view": view, "sliding_pool": sliding, "reduction": op.reduction,
+            "window": width}
 
 
 def _slides(window, in_shapes) -> bool:
@@ -235,11 +251,6 @@ def _slides(window, in_shapes) -> bool:
         return False
     spatial = in_shapes[0][1:]
     return any(k > 1 for k in window.kernel) and any(k < size for k, size in zip(window.kernel, spatial))
-
-
-def _is_view(stats: LayerStats, input_elements: int) -> bool:
-    free = stats.counted and stats.macs == 0 and stats.other_ops == 0
-    return free and stats.kind in _VIEW_KINDS and input_elements == numel(stats.out_shape)
 
 
 def _precision(dtype: DType, device: Device) -> Precision:

@@ -113,6 +113,15 @@ class TorchinfoMacs(enum.StrEnum):
     PARTIAL = "partial"  # torchinfo sees part of it only (nn.MultiheadAttention: its out_proj, not the attention)
 
 
+class Reduction(enum.StrEnum):
+    """What a pooling layer computes over its window: kernels differ in cost (torch's NCHW max pool on a CPU tracks
+    its winner's index and runs about 3x slower per output than its average pool; archviz/profile/calibrate.py)."""
+
+    MAX = "max"
+    MEAN = "mean"
+    SUM = "sum"
+
+
 class Fill(enum.StrEnum):
     """How torch fills a tensor when a module is made (reset_parameters in torch/nn/modules/conv.py, linear.py,
     batchnorm.py, normalization.py)."""
@@ -201,6 +210,7 @@ class Op(abc.ABC):
     # arguments a module's call (not its constructor) gives that are the op's own (nn.MultiheadAttention's
     # need_weights): the tracer copies them from the call into the layer's arguments
     call_arguments: ClassVar[tuple[str, ...]] = ()
+    reduction: ClassVar[Reduction | None] = None  # a pool's: the maximum, mean or sum of its window
     torchinfo_macs: ClassVar[TorchinfoMacs] = TorchinfoMacs.PARAMS
     examples: ClassVar[tuple[Example, ...]] = ()  # what the registry-wide test checks; every op has some
     torch_calls: ClassVar[TorchCalls] = NO_TORCH_CALLS  # what it matches when tracing (archviz/ops/interop.py)

@@ -8,7 +8,7 @@ import math
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    AXES, INPUT_SAVED, NOTHING_SAVED, Arg, ArgKind, Example, Kept, NoMacs, Op, OpKind, Saved, SavesInput,
+    AXES, INPUT_SAVED, NOTHING_SAVED, Arg, ArgKind, Example, Kept, NoMacs, Op, OpKind, Reduction, Saved, SavesInput,
     SavesNothing, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape, numel, pair,
     require_rank,
 )
@@ -328,6 +328,8 @@ class MaxPool2d(_SlidingPool):
     Other ops: k_h*k_w - 1 comparisons per output element.
     """
 
+    reduction = Reduction.MAX
+
     def scratch(self, attrs, in_shapes, out_shape):
         """torch on the CPU makes the int64 argmax of each output even when no gradient will read it."""
         return max_pool_indices(out_shape)
@@ -375,6 +377,8 @@ class AvgPool2d(SavesInput, _SlidingPool):
     counted at full size even when count_include_pad is false).
     """
 
+    reduction = Reduction.MEAN
+
     name = "avgpool2d"
     examples = (Example({"kernel_size": 2}, ((3, 8, 7),)),
                 Example({"kernel_size": 3, "stride": 2, "padding": 1}, ((2, 9, 9),)),
@@ -408,6 +412,8 @@ class AvgPool2d(SavesInput, _SlidingPool):
 class _MaxPoolNd(_SlidingPool):
     """Max pooling over 1 or 3 spatial axes: the formulas of maxpool2d with one size per axis."""
 
+    reduction = Reduction.MAX
+
     def scratch(self, attrs, in_shapes, out_shape):
         """torch on the CPU makes the int64 argmax of each output even when no gradient will read it."""
         return max_pool_indices(out_shape)
@@ -438,6 +444,8 @@ class _MaxPoolNd(_SlidingPool):
 
 class _AvgPoolNd(SavesInput, _SlidingPool):
     """Average pooling over 1 or 3 spatial axes: the formulas of avgpool2d with one size per axis."""
+
+    reduction = Reduction.MEAN
 
     args = (*_ND_ARGS, Arg("count_include_pad", ArgKind.BOOL, True))
 
@@ -546,6 +554,7 @@ def adaptive_windows(size: int, out: int) -> tuple[int, int]:
 
 
 class _AdaptiveAvg(NoMacs, Op):
+    reduction = Reduction.MEAN
     kind = OpKind.POOL
     torch_class = "nn.AdaptiveAvgPool2d"
 
@@ -714,6 +723,8 @@ class AdaptiveMaxPool2d(_AdaptiveAvg):
     windows' lengths - oh*ow).
     """
 
+    reduction = Reduction.MAX
+
     def scratch(self, attrs, in_shapes, out_shape):
         """torch on the CPU makes the int64 argmax of each output even when no gradient will read it."""
         return max_pool_indices(out_shape)
@@ -819,6 +830,8 @@ def _read_adaptive_nd(op: str, n: int):
 
 class _AdaptiveAvgNd(NoMacs, Op):
     """Adaptive average pooling over 1 or 3 spatial axes: adaptive_avgpool2d's windows and formulas per axis."""
+
+    reduction = Reduction.MEAN
 
     kind = OpKind.POOL
     spatial = 1
@@ -974,6 +987,8 @@ def _nested(mask: list[list[float]], trailing: int) -> list:
 
 class _AdaptiveMaxNd(_AdaptiveAvgNd):
     """Adaptive max pooling over 1 or 3 spatial axes: torch's windows per axis, the maximum of each."""
+
+    reduction = Reduction.MAX
 
     def scratch(self, attrs, in_shapes, out_shape):
         """torch on the CPU makes the int64 argmax of each output even when no gradient will read it."""
@@ -1185,6 +1200,8 @@ class ReduceMean(SavesNothing, _Reduce):
     Other ops: (elements reduced - 1) adds and one divide per output, i.e. one per input element.
     """
 
+    reduction = Reduction.MEAN
+
     name = "reduce_mean"
     takes_folded_batch = True
     mode, onnx_type, verb = "mean", "ReduceMean", "adds, + 1 divide each"
@@ -1213,6 +1230,8 @@ class ReduceSum(SavesNothing, _Reduce):
     Other ops: elements reduced - 1 adds per output.
     """
 
+    reduction = Reduction.SUM
+
     name = "reduce_sum"
     takes_folded_batch = True
     mode, onnx_type, verb = "sum", "ReduceSum", "adds"
@@ -1232,6 +1251,8 @@ class ReduceMax(_Reduce):
 
     Other ops: elements reduced - 1 comparisons per output.
     """
+
+    reduction = Reduction.MAX
 
     def saved(self, attrs, in_shapes, out_shape):
         """The input and the maxima (its gradient goes where the input equals them)."""

@@ -11,8 +11,10 @@ processes does not count the time this one waits for a core):
   * per-op overhead: the median time of one call of a module on a one-element tensor, over a convolution, a linear
     layer, a batch norm, a ReLU and a max pool: what every layer of an eagerly run model pays before it touches its
     data.
-  * pooling ceiling: outputs per second of a 3x3 stride-2 max pool on a cache-resident NCHW tensor (torch's CPU
-    pooling runs far below the memory roof);
+  * pooling ceilings: outputs per second of a 3x3 stride-2 max pool, and of the same average pool, on a
+    cache-resident NCHW tensor (torch's CPU pooling runs far below the memory roof, a max pool 3x slower);
+  * convolution overheads: the least time of one call of a k x k convolution on a k x k one-channel input, for k
+    of 1, 3, 5 and 7 (torch runs windows wider than 3 x 3 through a path with a fixed cost 5x larger);
   * depthwise ceiling: FLOP/s of a 3x3 depthwise conv (64 channels, 56x56, batch 1), which oneDNN runs with a direct
     kernel far below the GEMM peak;
   * fresh memory: the time to fill a newly allocated tensor of 64 MiB (past glibc's largest mmap threshold, 32 MiB
@@ -37,11 +39,13 @@ from archviz.cache import cache_dir
 from archviz.errors import ArchvizError
 from archviz.output import write_atomic
 
-CALIBRATION_FORMAT = 5  # bump when what is measured or stored changes
+CALIBRATION_FORMAT = 6  # bump when what is measured or stored changes
 GEMM_SIZES = (256, 512, 1024)
 STREAM_BYTES = 256 * 2**20  # per tensor: far past any CPU's last-level cache
 SHORT_STREAM_BYTES = 64 * 2**20  # for a calibration under a second (tests): still past most last-level caches
-SHARES = {"gemm": 0.3, "stream": 0.25, "cache": 0.1, "overhead": 0.1, "pool": 0.08, "depthwise": 0.07, "fresh": 0.1}
+SHARES = {"gemm": 0.28, "stream": 0.23, "cache": 0.1, "overhead": 0.08, "conv": 0.06, "pool": 0.08, "depthwise": 0.07,
+          "fresh": 0.1}
+CONV_WINDOWS = (1, 3, 5, 7)
 FRESH_BYTES = 64 * 2**20
 GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20  # 64-bit glibc: a block this large is always mmap()ed afresh (mallopt(3))
 LANES = {"AVX512": 16, "AVX2": 8}  # fp32 lanes per vector, by torch.backends.cpu.get_cpu_capability()
@@ -83,7 +87,9 @@ def calibrate(*, seconds: float = 3.0) -> Device:
     cache_bandwidth = None if cache_bytes is None else \
         _best_stream_bandwidth(seconds * SHARES["cache"], cache_bytes // 4)
     overhead = _op_overhead(seconds * SHARES["overhead"])
-    pool_rate = _pool_outputs_per_s(seconds * SHARES["pool"])
+    pool_rate = _pool_outputs_per_s(torch.nn.MaxPool2d(3, stride=2, padding=1), seconds * SHARES["pool"] / 2)
+    mean_pool_rate = _pool_outputs_per_s(torch.nn.AvgPool2d(3, stride=2, padding=1), seconds * SHARES["pool"] / 2)
+    conv_overheads = _conv_overheads(seconds * SHARES["conv"])
     fresh = _fresh_memory_s_per_byte(seconds * SHARES["fresh"])
     depthwise = _depthwise_flops(seconds * SHARES["depthwise"])
     threads = torch.get_num_threads()
@@ -92,7 +98,7 @@ def calibrate(*, seconds: float = 3.0) -> Device:
         peaks=Peaks(fp32=peak), memory_bandwidth=bandwidth, launch_overhead_s=overhead, memory_bytes=None,
         cache_bytes=cache_bytes, cache_bandwidth=cache_bandwidth,
         vector_lanes=LANES.get(torch.backends.cpu.get_cpu_capability()), pool_outputs_per_s=pool_rate,
-        depthwise_flops=depthwise,
+        mean_pool_outputs_per_s=mean_pool_rate, conv_overheads=conv_overheads, depthwise_flops=depthwise,
         fresh_memory_s_per_byte=fresh, fresh_memory_from_bytes=GLIBC_MMAP_THRESHOLD_MAX,
         source=f"measured by archviz.profile.calibrate: best fp32 matmul of sizes {GEMM_SIZES}, best tensor copy/add "
                f"of {stream_bytes // 2**20} MiB, torch {torch.__version__}",
@@ -160,8 +166,16 @@ def _op_overhead(budget_s: float) -> float:
     return statistics.median(times)
 
 
-def _pool_outputs_per_s(budget_s: float) -> float:
-    pool, inputs = torch.nn.MaxPool2d(3, stride=2, padding=1), torch.randn(1, 64, 56, 56)
+def _conv_overheads(budget_s: float) -> tuple[tuple[int, float], ...]:
+    found = []
+    for size in CONV_WINDOWS:  # the wall clock, as _op_overhead's; the least time, as a ceiling's
+        conv, one = torch.nn.Conv2d(1, 1, size), torch.ones(1, 1, size, size)
+        found.append((size, min(_times(lambda: conv(one), budget_s / len(CONV_WINDOWS), clock=time.perf_counter))))
+    return tuple(found)
+
+
+def _pool_outputs_per_s(pool, budget_s: float) -> float:
+    inputs = torch.randn(1, 64, 56, 56)
     outputs = 64 * 28 * 28
     return outputs / _best_time(lambda: pool(inputs), budget_s)
 
@@ -204,7 +218,10 @@ def _to_json(device: Device) -> dict:
             "launch_overhead_s": device.launch_overhead_s, "source": device.source,
             "overhead_source": device.overhead_source, "cache_bytes": device.cache_bytes,
             "cache_bandwidth": device.cache_bandwidth, "vector_lanes": device.vector_lanes,
-            "pool_outputs_per_s": device.pool_outputs_per_s, "fresh_memory_s_per_byte": device.fresh_memory_s_per_byte,
+            "pool_outputs_per_s": device.pool_outputs_per_s,
+            "mean_pool_outputs_per_s": device.mean_pool_outputs_per_s,
+            "conv_overheads": [list(entry) for entry in device.conv_overheads],
+            "fresh_memory_s_per_byte": device.fresh_memory_s_per_byte,
             "fresh_memory_from_bytes": device.fresh_memory_from_bytes, "depthwise_flops": device.depthwise_flops}
 
 
@@ -215,5 +232,7 @@ def _from_json(entry: dict) -> Device:
                   overhead_source=entry["overhead_source"], cache_bytes=entry["cache_bytes"],
                   cache_bandwidth=entry["cache_bandwidth"], vector_lanes=entry["vector_lanes"],
                   pool_outputs_per_s=entry["pool_outputs_per_s"],
+                  mean_pool_outputs_per_s=entry["mean_pool_outputs_per_s"],
+                  conv_overheads=tuple((int(size), float(seconds)) for size, seconds in entry["conv_overheads"]),
                   fresh_memory_s_per_byte=entry["fresh_memory_s_per_byte"],
                   fresh_memory_from_bytes=entry["fresh_memory_from_bytes"], depthwise_flops=entry["depthwise_flops"])

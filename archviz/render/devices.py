@@ -21,10 +21,15 @@ def device_table(device: Device) -> Table:
     if device.cache_bytes is not None and device.cache_bandwidth is not None:
         table.add_row("Cache", f"{size_bytes(device.cache_bytes)} at {device.cache_bandwidth / 1e9:.3g} GB/s")
     table.add_row("Per-op overhead", seconds_text(device.launch_overhead_s))
+    if device.conv_overheads:
+        table.add_row("Conv overhead", ", ".join(f"{size}x{size} {seconds_text(seconds)}"
+                                                 for size, seconds in device.conv_overheads))
     if device.depthwise_flops is not None:
         table.add_row("Depthwise conv", f"{device.depthwise_flops / 1e9:.3g} GFLOP/s")
     if device.pool_outputs_per_s is not None:
         table.add_row("Max pool", f"{device.pool_outputs_per_s / 1e6:.3g} M outputs/s")
+    if device.mean_pool_outputs_per_s is not None:
+        table.add_row("Average pool", f"{device.mean_pool_outputs_per_s / 1e6:.3g} M outputs/s")
     table.add_row("Ridge (FP32)", f"{device.ridge_intensity:.3g} FLOPs per byte")
     table.add_row("Source", device.source)
     return table
