@@ -157,3 +157,11 @@ def test_inspect_json_keeps_the_layer_field_and_adds_the_headline():
     assert data["layers"][-1]["receptive_field"] == [619, 619]
     shortcut = next(layer for layer in data["layers"] if layer["name"] == "layer1.0.downsample.0")
     assert shortcut["receptive_field_via"] == "maxpool"
+
+
+def test_the_layer_table_marks_a_field_on_another_path():
+    result = run("inspect", "resnet50", "--no-crosscheck")
+    rows = [line for line in result.stdout.splitlines() if line.rstrip().endswith("*")]
+    assert len(rows) == 4 and all("conv2d" in row and "1x1" in row for row in rows)  # the four downsample shortcuts
+    assert "RF*: narrower than the layer above, on another path" in result.stdout
+    assert "RF*" not in run("inspect", "vgg16", "--no-crosscheck").stdout

@@ -47,6 +47,7 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
         omitted = len(shown) - MAX_ROWS
         head, tail = shown[:MAX_ROWS - TAIL_ROWS], shown[-TAIL_ROWS:]
         shown = [*head, None, *tail]
+    above, other_path = None, False
     for row in shown:
         if row is None:
             table.add_row(Text("...", style="yellow"), Text(f"{omitted:,} rows not shown", style="yellow"),
@@ -63,11 +64,26 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
             kind = Text(row.label, style=style) + Text(f" {row.summary}" if row.summary else "")
         kept = (_kept_cell(row),) if training else ()
         time = (_time_cell(row),) if timed else ()
+        narrower = not row.is_group and _narrower(row.receptive_field, above)  # a group row shows its widest
+        other_path = other_path or narrower
+        above = above if row.is_group else row.receptive_field
         table.add_row(
             name, kind, shape(row.out_shape), exact(row.params) if row.params else "-",
-            _macs_cell(row), size_bytes(row.activation_bytes), *kept, *time, field_text(row.receptive_field),
+            _macs_cell(row), size_bytes(row.activation_bytes), *kept, *time,
+            field_text(row.receptive_field) + ("*" if narrower else ""),
         )
+    if other_path:
+        table.caption = "\n".join(filter(None, [table.caption, OTHER_PATH_NOTE]))
     return table
+
+
+OTHER_PATH_NOTE = ("RF*: narrower than the layer above, on another path (a shortcut or a parallel branch); each layer's "
+                   "field is the largest over the paths into it, so it never shrinks along a path")
+
+
+def _narrower(field, above) -> bool:
+    """Whether a layer's field is smaller than the layer above's: the two lie on different paths."""
+    return field is not None and above is not None and field[0] * field[1] < above[0] * above[1]
 
 
 def _time_cell(row) -> str:
