@@ -77,8 +77,8 @@ def layer_table(report: Report, *, depth: int | None = None) -> Table:
     return table
 
 
-OTHER_PATH_NOTE = ("RF*: narrower than the layer above, on another path (a shortcut or a parallel branch); each layer's "
-                   "field is the largest over the paths into it, so it never shrinks along a path")
+OTHER_PATH_NOTE = ("RF*: narrower than the layer above, on another path (a shortcut or a parallel branch); each "
+                   "layer's field is the largest over the paths into it, so it never shrinks along a path")
 
 
 def _narrower(field, above) -> bool:
