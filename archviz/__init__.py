@@ -130,7 +130,8 @@ def inspect(source: Any, *, input=None, overrides: Mapping[str, Any] | None = No
     optimizer (sgd, momentum, adam, adamw) one training step's memory predicted, and with fit_bytes the largest batch
     whose step fits in that many bytes, and with amp (bf16, fp16) the step under torch.autocast; with a device
     (h100, a100, t4, ... or cpu: this machine's, calibrated once and cached) each layer's time predicted by a roofline
-    (analysis/latency.py).
+    (analysis/latency.py), and on a GPU the training step with CUDA's defaults (for-each optimizer kernels,
+    512-byte allocator blocks).
 
     `source` is anything load() reads (a zoo name, a spec file, torchvision:NAME, timm:NAME, FILE.py:Name, an
     nn.Module, ...) or a Graph. fvcore_full lets fvcore run a CPU forward pass at the full input when no smaller one
@@ -142,14 +143,16 @@ def inspect(source: Any, *, input=None, overrides: Mapping[str, Any] | None = No
     import dataclasses
 
     from archviz.analysis import analyze
-    from archviz.analysis.devices import device_named
+    from archviz.analysis.devices import DeviceKind, device_named
     from archviz.analysis.latency import predict_latency
     from archviz.graph.ir import Graph
 
     graph = source if isinstance(source, Graph) else load(source, input=input, overrides=overrides, kwargs=kwargs)
-    report = analyze(graph, batch=batch, dtype=dtype, optimizer=optimizer, fit_bytes=fit_bytes, amp=amp)
-    if device is not None:
-        report = dataclasses.replace(report, latency=predict_latency(report, device_named(device)))
+    target = None if device is None else device_named(device)
+    report = analyze(graph, batch=batch, dtype=dtype, optimizer=optimizer, fit_bytes=fit_bytes, amp=amp,
+                     on_gpu=target is not None and target.kind == DeviceKind.GPU)
+    if target is not None:
+        report = dataclasses.replace(report, latency=predict_latency(report, target))
     if crosscheck:
         from archviz.crosscheck import run_crosscheck
 

@@ -176,3 +176,33 @@ def test_the_inference_peak_equals_the_measured_one_where_a_block_holds_its_inpu
                              per_layer=False)
     counters = 52 * 8  # batch norm's int64 step counters: buffers, but not floating-point ones
     assert report.totals.param_bytes + report.totals.peak_activation_bytes + counters == measured.peak_bytes
+
+
+@pytest.mark.parametrize("source, input_shape", [("lenet", None), ("torchvision:resnet18", (3, 64, 64))])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adamw"])
+def test_the_for_each_step_cuda_runs_by_default_is_predicted_as_the_cpu_measures_it(source, input_shape, optimizer):
+    """On a GPU torch's optimizers default to for-each kernels: Adam's step makes one temporary of every parameter's
+    size at once. The CPU runs the same kernels when asked (foreach=True), so the tracker checks that part here."""
+    from archviz.analysis.training import training_memory
+    from archviz.profile import measure_model
+
+    batch = 4
+    graph = load(source, input=input_shape)
+    totals = inspect(graph, batch=batch).totals
+    predicted = training_memory(graph, batch=batch, dtype_bytes=4, optimizer=optimizer, params=totals.params,
+                                buffers=totals.buffers, foreach=True)
+    measured = measure_model(source, input_shape=input_shape, batch=batch, train=True, optimizer=optimizer,
+                             iterations=1, warmup=1, per_layer=False, foreach=True)
+    assert abs(predicted.peak_bytes - measured.peak_bytes) <= 0.02 * measured.peak_bytes
+    if optimizer == "adamw":
+        assert predicted.step_temporary_bytes == predicted.params_bytes
+
+
+def test_on_a_gpu_every_tensor_takes_whole_512_byte_blocks():
+    report = inspect("lenet", batch=1, optimizer="adam", device="h100")
+    memory = report.totals.training_memory
+    assert (memory.foreach, memory.block_bytes) == (True, 512)
+    assert memory.params_bytes % 512 == 0 and memory.params_bytes > report.totals.param_bytes
+    assert memory.optimizer_bytes == 2 * memory.params_bytes  # the step counts stay on the CPU
+    plain = inspect("lenet", batch=1, optimizer="adam").totals.training_memory
+    assert (plain.foreach, plain.block_bytes) == (False, 1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archviz.analysis.memory import peak_activation_bytes
-from archviz.analysis.training import TrainingMemory, saved_bytes_per_layer, training_memory
+from archviz.analysis.training import CUDA_BLOCK_BYTES, TrainingMemory, saved_bytes_per_layer, training_memory
 from archviz.analysis.receptive import SpatialField, last_spatial_field, receptive_fields
 from archviz.errors import SpecError, closest
 from archviz.graph.ir import INPUT, Graph, Shape
@@ -117,9 +117,10 @@ class Report:
 
 
 def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32, optimizer: str | None = None,
-            fit_bytes: int | None = None, amp: str | None = None) -> Report:
+            fit_bytes: int | None = None, amp: str | None = None, on_gpu: bool = False) -> Report:
     """Per-layer figures and totals of a validated graph; with an optimizer (sgd, momentum, adam, adamw), one
-    training step's memory too (analysis/training.py), and with fit_bytes the largest batch that fits in it.
+    training step's memory too (analysis/training.py; on_gpu: with CUDA's defaults), and with fit_bytes the
+    largest batch that fits in it.
 
     >>> from archviz import load
     >>> analyze(load("vgg16")).totals.params
@@ -135,17 +136,19 @@ def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32,
     if fields:
         totals = dataclasses.replace(totals, last_spatial_field=last_spatial_field(graph, fields))
     if optimizer is not None:
-        layers, totals = _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp)
+        layers, totals = _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp, on_gpu)
     return Report(
         model=graph.name, description=graph.description, input=graph.input_shape, batch=batch, dtype=dtype,
         layers=layers, totals=totals, graph=graph,
     )
 
 
-def _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp):
+def _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp, on_gpu):
     memory = training_memory(graph, batch=batch, dtype_bytes=dtype.bytes, optimizer=optimizer, params=totals.params,
-                             buffers=totals.buffers, fit_bytes=fit_bytes, amp=amp)
-    saved = saved_bytes_per_layer(graph, batch=batch, dtype_bytes=dtype.bytes, amp=amp)
+                             buffers=totals.buffers, fit_bytes=fit_bytes, amp=amp, foreach=on_gpu,
+                             block_bytes=CUDA_BLOCK_BYTES if on_gpu else 1)
+    saved = saved_bytes_per_layer(graph, batch=batch, dtype_bytes=dtype.bytes, amp=amp,
+                                  block_bytes=CUDA_BLOCK_BYTES if on_gpu else 1)
     layers = tuple(dataclasses.replace(s, saved_bytes=saved.get(s.name, 0)) for s in layers)
     return layers, dataclasses.replace(totals, training_memory=memory)
 

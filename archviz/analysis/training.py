@@ -19,10 +19,18 @@ What is alive, step by step (the timeline torch's autograd follows; each op's fa
     optimizer's state stay float32; the loss runs on a float32 copy of the output;
   * optimizer step: Adam and AdamW update one parameter tensor at a time on the CPU (torch's default there), whose
     denominator sqrt(v) / c + eps is two temporaries of that tensor's size at once: twice the largest parameter
-    tensor (on CUDA torch's for-each implementation makes one temporary of every parameter's size instead: not
-    modelled yet); SGD with or without momentum updates in place.
+    tensor; SGD with or without momentum updates in place.
+On a GPU, CUDA's defaults apply instead (analyze(on_gpu=True) sets both), each checked where the CPU can run it:
+  * `foreach`: torch's for-each optimizer kernels (its default when every parameter is on CUDA): Adam's and AdamW's step
+    makes one temporary of every parameter's size at once (torch._foreach_sqrt of all second moments), and their
+    step counts stay on the CPU (a CPU tensor unless capturable or fused); measured on the CPU with foreach=True by
+    tests/test_training_memory.py;
+  * `block_bytes`=512, the caching allocator's blocks: every tensor takes a whole number of 512-byte blocks (kMinBlockSize,
+    c10/cuda/CUDACachingAllocator.cpp, round_size), which is what torch.cuda.max_memory_allocated counts. Not
+    checked on a GPU yet.
 Not counted (so the prediction is a lower bound there, and says so): tensors a layer without a formula keeps
-(opaque layers), temporaries inside one op's backward formula, and the allocator's rounding.
+(opaque layers), temporaries inside one op's backward formula, and on a GPU, CUDA's own autocast lists (the CPU's
+are used) and batch norm's int64 step counters (a block each).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from archviz.profile.choices import Amp, Optimizer
 LOWER_PRECISION_BYTES = 2  # bf16 and fp16
 
 STEP_COUNT_BYTES = 4  # Adam's step count: a one-element float32 tensor per parameter tensor
+CUDA_BLOCK_BYTES = 512  # the CUDA caching allocator rounds every tensor up to whole 512-byte blocks
 LABEL_BYTES = 8  # cross-entropy's int64 class labels
 
 
@@ -73,6 +82,8 @@ class TrainingMemory:
     amp: str | None = None  # autocast's lower precision (bf16, fp16), or None: every tensor at the report's dtype
     fits_batch: int | None = None  # with a memory budget (`fit_bytes`): the largest batch whose peak fits; 0: none
     fit_bytes: int | None = None
+    foreach: bool = False  # the optimizer's for-each kernels (CUDA's default): one temporary of all the parameters
+    block_bytes: int = 1  # every tensor rounded up to whole blocks of this many bytes (CUDA's allocator: 512)
 
     @property
     def baseline_bytes(self) -> int:
@@ -81,8 +92,10 @@ class TrainingMemory:
 
 
 def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Optimizer | str = Optimizer.SGD,
-                    params: int, buffers: int, fit_bytes: int | None = None, amp: str | None = None) -> TrainingMemory:
-    """The predicted training step of `graph` at `batch`, tensors and weights at `dtype_bytes` an element.
+                    params: int, buffers: int, fit_bytes: int | None = None, amp: str | None = None,
+                    foreach: bool = False, block_bytes: int = 1) -> TrainingMemory:
+    """The predicted training step of `graph` at `batch`, tensors and weights at `dtype_bytes` an element; foreach
+    and block_bytes: CUDA's defaults are True and 512 (see the module docstring).
 
     >>> from archviz import load
     >>> from archviz.analysis.report import analyze
@@ -92,18 +105,27 @@ def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Op
     ('backward', 'tanh1', 246824)
     """
     amp = None if amp is None else Amp(amp)
-    memory = _step(graph, batch, dtype_bytes, Optimizer(optimizer), params, buffers, amp)[0]
+
+    def step_at(size: int) -> TrainingMemory:
+        return _step(graph, size, dtype_bytes, Optimizer(optimizer), params, buffers, amp, foreach, block_bytes)[0]
+
+    memory = step_at(batch)
     if fit_bytes is None:
         return memory
-    fits = largest_batch(
-        lambda b: _step(graph, b, dtype_bytes, Optimizer(optimizer), params, buffers, amp)[0].peak_bytes, fit_bytes)
+    fits = largest_batch(lambda b: step_at(b).peak_bytes, fit_bytes)
     return dataclasses.replace(memory, fits_batch=fits, fit_bytes=fit_bytes)
 
 
-def saved_bytes_per_layer(graph: Graph, *, batch: int, dtype_bytes: int, amp: str | None = None) -> dict[str, int]:
+def saved_bytes_per_layer(graph: Graph, *, batch: int, dtype_bytes: int, amp: str | None = None,
+                          block_bytes: int = 1) -> dict[str, int]:
     """Bytes each layer has autograd keep for its backward pass (tensors shared with other layers counted at each);
     layers without a formula and layers autograd records nothing of are left out."""
-    return _Timeline(graph, batch, dtype_bytes, None if amp is None else Amp(amp)).saved_per_layer
+    return _Timeline(graph, batch, dtype_bytes, None if amp is None else Amp(amp), block_bytes).saved_per_layer
+
+
+def _blocks(size: int, granule: int) -> int:
+    """`size` bytes rounded up to whole allocator blocks (a granule of 1: as they are)."""
+    return -(-size // granule) * granule
 
 
 def largest_batch(peak_at_batch, budget: int, *, most: int = 1 << 24) -> int:
@@ -121,16 +143,20 @@ def largest_batch(peak_at_batch, budget: int, *, most: int = 1 << 24) -> int:
 
 
 def _step(graph: Graph, batch: int, dtype_bytes: int, optimizer: Optimizer, params: int, buffers: int,
-          amp: Amp | None):
-    timeline = _Timeline(graph, batch, dtype_bytes, amp)
-    params_bytes, buffers_bytes = params * dtype_bytes, buffers * dtype_bytes
+          amp: Amp | None, foreach: bool = False, granule: int = 1):
+    timeline = _Timeline(graph, batch, dtype_bytes, amp, granule)
     tensors = _parameter_tensors(graph)
-    state = _optimizer_state_bytes(optimizer, params_bytes, len(tensors))
+    params_bytes, buffers_bytes = params * dtype_bytes, buffers * dtype_bytes
+    if granule > 1:
+        params_bytes = sum(_blocks(numel(w.shape) * dtype_bytes, granule) for w in tensors)
+        buffers_bytes = sum(_blocks(numel(w.shape) * dtype_bytes, granule) for w in _buffer_tensors(graph))
+    adam = optimizer in (Optimizer.ADAM, Optimizer.ADAMW)
+    state = _optimizer_state_bytes(optimizer, params_bytes, 0 if foreach else len(tensors))
     base = params_bytes + buffers_bytes + state
     forward_peak, forward_at, saved = timeline.forward()
     backward_peak, backward_at, grads_at_peak, activations_at_peak = timeline.backward(dtype_bytes)
-    largest = max((numel(w.shape) for w in tensors), default=0) * dtype_bytes
-    temporary = 2 * largest if optimizer in (Optimizer.ADAM, Optimizer.ADAMW) else 0
+    largest = max((_blocks(numel(w.shape) * dtype_bytes, granule) for w in tensors), default=0)
+    temporary = (params_bytes if foreach else 2 * largest) if adam else 0
     step_bytes = params_bytes + temporary + timeline.input_bytes
     candidates = [
         (forward_peak, Phase.FORWARD, forward_at, forward_peak - timeline.input_bytes, 0),
@@ -143,7 +169,7 @@ def _step(graph: Graph, batch: int, dtype_bytes: int, optimizer: Optimizer, para
         optimizer_bytes=state, input_bytes=timeline.input_bytes, grads_bytes=params_bytes, saved_bytes=saved,
         peak_bytes=base + peak, peak_phase=phase, peak_at=at, peak_activations_bytes=activations,
         peak_grads_bytes=grads, step_temporary_bytes=temporary, uncounted=timeline.uncounted,
-        amp=None if amp is None else amp.value,
+        amp=None if amp is None else amp.value, foreach=foreach, block_bytes=granule,
     ), timeline
 
 
@@ -157,20 +183,30 @@ def _optimizer_state_bytes(optimizer: Optimizer, params_bytes: int, tensors: int
 
 def _parameter_tensors(graph: Graph) -> list:
     """The model's parameter tensors (a weight and a bias are two), each once where shared."""
+    return [w for w in _weight_tensors(graph) if w.trainable]
+
+
+def _buffer_tensors(graph: Graph) -> list:
+    """The model's floating-point buffers (batch norm's running mean and variance), each once where shared."""
+    return [w for w in _weight_tensors(graph) if not w.trainable]
+
+
+def _weight_tensors(graph: Graph) -> list:
     tensors = []
     for node in graph.nodes:
         if node.shares is None:
-            tensors += [w for w in get_op(node.op).weights(node.attrs, list(node.in_shapes)) if w.trainable]
+            tensors += get_op(node.op).weights(node.attrs, list(node.in_shapes))
     return tensors
 
 
 class _Timeline:
     """Bytes alive at each moment of one step, beyond the weights and the optimizer's state."""
 
-    def __init__(self, graph: Graph, batch: int, dtype_bytes: int, amp: Amp | None = None):
+    def __init__(self, graph: Graph, batch: int, dtype_bytes: int, amp: Amp | None = None, granule: int = 1):
         self.graph, self.batch, self.dtype_bytes, self.amp = graph, batch, dtype_bytes, amp
+        self.granule = granule  # every tensor's bytes rounded up to it (CUDA's allocator blocks)
         self.nodes = graph.nodes
-        self.input_bytes = numel(graph.input_shape) * batch * dtype_bytes
+        self.input_bytes = _blocks(numel(graph.input_shape) * batch * dtype_bytes, granule)
         self.buffer_of: dict[str, str] = {INPUT: INPUT}  # a tensor -> the storage it lives in
         self.size: dict[str, int] = {INPUT: self.input_bytes}
         self.itemsize: dict[str, int] = {INPUT: dtype_bytes}  # bytes an element of each tensor
@@ -184,7 +220,7 @@ class _Timeline:
         self._prepare()
 
     def _bytes(self, shape, itemsize: int | None = None) -> int:
-        return numel(shape) * self.batch * (itemsize or self.dtype_bytes)
+        return _blocks(numel(shape) * self.batch * (itemsize or self.dtype_bytes), self.granule)
 
     def _output_itemsize(self, op, node) -> int:
         """Under autocast an op that autocasts makes 2-byte floats, and any other its inputs' widest."""
@@ -219,18 +255,25 @@ class _Timeline:
             if self.amp is not None and op.autocasts:  # 2-byte copies of its wider inputs and of its weights
                 wider = {s for s in kept if self.itemsize[s] > LOWER_PRECISION_BYTES}
                 kept -= wider
-                casts = sum(self.size[s] // self.itemsize[s] * LOWER_PRECISION_BYTES for s in wider)
-                casts += op.params(node.attrs, in_shapes) * LOWER_PRECISION_BYTES
+                casts = sum(self._cast_bytes(s) for s in wider)
+                casts += sum(_blocks(numel(w.shape) * LOWER_PRECISION_BYTES, self.granule)
+                             for w in op.weights(node.attrs, in_shapes) if w.trainable)
             if saved.output:
                 kept.add(self.buffer_of[node.name])
             self.kept_by[node.name] = kept
             for storage in kept:
                 self.keepers.setdefault(storage, set()).add(node.name)
-            self.made[node.name] = casts + sum(k.bytes(batch=self.batch, activation_itemsize=itemsize)
-                                               for k in saved.made)
+            self.made[node.name] = casts + sum(_blocks(k.bytes(batch=self.batch, activation_itemsize=itemsize),
+                                                       self.granule) for k in saved.made)
             self.saved_per_layer[node.name] = self.made[node.name] + sum(self.size[s] for s in kept)
         self.uncounted = tuple(uncounted)
         self.loss_bytes = self._loss_bytes()
+
+    def _cast_bytes(self, storage: str) -> int:
+        """A 2-byte copy of a wider tensor."""
+        if storage == INPUT:
+            return self._bytes(self.graph.input_shape, LOWER_PRECISION_BYTES)
+        return self._bytes(self.graph.node(storage).out_shape, LOWER_PRECISION_BYTES)
 
     def _loss_bytes(self) -> int:
         """Cross-entropy over an (N, classes) output keeps its log-softmax and the labels; else a mean keeps
@@ -239,7 +282,7 @@ class _Timeline:
         if len(out_shape) != 1:
             return 0
         narrow = self.itemsize[self.graph.output] < self.dtype_bytes  # autocast's output, copied to float32 first
-        return self._bytes(out_shape) * (2 if narrow else 1) + self.batch * LABEL_BYTES
+        return self._bytes(out_shape) * (2 if narrow else 1) + _blocks(self.batch * LABEL_BYTES, self.granule)
 
     def forward(self) -> tuple[int, str, int]:
         """(the most bytes alive in the forward pass, the layer then, bytes kept for backward at its end)."""
@@ -290,7 +333,9 @@ class _Timeline:
                 continue
             storage = self.buffer_of[node.name]
             op = get_op(node.op)
-            grads_made += op.params(node.attrs, list(node.in_shapes)) * dtype_bytes if node.shares is None else 0
+            if node.shares is None:
+                grads_made += sum(_blocks(numel(w.shape) * dtype_bytes, self.granule)
+                                  for w in op.weights(node.attrs, list(node.in_shapes)) if w.trainable)
             passes_through = storage != node.name  # a view's or in-place op's gradient is its output's
             for source in node.inputs:
                 target = self.buffer_of[source]

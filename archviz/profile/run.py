@@ -57,7 +57,7 @@ class Measurement:
 
 def measure(module: torch.nn.Module, input_shape: Sequence[int], *, batch: int = 1, train: bool = False,
             optimizer: str = "sgd", amp: str | None = None, device: str = "cpu", warmup: int = 1,
-            iterations: int = 3, per_layer: bool = True) -> Measurement:
+            iterations: int = 3, per_layer: bool = True, foreach: bool | None = None) -> Measurement:
     """Run `module` (moved to `device`, put in train or eval mode) on a random batch of `input_shape` samples.
 
     train=False: forward under torch.no_grad. train=True: forward, loss (cross-entropy against class 0 for an (N,
@@ -76,7 +76,7 @@ def measure(module: torch.nn.Module, input_shape: Sequence[int], *, batch: int =
         raise ArchvizError(f"{type(module).__name__} has no trainable parameter: measure it without train")
     module = module.to(target).train(train)
     inputs = torch.randn(batch, *shape, device=target)
-    run = _Step(module, inputs, train=train, optimizer=optimizer_choice, amp=amp_choice)
+    run = _Step(module, inputs, train=train, optimizer=optimizer_choice, amp=amp_choice, foreach=foreach)
     with _model_errors(shape, batch=batch, train=train):
         for _ in range(warmup):
             run()
@@ -216,11 +216,12 @@ def _device_text(device: torch.device) -> str:
 class _Step:
     """One iteration: forward under no_grad, or a whole training step; `inputs` made once and reused."""
 
-    def __init__(self, module, inputs, *, train: bool, optimizer: Optimizer | None, amp: Amp | None):
+    def __init__(self, module, inputs, *, train: bool, optimizer: Optimizer | None, amp: Amp | None,
+                 foreach: bool | None = None):
         self.module, self.inputs, self.train = module, inputs, train
         self.device = inputs.device
         self.amp = amp
-        self.optimizer = _optimizer(optimizer, module.parameters()) if train else None
+        self.optimizer = _optimizer(optimizer, module.parameters(), foreach) if train else None
         use_scaler = train and amp == Amp.FP16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.after_backward: Callable[[], None] = lambda: None
@@ -262,14 +263,14 @@ class _Step:
         return tensors
 
 
-def _optimizer(choice: Optimizer, parameters):
+def _optimizer(choice: Optimizer, parameters, foreach: bool | None = None):
     if choice == Optimizer.SGD:
-        return torch.optim.SGD(parameters, lr=_LR)
+        return torch.optim.SGD(parameters, lr=_LR, foreach=foreach)
     if choice == Optimizer.MOMENTUM:
-        return torch.optim.SGD(parameters, lr=_LR, momentum=0.9)
+        return torch.optim.SGD(parameters, lr=_LR, momentum=0.9, foreach=foreach)
     if choice == Optimizer.ADAM:
-        return torch.optim.Adam(parameters, lr=_LR)
-    return torch.optim.AdamW(parameters, lr=_LR)
+        return torch.optim.Adam(parameters, lr=_LR, foreach=foreach)
+    return torch.optim.AdamW(parameters, lr=_LR, foreach=foreach)
 
 
 def _loss(output) -> torch.Tensor:
