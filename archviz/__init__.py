@@ -160,7 +160,39 @@ def inspect(source: Any, *, input=None, overrides: Mapping[str, Any] | None = No
     return report
 
 
+def diff(a: Any, b: Any, *, input=None, batch: int = 1, dtype: DType | str = "float32",
+         kwargs: Mapping[str, Any] | None = None):
+    """Two models side by side, as `archviz diff` compares them: a Diff, whose `identical` says whether they have
+    the same layers, shapes, params and MACs (shown as a table in Jupyter, as text in a terminal).
+
+    >>> diff("resnet50", "resnet50").identical
+    True
+    """
+    from archviz.analysis.diff import diff_reports
+
+    return diff_reports(*(inspect(m, input=input, batch=batch, dtype=dtype, kwargs=kwargs) for m in (a, b)))
+
+
+def draw(source: Any, *, depth: int | None = None, expand: bool = False, style: str = "graph", input=None):
+    """A model's diagram (Graphviz's, or style="paper": the layered figure of the papers), shown as SVG in Jupyter;
+    `.save("net.svg")` writes it (.svg, .png, .pdf or .dot).
+
+    >>> draw("lenet").data("dot").startswith(b'digraph "lenet"')
+    True
+    """
+    from archviz.render.notebook import Drawing
+
+    report = source if _is_report(source) else inspect(source, input=input)
+    return Drawing(report, depth=depth, expand=expand, style=style)
+
+
+def _is_report(value) -> bool:
+    from archviz.analysis.report import Report
+
+    return isinstance(value, Report)
+
+
 __all__ = [
     "ArchvizError", "DType", "Graph", "Report", "ShapeError", "SpecError", "UnknownNameError", "UnsupportedOpError",
-    "analyze", "inspect", "load", "load_spec", "validate", "zoo_names",
+    "analyze", "diff", "draw", "inspect", "load", "load_spec", "validate", "zoo_names",
 ]

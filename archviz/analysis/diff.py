@@ -41,7 +41,7 @@ class Stage:
     name: str = ""  # the model's parts it spans: "layer1", "maxpool..layer1", "features.0..3"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Diff:
     a: Report
     b: Report
@@ -52,6 +52,16 @@ class Diff:
     @property
     def identical(self) -> bool:
         return self.difference is None
+
+    def __repr__(self) -> str:
+        from archviz.render.notebook import diff_text
+
+        return diff_text(self)
+
+    def _repr_html_(self) -> str:
+        from archviz.render.notebook import diff_html
+
+        return diff_html(self)
 
 
 def first_difference(a: Report, b: Report) -> str | None:

@@ -96,7 +96,7 @@ class Totals:
     last_spatial_field: SpatialField | None = None  # the headline receptive field; None where fields are not tracked
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Report:
     model: str
     description: str
@@ -108,6 +108,18 @@ class Report:
     graph: Graph = field(repr=False, compare=False)
     crosscheck: Any = None  # archviz.crosscheck.CrossCheck, filled by inspect(..., crosscheck=True)
     latency: Any = None  # archviz.analysis.latency.ModelLatency, filled by inspect(..., device=...)
+
+    def __repr__(self) -> str:
+        """The totals and the layer table, folded to its top-level groups, as text (a terminal REPL shows this)."""
+        from archviz.render.notebook import report_text
+
+        return report_text(self)
+
+    def _repr_html_(self) -> str:
+        """The totals, the layer table (each group a fold) and the diagram, as Jupyter shows them."""
+        from archviz.render.notebook import report_html
+
+        return report_html(self)
 
     def layer(self, name: str) -> LayerStats:
         for stats in self.layers:
