@@ -77,7 +77,8 @@ def held_by_callers(graph: Graph) -> dict[str, int]:
             for path in outside:
                 held[source] = max(held.get(source, -1), last_step[path])
     for name, until in graph.origin.held_locals:
-        held[name] = max(held.get(name, -1), step_of[until])
+        if name in step_of and until in step_of:  # a graph edited after its trace may have lost either
+            held[name] = max(held.get(name, -1), step_of[until])
     return held
 
 
