@@ -56,7 +56,8 @@ def test_resnet152_default_fits_and_merges_the_repeated_bottlenecks():
     r = report("resnet152")
     diagram = collect(r)
     assert len(diagram.nodes) < SCREEN
-    assert sorted(diagram.expanded) == ["layer1", "layer2", "layer3", "layer4"]
+    # the stages open, and the first bottleneck too, so that a skip connection shows
+    assert sorted(diagram.expanded) == ["layer1", "layer1.0", "layer2", "layer3", "layer4"]
     run = diagram.node("layer3.1..layer3.35")
     assert run.repeat == 35 and run.is_group and run.type == "bottleneck"
     assert run.groups == tuple(f"layer3.{i}" for i in range(1, 36))
@@ -97,12 +98,29 @@ def test_depth_levels():
     assert [n.id for n in top.nodes] == [INPUT, "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
                                          "layer4", "avgpool", "flatten", "fc"]
     assert top.node("layer3").detail == "6 x bottleneck" and top.node("layer3").layer_count == 6 * 10 + 2
-    assert [n.id for n in collect(r, fold_state(r, depth=2)).nodes] == [n.id for n in collect(r).nodes]
+    assert [n.id for n in collect(r, fold_state(r, depth=2)).nodes] == \
+        [n.id for n in collect(r, fold_state(r, collapsed=["layer1.0"])).nodes]  # the default, its open block aside
     three = collect(r, fold_state(r, depth=3))
     assert "layer1.0.downsample" in [n.id for n in three.nodes]  # the fourth level stays folded
     assert len(collect(r, fold_state(r, depth=9)).nodes) == len(r.layers) + 1
     with pytest.raises(ArchvizError, match="exclude each other"):
         fold_state(r, depth=2, expand=True)
+
+
+@pytest.mark.parametrize("model, opened", [
+    ("resnet50", "layer1.0"), ("inception_v3", "Mixed_5b"), ("torchvision:densenet121", "features.denseblock1"),
+])
+def test_a_model_with_branches_opens_one_block_to_show_them(model, opened):
+    """Folding to fit the screen would hide every skip (resnet50), branch (inception_v3) or dense connection
+    (densenet121): the default opens the first block holding one, so that some box takes two inputs."""
+    r = report(model)
+    diagram = collect(r)
+    assert opened in diagram.expanded
+    assert any(len(set(diagram.incoming(node.id))) > 1 for node in diagram.nodes)
+
+
+def test_a_chain_opens_nothing_more():
+    assert "features.0" not in fold_state(report("vgg16")).expanded
 
 
 def test_only_identical_chained_groups_merge(write_spec):

@@ -154,14 +154,15 @@ def _tree(graph: Graph) -> _Tree:
 
 def fold_state(report: Report, *, depth: int | None = None, expand: bool = False, expanded: Iterable[str] = (),
                collapsed: Iterable[str] = (), budget: int = DEFAULT_BUDGET) -> FoldState:
-    """The groups to expand: every one (expand), N levels (depth), or by default as many levels as fit the budget.
+    """The groups to expand: every one (expand), N levels (depth), or by default as many levels as fit the budget,
+    and one block more where that would hide every branch and skip (_with_a_join_shown).
 
     `expanded` opens more groups on top of that (their enclosing groups too), `collapsed` folds some; both take
     group paths or node ids of a diagram (a merged run "layer3.1..layer3.35" opens its first group).
 
     >>> from archviz import inspect
     >>> sorted(fold_state(inspect("resnet50"), expanded=["layer3.1"]).expanded)
-    ['layer1', 'layer2', 'layer3', 'layer3.1', 'layer4']
+    ['layer1', 'layer1.0', 'layer2', 'layer3', 'layer3.1', 'layer4']
     """
     if expand and depth is not None:
         raise ArchvizError("--depth and --expand exclude each other: --expand draws every layer")
@@ -173,7 +174,7 @@ def fold_state(report: Report, *, depth: int | None = None, expand: bool = False
     elif depth is not None:
         chosen = {path for path in tree.scopes if tree.level[path] < depth}
     else:
-        chosen = set(_default_expanded(report, tree, budget))
+        chosen = set(_with_a_join_shown(report, tree, _default_expanded(report, tree, budget)))
     for path in map(lambda p: _group_path(p, tree), expanded):
         while path is not None:
             chosen.add(path)
@@ -211,6 +212,28 @@ def _default_expanded(report: Report, tree: _Tree, budget: int) -> frozenset[str
                 return chosen
             chosen = trial
     return chosen
+
+
+def _with_a_join_shown(report: Report, tree: _Tree, chosen: frozenset[str]) -> frozenset[str]:
+    """A model with branches or skips shows one: where every layer joining two tensors is folded away, the groups
+    around the first such layer open, outermost first, until a drawn box takes two inputs (resnet50's first
+    bottleneck with its skip, inception_v3's Mixed_5b with its four branches, densenet121's first dense block)."""
+    joins = [node.name for node in report.graph.nodes if len(set(node.inputs)) > 1]
+    if not joins:
+        return chosen
+    while not _shows_a_join(collect(report, FoldState(chosen))):
+        folded = [path for path in tree.ancestors[joins[0]] if path not in chosen]
+        if not folded:
+            break
+        chosen = chosen | {folded[0]}
+    return chosen
+
+
+def _shows_a_join(diagram: Diagram) -> bool:
+    sources: dict[str, set[str]] = {}
+    for edge in diagram.edges:
+        sources.setdefault(edge.dst, set()).add(edge.src)
+    return any(len(found) > 1 for found in sources.values())
 
 
 # --- collecting -------------------------------------------------------------------------------------------------
