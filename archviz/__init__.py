@@ -173,17 +173,19 @@ def diff(a: Any, b: Any, *, input=None, batch: int = 1, dtype: DType | str = "fl
     return diff_reports(*(inspect(m, input=input, batch=batch, dtype=dtype, kwargs=kwargs) for m in (a, b)))
 
 
-def draw(source: Any, *, depth: int | None = None, expand: bool = False, style: str = "graph", input=None):
+def draw(source: Any, *, depth: int | None = None, expand: bool = False, style: str = "graph", input=None,
+         color_by: str | None = None, device: str | None = None):
     """A model's diagram (Graphviz's, or style="paper": the layered figure of the papers), shown as SVG in Jupyter;
-    `.save("net.svg")` writes it (.svg, .png, .pdf or .dot).
+    `.save("net.svg")` writes it (.svg, .png, .pdf or .dot). color_by fills each box by its share of the largest
+    box's macs, params, memory or time (the roofline's on `device`).
 
     >>> draw("lenet").data("dot").startswith(b'digraph "lenet"')
     True
     """
     from archviz.render.notebook import Drawing
 
-    report = source if _is_report(source) else inspect(source, input=input)
-    return Drawing(report, depth=depth, expand=expand, style=style)
+    report = source if _is_report(source) else inspect(source, input=input, device=device)
+    return Drawing(report, depth=depth, expand=expand, style=style, cost=color_by)
 
 
 def _is_report(value) -> bool:

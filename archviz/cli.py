@@ -400,6 +400,13 @@ class RankDirChoice(enum.StrEnum):
     LR = "LR"
 
 
+class CostChoice(enum.StrEnum):  # archviz.diagram.Cost's values: the CLI may not import the diagram modules
+    MACS = "macs"
+    PARAMS = "params"
+    MEMORY = "memory"
+    TIME = "time"
+
+
 class DiagramStyle(enum.StrEnum):
     GRAPH = "graph"  # Graphviz: a box per layer or folded group, with its figures
     PAPER = "paper"  # the papers' figure: feature maps as 3-D boxes, kernels, skips as arrows (archviz/diagram/paper.py)
@@ -420,6 +427,11 @@ def diagram(
     style: Annotated[DiagramStyle, typer.Option("--style", case_sensitive=False, help="graph: Graphviz boxes with "
                      "their figures; paper: the papers' figure, feature maps as 3-D boxes sized by their shapes, "
                      "kernels, skips as arrows (.svg or .png; needs neither Graphviz nor torch).")] = DiagramStyle.GRAPH,
+    color_by: Annotated[Optional[CostChoice], typer.Option(
+        "--color-by", case_sensitive=False, help="Fill each box by its share of the largest box's MACs, params, "
+        "output memory or predicted time (time needs --device), with a legend; default: by layer kind.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="With --color-by time: the device whose "
+                                                  "roofline predicts each layer's time (h100, a100, ..., or cpu).")] = None,
     input: InputOpt = None,
     set_: SetOpt = None,
     kwargs: KwargsOpt = None,
@@ -438,7 +450,11 @@ def diagram(
                            f"use one of {', '.join('.' + f for f in FORMATS)}")
     if style == DiagramStyle.PAPER and fmt not in ("svg", "png"):
         raise ArchvizError(f"-o {output!r}: --style paper writes .svg or .png (convert the SVG for other formats)")
-    report = _inspect(model, input, 1, set_, DTypeChoice.FLOAT32, False, kwargs=kwargs)
+    if color_by == CostChoice.TIME and device is None:
+        raise ArchvizError("--color-by time needs --device (h100, a100, ..., or cpu): the roofline of which device?")
+    if color_by is not None and style == DiagramStyle.PAPER:
+        raise ArchvizError("--color-by colours the graph style's boxes; --style paper draws shapes, not costs")
+    report = _inspect(model, input, 1, set_, DTypeChoice.FLOAT32, False, kwargs=kwargs, device=device)
     folding = depth is not None or expand or bool(unfold)
     state = fold_state(report, depth=depth, expand=expand, expanded=unfold or ())
     if style == DiagramStyle.PAPER:
@@ -446,7 +462,8 @@ def diagram(
 
         data = draw_paper(report.graph, fmt, state=state if folding else None)
     else:
-        data = render(to_dot(collect(report, state), rankdir=rankdir.value), fmt)
+        cost = None if color_by is None else color_by.value
+        data = render(to_dot(collect(report, state), rankdir=rankdir.value, cost=cost), fmt)
     _echo(str(write_atomic(output, data)))
 
 

@@ -390,10 +390,10 @@ def test_cli_default_name_and_formats(tmp_path, monkeypatch, write_spec):
     monkeypatch.chdir(tmp_path)
     result = run("diagram", "resnet152")
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "resnet152.svg"
-    ET.fromstring((tmp_path / "resnet152.svg").read_bytes())
+    assert result.stdout.strip() == "reports/resnet152.svg"  # where report writes reports/resnet152.html
+    ET.fromstring((tmp_path / "reports" / "resnet152.svg").read_bytes())
     spec = write_spec("name: renamed\ninput: [1, 8, 8]\nlayers:\n  - flatten\n", name="my_net.yaml")
-    assert run("diagram", spec).stdout.strip() == "my_net.svg"
+    assert run("diagram", spec).stdout.strip() == "reports/my_net.svg"
     assert run("diagram", "lenet", "-o", "l.PNG").exit_code == 0
     assert (tmp_path / "l.PNG").read_bytes().startswith(b"\x89PNG")
 
@@ -409,3 +409,35 @@ def test_node_lines():
     node = default("resnet152").node("layer3.1..layer3.35")
     assert node.lines[0] == "layer3.1 ... layer3.35  bottleneck x35"
     assert node.lines[2] == "1024x14x14" and node.lines[3].endswith("350 layers")
+
+
+@pytest.mark.parametrize("cost", ["macs", "params", "memory", "time"])
+def test_boxes_filled_by_their_share_of_the_largest_cost(cost):
+    """--color-by: the box with the largest cost gets the darkest step, a box with none stays white, and the legend
+    names the cost and the largest value."""
+    from archviz.diagram import Cost, collect, to_dot
+    from archviz.diagram.dot import COST_PALETTE, cost_of
+
+    r = archviz.inspect("resnet18", device="h100")
+    diagram = collect(r)
+    text = to_dot(diagram, cost=cost)
+    largest = max(diagram.nodes, key=lambda node: cost_of(node, Cost(cost)))
+    assert re.search(rf'"{re.escape(largest.id)}" \[[^\n]*fillcolor="{COST_PALETTE[-1]}"', text)
+    assert re.search(r'"flatten" \[[^\n]*fillcolor="#ffffff"', text) or cost in ("memory", "time")
+    assert "share of the largest box" in text
+
+
+def test_colouring_by_time_needs_a_device():
+    from archviz.diagram import collect, to_dot
+
+    with pytest.raises(ArchvizError, match="needs a device"):
+        to_dot(collect(archviz.inspect("lenet")), cost="time")
+    result = CliRunner().invoke(app, ["diagram", "lenet", "--color-by", "time", "-o", "x.svg"])
+    assert result.exit_code == 2 and "--device" in result.output
+
+
+def test_the_cli_cost_choices_are_the_diagrams():
+    from archviz.cli import CostChoice
+    from archviz.diagram import Cost
+
+    assert [c.value for c in CostChoice] == [c.value for c in Cost]

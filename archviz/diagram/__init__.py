@@ -9,10 +9,10 @@ True
 """
 
 from archviz.diagram.collect import Diagram, DiagramCluster, DiagramEdge, DiagramNode, FoldState, collect, fold_state
-from archviz.diagram.dot import RankDir, to_dot
+from archviz.diagram.dot import Cost, RankDir, to_dot
 from archviz.diagram.render import FORMATS, DiagramFormat, draw, render
 
 __all__ = [
-    "FORMATS", "Diagram", "DiagramCluster", "DiagramEdge", "DiagramFormat", "DiagramNode", "FoldState", "RankDir",
+    "FORMATS", "Cost", "Diagram", "DiagramCluster", "DiagramEdge", "DiagramFormat", "DiagramNode", "FoldState", "RankDir",
     "collect", "draw", "fold_state", "render", "to_dot",
 ]

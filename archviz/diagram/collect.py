@@ -51,6 +51,8 @@ class DiagramNode:
     members: tuple[str, ...] = ()  # the layer paths it stands for
     cluster: str | None = None  # the expanded group it is drawn in
     note: str | None = None
+    activation_bytes: int = 0  # its layers' outputs, for the batch
+    seconds: float | None = None  # its layers' predicted time on the report's device; None without one
 
     @property
     def lines(self) -> tuple[str, ...]:
@@ -268,9 +270,10 @@ def collect(report: Report, state: FoldState | None = None) -> Diagram:
     runs = _merge_runs(items, container, tree, graph) if state.merge else [[item] for item in items]
     node_of: dict[str, str] = {}
     nodes = [DiagramNode(id=INPUT, title=INPUT, type="", detail="", kind="input", out_shape=graph.input_shape)]
+    seconds = _layer_seconds(report)
     for run in runs:
-        drawn = _group_node(run, tree, stats, container[run[0]]) if run[0] in tree.scopes \
-            else _layer_node(stats[run[0]], graph, container[run[0]])
+        drawn = _group_node(run, tree, stats, container[run[0]], seconds) if run[0] in tree.scopes \
+            else _layer_node(stats[run[0]], graph, container[run[0]], seconds)
         nodes.append(drawn)
         for item in run:
             node_of[item] = drawn.id
@@ -323,15 +326,24 @@ def _fed_only_by(path: str, previous: str, tree: _Tree, graph: Graph) -> bool:
     return bool(outside) and outside <= before
 
 
-def _layer_node(stats: LayerStats, graph: Graph, cluster: str | None) -> DiagramNode:
+def _layer_node(stats: LayerStats, graph: Graph, cluster: str | None, seconds: dict | None) -> DiagramNode:
     return DiagramNode(
         id=stats.name, title=stats.name, type=stats.op, detail=stats.summary, kind=stats.kind,
         out_shape=stats.out_shape, params=stats.params, macs=stats.macs, members=(stats.name,), cluster=cluster,
-        note=graph.by_name[stats.name].note,
+        note=graph.by_name[stats.name].note, activation_bytes=stats.activation_bytes,
+        seconds=None if seconds is None else seconds.get(stats.name, 0.0),
     )
 
 
-def _group_node(run: list[str], tree: _Tree, stats: dict[str, LayerStats], cluster: str | None) -> DiagramNode:
+def _layer_seconds(report: Report) -> dict[str, float] | None:
+    """Each predicted layer's roofline seconds, where the report has a device's latency."""
+    if report.latency is None:
+        return None
+    return {layer.name: layer.seconds for layer in report.latency.layers if layer.predicted}
+
+
+def _group_node(run: list[str], tree: _Tree, stats: dict[str, LayerStats], cluster: str | None,
+                seconds: dict | None) -> DiagramNode:
     first, last = run[0], run[-1]
     members = tuple(name for path in run for name in tree.members[path])
     title = first if len(run) == 1 else f"{first} ... {last}"
@@ -340,6 +352,8 @@ def _group_node(run: list[str], tree: _Tree, stats: dict[str, LayerStats], clust
         detail=_group_detail(first, tree, stats), kind="group", out_shape=stats[members[-1]].out_shape,
         params=sum(stats[m].params for m in members), macs=sum(stats[m].macs for m in members), repeat=len(run),
         layer_count=len(members), is_group=True, groups=tuple(run), members=members, cluster=cluster,
+        activation_bytes=sum(stats[m].activation_bytes for m in members),
+        seconds=None if seconds is None else sum(seconds.get(m, 0.0) for m in members),
     )
 
 

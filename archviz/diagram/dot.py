@@ -37,12 +37,28 @@ COLOURS = {
     "input": "#ffffff",
 }
 FONT = "Helvetica,Arial,sans-serif"
+
+
+class Cost(enum.StrEnum):
+    """What a diagram's fill colour can show instead of the layer kind: each box's share of the largest box's."""
+
+    MACS = "macs"
+    PARAMS = "params"
+    MEMORY = "memory"  # its layers' output memory
+    TIME = "time"  # its layers' predicted time on a device (the report needs one: inspect(..., device=...))
+
+
+# light to dark orange as the share grows, after ColorBrewer's sequential "Oranges" (colorbrewer2.org), its darkest
+# steps left out so that the labels' black text stays readable on every box
+COST_PALETTE = ("#fff5eb", "#fee0c2", "#fdc48f", "#fda35c", "#f98232", "#ee6316")
+COST_TEXT = {Cost.MACS: "MACs", Cost.PARAMS: "params", Cost.MEMORY: "output memory", Cost.TIME: "predicted time"}
 WRAP = 40  # characters per label line; block arguments (an inception module's six widths) wrap at commas
 
 
 def to_dot(diagram: Diagram, *, rankdir: RankDir | str = RankDir.TB, clusters: bool = True,
-           legend: bool = True) -> str:
-    """The DOT text of a diagram, in spec order (the same diagram gives the same text).
+           legend: bool = True, cost: Cost | str | None = None) -> str:
+    """The DOT text of a diagram, in spec order (the same diagram gives the same text); with a cost, each box is
+    filled by its share of the largest box's cost (MACs, params, output memory or predicted time), with a legend.
 
     >>> from archviz import inspect
     >>> from archviz.diagram.collect import collect
@@ -53,6 +69,7 @@ def to_dot(diagram: Diagram, *, rankdir: RankDir | str = RankDir.TB, clusters: b
     if str(rankdir).upper() not in RankDir.__members__:
         raise ArchvizError(f"rankdir must be TB or LR, got {rankdir!r}")
     rankdir = RankDir(str(rankdir).upper())
+    fills = _cost_fills(diagram, Cost(cost)) if cost is not None else {}
     out = [
         f"digraph {_quote(diagram.model)} {{",
         f'  graph [rankdir={rankdir.value}, fontname="{FONT}", fontsize=12, labelloc=t, labeljust=l, '
@@ -69,24 +86,25 @@ def to_dot(diagram: Diagram, *, rankdir: RankDir | str = RankDir.TB, clusters: b
     for node in diagram.nodes:
         by_cluster.setdefault(node.cluster if clusters else None, []).append(node)
     rows = _sibling_rows(diagram, clusters=clusters, rankdir=rankdir)
-    out.extend(_scope_lines(None, children, by_cluster, rows, _positions(diagram, clusters=clusters), indent="  "))
+    out.extend(_scope_lines(None, children, by_cluster, rows, _positions(diagram, clusters=clusters), fills,
+                            indent="  "))
     for edge in diagram.edges:
         label = f", label=<{_html(edge.label)}>" if edge.label else ""
         out.append(f'  {_quote(edge.src)} -> {_quote(edge.dst)} [id={_quote(f"edge:{edge.src}->{edge.dst}")}{label}];')
     if legend:
-        out.extend(_legend(diagram, rankdir))
+        out.extend(_cost_legend(diagram, Cost(cost), rankdir) if cost is not None else _legend(diagram, rankdir))
     out.append("}")
     return "\n".join(out) + "\n"
 
 
-def _scope_lines(parent: str | None, children, by_cluster, rows, position, *, indent: str) -> list[str]:
+def _scope_lines(parent: str | None, children, by_cluster, rows, position, fills, *, indent: str) -> list[str]:
     """The nodes and expanded groups (clusters) directly in `parent`, in spec order, recursively."""
     items = [(position[node.id], "node", node) for node in by_cluster.get(parent, [])]
     items += [(position[cluster.id], "cluster", cluster) for cluster in children.get(parent, [])]
     lines = []
     for _, what, item in sorted(items, key=lambda entry: entry[0]):
         if what == "node":
-            lines.append(indent + _node(item))
+            lines.append(indent + _node(item, fills.get(item.id)))
             continue
         lines.append(f"{indent}subgraph {_quote('cluster:' + item.id)} {{")
         lines.append(
@@ -95,7 +113,7 @@ def _scope_lines(parent: str | None, children, by_cluster, rows, position, *, in
             f'tooltip={_quote(_cluster_tooltip(item))}, style="rounded,dashed", color="#888888", '
             'fontsize=10, labeljust=l];'
         )
-        lines.extend(_scope_lines(item.id, children, by_cluster, rows, position, indent=indent + "  "))
+        lines.extend(_scope_lines(item.id, children, by_cluster, rows, position, fills, indent=indent + "  "))
         lines.append(f"{indent}}}")
     for row in rows.get(parent, []):
         lines.append(f'{indent}{{rank=same; {" -> ".join(_quote(node_id) for node_id in row)} [style=invis];}}')
@@ -163,13 +181,13 @@ def _longest_path_depth(diagram: Diagram) -> dict[str, int]:
     return {node_id: value for node_id, value in depth.items() if waiting[node_id] == 0}
 
 
-def _node(node: DiagramNode) -> str:
+def _node(node: DiagramNode, fill: str | None = None) -> str:
     attrs = [
         f"id={_quote('node:' + node.id)}",
         f"class={_quote('group' if node.is_group else node.kind if node.kind == 'input' else 'layer ' + node.kind)}",
         f"label=<{_node_label(node)}>",
         f"tooltip={_quote(_node_tooltip(node))}",
-        f'fillcolor="{COLOURS.get(node.kind, "#ffffff")}"',
+        f'fillcolor="{fill or COLOURS.get(node.kind, "#ffffff")}"',
     ]
     if node.is_group:
         attrs.append("penwidth=1.4")
@@ -244,6 +262,62 @@ def _legend(diagram: Diagram, rankdir: RankDir) -> list[str]:
         'tooltip="layer kinds"];',
         "  }",
     ]
+
+
+def cost_of(node: DiagramNode, cost: Cost) -> float:
+    if cost == Cost.TIME:
+        if node.seconds is None and node.kind != "input":
+            raise ArchvizError("colouring by predicted time needs a device: name one (--device h100, or cpu)")
+        return node.seconds or 0.0
+    return float({Cost.MACS: node.macs, Cost.PARAMS: node.params, Cost.MEMORY: node.activation_bytes}[cost]
+                 if node.kind != "input" else 0)
+
+
+def _cost_fills(diagram: Diagram, cost: Cost) -> dict[str, str]:
+    """Each box's fill: the palette step of its share of the largest box's cost (white where it has none)."""
+    values = {node.id: cost_of(node, cost) for node in diagram.nodes}
+    largest = max(values.values(), default=0.0)
+    return {node_id: _step_colour(value / largest) if largest and value else "#ffffff"
+            for node_id, value in values.items()}
+
+
+def _step_colour(share: float) -> str:
+    return COST_PALETTE[min(int(share * len(COST_PALETTE)), len(COST_PALETTE) - 1)]
+
+
+def _cost_legend(diagram: Diagram, cost: Cost, rankdir: RankDir) -> list[str]:
+    largest = max((cost_of(node, cost) for node in diagram.nodes), default=0.0)
+    steps = len(COST_PALETTE)
+    cells = [f'<TD BGCOLOR="#ffffff" BORDER="1" COLOR="#888888">none</TD>']
+    cells += [f'<TD BGCOLOR="{colour}" BORDER="1" COLOR="#888888">{_html(_share_text(i, steps))}</TD>'
+              for i, colour in enumerate(COST_PALETTE)]
+    title = f"{COST_TEXT[cost]}, share of the largest box's ({_cost_text(largest, cost)})"
+    rows = [[f'<TD COLSPAN="{len(cells)}">{_html(title)}</TD>'], cells] if rankdir == RankDir.TB \
+        else [[f"<TD>{_html(title)}</TD>"]] + [[cell] for cell in cells]
+    body = "".join("<TR>" + "".join(row) + "</TR>" for row in rows)
+    table = f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="3" CELLPADDING="3">{body}</TABLE>'
+    return [
+        '  subgraph "cluster:archviz:legend" {',
+        '    graph [id="cluster:archviz:legend", class="legend", label="", style="invis"];',
+        f'    "archviz:legend" [id="diagram:legend", shape=plaintext, style="", fontsize=9, label=<{table}>, '
+        f'tooltip={_quote(title)}];',
+        "  }",
+    ]
+
+
+def _share_text(step: int, steps: int) -> str:
+    low, high = round(100 * step / steps), round(100 * (step + 1) / steps)
+    return f"{low}-{high}%"
+
+
+def _cost_text(value: float, cost: Cost) -> str:
+    from archviz.format import seconds_text, size_bytes
+
+    if cost == Cost.TIME:
+        return seconds_text(value)
+    if cost == Cost.MEMORY:
+        return size_bytes(int(value))
+    return f"{human(int(value))} {COST_TEXT[cost]}"
 
 
 def _figures(params: int, macs: int, layer_count: int | None) -> str:

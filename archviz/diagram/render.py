@@ -51,8 +51,9 @@ def render(dot_text: str, fmt: DiagramFormat | str) -> bytes:
 
 def draw(report: Report, fmt: DiagramFormat | str = DiagramFormat.SVG, *, depth: int | None = None,
          expand: bool = False, expanded: Iterable[str] = (), collapsed: Iterable[str] = (),
-         rankdir: str = "TB") -> bytes:
-    """One call from a Report to a file's bytes: fold state, collect, DOT, render.
+         rankdir: str = "TB", cost: str | None = None) -> bytes:
+    """One call from a Report to a file's bytes: fold state, collect, DOT (boxes filled by kind, or by `cost`:
+    macs, params, memory or time), render.
 
     >>> from archviz import inspect
     >>> draw(inspect("lenet"), "dot").startswith(b'digraph "lenet"')
@@ -62,4 +63,4 @@ def draw(report: Report, fmt: DiagramFormat | str = DiagramFormat.SVG, *, depth:
     from archviz.diagram.dot import to_dot
 
     state = fold_state(report, depth=depth, expand=expand, expanded=expanded, collapsed=collapsed)
-    return render(to_dot(collect(report, state), rankdir=rankdir), fmt)
+    return render(to_dot(collect(report, state), rankdir=rankdir, cost=cost), fmt)

@@ -150,6 +150,7 @@ class Drawing:
     depth: int | None = None
     expand: bool = False
     style: str = "graph"  # "graph" (Graphviz) or "paper" (the layered figure of the papers)
+    cost: str | None = None  # graph style: fill boxes by macs, params, memory or time (time: a report with a device)
 
     @classmethod
     def of(cls, report: Report, **options) -> "Drawing":
@@ -163,12 +164,14 @@ class Drawing:
         if self.style == "paper":
             from archviz.diagram.paper import draw_paper
 
+            if self.cost is not None:
+                raise ArchvizError("colouring by a cost is for the graph style; the paper style draws shapes")
             return draw_paper(self.report.graph, fmt)
         if self.style != "graph":
             raise ArchvizError(f"style {self.style!r}: choose graph or paper")
         from archviz.diagram.render import draw
 
-        return draw(self.report, fmt, depth=self.depth, expand=self.expand)
+        return draw(self.report, fmt, depth=self.depth, expand=self.expand, cost=self.cost)
 
     def save(self, path: str | Path) -> Path:
         from archviz.output import write_atomic
