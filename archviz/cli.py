@@ -304,14 +304,17 @@ def diff(
 @user_errors
 def report(
     models: Annotated[Optional[list[str]], typer.Argument(help="One model (a report) or several (a comparison).")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="The HTML file (with --zoo: the folder).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="The HTML file (with --zoo: the folder, "
+                      "reports/ by default). Default: reports/NAME.html; with --run RUN reports/NAME-RUN.html; "
+                      "several models reports/A-vs-B.html.")] = None,
     input: InputOpt = None,
     batch: BatchOpt = 1,
     set_: SetOpt = None,
     dtype: DTypeOpt = DTypeChoice.FLOAT32,
     crosscheck: Annotated[bool, typer.Option("--crosscheck/--no-crosscheck",
                                              help="Include the peers' counts (needs torch).")] = True,
-    zoo: Annotated[bool, typer.Option("--zoo", help="A report for every zoo model and reports/index.html.")] = False,
+    zoo: Annotated[bool, typer.Option("--zoo", help="A report for every zoo model and reports/index.html, sharing "
+                   "one plotly.min.js beside them.")] = False,
     kwargs: KwargsOpt = None,
     device: RooflineDeviceOpt = None,
     run: Annotated[Optional[str], typer.Option(
@@ -329,7 +332,7 @@ def report(
         raise SpecError("--run goes with one model, the one the run trained, and without --input, --set or --kwargs "
                         "(the report is of the network as trained)")
     if zoo:
-        written = write_zoo(output or "reports", **options)
+        written = write_zoo(output, **options)
     elif not models:
         raise SpecError("name a model (archviz report vgg16), several to compare, or --zoo")
     elif len(models) == 1:
@@ -418,7 +421,7 @@ def diagram(
     model: ModelArg,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", help="File to write; its extension picks the format: .svg, .png, .pdf, or .dot (DOT text, "
-        "needs no Graphviz). Default: MODEL.svg in the current folder.")] = None,
+        "needs no Graphviz). Default: reports/NAME.svg, as report writes reports/NAME.html.")] = None,
     rankdir: Annotated[RankDirChoice, typer.Option("--rankdir", case_sensitive=False,
                                                    help="Flow top to bottom (TB) or left to right (LR).")] = RankDirChoice.TB,
     depth: Annotated[Optional[int], typer.Option("--depth", "-d", min=1, max=MAX_COUNT, help="Show N levels of nesting; deeper groups fold into one box.")] = None,
@@ -440,10 +443,10 @@ def diagram(
     from pathlib import Path
 
     from archviz.diagram import FORMATS, collect, fold_state, render, to_dot
-    from archviz.output import write_atomic
+    from archviz.output import default_output, write_atomic
 
     if output is None:
-        output = f"{_stem(model)}.svg"
+        output = str(default_output([_stem(model)], ".svg"))
     fmt = Path(output).suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ArchvizError(f"-o {output!r}: cannot tell the format from the extension {Path(output).suffix!r}; "

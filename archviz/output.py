@@ -16,6 +16,25 @@ from pathlib import Path
 
 from archviz.errors import ArchvizError
 
+OUTPUT_FOLDER = Path("reports")  # where report and diagram write without -o (default_output)
+
+
+def default_output(names: list[str], suffix: str, *, run: str | Path | None = None) -> Path:
+    """Where report and diagram write without -o, the one rule (stated in their --help): reports/ under the current
+    folder; the models' names (slugs, joined by -vs-), then for a report of a run the run folder's name.
+
+    >>> default_output(["lenet"], ".html"), default_output(["lenet"], ".html", run="runs/lenet-digits-1")
+    (PosixPath('reports/lenet.html'), PosixPath('reports/lenet-lenet-digits-1.html'))
+    >>> default_output(["../a", "/b"], ".html"), default_output(["resnet50"], ".svg")
+    (PosixPath('reports/a-vs-b.html'), PosixPath('reports/resnet50.svg'))
+    """
+    from archviz.format import slug
+
+    stem = "-vs-".join(slug(name) for name in names)
+    if run is not None:
+        stem = f"{stem}-{slug(Path(run).resolve().name)}"
+    return OUTPUT_FOLDER / f"{slug(stem)}{suffix}"
+
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Write data to path through a temporary file and a rename; parent folders are created, and the temporaries

@@ -380,7 +380,7 @@ def test_cli_without_dot(tmp_path, monkeypatch):
     result = run("diagram", "lenet")
     assert result.exit_code == 2
     assert "archviz: error:" in result.stderr and "apt-get install graphviz" in result.stderr
-    assert "-o NAME.dot" in result.stderr and not (tmp_path / "lenet.svg").exists()
+    assert "-o NAME.dot" in result.stderr and not (tmp_path / "reports" / "lenet.svg").exists()
     assert run("diagram", "lenet", "-o", "lenet.dot").exit_code == 0
     assert (tmp_path / "lenet.dot").read_text().startswith('digraph "lenet"')
 

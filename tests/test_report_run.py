@@ -136,3 +136,16 @@ def test_run_of_another_model(run_folder, tmp_path):
     result = invoke("report", "alexnet", "--run", run_folder, "--no-crosscheck", "-o", tmp_path / "x.html")
     assert result.exit_code == 2
     assert "do not fit alexnet" in result.output and "trained from 'lenet'" in result.output
+
+
+def test_a_runs_report_never_overwrites_the_plain_report(run_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plain = invoke("report", "lenet", "--no-crosscheck")
+    assert plain.exit_code == 0, plain.output
+    assert plain.stdout.strip() == "reports/lenet.html"
+    before = (tmp_path / "reports" / "lenet.html").read_bytes()
+    result = invoke("report", "lenet", "--run", run_folder, "--no-crosscheck")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"reports/lenet-{run_folder.name}.html"  # reports/NAME-RUN.html
+    assert (tmp_path / "reports" / "lenet.html").read_bytes() == before
+    assert "reports/NAME-RUN.html" in " ".join(invoke("report", "--help").output.split())
