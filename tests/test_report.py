@@ -127,7 +127,9 @@ def test_zoo_reports_and_index(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "zoo_names", lambda: ["lenet", "alexnet", "resnet18"])
     result = runner.invoke(app, ["report", "--zoo", "--no-crosscheck", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["alexnet.html", "index.html", "lenet.html", "resnet18.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alexnet.html", "index.html", "lenet.html", "plotly.min.js",
+                                                          "resnet18.html"]
+    assert '<script src="plotly.min.js"></script>' in (tmp_path / "lenet.html").read_text()  # one shared copy
     index = (tmp_path / "index.html").read_text()
     for name in ("lenet", "alexnet", "resnet18"):
         assert f'href="{name}.html"' in index

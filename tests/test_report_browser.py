@@ -2,7 +2,9 @@
 
 Checks what a student would see: the page loads with no console errors and no network request, every chart has
 rendered, the diagram is visible and a block opens on click, the table sorts and filters, a row shows its
-arithmetic. The screenshots are kept in .artifacts/ (not committed).
+arithmetic beside the table (never over it), every chart axis says its unit, and the pages of a zoo share one
+plotly.min.js and still work offline. The screenshots are kept in .artifacts/ (not committed);
+scripts/report_screenshots.py makes the README's.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def test_report_loads_offline_with_every_chart(browser, report_file):
         assert chart.locator("g.trace").count() >= 1
     assert page.locator("#cards .card").count() == 8
     assert "every peer agrees" in page.locator("#crosscheck-body").inner_text().lower()
+    assert page.locator("#crosscheck-detail").get_attribute("open") is None  # one verdict line, the detail folded
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report-resnet50.png"))
     page.close()
@@ -121,6 +124,13 @@ def test_run_report_draws_curves_confusion_and_pictures(browser, run_report_file
     assert problems == [] and requests == []
     for chart in page.locator("#training .js-plotly-plot").all():
         assert chart.locator("g.trace, g.hm, image").count() >= 1
+    assert page.evaluate("document.querySelector('main section').id") == "training"  # the run first
+    assert "accuracy" in page.locator("#training .cards").inner_text().lower()
+    confusion = plotly_data(page, "chart-run-confusion")[0]
+    assert confusion["texttemplate"] == "%{z}"  # each cell shows its count
+    assert plotly_layout(page, "chart-run-accuracy")["yaxis"]["range"] == [0, 100]
+    text = page.locator("main").inner_text()
+    assert "smooth strokes" not in text and "shortcut" not in text  # no hint the pictures may contradict
     pictures = page.locator("#filters img, #activations img, #cams img")
     assert pictures.count() == 10
     assert all(img.evaluate("i => i.complete && i.naturalWidth > 0") for img in pictures.all())
@@ -142,3 +152,155 @@ def test_a_device_adds_each_layers_time_and_the_roofline(browser, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     roofline.screenshot(path=str(ARTIFACTS / "report-resnet18-roofline.png"))
     page.close()
+
+
+def plotly_layout(page, chart_id: str) -> dict:
+    return page.evaluate(f"document.getElementById('{chart_id}').layout")
+
+
+def plotly_data(page, chart_id: str) -> list:
+    return page.evaluate(f"document.getElementById('{chart_id}').data.map((t) => ({{name: t.name, x: t.x, y: t.y, "
+                         f"hovertext: t.hovertext, texttemplate: t.texttemplate}}))")
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and \
+        a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
+
+
+def clipped(box: dict, frame: dict) -> dict:
+    """The part of box that shows inside frame (a scrolled table shows only part of a wide row)."""
+    left, top = max(box["x"], frame["x"]), max(box["y"], frame["y"])
+    right = min(box["x"] + box["width"], frame["x"] + frame["width"])
+    bottom = min(box["y"] + box["height"], frame["y"] + frame["height"])
+    return {"x": left, "y": top, "width": max(0, right - left), "height": max(0, bottom - top)}
+
+
+def test_the_arithmetic_panel_sits_beside_the_table_and_closes_on_escape_or_a_click_outside(browser, report_file):
+    page, problems, _ = open_page(browser, report_file)
+    panel = page.locator("#explain-panel")
+    for index in (0, 40, 120):
+        row = page.locator("#layer-table tbody tr").nth(index)
+        row.scroll_into_view_if_needed()
+        row.click()
+        assert panel.is_visible() and row.get_attribute("data-layer") in panel.inner_text()
+        shown = clipped(row.bounding_box(), page.locator("#layer-table").locator("xpath=..").bounding_box())
+        assert shown["width"] > 200 and not overlap(shown, panel.bounding_box())  # the row stays readable
+        page.keyboard.press("Escape")
+        assert not panel.is_visible()
+    page.locator("#layer-table tbody tr").first.click()
+    assert panel.is_visible()
+    panel.click()  # a click inside keeps it
+    assert panel.is_visible()
+    page.locator("header h1").click()  # a click outside closes it
+    assert not panel.is_visible()
+    assert problems == []
+    page.close()
+
+
+def test_the_filter_matches_names_and_a_prefix_matches_types(browser, report_file):
+    page, problems, _ = open_page(browser, report_file)
+    visible = page.locator("#layer-table tbody tr:not([hidden])")
+    page.locator("#layer-filter").fill("conv2")
+    names = [row.get_attribute("data-layer") for row in visible.all()]
+    assert len(names) == 16 and all(name.endswith(".conv2") for name in names)  # one conv2 per bottleneck block
+    assert "16 of 175" in page.locator("#layer-count").inner_text()
+    page.locator("#layer-filter").fill("type:conv2d")
+    assert visible.count() == 53  # every convolution, downsamples included
+    page.locator("#layer-filter").fill("op:conv2d layer4")
+    assert visible.count() == 10  # layer4's three blocks of three convs and one downsample
+    page.locator("#layer-filter").fill("")
+    assert visible.count() == 175
+    assert problems == []
+    page.close()
+
+
+def test_every_chart_axis_is_titled_with_its_unit_and_bars_start_at_zero(browser, report_file):
+    page, problems, _ = open_page(browser, report_file)
+    for chart in ("chart-params", "chart-macs", "chart-memory", "chart-cumulative", "chart-rf"):
+        layout = plotly_layout(page, chart)
+        assert layout["xaxis"]["title"]["text"] and layout["yaxis"]["title"]["text"], chart
+        assert layout["yaxis"].get("type", "linear") == "linear", chart
+    for chart, unit in (("chart-params", "parameters"), ("chart-macs", "MACs"), ("chart-memory", "bytes")):
+        layout = plotly_layout(page, chart)
+        assert layout["yaxis"]["title"]["text"] == unit and layout["yaxis"]["rangemode"] == "tozero"
+        assert layout["yaxis"]["exponentformat"] == "SI"  # 4 G, never plotly's default 4 B
+        assert layout["showlegend"]  # a colour is a kind of layer: the legend says which
+    assert problems == []
+    page.close()
+
+
+def test_a_deep_models_charts_show_its_blocks_and_open_one(browser, report_file):
+    page, problems, _ = open_page(browser, report_file)
+    bars = lambda: [x for trace in plotly_data(page, "chart-params") for x in trace["x"]]  # noqa: E731
+    blocks = bars()
+    assert 10 < len(blocks) <= 40 and "layer3.0" in blocks and "layer3.0.conv2" not in blocks
+    page.locator("#chart-scope").select_option("layer3.0")
+    page.wait_for_function("document.getElementById('chart-params').data.some((t) => t.x.includes('layer3.0.conv2'))")
+    opened = bars()
+    assert all(name.startswith("layer3.0.") for name in opened) and "layer3.0.downsample.0" in opened
+    page.locator("#chart-scope").select_option("layers")
+    page.wait_for_function("document.getElementById('chart-params').data.some((t) => t.x.includes('layer1.0.conv1'))")
+    assert problems == []
+    page.close()
+
+
+def test_the_receptive_field_is_the_last_maps_and_its_chart_follows_one_path(browser, report_file):
+    page, problems, _ = open_page(browser, report_file)
+    card = page.locator("#cards .card", has_text="Receptive field").inner_text()
+    assert "427 px" in card and "layer4.2.relu3" in card and "whole input" in card
+    traces = {trace["name"]: trace for trace in plotly_data(page, "chart-rf")}
+    main = traces["main path"]["y"]
+    assert main == sorted(main) and main[-1] == 427  # along one path a field never shrinks
+    other = traces["other paths (shortcuts, branches)"]
+    assert other["x"] and all("another path" in text for text in other["hovertext"])
+    assert problems == []
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def comparison_file(tmp_path_factory):
+    from archviz.render.html.build import write_comparison
+
+    return write_comparison(["alexnet", "vgg16", "resnet18"], tmp_path_factory.mktemp("compare") / "c.html",
+                            crosscheck=False)
+
+
+def test_comparison_charts_are_linear_from_zero_with_a_log_toggle(browser, comparison_file):
+    page, problems, requests = open_page(browser, comparison_file)
+    assert problems == [] and requests == []
+    for chart in ("chart-scatter", "chart-params", "chart-macs", "chart-memory", "chart-depth"):
+        layout = plotly_layout(page, chart)
+        assert layout["xaxis"]["title"]["text"] and layout["yaxis"]["title"]["text"], chart
+        assert layout["yaxis"].get("type", "linear") == "linear" and layout["yaxis"]["rangemode"] == "tozero", chart
+    assert plotly_layout(page, "chart-macs")["yaxis"]["exponentformat"] == "SI"
+    page.locator("#log-scale").check()
+    page.wait_for_function("document.getElementById('chart-params').layout.yaxis.type === 'log'")
+    assert plotly_layout(page, "chart-scatter")["xaxis"]["type"] == "log"
+    page.close()
+
+
+ZOO = ["lenet", "lenet_keras", "mlp", "basic_cnn", "alexnet", "alexnet_owt", "vgg11", "resnet18"]
+
+
+def test_zoo_pages_share_one_plotly_and_still_work_offline(browser, tmp_path, monkeypatch):
+    import archviz.spec.zoo as zoo
+    from archviz.render.html.build import SHARED_PLOTLY, write_zoo
+    from archviz.render.html.page import plotly_js
+
+    monkeypatch.setattr(zoo, "zoo_names", lambda: ZOO)
+    written = write_zoo(tmp_path, crosscheck=False)
+    assert sorted(p.name for p in written) == sorted([f"{n}.html" for n in ZOO] + ["index.html", SHARED_PLOTLY])
+    size = sum(p.stat().st_size for p in written)
+    inlined = size + (len(ZOO) - 1) * len(plotly_js().encode())  # each page carrying its own copy, as before
+    assert size < inlined / 5
+    page, problems, requests = open_page(browser, tmp_path / "resnet18.html")
+    assert problems == [] and requests == [] and page.locator(".js-plotly-plot").count() == 5
+    page.close()
+    index = browser.new_page(viewport={"width": 1440, "height": 900})
+    index.goto((tmp_path / "index.html").as_uri())
+    card = index.locator("#index-table").locator("xpath=ancestor::section").bounding_box()
+    for cell in index.locator("#index-table td.description").all():
+        box = cell.bounding_box()
+        assert box["x"] + box["width"] <= card["x"] + card["width"]  # the description wraps inside its card
+    index.close()

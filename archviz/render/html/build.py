@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 from archviz.analysis.report import Report
-from archviz.format import slug
-from archviz.output import write_atomic
-from archviz.render.html.page import DiagramViews, comparison_report_html, index_html, model_report_html
+from archviz.output import OUTPUT_FOLDER, default_output, write_atomic
+from archviz.render.html.page import DiagramViews, comparison_report_html, index_html, model_report_html, plotly_js
 
-DEFAULT_FOLDER = Path("reports")
+SHARED_PLOTLY = "plotly.min.js"  # the one copy of plotly.js beside pages written together (write_zoo)
 
 
 def _inspect(model: str, **options) -> Report:
@@ -45,12 +44,12 @@ def write_model_report(model: str, output: str | Path | None, *, run: str | Path
         options = {key: value for key, value in options.items() if key not in ("input", "overrides", "kwargs")}
         model = view.trained.graph
     report = _inspect(model, **options)
-    target = Path(output) if output else DEFAULT_FOLDER / f"{slug(report.model)}.html"
+    target = Path(output) if output else default_output([report.model], ".html", run=run)
     return write_atomic(target, model_report_html(report, views=diagram_views(report), run=view))
 
 
 def write_comparison_of(reports: list[Report], output: str | Path | None, *, links: list[str] | None = None) -> Path:
-    target = Path(output) if output else DEFAULT_FOLDER / f"{slug('-vs-'.join(slug(r.model) for r in reports))}.html"
+    target = Path(output) if output else default_output([r.model for r in reports], ".html")
     views = [diagram_views(r) for r in reports] if len(reports) <= 3 else None
     return write_atomic(target, comparison_report_html(reports, views=views, links=links))
 
@@ -59,15 +58,18 @@ def write_comparison(models: list[str], output: str | Path | None, **options) ->
     return write_comparison_of([_inspect(m, **options) for m in models], output)
 
 
-def write_zoo(folder: str | Path, **options) -> list[Path]:
-    """One report per zoo model and index.html linking them (all in `folder`)."""
+def write_zoo(folder: str | Path | None, **options) -> list[Path]:
+    """One report per zoo model, index.html linking them, and the plotly.min.js they share (all in `folder`,
+    reports/ by default): a page of the folder works offline beside it, without carrying its own 4.8 MB copy."""
     from archviz.spec.zoo import zoo_names
 
-    folder = Path(folder)
-    written, reports = [], []
+    folder = Path(folder) if folder else OUTPUT_FOLDER
+    written, reports = [write_atomic(folder / SHARED_PLOTLY, plotly_js())], []
     for name in zoo_names():
         report = _inspect(name, **options)
         reports.append(report)
-        written.append(write_atomic(folder / f"{name}.html", model_report_html(report, views=diagram_views(report))))
-    written.append(write_atomic(folder / "index.html", index_html(reports, [p.name for p in written])))
+        page = model_report_html(report, views=diagram_views(report), plotly=SHARED_PLOTLY)
+        written.append(write_atomic(folder / f"{name}.html", page))
+    pages = written[1:]
+    written.append(write_atomic(folder / "index.html", index_html(reports, [p.name for p in pages])))
     return written

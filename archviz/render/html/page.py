@@ -44,11 +44,14 @@ def plotly_js() -> str:
         raise MissingDependencyError("HTML reports need plotly: pip install 'archviz[report]'") from None
 
 
-def _page(title: str, body: str, data: dict, *, scripts: tuple[str, ...] = (), css: str = "") -> str:
+def _page(title: str, body: str, data: dict, *, scripts: tuple[str, ...] = (), css: str = "",
+          plotly: str | None = None) -> str:
+    """plotly: the address of a plotly.min.js that pages written together share (write_zoo); None inlines it."""
     from archviz import __version__
 
     data = {**data, "archviz_version": __version__}
-    script_blocks = "\n".join(f"<script>{s}</script>" for s in (plotly_js(), *scripts, asset("report.js")))
+    library = f'<script src="{html.escape(plotly)}"></script>' if plotly else f"<script>{plotly_js()}</script>"
+    script_blocks = "\n".join([library, *(f"<script>{s}</script>" for s in (*scripts, asset("report.js")))])
     return f"""{page_head(title, css=css)}
 <body>
 {body}
@@ -95,9 +98,11 @@ def _diagram_section(views: DiagramViews | None) -> str:
 </section>"""
 
 
-def model_report_html(report: Report, *, views: DiagramViews | None = None, run: RunView | None = None) -> str:
+def model_report_html(report: Report, *, views: DiagramViews | None = None, run: RunView | None = None,
+                      plotly: str | None = None) -> str:
     """One model: summary cards, diagram, sortable layer table, charts, cross-check, each layer's arithmetic; with
-    `run`, the training run's curves, per-class report, filters, activations and class-activation maps."""
+    `run`, first the training run's curves, per-class report, filters, activations and class-activation maps.
+    plotly: the address of a shared plotly.min.js (None: the page carries its own copy)."""
     run_nav = run_body = ""
     if run is not None:
         run_nav, run_body, run_json = _run_parts(run)
@@ -105,21 +110,24 @@ def model_report_html(report: Report, *, views: DiagramViews | None = None, run:
             f"{report.totals.layers} layers")
     roofline = '<div class="chart" id="chart-roofline"></div>' if report.latency is not None else ""
     body = f"""{_header(f"archviz: {report.model}", report.description, meta)}
-<nav><a href="#summary">Summary</a><a href="#diagram">Diagram</a><a href="#layers">Layers</a><a href="#charts">Charts</a>
-<a href="#crosscheck">Cross-check</a>{run_nav}<a href="#conventions">Conventions</a></nav>
+<nav>{run_nav}<a href="#summary">Summary</a><a href="#diagram">Diagram</a><a href="#layers">Layers</a>
+<a href="#charts">Charts</a><a href="#crosscheck">Cross-check</a><a href="#conventions">Conventions</a></nav>
 <main>
+{run_body}
 <section id="summary"><div id="cards" class="cards"></div></section>
 {_diagram_section(views)}
 <section id="layers"><h2>Layers</h2>
-<div class="table-tools"><input id="layer-filter" type="search" placeholder="Filter by name or type (e.g. conv, layer3)">
-<span id="layer-count" class="muted"></span><span class="muted">Click a column to sort, a row for its arithmetic.</span></div>
+<div class="table-tools"><input id="layer-filter" type="search" aria-label="Filter the layers"
+placeholder="Filter by name (layer3, conv2); type:conv2d by type">
+<span id="layer-count" class="muted"></span><span class="muted">Click a column to sort, a row for its arithmetic
+(Escape closes it).</span></div>
 <div class="table-wrap"><table id="layer-table"></table></div></section>
-<section id="charts"><h2>Charts</h2><div class="charts">
+<section id="charts"><h2>Charts</h2>
+<p class="chart-tools"><label>Per-layer charts: <select id="chart-scope"></select></label></p><div class="charts">
 <div class="chart" id="chart-params"></div><div class="chart" id="chart-macs"></div>
 <div class="chart" id="chart-memory"></div><div class="chart" id="chart-cumulative"></div>
 <div class="chart" id="chart-rf"></div>{roofline}</div></section>
 <section id="crosscheck"><h2>Cross-check</h2><div id="crosscheck-body"></div></section>
-{run_body}
 <section id="conventions"><h2>Conventions</h2><p>{html.escape(CONVENTIONS)}</p></section>
 </main>"""
     data = {"kind": "model", "models": [model_data(report)]}
@@ -127,11 +135,11 @@ def model_report_html(report: Report, *, views: DiagramViews | None = None, run:
         data["diagram_default"] = views.default
         data["diagram_toggles"] = views.toggles
     if run is None:
-        return _page(f"archviz: {report.model}", body, data)
+        return _page(f"archviz: {report.model}", body, data, plotly=plotly)
     from archviz.render.html.run_section import RUN_CSS
 
     return _page(f"archviz: {report.model}", body, {**data, "run": run_json}, scripts=(asset("run.js"),),
-                 css=RUN_CSS)
+                 css=RUN_CSS, plotly=plotly)
 
 
 def _run_parts(run) -> tuple[str, str, dict]:
@@ -148,7 +156,7 @@ def _run_parts(run) -> tuple[str, str, dict]:
 
 
 def _comparison_table(reports: list[Report]) -> str:
-    from archviz.format import exact, field_text, human, size_bytes
+    from archviz.format import exact, human, size_bytes
 
     rows = [
         ("Input", [shape(r.input) for r in reports]),
@@ -160,7 +168,7 @@ def _comparison_table(reports: list[Report]) -> str:
         ("All outputs (training)", [size_bytes(r.totals.activation_bytes) for r in reports]),
         ("Depth (weight layers)", [str(r.totals.depth) for r in reports]),
         ("Layers", [str(r.totals.layers) for r in reports]),
-        ("Receptive field", [field_text(r.layers[-1].receptive_field) for r in reports]),
+        ("Receptive field (last map)", [_field_cell(r) for r in reports]),
     ]
     head = "".join(f'<th class="num">{html.escape(r.model)}</th>' for r in reports)
     body = "".join(
@@ -168,6 +176,16 @@ def _comparison_table(reports: list[Report]) -> str:
         for label, values in rows
     )
     return f'<table id="compare-table"><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _field_cell(report: Report) -> str:
+    """'212 px at features.30': the last spatial layer's field (render/table.py field_headline has the full line)."""
+    from archviz.format import field_text
+
+    spatial = report.totals.last_spatial_field
+    if spatial is None:
+        return field_text(report.layers[-1].receptive_field)
+    return f"{field_text(spatial.size)} px at {spatial.layer}"
 
 
 def _stage_table(diff) -> str:
@@ -223,7 +241,9 @@ def comparison_report_html(reports: list[Report], *, views: list[DiagramViews | 
 <main>
 <section id="summary"><h2>Totals</h2><div class="table-wrap">{_comparison_table(reports)}</div></section>
 {two}
-<section id="charts"><h2>Charts</h2><div class="charts">
+<section id="charts"><h2>Charts</h2>
+<p class="chart-tools"><label><input type="checkbox" id="log-scale"> log scale (linear by default: a bar's height is
+its value)</label></p><div class="charts">
 <div class="chart" id="chart-scatter"></div><div class="chart" id="chart-params"></div>
 <div class="chart" id="chart-macs"></div><div class="chart" id="chart-memory"></div><div class="chart" id="chart-depth"></div>
 </div></section>
@@ -241,13 +261,13 @@ def index_html(reports: list[Report], links: list[str]) -> str:
         f'<tr><td><a href="{html.escape(link)}">{html.escape(r.model)}</a></td><td class="num">{shape(r.input)}</td>'
         f'<td class="num">{human(r.totals.params)}</td><td class="num">{human(r.totals.macs)}</td>'
         f'<td class="num">{size_bytes(r.totals.peak_activation_bytes)}</td><td class="num">{r.totals.depth}</td>'
-        f"<td>{html.escape(r.description)}</td></tr>"
+        f'<td class="description">{html.escape(r.description)}</td></tr>'
         for r, link in zip(reports, links)
     )
     head = "".join(f"<th>{t}</th>" for t in ("Model", "Input", "Params", "MACs", "Peak memory", "Depth", "Description"))
     body = f"""{_header("archviz zoo", f"{len(reports)} architectures, one report each", CONVENTIONS)}
-<main><section><table id="index-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></section></main>"""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>archviz zoo</title><style>{asset("report.css")}</style></head>
+<main><section><div class="scroll-x"><table id="index-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>
+</table></div></section></main>"""
+    return f"""{page_head("archviz zoo")}
 <body>{body}</body></html>
 """

@@ -5,7 +5,7 @@
   const DATA = JSON.parse(document.getElementById("archviz-data").textContent);
   const KIND_COLORS = {
     conv: "#4c8bf5", linear: "#b05cc4", pool: "#34a853", norm: "#f5b400", activation: "#9aa0a6",
-    join: "#1a3d7c", reshape: "#c0c4cc", regularization: "#c0c4cc",
+    join: "#1a3d7c", reshape: "#c0c4cc", regularization: "#c0c4cc", block: "#6b7a99",
   };
   const fmtInt = (n) => Number(n).toLocaleString("en-US");
   function human(n) {
@@ -30,15 +30,23 @@
     return node;
   }
 
-  // ---- explanation panel ---------------------------------------------------------------------------------------
-  function explain(model, layerName) {
+  // ---- explanation panel: beside the page (the page narrows), closed by Escape, a click outside, or its x -------
+  function closePanel() {
+    const panel = document.getElementById("explain-panel");
+    if (!panel || panel.hidden) return;
+    panel.hidden = true;
+    document.body.classList.remove("panel-open");
+    window.dispatchEvent(new Event("resize"));  // the charts take back the panel's width
+    document.querySelectorAll("#layer-table tbody tr.selected").forEach((row) => row.classList.remove("selected"));
+  }
+  function explain(model, layerName, source) {
     const panel = document.getElementById("explain-panel");
     const info = model.explanations[layerName];
     if (!info) return;
     const layer = model.layers.find((l) => l.name === layerName);
     panel.replaceChildren();
-    const close = el("button", { class: "close", "aria-label": "close", text: "×" });
-    close.addEventListener("click", () => { panel.hidden = true; });
+    const close = el("button", { class: "close", "aria-label": "close (Escape)", title: "close (Escape)", text: "×" });
+    close.addEventListener("click", closePanel);
     panel.append(close, el("h3", { text: `${model.model} / ${layerName}` }),
       el("div", { class: "muted", text: `${layer.type} ${layer.summary}  ·  input from ${info.inputs.join(", ")}` }));
     const table = el("table");
@@ -46,7 +54,7 @@
       el("th", { class: "num", text: "Value" }))));
     const body = el("tbody");
     for (const [quantity, arithmetic, value] of info.steps) {
-      body.append(el("tr", {}, el("td", { text: quantity }), el("td", { text: arithmetic }),
+      body.append(el("tr", {}, el("td", { text: quantity }), el("td", { class: "wrap", text: arithmetic }),
         el("td", { class: "num", text: value })));
     }
     table.append(body);
@@ -54,10 +62,23 @@
     if (info.note) panel.append(el("div", { class: "note", text: "Note: " + info.note }));
     panel.append(el("pre", { text: info.doc }));
     panel.hidden = false;
+    document.body.classList.add("panel-open");
+    window.dispatchEvent(new Event("resize"));  // the charts fit the narrower page
     document.querySelectorAll("#layer-table tbody tr").forEach((row) => {
       row.classList.toggle("selected", row.dataset.layer === layerName);
     });
+    if (source) keepVisible(source, panel);
   }
+  // On a narrow screen the panel is a sheet at the bottom: scroll the page so it does not hide what was clicked.
+  function keepVisible(source, panel) {
+    const box = source.getBoundingClientRect(), sheet = panel.getBoundingClientRect();
+    const overlaps = box.bottom > sheet.top && box.top < sheet.bottom && box.right > sheet.left && box.left < sheet.right;
+    if (overlaps) window.scrollBy(0, box.bottom - sheet.top + 12);
+  }
+  document.addEventListener("keydown", (event) => { if (event.key === "Escape") closePanel(); });
+  document.addEventListener("click", (event) => {
+    if (!event.target.closest("#explain-panel, #layer-table tbody tr, .diagram-view g.node")) closePanel();
+  });
 
   // ---- summary cards -------------------------------------------------------------------------------------------
   function cards(model) {
@@ -72,7 +93,7 @@
       ["Peak activation memory", bytes(t.peak_activation_bytes), "inference, at " + t.peak_at],
       ["Depth", String(t.depth), `weight layers (${t.layers} layers in all)`],
       ["Input", shape(model.input), "batch " + model.batch],
-      fieldCard(model.layers[model.layers.length - 1].receptive_field),
+      fieldCard(model),
     ];
     for (const [label, value, exact] of items) {
       container.append(el("div", { class: "card" }, el("div", { class: "label", text: label }),
@@ -114,6 +135,17 @@
     if (Array.isArray(value)) return value.reduce((a, b) => a * b, 1);
     return value;
   }
+  // "conv2" matches names (layer1.0.conv2), never the type conv2d; "type:conv2d" (or op:) matches the type, "kind:pool"
+  // the family; every word must match.
+  const FILTER_FIELDS = { type: (l) => l.type, op: (l) => l.type, kind: (l) => l.kind, name: (l) => l.name };
+  function layerMatcher(text) {
+    const tests = text.trim().toLowerCase().split(/\s+/).filter(Boolean).map((word) => {
+      const [, prefix, needle] = word.match(/^(?:(type|op|kind|name):)?(.*)$/);
+      const field = FILTER_FIELDS[prefix || "name"];
+      return (layer) => field(layer).toLowerCase().includes(needle);
+    });
+    return (layer) => tests.every((test) => test(layer));
+  }
   function layerTable(model) {
     const table = document.getElementById("layer-table");
     if (!table) return;
@@ -137,7 +169,7 @@
         td.append(cellText(layer, key));
         row.append(td);
       });
-      row.addEventListener("click", () => explain(model, layer.name));
+      row.addEventListener("click", () => explain(model, layer.name, row));
       body.append(row);
     });
     table.append(body);
@@ -158,10 +190,10 @@
     }
     const filter = document.getElementById("layer-filter");
     filter.addEventListener("input", () => {
-      const needle = filter.value.trim().toLowerCase();
+      const matches = layerMatcher(filter.value);
       let shown = 0;
       for (const row of body.rows) {
-        const match = !needle || row.textContent.toLowerCase().includes(needle);
+        const match = matches(model.layers[+row.dataset.index]);
         row.hidden = !match;
         shown += match ? 1 : 0;
       }
@@ -170,20 +202,49 @@
     document.getElementById("layer-count").textContent = `${model.layers.length} layers`;
   }
 
-  // ---- charts ------------------------------------------------------------------------------------------------
+  // ---- charts: every axis titled with its unit; bars from zero; numbers as human() writes them (G, not B) --------
   const PLOT_CONFIG = { displaylogo: false, responsive: true };
+  const axis = (title, extra) => Object.assign({ title: { text: title }, exponentformat: "SI", automargin: true },
+    extra || {});
+  // the title and the legend push the margins (automargin), so neither covers the plot at any width
   const layout = (title, extra) => Object.assign({
-    title: { text: title, font: { size: 15 } }, margin: { l: 60, r: 20, t: 40, b: 90 }, height: 340,
-    xaxis: { tickangle: -60, automargin: true }, showlegend: false,
+    title: { text: title, font: { size: 15 }, automargin: true, yref: "container", y: 1, yanchor: "top", pad: { t: 8 } },
+    margin: { l: 60, r: 20, t: 30, b: 20 }, height: 400,
+    xaxis: axis("layer", { tickangle: -60 }), yaxis: axis(""), showlegend: false,
   }, extra || {});
-  function bars(id, model, key, title, format) {
-    const layers = model.layers.filter((l) => l[key] > 0);
-    Plotly.newPlot(id, [{
-      type: "bar", x: layers.map((l) => l.name), y: layers.map((l) => l[key]),
-      marker: { color: layers.map((l) => KIND_COLORS[l.kind] || "#ccc") },
-      hovertext: layers.map((l) => `${l.name}: ${format(l[key])}`), hoverinfo: "text",
-    }], layout(title), PLOT_CONFIG);
+  const LEGEND = { showlegend: true, legend: { orientation: "h", yref: "container", y: 0, yanchor: "bottom", x: 0 } };
+  const KIND_TITLES = { block: "block (its layers summed)" };
+
+  // The x positions of a per-layer chart: every layer, or for a deep model (chart_groups) its blocks, each the sum
+  // of its layers, or the layers of one block. #chart-scope picks which.
+  function chartItems(model, scope) {
+    const groups = model.chart_groups;
+    const byName = Object.fromEntries(model.layers.map((l) => [l.name, l]));
+    if (!groups || scope === "layers") return model.layers;
+    if (scope && scope !== "blocks") return groups.find((g) => g.name === scope).layers.map((name) => byName[name]);
+    return groups.map((g) => {
+      const layers = g.layers.map((name) => byName[name]);
+      if (layers.length === 1) return layers[0];
+      const sum = (key) => layers.reduce((total, l) => total + (l[key] || 0), 0);
+      return { name: g.name, kind: "block", params: sum("params"), macs: sum("macs"),
+               activation_bytes: sum("activation_bytes"), layers: layers.length };
+    });
   }
+  // one trace per kind of layer, so the legend says what each colour is; the x axis keeps the layers' order
+  function bars(id, items, key, title, unit, format) {
+    const shown = items.filter((l) => l[key] > 0);
+    const kinds = [...new Set(shown.map((l) => l.kind))];
+    const traces = kinds.map((kind) => {
+      const these = shown.filter((l) => l.kind === kind);
+      return { type: "bar", name: KIND_TITLES[kind] || kind, x: these.map((l) => l.name), y: these.map((l) => l[key]),
+        marker: { color: KIND_COLORS[kind] || "#ccc" }, hoverinfo: "text",
+        hovertext: these.map((l) => `${l.name}${l.layers ? ` (${l.layers} layers)` : ""}: ${format(l[key])}`) };
+    });
+    Plotly.newPlot(id, traces, layout(title, Object.assign({}, LEGEND, {
+      xaxis: axis(xTitle(items), { tickangle: -60, categoryorder: "array", categoryarray: shown.map((l) => l.name) }),
+      yaxis: axis(unit, { rangemode: "tozero" }) })), PLOT_CONFIG);
+  }
+  const xTitle = (items) => items.some((l) => l.layers) ? "block or layer" : "layer";
   function cumulative(id, model) {
     const names = model.layers.map((l) => l.name);
     const series = [["params", "parameters"], ["macs", "MACs"], ["activation_bytes", "output memory"]].map(([key, label]) => {
@@ -192,34 +253,82 @@
       return { type: "scatter", mode: "lines", name: label, x: names,
                y: model.layers.map((l) => (running += l[key]) / total * 100) };
     });
-    Plotly.newPlot(id, series, layout("Cumulative share (%) from input to output",
-      { showlegend: true, legend: { orientation: "h", y: 1.12 }, yaxis: { range: [0, 101], ticksuffix: "%" } }),
+    Plotly.newPlot(id, series, layout("Cumulative share from input to output", Object.assign({}, LEGEND, {
+      xaxis: layerAxis(names), yaxis: axis("share of the model's total (%)", { range: [0, 101], ticksuffix: "%" }) })),
       PLOT_CONFIG);
   }
-  function fieldCard(field) {  // null where the input is not a C x H x W image (tokens, sequences)
+  // more than CHART_LAYERS names cannot be read on an axis: the hover names each point
+  const layerAxis = (names) => names.length > 40
+    ? axis(`layer, input to output (${names.length}; hover for names)`, { showticklabels: false })
+    : axis("layer", { tickangle: -60 });
+  function fieldCard(model) {  // the last spatial layer's field: after global pooling a field only says "all of it"
+    const spatial = model.totals.last_spatial_field;
+    if (spatial) return ["Receptive field", shape(spatial.size.length === 2 && spatial.size[0] === spatial.size[1]
+      ? [spatial.size[0]] : spatial.size) + " px", model.field_headline.replace(/^\S+ px /, "")];
+    const field = model.layers[model.layers.length - 1].receptive_field;
     return field === null ? ["Receptive field", "not tracked", "the input is not a C x H x W image"]
-      : ["Receptive field", shape(field), "pixels at the output"];
+      : ["Receptive field", shape(field) + " px", model.field_headline];
+  }
+  // The field of a layer is the largest over the paths into it; a branch's or a shortcut's layer has a smaller one
+  // than the layer above it in the table. The line follows one path, the main one (receptive_field_via back from the
+  // last spatial layer); the layers on other paths are points of their own.
+  function mainPath(model) {
+    const byName = Object.fromEntries(model.layers.map((l) => [l.name, l]));
+    const spatial = model.totals.last_spatial_field;
+    const path = new Set();
+    let name = spatial ? spatial.layer : model.layers[model.layers.length - 1].name;
+    while (name && byName[name] && !path.has(name)) { path.add(name); name = byName[name].receptive_field_via; }
+    return path;
   }
   function receptive(id, model) {
     if (model.layers.some((l) => l.receptive_field === null)) {
       document.getElementById(id).textContent = "Receptive field: not tracked (the input is not a C x H x W image).";
       return;
     }
-    const names = model.layers.map((l) => l.name);
+    const spatial = model.totals.last_spatial_field;
+    const end = spatial ? model.layers.findIndex((l) => l.name === spatial.layer) : model.layers.length - 1;
+    const layers = model.layers.slice(0, end + 1);
+    const names = layers.map((l) => l.name);
+    const path = mainPath(model);
+    const widest = (l) => Math.max(...l.receptive_field);
+    const onPath = layers.filter((l) => path.has(l.name)), off = layers.filter((l) => !path.has(l.name));
     const input = Math.max(model.input[1] || 1, model.input[2] || 1);
-    Plotly.newPlot(id, [
-      { type: "scatter", mode: "lines+markers", name: "receptive field", x: names,
-        y: model.layers.map((l) => Math.max(...l.receptive_field)) },
-      { type: "scatter", mode: "lines", name: `input size (${input})`, x: [names[0], names[names.length - 1]],
-        y: [input, input], line: { dash: "dash", color: "#b3261e" } },
-    ], layout("Receptive field (pixels) against the input size",
-      { showlegend: true, legend: { orientation: "h", y: 1.12 } }), PLOT_CONFIG);
+    const traces = [
+      { type: "scatter", mode: "lines+markers", name: "main path", x: onPath.map((l) => l.name), y: onPath.map(widest),
+        hovertext: onPath.map((l) => `${l.name}: ${shape(l.receptive_field)} px (main path)`), hoverinfo: "text" },
+      { type: "scatter", mode: "lines", name: `input size (${input} px)`, x: [names[0], names[names.length - 1]],
+        y: [input, input], line: { dash: "dash", color: "#b3261e" }, hoverinfo: "name" },
+    ];
+    if (off.length) traces.splice(1, 0, { type: "scatter", mode: "markers", name: "other paths (shortcuts, branches)",
+      x: off.map((l) => l.name), y: off.map(widest), marker: { color: "#9aa0a6", size: 5 }, hoverinfo: "text",
+      hovertext: off.map((l) => `${l.name}: ${shape(l.receptive_field)} px, on another path (from ` +
+        `${l.receptive_field_via}), not the main one` ) });
+    Plotly.newPlot(id, traces, layout("Receptive field along the main path, to the last map", Object.assign({}, LEGEND, {
+      xaxis: Object.assign(layerAxis(names), { categoryorder: "array", categoryarray: names }),
+      yaxis: axis("receptive field (px)", { rangemode: "tozero" }) })), PLOT_CONFIG);
+  }
+  function perLayerCharts(model, scope) {
+    const items = chartItems(model, scope);
+    const what = model.chart_groups && scope !== "layers" && (!scope || scope === "blocks") ? "block" : "layer";
+    bars("chart-params", items, "params", `Parameters per ${what}`, "parameters", fmtInt);
+    bars("chart-macs", items, "macs", `MACs per ${what}`, "MACs", human);
+    bars("chart-memory", items, "activation_bytes", `Output memory per ${what} (colour: kind of layer)`, "bytes", bytes);
+  }
+  function scopeControl(model) {
+    const select = document.getElementById("chart-scope");
+    if (!select) return;
+    if (!model.chart_groups) { select.parentElement.hidden = true; return; }
+    select.append(el("option", { value: "blocks", text: `${model.chart_groups.length} blocks (as the diagram folds them)` }),
+      el("option", { value: "layers", text: `every layer (${model.layers.length})` }));
+    for (const group of model.chart_groups.filter((g) => g.layers.length > 1)) {
+      select.append(el("option", { value: group.name, text: `open ${group.name} (${group.layers.length} layers)` }));
+    }
+    select.addEventListener("change", () => perLayerCharts(model, select.value));
   }
   function charts(model) {
     if (!document.getElementById("chart-params")) return;
-    bars("chart-params", model, "params", "Parameters per layer", fmtInt);
-    bars("chart-macs", model, "macs", "MACs per layer", human);
-    bars("chart-memory", model, "activation_bytes", "Output memory per layer (bytes)", bytes);
+    scopeControl(model);
+    perLayerCharts(model, "blocks");
     cumulative("chart-cumulative", model);
     receptive("chart-rf", model);
     if (model.latency) roofline("chart-roofline", model);
@@ -241,32 +350,41 @@
       hovertext: timed.map((x) => `${x.name}: ${x.intensity.toFixed(1)} FLOPs/byte, ${seconds(x.predicted_seconds)}` +
         (x.memory_bound ? ", memory-bound" : "")), hoverinfo: "text",
     }], layout(`Roofline on ${l.device_name}: FLOP/s against FLOPs per byte`, {
-      showlegend: true, legend: { orientation: "h", y: 1.12 },
-      xaxis: { type: "log", title: { text: "FLOPs per byte moved" } },
-      yaxis: { type: "log", title: { text: "FLOP/s (predicted)" } } }), PLOT_CONFIG);
+      ...LEGEND,
+      xaxis: axis("arithmetic intensity (FLOPs per byte moved)", { type: "log" }),
+      yaxis: axis("FLOP/s (predicted)", { type: "log" }) }), PLOT_CONFIG);
   }
 
   // ---- cross-check ------------------------------------------------------------------------------------------------
   const PEER_TITLES = { module: "the module itself", torchinfo: "torchinfo", flop_counter: "torch FlopCounterMode",
     fvcore: "fvcore" };  // as archviz/render/crosscheck.py PEER_TITLES
+  // One verdict line (peers, agreement, time); every peer's figures folded under it, opened by a click.
+  function crosscheckVerdict(check) {
+    const module = check.peers.find((p) => p.peer === "module");
+    const wrong = module ? module.totals.filter((f) => !f.agrees) : [];
+    const ran = check.peers.filter((p) => !p.skipped);
+    const seconds = ran.reduce((total, p) => total + (p.seconds || 0), 0);
+    const peers = `${ran.length} peers (${ran.map((p) => PEER_TITLES[p.peer] || p.peer).join(", ")}; ` +
+      `${seconds.toFixed(1)} s)`;
+    if (check.agrees) return `✓ ${peers}: every peer agrees with the formulas, after the conversions in the detail.`;
+    if (wrong.length) return "✗ archviz's totals are not the model's: " + wrong.map((f) => f.reason + ".").join(" ");
+    if (check.peers.some((p) => p.differences.some((f) => !f.agrees))) {
+      return `✗ ${peers}: unexplained differences, see the peers marked ✗.`;
+    }
+    return `? ${peers}: not confirmed, ` + check.peers.filter((p) => p.skipped)
+      .map((p) => PEER_TITLES[p.peer] || p.peer).join(", ") + " skipped.";
+  }
   function crosscheck(model) {
     const container = document.getElementById("crosscheck-body");
     if (!container) return;
     const check = model.crosscheck;
     if (!check) { container.append(el("p", { text: "Not run (--no-crosscheck): every figure here is by formula." })); return; }
     if (check.skipped) { container.append(el("p", { text: check.message })); return; }
-    // the module itself (archviz/crosscheck/module_peer.py) compares the whole model's totals strictly
-    const module = check.peers.find((p) => p.peer === "module");
-    const wrong = module ? module.totals.filter((f) => !f.agrees) : [];
-    container.append(el("p", { class: check.agrees ? "verdict-ok" : "verdict-bad",
-      text: check.agrees ? "Every peer agrees with the formulas, after the conversions below."
-          : wrong.length ? "archviz's totals are not the model's: " + wrong.map((f) => f.reason + ".").join(" ")
-          : check.peers.some((p) => p.differences.some((f) => !f.agrees))
-            ? "Unexplained differences: see the peers marked ✗."
-          : "Not confirmed: " + check.peers.filter((p) => p.skipped).map((p) => PEER_TITLES[p.peer] || p.peer).join(", ") +
-            " skipped (below)." }));
+    const folded = el("details", { id: "crosscheck-detail" });
+    folded.append(el("summary", { class: check.agrees ? "verdict-ok" : "verdict-bad", text: crosscheckVerdict(check) }));
+    container.append(folded);
     for (const peer of check.peers) {
-      const details = el("details", { open: "" });
+      const details = el("details", { open: "" });  // open inside the folded detail
       details.append(el("summary", { text: `${peer.agrees ? "✓" : "✗"} ${PEER_TITLES[peer.peer] || peer.peer} ${peer.version}` +
         (peer.skipped ? ` — skipped: ${peer.message}` : ` — ${peer.method} (${peer.seconds} s)`) }));
       for (const note of peer.notes) details.append(el("div", { class: "muted", text: "note: " + note }));
@@ -287,7 +405,7 @@
       } else {
         details.append(el("div", { text: "Every figure is the same as ours." }));
       }
-      container.append(details);
+      folded.append(details);
     }
   }
 
@@ -309,7 +427,7 @@
           event.preventDefault();
           event.stopPropagation();
           if (target) show(target);
-          else if (model.explanations[id]) explain(model, id);
+          else if (model.explanations[id]) explain(model, id, item);
         });
       });
     });
@@ -323,9 +441,9 @@
       const model = models[0];
       cards(model); layerTable(model); charts(model); crosscheck(model); diagram(model);
     } else if (window.ArchvizCompare) {
-      window.ArchvizCompare(DATA, { el, human, bytes, fmtInt, shape, KIND_COLORS, PLOT_CONFIG, layout });
+      window.ArchvizCompare(DATA, { el, human, bytes, fmtInt, shape, KIND_COLORS, PLOT_CONFIG, layout, axis, LEGEND });
     }
   }
-  window.ArchvizReport = { el, human, bytes, fmtInt, shape, KIND_COLORS, PLOT_CONFIG, layout };
+  window.ArchvizReport = { el, human, bytes, fmtInt, shape, KIND_COLORS, PLOT_CONFIG, layout, axis };
   start();
 })();

@@ -8,8 +8,9 @@
   const escape = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const CONFIG = { displaylogo: false, responsive: true };
   const layout = (title, extra) => Object.assign({
-    title: { text: title, font: { size: 15 } }, margin: { l: 70, r: 20, t: 40, b: 60 }, height: 380,
-    legend: { orientation: "h", y: -0.2 },
+    title: { text: title, font: { size: 15 }, automargin: true, yref: "container", y: 1, yanchor: "top", pad: { t: 8 } },
+    margin: { l: 70, r: 20, t: 30, b: 20 }, height: 400,
+    legend: { orientation: "h", yref: "container", y: 0, yanchor: "bottom", x: 0 },  // pushes the margin: never on the plot
   }, extra || {});
   const epochs = run.history.map((row) => row.epoch);
   const line = (key, name, dash, scale) => ({
@@ -18,32 +19,30 @@
   });
   Plotly.newPlot("chart-run-accuracy", [line("val_accuracy", "validation", null, 100),
     line("train_accuracy", "training", "dot", 100)], layout("Accuracy per epoch (%)", {
-    xaxis: { title: { text: "epoch" }, dtick: 1 }, yaxis: { title: { text: "accuracy (%)" } } }), CONFIG);
+    xaxis: { title: { text: "epoch" }, dtick: 1 }, yaxis: { title: { text: "accuracy (%)" }, range: [0, 100] } }), CONFIG);
   Plotly.newPlot("chart-run-loss", [line("val_loss", "validation", null, 1), line("train_loss", "training", "dot", 1)],
     layout("Loss per epoch", { xaxis: { title: { text: "epoch" }, dtick: 1 },
-      yaxis: { title: { text: "cross-entropy loss" } } }), CONFIG);
+      yaxis: { title: { text: "cross-entropy loss" }, rangemode: "tozero" } }), CONFIG);
   Object.entries(run.probes || {}).forEach(([kind, blocks]) => {
     const mean = (values) => values.reduce((a, b) => a + b, 0) / values.length;
     const spread = (values) => values.length < 2 ? 0 : Math.sqrt(values.reduce(
       (a, b) => a + (b - mean(values)) ** 2, 0) / (values.length - 1));
     const BACKBONES = [["pretext", "pretext"], ["random", "random init"], ["supervised", "supervised"]];
-    // the bars start a little below the lowest mean, so that differences of a point show
-    const lowest = (rows) => Math.max(0, Math.floor(Math.min(...rows.flatMap(
-      (b) => BACKBONES.map(([key]) => 100 * mean(b.accuracy[key])))) - 5));
     Plotly.newPlot(`chart-probe-${kind}`, BACKBONES.map(([key, name]) => ({
       type: "bar", name: name, x: blocks.map((b) => escape(b.block)),
       y: blocks.map((b) => 100 * mean(b.accuracy[key])),
       error_y: { type: "data", array: blocks.map((b) => 100 * spread(b.accuracy[key])), visible: true },
     })), layout(`${escape(kind)} probe: test accuracy per block (%)`, {
       barmode: "group", xaxis: { title: { text: "block" }, type: "category" },
-      yaxis: { title: { text: "accuracy (%)" }, range: [lowest(blocks), 100] } }), CONFIG);
+      yaxis: { title: { text: "test accuracy (%)" }, range: [0, 100] } }), CONFIG);  // bars from zero
   });
   if (!run.confusion) return;
   const names = run.classes.map(escape);
   Plotly.newPlot("chart-run-confusion", [{
     type: "heatmap", z: run.confusion, x: names, y: names, colorscale: "Blues", reversescale: true, hoverongaps: false,
-    hovertemplate: "true %{y}, predicted %{x}: %{z}<extra></extra>",
-  }], layout("Confusion matrix (rows: true class)", {
+    texttemplate: "%{z}", hovertemplate: "true %{y}, predicted %{x}: %{z} images<extra></extra>",
+    colorbar: { title: { text: "images" } },
+  }], layout("Confusion matrix: test images per (true, predicted) class", {
     xaxis: { title: { text: "predicted" }, type: "category" },
     yaxis: { title: { text: "true" }, type: "category", autorange: "reversed" } }), CONFIG);
 })();

@@ -19,16 +19,20 @@ RUN_CSS = EXTRA_CSS + """
 .pictures { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 .pictures figure { margin: 0; }
 .pictures img { max-width: 100%; image-rendering: pixelated; border: 1px solid var(--line); }
+.run-cards { margin-bottom: 8px; }
 .pictures figcaption, p.look { color: var(--muted); font-size: 14px; max-width: 70em; }
 """
-LOOK_FOR = {
-    "filters": "Look for smooth strokes, edges and blobs in the trained kernels, where the initial ones are noise: "
-               "the first layer learns to detect local edges and spots.",
-    "activations": "Look for the early layer keeping the image's outline (each map one kind of edge), and the later "
-                   "ones lighting up at fewer, coarser places: they respond to larger parts.",
-    "cams": "Look for the bright region on the object (the strokes of a digit) rather than the background; a map "
-            "that falls on the background means the model uses context, or a shortcut.",
-    "confusion": "Look off the diagonal: the pairs of classes the model mixes up.",
+LOOK_FOR = {  # each line says what the pictures under it show, whatever the run: never what they should show
+    "filters": "The first layer's kernels after training (left) beside the same kernels before it (right). How far "
+               "they differ is how much training moved them: after a few epochs of a small network they can still "
+               "look alike.",
+    "activations": "Each layer's output maps for one validation image, one small picture per channel, in layer order; "
+                   "the maps shrink where a layer downsamples.",
+    "cams": "Grad-CAM: bright cells are where the predicted class's gradient weighs the layer's maps most, upsampled "
+            "from that layer's coarse grid to the image. Blank background can weigh as much as ink: where a digit has "
+            "no stroke tells classes apart too.",
+    "confusion": "Each cell counts test images; the diagonal holds the right answers, a cell off it a pair of classes "
+                 "the model mixed up.",
 }
 
 
@@ -56,12 +60,23 @@ def _training(view: RunView) -> str:
                f"{settings['optimizer']} lr {settings['lr']:g}, batch {settings['batch_size']}, seed "
                f"{settings['seed']}; {final.get('test_split', 'test')} accuracy {report.accuracy:.2%} with best.pt "
                f"(epoch {record['best']['epoch']}, the lowest validation loss). Run folder: {view.folder}")
-    return f"""<section id="training"><h2>Training</h2><p>{html.escape(summary)}</p>
+    split = final.get("test_split", "test")
+    best = record["best"]["epoch"]
+    cards = "".join((_card(f"{split} accuracy", f"{report.accuracy:.2%}", "best.pt"),
+                     _card("epochs", str(record["epochs_done"]), f"best at epoch {best}"),
+                     _card(f"{split} images", f"{report.support:,}", f"{len(report.rows)} classes")))
+    cards = f'<div class="cards run-cards">{cards}</div>'
+    return f"""<section id="training"><h2>Training</h2>{cards}<p>{html.escape(summary)}</p>
 <div class="charts"><div class="chart" id="chart-run-accuracy"></div><div class="chart" id="chart-run-loss"></div>
 <div class="chart" id="chart-run-confusion"></div></div>
 <p class="look">{html.escape(LOOK_FOR["confusion"])}</p>
 {class_table(f"Per-class report ({final.get('test_split', 'test')} split)", report)}
 </section>"""
+
+
+def _card(label: str, value: str, detail: str) -> str:
+    return (f'<div class="card"><div class="label">{html.escape(label)}</div><div class="value">{html.escape(value)}'
+            f'</div><div class="exact">{html.escape(detail)}</div></div>')
 
 
 def _filters(view: RunView) -> str:
