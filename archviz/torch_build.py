@@ -194,6 +194,7 @@ def _classes() -> dict[str, type]:
             super().__init__()
             self.graph_name = graph.name
             self.steps = tuple((node.name, node.inputs) for node in graph.nodes)
+            self.paths = tuple(tuple(node.name.split(".")) for node in graph.nodes)  # forward's lookups, per step
             self.output = graph.output
             last_use = {INPUT: -1}
             for index, (_, inputs) in enumerate(self.steps):
@@ -208,10 +209,12 @@ def _classes() -> dict[str, type]:
 
         def forward(self, x):
             values = {INPUT: x}
-            for index, ((name, inputs), done) in enumerate(zip(self.steps, self.release)):
-                module = self.get_submodule(name)
+            for index, ((name, inputs), path, done) in enumerate(zip(self.steps, self.paths, self.release)):
+                module = self
+                for part in path:  # get_submodule's walk without its checks: a few microseconds a layer less
+                    module = module._modules[part]
                 args = [values[source] for source in inputs]
-                if getattr(module, "inplace", False):
+                if module.__dict__.get("inplace", False):  # getattr would raise and catch inside nn.Module: slow
                     args = [self._private(tensor, values, index) for tensor in args]
                 values[name] = module(*args)
                 for source in done:

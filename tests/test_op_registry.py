@@ -21,6 +21,7 @@ A registered op without examples fails by construction (test_every_op_has_exampl
 
 from __future__ import annotations
 
+import re
 import dataclasses
 import math
 from pathlib import Path
@@ -611,3 +612,18 @@ def test_the_receptive_field_through_an_upsampling_op_is_what_torch_reaches():
     model = to_torch(report.graph).eval()
     spans = [_reaching(model, [report.graph.input_shape], (t, t)) for t in (7, 8)]
     assert {rows[1] - rows[0] + 1 for rows, _ in spans} == {7, 8}
+
+
+def test_an_activation_is_transcendental_where_its_formula_has_an_exp_log_or_tanh():
+    """Op.transcendental (which the latency model reads for an activation's CPU cost) agrees with the formula each
+    activation states for its other ops: an exp, log, tanh or sigmoid per element."""
+    from archviz.ops.activation import AlongDim, _Activation
+
+    for op in all_ops():
+        if isinstance(op, _Activation) and not isinstance(op, AlongDim):
+            stated = re.search(r"\b(exp|exps|log|tanh|sigmoid)\b", op.ops_reason) is not None
+            assert op.transcendental == stated, op.name
+        elif isinstance(op, AlongDim):
+            assert op.transcendental, op.name
+        else:
+            assert not op.transcendental, op.name

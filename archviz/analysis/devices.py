@@ -76,6 +76,13 @@ class Device:
     # (window size k, seconds) of one k x k convolution on one channel: its fixed cost per call, which on a CPU jumps
     # past 3 x 3 (torch 2.14: 7.5 us at 1 x 1 and 3 x 3, 42 us at 5 x 5 and wider); empty: launch_overhead_s
     conv_overheads: tuple[tuple[int, float], ...] = ()
+    # elements per second of an exp-like activation (tanh, sigmoid, GELU, softmax: Op.transcendental), compute-bound
+    # on a CPU (about 2.5 ns an element here, where a ReLU streams at the memory roof); None: not modelled
+    transcendental_per_s: float | None = None
+    # a CPU's BLAS (MKL, oneDNN) copies a linear layer's weight matrix into its blocked layout at every call that has
+    # more than one row (a GEMV, one row, reads it as it is): the copy streams the weights from memory before the
+    # multiply starts. False: not modelled (the GPUs)
+    packs_gemm_weights: bool = False
     depthwise_flops: float | None = None  # FLOP/s of a depthwise conv: a direct kernel, not a GEMM, on a CPU
     fresh_memory_s_per_byte: float | None = None
     fresh_memory_from_bytes: int | None = None  # outputs at least this large are always fresh memory

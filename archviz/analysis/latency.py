@@ -37,6 +37,13 @@ a roof or a ceiling measured on the machine, none fitted to the models:
     pool) takes at least its outputs / the rate measured for its reduction (the op's registry fact): a max pool's
     Device.pool_outputs_per_s, an average or sum pool's Device.mean_pool_outputs_per_s (torch's NCHW pooling
     kernels run far below the memory roof on a CPU, a max pool 3x slower than an average pool);
+  * packed weights: on a CPU (Device.packs_gemm_weights), a linear layer multiplying more than one row copies its
+    weight matrix into the BLAS's blocked layout first, so its compute time adds the weights at the memory's
+    bandwidth (measured here: a 784 x 300 linear at batch 8 to 64 takes weights / bandwidth + FLOPs / peak within
+    10%; at batch 1, a GEMV, it reads them as they are);
+  * a transcendental ceiling: a layer computing an exp, log, tanh or erf per element (its registry entry's
+    transcendental: tanh, sigmoid, GELU, SiLU, softmax) takes at least its outputs / Device.transcendental_per_s
+    (measured on tanh: compute-bound on a CPU, where ReLU streams);
   * a convolution's fixed cost is the one measured for its window width (Device.conv_overheads: on a CPU, torch
     runs windows wider than 3 x 3 through a path costing about 40 us a call, 5x a 3 x 3's), other layers pay the
     launch overhead;
@@ -68,7 +75,7 @@ class LayerLatency:
     intensity: float | None  # FLOPs per byte; None for a view, which moves nothing
     attainable_flops: float  # min(peak x lane fill, intensity x bandwidth), FLOP/s; 0 for a layer without MACs
     lane_fill: float  # the share of SIMD lanes doing useful work (1.0 where the device does not model it)
-    compute_s: float  # FLOPs at the peak (x lane fill); for a pool, its outputs at the pooling ceiling
+    compute_s: float  # FLOPs at the peak (x lane fill); a pool or exp-like activation: outputs at its ceiling
     memory_s: float  # bytes at the bandwidth, plus the fresh output's page faults where the device states them
     overhead_s: float
     seconds: float | None
@@ -133,7 +140,7 @@ def predict_latency(report: Report, device: Device, *, tf32_convs: bool = True) 
 
 def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes: int, precision: Precision,
                   groups: int = 1, in_place: bool = False, view: bool = False, sliding_pool: bool = False,
-                  reduction: Reduction | None = None, window: int = 1,
+                  reduction: Reduction | None = None, window: int = 1, transcendental: bool = False,
                   weights_in_cache: bool = False) -> LayerLatency:
     """One layer's roofline (the module docstring has the formulas).
 
@@ -156,9 +163,13 @@ def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes:
     if stats.macs:
         attainable = min(peak, intensity * bandwidth) if intensity is not None else peak
         compute_s = stats.flops / peak
+        if stats.kind == OpKind.LINEAR and device.packs_gemm_weights and _rows(stats, batch) > 1:
+            compute_s += (stats.params + stats.buffers) * dtype_bytes / device.memory_bandwidth
     else:
         attainable, compute_s = 0.0, 0.0
         rate = _pool_rate(device, reduction) if sliding_pool else None
+        if transcendental and device.transcendental_per_s is not None:
+            rate = device.transcendental_per_s
         if rate is not None:
             compute_s = stats.activation_elements / rate
     overhead = device.conv_overhead_s(window) if stats.kind == OpKind.CONV else device.launch_overhead_s
@@ -188,6 +199,11 @@ def _memory_seconds(stats: LayerStats, device: Device, *, bytes_moved: int, dtyp
     if fresh is not None and not in_place and output_bytes >= (device.fresh_memory_from_bytes or 0):
         seconds += output_bytes * fresh
     return seconds
+
+
+def _rows(stats: LayerStats, batch: int) -> int:
+    """The rows a linear layer multiplies its weight matrix by: the batch times every dim of its input but the last."""
+    return batch * numel(stats.in_shapes[0][:-1]) if stats.in_shapes else batch
 
 
 def _pool_rate(device: Device, reduction: Reduction | None) -> float | None:
@@ -230,7 +246,7 @@ def _node_facts(report: Report, stats: LayerStats) -> dict:
     """What the roofline needs beyond LayerStats, from the layer's node and its op's registry entry: a conv's groups
     and window width, whether the layer writes into its input (no new memory), whether its output is its input (a
     view, or a regularisation, which hands its input back at inference: it moves nothing), and whether it is a pool
-    sliding a window, and of which reduction."""
+    sliding a window, and of which reduction, and whether it computes an exp-like function per element."""
     node = report.graph.node(stats.name)
     op = get_op(node.op)
     in_place = op.inplace_capable and bool(node.attrs.get("inplace")) and len(node.inputs) == 1
@@ -241,7 +257,7 @@ def _node_facts(report: Report, stats: LayerStats) -> dict:
     groups = int(node.attrs.get("groups", 1) or 1) if conv else 1
     width = max(window.kernel) if conv and window is not None else 1
     return {"groups": groups, "in_place": in_place, "view": view, "sliding_pool": sliding, "reduction": op.reduction,
-            "window": width}
+            "window": width, "transcendental": op.transcendental}
 
 
 def _slides(window, in_shapes) -> bool:

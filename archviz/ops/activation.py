@@ -112,7 +112,7 @@ def _traced(name: str, torch_class: str, module_attrs: tuple[str, ...], function
 
 def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), inplace=False, doc="",
                 examples=POINTWISE_EXAMPLES, calls: TorchCalls, onnx, reads: dict, saves: Saved,
-                clones_in_place=False):
+                clones_in_place=False, transcendental=False):
     cls = type(
         torch_class.removeprefix("nn."),
         (_Activation,),
@@ -122,6 +122,7 @@ def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), 
             "ops_per_element": per_element, "ops_reason": reason, "args": (*args, *((_INPLACE,) if inplace else ())),
             "inplace_capable": inplace, "examples": examples, "torch_calls": calls, "write_onnx": onnx,
             "onnx_reads": reads, "saves": saves, "clones_in_place": clones_in_place,
+            "transcendental": transcendental,
         },
     )
     return register(cls)
@@ -155,11 +156,12 @@ _activation(
 _activation("sigmoid", "nn.Sigmoid", 3, "exp, add, divide", calls=_traced("sigmoid", "nn.Sigmoid", (), {
     "torch.sigmoid": _plain("sigmoid"), "torch.nn.functional.sigmoid": _plain("sigmoid"),
     "Tensor.sigmoid": _plain("sigmoid")}), onnx=onnx_as("Sigmoid"),
-    reads={"Sigmoid": lambda r: r.gated("sigmoid", "silu")}, saves=OUTPUT_SAVED)  # x * sigmoid(x) is silu
+    reads={"Sigmoid": lambda r: r.gated("sigmoid", "silu")}, saves=OUTPUT_SAVED,  # x * sigmoid(x) is silu
+    transcendental=True)
 _activation("tanh", "nn.Tanh", 5, "two exps, two adds, divide", calls=_traced("tanh", "nn.Tanh", (), {
     "torch.tanh": _plain("tanh"), "torch.nn.functional.tanh": _plain("tanh"), "Tensor.tanh": _plain("tanh")}),
     onnx=onnx_as("Tanh"),
-    reads={"Tanh": onnx_reads_as("tanh")}, saves=OUTPUT_SAVED)
+    reads={"Tanh": onnx_reads_as("tanh")}, saves=OUTPUT_SAVED, transcendental=True)
 _activation(
     "gelu", "nn.GELU", 8, "tanh approximation: cube, multiply-adds, tanh",
     args=(Arg("approximate", ArgKind.CHOICE, "none", choices=("none", "tanh")),),
@@ -168,10 +170,11 @@ _activation(
         "torch.nn.functional.gelu": Signature(("input", "approximate"), unary("gelu"), {"approximate": "none"})}),
     onnx=onnx_as("Gelu", lambda a: {"approximate": a["approximate"]}),
     reads={"Gelu": onnx_reads_as("gelu", lambda r: {"approximate": r.attrs.get("approximate", "none")})},
-    saves=INPUT_SAVED)
+    saves=INPUT_SAVED, transcendental=True)
 _activation("silu", "nn.SiLU", 4, "x * sigmoid(x)", aliases=("swish",), inplace=True, calls=_traced(
     "silu", "nn.SiLU", ("inplace",), {"torch.nn.functional.silu": _with_inplace("silu")}),
-            onnx=onnx_gated("Sigmoid"), reads={"Swish": _read_swish}, saves=INPUT_SAVED, clones_in_place=True)
+            onnx=onnx_gated("Sigmoid"), reads={"Swish": _read_swish}, saves=INPUT_SAVED, clones_in_place=True,
+            transcendental=True)
 _activation("hardswish", "nn.Hardswish", 5, "x * min(max(x + 3, 0), 6) / 6: add, two compares, multiply, divide",
             aliases=("hard_swish",), inplace=True, calls=_traced(
                 "hardswish", "nn.Hardswish", ("inplace",),
@@ -208,6 +211,7 @@ class AlongDim(_Activation):
     """An op normalising along one non-batch dim (softmax, log_softmax, softmin): its dim argument and its check."""
 
     pointwise = False  # it normalises along a dim
+    transcendental = True  # an exp per element
     args = (Arg("dim", ArgKind.SIGNED_INT, 1, doc="torch's dim, counting the batch as 0"),)
     saves = OUTPUT_SAVED  # softmax's gradient is y * (g - sum(g * y)); log-softmax's g - exp(y) * sum(g)
 

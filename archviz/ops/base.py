@@ -211,6 +211,9 @@ class Op(abc.ABC):
     # need_weights): the tracer copies them from the call into the layer's arguments
     call_arguments: ClassVar[tuple[str, ...]] = ()
     reduction: ClassVar[Reduction | None] = None  # a pool's: the maximum, mean or sum of its window
+    # computes an exp, log, tanh or erf per element (sigmoid, tanh, GELU, SiLU, softmax): on a CPU these run at a
+    # measured rate far below the memory roof (archviz/profile/calibrate.py), while max(x, 0) streams
+    transcendental: ClassVar[bool] = False
     torchinfo_macs: ClassVar[TorchinfoMacs] = TorchinfoMacs.PARAMS
     examples: ClassVar[tuple[Example, ...]] = ()  # what the registry-wide test checks; every op has some
     torch_calls: ClassVar[TorchCalls] = NO_TORCH_CALLS  # what it matches when tracing (archviz/ops/interop.py)

@@ -34,7 +34,8 @@ _activation(
         "x * tanh(softplus(x))). Other ops: 9 per element: softplus's exp, add and log (3), tanh (5, as the tanh op "
         "counts it) and the multiply (1). No params. ONNX Mish (opset 18).",
     calls=_traced("mish", "nn.Mish", ("inplace",), {"torch.nn.functional.mish": _with_inplace("mish")}),
-    onnx=onnx_as("Mish"), reads={"Mish": onnx_reads_as("mish")}, saves=INPUT_SAVED, clones_in_place=True)
+    onnx=onnx_as("Mish"), reads={"Mish": onnx_reads_as("mish")}, saves=INPUT_SAVED, clones_in_place=True,
+    transcendental=True)
 
 
 def _elu(a, out):
@@ -51,7 +52,8 @@ _activation(
     calls=_traced("elu", "nn.ELU", ("alpha", "inplace"), {
         "torch.nn.functional.elu": Signature(("input", "alpha", "inplace"), _elu, {"alpha": 1.0, "inplace": False})}),
     onnx=onnx_as("Elu", lambda a: {"alpha": a["alpha"]}),
-    reads={"Elu": onnx_reads_as("elu", lambda r: {"alpha": onnx_float(r.attrs.get("alpha", 1.0))})}, saves=INPUT_SAVED)
+    reads={"Elu": onnx_reads_as("elu", lambda r: {"alpha": onnx_float(r.attrs.get("alpha", 1.0))})}, saves=INPUT_SAVED,
+    transcendental=True)
 
 SELU_ALPHA = 1.6732632423543772848170429916717  # torch/nn/functional.py's selu constants (Klambauer et al. 2017)
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -73,7 +75,7 @@ _activation(
         "constants as alpha and gamma.",
     calls=_traced("selu", "nn.SELU", ("inplace",), {"torch.nn.functional.selu": _with_inplace("selu")}),
     onnx=onnx_as("Selu", lambda a: {"alpha": SELU_ALPHA, "gamma": SELU_SCALE}), reads={"Selu": _read_selu},
-    saves=INPUT_SAVED)
+    saves=INPUT_SAVED, transcendental=True)
 
 
 def _softplus(a, out):
@@ -114,7 +116,7 @@ _activation(
     reads={"Softplus": onnx_reads_as("softplus"),
            "archviz::Softplus": onnx_reads_as("softplus", lambda r: {"beta": onnx_float(r.constant(1)),
                                                                      "threshold": onnx_float(r.constant(2))})},
-    saves=INPUT_SAVED)
+    saves=INPUT_SAVED, transcendental=True)
 
 
 @register
@@ -566,7 +568,7 @@ _function("sqrt", "sqrt", 1, "one square root", "Sqrt", _paths("sqrt"),
 _function("exp", "exp", 1, "one exp", "Exp", _paths("exp"),
           "e to the power of each element (torch.exp). Other ops: 1 per element (one exp, as a library call counts; "
           "sigmoid counts its exp as 1 too). No params. ONNX Exp.",
-          saves=OUTPUT_SAVED)
+          saves=OUTPUT_SAVED, transcendental=True)
 _function("absolute", "abs", 1, "one absolute value", "Abs", _paths("abs", "torch.absolute", "Tensor.absolute",
                                                                "operator.abs", "Tensor.__abs__"),
           "Absolute value of each element (torch.abs; abs(x)). Other ops: 1 per element. No params. ONNX Abs.",

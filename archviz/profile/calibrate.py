@@ -13,6 +13,8 @@ processes does not count the time this one waits for a core):
     data.
   * pooling ceilings: outputs per second of a 3x3 stride-2 max pool, and of the same average pool, on a
     cache-resident NCHW tensor (torch's CPU pooling runs far below the memory roof, a max pool 3x slower);
+  * transcendental ceiling: elements per second of tanh over a cache-resident tensor (exp-like activations are
+    compute-bound on a CPU);
   * convolution overheads: the least time of one call of a k x k convolution on a k x k one-channel input, for k
     of 1, 3, 5 and 7 (torch runs windows wider than 3 x 3 through a path with a fixed cost 5x larger);
   * depthwise ceiling: FLOP/s of a 3x3 depthwise conv (64 channels, 56x56, batch 1), which oneDNN runs with a direct
@@ -39,12 +41,12 @@ from archviz.cache import cache_dir
 from archviz.errors import ArchvizError
 from archviz.output import write_atomic
 
-CALIBRATION_FORMAT = 6  # bump when what is measured or stored changes
+CALIBRATION_FORMAT = 8  # bump when what is measured or stored changes
 GEMM_SIZES = (256, 512, 1024)
 STREAM_BYTES = 256 * 2**20  # per tensor: far past any CPU's last-level cache
 SHORT_STREAM_BYTES = 64 * 2**20  # for a calibration under a second (tests): still past most last-level caches
-SHARES = {"gemm": 0.28, "stream": 0.23, "cache": 0.1, "overhead": 0.08, "conv": 0.06, "pool": 0.08, "depthwise": 0.07,
-          "fresh": 0.1}
+SHARES = {"gemm": 0.27, "stream": 0.22, "cache": 0.1, "overhead": 0.08, "conv": 0.06, "pool": 0.08, "depthwise": 0.06,
+          "fresh": 0.1, "transcendental": 0.03}
 CONV_WINDOWS = (1, 3, 5, 7)
 FRESH_BYTES = 64 * 2**20
 GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20  # 64-bit glibc: a block this large is always mmap()ed afresh (mallopt(3))
@@ -90,6 +92,7 @@ def calibrate(*, seconds: float = 3.0) -> Device:
     pool_rate = _pool_outputs_per_s(torch.nn.MaxPool2d(3, stride=2, padding=1), seconds * SHARES["pool"] / 2)
     mean_pool_rate = _pool_outputs_per_s(torch.nn.AvgPool2d(3, stride=2, padding=1), seconds * SHARES["pool"] / 2)
     conv_overheads = _conv_overheads(seconds * SHARES["conv"])
+    transcendental = _transcendental_per_s(seconds * SHARES["transcendental"])
     fresh = _fresh_memory_s_per_byte(seconds * SHARES["fresh"])
     depthwise = _depthwise_flops(seconds * SHARES["depthwise"])
     threads = torch.get_num_threads()
@@ -99,6 +102,7 @@ def calibrate(*, seconds: float = 3.0) -> Device:
         cache_bytes=cache_bytes, cache_bandwidth=cache_bandwidth,
         vector_lanes=LANES.get(torch.backends.cpu.get_cpu_capability()), pool_outputs_per_s=pool_rate,
         mean_pool_outputs_per_s=mean_pool_rate, conv_overheads=conv_overheads, depthwise_flops=depthwise,
+        transcendental_per_s=transcendental, packs_gemm_weights=True,
         fresh_memory_s_per_byte=fresh, fresh_memory_from_bytes=GLIBC_MMAP_THRESHOLD_MAX,
         source=f"measured by archviz.profile.calibrate: best fp32 matmul of sizes {GEMM_SIZES}, best tensor copy/add "
                f"of {stream_bytes // 2**20} MiB, torch {torch.__version__}",
@@ -174,6 +178,11 @@ def _conv_overheads(budget_s: float) -> tuple[tuple[int, float], ...]:
     return tuple(found)
 
 
+def _transcendental_per_s(budget_s: float) -> float:
+    inputs = torch.randn(2**18)  # 1 MiB: in cache, so the rate is tanh's arithmetic, not the memory's
+    return inputs.numel() / _best_time(lambda: torch.tanh(inputs), budget_s)
+
+
 def _pool_outputs_per_s(pool, budget_s: float) -> float:
     inputs = torch.randn(1, 64, 56, 56)
     outputs = 64 * 28 * 28
@@ -221,6 +230,7 @@ def _to_json(device: Device) -> dict:
             "pool_outputs_per_s": device.pool_outputs_per_s,
             "mean_pool_outputs_per_s": device.mean_pool_outputs_per_s,
             "conv_overheads": [list(entry) for entry in device.conv_overheads],
+            "transcendental_per_s": device.transcendental_per_s, "packs_gemm_weights": device.packs_gemm_weights,
             "fresh_memory_s_per_byte": device.fresh_memory_s_per_byte,
             "fresh_memory_from_bytes": device.fresh_memory_from_bytes, "depthwise_flops": device.depthwise_flops}
 
@@ -234,5 +244,7 @@ def _from_json(entry: dict) -> Device:
                   pool_outputs_per_s=entry["pool_outputs_per_s"],
                   mean_pool_outputs_per_s=entry["mean_pool_outputs_per_s"],
                   conv_overheads=tuple((int(size), float(seconds)) for size, seconds in entry["conv_overheads"]),
+                  transcendental_per_s=entry["transcendental_per_s"],
+                  packs_gemm_weights=bool(entry["packs_gemm_weights"]),
                   fresh_memory_s_per_byte=entry["fresh_memory_s_per_byte"],
                   fresh_memory_from_bytes=entry["fresh_memory_from_bytes"], depthwise_flops=entry["depthwise_flops"])

@@ -28,6 +28,8 @@ def device_table(device: Device) -> Table:
         table.add_row("Depthwise conv", f"{device.depthwise_flops / 1e9:.3g} GFLOP/s")
     if device.pool_outputs_per_s is not None:
         table.add_row("Max pool", f"{device.pool_outputs_per_s / 1e6:.3g} M outputs/s")
+    if device.transcendental_per_s is not None:
+        table.add_row("tanh, sigmoid, GELU", f"{device.transcendental_per_s / 1e6:.3g} M elements/s")
     if device.mean_pool_outputs_per_s is not None:
         table.add_row("Average pool", f"{device.mean_pool_outputs_per_s / 1e6:.3g} M outputs/s")
     table.add_row("Ridge (FP32)", f"{device.ridge_intensity:.3g} FLOPs per byte")
