@@ -6,7 +6,6 @@ Each security test plants a payload that would write a marker file if it ran, an
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -119,14 +118,16 @@ def test_a_checkpoint_naming_an_installed_module_never_imports_it(lenet_run, tmp
 
 
 def test_probe_trains_the_spec_a_run_stores_not_the_code_its_record_names(lenet_run, tmp_path, evil):
+    from dataclasses import replace
+
     from archviz.pretrain.probe import SOURCE_SPEC, _architecture
+    from archviz.train.run_folder import read_record
 
     import archviz
 
     module, marker = evil
     run_folder = tampered(lenet_run, tmp_path, source=f"{module}:Net", kind="code", keep_spec=True)
-    record = json.loads((run_folder / "run.json").read_text())
-    record["model"] = f"{module}:Net"
+    record = replace(read_record(run_folder), model=f"{module}:Net")
     chosen = _architecture(run_folder, record)
     assert not marker.exists()
     assert Path(chosen) == run_folder / SOURCE_SPEC

@@ -9,7 +9,6 @@ predicted class.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,13 @@ from archviz.errors import ArchvizError, display_path
 from archviz.inside.cam import Cam
 from archviz.inside.images import Input
 from archviz.inside.trained import Trained
+from archviz.train import run_folder
+from archviz.train.run_folder import BEST, CONFUSION_CSV, METRICS_JSON, REPORT_JSON, RUN_JSON
 
 FILTER_LAYERS = 2  # the first convolutions: deeper kernels read many channels and no longer look like image patches
 SAMPLES = 3  # validation images shown with their feature maps and class-activation maps
-RUN_FILES = ("run.json", "metrics.json", "report.json", "confusion.csv")
-PRETEXT_RUN_FILES = ("run.json", "metrics.json", "best.pt")
+RUN_FILES = (RUN_JSON, METRICS_JSON, REPORT_JSON, CONFUSION_CSV)  # what the report of a run reads
+PRETEXT_RUN_FILES = (RUN_JSON, METRICS_JSON, BEST)
 
 
 @dataclass(frozen=True)
@@ -47,26 +48,23 @@ def look_inside_run(folder: str | Path, model: str | None = None, *, samples: in
     """Everything the run's report sections show (a RunView, or for archviz pretrain a pretrain.view.PretextView);
     model defaults to the run's own."""
     from archviz.inside.trained import load_trained
-    from archviz.train.run import read_class_report
 
     folder = Path(folder)
     _check_run_folder(folder, pretext=_is_pretext(folder))
     trained = load_trained(model or folder, folder if model else None)
-    record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    if "pretext" in record:
+    record = run_folder.read_record(folder)
+    if record.pretext is not None:
         from archviz.pretrain.view import look_at_pretext_run
 
-        return look_at_pretext_run(folder, trained, record)
-    history = tuple(json.loads((folder / "metrics.json").read_text(encoding="utf-8")))
-    return RunView(folder, trained, record, history, read_class_report(folder),
-                   filter_pairs(trained, record["settings"]["seed"]), _sample_views(trained, samples))
+        return look_at_pretext_run(folder, trained, record.as_dict())
+    return RunView(folder, trained, record.as_dict(), run_folder.read_history(folder),
+                   run_folder.read_class_report(folder), filter_pairs(trained, record.settings["seed"]),
+                   _sample_views(trained, samples))
 
 
 def _is_pretext(folder: Path) -> bool:
-    try:
-        return "pretext" in json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+    record = run_folder.looks_like_record(folder)
+    return record is not None and "pretext" in record
 
 
 def _check_run_folder(folder: Path, *, pretext: bool) -> None:

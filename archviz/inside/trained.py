@@ -21,6 +21,7 @@ from typing import Any
 from archviz.errors import ArchvizError, display_path
 from archviz.graph.ir import Graph
 from archviz.train.batches import Stats
+from archviz.train.run_folder import weights_file
 
 IMAGENET_STATS = Stats(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))  # torchvision's weights' preprocessing
 PLAIN_STATS = 0.5, 0.25  # mean and std for other inputs: 0..1 pixels to roughly -2..2
@@ -73,7 +74,7 @@ def load_trained(model: str, weights: str | Path | None = None, *, seed: int = 0
         weights = model  # archviz.load names the model whose tensors a state dict holds
     if weights is None:
         return _random(model, seed)
-    path = _weights_file(Path(weights))
+    path = weights_file(Path(weights))
     from archviz.train.checkpoint import check_structure, is_checkpoint, read_weights_only
 
     state = read_weights_only(path)
@@ -97,18 +98,6 @@ def _check_libraries() -> None:
     if importlib.util.find_spec("PIL") is None:
         raise MissingDependencyError("pictures are drawn with Pillow, which is not installed: pip install "
                                      "'archviz[train]'")
-
-
-def _weights_file(path: Path) -> Path:
-    if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise ArchvizError(f"{display_path(str(path))}: no best.pt or last.pt in this folder; --weights takes a run "
-                           "folder of archviz train, a checkpoint or a state dict file")
-    if not path.is_file():
-        raise ArchvizError(f"no weights file {display_path(str(path))}")
-    return path
 
 
 def _random(model: str, seed: int) -> Trained:

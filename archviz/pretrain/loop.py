@@ -17,6 +17,7 @@ from typing import Callable
 
 from archviz.errors import ArchvizError
 from archviz.train.loop import _Run
+from archviz.train.run_folder import LAST
 
 PRETEXT_KEY = "pretext"  # the checkpoint's and run.json's record of the task
 EVAL_SEED_OFFSET = 12345  # validation and test puzzles come from their own seeded generator, the same every epoch
@@ -50,7 +51,7 @@ class PretrainRun(_Run):
 
         if PRETEXT_KEY not in saved:
             raise ArchvizError(f"{self.folder} is a run of supervised training, not of the {self.task} task")
-        was = Field(self.folder / "last.pt", PRETEXT_KEY, saved[PRETEXT_KEY])["task"].text([t.value for t in Task])
+        was = Field(self.folder / LAST, PRETEXT_KEY, saved[PRETEXT_KEY])["task"].text([t.value for t in Task])
         if was != self.task:
             raise ArchvizError(f"{self.folder} is a run of the {was} task, not of the {self.task} task")
 

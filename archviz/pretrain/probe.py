@@ -27,8 +27,8 @@ from typing import Callable
 from archviz.errors import ArchvizError, display_path
 from archviz.output import write_atomic
 from archviz.pretrain.choices import ProbeKind
-
-SOURCE_SPEC = "source.yaml"  # a run of PyTorch code: the spec it traced to, which the probe's baselines train
+from archviz.train import run_folder
+from archviz.train.run_folder import BEST, FINETUNE, LAST, SOURCE_SPEC, SUPERVISED, RunRecord
 
 FEATURE_BUDGET = 512  # numbers per image a block's map is pooled down to: keeps the probe fast and comparable
 C_GRID = (0.01, 0.1, 1.0)  # logistic regression's inverse regularisation, chosen on the validation split
@@ -65,9 +65,7 @@ class ProbeResult:
 
 def pretext_runs(folder: Path) -> list[Path]:
     """The run folder itself, or its seed-* runs."""
-    if (folder / "best.pt").is_file():
-        return [folder]
-    seeds = sorted((p for p in folder.glob("seed-*") if (p / "best.pt").is_file()), key=lambda p: p.name)
+    seeds = run_folder.seed_runs(folder)
     if not seeds:
         raise ArchvizError(f"{display_path(str(folder))}: not a run folder of archviz pretrain (no best.pt, no "
                            "seed-* runs)")
@@ -83,8 +81,8 @@ def probe(folder: str | Path, *, dataset: str | None = None, layers: list[str] |
     runs = pretext_runs(folder)
     kind = ProbeKind(kind)
     records = [_pretext_record(run) for run in runs]
-    task = records[0]["pretext"]["task"]
-    data_name = dataset or records[0]["dataset"]["name"]
+    task = records[0].pretext["task"]
+    data_name = dataset or records[0].dataset["name"]
     scores: dict[str, dict[str, list[float]]] = {}
     sizes: dict[str, int] = {}
     finetuned: dict[str, list[float]] = {"finetune": [], "supervised": []}
@@ -103,55 +101,52 @@ def probe(folder: str | Path, *, dataset: str | None = None, layers: list[str] |
                          tuple(BlockScores(block, sizes[block], {k: tuple(v) for k, v in accuracies.items()})
                                for block, accuracies in scores.items()),
                          finetuned if finetune else {})
-    write_atomic(folder / f"probe-{kind.value}.json", json.dumps(result.as_dict(), indent=1) + "\n")
+    write_atomic(folder / run_folder.probe_file(kind.value), json.dumps(result.as_dict(), indent=1) + "\n")
     return result
 
 
-def _pretext_record(run: Path) -> dict:
-    path = run / "run.json"
-    if not path.is_file():
+def _pretext_record(run: Path) -> RunRecord:
+    if not (run / run_folder.RUN_JSON).is_file():
         raise ArchvizError(f"{display_path(str(run))}: no run.json; finish the run first (archviz pretrain --resume)")
-    record = json.loads(path.read_text(encoding="utf-8"))
-    if "pretext" not in record:
+    record = run_folder.read_record(run)
+    if record.pretext is None:
         raise ArchvizError(f"{display_path(str(run))} is a run of archviz train, not of archviz pretrain; probe the "
                            "backbone of a pretext run")
     return record
 
 
-def _backbones(run: Path, record: dict, dataset: str, progress: bool, say) -> dict:
+def _backbones(run: Path, record: RunRecord, dataset: str, progress: bool, say) -> dict:
     """The pretext backbone, its initial weights, and the same architecture trained with labels (cached)."""
     from archviz.inside.trained import load_trained
 
     pretext = load_trained(run)
     supervised = load_trained(_supervised_run(run, record, dataset, progress, say))
-    return {"pretext": pretext, "random": pretext.initial(record["settings"]["seed"]), "supervised": supervised}
+    return {"pretext": pretext, "random": pretext.initial(record.settings["seed"]), "supervised": supervised}
 
 
-def _supervised_run(run: Path, record: dict, dataset: str, progress: bool, say) -> Path:
+def _supervised_run(run: Path, record: RunRecord, dataset: str, progress: bool, say) -> Path:
     """RUN/supervised: archviz train with the pretext run's model, settings and epochs (trained once, then reused)."""
     from archviz.train.loop import train
 
-    folder = run / "supervised"
-    if not (folder / "run.json").is_file() or json.loads((folder / "run.json").read_text())["status"] != "finished":
-        settings = dict(record["settings"])
-        say(f"training the supervised baseline: archviz train {record['model']} on {dataset}, "
+    folder = run / SUPERVISED
+    if not run_folder.is_finished(folder):
+        settings = dict(record.settings)
+        say(f"training the supervised baseline: archviz train {record.model} on {dataset}, "
             f"{settings['epochs']} epochs, seed {settings['seed']}, into {folder}")
-        train(_architecture(run, record), dataset=dataset, output=folder, resume=(folder / "last.pt").is_file(),
+        train(_architecture(run, record), dataset=dataset, output=folder, resume=(folder / LAST).is_file(),
               progress=progress, **settings)
     return folder
 
 
-def _architecture(run: Path, record: dict) -> str:
+def _architecture(run: Path, record: RunRecord) -> str:
     """What the baselines train, as data: the run's zoo name or spec file; for a run of PyTorch code, the spec it
     traced to (RUN/source.yaml), since what a run folder names is never imported."""
     from archviz.spec.zoo import zoo_names
     from archviz.trace.load import is_model_source
-    from archviz.train.checkpoint import load_checkpoint
-
-    model = str(record.get("model", ""))
+    model = record.model
     if model in zoo_names() or (model.endswith((".yaml", ".yml")) and not is_model_source(model)):
         return model
-    text = load_checkpoint(run / "best.pt")["source"].get("spec_text")
+    text = run_folder.load_best(run)["source"].get("spec_text")
     if not isinstance(text, str) or not text:
         raise ArchvizError(f"{display_path(str(run))}: the run's checkpoint holds no spec of its model; archviz does "
                            f"not import the code a run folder names ({model!r})")
@@ -159,25 +154,24 @@ def _architecture(run: Path, record: dict) -> str:
 
 
 def _supervised_accuracy(run: Path) -> float:
-    return json.loads((run / "supervised" / "run.json").read_text())["final"]["test_accuracy"]
+    return run_folder.read_record(run / SUPERVISED).final["test_accuracy"]
 
 
-def _finetune(run: Path, record: dict, dataset: str, progress: bool, say) -> float:
+def _finetune(run: Path, record: RunRecord, dataset: str, progress: bool, say) -> float:
     """Test accuracy of the whole network trained with the labels from the pretext weights (RUN/finetune)."""
     from functools import partial
 
     from archviz.train.loop import run_training
 
-    folder = run / "finetune"
-    done = folder / "run.json"
-    if done.is_file() and json.loads(done.read_text())["status"] == "finished":
-        return json.loads(done.read_text())["final"]["test_accuracy"]
-    say(f"fine-tuning {record['model']} from {run / 'best.pt'} on {dataset}, {record['settings']['epochs']} epochs, "
+    folder = run / FINETUNE
+    if run_folder.is_finished(folder):
+        return run_folder.read_record(folder).final["test_accuracy"]
+    say(f"fine-tuning {record.model} from {run / BEST} on {dataset}, {record.settings['epochs']} epochs, "
         f"into {folder}")
-    result = run_training(_architecture(run, record), given=dict(record["settings"]), dataset=dataset, data=None, device="auto",
-                          threads=None, compile=False, output=folder, resume=(folder / "last.pt").is_file(),
+    result = run_training(_architecture(run, record), given=dict(record.settings), dataset=dataset, data=None, device="auto",
+                          threads=None, compile=False, output=folder, resume=(folder / LAST).is_file(),
                           progress=progress, stop=None, time_budget=None,
-                          make_run=partial(_finetune_run_class(), backbone_from=run / "best.pt"))
+                          make_run=partial(_finetune_run_class(), backbone_from=run / BEST))
     return result.test_accuracy
 
 

@@ -4,13 +4,13 @@ pretraining beside the run's initial ones."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from archviz.inside.trained import Trained
 from archviz.pretrain.choices import ProbeKind
+from archviz.train import run_folder
 
 EXAMPLE_IMAGES = {"rotation": 4, "jigsaw": 2, "context": 4, "simclr": 4, "instdisc": 8, "deepcluster": 8,
                   "colorization": 4}  # validation images shown per task
@@ -31,9 +31,8 @@ class PretextView:
 def look_at_pretext_run(folder: Path, trained: Trained, record: dict) -> PretextView:
     from archviz.inside.run import filter_pairs
 
-    history = tuple(json.loads((folder / "metrics.json").read_text(encoding="utf-8")))
-    probes = {kind: json.loads((folder / f"probe-{kind}.json").read_text(encoding="utf-8"))
-              for kind in ProbeKind if (folder / f"probe-{kind}.json").is_file()}
+    history = run_folder.read_history(folder)
+    probes = {kind: probe for kind in ProbeKind if (probe := run_folder.read_probe(folder, kind)) is not None}
     return PretextView(folder, trained, record, history, example_grid(trained, record),
                        filter_pairs(trained, record["settings"]["seed"]), probes)
 

@@ -252,7 +252,7 @@ def check_structure(state: dict, path: Path) -> None:
     check_against's. The first wrong field is an ArchvizError: "runs/x/last.pt: position.epoch is -7; expected 0..2".
     """
     root = Field(path, "", state)
-    settings = _check_settings(root["settings"])
+    settings = check_settings_field(root["settings"])
     _check_position(root["position"], epochs=settings["epochs"])
     _check_records(root)
     for weight in root["model"].children():
@@ -267,7 +267,7 @@ def check_structure(state: dict, path: Path) -> None:
             _check_own_states(rank)
 
 
-def _check_settings(settings: Field) -> dict:
+def check_settings_field(settings: Field) -> dict:
     from archviz.train.choices import Adapt, Optimizer, Schedule
     from archviz.train.settings import BOUNDS
 
@@ -286,7 +286,7 @@ def _check_position(position: Field, *, epochs: int) -> None:
     position["seen"].integer(position["correct"].integer(0))
     position["seconds"].number()
     for number, row in enumerate(position["history"].items(epoch), 1):
-        _check_history_row(row, number)
+        check_history_row(row, number)
     best = position["best"]
     if (best.value is None) != (epoch == 0):
         raise best.wrong("none before the first epoch ends, and the best epoch's figures after it")
@@ -296,9 +296,9 @@ def _check_position(position: Field, *, epochs: int) -> None:
         best["val_loss"].number(-math.inf)
 
 
-def _check_history_row(row: Field, number: int) -> None:
+def check_history_row(row: Field, number: int) -> None:
     """A row of metrics.json: its epoch's number, then METRIC_COLUMNS and the run's own figures, all numbers."""
-    from archviz.train.run import METRIC_COLUMNS
+    from archviz.train.run_folder import METRIC_COLUMNS
 
     row["epoch"].integer(number, number)
     for key in (*METRIC_COLUMNS, *row.mapping()):

@@ -34,8 +34,7 @@ from typing import Callable
 from archviz.errors import ArchvizError
 from archviz.train import batches as batching
 from archviz.train import distributed
-from archviz.train.checkpoint import (FORMAT, Field, check_against, check_model, load_checkpoint, rng_state,
-                                     save_checkpoint, set_rng_state, versions)
+from archviz.train.checkpoint import FORMAT, Field, check_against, check_model, rng_state, set_rng_state, versions
 from archviz.train.data import Dataset, DatasetKind, load_dataset, parse_dataset
 from archviz.train.memory import PeakMemory
 from archviz.train.metrics import class_report
@@ -44,7 +43,9 @@ from archviz.render.spec_yaml import graph_to_spec
 from archviz.train.model import describe_input_adaptation, fit_model, model_source, source_input
 from archviz.train.progress import Reporter, Silent, reporter
 from archviz.train.run import (RunResult, TrainingDiverged, TrainingInterrupted, check_text_path, claimed,
-                               default_folder, write_metrics, write_report, write_run)
+                               default_folder)
+from archviz.train.run_folder import (BEST, LAST, RunRecord, load_best, load_last, save_last, write_metrics,
+                                      write_record, write_report)
 from archviz.train.settings import BOUNDS, SGD_MOMENTUM, Adapt, Device, Optimizer, Runtime, Schedule, Settings
 
 SYNC_EVERY = {"cpu": 1, "cuda": 32}  # batches between reading the loss back (a read waits for the GPU)
@@ -178,7 +179,7 @@ def _torch():
 
 
 def _resume_state(folder: Path, model, dataset_name: str, given: dict) -> dict:
-    state = load_checkpoint(folder / "last.pt")
+    state = load_last(folder)
     if state["source"]["model"] != str(model):
         raise ArchvizError(f"{folder} is a run of {state['source']['model']!r}, not {str(model)!r}")
     if state["dataset"]["name"] != dataset_name:
@@ -296,7 +297,7 @@ class _Run:
     def _check_resumable(self, saved: dict) -> None:
         """Refuse a checkpoint of another kind of run, before anything is built."""
         if "pretext" in saved:
-            task = Field(self.folder / "last.pt", "pretext", saved["pretext"])["task"].text()
+            task = Field(self.folder / LAST, "pretext", saved["pretext"])["task"].text()
             raise ArchvizError(f"{self.folder} is a run of archviz pretrain --task {task}; resume it with archviz "
                                "pretrain")
 
@@ -333,8 +334,8 @@ class _Run:
 
     def _load_best(self) -> None:
         """best.pt's weights into the net (on rank 0, which wrote it)."""
-        path = self.folder / "best.pt"
-        state = load_checkpoint(path)
+        path = self.folder / BEST
+        state = load_best(self.folder)
         check_model(state, path, self.net.state_dict())
         self.net.load_state_dict(state["model"])
 
@@ -406,7 +407,7 @@ class _Run:
             self._restore(self.saved)
 
     def _restore(self, state: dict):
-        path = self.folder / "last.pt"
+        path = self.folder / LAST
         check_against(state, path, model=self.net.state_dict(), scheduler=self.scheduler.state_dict(),
                       param_shapes=[[tuple(p.shape) for p in group["params"]] for group in self.optimizer.param_groups],
                       batches=self.batches)
@@ -541,11 +542,7 @@ class _Run:
         self.order_state = self.order.get_state()
         state = self._state()
         if self.ranks.main:
-            data = save_checkpoint(self.folder / "last.pt", state)
-            if best:
-                from archviz.output import write_atomic
-
-                write_atomic(self.folder / "best.pt", data)
+            save_last(self.folder, state, best=best)
             write_metrics(self.folder, p.history)
         self.show.line(_epoch_line(row, s.epochs, best))
         if self.ranks.any(self.should_stop(epoch, self.batches), self.device) and epoch < s.epochs:
@@ -619,11 +616,11 @@ class _Run:
         if not at_epoch_end:
             state = self._state()
             if self.ranks.main:
-                save_checkpoint(self.folder / "last.pt", state)
+                save_last(self.folder, state)
         where = (f"after epoch {epoch}" if at_epoch_end else
                  f"in epoch {epoch} after batch {self.position.batch} of {self.batches}")
-        raise TrainingInterrupted(f"interrupted {where}; {self.folder / 'last.pt'} holds this point; continue with "
-                                  f"--resume -o {self.folder}", checkpoint=self.folder / "last.pt")
+        raise TrainingInterrupted(f"interrupted {where}; {self.folder / LAST} holds this point; continue with "
+                                  f"--resume -o {self.folder}", checkpoint=self.folder / LAST)
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -697,27 +694,23 @@ class _Run:
             record.update(world_size=self.ranks.world, backend=self.ranks.backend)
         return record
 
-    def _record(self, status: str, **extra) -> dict:
+    def _record(self, status: str, **extra) -> RunRecord:
         p, d = self.position, self.data
-        record = {
-            "status": status, **extra,
-            "model": self.model, "source": {k: v for k, v in self.fitted.source.as_dict().items() if k != "spec_text"},
-            "graph": {"name": self.fitted.graph.name, "input_shape": list(self.fitted.input_shape),
-                      "changes": list(self.fitted.changes), "params": self.params},
-            "dataset": {"name": d.name, "classes": list(d.classes), "image_shape": list(d.image_shape),
-                        "sizes": {"train": len(d.train), "val": len(d.val), d.test_split: len(d.test)},
-                        "notes": list(d.notes), "input_steps": list(self.input_steps),
-                        "augmentation": batching.describe_augmentation(d.flips) if self.settings.augment else None,
-                        "normalize": {"mean": list(self.stats.mean), "std": list(self.stats.std)}},
-            "settings": self.settings.as_dict(),
-            "runtime": self._runtime_record(),
-            "versions": versions(),
-            "epochs_done": p.epoch, "best": p.best,
-            "train_seconds": sum(row["seconds"] for row in p.history),
-        }
+        record = RunRecord(
+            status=status, **extra,
+            model=self.model, source={k: v for k, v in self.fitted.source.as_dict().items() if k != "spec_text"},
+            graph={"name": self.fitted.graph.name, "input_shape": list(self.fitted.input_shape),
+                   "changes": list(self.fitted.changes), "params": self.params},
+            dataset={"name": d.name, "classes": list(d.classes), "image_shape": list(d.image_shape),
+                     "sizes": {"train": len(d.train), "val": len(d.val), d.test_split: len(d.test)},
+                     "notes": list(d.notes), "input_steps": list(self.input_steps),
+                     "augmentation": batching.describe_augmentation(d.flips) if self.settings.augment else None,
+                     "normalize": {"mean": list(self.stats.mean), "std": list(self.stats.std)}},
+            settings=self.settings.as_dict(), runtime=self._runtime_record(), versions=versions(),
+            epochs_done=p.epoch, best=p.best, train_seconds=sum(row["seconds"] for row in p.history))
         if self.ranks.main:
             write_metrics(self.folder, p.history)
-            write_run(self.folder, record)
+            write_record(self.folder, record)
         return record
 
     def _finish(self) -> RunResult:

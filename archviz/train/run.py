@@ -1,18 +1,10 @@
-"""The run folder and its records. Every file goes through archviz.output.write_atomic.
-
-    runs/lenet-digits-20250101-120000/
-      metrics.csv, metrics.json   one row per epoch: train and validation loss and accuracy, lr, time, images/s
-      report.txt, report.json     the per-class report on the test split (sklearn's classification_report layout)
-      confusion.csv               the confusion matrix: true classes down, predicted across
-      best.pt, last.pt            checkpoints (best: lowest validation loss; last: the latest state)
-      run.json                    settings, model changes, dataset, versions, status and final figures
+"""A run's result and the run folder's claim: RunResult, the closing summary, the default folder name, and
+`claimed`, which holds a folder for one run and refuses what is not a run of archviz. What the folder's files are
+called and hold is archviz/train/run_folder.py's.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import shlex
 import sys
@@ -23,18 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archviz.errors import ArchvizError
-from archviz.output import is_temporary, write_atomic
+from archviz.output import is_temporary
 from archviz.train.metrics import ClassReport
+from archviz.train.run_folder import (LAST, LOCK_FILE, RUN_FILES, RUN_JSON, SUMMARY_FILES, looks_like_record,
+                                      run_kind)
 from archviz.train.settings import Settings
 
 if TYPE_CHECKING:
     from archviz.graph.ir import Graph
-
-RUN_FILES = ("metrics.csv", "metrics.json", "report.txt", "report.json", "confusion.csv", "best.pt", "last.pt",
-             "run.json")  # every file a run writes (archviz pretrain: all but the report's three)
-LOCK_FILE = ".archviz.lock"  # held with flock while a run writes the folder; it names the holder
-METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
-                  "images_per_second")
 
 
 class TrainingInterrupted(Exception):
@@ -85,42 +73,6 @@ def default_folder(model: str, dataset: str, suffix: str = "") -> Path:
     return Path("runs") / f"{stem}-{kind}{f'-{slug(suffix)}' if suffix else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def write_metrics(folder: Path, history: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({key: row[key] for key in METRIC_COLUMNS})
-    write_atomic(folder / "metrics.csv", buffer.getvalue())
-    write_atomic(folder / "metrics.json", json.dumps(history, indent=1) + "\n")
-
-
-def write_report(folder: Path, report: ClassReport, *, heading: str) -> None:
-    write_atomic(folder / "report.txt", f"{heading}\n\n{report.text()}")
-    write_atomic(folder / "report.json", json.dumps(report.as_dict(), indent=1) + "\n")
-    write_atomic(folder / "confusion.csv", report.confusion_csv())
-
-
-def read_class_report(folder: Path) -> ClassReport:
-    """The per-class report write_report wrote (report.json and confusion.csv), read back."""
-    from archviz.train.metrics import ClassRow
-
-    figures = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-    table = list(csv.reader(io.StringIO((folder / "confusion.csv").read_text(encoding="utf-8"))))
-    confusion = tuple(tuple(int(count) for count in row[1:]) for row in table[1:])
-
-    def row(name: str, values: dict) -> ClassRow:
-        return ClassRow(name, values["precision"], values["recall"], values["f1"], values["support"])
-
-    return ClassReport(rows=tuple(row(name, values) for name, values in figures["classes"].items()),
-                       accuracy=figures["accuracy"], macro=row("macro avg", figures["macro_avg"]),
-                       weighted=row("weighted avg", figures["weighted_avg"]), confusion=confusion)
-
-
-def write_run(folder: Path, record: dict) -> None:
-    write_atomic(folder / "run.json", json.dumps(record, indent=1) + "\n")
-
-
 def summary_text(result: RunResult) -> str:
     """The closing lines of a run: test accuracy, the per-class report and where the files are."""
     from archviz.format import size_bytes
@@ -137,7 +89,7 @@ def summary_text(result: RunResult) -> str:
         "",
         result.report.text().rstrip("\n"),
         "",
-        f"run folder {result.folder}: metrics.csv, metrics.json, report.txt, confusion.csv, best.pt, last.pt, run.json",
+        f"run folder {result.folder}: {', '.join(SUMMARY_FILES)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -207,7 +159,7 @@ def _names(folder: Path) -> list[str]:
 def _refuse_foreign(folder: Path, *, overwrite: bool) -> None:
     """Refuse a non-empty folder without a run.json or last.pt (_refuse_run judges those), as _foreign says."""
     names = _names(folder)
-    if not names or "run.json" in names or "last.pt" in names:
+    if not names or RUN_JSON in names or LAST in names:
         return
     error = _foreign(folder, names, overwrite=overwrite)
     if error is not None:
@@ -217,7 +169,7 @@ def _refuse_run(folder: Path, *, kind: str, overwrite: bool) -> None:
     """Refuse a folder whose run.json or last.pt archviz did not write (as _foreign says), a run of the other kind
     or a run with a last.pt, unless overwrite (a new run replaces the run's files)."""
     names = _names(folder)
-    if "run.json" not in names and "last.pt" not in names:
+    if RUN_JSON not in names and LAST not in names:
         return
     found = run_kind(folder)
     error = _foreign(folder, names, overwrite=overwrite) if found is None else None
@@ -228,8 +180,8 @@ def _refuse_run(folder: Path, *, kind: str, overwrite: bool) -> None:
     if found != kind:
         raise ArchvizError(f"-o {folder} holds a run of archviz {found}; choose another folder, or add --overwrite "
                            f"to replace its files with this run's")
-    if (folder / "last.pt").is_file():
-        finished = (_record(folder) or {}).get("status") == "finished"
+    if (folder / LAST).is_file():
+        finished = (looks_like_record(folder) or {}).get("status") == "finished"
         advice = "" if finished else "add --resume to continue it, "
         raise ArchvizError(f"{folder} already holds a run (last.pt){' that finished' if finished else ''}; {advice}"
                            "add --overwrite to train it anew, or choose another folder with -o")
@@ -247,36 +199,6 @@ def _foreign(folder: Path, names: list[str], *, overwrite: bool) -> ArchvizError
     if taken:
         return ArchvizError(f"-o {folder}: {taken[0]} there was not written by archviz, and a run would replace "
                             "it; --overwrite never replaces such a file: move it away, or choose another folder")
-    return None
-
-
-def run_kind(folder: Path) -> str | None:
-    """"train" or "pretrain" for a folder holding a run of archviz (its run.json, else its last.pt), else None."""
-    from archviz.train.checkpoint import is_checkpoint, read_weights_only
-
-    record = _record(folder)
-    if record is None and (folder / "run.json").exists():
-        return None  # a run.json of someone else's
-    if record is None:
-        if not (folder / "last.pt").is_file():
-            return None
-        try:
-            record = read_weights_only(folder / "last.pt")
-        except ArchvizError:
-            return None
-        if not is_checkpoint(record):
-            return None
-    return "pretrain" if "pretext" in record else "train"
-
-
-def _record(folder: Path) -> dict | None:
-    """The folder's run.json when archviz wrote it (a status and the settings), else None."""
-    try:
-        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if isinstance(record, dict) and isinstance(record.get("status"), str) and isinstance(record.get("settings"), dict):
-        return record
     return None
 
 
