@@ -213,14 +213,14 @@ def test_examples_show_each_tasks_inputs(rotation_run):
 
 def test_finetune_starts_from_the_pretext_backbone(rotation_run):
     import archviz
-    from archviz.pretrain.probe import _finetune_run_class
     from archviz.torch_build import to_torch
     from archviz.train.model import fit_model
+    from archviz.train.task import Supervised
 
-    run = object.__new__(_finetune_run_class())
-    run.backbone_from, run.model = rotation_run / "best.pt", "lenet"
+    task = Supervised(backbone_from=rotation_run / "best.pt")
     torch.manual_seed(0)
-    net = run._wrap(to_torch(fit_model("lenet", classes=10, image_shape=(1, 28, 28), adapt="input").graph))
+    net = task.wrap(to_torch(fit_model("lenet", classes=10, image_shape=(1, 28, 28), adapt="input").graph),
+                    model="lenet")
     saved = torch.load(rotation_run / "best.pt", weights_only=True)["model"]
     for name in ("conv1.weight", "conv2.bias", "fc1.weight"):
         assert torch.equal(net.state_dict()[name], saved[f"backbone.{name}"])

@@ -90,7 +90,7 @@ def test_the_epoch_order_draws_every_cluster_about_equally():
     objective = DeepCluster(classes=1, image_shape=(1, 8, 8), train_size=count, stats=None, seed=0)
     objective.labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))][:count]
     objective.labels[:k] = torch.arange(k)  # every cluster kept after the cut
-    order = objective.epoch_order(SimpleNamespace(order=torch.Generator().manual_seed(1)), 1)
+    order = objective.epoch_order(None, SimpleNamespace(order=torch.Generator().manual_seed(1)), 1)
     drawn = torch.bincount(objective.labels[order], minlength=k).double()
     expected = count / k
     chi_square = float(((drawn - expected) ** 2 / expected).sum())
@@ -100,7 +100,7 @@ def test_the_epoch_order_draws_every_cluster_about_equally():
 def test_the_epoch_order_comes_from_the_runs_order_generator():
     objective = DeepCluster(classes=2, image_shape=(1, 8, 8), train_size=40, stats=None, seed=0)
     objective.labels = torch.arange(40) % 20
-    first, second = (objective.epoch_order(SimpleNamespace(order=torch.Generator().manual_seed(5)), 1)
+    first, second = (objective.epoch_order(None, SimpleNamespace(order=torch.Generator().manual_seed(5)), 1)
                      for _ in range(2))
     assert torch.equal(first, second) and objective.k == 20
 

@@ -60,31 +60,31 @@ class DeepCluster(Objective):
         targets = nearest(unit, self.centroids.to(unit.device))
         return self.loss(net.head(features), targets, None)
 
-    def epoch_begin(self, run, epoch):
-        if run.position.batch:  # resumed in the middle of the epoch: the checkpoint's clusters and head
+    def epoch_begin(self, setup, state, epoch):
+        if state.position.batch:  # resumed in the middle of the epoch: the checkpoint's clusters and head
             return
         import torch
 
         from archviz.pretrain.contrastive import kmeans
 
-        features = encode_all(run, run.images["train"])
+        features = encode_all(setup, setup.images["train"])
         labels, centroids = kmeans(features, self.k, generator=torch.Generator().manual_seed(
             epoch_seed(self.seed, epoch, stream=0)))
         # under torchrun each rank clusters alone; rank 0's clusters, so every rank trains on the same classes
-        labels, centroids = run.ranks.gather_objects((labels.cpu(), centroids.cpu()))[0]
+        labels, centroids = setup.ranks.gather_objects((labels.cpu(), centroids.cpu()))[0]
         if self.labels is not None:
             self.nmi.append(normalized_mutual_information(self.labels.cpu(), labels, self.k))
         self.labels, self.centroids = labels, centroids
-        reset_classifier(run, run.net.head[-1], seed=epoch_seed(self.seed, epoch, stream=1))
+        reset_classifier(state, setup.net.head[-1], seed=epoch_seed(self.seed, epoch, stream=1))
 
-    def epoch_order(self, run, epoch):
+    def epoch_order(self, setup, state, epoch):
         """Every cluster drawn equally often: images with replacement, weighted 1 / their cluster's size."""
         import torch
 
         from archviz.pretrain.contrastive import balanced_sampling_weights
 
         weights = balanced_sampling_weights(self.labels.cpu(), self.k)
-        return torch.multinomial(weights, self.train_size, replacement=True, generator=run.order)
+        return torch.multinomial(weights, self.train_size, replacement=True, generator=state.order)
 
     def epoch_figures(self) -> dict:
         """NMI between this epoch's clusters and the previous epoch's (Caron et al. fig. 2: it rises as the
@@ -113,16 +113,16 @@ class DeepCluster(Objective):
                 "made anew each epoch, predicts each image's cluster; clusters drawn equally often")
 
 
-def encode_all(run, images):
-    """The backbone's features (N, ...) of a split as run.images holds it: no augmentation, eval mode."""
+def encode_all(setup, images):
+    """The backbone's features (N, ...) of a split as setup.images holds it: no augmentation, eval mode."""
     import torch
 
-    size = run.settings.batch_size * FEATURE_BATCH_FACTOR
-    run.net.eval()
+    size = setup.settings.batch_size * FEATURE_BATCH_FACTOR
+    setup.net.eval()
     with torch.no_grad():
-        features = [run.net.encode(run.make_batch(images[start:start + size])).float()
+        features = [setup.net.encode(setup.make_batch(images[start:start + size])).float()
                     for start in range(0, len(images), size)]
-    run.net.train()
+    setup.net.train()
     return torch.cat(features)
 
 
@@ -133,9 +133,10 @@ def epoch_seed(seed: int, epoch: int, *, stream: int) -> int:
     return int(np.random.SeedSequence((seed, epoch, stream)).generate_state(1)[0])
 
 
-def reset_classifier(run, linear, *, seed: int) -> None:
+def reset_classifier(state, linear, *, seed: int) -> None:
     """The linear layer drawn anew in place, weights N(0, HEAD_INIT_STD) and biases 0 (the reference code's init),
-    from a generator of `seed`; its optimiser state dropped, so Adam's moments start again as for a new layer."""
+    from a generator of `seed`; its state in the loop's optimiser (state.optimizer) dropped, so Adam's moments start
+    again as for a new layer."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -144,7 +145,7 @@ def reset_classifier(run, linear, *, seed: int) -> None:
         linear.weight.copy_(weight)
         linear.bias.zero_()
     for parameter in linear.parameters():
-        run.optimizer.state.pop(parameter, None)
+        state.optimizer.state.pop(parameter, None)
 
 
 def normalized_mutual_information(first, second, k: int) -> float:

@@ -1,7 +1,8 @@
 """`archviz pretrain`: the backbone of a model trained on a pretext task, the labels ignored.
 
-The run is `archviz train`'s loop (archviz/train/loop.py) with the objective swapped: the same data, batches and
-augmentation, progress, run folder, checkpoints written atomically, Ctrl-C and exact --resume. What changes:
+The run is `archviz train`'s loop (archviz/train/loop.py) with another task (PretextTask, a Task of
+archviz/train/task.py): the same data, batches and augmentation, progress, run folder, checkpoints written
+atomically, Ctrl-C and exact --resume. What changes:
 - the model is the backbone (archviz/pretrain/backbone.py) inside a PretextNet with the task's head (net.py);
 - each batch becomes the task's inputs and targets (objectives.py), and the score is the pretext accuracy;
 - best.pt has the lowest validation pretext loss, and the run ends with the pretext figures on the test split, not
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Callable
 
 from archviz.errors import ArchvizError
-from archviz.train.loop import _Run
 from archviz.train.run_folder import LAST
 
 PRETEXT_KEY = "pretext"  # the checkpoint's and run.json's record of the task
@@ -40,22 +40,61 @@ class PretrainResult:
     rank: int = 0
 
 
-class PretrainRun(_Run):
-    def __init__(self, *args, task: str):
-        self.task = task
-        super().__init__(*args)
+class PretextTask:
+    """The loop's Task (archviz/train/task.py) for a pretext objective: the backbone inside a PretextNet with the
+    objective's head, each batch turned into the objective's inputs and targets, its state in every checkpoint."""
 
-    def _check_resumable(self, saved: dict) -> None:
+    kind = "pretrain"
+
+    def __init__(self, task: str):
+        self.task = task
+        self.objective = None  # made by fit(), once the data's classes and shape are known
+        self.last_step = None  # (outputs, index) of the latest training batch, for after_step
+        self.eval_draws = None  # the evaluation's generator, seeded afresh for each split scored
+
+    @property
+    def answers_per_image(self) -> int:
+        return self.objective.answers_per_image
+
+    def check_resumable(self, saved: dict, folder: Path) -> None:
         from archviz.pretrain.choices import Task
         from archviz.train.checkpoint import Field
 
         if PRETEXT_KEY not in saved:
-            raise ArchvizError(f"{self.folder} is a run of supervised training, not of the {self.task} task")
-        was = Field(self.folder / LAST, PRETEXT_KEY, saved[PRETEXT_KEY])["task"].text([t.value for t in Task])
+            raise ArchvizError(f"{folder} is a run of supervised training, not of the {self.task} task")
+        was = Field(folder / LAST, PRETEXT_KEY, saved[PRETEXT_KEY])["task"].text([t.value for t in Task])
         if was != self.task:
-            raise ArchvizError(f"{self.folder} is a run of the {was} task, not of the {self.task} task")
+            raise ArchvizError(f"{folder} is a run of the {was} task, not of the {self.task} task")
 
-    def _check_extra_state(self, state: dict, path: Path) -> None:
+    def fit(self, model, data, settings):
+        from archviz.pretrain.objectives import objective_for
+        from archviz.train.model import fit_model
+
+        self.objective = objective_for(self.task, classes=len(data.classes), image_shape=data.image_shape,
+                                       train_size=len(data.train), stats=None, seed=settings.seed)
+        fitted = fit_model(model, classes=len(data.classes), image_shape=data.image_shape,
+                           adapt=settings.adapt.value)
+        graph = self.objective.backbone(fitted.graph)
+        output = graph.by_name[graph.output]
+        change = (f"backbone: {fitted.graph.name} up to {output.name} ({'x'.join(map(str, output.out_shape))} "
+                  f"features); its classifier left out")
+        return replace(fitted, graph=graph, changes=(*fitted.changes, change))
+
+    def wrap(self, net, *, model: str, fitted, stats, device):
+        from archviz.pretrain.net import pretext_net
+
+        self.objective.stats = stats
+        features = fitted.graph.by_name[fitted.graph.output].out_shape
+        head = self.objective.head(tuple(features)).to(device)
+        return pretext_net(net, head, tuple(fitted.input_shape[1:]))
+
+    def title(self, model: str, params: int) -> str:
+        return f"archviz pretrain: {model} backbone, {self.task} ({params:,} params with the head)"
+
+    def header(self) -> list[str]:
+        return [f"  pretext: {self.objective.describe()}; the labels are not used for training"]
+
+    def check_state(self, setup, state: dict, path: Path) -> None:
         """The task's state against this run's: instdisc's memory bank, deepcluster's clusters."""
         from archviz.pretrain.choices import Task
         from archviz.train.checkpoint import Field
@@ -65,94 +104,63 @@ class PretrainRun(_Run):
             _check_memory_bank(pretext["memory_bank"], tuple(self.objective.bank.features.shape))
         if self.task == Task.DEEPCLUSTER:
             started = state["position"]["epoch"] > 0 or state["position"]["batch"] > 0
-            output = self.fitted.graph.by_name[self.fitted.graph.output]
-            _check_clusters(pretext, images=len(self.data.train), k=self.objective.k,
+            output = setup.fitted.graph.by_name[setup.fitted.graph.output]
+            _check_clusters(pretext, images=len(setup.data.train), k=self.objective.k,
                             features=math.prod(output.out_shape), required=started)
 
-    def _fit(self, model):
-        from archviz.pretrain.objectives import objective_for
+    def load_state(self, state: dict) -> None:
+        self.objective.load_state(state[PRETEXT_KEY])
 
-        self.objective = objective_for(self.task, classes=len(self.data.classes), image_shape=self.data.image_shape,
-                                       train_size=len(self.data.train), stats=None, seed=self.settings.seed)
-        fitted = super()._fit(model)
-        graph = self.objective.backbone(fitted.graph)
-        output = graph.by_name[graph.output]
-        change = (f"backbone: {fitted.graph.name} up to {output.name} ({'x'.join(map(str, output.out_shape))} "
-                  f"features); its classifier left out")
-        return replace(fitted, graph=graph, changes=(*fitted.changes, change))
+    def extra_state(self) -> dict:
+        return {PRETEXT_KEY: {"task": self.task, **self.objective.state()}}
 
-    def _wrap(self, net):
-        from archviz.pretrain.net import pretext_net
+    def record(self) -> dict:
+        return {"pretext": {"task": self.task, "description": self.objective.describe()}}
 
-        self.objective.stats = self.stats
-        features = self.fitted.graph.by_name[self.fitted.graph.output].out_shape
-        head = self.objective.head(tuple(features)).to(self.device)
-        return pretext_net(net, head, tuple(self.fitted.input_shape[1:]))
+    def epoch_begin(self, setup, state, epoch: int) -> None:
+        self.objective.epoch_begin(setup, state, epoch)
 
-    def _title(self) -> str:
-        return f"archviz pretrain: {self.model} backbone, {self.task} ({self.params:,} params with the head)"
+    def epoch_order(self, setup, state, epoch: int):
+        return self.objective.epoch_order(setup, state, epoch)
 
-    def _header(self):
-        super()._header()
-        self.show.line(f"  pretext: {self.objective.describe()}; the labels are not used for training")
+    def batch_loss(self, setup, x, y, index, generator):
+        from archviz.train.loop import autocast
 
-    def _epoch_begin(self, epoch: int) -> None:
-        self.objective.epoch_begin(self, epoch)
-
-    def _epoch_figures(self) -> dict:
-        return self.objective.epoch_figures()
-
-    def _answers_per_image(self) -> int:
-        return self.objective.answers_per_image
-
-    def _epoch_order(self, epoch: int):
-        order = self.objective.epoch_order(self, epoch)
-        return super()._epoch_order(epoch) if order is None else order
-
-    def _batch_loss(self, x, y, index, generator):
         inputs, targets = self.objective.inputs(x, index, generator)
-        with self._autocast():
-            outputs = self.runner(inputs)
+        with autocast(setup):
+            outputs = setup.runner(inputs)
         loss, right, count = self.objective.loss(outputs, targets, index)
         self.last_step = outputs.detach(), index
         return loss, right, count
 
-    def _after_step(self) -> None:
+    def after_step(self) -> None:
         self.objective.after_step(*self.last_step)
 
-    def _evaluate(self, split: str, *, predictions: bool = False):
+    def eval_begin(self, setup) -> None:
         import torch
 
-        self.eval_draws = torch.Generator().manual_seed(self.settings.seed + EVAL_SEED_OFFSET)
-        loss, accuracy, _ = super()._evaluate(split)
-        return loss, accuracy, None
+        self.eval_draws = torch.Generator().manual_seed(setup.settings.seed + EVAL_SEED_OFFSET)
 
-    def _eval_batch(self, x, y, start: int):
-        loss, right, count = self.objective.eval_loss(self.evaluator, x, y, start, self.eval_draws)
+    def eval_batch(self, setup, x, y, start: int):
+        loss, right, count = self.objective.eval_loss(setup.evaluator, x, y, start, self.eval_draws)
         return loss.double() * count, right, count, None
 
-    def _extra_state(self) -> dict:
-        return {PRETEXT_KEY: {"task": self.task, **self.objective.state()}}
+    def epoch_figures(self) -> dict:
+        return self.objective.epoch_figures()
 
-    def _load_extra_state(self, state: dict) -> None:
-        self.objective.load_state(state[PRETEXT_KEY])
+    def finish(self, setup, state) -> PretrainResult:
+        from archviz.train.loop import evaluate, load_best_weights, write_run_record
 
-    def _record(self, status: str, **extra) -> dict:
-        return super()._record(status, pretext={"task": self.task, "description": self.objective.describe()},
-                               **extra)
-
-    def _finish(self) -> PretrainResult:
-        p, d = self.position, self.data
-        if self.ranks.main:
-            self._load_best()
-        self.ranks.broadcast_module(self.net)
-        test_loss, test_accuracy, _ = self._evaluate("test")
+        p, d = state.position, setup.data
+        load_best_weights(setup)
+        test_loss, test_accuracy, _ = evaluate(setup, "test")
         train_seconds = sum(row["seconds"] for row in p.history)
         final = {"test_split": d.test_split, "test_loss": test_loss, "test_pretext_accuracy": test_accuracy}
-        self._record("finished", final=final, stopped_early=self.stopped_early, time_budget=self.time_budget)
-        return PretrainResult(self.folder, self.model, self.task, d.name, tuple(p.history), p.best["epoch"],
-                              d.test_split, test_loss, test_accuracy, train_seconds, self.params, self.fitted.graph,
-                              self.ranks.rank)
+        write_run_record(setup, state, "finished", final=final, stopped_early=state.stopped_early,
+                         time_budget=setup.time_budget)
+        return PretrainResult(setup.folder, setup.model, self.task, d.name, tuple(p.history), p.best["epoch"],
+                              d.test_split, test_loss, test_accuracy, train_seconds, setup.params,
+                              setup.fitted.graph, setup.ranks.rank)
 
 
 def _check_memory_bank(bank, shape: tuple[int, int]) -> None:
@@ -194,8 +202,6 @@ def pretrain(model: str | Path, *, task: str, dataset: str = "digits", data: str
     >>> result.test_accuracy > 0.25  # doctest: +SKIP
     True
     """
-    from functools import partial
-
     from archviz.pretrain.choices import Task
     from archviz.train import loop
 
@@ -205,5 +211,5 @@ def pretrain(model: str | Path, *, task: str, dataset: str = "digits", data: str
              "weight_decay": weight_decay, "augment": augment, "adapt": adapt, "seed": seed}
     return loop.run_training(model, given=given, dataset=dataset, data=data, device=device, threads=threads,
                              compile=compile, output=output, resume=resume, progress=progress, stop=stop,
-                             time_budget=time_budget, make_run=partial(PretrainRun, task=task), folder_kind=task,
-                             overwrite=overwrite, run_kind="pretrain")
+                             time_budget=time_budget, task=PretextTask(task), folder_kind=task,
+                             overwrite=overwrite)

@@ -57,10 +57,11 @@ class Objective:
         inputs, targets = self.inputs(x, None, generator)
         return self.loss(net(inputs), targets, None)
 
-    def epoch_begin(self, run, epoch: int) -> None:
-        """Work before an epoch's batches (DeepCluster clusters the features)."""
+    def epoch_begin(self, setup, state, epoch: int) -> None:
+        """Work before an epoch's batches (DeepCluster clusters the features); setup and state: the loop's Setup
+        and State (archviz/train/loop.py), read only."""
 
-    def epoch_order(self, run, epoch: int):
+    def epoch_order(self, setup, state, epoch: int):
         return None  # the loop's permutation
 
     def after_step(self, outputs, index) -> None:
@@ -272,8 +273,8 @@ class InstanceDiscrimination(Objective):
         votes.scatter_add_(1, self.train_labels.to(similarity.device)[neighbours], (values / 0.07).exp())
         return votes.argmax(1)
 
-    def epoch_begin(self, run, epoch):
-        self.train_labels = run.labels["train"]
+    def epoch_begin(self, setup, state, epoch):
+        self.train_labels = setup.labels["train"]
 
     def state(self):
         return {"memory_bank": self.bank.state_dict()}

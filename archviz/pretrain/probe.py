@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Callable
 
@@ -159,19 +158,18 @@ def _supervised_accuracy(run: Path) -> float:
 
 def _finetune(run: Path, record: RunRecord, dataset: str, progress: bool, say) -> float:
     """Test accuracy of the whole network trained with the labels from the pretext weights (RUN/finetune)."""
-    from functools import partial
-
     from archviz.train.loop import run_training
+    from archviz.train.task import Supervised
 
     folder = run / FINETUNE
     if run_folder.is_finished(folder):
         return run_folder.read_record(folder).final["test_accuracy"]
     say(f"fine-tuning {record.model} from {run / BEST} on {dataset}, {record.settings['epochs']} epochs, "
         f"into {folder}")
-    result = run_training(_architecture(run, record), given=dict(record.settings), dataset=dataset, data=None, device="auto",
-                          threads=None, compile=False, output=folder, resume=(folder / LAST).is_file(),
-                          progress=progress, stop=None, time_budget=None,
-                          make_run=partial(_finetune_run_class(), backbone_from=run / BEST))
+    result = run_training(_architecture(run, record), given=dict(record.settings), dataset=dataset, data=None,
+                          device="auto", threads=None, compile=False, output=folder,
+                          resume=(folder / LAST).is_file(), progress=progress, stop=None, time_budget=None,
+                          task=Supervised(backbone_from=run / BEST))
     return result.test_accuracy
 
 
@@ -272,32 +270,3 @@ def _knn(features: dict, labels: dict) -> float:
     votes = np.zeros((len(test), classes))
     np.add.at(votes, (np.arange(len(test))[:, None], labels["train"][nearest]), weights)
     return float((votes.argmax(1) == labels["test"]).mean())
-
-
-@cache
-def _finetune_run_class():
-    from archviz.train.loop import _Run
-
-    class FinetuneRun(_Run):
-        """archviz train, starting from a pretext run's backbone weights (the head from its seeded init)."""
-
-        def __init__(self, *args, backbone_from: Path):
-            self.backbone_from = backbone_from
-            super().__init__(*args)
-
-        def _wrap(self, net):
-            from archviz.train.checkpoint import load_checkpoint
-
-            state = load_checkpoint(self.backbone_from)["model"]
-            tensors = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-            missing = [name for name in tensors if name not in net.state_dict()]
-            if missing:
-                raise ArchvizError(f"{self.backbone_from}: the backbone does not fit {self.model} ({missing[0]})")
-            net.load_state_dict(tensors, strict=False)
-            return net
-
-        def _title(self) -> str:
-            return f"archviz probe --finetune: {self.model} from {self.backbone_from} ({self.params:,} params)"
-
-    return FinetuneRun
-

@@ -5,8 +5,10 @@
 >>> print(result.report.text())  # doctest: +SKIP
 
 Modules: data (datasets read locally), model (the spec fitted to the data), batches (per-batch adaptation and
-augmentation), loop (the training loop), checkpoint, run (the run folder and RunResult), progress, metrics,
-compare (`archviz compare` and `archviz sweep`), settings and choices.
+augmentation), loop (the training loop: functions over a Setup and a State), task (what a run trains for: the Task
+protocol and Supervised), checkpoint, run_folder (the run folder's files, run.json's RunRecord, reading and
+writing), run (RunResult and the claim on a folder), progress, metrics, compare (`archviz compare` and
+`archviz sweep`), settings and choices.
 """
 
 from __future__ import annotations
