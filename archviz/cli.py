@@ -883,9 +883,10 @@ def pretrain(
             results = [run_pretext(model, seed=seed, output=output, **options)]
         else:
             from archviz.train.run import default_folder
+            from archviz.train.run_folder import seed_run
 
-            folder = output or str(default_folder(model, dataset, task.value))
-            results = [run_pretext(model, seed=first + k, output=f"{folder}/seed-{first + k}", **options)
+            folder = Path(output) if output else default_folder(model, dataset, task.value)
+            results = [run_pretext(model, seed=first + k, output=seed_run(folder, first + k), **options)
                        for k in range(seeds)]
     except TrainingInterrupted as stopped:
         _echo(f"archviz: {stopped}", err=True)

@@ -14,10 +14,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from archviz.errors import ArchvizError
 from archviz.train.run_folder import LAST
+
+if TYPE_CHECKING:
+    from archviz.pretrain.objectives import PretextObjective
 
 PRETEXT_KEY = "pretext"  # the checkpoint's and run.json's record of the task
 EVAL_SEED_OFFSET = 12345  # validation and test puzzles come from their own seeded generator, the same every epoch
@@ -48,7 +51,7 @@ class PretextTask:
 
     def __init__(self, task: str):
         self.task = task
-        self.objective = None  # made by fit(), once the data's classes and shape are known
+        self.objective: PretextObjective | None = None  # made by fit(), once the data's classes and shape are known
         self.last_step = None  # (outputs, index) of the latest training batch, for after_step
         self.eval_draws = None  # the evaluation's generator, seeded afresh for each split scored
 

@@ -1,6 +1,7 @@
-"""Each pretext task as an objective the training loop calls: its backbone, its head, and per batch its inputs,
-targets, loss and score. The labels of the dataset are never read while training; the validation score of instance
-discrimination alone uses them (a nearest-neighbour accuracy, as Wu et al. monitor it), to choose best.pt.
+"""Each pretext task as an objective the training loop calls, with the interface PretextObjective declares: its
+backbone, its head, and per batch its inputs, targets, loss and score; its extra state in checkpoints. The labels
+of the dataset are never read while training; the validation score of instance discrimination alone uses them (a
+nearest-neighbour accuracy, as Wu et al. monitor it), to choose best.pt.
 
 Batches arrive normalised (N, C, H, W) as for `archviz train`; random choices draw from the generator the loop
 passes (the run's augmentation generator, saved in every checkpoint), and evaluation draws from a generator seeded
@@ -9,7 +10,7 @@ afresh each time, so that every epoch scores the same validation puzzles.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from archviz.graph.ir import Graph
 from archviz.pretrain.choices import Task
@@ -22,11 +23,52 @@ KNN_NEIGHBOURS = 20
 POSITION_NAMES = ("top-left", "top", "top-right", "left", "right", "bottom-left", "bottom", "bottom-right")
 
 
-class Objective:
-    """Rotation: every image at 0, 90, 180, 270 degrees; the head tells which (Gidaris et al. 2018)."""
+class PretextObjective(Protocol):
+    """What a pretext task declares, for the loop (archviz/pretrain/loop.py PretextTask runs it): its network
+    (backbone, head), its batch (inputs), its loss, its extra state in checkpoints (state, load_state), per-epoch
+    work, and what the report shows of it. Batches arrive normalised (N, C, H, W); random choices draw from the
+    generator passed in; setup and state are the loop's Setup and State (archviz/train/setup.py), read only."""
 
-    task = Task.ROTATION
-    answers_per_image = 4  # scored answers one training image gives: its 4 turns
+    task: Task
+    answers_per_image: int  # scored answers one training image gives
+    stats: Any  # the batches' normalisation, set by the loop before head() is called
+
+    def backbone(self, graph: Graph) -> Graph: ...
+
+    def head(self, features: tuple[int, ...]) -> Any: ...
+
+    def inputs(self, x, index, generator) -> tuple[Any, Any]:
+        """(the network's inputs, the targets) of a batch; index: its images' positions in the training split."""
+
+    def loss(self, outputs, targets, index) -> tuple[Any, Any, int]:
+        """(loss, right answers, answers)."""
+
+    def eval_loss(self, net, x, y, start: int, generator) -> tuple[Any, Any, int]: ...
+
+    def epoch_begin(self, setup, state, epoch: int) -> None: ...
+
+    def epoch_order(self, setup, state, epoch: int) -> Any: ...
+
+    def after_step(self, outputs, index) -> None: ...
+
+    def epoch_figures(self) -> dict: ...
+
+    def state(self) -> dict: ...
+
+    def load_state(self, state: dict) -> None: ...
+
+    def describe(self) -> str: ...
+
+    def examples(self, x, generator) -> tuple[list, list[str], int]:
+        """(pictures (C, h, w), normalised like x; a caption each; columns): what the task feeds the network, for
+        the report."""
+
+
+class Objective:
+    """What the objectives share: the backbone without the classifier, cross-entropy on the head's outputs, its
+    score on a split, and no per-epoch work or extra state unless a task adds them (PretextObjective)."""
+
+    answers_per_image = 1
 
     def __init__(self, *, classes: int, image_shape: tuple[int, ...], train_size: int, stats, seed: int):
         self.classes, self.image_shape, self.train_size, self.stats, self.seed = classes, image_shape, train_size, \
@@ -36,16 +78,6 @@ class Objective:
         from archviz.pretrain.backbone import backbone
 
         return backbone(graph)
-
-    def head(self, features: tuple[int, ...]):
-        from torch import nn
-
-        return nn.Linear(features[0], 4)
-
-    def inputs(self, x, index, generator) -> tuple[Any, Any]:
-        from archviz.pretrain.tasks import rotations
-
-        return rotations(x)
 
     def loss(self, outputs, targets, index) -> tuple[Any, Any, int]:
         """(loss, right answers, answers)."""
@@ -58,8 +90,7 @@ class Objective:
         return self.loss(net(inputs), targets, None)
 
     def epoch_begin(self, setup, state, epoch: int) -> None:
-        """Work before an epoch's batches (DeepCluster clusters the features); setup and state: the loop's Setup
-        and State (archviz/train/loop.py), read only."""
+        """Work before an epoch's batches (DeepCluster clusters the features)."""
 
     def epoch_order(self, setup, state, epoch: int):
         return None  # the loop's permutation
@@ -77,19 +108,31 @@ class Objective:
     def load_state(self, state: dict) -> None:
         pass
 
+
+class Rotation(Objective):
+    """Rotation: every image at 0, 90, 180, 270 degrees; the head tells which (Gidaris et al. 2018)."""
+
+    task = Task.ROTATION
+    answers_per_image = 4  # scored answers one training image gives: its 4 turns
+
+    def head(self, features: tuple[int, ...]):
+        from torch import nn
+
+        return nn.Linear(features[0], 4)
+
+    def inputs(self, x, index, generator) -> tuple[Any, Any]:
+        from archviz.pretrain.tasks import rotations
+
+        return rotations(x)
+
     def describe(self) -> str:
         return "4 rotations of each image (0, 90, 180, 270 degrees); the head predicts which"
 
     def examples(self, x, generator) -> tuple[list, list[str], int]:
-        """(pictures (C, h, w), normalised like x; a caption each; columns): what the task feeds the network, for
-        the report."""
         inputs, labels = self.inputs(x, None, generator)
         count = x.shape[0]
         order = [k * count + i for i in range(count) for k in range(4)]  # one image per row, its 4 turns across
         return [inputs[j] for j in order], [f"{90 * int(labels[j])} deg" for j in order], 4
-
-
-Rotation = Objective
 
 
 class Jigsaw(Objective):
@@ -309,7 +352,7 @@ def task_backbone(task: str, graph: Graph) -> Graph:
     return backbone(graph)
 
 
-def objective_for(task: str, **kwargs) -> Objective:
+def objective_for(task: str, **kwargs) -> PretextObjective:
     from archviz.pretrain.clustering import DeepCluster  # subclasses of Objective, in their own modules
     from archviz.pretrain.colorization import Colorization
 

@@ -307,6 +307,11 @@ def weights_file(path: Path) -> Path:
     return path
 
 
+def seed_run(folder: Path, seed: int) -> Path:
+    """Where archviz pretrain --seeds N writes the run of `seed`."""
+    return folder / f"{SEED_PREFIX}{seed}"
+
+
 def seed_runs(folder: Path) -> list[Path]:
     """The run folder itself when it holds best.pt, else its seed-* runs that do (archviz pretrain --seeds N)."""
     if (folder / BEST).is_file():
