@@ -254,3 +254,22 @@ def test_the_examples_show_the_inputs_and_the_quantised_colours():
     clusters = DeepCluster(classes=2, image_shape=(3, 16, 16), train_size=10, stats=stats, seed=0)
     pictures, captions, columns = clusters.examples(x, torch.Generator())
     assert columns == 2 and captions == ["class: its cluster of 10"] * 2
+
+
+def test_every_pretext_task_declares_the_objective_and_loop_interfaces():
+    """Each objective has every member PretextObjective declares; the loop's tasks every member Task declares."""
+    from archviz.pretrain.loop import PretextTask
+    from archviz.pretrain.objectives import PretextObjective
+    from archviz.train.task import Supervised, Task as LoopTask
+
+    def members(protocol) -> set[str]:
+        return {name for name in vars(protocol) if not name.startswith("_")} | set(protocol.__annotations__)
+
+    known = {**objectives.OBJECTIVES, Task.DEEPCLUSTER: DeepCluster, Task.COLORIZATION: Colorization}
+    assert set(known) == set(Task)
+    for task, objective in known.items():
+        assert objective.task == task
+        assert not [name for name in members(PretextObjective) - {"stats"} if not hasattr(objective, name)], task
+    for runner in (Supervised(), PretextTask("rotation")):
+        missing = [name for name in members(LoopTask) if not hasattr(runner, name) and name != "answers_per_image"]
+        assert not missing and runner.kind in ("train", "pretrain")
