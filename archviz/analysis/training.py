@@ -294,6 +294,9 @@ class _Timeline:
         last_read[self.buffer_of[self.graph.output]] = len(self.nodes)
         for name, step in held_by_callers(self.graph).items():  # a module's arguments, held by its caller
             last_read[self.buffer_of[name]] = max(last_read.get(self.buffer_of[name], -1), step)
+        freed_after: dict[int, list[str]] = {}  # a tensor held past its last read is freed at a step not reading it
+        for storage, step in last_read.items():
+            freed_after.setdefault(step, []).append(storage)
         alive, peak, peak_at = self.input_bytes, self.input_bytes, INPUT
         live = {INPUT}
         for step, node in enumerate(self.nodes):
@@ -304,8 +307,8 @@ class _Timeline:
             alive += self.made.get(node.name, 0)
             if alive > peak:
                 peak, peak_at = alive, node.name
-            for source in {self.buffer_of[s] for s in node.inputs} | {storage}:
-                if last_read.get(source) == step and source in live and not self.keepers.get(source):
+            for source in freed_after.get(step, ()):
+                if source in live and not self.keepers.get(source):
                     alive -= self.size[source]
                     live.discard(source)
         alive += self.loss_bytes
