@@ -16,7 +16,7 @@ window.ArchvizCompare = function (DATA, h) {
     marker: { size: memory.map((m) => 12 + 38 * Math.sqrt(m / largest)), color: "#4c8bf5", opacity: 0.7 },
     hovertext: models.map((m) => `${m.model}: ${h.human(m.totals.params)} params, ${h.human(m.totals.macs)} MACs, ` +
       `${h.bytes(m.totals.peak_activation_bytes)} peak activations`), hoverinfo: "text",
-  }], h.layout("Parameters against MACs (marker area: peak activation memory)", {
+  }], h.layout("Params against MACs (area: peak memory)", {
     xaxis: h.axis("parameters", { rangemode: "tozero" }), yaxis: h.axis("MACs per batch", { rangemode: "tozero" }),
     margin, height: 420,
   }), h.PLOT_CONFIG);
@@ -32,7 +32,8 @@ window.ArchvizCompare = function (DATA, h) {
   if (DATA.stages) {
     const labels = DATA.stages.map((pair, i) => {
       const stage = pair[0] || pair[1];
-      return stage.size === "head" ? "head" : `stage ${i}: ${(pair[0] || {}).size || "-"} / ${(pair[1] || {}).size || "-"}`;
+      const sizes = `${(pair[0] || {}).size || "-"} / ${(pair[1] || {}).size || "-"}`;
+      return stage.size === "head" ? "head" : `stage ${i}: ${sizes}`;
     });
     for (const [id, key, title, unit] of [["chart-stage-params", "params", "Parameters per stage", "parameters"],
                                           ["chart-stage-macs", "macs", "MACs per stage", "MACs per batch"]]) {

@@ -72,7 +72,8 @@
   // On a narrow screen the panel is a sheet at the bottom: scroll the page so it does not hide what was clicked.
   function keepVisible(source, panel) {
     const box = source.getBoundingClientRect(), sheet = panel.getBoundingClientRect();
-    const overlaps = box.bottom > sheet.top && box.top < sheet.bottom && box.right > sheet.left && box.left < sheet.right;
+    const overlaps = box.bottom > sheet.top && box.top < sheet.bottom
+      && box.right > sheet.left && box.left < sheet.right;
     if (overlaps) window.scrollBy(0, box.bottom - sheet.top + 12);
   }
   document.addEventListener("keydown", (event) => { if (event.key === "Escape") closePanel(); });
@@ -208,7 +209,8 @@
     extra || {});
   // the title and the legend push the margins (automargin), so neither covers the plot at any width
   const layout = (title, extra) => Object.assign({
-    title: { text: title, font: { size: 15 }, automargin: true, yref: "container", y: 1, yanchor: "top", pad: { t: 8 } },
+    title: { text: title, font: { size: 15 }, automargin: true, yref: "container", y: 1, yanchor: "top",
+             pad: { t: 8 } },
     margin: { l: 60, r: 20, t: 30, b: 20 }, height: 400,
     xaxis: axis("layer", { tickangle: -60 }), yaxis: axis(""), showlegend: false,
   }, extra || {});
@@ -303,7 +305,8 @@
       x: off.map((l) => l.name), y: off.map(widest), marker: { color: "#9aa0a6", size: 5 }, hoverinfo: "text",
       hovertext: off.map((l) => `${l.name}: ${shape(l.receptive_field)} px, on another path (from ` +
         `${l.receptive_field_via}), not the main one` ) });
-    Plotly.newPlot(id, traces, layout("Receptive field along the main path, to the last map", Object.assign({}, LEGEND, {
+    const title = "Receptive field along the main path, to the last map";
+    Plotly.newPlot(id, traces, layout(title, Object.assign({}, LEGEND, {
       xaxis: Object.assign(layerAxis(names), { categoryorder: "array", categoryarray: names }),
       yaxis: axis("receptive field (px)", { rangemode: "tozero" }) })), PLOT_CONFIG);
   }
@@ -312,13 +315,14 @@
     const what = model.chart_groups && scope !== "layers" && (!scope || scope === "blocks") ? "block" : "layer";
     bars("chart-params", items, "params", `Parameters per ${what}`, "parameters", fmtInt);
     bars("chart-macs", items, "macs", `MACs per ${what}`, "MACs", human);
-    bars("chart-memory", items, "activation_bytes", `Output memory per ${what} (colour: kind of layer)`, "bytes", bytes);
+    bars("chart-memory", items, "activation_bytes", `Output memory per ${what}`, "bytes", bytes);
   }
   function scopeControl(model) {
     const select = document.getElementById("chart-scope");
     if (!select) return;
     if (!model.chart_groups) { select.parentElement.hidden = true; return; }
-    select.append(el("option", { value: "blocks", text: `${model.chart_groups.length} blocks (as the diagram folds them)` }),
+    const blocks = `${model.chart_groups.length} blocks (as the diagram folds them)`;
+    select.append(el("option", { value: "blocks", text: blocks }),
       el("option", { value: "layers", text: `every layer (${model.layers.length})` }));
     for (const group of model.chart_groups.filter((g) => g.layers.length > 1)) {
       select.append(el("option", { value: group.name, text: `open ${group.name} (${group.layers.length} layers)` }));

@@ -23,9 +23,9 @@ RUN_CSS = EXTRA_CSS + """
 .pictures figcaption, p.look { color: var(--muted); font-size: 14px; max-width: 70em; }
 """
 LOOK_FOR = {  # each line says what the pictures under it show, whatever the run: never what they should show
-    "filters": "The first layer's kernels after training (left) beside the same kernels before it (right). How far "
-               "they differ is how much training moved them: after a few epochs of a small network they can still "
-               "look alike.",
+    "filters": "Each convolution's kernels after training beside the same kernels before it (initial weights). How "
+               "far they differ is how much training moved them: after a few epochs of a small network they can "
+               "still look alike.",
     "activations": "Each layer's output maps for one validation image, one small picture per channel, in layer order; "
                    "the maps shrink where a layer downsamples.",
     "cams": "Grad-CAM: bright cells are where the predicted class's gradient weighs the layer's maps most, upsampled "
