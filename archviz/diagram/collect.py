@@ -155,9 +155,10 @@ def _tree(graph: Graph) -> _Tree:
 # --- fold states ------------------------------------------------------------------------------------------------
 
 def fold_state(report: Report, *, depth: int | None = None, expand: bool = False, expanded: Iterable[str] = (),
-               collapsed: Iterable[str] = (), budget: int = DEFAULT_BUDGET) -> FoldState:
+               collapsed: Iterable[str] = (), budget: int = DEFAULT_BUDGET, show_a_join: bool = True) -> FoldState:
     """The groups to expand: every one (expand), N levels (depth), or by default as many levels as fit the budget,
-    and one block more where that would hide every branch and skip (_with_a_join_shown).
+    and, with show_a_join, one block more where that would hide every branch and skip (_with_a_join_shown; the
+    paper figure, which draws a folded block's skip itself, goes without).
 
     `expanded` opens more groups on top of that (their enclosing groups too), `collapsed` folds some; both take
     group paths or node ids of a diagram (a merged run "layer3.1..layer3.35" opens its first group).
@@ -176,7 +177,9 @@ def fold_state(report: Report, *, depth: int | None = None, expand: bool = False
     elif depth is not None:
         chosen = {path for path in tree.scopes if tree.level[path] < depth}
     else:
-        chosen = set(_with_a_join_shown(report, tree, _default_expanded(report, tree, budget)))
+        chosen = set(_default_expanded(report, tree, budget))
+        if show_a_join:
+            chosen = set(_with_a_join_shown(report, tree, frozenset(chosen)))
     for path in map(lambda p: _group_path(p, tree), expanded):
         while path is not None:
             chosen.add(path)

@@ -473,7 +473,7 @@ def layout(graph: Graph, *, state: FoldState | None = None) -> PaperFigure:
     ('conv2d 6 5x5', '+ tanh', '6x28x28')
     """
     report = analyze(graph)
-    diagram = collect(report, state if state is not None else fold_state(report))
+    diagram = collect(report, state if state is not None else fold_state(report, show_a_join=False))
     plan = _plan(report, diagram, opened=frozenset()) if state is not None else _opened_plan(report, diagram)
     column = _columns(plan)
     boxes = _with_kernels(_boxes(plan, column, _lanes(plan, column)), plan)
