@@ -48,6 +48,7 @@ class ArgKind(enum.StrEnum):
     SIZES = "sizes"  # a positive int, or one per spatial axis: [length], [depth, height, width] (conv1d, conv3d)
     NONNEG_SIZES = "nonneg_sizes"  # like SIZES, zero allowed (a transposed convolution's padding)
     PADDING_SIZES = "padding_sizes"  # an int, one per spatial axis, "same" or "valid" (conv1d, conv3d)
+    CONNECTIONS = "connections"  # per output channel, the input channels it sees: [[0, 1, 2], [1, 2, 3], ...]
 
 
 class OpKind(enum.StrEnum):

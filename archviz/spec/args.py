@@ -222,11 +222,30 @@ def _count_or_none(arg, value):
     return None if value is None else _count(arg, value)
 
 
+MAX_CONNECTIONS = 4096  # output maps of a connection table: a table is written out by hand, map by map
+
+
+def _connections(arg, value):
+    """A connection table: for each output map, a non-empty list of distinct input maps (indices from 0)."""
+    expected = "a list, for each output map, of the input maps it sees (distinct integers >= 0), e.g. [[0, 1], [1, 2]]"
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_CONNECTIONS:
+        _fail(arg, value, expected)
+    table = []
+    for maps in value:
+        if not isinstance(maps, (list, tuple)) or not maps:
+            _fail(arg, value, expected)
+        row = tuple(_as_int(arg, i, minimum=0, expected=expected) for i in maps)
+        if len(set(row)) != len(row):
+            _fail(arg, value, expected)
+        table.append(row)
+    return tuple(table)
+
+
 _CHECKERS = {
     ArgKind.INT: _int, ArgKind.NONNEG_INT: _nonneg_int, ArgKind.SIGNED_INT: _signed_int, ArgKind.PAIR: _pair,
     ArgKind.NONNEG_PAIR: _nonneg_pair, ArgKind.OPTIONAL_PAIR: _optional_pair, ArgKind.PADDING: _padding,
     ArgKind.FLOAT: _float, ArgKind.BOOL: _bool, ArgKind.CHOICE: _choice, ArgKind.INT_OR_NONE: _int_or_none,
     ArgKind.COUNT: _count, ArgKind.COUNT_OR_NONE: _count_or_none, ArgKind.TEXT: _text, ArgKind.SHAPE: _shape,
-    ArgKind.TRACED_SHAPE: _traced_shape,
+    ArgKind.TRACED_SHAPE: _traced_shape, ArgKind.CONNECTIONS: _connections,
     ArgKind.SIZES: _sizes, ArgKind.NONNEG_SIZES: _nonneg_sizes, ArgKind.PADDING_SIZES: _padding_sizes,
 }

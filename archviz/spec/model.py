@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from archviz.errors import SpecError, closest
+from archviz.spec.published import Published, read_published
 from archviz.spec.yaml_loader import LocatedDict, LocatedList, load_yaml_file, load_yaml_text
 
 TOP_LEVEL_KEYS = ("name", "description", "source", "extends", "input", "params", "blocks", "layers", "variants",
-                  "torchvision")
+                  "torchvision", "published")
 BLOCK_KEYS = ("description", "params", "layers", "inline")
 VARIANT_KEYS = ("description", "params", "input", "torchvision")
 REQUIRED_PARAM = "required"  # a block parameter written `planes: required` has no default
@@ -54,6 +55,7 @@ class Spec:
     source: str = ""
     torchvision: str | None = None
     variants: dict[str, Variant] = field(default_factory=dict)
+    published: tuple[Published, ...] = ()  # the source's own figures (archviz paper); not inherited by `extends`
 
 
 def read_spec(path: Path, *, variant: str | None = None) -> Spec:
@@ -143,6 +145,7 @@ def _from_data(data, *, file: str, stem: str, base: Spec | None) -> Spec:
         source=_string(data, "source", file, base.source if base else ""),
         torchvision=data.get("torchvision"),
         variants=_variants(data, file),
+        published=read_published(data.get("published"), file=file),
     )
 
 

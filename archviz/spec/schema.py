@@ -22,7 +22,9 @@ from typing import Any
 
 from archviz.graph.build import META_KEYS, NAME_PATTERN, takes_branches
 from archviz.ops import Arg, ArgKind, Op, all_ops
-from archviz.spec.args import MAX_COUNT, MAX_DIMENSION, MAX_TEXT
+from archviz.spec.args import MAX_CONNECTIONS, MAX_COUNT, MAX_DIMENSION, MAX_TEXT
+from archviz.spec.published import ENTRY_KEYS as PUBLISHED_KEYS, MAX_TEXT as PUBLISHED_TEXT, Only, Quantity
+from archviz.spec.published import REQUIRED_KEYS as PUBLISHED_REQUIRED
 from archviz.spec.model import BLOCK_KEYS, REQUIRED_PARAM, STRUCTURAL_HEADS, TOP_LEVEL_KEYS, VARIANT_KEYS
 
 SCHEMA_ID = "urn:archviz:spec"  # names the schema; it is generated, not downloaded
@@ -108,9 +110,31 @@ def _top_level() -> dict[str, Any]:
             "additionalProperties": {"$ref": _REF + "variant"},
         },
         "torchvision": {"type": ["string", "null"], "description": "The torchvision builder of the same network."},
+        "published": _published(),
     }
     assert tuple(properties) == TOP_LEVEL_KEYS, "the schema's top-level keys drifted from spec/model.py"
     return properties
+
+
+def _published() -> dict[str, Any]:
+    text = {"type": "string", "maxLength": PUBLISHED_TEXT}
+    properties = {
+        "quantity": {"enum": [q.value for q in Quantity]},
+        "value": {"type": ["string", "integer", "number"], "description": "As printed: 25,557,032, 3.8 x 10^9, 2.7K."},
+        "called": {**text, "description": "The source's word for it, e.g. FLOPs (meaning multiply-adds)."},
+        "layer": {**text, "description": "A layer or group: one row of the source's table."},
+        "only": {"enum": [o.value for o in Only]},
+        "compare": {**text, "description": "Another zoo model the figure belongs to, computed beside this one."},
+        "source": {**text, "minLength": 1, "description": "The citation: paper, table, page."},
+        "why": {**text, "description": "Why archviz's figure differs, in words and arithmetic."},
+    }
+    assert tuple(properties) == PUBLISHED_KEYS, "the schema's published keys drifted from spec/published.py"
+    return {
+        "type": "array",
+        "description": "Figures the source printed, each with its citation (`archviz paper MODEL`).",
+        "items": {"type": "object", "properties": properties, "required": list(PUBLISHED_REQUIRED),
+                  "additionalProperties": False},
+    }
 
 
 def _block_definition() -> dict[str, Any]:
@@ -288,8 +312,11 @@ _KINDS = {
     ArgKind.COUNT_OR_NONE: lambda arg: {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
                                                   {"type": "null"}]},
     ArgKind.TEXT: lambda arg: {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
-    ArgKind.SHAPE: lambda arg: {"type": "array", "minItems": 1, "maxItems": 8, "items": _integer(1)},
+    ArgKind.SHAPE: lambda arg: {"type": "array", "minItems": 1, "maxItems": 8, "items": {  # [1, $maps, 1, 1]
+        "anyOf": [_integer(1), {"$ref": _REF + "expression"}]}},
     ArgKind.TRACED_SHAPE: lambda arg: {"type": "array", "minItems": 1, "maxItems": 8, "items": _integer(0)},
+    ArgKind.CONNECTIONS: lambda arg: {"type": "array", "minItems": 1, "maxItems": MAX_CONNECTIONS, "items": {
+        "type": "array", "minItems": 1, "uniqueItems": True, "items": _integer(0)}},
     ArgKind.SIZES: lambda arg: _sizes(1),
     ArgKind.NONNEG_SIZES: lambda arg: _sizes(0),
     ArgKind.PADDING_SIZES: lambda arg: {"anyOf": [_sizes(0), {"enum": ["same", "valid"]}]},
