@@ -343,23 +343,45 @@ def report(
         _echo(str(path))
 
 
-@app.command(short_help="One layer's figures with their arithmetic.")
+@app.command(short_help="One layer's (or group's) figures with their arithmetic.")
 @user_errors
 def explain(
     model: ModelArg,
-    layer: Annotated[str, typer.Argument(help="A layer path (layer3.2.conv2), a Keras name (conv2d_1) or a short name.")],
+    layer: Annotated[str, typer.Argument(help="A layer path (layer3.2.conv2), a Keras name (conv2d_1), a short name, "
+                                              "or a group (inception3a, layer3).")],
     input: InputOpt = None,
     batch: BatchOpt = 1,
     set_: SetOpt = None,
     dtype: DTypeOpt = DTypeChoice.FLOAT32,
     kwargs: KwargsOpt = None,
 ):
-    """Every figure of one layer, with its arithmetic written out."""
-    from archviz.analysis.explain import explain_layer
-    from archviz.render.explain import explanation_view
+    """Every figure of one layer, with its arithmetic written out; for a group, its totals from its parts."""
+    from archviz.analysis.explain import GroupExplanation, explain as explain_name
+    from archviz.render.explain import explanation_view, group_view
 
     report = _inspect(model, input, batch, set_, dtype, False, kwargs=kwargs)
-    _console().print(explanation_view(explain_layer(report, layer)))
+    explanation = explain_name(report, layer)
+    _console().print(group_view(explanation) if isinstance(explanation, GroupExplanation)
+                     else explanation_view(explanation))
+
+
+@app.command(short_help="A model's figures beside its source's published ones, with reasons.")
+@user_errors
+def paper(
+    model: ModelArg,
+    format: Annotated[DiffFormat, typer.Option("--format", "-f", help="Output format.")] = DiffFormat.TABLE,
+):
+    """Each figure the model's source published (its spec's `published:` section: params, MACs or the paper's
+    "FLOPs", per-layer rows) beside archviz's, with a verdict (exact, within the paper's rounding, differs) and, for
+    every difference, the reason in words and arithmetic."""
+    from archviz.analysis.papers import paper as check_paper
+    from archviz.render.paper import paper_dict, paper_text
+
+    check = check_paper(model)
+    if format == DiffFormat.JSON:
+        _write(json.dumps(paper_dict(check), indent=2) + "\n")
+    else:
+        _write(paper_text(check, width=WIDTH_WHEN_PIPED))
 
 
 @app.command("list", short_help='The architecture zoo.')
