@@ -27,8 +27,8 @@ def paper_text(check: PaperCheck, *, width: int = 120) -> str:
         lines.extend(_wrapped(f"source: {row.source}", width))
         for reason in row.reasons:
             lines.extend(_wrapped(f"- {reason}", width))
-    lines += ["", "= exact, ~ within the paper's rounding (half a unit of its last printed digit), x differs. MACs are "
-              "multiply-accumulates; FLOPs = 2 x MACs."]
+    lines += ["", *textwrap.wrap("= exact, ~ within the paper's rounding (half a unit of its last printed digit), x "
+                                 "differs. MACs are multiply-accumulates; FLOPs = 2 x MACs.", width=width)]
     return "\n".join(lines) + "\n"
 
 
