@@ -285,13 +285,25 @@ def _step_colour(share: float) -> str:
     return COST_PALETTE[min(int(share * len(COST_PALETTE)), len(COST_PALETTE) - 1)]
 
 
-def _cost_legend(diagram: Diagram, cost: Cost, rankdir: RankDir) -> list[str]:
+def cost_fills(diagram: Diagram, cost: Cost | str) -> dict[str, str]:
+    """Each box's fill colour for `cost`, as to_dot(diagram, cost=cost) draws it: for a page that recolours an SVG
+    drawn by kind instead of drawing it again."""
+    return _cost_fills(diagram, Cost(cost))
+
+
+def cost_key(diagram: Diagram, cost: Cost | str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The cost legend's title and its steps, (fill colour, text) from "none" to the largest share, as to_dot draws
+    them."""
+    cost = Cost(cost)
     largest = max((cost_of(node, cost) for node in diagram.nodes), default=0.0)
     steps = len(COST_PALETTE)
-    cells = [f'<TD BGCOLOR="#ffffff" BORDER="1" COLOR="#888888">none</TD>']
-    cells += [f'<TD BGCOLOR="{colour}" BORDER="1" COLOR="#888888">{_html(_share_text(i, steps))}</TD>'
-              for i, colour in enumerate(COST_PALETTE)]
     title = f"{COST_TEXT[cost]}, share of the largest box's ({_cost_text(largest, cost)})"
+    return title, (("#ffffff", "none"), *((colour, _share_text(i, steps)) for i, colour in enumerate(COST_PALETTE)))
+
+
+def _cost_legend(diagram: Diagram, cost: Cost, rankdir: RankDir) -> list[str]:
+    title, key = cost_key(diagram, cost)
+    cells = [f'<TD BGCOLOR="{colour}" BORDER="1" COLOR="#888888">{_html(text)}</TD>' for colour, text in key]
     rows = [[f'<TD COLSPAN="{len(cells)}">{_html(title)}</TD>'], cells] if rankdir == RankDir.TB \
         else [[f"<TD>{_html(title)}</TD>"]] + [[cell] for cell in cells]
     body = "".join("<TR>" + "".join(row) + "</TR>" for row in rows)
