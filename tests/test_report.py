@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 import archviz
@@ -39,7 +40,7 @@ def embedded_data(page: str) -> dict:
 
 def test_model_report_is_self_contained():
     page = model_report_html(archviz.inspect("lenet"))
-    assert page.count("<script") == 1 + 2  # the data, plotly once, the page script
+    assert page.count("<script") == 1 + 3  # the data, plotly once, the diagram's script, the page script
     assert "plotly" in page.lower() and page.count("Plotly.newPlot=") <= 1
     assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', page)  # no CDN, nothing remote
     data = embedded_data(page)
@@ -136,3 +137,49 @@ def test_zoo_reports_and_index(tmp_path, monkeypatch):
         assert f'href="{name}.html"' in index
     assert "<script" not in index  # the index is a plain page
     assert 'class="diagram-view"' in (tmp_path / "resnet18.html").read_text()
+
+
+def test_the_diagrams_costs_are_fills_per_view_computed_once():
+    """Colour by a cost swaps the fills of the SVG drawn by kind: each view's fills are the ones
+    `archviz diagram --color-by` draws, time only when the report has a device."""
+    from archviz.diagram import collect, fold_state
+    from archviz.diagram.dot import COST_PALETTE, cost_fills
+    from archviz.render.html.build import diagram_views
+
+    report = archviz.inspect("resnet18", crosscheck=False)
+    views = diagram_views(report)
+    assert sorted(views.costs) == ["macs", "memory", "params"]
+    default = views.costs["macs"]["views"][views.default]
+    assert default["fills"] == cost_fills(collect(report, fold_state(report)), "macs")
+    assert set(default["fills"].values()) <= {*COST_PALETTE, "#ffffff"} and default["fills"]["input"] == "#ffffff"
+    assert default["title"].startswith("MACs, share of the largest box's") and default["key"][0] == ["#ffffff", "none"]
+    assert set(views.costs["macs"]["views"]) == set(views.svgs)
+    assert views.svgs[views.default].count("<svg") == 1  # one drawing per view, not one per cost
+    with_device = diagram_views(archviz.inspect("lenet", crosscheck=False, device="a100"))
+    assert "time" in with_device.costs
+
+
+def edges_into(svg: str) -> dict[str, set[str]]:
+    import html
+
+    edges = re.findall(r'id="edge:([^"]+)"', svg)
+    into: dict[str, set[str]] = {}
+    for edge in map(html.unescape, edges):
+        src, dst = edge.split("->")
+        into.setdefault(dst, set()).add(src)
+    return into
+
+
+@pytest.mark.parametrize("model, opened", [
+    ("resnet50", "layer1.0"), ("googlenet", "inception3a"), ("torchvision:inception_v3", "Mixed_5b"),
+    ("torchvision:densenet121", "features.denseblock1"),
+])
+def test_the_reports_first_view_shows_a_block_with_branches_opened(model, opened):
+    """The report opens on the diagram's default (collect.fold_state's show_a_join): one representative block
+    drawn open, so some box takes two inputs (a skip, inception's branches, a dense connection)."""
+    from archviz.render.html.build import diagram_views
+
+    views = diagram_views(archviz.inspect(model, crosscheck=False))
+    first = views.svgs[views.default]
+    assert f'id="cluster:{opened}"' in first
+    assert any(len(sources) > 1 for sources in edges_into(first).values())

@@ -1,10 +1,11 @@
 """The HTML report in a real headless browser (Debian's Chromium driven by Playwright), offline from file://.
 
 Checks what a student would see: the page loads with no console errors and no network request, every chart has
-rendered, the diagram is visible and a block opens on click, the table sorts and filters, a row shows its
-arithmetic beside the table (never over it), every chart axis says its unit, and the pages of a zoo share one
-plotly.min.js and still work offline. The screenshots are kept in .artifacts/ (not committed);
-scripts/report_screenshots.py makes the README's.
+rendered, the diagram is visible and a block opens on click, zooms (wheel, buttons, fit) and pans (drag), finds a
+layer by name, shows the selected layer beside it (below it on a phone) and colours its boxes by a cost, the table
+sorts and filters, a row shows its arithmetic beside the table (never over it), every chart axis says its unit, and
+the pages of a zoo share one plotly.min.js and still work offline. The screenshots are kept in .artifacts/ (not
+committed); scripts/report_screenshots.py makes the README's.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def test_diagram_is_visible_and_blocks_open_and_fold(browser, report_file):
     shown = page.locator(".diagram-view:not([hidden]) svg")
     assert shown.count() == 1 and shown.is_visible()
     assert page.locator(".diagram-view:not([hidden])").get_attribute("data-view") == "default"
+    page.locator("#diagram-fit").click()  # the whole diagram in the frame: layer3.0 is far below its top
     block = page.locator('.diagram-view:not([hidden]) g.node.clickable[id="node:layer3.0"]')
     block.click()
     opened = page.locator(".diagram-view:not([hidden])")
@@ -98,11 +100,140 @@ def test_diagram_is_visible_and_blocks_open_and_fold(browser, report_file):
     # a frame's visible area is its border and label, often under other shapes: send the click to the frame itself
     opened.locator('g.cluster.clickable[id="cluster:layer3.0"]').dispatch_event("click")
     assert page.locator(".diagram-view:not([hidden])").get_attribute("data-view") == "default"  # folded again
+    page.locator("#diagram-fit").click()
     page.locator('.diagram-view:not([hidden]) g.node[id="node:conv1"]').click()
-    assert "conv1" in page.locator("#explain-panel").inner_text()
+    assert "conv1" in page.locator("#diagram-panel").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#diagram").screenshot(path=str(ARTIFACTS / "report-resnet50-diagram.png"))
     assert problems == []
+    page.close()
+
+
+SHOWN_SVG = ".diagram-view:not([hidden]) svg"
+
+
+def view_box(page) -> list[float]:
+    return [float(v) for v in page.locator(SHOWN_SVG).get_attribute("viewBox").split()]
+
+
+def frame_centre(page) -> tuple[float, float]:
+    box = page.locator("#diagram-frame").bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def test_the_diagram_zooms_with_the_wheel_and_the_buttons_and_fits(browser, report_file):
+    page, problems, requests = open_page(browser, report_file)
+    page.locator("#diagram").scroll_into_view_if_needed()
+    start = view_box(page)
+    page.mouse.move(*frame_centre(page))
+    page.mouse.wheel(0, -400)  # wheel up: closer
+    page.wait_for_function(f"document.querySelector('{SHOWN_SVG}').viewBox.baseVal.width < {start[2]}")
+    wheeled = view_box(page)
+    page.locator("#diagram-zoom-in").click()
+    closer = view_box(page)
+    assert closer[2] < wheeled[2] and closer[3] < wheeled[3]
+    page.locator("#diagram-zoom-out").click()
+    page.locator("#diagram-zoom-out").click()
+    assert view_box(page)[2] > closer[2]
+    page.locator("#diagram-fit").click()
+    x, y, width, height = view_box(page)
+    drawn = page.locator(SHOWN_SVG).evaluate("s => { const b = s.querySelector('g').getBBox(); "
+                                             "return {width: b.width, height: b.height}; }")  # in the SVG's units
+    assert width >= drawn["width"] and height >= drawn["height"]  # all of it in the frame
+    assert problems == [] and requests == []
+    page.close()
+
+
+def test_dragging_the_diagram_pans_it_and_clicks_nothing(browser, report_file):
+    page, problems, requests = open_page(browser, report_file)
+    page.locator("#diagram").scroll_into_view_if_needed()
+    before = view_box(page)
+    conv1 = page.locator('.diagram-view:not([hidden]) g.node[id="node:conv1"]').bounding_box()
+    page.mouse.move(conv1["x"] + 20, conv1["y"] + 10)  # a drag may start on a box
+    page.mouse.down()
+    page.mouse.move(conv1["x"] - 80, conv1["y"] - 140, steps=8)
+    page.mouse.up()
+    after = view_box(page)
+    assert after[0] > before[0] and after[1] > before[1]  # dragged up and left: the view moved right and down
+    assert after[2:] == before[2:]  # the same scale
+    assert page.locator("#diagram-panel").is_hidden()  # the drag was not a click on conv1
+    assert problems == [] and requests == []
+    page.close()
+
+
+def test_find_a_layer_jumps_to_it_and_says_where_a_folded_one_is(browser, report_file):
+    page, problems, requests = open_page(browser, report_file)
+    search = page.locator("#diagram-search")
+    search.fill("layer3.1")  # folded in the default view: the view with layer3.1 open is rendered, so it opens
+    found = page.locator("#diagram-frame g.found")
+    assert found.count() == 1 and found.get_attribute("id") == "cluster:layer3.1"
+    assert page.locator(".diagram-view:not([hidden])").get_attribute("data-view") != "default"
+    frame, box = page.locator("#diagram-frame").bounding_box(), found.bounding_box()
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    assert abs(middle[0] - (frame["x"] + frame["width"] / 2)) < 5  # centred
+    assert abs(middle[1] - (frame["y"] + frame["height"] / 2)) < 5
+    assert page.locator("#diagram-found").inner_text().startswith("1 of ")
+    search.press("Enter")  # the next match: layer3.1's first layer
+    assert page.locator("#diagram-found").inner_text().startswith("2 of ")
+    assert found.get_attribute("id") == "node:layer3.1.conv1"
+    search.fill("layer3.4.conv2")  # drawn in no rendered view: the folded block holding it is marked, and said
+    message = page.locator("#diagram-found").inner_text()
+    assert "layer3.4.conv2 is inside the folded block" in message
+    holder = found.get_attribute("id")
+    assert holder.startswith("node:layer3.") and ".." in holder and holder.split("..")[1] >= "layer3.4"
+    assert "layer3.4.conv2" in page.locator("#diagram-panel").inner_text()  # its figures all the same
+    assert problems == [] and requests == []
+    page.close()
+
+
+def test_the_selected_layer_shows_beside_the_diagram_on_a_screen_and_below_it_on_a_phone(browser, report_file):
+    for viewport, beside in (({"width": 1400, "height": 1000}, True), ({"width": 390, "height": 844}, False)):
+        page = browser.new_page(viewport=viewport)
+        problems = []
+        page.on("pageerror", lambda error: problems.append(str(error)))  # noqa: B023
+        page.goto(report_file.as_uri())
+        page.locator("#diagram-search").fill("conv1")
+        panel, frame = page.locator("#diagram-panel"), page.locator("#diagram-frame")
+        assert panel.is_visible()
+        text = panel.inner_text()
+        for figure in ("Output shape", "Params", "MACs", "Output memory", "Receptive field", "output height"):
+            assert figure in text  # its figures, then the arithmetic the table's panel shows
+        assert "9,408" in text  # conv1's 3*7*7*64 params
+        panel_box, frame_box = panel.bounding_box(), frame.bounding_box()
+        assert not overlap(panel_box, frame_box)
+        if beside:
+            assert panel_box["x"] >= frame_box["x"] + frame_box["width"]
+            section = page.locator("#diagram").bounding_box()
+            assert frame_box["width"] + panel_box["width"] > 0.9 * section["width"]  # the section's width, used
+        else:
+            assert panel_box["y"] >= frame_box["y"] + frame_box["height"]  # a sheet below the diagram
+            assert frame_box["width"] > 0.85 * viewport["width"]
+        page.keyboard.press("Escape")
+        assert panel.is_hidden()
+        assert problems == []
+        page.close()
+
+
+def test_colour_by_macs_recolours_the_boxes_with_a_key(browser, report_file):
+    from archviz.diagram.dot import COLOURS, COST_PALETTE
+
+    page, problems, requests = open_page(browser, report_file)
+    fill = "(id) => document.querySelector(`.diagram-view:not([hidden]) g[id='${id}'] path`).getAttribute('fill')"
+    assert page.evaluate(fill, "node:conv1") == COLOURS["conv"]
+    key = page.locator("#diagram-key")
+    assert key.is_hidden() and page.locator('.diagram-view:not([hidden]) g[id="diagram:legend"]').is_visible()
+    page.locator("#diagram-colour").select_option("macs")
+    fills = {node: page.evaluate(fill, f"node:{node}") for node in ("conv1", "layer3.0", "relu", "layer4.0")}
+    assert set(fills.values()) <= {*COST_PALETTE, "#ffffff"} and fills["relu"] == "#ffffff"  # a relu has no MACs
+    assert fills["layer3.0"] != fills["relu"] and fills["conv1"] != COLOURS["conv"]
+    assert key.is_visible() and "MACs, share of the largest box's" in key.inner_text()
+    kinds = page.locator('.diagram-view:not([hidden]) g[id="diagram:legend"]')  # the SVG's key of kinds
+    assert kinds.is_hidden()
+    page.locator("#diagram-search").fill("layer3.1")  # another view: coloured too, with its own largest box
+    assert page.evaluate(fill, "node:layer3.1.conv2") in COST_PALETTE
+    page.locator("#diagram-colour").select_option("kind")
+    assert page.evaluate(fill, "node:layer3.1.conv2") == COLOURS["conv"] and key.is_hidden() and kinds.is_visible()
+    assert problems == [] and requests == []
     page.close()
 
 

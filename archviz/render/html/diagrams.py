@@ -4,12 +4,18 @@ A browser cannot run Graphviz, so each view a click can reach is rendered here: 
 opens a folded block (or folds an open one); a second click opens a block inside the one just opened, and clicking
 an open block's frame folds it back. Up to MAX_VIEWS views are rendered (blocks beyond that are not clickable; the
 CLI's `archviz diagram --unfold PATH` draws any of them). toggles[view][node id] is the view a click shows.
+
+Each view is drawn once, filled by layer kind; the fills of every cost (MACs, params, memory, and time when the
+report has a device) are computed here per view, so the page recolours the SVG's boxes instead of holding one
+drawing per cost.
 """
 
 from __future__ import annotations
 
 from archviz.analysis.report import Report
-from archviz.diagram import collect, fold_state, render, to_dot
+from archviz.diagram import Cost, Diagram, collect, fold_state, render, to_dot
+from archviz.diagram.collect import MERGED
+from archviz.diagram.dot import COST_TEXT, cost_fills, cost_key
 from archviz.render.html.page import DiagramViews
 
 MAX_VIEWS = 24  # each view is one inline SVG (20-120 KB); this bounds a report's size and build time
@@ -57,7 +63,30 @@ def views_for(report: Report) -> DiagramViews:
                 second[view, node.id] = views.add(views.states[view].expanded | {node.groups[0]}, parent=view)
     toggles = {view: _clicks(view, views, first, second) for view in views.states}
     svgs = {view: _svg(to_dot(diagram)) for view, diagram in views.diagrams.items()}
-    return DiagramViews(default=default, svgs=svgs, toggles=toggles)
+    costs = {cost.value: _cost_colours(views.diagrams, cost) for cost in _costs(report)}
+    return DiagramViews(default=default, svgs=svgs, toggles=toggles, costs=costs, merged=_merged(views.diagrams))
+
+
+def _costs(report: Report) -> list[Cost]:
+    """The costs a report can colour by: time only when it was inspected for a device."""
+    return [cost for cost in Cost if cost != Cost.TIME or report.latency is not None]
+
+
+def _cost_colours(diagrams: dict[str, Diagram], cost: Cost) -> dict:
+    """{title, views: {view: {fills: {node id: colour}, title, key: [[colour, text]]}}}: each view's share is of
+    its own largest box, as `archviz diagram --color-by` draws it."""
+    views = {}
+    for view, diagram in diagrams.items():
+        title, key = cost_key(diagram, cost)
+        views[view] = {"fills": cost_fills(diagram, cost), "title": title, "key": [list(step) for step in key]}
+    return {"title": COST_TEXT[cost], "views": views}
+
+
+def _merged(diagrams: dict[str, Diagram]) -> dict[str, list[str]]:
+    """A merged run's node id ("layer3.1..layer3.5") -> the groups it stands for: a search for a layer inside one
+    of them finds the box that holds it."""
+    return {node.id: list(node.groups) for diagram in diagrams.values() for node in diagram.nodes
+            if MERGED in node.id}
 
 
 def _clicks(view: str, views: _Views, first: dict, second: dict) -> dict[str, str]:

@@ -27,6 +27,8 @@ class DiagramViews:
     default: str
     svgs: dict[str, str]  # view id -> SVG text
     toggles: dict[str, dict[str, str]] = field(default_factory=dict)  # view id -> {group path -> view id}
+    costs: dict[str, dict] = field(default_factory=dict)  # cost -> each view's fills and key (diagrams.py)
+    merged: dict[str, list[str]] = field(default_factory=dict)  # a merged run's node id -> the groups it holds
 
 
 def asset(name: str) -> str:
@@ -84,6 +86,9 @@ def _header(title: str, description: str, meta: str) -> str:
 
 
 def _diagram_section(views: DiagramViews | None) -> str:
+    """The diagram as a tool (render/html/diagram.js): a toolbar (find a layer, colour by a cost, zoom, fit, fold
+    all), the key of the colours, the views in a frame the script zooms and pans, and the panel of the selected
+    layer beside it (below it on a phone)."""
     if views is None:
         return ""
     blocks = "\n".join(
@@ -91,10 +96,24 @@ def _diagram_section(views: DiagramViews | None) -> str:
         f"{svg}</div>"
         for view, svg in views.svgs.items()
     )
+    colours = '<option value="kind">kind of layer</option>' + "".join(
+        f'<option value="{html.escape(cost)}">{html.escape(data["title"])}</option>'
+        for cost, data in views.costs.items())
     return f"""<section id="diagram"><h2>Diagram</h2>
-<p class="muted">Click a block (blue border) to open it, an open block's frame to fold it, a layer for its arithmetic.
-<button id="diagram-reset" type="button">Fold all</button></p>
+<div class="diagram-tools">
+<input id="diagram-search" type="search" aria-label="Find a layer in the diagram" autocomplete="off"
+placeholder="Find a layer by name (Enter: the next)"><span id="diagram-found" class="muted" aria-live="polite"></span>
+<label>Colour by <select id="diagram-colour">{colours}</select></label>
+<span class="zoom"><button id="diagram-zoom-in" type="button" aria-label="zoom in" title="zoom in">+</button><button
+id="diagram-zoom-out" type="button" aria-label="zoom out" title="zoom out">&minus;</button><button id="diagram-fit"
+type="button" title="the whole diagram">Fit</button></span>
+<button id="diagram-reset" type="button">Fold all</button></div>
+<div id="diagram-key" hidden></div>
+<div class="diagram-body"><div id="diagram-frame">
 {blocks}
+</div><aside id="diagram-panel" aria-label="the selected layer" hidden></aside></div>
+<p class="muted">Drag to pan, the wheel or + and &minus; to zoom (pinch on a phone). Click a block (blue border) to
+open it, an open block's frame to fold it, a layer for its figures and arithmetic.</p>
 </section>"""
 
 
@@ -131,14 +150,15 @@ placeholder="Filter by name (layer3, conv2); type:conv2d by type">
 <section id="conventions"><h2>Conventions</h2><p>{html.escape(CONVENTIONS)}</p></section>
 </main>"""
     data = {"kind": "model", "models": [model_data(report)]}
+    scripts = (asset("diagram.js"),)
     if views is not None:
-        data["diagram_default"] = views.default
-        data["diagram_toggles"] = views.toggles
+        data["diagram"] = {"default": views.default, "toggles": views.toggles, "costs": views.costs,
+                           "merged": views.merged}
     if run is None:
-        return _page(f"archviz: {report.model}", body, data, plotly=plotly)
+        return _page(f"archviz: {report.model}", body, data, scripts=scripts, plotly=plotly)
     from archviz.render.html.run_section import RUN_CSS
 
-    return _page(f"archviz: {report.model}", body, {**data, "run": run_json}, scripts=(asset("run.js"),),
+    return _page(f"archviz: {report.model}", body, {**data, "run": run_json}, scripts=(*scripts, asset("run.js")),
                  css=RUN_CSS, plotly=plotly)
 
 

@@ -39,16 +39,12 @@
     window.dispatchEvent(new Event("resize"));  // the charts take back the panel's width
     document.querySelectorAll("#layer-table tbody tr.selected").forEach((row) => row.classList.remove("selected"));
   }
-  function explain(model, layerName, source) {
-    const panel = document.getElementById("explain-panel");
+  // A layer's arithmetic as `archviz explain` prints it: the table's panel and the diagram's panel both show it.
+  function arithmetic(model, layerName) {
     const info = model.explanations[layerName];
-    if (!info) return;
     const layer = model.layers.find((l) => l.name === layerName);
-    panel.replaceChildren();
-    const close = el("button", { class: "close", "aria-label": "close (Escape)", title: "close (Escape)", text: "×" });
-    close.addEventListener("click", closePanel);
-    panel.append(close, el("h3", { text: `${model.model} / ${layerName}` }),
-      el("div", { class: "muted", text: `${layer.type} ${layer.summary}  ·  input from ${info.inputs.join(", ")}` }));
+    const inputs = `${layer.type} ${layer.summary}  ·  input from ${info.inputs.join(", ")}`;
+    const nodes = [el("div", { class: "muted", text: inputs })];
     const table = el("table");
     table.append(el("thead", {}, el("tr", {}, el("th", { text: "Quantity" }), el("th", { text: "Arithmetic" }),
       el("th", { class: "num", text: "Value" }))));
@@ -58,9 +54,18 @@
         el("td", { class: "num", text: value })));
     }
     table.append(body);
-    panel.append(table);
-    if (info.note) panel.append(el("div", { class: "note", text: "Note: " + info.note }));
-    panel.append(el("pre", { text: info.doc }));
+    nodes.push(table);
+    if (info.note) nodes.push(el("div", { class: "note", text: "Note: " + info.note }));
+    nodes.push(el("pre", { text: info.doc }));
+    return nodes;
+  }
+  function explain(model, layerName, source) {
+    const panel = document.getElementById("explain-panel");
+    if (!model.explanations[layerName]) return;
+    panel.replaceChildren();
+    const close = el("button", { class: "close", "aria-label": "close (Escape)", title: "close (Escape)", text: "×" });
+    close.addEventListener("click", closePanel);
+    panel.append(close, el("h3", { text: `${model.model} / ${layerName}` }), ...arithmetic(model, layerName));
     panel.hidden = false;
     document.body.classList.add("panel-open");
     window.dispatchEvent(new Event("resize"));  // the charts fit the narrower page
@@ -78,7 +83,7 @@
   }
   document.addEventListener("keydown", (event) => { if (event.key === "Escape") closePanel(); });
   document.addEventListener("click", (event) => {
-    if (!event.target.closest("#explain-panel, #layer-table tbody tr, .diagram-view g.node")) closePanel();
+    if (!event.target.closest("#explain-panel, #layer-table tbody tr")) closePanel();
   });
 
   // ---- summary cards -------------------------------------------------------------------------------------------
@@ -413,37 +418,14 @@
     }
   }
 
-  // ---- diagram: one pre-rendered view per fold state; clicking a block switches views ----------------------------
-  function diagram(model) {
-    const views = document.querySelectorAll(".diagram-view");
-    if (!views.length) return;
-    const toggles = DATA.diagram_toggles || {};
-    function show(viewId) {
-      views.forEach((v) => { v.hidden = v.dataset.view !== viewId; });
-      document.getElementById("diagram").dataset.current = viewId;
-    }
-    views.forEach((view) => {
-      view.querySelectorAll("g.node, g.cluster").forEach((item) => {
-        const id = item.id.replace(/^(node|cluster):/, "");
-        const target = (toggles[view.dataset.view] || {})[id];
-        if (target) item.classList.add("clickable");
-        item.addEventListener("click", (event) => {
-          event.preventDefault();
-          event.stopPropagation();
-          if (target) show(target);
-          else if (model.explanations[id]) explain(model, id, item);
-        });
-      });
-    });
-    const reset = document.getElementById("diagram-reset");
-    if (reset) reset.addEventListener("click", () => show(DATA.diagram_default));
-  }
-
   function start() {
     const models = DATA.models;
     if (DATA.kind === "model") {
       const model = models[0];
-      cards(model); layerTable(model); charts(model); crosscheck(model); diagram(model);
+      cards(model); layerTable(model); charts(model); crosscheck(model);
+      if (window.ArchvizDiagram && DATA.diagram) {
+        window.ArchvizDiagram(DATA.diagram, model, { el, human, bytes, fmtInt, shape, seconds, arithmetic });
+      }
     } else if (window.ArchvizCompare) {
       window.ArchvizCompare(DATA, { el, human, bytes, fmtInt, shape, KIND_COLORS, PLOT_CONFIG, layout, axis, LEGEND });
     }
