@@ -844,6 +844,48 @@ def cam(
         print_cam(console, picture, result)
 
 
+class _WalkFormat(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+@app.command(short_help="How one output value of one layer is computed, number by number.")
+@user_errors
+def walkthrough(
+    model: TrainedModelArg,
+    weights: WeightsOpt = None,
+    image: ImageOpt = None,
+    sample: SampleOpt = None,
+    layer: Annotated[str, typer.Option("--layer", "-l", help="A 2-d convolution, max or average pooling, linear or "
+                                       "batch norm layer.")] = ...,
+    at: Annotated[Optional[str], typer.Option("--at", help="The output position C,Y,X (F for a vector output) "
+                                              "[default: the centre of channel 0].")] = None,
+    format: Annotated[_WalkFormat, typer.Option("--format", "-f", help="Output format.")] = _WalkFormat.TABLE,
+    seed: SeedOpt = 0,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="Also write the input picture with the position's receptive window outlined to this "
+        "PNG file.")] = None,
+):
+    """Run one image through the model and spell out how one value of a layer's output comes from its input: the
+    patch and the kernel, their products, the sum and the bias (pooling: the window and its max or mean; linear: the
+    dot product; batch norm: the normalisation), the next activation, the course's ([W-F+2P]/S)+1 and the receptive
+    field, beside the value torch computed there (a forward hook)."""
+    from archviz.inside.trained import load_trained
+    from archviz.inside.walkthrough import parse_position, walkthrough as walk_through
+    from archviz.render.walkthrough import walkthrough_dict, walkthrough_png, walkthrough_view
+
+    position = parse_position(at) if at is not None else None
+    trained = load_trained(model, weights, seed=seed)
+    picture = _input_image(trained, image, sample)
+    walk = walk_through(trained, picture, layer=layer, at=position)
+    if format == _WalkFormat.JSON:
+        _write(json.dumps(walkthrough_dict(walk), indent=1) + "\n")
+    else:
+        _console().print(walkthrough_view(walk), highlight=False)
+    if output:
+        _write_picture(output, walkthrough_png(walk, picture.picture))
+
+
 def _class_index(trained, given: str | None) -> int | None:
     from archviz.errors import UnknownNameError, closest
 
