@@ -280,6 +280,8 @@ def test_a_device_adds_each_layers_time_and_the_roofline(browser, tmp_path):
     roofline = page.locator("#chart-roofline")
     assert roofline.locator("g.trace").count() >= 2  # the roofs and the layers
     assert "Predicted time" in page.locator("#layer-table thead").inner_text()
+    page.locator("#diagram-colour").select_option("time")  # offered only with a device
+    assert "predicted time, share of the largest box's" in page.locator("#diagram-key").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     roofline.screenshot(path=str(ARTIFACTS / "report-resnet18-roofline.png"))
     page.close()

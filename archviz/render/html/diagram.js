@@ -264,9 +264,14 @@
       const cam = show(place.view);
       select(name, place.element);
       cam.show(place.element, scale);
-      const where = strip(place.element.id).replace("..", " ... ");
-      found.textContent = count + name + (place.how === "folded" ? ` is inside the folded block ${where} (marked)` +
-        ((data.toggles[current] || {})[strip(place.element.id)] ? ": click it to open" : "") : "");
+      found.textContent = count + name + (place.how === "folded" ? folded(name, strip(place.element.id)) : "");
+    }
+    // where a name inside a folded box is, and how to see it open: a click, or the CLI for a view not rendered
+    function folded(name, boxId) {
+      const said = ` is inside the folded block ${boxId.replace("..", " ... ")} (marked)`;
+      if ((data.toggles[current] || {})[boxId]) return said + ": click it to open";
+      const group = [...(data.merged[boxId] || []), boxId].find((g) => name === g || name.startsWith(g + "."));
+      return said + `; archviz diagram ${model.model} --unfold ${group} draws it open`;
     }
     search.addEventListener("input", () => { matches = matching(search.value); index = 0; go(); });
     search.addEventListener("keydown", (event) => {

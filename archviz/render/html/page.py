@@ -102,7 +102,7 @@ def _diagram_section(views: DiagramViews | None) -> str:
     return f"""<section id="diagram"><h2>Diagram</h2>
 <div class="diagram-tools">
 <input id="diagram-search" type="search" aria-label="Find a layer in the diagram" autocomplete="off"
-placeholder="Find a layer by name (Enter: the next)"><span id="diagram-found" class="muted" aria-live="polite"></span>
+placeholder="Find a layer by name" title="Typing jumps to the first match, Enter to the next"><span id="diagram-found" class="muted" aria-live="polite"></span>
 <label>Colour by <select id="diagram-colour">{colours}</select></label>
 <span class="zoom"><button id="diagram-zoom-in" type="button" aria-label="zoom in" title="zoom in">+</button><button
 id="diagram-zoom-out" type="button" aria-label="zoom out" title="zoom out">&minus;</button><button id="diagram-fit"
