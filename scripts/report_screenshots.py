@@ -4,7 +4,8 @@
     .venv/bin/python scripts/report_screenshots.py --all .artifacts/screens   # every page at both sizes, to look at
 
 Pages: vgg16, resnet50, googlenet, a comparison of alexnet, vgg16 and resnet50, and the report of a training run
-(lenet on digits, trained here for 2 epochs unless --run names a run folder). The reports are written to a
+(lenet on digits, trained here for 2 epochs unless --run names a run folder); the diagram as it opens, with a layer
+found (its panel beside the diagram, below it on a phone) and coloured by MACs. The reports are written to a
 temporary folder; only the pictures are kept. Needs Debian's chromium and playwright (scripts/setup.sh).
 """
 
@@ -38,8 +39,27 @@ OPEN_TABLE = """() => {
   const row = document.querySelector('#layer-table tbody tr');
   row.scrollIntoView({block: 'center'}); row.click(); }"""
 TO = "(selector) => document.querySelector(selector).scrollIntoView()"
+
+
+def find_in_diagram(name: str, colour: str = "kind") -> str:
+    """Type `name` into the diagram's search box (it jumps there and opens its panel) and colour the boxes."""
+    return f"""() => {{
+  const colour = document.querySelector('#diagram-colour');
+  colour.value = {colour!r}; colour.dispatchEvent(new Event('change'));
+  const search = document.querySelector('#diagram-search');
+  search.value = {name!r}; search.dispatchEvent(new Event('input')); }}"""
+
+
+FIT_BY_MACS = """() => {
+  const colour = document.querySelector('#diagram-colour');
+  colour.value = 'macs'; colour.dispatchEvent(new Event('change'));
+  document.querySelector('#diagram-fit').click(); }"""
 README_SHOTS = (
     Shot("resnet50-report.png", "resnet50", DESKTOP),
+    Shot("resnet50-diagram.png", "resnet50", DESKTOP, find_in_diagram("layer3.1.conv2"), element="#diagram"),
+    Shot("resnet50-diagram-macs.png", "resnet50", DESKTOP, FIT_BY_MACS, element="#diagram"),
+    Shot("googlenet-diagram.png", "googlenet", DESKTOP, find_in_diagram("inception4e.branch2.1", "macs"),
+         element="#diagram"),
     Shot("resnet50-table.png", "resnet50", DESKTOP, OPEN_TABLE),
     Shot("resnet50-charts.png", "resnet50", DESKTOP, element="#charts"),
     Shot("vgg16-report.png", "vgg16", DESKTOP),
@@ -47,6 +67,7 @@ README_SHOTS = (
     Shot("compare-report.png", "compare", DESKTOP, element="#charts"),
     Shot("lenet-run-report.png", "run", DESKTOP),
     Shot("resnet50-phone.png", "resnet50", PHONE),
+    Shot("resnet50-phone-diagram.png", "resnet50", PHONE, find_in_diagram("layer2.0.conv2"), element="#diagram"),
 )
 
 
@@ -59,6 +80,9 @@ def every_shot() -> list[Shot]:
             shots.append(Shot(f"{page}-{size}-charts.png", page, viewport, element="#charts"))
             if page != "compare":
                 shots.append(Shot(f"{page}-{size}-table.png", page, viewport, OPEN_TABLE))
+                shots.append(Shot(f"{page}-{size}-diagram.png", page, viewport, element="#diagram"))
+                shots.append(Shot(f"{page}-{size}-diagram-found.png", page, viewport, find_in_diagram("conv", "macs"),
+                                  element="#diagram"))
             if page != "run":
                 continue
             for section in ("#training", "#filters", "#cams", "#crosscheck"):
