@@ -530,53 +530,92 @@ def export(
 from archviz.train.choices import Adapt as _TrainAdapt, Device as _TrainDevice  # noqa: E402  (enums only)
 from archviz.train.choices import Optimizer as _TrainOptimizer, Schedule as _TrainSchedule  # noqa: E402
 from archviz.pretrain.choices import ProbeKind as _ProbeKind, Task as _Task  # noqa: E402  (enums only)
+from archviz.train.options import TrainOptions  # noqa: E402  (a record: no torch)
 
 
-DatasetOpt = Annotated[str, typer.Option(
-    "--dataset", help="digits (bundled with scikit-learn), mnist:PATH (idx files), cifar10:PATH (python batches) or "
-    "folder:PATH (a subfolder of images per class). Nothing is downloaded.")]
-DataOpt = Annotated[Optional[str], typer.Option("--data", help="The dataset's folder (or write --dataset mnist:PATH).")]
-EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", min=1, max=MAX_COUNT, help="Epochs [default: 20].")]
-BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, max=MAX_COUNT, help="Batch size [default: 32].")]
-LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: 0.003].")]
-OptimizerOpt = Annotated[Optional[_TrainOptimizer], typer.Option("--optimizer", help="[default: adamw]")]
-ScheduleOpt = Annotated[Optional[_TrainSchedule], typer.Option(
-    "--schedule", help="Learning rate per batch: cosine (after a warm-up epoch), step, none [default: cosine].")]
-WeightDecayOpt = Annotated[Optional[float], typer.Option("--weight-decay", help="[default: 0.05]")]
-AugmentOpt = Annotated[Optional[bool], typer.Option(
-    "--augment/--no-augment", help="Small random rotations, scalings and shifts (and mirror images for photos) "
-    "[default: on].")]
-AdaptOpt = Annotated[Optional[_TrainAdapt], typer.Option(
-    "--adapt", help="input: resize the images to the model's input; model: give the model the images' shape "
-    "[default: input].")]
-DeviceOpt = Annotated[_TrainDevice, typer.Option("--device", help="auto picks CUDA when available.")]
-TrainSeedOpt = Annotated[Optional[int], typer.Option(
-    "--seed", help="Seed of weights, data order and augmentation [default: 0].")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(
-    "--threads", min=1, max=MAX_COUNT, help="CPU threads [default: every core; on a busy machine 1 can be much faster].")]
-CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model (slower on small CPU runs).")]
+TRAIN_OPTIONS = {  # name: (annotation, default); every option of train, compare and sweep, declared once
+    "dataset": (Annotated[str, typer.Option(
+        "--dataset", help="digits (bundled with scikit-learn), mnist:PATH (idx files), cifar10:PATH (python batches) "
+        "or folder:PATH (a subfolder of images per class). Nothing is downloaded.")], "digits"),
+    "data": (Annotated[Optional[str], typer.Option(
+        "--data", help="The dataset's folder (or write --dataset mnist:PATH).")], None),
+    "epochs": (Annotated[Optional[int], typer.Option(
+        "--epochs", min=1, max=MAX_COUNT, help="Epochs [default: 20].")], None),
+    "batch_size": (Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, max=MAX_COUNT, help="Batch size [default: 32].")], None),
+    "lr": (Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: 0.003].")], None),
+    "optimizer": (Annotated[Optional[_TrainOptimizer], typer.Option("--optimizer", help="[default: adamw]")], None),
+    "schedule": (Annotated[Optional[_TrainSchedule], typer.Option(
+        "--schedule", help="Learning rate per batch: cosine (after a warm-up epoch), step, none [default: cosine].")],
+        None),
+    "weight_decay": (Annotated[Optional[float], typer.Option("--weight-decay", help="[default: 0.05]")], None),
+    "augment": (Annotated[Optional[bool], typer.Option(
+        "--augment/--no-augment", help="Small random rotations, scalings and shifts (and mirror images for photos) "
+        "[default: on].")], None),
+    "adapt": (Annotated[Optional[_TrainAdapt], typer.Option(
+        "--adapt", help="input: resize the images to the model's input; model: give the model the images' shape "
+        "[default: input].")], None),
+    "device": (Annotated[_TrainDevice, typer.Option("--device", help="auto picks CUDA when available.")],
+               _TrainDevice.AUTO),
+    "seed": (Annotated[Optional[int], typer.Option(
+        "--seed", help="Seed of weights, data order and augmentation [default: 0].")], None),
+    "threads": (Annotated[Optional[int], typer.Option(
+        "--threads", min=1, max=MAX_COUNT, help="CPU threads [default: every core; on a busy machine 1 can be much "
+        "faster].")], None),
+    "compile": (Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model (slower on small CPU runs).")], False),
+    "time_budget": (Annotated[Optional[float], typer.Option(
+        "--time-budget", min=0, help="Seconds of training a run may take; it ends after the last epoch that "
+        "fits.")], None),
+}
+
+
+def train_options(*, own: tuple[str, ...] = ()):
+    """Give a command every option of TRAIN_OPTIONS (but those in `own`, which it declares itself), handed to it as
+    one TrainOptions in its `options` parameter: train, compare and sweep take the same options, declared once."""
+    import inspect
+
+    shared = [name for name in TRAIN_OPTIONS if name not in own]
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        kept = [p for p in signature.parameters.values() if p.name != "options"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=TRAIN_OPTIONS[name][0],
+                                   default=TRAIN_OPTIONS[name][1]) for name in shared]
+        first_option = next((i for i, p in enumerate(kept) if p.default is not inspect.Parameter.empty), len(kept))
+        parameters = kept[:first_option] + added + kept[first_option:]
+        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in parameters]
+
+        @functools.wraps(command)
+        def wrapper(**values):
+            from archviz.train.options import TrainOptions
+
+            options = TrainOptions(**{name: values.pop(name) for name in shared})
+            return command(**values, options=options)
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)
+        wrapper.__annotations__ = {**{p.name: p.annotation for p in parameters}}
+        del wrapper.__wrapped__  # typer reads the signature above, not the command's
+        return wrapper
+
+    return decorate
+
+
+# pretrain shares these options of train (the same declarations)
+DatasetOpt, DataOpt, EpochsOpt, BatchSizeOpt, LrOpt, OptimizerOpt, ScheduleOpt, WeightDecayOpt, AugmentOpt, AdaptOpt, \
+    DeviceOpt, TrainSeedOpt, ThreadsOpt, CompileOpt = (TRAIN_OPTIONS[name][0] for name in (
+        "dataset", "data", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "augment", "adapt",
+        "device", "seed", "threads", "compile"))
 ResumeOpt = Annotated[bool, typer.Option(
     "--resume", help="Continue the run in -o exactly where it stopped (with its own settings).")]
 
 
 @app.command(short_help="Train a model on local data (digits, MNIST, CIFAR-10, image folders).")
 @user_errors
+@train_options()
 def train(
     model: Annotated[str, typer.Argument(help="A zoo name (see `archviz list`) or a spec file (my_net.yaml).")],
-    dataset: DatasetOpt = "digits",
-    data: DataOpt = None,
-    epochs: EpochsOpt = None,
-    batch_size: BatchSizeOpt = None,
-    lr: LrOpt = None,
-    optimizer: OptimizerOpt = None,
-    schedule: ScheduleOpt = None,
-    weight_decay: WeightDecayOpt = None,
-    augment: AugmentOpt = None,
-    adapt: AdaptOpt = None,
-    device: DeviceOpt = _TrainDevice.AUTO,
-    seed: TrainSeedOpt = None,
-    threads: ThreadsOpt = None,
-    compile: CompileOpt = False,
+    options: TrainOptions,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", help="The run folder [default: runs/MODEL-DATASET-TIME].")] = None,
     resume: ResumeOpt = False,
@@ -594,11 +633,7 @@ def train(
     from archviz.train.run import TrainingInterrupted, summary_text
 
     try:
-        result = run_training(
-            model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size, lr=lr,
-            optimizer=optimizer and optimizer.value, schedule=schedule and schedule.value, weight_decay=weight_decay,
-            augment=augment, adapt=adapt and adapt.value, seed=seed, device=device.value, threads=threads,
-            compile=compile, output=output, resume=resume, overwrite=overwrite)
+        result = run_training(model, **options.train_kwargs(), output=output, resume=resume, overwrite=overwrite)
     except TrainingInterrupted as stopped:
         if is_main_process():
             _echo(f"archviz: {stopped}", err=True)
@@ -641,60 +676,48 @@ def export_spec(
 
 @app.command(short_help="Train several models under the same settings; one table of accuracy against cost.")
 @user_errors
+@train_options()
 def compare(
     models: Annotated[list[str], typer.Argument(help="Two or more zoo names or spec files.")],
-    dataset: Annotated[str, typer.Option("--dataset", help="As for `archviz train`.")] = "digits",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, max=MAX_COUNT, help="Epochs [default: 20].")] = None,
-    time_budget: Annotated[Optional[float], typer.Option(
-        "--time-budget", min=0, help="Seconds of training each model may take; a run ends after the last epoch that "
-        "fits.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, max=MAX_COUNT, help="[default: 32]")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="[default: 0.003]")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="[default: 0]")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, max=MAX_COUNT, help="CPU threads [default: every core].")] = None,
-    device: Annotated[_TrainDevice, typer.Option("--device")] = _TrainDevice.AUTO,
+    options: TrainOptions,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", help="The folder of the runs [default: runs/compare-DATASET-TIME].")] = None,
     html: Annotated[Optional[str], typer.Option(
         "--html", help="The HTML comparison (accuracy against MACs and params, learning curves, per-class reports) "
         "[default: compare.html in the -o folder].")] = None,
 ):
-    """Train each model with the same settings and seed; print params, MACs, accuracy, time, images/s and peak
-    memory, and write an HTML comparison."""
+    """Train each model with the same options and seed (every option of `archviz train`); print params, MACs,
+    accuracy, time, images/s and peak memory, and write an HTML comparison."""
     from archviz.train.compare import compare as run_compare, table
     from archviz.train.distributed import is_main_process
 
-    rows = run_compare(models, dataset=dataset, output=output, time_budget=time_budget, epochs=epochs,
-                       batch_size=batch_size, lr=lr, seed=seed, threads=threads, device=device.value,
-                       html=html, announce=lambda text: _echo(text))
+    rows = run_compare(models, output=output, html=html, announce=lambda text: _echo(text),
+                       **options.train_kwargs())
     if is_main_process():
-        _console().print(table(rows, title=f"{', '.join(models)} on {dataset}"))
+        _console().print(table(rows, title=f"{', '.join(models)} on {options.dataset}"))
 
 
 @app.command(short_help="Train one model over a grid of learning rates and batch sizes.")
 @user_errors
+@train_options(own=("lr", "batch_size"))
 def sweep(
     model: Annotated[str, typer.Argument(help="A zoo name or a spec file.")],
-    dataset: Annotated[str, typer.Option("--dataset", help="As for `archviz train`.")] = "digits",
+    options: TrainOptions,
     lr: Annotated[str, typer.Option("--lr", help="Learning rates, comma-separated.")] = "1e-3,3e-3,1e-2",
     batch_size: Annotated[str, typer.Option("--batch-size", help="Batch sizes, comma-separated.")] = "32,64",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, max=MAX_COUNT, help="Epochs [default: 20].")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="[default: 0]")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, max=MAX_COUNT, help="CPU threads [default: every core].")] = None,
-    device: Annotated[_TrainDevice, typer.Option("--device")] = _TrainDevice.AUTO,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", help="The folder of the runs [default: runs/sweep-MODEL-DATASET-TIME].")] = None,
 ):
-    """Train every (learning rate, batch size) pair; print the runs best first and the command of the best."""
+    """Train every (learning rate, batch size) pair with the other options of `archviz train`; print the runs best
+    first and the command of the best, with every option the runs were trained with."""
     from archviz.train.compare import parse_list, sweep as run_sweep, table, train_command
     from archviz.train.distributed import is_main_process
 
-    rows = run_sweep(model, dataset=dataset, lrs=parse_list(lr, float, "--lr"),
-                     batch_sizes=parse_list(batch_size, int, "--batch-size"), output=output, epochs=epochs,
-                     seed=seed, threads=threads, device=device.value, announce=lambda text: _echo(text))
+    rows = run_sweep(model, lrs=parse_list(lr, float, "--lr"), batch_sizes=parse_list(batch_size, int, "--batch-size"),
+                     output=output, announce=lambda text: _echo(text), **options.train_kwargs())
     if is_main_process():
-        _console().print(table(rows, title=f"{model} on {dataset}, best first (lowest validation loss)"))
-        _echo("best: " + train_command(model, dataset, rows[0], {"epochs": epochs, "seed": seed}))
+        _console().print(table(rows, title=f"{model} on {options.dataset}, best first (lowest validation loss)"))
+        _echo("best: " + train_command(model, rows[0], options))
 
 
 TrainedModelArg = Annotated[str, typer.Argument(help=(

@@ -367,14 +367,48 @@ def test_time_budget_ends_the_run_early(tmp_path):
 
 def test_sweep_sorts_and_names_the_best_command(tmp_path):
     from archviz.train.compare import parse_list, sweep, train_command
+    from archviz.train.options import TrainOptions
 
     rows = sweep("mlp", dataset="digits", lrs=parse_list("1e-3,1e-2", float, "--lr"), batch_sizes=[64],
                  output=tmp_path / "s", announce=lambda text: None, epochs=1, threads=1, progress=False)
     assert [row.best_val_loss for row in rows] == sorted(row.best_val_loss for row in rows)
-    command = train_command("mlp", "digits", rows[0], {"epochs": 1, "seed": None})
-    assert command == f"archviz train mlp --dataset digits --epochs 1 --lr {rows[0].options['lr']:g} --batch-size 64"
+    command = train_command("mlp", rows[0], TrainOptions(epochs=1, threads=1))
+    assert command == (f"archviz train mlp --dataset digits --epochs 1 --batch-size 64 --lr {rows[0].options['lr']:g} "
+                       "--threads 1")
     assert {p.name for p in (tmp_path / "s").iterdir()} == {"lr0.001-batch64", "lr0.01-batch64", "sweep.csv",
                                                              "sweep.json"}
+
+
+def test_train_compare_and_sweep_take_the_same_options():
+    """One declaration (cli.TRAIN_OPTIONS) gives the three commands the same options: same flags, types, defaults
+    and help; sweep declares --lr and --batch-size itself, as comma-separated grids."""
+    import inspect
+
+    from archviz import cli
+
+    def options(command):
+        return {name: (p.annotation, p.default) for name, p in inspect.signature(command).parameters.items()}
+
+    train_, compare_, sweep_ = options(cli.train), options(cli.compare), options(cli.sweep)
+    shared = {name: train_[name] for name in cli.TRAIN_OPTIONS}
+    assert shared == {name: compare_[name] for name in cli.TRAIN_OPTIONS}
+    assert {k: v for k, v in shared.items() if k not in ("lr", "batch_size")} == \
+        {name: sweep_[name] for name in cli.TRAIN_OPTIONS if name not in ("lr", "batch_size")}
+    assert {"lr", "batch_size"} <= set(sweep_) and set(train_) - set(shared) == {"model", "output", "resume",
+                                                                               "overwrite"}
+
+
+def test_sweep_cli_prints_every_option_in_the_best_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from archviz.cli import app
+
+    result = CliRunner().invoke(app, ["sweep", "mlp", "--lr", "1e-2", "--batch-size", "64", "--epochs", "1",
+                                      "--threads", "1", "--no-augment", "--weight-decay", "0.01", "-o",
+                                      str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == ("best: archviz train mlp --dataset digits --epochs 1 --batch-size 64 "
+                                              "--lr 0.01 --weight-decay 0.01 --no-augment --threads 1")
 
 
 def test_sweep_bad_list():

@@ -22,6 +22,7 @@ from typing import Callable
 from archviz.errors import ArchvizError
 from archviz.format import slug
 from archviz.output import write_atomic
+from archviz.train.options import TrainOptions
 from archviz.train.run import RunResult
 
 COLUMNS = ("run", "params", "macs", "epochs", "best_val_accuracy", "best_val_loss", "test_accuracy",
@@ -119,6 +120,9 @@ def sweep(model: str, *, dataset: str = "digits", lrs: list[float], batch_sizes:
 
     if not lrs or not batch_sizes:
         raise ArchvizError("sweep needs at least one --lr and one --batch-size value")
+    for name in ("lr", "batch_size"):  # the grid's own; a TrainOptions' None for them is left out
+        if options.pop(name, None) is not None:
+            raise ArchvizError(f"sweep: give --{name.replace('_', '-')} as the grid's list (lrs=, batch_sizes=)")
     folder = Path(output) if output is not None else _default(f"sweep-{_safe(model)}", dataset)
     grid = list(itertools.product(lrs, batch_sizes))
     rows = []
@@ -136,18 +140,9 @@ def sweep(model: str, *, dataset: str = "digits", lrs: list[float], batch_sizes:
     return rows
 
 
-def train_command(model: str, dataset: str, row: Row, options: dict) -> str:
-    """The `archviz train` command that reproduces a sweep's row."""
-    parts = ["archviz", "train", model, "--dataset", dataset]
-    for key, value in {**options, **row.options}.items():
-        if value is None:
-            continue
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else flag.replace("--", "--no-", 1))
-        else:
-            parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    return " ".join(parts)
+def train_command(model: str, row: Row, options: TrainOptions) -> str:
+    """The `archviz train` command that reproduces a sweep's row: every option the sweep ran with, and the row's."""
+    return " ".join(["archviz", "train", model, *options.but(**row.options).flags()])
 
 
 def table(rows: list[Row], *, title: str):
