@@ -31,6 +31,7 @@ SIDE_BY_SIDE = 5  # kernels up to this many columns print patch, kernel and prod
 LABEL = 32  # the width of the labels of the closing figures
 MIN_PICTURE = 256  # the PNG's input is enlarged (nearest neighbour) to at least this many pixels a side
 OUTLINE = (230, 25, 75)
+MARGIN = 12
 
 
 def figure(value: float) -> str:
@@ -291,6 +292,7 @@ def _plain(value):
 def walkthrough_png(walk: Walkthrough, picture) -> bytes:
     """The input picture (0..1, (H, W) or (H, W, 3)) enlarged, the position's receptive window outlined."""
     import io
+    import math
 
     import numpy as np
     from PIL import Image, ImageDraw
@@ -306,9 +308,10 @@ def walkthrough_png(walk: Walkthrough, picture) -> bytes:
            (field.rows[1] + 1) * factor - 1)
     ImageDraw.Draw(image).rectangle(box, outline=OUTLINE, width=max(2, factor // 4))
     caption = f"{walk.layer} at {_where(walk.position)}: rows {_span(field.rows)}, columns {_span(field.cols)}"
-    canvas = Image.new("RGB", (max(image.width, 8 * len(caption)) + 24, image.height + 44), "white")
-    canvas.paste(image, (12, 12))
-    ImageDraw.Draw(canvas).text((12, image.height + 20), caption, fill=(33, 33, 33))
+    text_width = math.ceil(ImageDraw.Draw(image).textlength(caption))
+    canvas = Image.new("RGB", (max(image.width, text_width) + 2 * MARGIN, image.height + 3 * MARGIN + 8), "white")
+    canvas.paste(image, (MARGIN, MARGIN))
+    ImageDraw.Draw(canvas).text((MARGIN, image.height + 2 * MARGIN - 4), caption, fill=(33, 33, 33))
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
