@@ -40,6 +40,7 @@ class Trained:
     weights: str  # where the weights came from, in words
     dataset: str | None = None  # the run's dataset ("digits", "mnist:/data/mnist") when the weights are a run's
     dataset_classes: tuple[str, ...] = ()  # the names of its labels (a pretrained backbone has no classes of its own)
+    dataset_image_shape: tuple[int, ...] = ()  # (C, H, W) its images were decoded at, before the model's input steps
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -136,7 +137,8 @@ def _from_checkpoint(model: str | None, path: Path, state: dict) -> Trained:
     epoch = state["position"]["epoch"]
     described = f"{display_path(str(path))} (archviz {command} {source} on {dataset['name']}, after epoch {epoch})"
     stats = Stats(tuple(dataset["normalize"]["mean"]), tuple(dataset["normalize"]["std"]))
-    return Trained(graph, net.eval(), classes, stats, described, dataset["name"], tuple(dataset["classes"]))
+    return Trained(graph, net.eval(), classes, stats, described, dataset["name"], tuple(dataset["classes"]),
+                   tuple(dataset["image_shape"]))
 
 
 def _from_state_dict(model: str, path: Path, state) -> Trained:

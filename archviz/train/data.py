@@ -450,11 +450,29 @@ def _first_image(path: Path, classes: list[str]) -> Path:
 def _decode_format(first: Path, image_size, channels) -> tuple[tuple[int, int], str]:
     """(width, height) and Pillow mode to decode every image at; by default those of the first image."""
     image = open_image(first)
-    mode = {1: "L", 3: "RGB"}.get(channels) if channels else ("L" if image.mode in ("1", "L", "I;16", "I") else "RGB")
+    mode = image_mode(channels) if channels else ("L" if image.mode in ("1", "L", "I;16", "I") else "RGB")
     if mode is None:
         raise DatasetError(f"folder: cannot decode images with {channels} channels; 1 (gray) or 3 (RGB)")
     size = (image_size[1], image_size[0]) if image_size else image.size
     return size, mode
+
+
+def image_mode(channels: int) -> str | None:
+    """The Pillow mode images of `channels` channels are decoded in: L (gray) or RGB; None for other counts."""
+    return {1: "L", 3: "RGB"}.get(channels)
+
+
+def decode_image(file: Path, *, size: tuple[int, int], mode: str):
+    """An image file as a folder dataset decodes it: uint8 (C, H, W) in `mode`, resized (bilinear, Pillow) to `size`
+    (width, height) when it differs; archviz predict decodes a run's inputs with it too."""
+    import numpy as np
+    from PIL import Image
+
+    image = open_image(file).convert(mode)
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
 
 
 def open_image(file: Path):
@@ -478,7 +496,6 @@ def open_image(file: Path):
 
 def _read_split(folder: Path, classes: list[str], size: tuple[int, int], mode: str) -> Split:
     import numpy as np
-    from PIL import Image
 
     images, labels = [], []
     for label, name in enumerate(classes):
@@ -487,10 +504,6 @@ def _read_split(folder: Path, classes: list[str], size: tuple[int, int], mode: s
             raise DatasetError(f"folder: the class folder {display_path(str(folder / name))} has no images "
                                f"({', '.join(IMAGE_SUFFIXES)})")
         for file in files:
-            image = open_image(file).convert(mode)
-            if image.size != size:
-                image = image.resize(size, Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-            images.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))  # (H, W, C) -> (C, H, W)
+            images.append(decode_image(file, size=size, mode=mode))
             labels.append(label)
     return Split(np.stack(images), np.asarray(labels, dtype=np.int64))
