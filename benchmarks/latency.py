@@ -97,8 +97,12 @@ def _zoo_row(name: str, batch: int, device, options) -> Row:
         [_Timing(path, value) for path, value in layers.items()], [node.name for node in graph.nodes])}
     row = _row(name, batch, predicted, seconds, _paired(predicted, per_node))
     print(f"{name:14s} b{batch}: predicted {row.predicted_s * 1e3:9.2f} ms, measured {row.measured_s * 1e3:9.2f} ms, "
-          f"{row.error:+.0%}, Spearman {row.spearman:.2f}", flush=True)
+          f"{row.error:+.0%}, Spearman {_rank_text(row.spearman)}", flush=True)
     return row
+
+
+def _rank_text(spearman: float | None) -> str:
+    return "n/a (under 3 layers)" if spearman is None else f"{spearman:.3f}"
 
 
 def _torchvision_row(name: str, batch: int, device, options) -> Row:
@@ -110,7 +114,8 @@ def _torchvision_row(name: str, batch: int, device, options) -> Row:
     seconds, layers = _measured(model, graph.input_shape, batch, options)
     row = _row(f"torchvision:{name}", batch, predicted, seconds, _paired(predicted, layers))
     print(f"{row.model:24s} b{batch}: predicted {row.predicted_s * 1e3:9.2f} ms, measured "
-          f"{row.measured_s * 1e3:9.2f} ms, {row.error:+.0%}, Spearman {row.spearman:.3f} over {row.layers} layers",
+          f"{row.measured_s * 1e3:9.2f} ms, {row.error:+.0%}, Spearman {_rank_text(row.spearman)} over {row.layers} "
+          "layers",
           flush=True)
     return row
 

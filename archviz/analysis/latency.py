@@ -34,7 +34,8 @@ a roof or a ceiling measured on the machine, none fitted to the models:
   * a depthwise convolution (one input channel per group) runs a direct kernel, not a GEMM: its peak is the device's
     measured Device.depthwise_flops (lane_fill(channels) where none is stated);
   * pooling ceilings: a pool sliding a window (larger than one position, smaller than its input: not a global
-    pool) takes at least its outputs / the rate measured for its reduction (the op's registry fact): a max pool's
+    pool; or local response norm's window of channels) takes at least its outputs / the rate measured for its
+    reduction (the op's registry fact): a max pool's
     Device.pool_outputs_per_s, an average or sum pool's Device.mean_pool_outputs_per_s (torch's NCHW pooling
     kernels run far below the memory roof on a CPU, a max pool 3x slower than an average pool);
   * packed weights: on a CPU (Device.packs_gemm_weights), a linear layer multiplying more than one row copies its
@@ -167,11 +168,8 @@ def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes:
             compute_s += (stats.params + stats.buffers) * dtype_bytes / device.memory_bandwidth
     else:
         attainable, compute_s = 0.0, 0.0
-        rate = _pool_rate(device, reduction) if sliding_pool else None
-        if transcendental and device.transcendental_per_s is not None:
-            rate = device.transcendental_per_s
-        if rate is not None:
-            compute_s = stats.activation_elements / rate
+        compute_s = _ceiling_seconds(stats, device, sliding_pool=sliding_pool, reduction=reduction,
+                                     transcendental=transcendental)
     overhead = device.conv_overhead_s(window) if stats.kind == OpKind.CONV else device.launch_overhead_s
     predicted = stats.counted or stats.measured
     return LayerLatency(
@@ -198,6 +196,20 @@ def _memory_seconds(stats: LayerStats, device: Device, *, bytes_moved: int, dtyp
     fresh = device.fresh_memory_s_per_byte
     if fresh is not None and not in_place and output_bytes >= (device.fresh_memory_from_bytes or 0):
         seconds += output_bytes * fresh
+    return seconds
+
+
+def _ceiling_seconds(stats: LayerStats, device: Device, *, sliding_pool: bool, reduction: Reduction | None,
+                     transcendental: bool) -> float:
+    """A layer without MACs at its CPU ceilings: its outputs at the pooling rate of its reduction where it pools a
+    window, plus at the transcendental rate where it computes an exp-like function (local response norm does both:
+    an average of squares over channels, then a power)."""
+    seconds = 0.0
+    rate = _pool_rate(device, reduction) if sliding_pool else None
+    if rate is not None:
+        seconds += stats.activation_elements / rate
+    if transcendental and device.transcendental_per_s is not None:
+        seconds += stats.activation_elements / device.transcendental_per_s
     return seconds
 
 
@@ -252,7 +264,8 @@ def _node_facts(report: Report, stats: LayerStats) -> dict:
     in_place = op.inplace_capable and bool(node.attrs.get("inplace")) and len(node.inputs) == 1
     view = len(node.inputs) == 1 and (op.output_is_input(node.attrs) or op.kind == OpKind.REGULARIZATION)
     window = op.window(node.attrs, list(node.in_shapes))
-    sliding = stats.kind == OpKind.POOL and _slides(window, node.in_shapes)
+    pools_channels = op.reduction is not None and stats.kind != OpKind.POOL  # local response norm
+    sliding = pools_channels or (stats.kind == OpKind.POOL and _slides(window, node.in_shapes))
     conv = stats.kind == OpKind.CONV
     groups = int(node.attrs.get("groups", 1) or 1) if conv else 1
     width = max(window.kernel) if conv and window is not None else 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Fill, Kept, NoMacs, Op, OpKind, SameShape, Saved, Step, Weight, fmt_int, fmt_shape, numel,
-    TorchinfoMacs,
+    Arg, ArgKind, Example, Fill, Kept, NoMacs, Op, OpKind, Reduction, SameShape, Saved, Step, Weight, fmt_int,
+    fmt_shape, numel, TorchinfoMacs,
 )
 
 STATISTIC_BYTES = 4  # torch keeps a normalisation's batch statistics (mean, 1/std) in float32 whatever the input's
@@ -239,6 +239,9 @@ class LocalResponseNorm(SameShape, NoMacs, Op):
     b = a / (k + alpha/size * sum of a^2 over the window)^beta. No params.
     Other ops: 2*size + 3 per element (size squares, size adds, then scale, power and divide).
     """
+
+    reduction = Reduction.MEAN  # the squares' mean over a window of channels (torch: a 3-d average pool)
+    transcendental = True  # the power beta
 
     def scratch(self, attrs, in_shapes, out_shape):
         """The squares' pooled sum and the divisor, each of the input's size."""
