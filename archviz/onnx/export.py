@@ -16,7 +16,7 @@ formula, so there is nothing to write: export refuses it, naming the layer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -25,7 +25,8 @@ from archviz.graph.ir import INPUT, Graph, Node
 from archviz.ops import get_op, has_formula
 from archviz.onnx.convert import ARCHVIZ_DOMAIN
 from archviz.onnx.read import import_onnx
-from archviz.onnx.weights import WeightSpec, byte_count, checkpoint_values, graph_weights, initial_values
+from archviz.onnx.weights import (WeightSpec, byte_count, checkpoint_values, graph_weights, initial_values,
+                                  state_dict_values)
 from archviz.output import write_atomic
 
 OPSET = 20  # Gelu's first opset; onnxruntime runs it from 1.17 (2024)
@@ -36,11 +37,13 @@ BATCH = "batch"  # the symbolic batch dim of every tensor
 
 
 def export_onnx(graph: Graph, path: str | Path, *, checkpoint: str | Path | None = None, as_inputs: bool = False,
-                seed: int = 0) -> Path:
+                seed: int = 0, state_dict: Mapping | None = None, origin: str = "the state dict",
+                properties: Mapping[str, str] | None = None) -> Path:
     """Write graph to path as an ONNX file (through a temporary file: nothing half-written) and return the path.
 
-    The weights are torch's random initialisation drawn with `seed`, the tensors of a PyTorch state dict
-    (`checkpoint`), or, with as_inputs, graph inputs (no data: a small file).
+    The weights are torch's random initialisation drawn with `seed`, the tensors of a PyTorch state dict file
+    (`checkpoint`) or in memory (`state_dict`, named `origin` in errors: a trained run's), or, with as_inputs, graph
+    inputs (no data: a small file). `properties` go into the model's metadata beside archviz.model.
 
     >>> import tempfile, archviz
     >>> path = export_onnx(archviz.load("lenet"), tempfile.mkdtemp() + "/lenet.onnx")
@@ -48,13 +51,22 @@ def export_onnx(graph: Graph, path: str | Path, *, checkpoint: str | Path | None
     61706
     """
     onnx = import_onnx()
-    if checkpoint is not None and as_inputs:
+    if (checkpoint is not None or state_dict is not None) and as_inputs:
         raise ArchvizError("give a checkpoint (--weights) or --no-weights, not both")
     model = to_onnx(graph, as_inputs=True)
+    if properties:
+        from onnx import helper
+
+        helper.set_model_props(model, {"archviz.model": graph.name, **properties})
     onnx.checker.check_model(model)  # before the weights go in: checking copies the whole model
     if not as_inputs:
         specs = graph_weights(graph)
-        values = checkpoint_values(specs, checkpoint) if checkpoint is not None else initial_values(specs, seed=seed)
+        if state_dict is not None:
+            values = state_dict_values(specs, state_dict, file=origin)
+        elif checkpoint is not None:
+            values = checkpoint_values(specs, checkpoint)
+        else:
+            values = initial_values(specs, seed=seed)
         _store_weights(model, specs, values)
     data = model.SerializeToString()
     del model

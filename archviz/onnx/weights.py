@@ -75,6 +75,14 @@ def checkpoint_values(specs: list[WeightSpec], path: str | Path) -> Iterator[tup
         state = state["state_dict"]  # a training checkpoint that holds the state dict beside other things
     if not isinstance(state, Mapping):
         raise ArchvizError(f"the checkpoint holds a {type(state).__name__}, not a state dict", file=file)
+    return state_dict_values(specs, state, file=file)
+
+
+def state_dict_values(specs: list[WeightSpec], state: Mapping, *, file: str) -> Iterator[tuple[str, np.ndarray]]:
+    """The tensors of a state dict already in memory, checked against the graph; `file` names it in errors."""
+    from archviz.torch_build import import_torch
+
+    torch = import_torch()
     wanted = {spec.key: spec for spec in specs}
     given = {k: v for k, v in state.items() if not str(k).endswith(IGNORED_KEYS)}
     missing = [k for k in wanted if k not in given]
