@@ -492,7 +492,11 @@ def diagram(
     _echo(str(write_atomic(output, data)))
 
 
-@app.command(short_help="Write the architecture as an ONNX file (Netron, ONNX runtimes).")
+from archviz.train.export import ExportFormat as _ExportFormat  # noqa: E402  (an enum; torch is imported later)
+from archviz.train.predict import Checkpoint as _Checkpoint  # noqa: E402
+
+
+@app.command(short_help="Write the architecture or a trained run as ONNX (or TorchScript, a state dict).")
 @user_errors
 def export(
     model: ModelArg,
@@ -501,30 +505,71 @@ def export(
     input: InputOpt = None,
     set_: SetOpt = None,
     weights: Annotated[Optional[str], typer.Option(
-        "--weights", help="A PyTorch state dict (torch.save(model.state_dict(), f)) whose keys are the layer paths, "
+        "--weights", help="A run folder of archviz train (its best.pt) or one of its checkpoints: the network the "
+        "run trained; or a PyTorch state dict (torch.save(model.state_dict(), f)) whose keys are the layer paths, "
         "as in archviz.torch_build.to_torch. Default: torch's random initialisation.")] = None,
     no_weights: Annotated[bool, typer.Option(
         "--no-weights", help="Write the weights as graph inputs, not data: a small file for Netron; a runtime must "
         "be given them.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random initial weights.")] = 0,
     kwargs: KwargsOpt = None,
+    format: Annotated[_ExportFormat, typer.Option(
+        "--format", "-f", help="onnx; torchscript (torch.jit.trace, for LibTorch); state_dict (torch.save of the "
+        "module's tensors).")] = _ExportFormat.ONNX,
 ):
-    """Write an ONNX file (opset 20) of the model for Netron and ONNX runtimes, and print its path.
+    """Write an ONNX file (opset 20) of the model, or of a trained run, for Netron and ONNX runtimes, and print its
+    path; or a TorchScript file or state dict (--format).
 
-    Layers are named by their paths and weights by to_torch's state-dict keys; layers without a formula (opaque)
-    cannot be written.
+    MODEL may be a run folder of archviz train (or a checkpoint of one), as may --weights: the file holds the network
+    the run trained, its classes and normalisation in the ONNX metadata. Layers are named by their paths and weights
+    by to_torch's state-dict keys; layers without a formula (opaque) cannot be written to ONNX.
     """
     from pathlib import Path
 
     import archviz
     from archviz.onnx import export_onnx
+    from archviz.train.export import is_run_weights
 
+    if is_run_weights(weights if weights is not None else model):
+        _export_run(model, weights, output=output, format=format,
+                    refused={"--input": input, "--set": set_, "--kwargs": kwargs, "--no-weights": no_weights})
+        return
+    if format != _ExportFormat.ONNX:
+        _export_module(model, weights, output=output, format=format, seed=seed,
+                       refused={"--input": input, "--set": set_, "--kwargs": kwargs, "--no-weights": no_weights})
+        return
     graph = archviz.load(_resolve(model), input=input, overrides=parse_overrides(set_), kwargs=_kwargs(kwargs))
     if output is None:
         output = f"{_stem(model)}.onnx"
         if Path(output).resolve() == Path(model).resolve():
             raise ArchvizError(f"writing {output!r} would replace the model read; name another file with -o")
     _echo(str(export_onnx(graph, output, checkpoint=weights, as_inputs=no_weights, seed=seed)))
+
+
+def _refuse(refused: dict, why: str) -> None:
+    given = [name for name, value in refused.items() if value]
+    if given:
+        raise ArchvizError(f"{', '.join(given)}: {why}; leave {'them' if len(given) > 1 else 'it'} out")
+
+
+def _export_run(model: str, weights: str | None, *, output: str | None, format: _ExportFormat, refused: dict) -> None:
+    from archviz.inside.trained import load_trained
+    from archviz.train.export import default_output, export_trained
+
+    _refuse(refused, "a run's network is the one it trained (its input, classes and weights)")
+    trained = load_trained(model, weights)
+    path = export_trained(trained, output or default_output(weights or model, format), format=format)
+    _echo(str(path))
+
+
+def _export_module(model: str, weights: str | None, *, output: str | None, format: _ExportFormat, seed: int,
+                   refused: dict) -> None:
+    from archviz.inside.trained import load_trained
+    from archviz.train.export import default_output, export_trained
+
+    _refuse(refused, f"--format {format.value} exports the model as archviz.load reads it")
+    trained = load_trained(model, weights, seed=seed)
+    _echo(str(export_trained(trained, output or default_output(model, format), format=format)))
 
 
 from archviz.train.choices import Adapt as _TrainAdapt, Device as _TrainDevice  # noqa: E402  (enums only)
@@ -923,6 +968,65 @@ def _class_index(trained, given: str | None) -> int | None:
         raise UnknownNameError(f"--class {given}: the model has {count} classes, 0 to {count - 1}")
     raise UnknownNameError(f"--class {given!r}: not a class name of this model{closest(given, trained.classes)}; "
                            f"or give an index, 0 to {count - 1}")
+
+
+RunArg = Annotated[str, typer.Argument(help="A run folder of archviz train (or one of its checkpoints).")]
+CheckpointOpt = Annotated[Optional[_Checkpoint], typer.Option(
+    "--checkpoint", help="The run's best.pt (the lowest validation loss, which its test figures are for) or last.pt "
+    "[default: best].")]
+
+
+class _UseFormat(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+@app.command(short_help="A trained run's most probable classes for image files or folders.")
+@user_errors
+def predict(
+    run: RunArg,
+    images: Annotated[list[str], typer.Argument(help="Image files (PNG, JPEG, ...) and folders of them.")],
+    top: Annotated[int, typer.Option("--top", "-k", min=1, max=MAX_COUNT, help="Classes shown per image.")] = 5,
+    format: Annotated[_UseFormat, typer.Option("--format", "-f", help="Output format.")] = _UseFormat.TABLE,
+    checkpoint: CheckpointOpt = None,
+):
+    """Print the most probable classes of each image, with their probabilities (softmax). Each image is decoded and
+    prepared as the run prepared its own (its size and channels, the model's input steps, its normalisation); a
+    folder gives one row per image in it (sorted; other files skipped). An unreadable image is an error naming it,
+    before anything is printed."""
+    from archviz.train.predict import predict as run_predict, predictions_csv, predictions_dict, predictions_text
+
+    result = run_predict(run, images, top=top, checkpoint=checkpoint)
+    if format == _UseFormat.JSON:
+        _write(json.dumps(predictions_dict(result), indent=1) + "\n")
+    elif format == _UseFormat.CSV:
+        _write(predictions_csv(result))
+    else:
+        _write(predictions_text(result))
+
+
+@app.command(short_help="A trained run's accuracy, per-class report and confusion on its test split or a dataset.")
+@user_errors
+def evaluate(
+    run: RunArg,
+    dataset: Annotated[Optional[str], typer.Option(
+        "--dataset", help="Another dataset in a format train reads (mnist:PATH, cifar10:PATH, folder:PATH, digits); "
+        "its classes are matched to the run's by name [default: the run's own].")] = None,
+    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
+    format: Annotated[_WalkFormat, typer.Option("--format", "-f", help="Output format.")] = _WalkFormat.TABLE,
+    checkpoint: CheckpointOpt = None,
+):
+    """Score the run's weights on a split of its dataset, or of another one: accuracy, loss, the per-class report
+    (precision, recall, F1, support) and the confusion matrix. On the run's own test split with best.pt the figures
+    are those the run recorded, and it says so."""
+    from archviz.train.evaluate import evaluate_run, evaluation_dict, evaluation_text
+
+    result = evaluate_run(run, dataset=dataset, split=split, checkpoint=checkpoint)
+    if format == _WalkFormat.JSON:
+        _write(json.dumps(evaluation_dict(result), indent=1) + "\n")
+    else:
+        _write(evaluation_text(result))
 
 
 @app.command(short_help="Train a backbone on a self-supervised pretext task (labels ignored).")
