@@ -612,6 +612,20 @@ TRAIN_OPTIONS = {  # name: (annotation, default); every option of train, compare
     "time_budget": (Annotated[Optional[float], typer.Option(
         "--time-budget", min=0, help="Seconds of training a run may take; it ends after the last epoch that "
         "fits.")], None),
+    "patience": (Annotated[Optional[int], typer.Option(
+        "--patience", min=1, max=MAX_COUNT, help="Stop after this many epochs without a lower validation loss "
+        "(best.pt stays the lowest's) [default: never].")], None),
+    "label_smoothing": (Annotated[Optional[float], typer.Option(
+        "--label-smoothing", min=0, max=0.99, help="Smooth the training loss's targets by this much (the validation "
+        "loss is not) [default: 0].")], None),
+    "clip_grad": (Annotated[Optional[float], typer.Option(
+        "--clip-grad", help="Clip the gradients' total L2 norm to this [default: not clipped].")], None),
+    "val_fraction": (Annotated[Optional[float], typer.Option(
+        "--val-fraction", help="The share of the images held out for validation (of the training files for mnist "
+        "and cifar10; a folder's own val/ is used as it is) [default: 0.1].")], None),
+    "seeds": (Annotated[int, typer.Option(
+        "--seeds", min=1, max=MAX_COUNT, help="Train this many runs, seeds SEED, SEED+1, ..., each in -o/seed-K; "
+        "the tables give mean ± std.")], 1),
 }
 
 
@@ -678,7 +692,9 @@ def train(
     from archviz.train.run import TrainingInterrupted, summary_text
 
     try:
-        result = run_training(model, **options.train_kwargs(), output=output, resume=resume, overwrite=overwrite)
+        if options.seeds > 1:
+            return _train_seeds(model, options, output=output, resume=resume, overwrite=overwrite)
+        result = run_training(model, **options.run_kwargs(), output=output, resume=resume, overwrite=overwrite)
     except TrainingInterrupted as stopped:
         if is_main_process():
             _echo(f"archviz: {stopped}", err=True)
@@ -689,6 +705,23 @@ def train(
         raise typer.Exit(130) from None
     if result.rank == 0:
         _write(summary_text(result))
+
+
+def _train_seeds(model: str, options: TrainOptions, *, output: str | None, resume: bool, overwrite: bool) -> None:
+    """train --seeds N: a run per seed in -o/seed-K, each run's summary, then one table with mean ± std."""
+    from archviz.train.compare import mean_row, row_of, table, train_seeds
+    from archviz.train.distributed import is_main_process
+    from archviz.train.run import default_folder, summary_text
+
+    folder = Path(output) if output is not None else default_folder(model, options.dataset)
+    results = train_seeds(model, output=folder, resume=resume, overwrite=overwrite, **options.train_kwargs())
+    if not is_main_process():
+        return
+    for result in results:
+        _write(summary_text(result))
+    rows = [row_of(f"seed {result.settings.seed}", result) for result in results]
+    rows.append(mean_row(f"mean of {len(results)}", results))
+    _console().print(table(rows, title=f"{model} on {options.dataset}, {len(results)} seeds"))
 
 
 @app.command("export-spec", short_help="Write the architecture as a spec YAML file (from any model archviz reads).")
@@ -733,13 +766,14 @@ def compare(
 ):
     """Train each model with the same options and seed (every option of `archviz train`); print params, MACs,
     accuracy, time, images/s and peak memory, and write an HTML comparison."""
-    from archviz.train.compare import compare as run_compare, table
+    from archviz.train.compare import compare as run_compare, noise_note, table
     from archviz.train.distributed import is_main_process
 
     rows = run_compare(models, output=output, html=html, announce=lambda text: _echo(text),
                        **options.train_kwargs())
     if is_main_process():
-        _console().print(table(rows, title=f"{', '.join(models)} on {options.dataset}"))
+        _console().print(table(rows, title=f"{', '.join(models)} on {options.dataset}", rank=True))
+        _echo(noise_note(rows))
 
 
 @app.command(short_help="Train one model over a grid of learning rates and batch sizes.")

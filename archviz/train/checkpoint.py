@@ -269,9 +269,13 @@ def check_structure(state: dict, path: Path) -> None:
 
 def check_settings_field(settings: Field) -> dict:
     from archviz.train.choices import Adapt, Optimizer, Schedule
-    from archviz.train.settings import BOUNDS
+    from archviz.train.settings import BOUNDS, LATER_SETTINGS, OPTIONAL_BOUNDS, Settings
 
-    found = {name: settings[name].bound(bound) for name, bound in BOUNDS.items()}
+    defaults = Settings().as_dict()
+    found = {name: settings[name].bound(bound) if name not in LATER_SETTINGS or settings.get(name) is not None
+             else defaults[name] for name, bound in BOUNDS.items()}
+    found.update({name: None if settings.get(name) is None else settings[name].bound(bound)
+                  for name, bound in OPTIONAL_BOUNDS.items()})
     for name, kind in (("optimizer", Optimizer), ("schedule", Schedule), ("adapt", Adapt)):
         found[name] = settings[name].text([choice.value for choice in kind])
     found["augment"] = settings["augment"].flag()

@@ -15,7 +15,9 @@ import io
 import itertools
 import json
 import time
-from dataclasses import dataclass
+import math
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -44,9 +46,61 @@ class Row:
     peak_memory_bytes: int  # tensors alive at once: CUDA over the run, the CPU in a training step (memory.py)
     folder: str
     options: dict  # the settings that differ between runs (sweep)
+    seeds: int = 1  # runs averaged (--seeds): the figures above are their means
+    stds: dict = field(default_factory=dict)  # column -> standard deviation over the seeds (with seeds > 1)
+    test_images: int = 0  # images of the test split (the binomial noise of test_accuracy)
 
     def as_dict(self) -> dict:
-        return {**{key: getattr(self, key) for key in COLUMNS}, "folder": self.folder, "options": self.options}
+        return {**{key: getattr(self, key) for key in COLUMNS}, "folder": self.folder, "options": self.options,
+                "seeds": self.seeds, "stds": self.stds, "test_images": self.test_images}
+
+    def standard_error(self) -> float:
+        """The standard error of test_accuracy: the test split's sampling (binomial, p(1 - p) / n) and, over
+        several seeds, the seeds' spread (std^2 / seeds)."""
+        p, n = self.test_accuracy, max(self.test_images, 1)
+        return math.sqrt(p * (1 - p) / n + self.stds.get("test_accuracy", 0.0) ** 2 / self.seeds)
+
+
+NOISE_SIGMAS = 2  # two runs whose test accuracies differ by less than 2 standard errors of the difference (~95%)
+
+
+def within_noise(a: Row, b: Row) -> bool:
+    """Whether a and b's test accuracies differ by less than NOISE_SIGMAS standard errors of their difference."""
+    return abs(a.test_accuracy - b.test_accuracy) < NOISE_SIGMAS * math.hypot(a.standard_error(), b.standard_error())
+
+
+def ranking(rows: list[Row]) -> list[str]:
+    """Each row's rank by test accuracy, in the rows' order: "1", "2", ...; "1=" where a row is within noise of the
+    row ranked just above it, so shares its rank.
+
+    >>> a, b = (Row(n, 1, 1, 1, 0.9, 0.3, acc, acc, 1.0, 1.0, 0, "", {}, test_images=359) for n, acc in (
+    ...     ("mlp", 0.983), ("lenet", 0.986)))
+    >>> ranking([a, b])
+    ['1=', '1']
+    """
+    order = sorted(range(len(rows)), key=lambda i: -rows[i].test_accuracy)
+    ranks, labels, shared = {}, {}, set()
+    for place, index in enumerate(order):
+        above = order[place - 1] if place else None
+        if above is not None and within_noise(rows[index], rows[above]):
+            ranks[index] = ranks[above]
+            shared |= {index, above}
+        else:
+            ranks[index] = place + 1
+    for index in range(len(rows)):
+        labels[index] = f"{ranks[index]}{'=' if index in shared and index != _first_of(ranks, index, order) else ''}"
+    return [labels[i] for i in range(len(rows))]
+
+
+def _first_of(ranks: dict, index: int, order: list[int]) -> int:
+    return next(i for i in order if ranks[i] == ranks[index])
+
+
+def noise_note(rows: list[Row]) -> str:
+    seeds = rows[0].seeds if rows else 1
+    spread = f" and the spread of {seeds} seeds" if seeds > 1 else "; --seeds N adds the seeds' spread"
+    return (f"rank: by test accuracy; n= shares rank n: within noise (less than {NOISE_SIGMAS} standard errors of "
+            f"the difference, from the test split's size{spread})")
 
 
 def row_of(name: str, result: RunResult, options: dict | None = None) -> Row:
@@ -57,19 +111,50 @@ def row_of(name: str, result: RunResult, options: dict | None = None) -> Row:
     return Row(name, totals.params, totals.macs_per_image, len(result.history),
                max(row["val_accuracy"] for row in result.history), best_loss, result.test_accuracy,
                result.last_test_accuracy, result.train_seconds, result.images_per_second, result.peak_memory_bytes,
-               str(result.folder), dict(options or {}))
+               str(result.folder), dict(options or {}), test_images=result.report.support)
+
+
+AVERAGED = ("epochs", "best_val_accuracy", "best_val_loss", "test_accuracy", "last_test_accuracy", "train_seconds",
+            "images_per_second")
+
+
+def mean_row(name: str, results: list[RunResult], options: dict | None = None) -> Row:
+    """One Row for the runs of several seeds: the means of AVERAGED, their standard deviations in stds, the largest
+    peak memory; the folder the seed-K runs are in."""
+    rows = [row_of(name, result, options) for result in results]
+    if len(rows) == 1:
+        return rows[0]
+    values = {key: [getattr(row, key) for row in rows] for key in AVERAGED}
+    first = rows[0]
+    return Row(name, first.params, first.macs, round(statistics.mean(values["epochs"])),
+               *(statistics.mean(values[key]) for key in AVERAGED[1:]),
+               max(row.peak_memory_bytes for row in rows), str(Path(first.folder).parent), first.options,
+               seeds=len(rows), stds={key: statistics.stdev(values[key]) for key in AVERAGED[1:]},
+               test_images=first.test_images)
+
+
+def train_seeds(model: str, *, output: Path, seeds: int = 1, seed: int | None = None, **options) -> list[RunResult]:
+    """One run of loop.train in `output`, or with seeds > 1 one per seed SEED, SEED+1, ... in output/seed-K
+    (run_folder.seed_run)."""
+    from archviz.train.loop import train
+    from archviz.train.run_folder import seed_run
+
+    if seeds == 1:
+        return [train(model, output=output, seed=seed, **options)]
+    first = 0 if seed is None else seed
+    return [train(model, output=seed_run(Path(output), first + k), seed=first + k, **options) for k in range(seeds)]
 
 
 def compare(models: list[str], *, dataset: str = "digits", output: str | Path | None = None,
             time_budget: float | None = None, progress: bool | None = None, announce: Callable[[str], None] = print,
-            html: str | Path | bool | None = None, **options) -> list[Row]:
-    """Train every model with the same options; one Row each, in the order given. html: the comparison page's file
-    (None: compare.html in the output folder, written when plotly is installed; False: none).
+            html: str | Path | bool | None = None, seeds: int = 1, **options) -> list[Row]:
+    """Train every model with the same options (seeds > 1: each seed, averaged); one Row each, in the order given.
+    html: the comparison page's file (None: compare.html in the output folder, written when plotly is installed;
+    False: none).
 
     >>> rows = compare(["mlp", "lenet"], dataset="digits", epochs=1, progress=False)  # doctest: +SKIP
     """
     from archviz.train.distributed import is_main_process
-    from archviz.train.loop import train
 
     if len(models) < 2:
         raise ArchvizError("compare needs at least two models, e.g. archviz compare mlp lenet --dataset digits")
@@ -81,11 +166,11 @@ def compare(models: list[str], *, dataset: str = "digits", output: str | Path | 
     say = announce if main else (lambda text: None)
     rows, results = [], []
     for index, model in enumerate(models, 1):
-        say(f"== [{index}/{len(models)}] {model}")
-        result = train(model, dataset=dataset, output=folder / _safe(model), progress=progress,
-                       time_budget=time_budget, **options)
-        rows.append(row_of(model, result))
-        results.append(result)
+        say(f"== [{index}/{len(models)}] {model}" + (f" ({seeds} seeds)" if seeds > 1 else ""))
+        runs = train_seeds(model, output=folder / _safe(model), seeds=seeds, dataset=dataset, progress=progress,
+                           time_budget=time_budget, **options)
+        rows.append(mean_row(model, runs))
+        results.append(runs[0])
     if main:
         _write(folder, "compare", rows)
         if page is not None:
@@ -113,10 +198,10 @@ def _page_target(folder: Path, html: str | Path | bool | None) -> Path | None:
 
 def sweep(model: str, *, dataset: str = "digits", lrs: list[float], batch_sizes: list[int],
           output: str | Path | None = None, progress: bool | None = None, announce: Callable[[str], None] = print,
-          **options) -> list[Row]:
-    """Train model over every (lr, batch size) pair; the rows sorted best first (lowest validation loss)."""
+          seeds: int = 1, **options) -> list[Row]:
+    """Train model over every (lr, batch size) pair (seeds > 1: each seed, averaged); the rows sorted best first
+    (lowest validation loss)."""
     from archviz.train.distributed import is_main_process
-    from archviz.train.loop import train
 
     if not lrs or not batch_sizes:
         raise ArchvizError("sweep needs at least one --lr and one --batch-size value")
@@ -131,9 +216,9 @@ def sweep(model: str, *, dataset: str = "digits", lrs: list[float], batch_sizes:
         name = f"lr={lr:g} batch={batch_size}"
         if main:
             announce(f"== [{index}/{len(grid)}] {model} {name}")
-        result = train(model, dataset=dataset, output=folder / f"lr{lr:g}-batch{batch_size}", progress=progress,
-                       lr=lr, batch_size=batch_size, **options)
-        rows.append(row_of(name, result, {"lr": lr, "batch_size": batch_size}))
+        runs = train_seeds(model, output=folder / f"lr{lr:g}-batch{batch_size}", seeds=seeds, dataset=dataset,
+                           progress=progress, lr=lr, batch_size=batch_size, **options)
+        rows.append(mean_row(name, runs, {"lr": lr, "batch_size": batch_size}))
     rows.sort(key=lambda row: (row.best_val_loss, -row.best_val_accuracy))
     if main:
         _write(folder, "sweep", rows)
@@ -145,21 +230,30 @@ def train_command(model: str, row: Row, options: TrainOptions) -> str:
     return " ".join(["archviz", "train", model, *options.but(**row.options).flags()])
 
 
-def table(rows: list[Row], *, title: str):
-    """The rows as a rich Table."""
+def table(rows: list[Row], *, title: str, rank: bool = False):
+    """The rows as a rich Table; figures averaged over seeds as mean ± std; rank: a column of ranking()."""
     from rich.table import Table
 
     from archviz.format import human, size_bytes
 
     view = Table(title=title, title_justify="left", box=None, header_style="bold")
-    for name, justify in (("run", "left"), ("params", "right"), ("MACs", "right"), ("epochs", "right"),
-                          ("best val acc", "right"), ("test acc", "right"), ("final test acc", "right"),
-                          ("train s", "right"), ("images/s", "right"), ("peak memory", "right")):
+    columns = (("rank", "right"),) if rank else ()
+    columns += (("run", "left"), ("params", "right"), ("MACs", "right"), ("epochs", "right"),
+                ("best val acc", "right"), ("test acc", "right"), ("final test acc", "right"), ("train s", "right"),
+                ("images/s", "right"), ("peak memory", "right"))
+    for name, justify in columns:
         view.add_column(name, justify=justify)
-    for row in rows:
-        view.add_row(row.run, f"{row.params:,}", human(row.macs), str(row.epochs), f"{row.best_val_accuracy:.2%}",
-                     f"{row.test_accuracy:.2%}", f"{row.last_test_accuracy:.2%}", f"{row.train_seconds:.1f}",
-                     f"{row.images_per_second:,.0f}", size_bytes(row.peak_memory_bytes))
+    ranks = ranking(rows) if rank else [None] * len(rows)
+    for row, place in zip(rows, ranks):
+        def spread(key: str, form: str, unit: str = "") -> str:
+            text = f"{getattr(row, key) * (100 if unit else 1):{form}}"
+            return f"{text} ± {row.stds[key] * (100 if unit else 1):{form}}{unit}" if row.seeds > 1 else text + unit
+
+        cells = [row.run, f"{row.params:,}", human(row.macs), str(row.epochs),
+                 spread("best_val_accuracy", ".2f", "%"), spread("test_accuracy", ".2f", "%"),
+                 spread("last_test_accuracy", ".2f", "%"), spread("train_seconds", ".1f"),
+                 spread("images_per_second", ",.0f"), size_bytes(row.peak_memory_bytes)]
+        view.add_row(*([place] if rank else []), *cells)
     return view
 
 

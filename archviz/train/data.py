@@ -126,21 +126,25 @@ def parse_dataset(dataset: str, data: str | Path | None = None) -> tuple[Dataset
 
 
 def load_dataset(dataset: str, data: str | Path | None = None, *, image_size: tuple[int, int] | None = None,
-                 channels: int | None = None) -> Dataset:
+                 channels: int | None = None, val_fraction: float = VAL_FRACTION) -> Dataset:
     """Read a dataset into memory. image_size and channels are used only by folder datasets, whose images differ in
     size: they are decoded at that size (default: the first image's) and mode (default: the first image's).
+    val_fraction: the share held out for validation (of the whole set for digits and a folder without val/, of the
+    training files for mnist and cifar10; a folder's own val/ is used as it is).
 
     >>> load_dataset("digits").describe()
     'digits: 10 classes, 1x8x8 images; train 1,259, val 179, test 359'
     """
     kind, path = parse_dataset(dataset, data)
+    if not 0 < val_fraction < 1 - TEST_FRACTION:
+        raise DatasetError(f"--val-fraction {val_fraction!r}: a fraction above 0 and below {1 - TEST_FRACTION:g}")
     if kind == DatasetKind.DIGITS:
-        return _digits()
+        return _digits(val_fraction)
     if kind == DatasetKind.MNIST:
-        return _mnist(path)
+        return _mnist(path, val_fraction)
     if kind == DatasetKind.CIFAR10:
-        return _cifar10(path)
-    return _folder(path, image_size=image_size, channels=channels)
+        return _cifar10(path, val_fraction)
+    return _folder(path, image_size=image_size, channels=channels, val_fraction=val_fraction)
 
 
 # --- splits --------------------------------------------------------------------------------------------------------
@@ -173,15 +177,15 @@ def _take(images, labels, index) -> Split:
     return Split(np.ascontiguousarray(images[index]), labels[index].astype(np.int64))
 
 
-def _three_way(images, labels, *, where: str) -> tuple[Split, Split, Split]:
+def _three_way(images, labels, *, where: str, val_fraction: float) -> tuple[Split, Split, Split]:
     rest, test = stratified_split(labels, TEST_FRACTION)
-    train, val = stratified_split(labels[rest], VAL_FRACTION / (1 - TEST_FRACTION))
+    train, val = stratified_split(labels[rest], val_fraction / (1 - TEST_FRACTION))
     _refuse_empty(where, len(labels), {"training": rest[train], "validation": rest[val], "test": test})
     return _take(images, labels, rest[train]), _take(images, labels, rest[val]), _take(images, labels, test)
 
 
-def _two_way(images, labels, *, where: str) -> tuple[Split, Split]:
-    train, val = stratified_split(labels, VAL_FRACTION)
+def _two_way(images, labels, *, where: str, val_fraction: float) -> tuple[Split, Split]:
+    train, val = stratified_split(labels, val_fraction)
     _refuse_empty(where, len(labels), {"training": train, "validation": val})
     return _take(images, labels, train), _take(images, labels, val)
 
@@ -197,15 +201,20 @@ def _refuse_empty(where: str, total: int, splits: dict) -> None:
 
 # --- digits --------------------------------------------------------------------------------------------------------
 
-def _digits() -> Dataset:
+def _split_note(val_fraction: float) -> str:
+    """How a three-way split divides the set: "70/10/20" by default."""
+    return f"{1 - TEST_FRACTION - val_fraction:.0%}/{val_fraction:.0%}/{TEST_FRACTION:.0%}".replace("%", "")
+
+
+def _digits(val_fraction: float) -> Dataset:
     import numpy as np
 
     table = _digits_table()
     labels = table[:, -1].astype(np.int64)
     # values are 0..16 (counts of set pixels in 4x4 blocks of a 32x32 bitmap); scaled to 0..255 like the others
     images = np.round(table[:, :-1].reshape(-1, 1, 8, 8) * (255 / 16)).astype(np.uint8)
-    train, val, test = _three_way(images, labels, where="digits")
-    notes = (f"split 70/10/20 into train/val/test, stratified, seed {SPLIT_SEED}",
+    train, val, test = _three_way(images, labels, where="digits", val_fraction=val_fraction)
+    notes = (f"split {_split_note(val_fraction)} into train/val/test, stratified, seed {SPLIT_SEED}",
              "pixel values 0..16 scaled to 0..255")
     return Dataset(DatasetKind.DIGITS, None, tuple(str(d) for d in range(10)), train, val, test, "test", False, notes)
 
@@ -240,7 +249,7 @@ IDX_UBYTE = 0x08  # the idx type code of unsigned bytes; the only one MNIST uses
 MAX_IDX_BYTES = 2**30
 
 
-def _mnist(path: Path) -> Dataset:
+def _mnist(path: Path, val_fraction: float) -> Dataset:
     arrays = {key: read_idx(_find_idx(path, stem)) for key, stem in MNIST_FILES.items()}
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
@@ -251,9 +260,9 @@ def _mnist(path: Path) -> Dataset:
             raise DatasetError(f"{display_path(str(_find_idx(path, MNIST_FILES[part + '_labels'])))}: label "
                                f"{int(labels.max())} is not a digit 0..9")
     train, val = _two_way(arrays["train_images"][:, None], arrays["train_labels"],
-                          where=f"mnist:{display_path(str(path))}")
+                          where=f"mnist:{display_path(str(path))}", val_fraction=val_fraction)
     test = _take(arrays["test_images"][:, None], arrays["test_labels"], slice(None))
-    notes = (f"validation: {VAL_FRACTION:.0%} of the training files, stratified, seed {SPLIT_SEED}",)
+    notes = (f"validation: {val_fraction:.0%} of the training files, stratified, seed {SPLIT_SEED}",)
     return Dataset(DatasetKind.MNIST, str(path), tuple(str(d) for d in range(10)), train, val, test, "test", False,
                    notes)
 
@@ -370,7 +379,7 @@ def _cifar_batch(path: Path):
     return data.reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE), labels
 
 
-def _cifar10(path: Path) -> Dataset:
+def _cifar10(path: Path, val_fraction: float) -> Dataset:
     import numpy as np
 
     meta = _unpickle(path / "batches.meta")
@@ -385,9 +394,9 @@ def _cifar10(path: Path) -> Dataset:
         if values.size and (values.min() < 0 or values.max() >= len(names)):
             raise DatasetError(f"cifar10: a label of {name} is outside 0..{len(names) - 1} (batches.meta names "
                                f"{len(names)} classes)")
-    train, val = _two_way(images, labels, where=f"cifar10:{display_path(str(path))}")
+    train, val = _two_way(images, labels, where=f"cifar10:{display_path(str(path))}", val_fraction=val_fraction)
     test = _take(test_images, test_labels, slice(None))
-    notes = (f"validation: {VAL_FRACTION:.0%} of data_batch_1..5, stratified, seed {SPLIT_SEED}",)
+    notes = (f"validation: {val_fraction:.0%} of data_batch_1..5, stratified, seed {SPLIT_SEED}",)
     return Dataset(DatasetKind.CIFAR10, str(path), tuple(names), train, val, test, "test", True, notes)
 
 
@@ -396,7 +405,8 @@ def _cifar10(path: Path) -> Dataset:
 SPLIT_FOLDERS = ("train", "val", "test")
 
 
-def _folder(path: Path, *, image_size: tuple[int, int] | None, channels: int | None) -> Dataset:
+def _folder(path: Path, *, image_size: tuple[int, int] | None, channels: int | None,
+            val_fraction: float = VAL_FRACTION) -> Dataset:
 
     on_disk = {name: path / name for name in SPLIT_FOLDERS if (path / name).is_dir()}
     if "train" in on_disk and "val" in on_disk:
@@ -419,9 +429,10 @@ def _folder(path: Path, *, image_size: tuple[int, int] | None, channels: int | N
         first = _first_image(path, classes)
         size, mode = _decode_format(first, image_size, channels)
         whole = _read_split(path, classes, size, mode)
-        train, val, test = _three_way(whole.images, whole.labels, where=f"folder:{display_path(str(path))}")
+        train, val, test = _three_way(whole.images, whole.labels, where=f"folder:{display_path(str(path))}",
+                                      val_fraction=val_fraction)
         test_split = "test"
-        notes = (f"no train/ and val/ folders: split 70/10/20 into train/val/test, stratified, seed {SPLIT_SEED}",)
+        notes = (f"no train/ and val/ folders: split {_split_note(val_fraction)} into train/val/test, stratified, seed {SPLIT_SEED}",)
     notes += (f"images decoded as {mode} at {size[1]}x{size[0]} (width x height)",)
     return Dataset(DatasetKind.FOLDER, str(path), tuple(classes), train, val, test, test_split, True, notes)
 

@@ -44,7 +44,7 @@ from archviz.train.progress import Silent, reporter
 from archviz.train.run import (RunResult, TrainingDiverged, TrainingInterrupted, check_text_path, claimed,
                                default_folder)
 from archviz.train.run_folder import BEST, LAST, RunRecord, load_best, load_last, save_last, write_metrics, write_record
-from archviz.train.settings import BOUNDS, Adapt, Device, Optimizer, Runtime, Schedule, Settings
+from archviz.train.settings import BOUNDS, OPTIONAL_BOUNDS, Adapt, Device, Optimizer, Runtime, Schedule, Settings
 from archviz.train.setup import Setup, State, lr_factor, set_up, start
 from archviz.train.task import Supervised, Task
 
@@ -54,11 +54,11 @@ SYNC_EVERY = {"cpu": 1, "cuda": 32}  # batches between reading the loss back (a 
 EVAL_BATCH_FACTOR = 4  # evaluation holds no gradients: larger batches fit
 
 
-def loss_function(logits, labels):
+def loss_function(logits, labels, *, label_smoothing: float = 0.0):
     """Cross-entropy on logits, in float32 whatever the autocast dtype (a module attribute, so tests can patch it)."""
     import torch.nn.functional as F
 
-    return F.cross_entropy(logits.float(), labels)
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
 
 def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None = None, epochs: int | None = None,
@@ -67,13 +67,15 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
           adapt: str | None = None, seed: int | None = None, device: str = "auto", threads: int | None = None,
           compile: bool = False, output: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           progress: bool | None = None, stop: Callable[[int, int], bool] | None = None,
-          time_budget: float | None = None) -> RunResult:
+          time_budget: float | None = None, patience: int | None = None, label_smoothing: float | None = None,
+          clip_grad: float | None = None, val_fraction: float | None = None) -> RunResult:
     """Train a zoo model or spec file on a dataset; write the run folder; return the final figures.
 
     Settings left as None take Settings' defaults, or with resume=True the run's own (any given must match them).
     progress: None shows a bar on a terminal and lines elsewhere, True lines, False nothing. stop(epoch, batch),
     called after every batch, stops the run as Ctrl-C does when it returns True. time_budget (seconds of training)
-    ends the run after the last epoch that fits in it, as if it were the last one (the schedule is cut short).
+    ends the run after the last epoch that fits in it, as if it were the last one (the schedule is cut short);
+    patience ends it after that many epochs without a lower validation loss (best.pt is the lowest's).
     Raises TrainingInterrupted when stopped, TrainingDiverged when the loss is not finite.
     The output folder must be new, empty or a run of archviz train; overwrite=True writes into a folder of other
     files (never replacing one) or trains a run anew; while the run writes it, no other run may (run.claimed).
@@ -84,7 +86,8 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
     True
     """
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "schedule": schedule,
-             "weight_decay": weight_decay, "augment": augment, "adapt": adapt, "seed": seed}
+             "weight_decay": weight_decay, "augment": augment, "adapt": adapt, "seed": seed, "patience": patience,
+             "label_smoothing": label_smoothing, "clip_grad": clip_grad, "val_fraction": val_fraction}
     return run_training(model, given=given, dataset=dataset, data=data, device=device, threads=threads,
                         compile=compile, output=output, resume=resume, overwrite=overwrite, progress=progress,
                         stop=stop, time_budget=time_budget)
@@ -168,6 +171,9 @@ def check_settings(settings: Settings, runtime: Runtime) -> None:
     same BOUNDS (checkpoint.check_structure)."""
     problems = [f"--{name.replace('_', '-')} {getattr(settings, name)!r}: {bound.describe()}"
                 for name, bound in BOUNDS.items() if not bound.holds(getattr(settings, name))]
+    problems += [f"--{name.replace('_', '-')} {getattr(settings, name)!r}: {bound.describe()}"
+                 for name, bound in OPTIONAL_BOUNDS.items()
+                 if getattr(settings, name) is not None and not bound.holds(getattr(settings, name))]
     if runtime.threads is not None and runtime.threads < 1:
         problems.append(f"--threads {runtime.threads!r}: at least 1")
     if problems:
@@ -189,9 +195,9 @@ def _resume_state(folder: Path, model, dataset_name: str, given: dict) -> dict:
     if state["source"]["kind"] != "code" and model_source(model).spec_text != state["source"]["spec_text"]:
         raise ArchvizError(f"{state['source']['spec_file']} changed since the run in {folder} started; an exact "
                            "resume needs the same spec")
-    differ = [f"--{key.replace('_', '-')} {value!r} (the run has {state['settings'][key]!r})"
-              for key, value in given.items()
-              if (value.value if hasattr(value, "value") else value) != state["settings"][key]]
+    was = {**Settings().as_dict(), **state["settings"]}  # a run from before a setting existed had its default
+    differ = [f"--{key.replace('_', '-')} {value!r} (the run has {was[key]!r})"
+              for key, value in given.items() if (value.value if hasattr(value, "value") else value) != was[key]]
     if differ:
         raise ArchvizError(f"--resume continues {folder} with its own settings; leave out: {', '.join(differ)}")
     return state
@@ -226,7 +232,8 @@ def run(setup: Setup, state: State):
         setup.folder.mkdir(parents=True, exist_ok=True)
     state.started = time.perf_counter()
     try:
-        while state.position.epoch < setup.settings.epochs and not _out_of_time(setup, state):
+        while (state.position.epoch < setup.settings.epochs and not _out_of_patience(setup, state)
+               and not _out_of_time(setup, state)):
             epoch = state.position.epoch + 1
             train_one_epoch(setup, state, epoch)
             end_epoch(setup, state, epoch)
@@ -268,6 +275,8 @@ def train_one_epoch(setup: Setup, state: State, epoch: int) -> None:
             pending.append((batch + 1, loss.detach(), correct, count))
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if s.clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(setup.net.parameters(), s.clip_grad)
             state.optimizer.step()
         state.scheduler.step()
         task.after_step()
@@ -432,7 +441,8 @@ def _header(setup: Setup) -> None:
     lines += [f"  model: {change}" for change in setup.fitted.changes]
     augment = batching.describe_augmentation(data.flips) if s.augment else "no augmentation"
     lines.append(f"  settings: {s.optimizer.value} lr {s.lr:g}, weight decay {s.weight_decay:g}, "
-                 f"{s.schedule.value} schedule, batch {s.batch_size}, {s.epochs} epochs, seed {s.seed}; {augment}")
+                 f"{s.schedule.value} schedule, batch {s.batch_size}, {s.epochs} epochs, seed {s.seed}; {augment}"
+                 + "".join(f", {text}" for text in _extra_settings(s)))
     on = (f"{device}" + (", bf16 autocast" if device.type == "cuda" else "")
           + (", channels_last" if setup.channels_last else ""))
     lines.append(f"  device: {on}, {threads} CPU thread{'s' if threads != 1 else ''}"
@@ -457,6 +467,16 @@ def _header(setup: Setup) -> None:
         setup.show.line(line)
 
 
+def _extra_settings(s: Settings) -> list[str]:
+    texts = [f"label smoothing {s.label_smoothing:g}"] if s.label_smoothing else []
+    if s.clip_grad is not None:
+        texts.append(f"gradients clipped to norm {s.clip_grad:g}")
+    if s.patience is not None:
+        texts.append(f"early stopping after {s.patience} epoch{'s' if s.patience != 1 else ''} without a lower "
+                     "validation loss")
+    return texts
+
+
 def _alive_between_steps(setup: Setup, state: State) -> list:
     """The tensors a training step starts with: the weights, buffers and optimizer state."""
     tensors = [*setup.net.parameters(), *setup.net.buffers()]
@@ -468,6 +488,18 @@ def _alive_between_steps(setup: Setup, state: State) -> list:
 def _images_per_second(setup: Setup, state: State) -> float:
     p = state.position
     return p.seen / setup.task.answers_per_image / p.seconds if p.seconds else 0.0
+
+
+def _out_of_patience(setup: Setup, state: State) -> bool:
+    """Whether --patience epochs have passed without a lower validation loss than best.pt's (early stopping);
+    decided from the position alone, so a resumed run stops where the uninterrupted one does."""
+    patience, p = setup.settings.patience, state.position
+    if patience is None or p.best is None or p.epoch - p.best["epoch"] < patience:
+        return False
+    state.stopped_early = (f"no lower validation loss in the {patience} epoch{'s' if patience != 1 else ''} after "
+                           f"epoch {p.best['epoch']} (--patience {patience}); best.pt is epoch {p.best['epoch']}'s")
+    setup.show.line(f"stopped early: {state.stopped_early}")
+    return True
 
 
 def _out_of_time(setup: Setup, state: State) -> bool:

@@ -32,10 +32,19 @@ class TrainOptions:
     threads: int | None = None
     compile: bool = False
     time_budget: float | None = None
+    patience: int | None = None
+    label_smoothing: float | None = None
+    clip_grad: float | None = None
+    val_fraction: float | None = None
+    seeds: int = 1  # runs of seeds SEED, SEED+1, ...; not an option of one run (compare.train_seeds)
 
     def train_kwargs(self) -> dict:
-        """The keyword arguments of loop.train() (enums as their values)."""
+        """The keyword arguments of loop.train() (enums as their values), and of compare/sweep with seeds."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def run_kwargs(self) -> dict:
+        """The keyword arguments of one run's loop.train(): all but seeds."""
+        return {key: value for key, value in self.train_kwargs().items() if key != "seeds"}
 
     def but(self, **changes) -> TrainOptions:
         return replace(self, **changes)

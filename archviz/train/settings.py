@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, fields
 
 from archviz.train.choices import Adapt, Device, Optimizer, Schedule
 
-__all__ = ["Adapt", "Device", "Optimizer", "Schedule", "Settings", "Runtime", "SGD_MOMENTUM", "Bound", "BOUNDS"]
+__all__ = ["Adapt", "Device", "Optimizer", "Schedule", "Settings", "Runtime", "SGD_MOMENTUM", "Bound", "BOUNDS",
+           "OPTIONAL_BOUNDS", "LATER_SETTINGS"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class Settings:
     augment: bool = True
     adapt: Adapt = Adapt.INPUT
     seed: int = 0
+    patience: int | None = None  # stop after this many epochs without a lower validation loss; None: never
+    label_smoothing: float = 0.0  # of the training loss's targets (Szegedy et al. 2016, "Rethinking Inception")
+    clip_grad: float | None = None  # the largest L2 norm of all gradients together; None: not clipped
+    val_fraction: float = 0.1  # data.VAL_FRACTION: the share of the images held out for validation
 
     def as_dict(self) -> dict:
         return {key: (value.value if isinstance(value, enum.Enum) else value) for key, value in asdict(self).items()}
@@ -59,6 +64,9 @@ class Bound:
     def describe(self) -> str:
         if self.integer:
             return f"{self.low}..{self.high}" if math.isfinite(self.high) else f"at least {self.low}"
+        if math.isfinite(self.high):
+            return f"a number {'above' if self.above else 'from'} {self.low:g} {'and' if self.above else 'to'} " \
+                f"{'at most ' if self.above else ''}{self.high:g}"
         if self.above:
             return "a positive number" if self.low == 0 else f"a number above {self.low:g}"
         return f"{self.low:g} or more"
@@ -68,7 +76,11 @@ EPOCHS_MAX = 100_000  # far beyond any run here (20 to 200 epochs); a file canno
 SEED_MAX = 2**32 - 1  # numpy's global seed takes 0..2**32 - 1
 BATCH_MAX = 10**9  # the --batch-size option's cap (cli.MAX_COUNT), for a batch size read from a file too
 BOUNDS = {"epochs": Bound(1, EPOCHS_MAX, integer=True), "batch_size": Bound(1, BATCH_MAX, integer=True),
-          "lr": Bound(0, above=True), "weight_decay": Bound(0), "seed": Bound(0, SEED_MAX, integer=True)}
+          "lr": Bound(0, above=True), "weight_decay": Bound(0), "seed": Bound(0, SEED_MAX, integer=True),
+          "label_smoothing": Bound(0, 0.99), "val_fraction": Bound(0, 0.75, above=True)}
+OPTIONAL_BOUNDS = {"patience": Bound(1, EPOCHS_MAX, integer=True), "clip_grad": Bound(0, above=True)}  # or None
+# settings added after the first runs were recorded: a run.json or checkpoint without them had their defaults
+LATER_SETTINGS = ("patience", "label_smoothing", "clip_grad", "val_fraction")
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ def _load_data(model, kind: DatasetKind, path, settings: Settings) -> Dataset:
         shape = source_input(model)  # decode the photos at the model's size: no resizing per batch
     name = kind.value if path is None else f"{kind.value}:{path}"
     return load_dataset(name, image_size=tuple(shape[1:]) if shape and len(shape) == 3 else None,
-                        channels=shape[0] if shape and len(shape) == 3 else None)
+                        channels=shape[0] if shape and len(shape) == 3 else None, val_fraction=settings.val_fraction)
 
 
 def _seed(seed: int, torch) -> None:

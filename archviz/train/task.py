@@ -144,7 +144,9 @@ class Supervised:
 
         with loop.autocast(setup):
             logits = setup.runner(x)
-        loss = loop.loss_function(logits, y)  # looked up on the module at each call: tests patch it
+        smoothing = setup.settings.label_smoothing
+        # looked up on the module at each call: tests patch it; the validation loss is never smoothed
+        loss = loop.loss_function(logits, y, label_smoothing=smoothing) if smoothing else loop.loss_function(logits, y)
         return loss, (logits.argmax(1) == y).sum(), len(y)
 
     def after_step(self) -> None:
