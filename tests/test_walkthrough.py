@@ -307,3 +307,99 @@ def test_png_outlines_the_window(walknet):
     walk = walkthrough(walknet, random_input(walknet.input_shape), layer="grouped", at=(0, 0, 0))
     picture = Image.open(io.BytesIO(walkthrough_png(walk, random_input(walknet.input_shape).picture)))
     assert picture.width >= 256
+
+
+# --- the report's interactive section (render/html/walkthrough_section.py, walkthrough.js) -------------------------
+
+def section_data(trained, image):
+    """walkthrough_parts of a run view holding only what the section reads: the network and one sample image."""
+    from types import SimpleNamespace
+
+    from archviz.render.html.walkthrough_section import walkthrough_parts
+
+    view = SimpleNamespace(trained=trained, samples=(SimpleNamespace(image=image),))
+    return walkthrough_parts(view)
+
+
+def test_report_data_are_the_layers_input_weights_and_output(walknet):
+    from archviz.inside.walkthrough import conv_arithmetic
+
+    image = random_input(walknet.input_shape)
+    nav, section, data = section_data(walknet, image)
+    assert 'href="#walkthrough"' in nav and 'id="walk-map"' in section and "data:image/png;base64," in section
+    assert [layer["layer"] for layer in data["walkthrough"]] == ["grouped", "depthwise"]
+    (grouped, _) = conv_arithmetic(walknet, image)
+    torch_output = walknet.net.get_submodule("grouped")
+    assert grouped.groups == 2 and grouped.dilation == (2, 2) and grouped.stride == (2, 2)
+    assert np.allclose(np.array(grouped.weights).reshape(torch_output.weight.shape), torch_output.weight.detach())
+    assert np.allclose(np.array(grouped.inputs).reshape(grouped.in_shape), image.tensor[0], rtol=1e-6)
+
+
+NODE_CHECK = """
+const { compute } = require(process.argv[2]);
+const data = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const results = data.cases.map(([layer, c, y, x]) => compute(data.layers[layer], c, y, x));
+console.log(JSON.stringify(results.map((r) => [r.value, r.torch, r.total, r.rows, r.cols, r.channels])));
+"""
+
+
+def test_page_arithmetic_equals_torch_and_the_walkthrough(walknet, tmp_path):
+    """walkthrough.js's compute() under node, on the data the page carries: every corner, edge and the centre."""
+    import shutil
+    import subprocess
+    from importlib import resources
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("needs node to run the page's script")
+    image = random_input(walknet.input_shape)
+    _, _, data = section_data(walknet, image)
+    cases = [(index, *position) for index, layer in enumerate(data["walkthrough"])
+             for position in positions(layer["out_shape"])]
+    script = resources.files("archviz.render.html").joinpath("walkthrough.js")
+    checker = tmp_path / "check.js"
+    checker.write_text(NODE_CHECK)
+    done = subprocess.run([node, str(checker), str(script)], input=json.dumps({"layers": data["walkthrough"],
+                          "cases": cases}), capture_output=True, text=True, check=True)
+    for (index, *position), (value, torch_value, total, rows, cols, channels) in zip(cases, json.loads(done.stdout)):
+        assert abs(value - torch_value) <= TOLERANCE, (index, position)
+        walk = walkthrough(walknet, image, layer=data["walkthrough"][index]["layer"], at=tuple(position))
+        assert abs(value - walk.value) <= TOLERANCE and abs(total - walk.step.total) <= TOLERANCE
+        assert tuple(rows) == walk.step.rows and tuple(cols) == walk.step.cols
+        assert tuple(channels) == walk.step.channels
+
+
+def test_page_section_in_a_browser(walknet, tmp_path):
+    """The section alone in headless Chromium, offline: it draws, a click moves the position, the sums agree."""
+    import shutil
+
+    from archviz.render.html.data import script_json
+    from archviz.render.html.page import asset, page_head
+    from archviz.render.html.walkthrough_section import WALK_CSS
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium")
+    _, section, data = section_data(walknet, random_input(walknet.input_shape))
+    page_file = tmp_path / "walk.html"
+    page_file.write_text(f"""{page_head("walk", css=WALK_CSS)}<body><main>{section}</main>
+<script type="application/json" id="archviz-data">{script_json({"run": data})}</script>
+<script>{asset("walkthrough.js")}</script></body></html>""")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("request", lambda request: errors.append(request.url) if not request.url.startswith(
+            ("file:", "data:")) else None)
+        page.goto(page_file.as_uri())
+        assert "grouped at channel 0, row 5, column 5" in page.inner_text("#walk-position")
+        page.locator("#walk-map").click(position={"x": 2, "y": 2})
+        assert "row 0, column 0" in page.inner_text("#walk-position")
+        text = page.inner_text("#walk-arithmetic")
+        browser.close()
+    assert not errors, errors
+    recomputed = float(text.split("= value (recomputed here)")[1].split()[0])
+    torch_value = float(text.split("value torch computed")[1].split()[0])
+    assert abs(recomputed - torch_value) <= TOLERANCE and "--" in text  # row -2 of the padding

@@ -440,3 +440,80 @@ def _nested(array) -> tuple:
     if array.ndim == 1:
         return tuple(float(v) for v in array)
     return tuple(_nested(row) for row in array)
+
+
+# --- every position of a convolution at once, for the report's interactive section -------------------------------
+
+REPORT_LAYERS = 2  # the first convolutions: their patches are small enough to read in a page
+SIGNIFICANT_DIGITS = 7  # float32's precision: values rounded for the page lose nothing torch computed
+
+
+@dataclass(frozen=True)
+class ConvArithmetic:
+    """What a page needs to redo any output position of a 2-d convolution: the layer's input and weights, its
+    geometry, and torch's output to set beside each sum. Arrays are flat lists in C order (shapes beside them)."""
+
+    layer: str
+    source: str
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]  # before; taps outside the input read zero
+    dilation: tuple[int, int]
+    groups: int
+    sizes: tuple[AxisSize, ...]
+    field_size: tuple[int, int]  # the receptive field: centre of output (y, x) at start + (y, x) * jump
+    field_jump: tuple[int, int]
+    field_start: tuple[float, float]
+    inputs: tuple[float, ...]  # (C_in, H, W)
+    weights: tuple[float, ...]  # (C_out, C_in / groups, kh, kw)
+    bias: tuple[float, ...]  # (C_out,), empty without a bias
+    outputs: tuple[float, ...]  # (C_out, H_out, W_out): torch's, captured with a hook
+
+
+def conv_arithmetic(trained: Trained, image: Input, *, count: int = REPORT_LAYERS) -> tuple[ConvArithmetic, ...]:
+    """The first `count` 2-d convolutions' arithmetic for one image (one forward pass, hooks on each)."""
+    from archviz.analysis.receptive import receptive_fields
+    from archviz.inside.layers import kernel_layers
+
+    nodes = kernel_layers(trained.graph)[:count]
+    captured = _capture_many(trained.net, [node.name for node in nodes], image.tensor)
+    fields = receptive_fields(trained.graph)
+    return tuple(_conv_record(trained, node, *captured[node.name], fields[node.name]) for node in nodes)
+
+
+def _conv_record(trained: Trained, node: Node, x, y, field) -> ConvArithmetic:
+    module = trained.net.get_submodule(node.name)
+    axes = _axes(node)
+    bias = () if module.bias is None else _rounded(module.bias.detach().double().numpy())
+    return ConvArithmetic(
+        layer=node.name, source=node.inputs[0], in_shape=tuple(x.shape), out_shape=tuple(y.shape),
+        kernel=tuple(a.kernel for a in axes), stride=tuple(a.stride for a in axes),
+        padding=tuple(a.padding for a in axes), dilation=tuple(a.dilation for a in axes),
+        groups=node.attrs["groups"], sizes=_sizes(node), field_size=tuple(math.ceil(s) for s in field.size),
+        field_jump=tuple(field.jump), field_start=tuple(float(s) for s in field.start), inputs=_rounded(x),
+        weights=_rounded(module.weight.detach().double().numpy()), bias=bias, outputs=_rounded(y))
+
+
+def _capture_many(net, names: list[str], x) -> dict[str, tuple[Any, Any]]:
+    """{layer: (its input, its output)} for one image, float64 numpy, the batch dropped."""
+    import torch
+
+    from archviz.inside.capture import forward_hooks
+
+    kept: dict[str, tuple[Any, Any]] = {}
+
+    def keeper(name: str):
+        def keep(module, inputs, output):
+            kept[name] = (inputs[0][0].detach().double().numpy().copy(), output[0].detach().double().numpy().copy())
+
+        return keep
+
+    with forward_hooks(net, {name: keeper(name) for name in names}), torch.no_grad():
+        net(x)
+    return kept
+
+
+def _rounded(array) -> tuple[float, ...]:
+    return tuple(float(f"{v:.{SIGNIFICANT_DIGITS}g}") for v in array.reshape(-1).tolist())

@@ -267,7 +267,7 @@ def _jump(jump) -> str:
 def walkthrough_dict(walk: Walkthrough) -> dict:
     """Every figure of the walkthrough, the step's kind named; floats in full."""
     kinds = {ConvStep: "convolution", PoolStep: "pooling", LinearStep: "dot_product", NormStep: "batch_norm"}
-    data = _plain(dataclasses.asdict(walk))
+    data = plain(dataclasses.asdict(walk))
     data["step"]["kind"] = kinds[type(walk.step)]
     if isinstance(walk.step, NormStep):
         data["step"]["normalised"] = walk.step.normalised
@@ -275,11 +275,12 @@ def walkthrough_dict(walk: Walkthrough) -> dict:
     return data
 
 
-def _plain(value):
+def plain(value):
+    """A record's asdict() as JSON data: enums as their values, fractions as floats, tuples as lists."""
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Fraction):

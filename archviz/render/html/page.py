@@ -157,9 +157,10 @@ placeholder="Filter by name (layer3, conv2); type:conv2d by type">
     if run is None:
         return _page(f"archviz: {report.model}", body, data, scripts=scripts, plotly=plotly)
     from archviz.render.html.run_section import RUN_CSS
+    from archviz.render.html.walkthrough_section import WALK_CSS
 
-    return _page(f"archviz: {report.model}", body, {**data, "run": run_json}, scripts=(*scripts, asset("run.js")),
-                 css=RUN_CSS, plotly=plotly)
+    return _page(f"archviz: {report.model}", body, {**data, "run": run_json},
+                 scripts=(*scripts, asset("run.js"), asset("walkthrough.js")), css=RUN_CSS + WALK_CSS, plotly=plotly)
 
 
 def _run_parts(run) -> tuple[str, str, dict]:
@@ -171,8 +172,10 @@ def _run_parts(run) -> tuple[str, str, dict]:
 
         return pretext_nav(), pretext_sections(run), pretext_data(run)
     from archviz.render.html.run_section import run_data, run_nav, run_sections
+    from archviz.render.html.walkthrough_section import walkthrough_parts
 
-    return run_nav(), run_sections(run), run_data(run)
+    walk_nav, walk_section, walk_data = walkthrough_parts(run)  # the interactive walkthrough of one value
+    return run_nav() + walk_nav, run_sections(run) + walk_section, {**run_data(run), **walk_data}
 
 
 def _comparison_table(reports: list[Report]) -> str:
