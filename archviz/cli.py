@@ -623,6 +623,13 @@ TRAIN_OPTIONS = {  # name: (annotation, default); every option of train, compare
     "val_fraction": (Annotated[Optional[float], typer.Option(
         "--val-fraction", help="The share of the images held out for validation (of the training files for mnist "
         "and cifar10; a folder's own val/ is used as it is) [default: 0.1].")], None),
+    "init": (Annotated[Optional[str], typer.Option(
+        "--init", help="Start from these weights: a run folder of archviz train (its best.pt), a checkpoint, a state "
+        "dict (.pth) named by layer paths, or torchvision (a zoo model built like a torchvision network: its weights "
+        "from torch hub's cache on this machine; never downloaded). A head for other classes is fitted anew.")], None),
+    "freeze": (Annotated[Optional[str], typer.Option(
+        "--freeze", help="Layer paths (comma-separated) whose parameters are not trained, or backbone: all but the "
+        "head (a linear probe).")], None),
     "seeds": (Annotated[int, typer.Option(
         "--seeds", min=1, max=MAX_COUNT, help="Train this many runs, seeds SEED, SEED+1, ..., each in -o/seed-K; "
         "the tables give mean ± std.")], 1),

@@ -269,7 +269,7 @@ def check_structure(state: dict, path: Path) -> None:
 
 def check_settings_field(settings: Field) -> dict:
     from archviz.train.choices import Adapt, Optimizer, Schedule
-    from archviz.train.settings import BOUNDS, LATER_SETTINGS, OPTIONAL_BOUNDS, Settings
+    from archviz.train.settings import BOUNDS, LATER_SETTINGS, OPTIONAL_BOUNDS, TEXT_SETTINGS, Settings
 
     defaults = Settings().as_dict()
     found = {name: settings[name].bound(bound) if name not in LATER_SETTINGS or settings.get(name) is not None
@@ -279,6 +279,7 @@ def check_settings_field(settings: Field) -> dict:
     for name, kind in (("optimizer", Optimizer), ("schedule", Schedule), ("adapt", Adapt)):
         found[name] = settings[name].text([choice.value for choice in kind])
     found["augment"] = settings["augment"].flag()
+    found.update({name: None if settings.get(name) is None else settings[name].text() for name in TEXT_SETTINGS})
     return found
 
 

@@ -68,14 +68,17 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
           compile: bool = False, output: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           progress: bool | None = None, stop: Callable[[int, int], bool] | None = None,
           time_budget: float | None = None, patience: int | None = None, label_smoothing: float | None = None,
-          clip_grad: float | None = None, val_fraction: float | None = None) -> RunResult:
+          clip_grad: float | None = None, val_fraction: float | None = None, init: str | None = None,
+          freeze: str | None = None) -> RunResult:
     """Train a zoo model or spec file on a dataset; write the run folder; return the final figures.
 
     Settings left as None take Settings' defaults, or with resume=True the run's own (any given must match them).
     progress: None shows a bar on a terminal and lines elsewhere, True lines, False nothing. stop(epoch, batch),
     called after every batch, stops the run as Ctrl-C does when it returns True. time_budget (seconds of training)
     ends the run after the last epoch that fits in it, as if it were the last one (the schedule is cut short);
-    patience ends it after that many epochs without a lower validation loss (best.pt is the lowest's).
+    patience ends it after that many epochs without a lower validation loss (best.pt is the lowest's). init: the
+    weights to start from (a run folder, a checkpoint or state dict file, or "torchvision"), freeze: layer paths not
+    trained, or "backbone" (archviz/train/init.py).
     Raises TrainingInterrupted when stopped, TrainingDiverged when the loss is not finite.
     The output folder must be new, empty or a run of archviz train; overwrite=True writes into a folder of other
     files (never replacing one) or trains a run anew; while the run writes it, no other run may (run.claimed).
@@ -87,7 +90,8 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
     """
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "schedule": schedule,
              "weight_decay": weight_decay, "augment": augment, "adapt": adapt, "seed": seed, "patience": patience,
-             "label_smoothing": label_smoothing, "clip_grad": clip_grad, "val_fraction": val_fraction}
+             "label_smoothing": label_smoothing, "clip_grad": clip_grad, "val_fraction": val_fraction, "init": init,
+             "freeze": freeze}
     return run_training(model, given=given, dataset=dataset, data=data, device=device, threads=threads,
                         compile=compile, output=output, resume=resume, overwrite=overwrite, progress=progress,
                         stop=stop, time_budget=time_budget)
@@ -439,6 +443,7 @@ def _header(setup: Setup) -> None:
     once = " (once for the whole dataset, before training)" if setup.prepared else ""
     lines += [f"  input: {step}{once}" for step in setup.input_steps]
     lines += [f"  model: {change}" for change in setup.fitted.changes]
+    lines += [f"  {line}" for line in (setup.started.lines() if setup.started else [])]
     augment = batching.describe_augmentation(data.flips) if s.augment else "no augmentation"
     lines.append(f"  settings: {s.optimizer.value} lr {s.lr:g}, weight decay {s.weight_decay:g}, "
                  f"{s.schedule.value} schedule, batch {s.batch_size}, {s.epochs} epochs, seed {s.seed}; {augment}"

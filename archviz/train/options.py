@@ -36,6 +36,8 @@ class TrainOptions:
     label_smoothing: float | None = None
     clip_grad: float | None = None
     val_fraction: float | None = None
+    init: str | None = None
+    freeze: str | None = None
     seeds: int = 1  # runs of seeds SEED, SEED+1, ...; not an option of one run (compare.train_seeds)
 
     def train_kwargs(self) -> dict:

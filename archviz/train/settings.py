@@ -36,6 +36,8 @@ class Settings:
     label_smoothing: float = 0.0  # of the training loss's targets (Szegedy et al. 2016, "Rethinking Inception")
     clip_grad: float | None = None  # the largest L2 norm of all gradients together; None: not clipped
     val_fraction: float = 0.1  # data.VAL_FRACTION: the share of the images held out for validation
+    init: str | None = None  # the weights the run starts from (init.py): a run folder, a file or "torchvision"
+    freeze: str | None = None  # layer paths whose parameters are not trained, or "backbone" (init.py)
 
     def as_dict(self) -> dict:
         return {key: (value.value if isinstance(value, enum.Enum) else value) for key, value in asdict(self).items()}
@@ -80,7 +82,8 @@ BOUNDS = {"epochs": Bound(1, EPOCHS_MAX, integer=True), "batch_size": Bound(1, B
           "label_smoothing": Bound(0, 0.99), "val_fraction": Bound(0, 0.75, above=True)}
 OPTIONAL_BOUNDS = {"patience": Bound(1, EPOCHS_MAX, integer=True), "clip_grad": Bound(0, above=True)}  # or None
 # settings added after the first runs were recorded: a run.json or checkpoint without them had their defaults
-LATER_SETTINGS = ("patience", "label_smoothing", "clip_grad", "val_fraction")
+LATER_SETTINGS = ("patience", "label_smoothing", "clip_grad", "val_fraction", "init", "freeze")
+TEXT_SETTINGS = ("init", "freeze")  # a string or None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from archviz.train import batches as batching
 from archviz.train import distributed
 from archviz.train.checkpoint import check_against, set_rng_state
 from archviz.train.data import Dataset, DatasetKind, load_dataset
+from archviz.train.init import Started, start_from
 from archviz.train.memory import PeakMemory
 from archviz.train.model import FittedModel, describe_input_adaptation, source_input
 from archviz.train.progress import Reporter
@@ -80,6 +81,7 @@ class Setup:
     make_batch: batching.BatchMaker
     prepared: bool
     batches: int  # training batches per epoch on this rank
+    started: Started | None = None  # what --init loaded and --freeze froze
 
 
 @dataclass
@@ -125,6 +127,7 @@ def set_up(model, kind: DatasetKind, path, *, settings: Settings, runtime: Runti
     stats = batching.channel_stats(data.train.images, fitted.input_shape[0])
     net = task.wrap(to_torch(fitted.graph, device=device), model=str(model), fitted=fitted, stats=stats,
                     device=device)
+    started = start_from(net, init=settings.init, freeze=settings.freeze, graph=fitted.graph, load=not saved)
     channels_last = cuda or _has_convolutions(fitted.graph)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -151,7 +154,7 @@ def set_up(model, kind: DatasetKind, path, *, settings: Settings, runtime: Runti
         evaluator=runner if not ranks.distributed else net,  # each rank's share, without DDP's collectives
         channels_last=channels_last, params=sum(p.numel() for p in net.parameters()),
         graph_spec=_exported(fitted.graph), images=images, labels=labels, store=store, make_batch=make_batch,
-        prepared=prepared, batches=_batch_count(data, settings, ranks))
+        prepared=prepared, batches=_batch_count(data, settings, ranks), started=started)
 
 
 def start(setup: Setup) -> State:
