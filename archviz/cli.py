@@ -532,7 +532,8 @@ def export(
 
     if is_run_weights(weights if weights is not None else model):
         _export_run(model, weights, output=output, format=format,
-                    refused={"--input": input, "--set": set_, "--kwargs": kwargs, "--no-weights": no_weights})
+                    refused={"--input": input, "--set": set_, "--kwargs": kwargs, "--no-weights": no_weights,
+                             "--seed": seed != 0})
         return
     if format != _ExportFormat.ONNX:
         _export_module(model, weights, output=output, format=format, seed=seed,

@@ -8,7 +8,8 @@ Modules: data (datasets read locally), model (the spec fitted to the data), batc
 augmentation), loop (the training loop: functions over a Setup and a State), task (what a run trains for: the Task
 protocol and Supervised), checkpoint, run_folder (the run folder's files, run.json's RunRecord, reading and
 writing), run (RunResult and the claim on a folder), progress, metrics, compare (`archviz compare` and
-`archviz sweep`), settings and choices.
+`archviz sweep`), settings and choices; predict, evaluate and export use a trained run (`archviz predict`,
+`evaluate`, `export RUN`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ _LAZY = {
     "train": "archviz.train.loop", "RunResult": "archviz.train.run", "TrainingInterrupted": "archviz.train.run",
     "TrainingDiverged": "archviz.train.run", "Settings": "archviz.train.settings", "Runtime": "archviz.train.settings",
     "load_dataset": "archviz.train.data", "DatasetError": "archviz.train.data", "class_report": "archviz.train.metrics",
-}  # compare and sweep: from archviz.train.compare (a lazy name here would be shadowed by the submodule)
+    "evaluate_run": "archviz.train.evaluate", "export_trained": "archviz.train.export",
+}  # compare, sweep and predict: from their modules (a lazy name here would be shadowed by the submodule)
 
 
 def __getattr__(name: str):
