@@ -575,6 +575,7 @@ def _export_module(model: str, weights: str | None, *, output: str | None, forma
 
 from archviz.train.choices import Adapt as _TrainAdapt, Device as _TrainDevice  # noqa: E402  (enums only)
 from archviz.train.choices import Optimizer as _TrainOptimizer, Schedule as _TrainSchedule  # noqa: E402
+from archviz.train.choices import Augment as _TrainAugment, Log as _TrainLog, Normalize as _TrainNormalize  # noqa: E402
 from archviz.pretrain.choices import ProbeKind as _ProbeKind, Task as _Task  # noqa: E402  (enums only)
 from archviz.train.options import TrainOptions  # noqa: E402  (a record: no torch)
 
@@ -595,9 +596,13 @@ TRAIN_OPTIONS = {  # name: (annotation, default); every option of train, compare
         "--schedule", help="Learning rate per batch: cosine (after a warm-up epoch), step, none [default: cosine].")],
         None),
     "weight_decay": (Annotated[Optional[float], typer.Option("--weight-decay", help="[default: 0.05]")], None),
-    "augment": (Annotated[Optional[bool], typer.Option(
-        "--augment/--no-augment", help="Small random rotations, scalings and shifts (and mirror images for photos) "
-        "[default: on].")], None),
+    "augment": (Annotated[Optional[_TrainAugment], typer.Option(
+        "--augment", help="none; light: small random rotations, scalings and shifts (and mirror images for photos, "
+        "never digits); standard: larger ones, and colour jitter for photos; strong: with cutout and mixup too "
+        "[default: light].")], None),
+    "normalize": (Annotated[Optional[_TrainNormalize], typer.Option(
+        "--normalize", help="dataset: each channel by the training images' mean and std; imagenet: by ImageNet's "
+        "(for torchvision's weights); none [default: dataset].")], None),
     "adapt": (Annotated[Optional[_TrainAdapt], typer.Option(
         "--adapt", help="input: resize the images to the model's input; model: give the model the images' shape "
         "[default: input].")], None),
@@ -631,6 +636,9 @@ TRAIN_OPTIONS = {  # name: (annotation, default); every option of train, compare
     "freeze": (Annotated[Optional[str], typer.Option(
         "--freeze", help="Layer paths (comma-separated) whose parameters are not trained, or backbone: all but the "
         "head (a linear probe).")], None),
+    "log": (Annotated[Optional[_TrainLog], typer.Option(
+        "--log", help="csv: metrics.csv and metrics.json; tensorboard: TensorBoard event files in RUN/tensorboard "
+        "too (pip install 'archviz[tensorboard]') [default: csv].")], None),
     "seeds": (Annotated[int, typer.Option(
         "--seeds", min=1, max=MAX_COUNT, help="Train this many runs, seeds SEED, SEED+1, ..., each in -o/seed-K; "
         "the tables give mean ± std.")], 1),

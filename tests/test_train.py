@@ -236,7 +236,7 @@ def test_nan_loss_in_the_cli_is_status_2(mnist, tmp_path, monkeypatch):
 
 def test_cli_run_prints_plain_lines_and_the_report(mnist, tmp_path):
     result = CliRunner().invoke(app, ["train", "lenet", "--dataset", "mnist", "--data", str(mnist), "--epochs", "2",
-                                      "--batch-size", "16", "--threads", "1", "--no-augment", "-o",
+                                      "--batch-size", "16", "--threads", "1", "--augment", "none", "-o",
                                       str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\r" not in result.output
@@ -404,11 +404,11 @@ def test_sweep_cli_prints_every_option_in_the_best_command(tmp_path):
     from archviz.cli import app
 
     result = CliRunner().invoke(app, ["sweep", "mlp", "--lr", "1e-2", "--batch-size", "64", "--epochs", "1",
-                                      "--threads", "1", "--no-augment", "--weight-decay", "0.01", "-o",
+                                      "--threads", "1", "--augment", "none", "--weight-decay", "0.01", "-o",
                                       str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == ("best: archviz train mlp --dataset digits --epochs 1 --batch-size 64 "
-                                              "--lr 0.01 --weight-decay 0.01 --no-augment --threads 1")
+                                              "--lr 0.01 --weight-decay 0.01 --augment none --threads 1")
 
 
 def test_sweep_bad_list():

@@ -268,7 +268,7 @@ def check_structure(state: dict, path: Path) -> None:
 
 
 def check_settings_field(settings: Field) -> dict:
-    from archviz.train.choices import Adapt, Optimizer, Schedule
+    from archviz.train.choices import Adapt, Augment, Normalize, Optimizer, Schedule
     from archviz.train.settings import BOUNDS, LATER_SETTINGS, OPTIONAL_BOUNDS, TEXT_SETTINGS, Settings
 
     defaults = Settings().as_dict()
@@ -278,7 +278,10 @@ def check_settings_field(settings: Field) -> dict:
                   for name, bound in OPTIONAL_BOUNDS.items()})
     for name, kind in (("optimizer", Optimizer), ("schedule", Schedule), ("adapt", Adapt)):
         found[name] = settings[name].text([choice.value for choice in kind])
-    found["augment"] = settings["augment"].flag()
+    augment = settings["augment"]
+    found["augment"] = augment.flag() if isinstance(augment.value, bool) else augment.text([a.value for a in Augment])
+    found["normalize"] = settings["normalize"].text([n.value for n in Normalize]) \
+        if settings.get("normalize") is not None else Normalize.DATASET.value
     found.update({name: None if settings.get(name) is None else settings[name].text() for name in TEXT_SETTINGS})
     return found
 

@@ -44,7 +44,8 @@ from archviz.train.progress import Silent, reporter
 from archviz.train.run import (RunResult, TrainingDiverged, TrainingInterrupted, check_text_path, claimed,
                                default_folder)
 from archviz.train.run_folder import BEST, LAST, RunRecord, load_best, load_last, save_last, write_metrics, write_record
-from archviz.train.settings import BOUNDS, OPTIONAL_BOUNDS, Adapt, Device, Optimizer, Runtime, Schedule, Settings
+from archviz.train.settings import (BOUNDS, OPTIONAL_BOUNDS, Adapt, Augment, Device, Log, Normalize, Optimizer,
+                                    Runtime, Schedule, Settings)
 from archviz.train.setup import Setup, State, lr_factor, set_up, start
 from archviz.train.task import Supervised, Task
 
@@ -69,7 +70,7 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
           progress: bool | None = None, stop: Callable[[int, int], bool] | None = None,
           time_budget: float | None = None, patience: int | None = None, label_smoothing: float | None = None,
           clip_grad: float | None = None, val_fraction: float | None = None, init: str | None = None,
-          freeze: str | None = None) -> RunResult:
+          freeze: str | None = None, normalize: str | None = None, log: str | None = None) -> RunResult:
     """Train a zoo model or spec file on a dataset; write the run folder; return the final figures.
 
     Settings left as None take Settings' defaults, or with resume=True the run's own (any given must match them).
@@ -78,7 +79,8 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
     ends the run after the last epoch that fits in it, as if it were the last one (the schedule is cut short);
     patience ends it after that many epochs without a lower validation loss (best.pt is the lowest's). init: the
     weights to start from (a run folder, a checkpoint or state dict file, or "torchvision"), freeze: layer paths not
-    trained, or "backbone" (archviz/train/init.py).
+    trained, or "backbone" (archviz/train/init.py). log="tensorboard" writes TensorBoard event files in
+    RUN/tensorboard as well (tensorboard_log.py).
     Raises TrainingInterrupted when stopped, TrainingDiverged when the loss is not finite.
     The output folder must be new, empty or a run of archviz train; overwrite=True writes into a folder of other
     files (never replacing one) or trains a run anew; while the run writes it, no other run may (run.claimed).
@@ -91,20 +93,24 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "schedule": schedule,
              "weight_decay": weight_decay, "augment": augment, "adapt": adapt, "seed": seed, "patience": patience,
              "label_smoothing": label_smoothing, "clip_grad": clip_grad, "val_fraction": val_fraction, "init": init,
-             "freeze": freeze}
+             "freeze": freeze, "normalize": normalize}
     return run_training(model, given=given, dataset=dataset, data=data, device=device, threads=threads,
-                        compile=compile, output=output, resume=resume, overwrite=overwrite, progress=progress,
+                        compile=compile, log=log, output=output, resume=resume, overwrite=overwrite, progress=progress,
                         stop=stop, time_budget=time_budget)
 
 
 def run_training(model, *, given: dict, dataset: str, data, device: str, threads: int | None, compile: bool, output,
                  resume: bool, progress: bool | None, stop, time_budget: float | None, task: Task | None = None,
-                 folder_kind: str = "", overwrite: bool = False):
+                 folder_kind: str = "", overwrite: bool = False, log: str | None = None):
     """train()'s work, for any task (default Supervised(); archviz pretrain passes its PretextTask, whose kind,
     "pretrain", is the kind of run a folder may hold to be written again)."""
     given = {key: value for key, value in given.items() if value is not None}
+    if "augment" in given:  # a preset, or true/false as before the presets
+        given["augment"] = _augment_preset(given["augment"])
     _check_choices(given, device)
-    runtime = Runtime(Device(device), threads, compile)
+    if log is not None and log not in {choice.value for choice in Log}:
+        raise ArchvizError(f"--log {log!r}: expected one of {', '.join(c.value for c in Log)}")
+    runtime = Runtime(Device(device), threads, compile, Log(log or Log.CSV))
     ranks = distributed.join(cuda=Device(device) != Device.CPU and _torch().cuda.is_available())
     try:
         return _train(model, ranks=ranks, dataset=dataset, data=data, given=given, runtime=runtime, output=output,
@@ -161,10 +167,18 @@ def _train_in(model, *, ranks: distributed.Ranks, kind: DatasetKind, path, given
         _torch().set_num_threads(previous_threads)
 
 
+def _augment_preset(value) -> Augment:
+    try:
+        return Augment.of(value)
+    except ValueError:
+        raise ArchvizError(f"--{option} {value!r}: expected one of {', '.join(a.value for a in Augment)}") from None
+
+
 def _check_choices(given: dict, device: str) -> None:
     """A value outside a closed set of choices (--optimizer adamx) as an ArchvizError naming the choices."""
     for option, value, kind in (("optimizer", given.get("optimizer"), Optimizer),
                                 ("schedule", given.get("schedule"), Schedule), ("adapt", given.get("adapt"), Adapt),
+                                ("normalize", given.get("normalize"), Normalize),
                                 ("device", device, Device)):
         if value is not None and value not in {choice.value for choice in kind}:
             raise ArchvizError(f"--{option} {value!r}: expected one of {', '.join(c.value for c in kind)}")
@@ -199,7 +213,8 @@ def _resume_state(folder: Path, model, dataset_name: str, given: dict) -> dict:
     if state["source"]["kind"] != "code" and model_source(model).spec_text != state["source"]["spec_text"]:
         raise ArchvizError(f"{state['source']['spec_file']} changed since the run in {folder} started; an exact "
                            "resume needs the same spec")
-    was = {**Settings().as_dict(), **state["settings"]}  # a run from before a setting existed had its default
+    # a run from before a setting existed had its default (and augment true/false for light/none)
+    was = Settings.from_dict({**Settings().as_dict(), **state["settings"]}).as_dict()
     differ = [f"--{key.replace('_', '-')} {value!r} (the run has {was[key]!r})"
               for key, value in given.items() if (value.value if hasattr(value, "value") else value) != was[key]]
     if differ:
@@ -234,6 +249,10 @@ def run(setup: Setup, state: State):
     _header(setup)
     if setup.ranks.main:
         setup.folder.mkdir(parents=True, exist_ok=True)
+    if setup.log is not None:
+        note = setup.log.graph(setup.net, setup.make_batch(setup.images["train"][:2]))
+        if note:
+            setup.show.line(f"  {note}")
     state.started = time.perf_counter()
     try:
         while (state.position.epoch < setup.settings.epochs and not _out_of_patience(setup, state)
@@ -248,6 +267,9 @@ def run(setup: Setup, state: State):
         write_run_record(setup, state, "interrupted", message=str(error))
         setup.ranks.barrier()  # last.pt is written before any rank goes on (to resume it, say)
         raise
+    finally:
+        if setup.log is not None:
+            setup.log.close()
     result = setup.task.finish(setup, state)
     setup.ranks.barrier()  # every file is written before any rank returns
     return result
@@ -320,6 +342,8 @@ def end_epoch(setup: Setup, state: State, epoch: int) -> None:
     if setup.ranks.main:
         save_last(setup.folder, checkpoint, best=best)
         write_metrics(setup.folder, p.history)
+    if setup.log is not None:
+        setup.log.epoch(row, setup.net)
     setup.show.line(_epoch_line(row, s.epochs, best))
     if setup.ranks.any(setup.should_stop(epoch, setup.batches), setup.device) and epoch < s.epochs:
         _interrupt(setup, state, epoch, at_epoch_end=True)
@@ -417,7 +441,8 @@ def write_run_record(setup: Setup, state: State, status: str, **extra) -> RunRec
         dataset={"name": d.name, "classes": list(d.classes), "image_shape": list(d.image_shape),
                  "sizes": {"train": len(d.train), "val": len(d.val), d.test_split: len(d.test)},
                  "notes": list(d.notes), "input_steps": list(setup.input_steps),
-                 "augmentation": batching.describe_augmentation(d.flips) if setup.settings.augment else None,
+                 "augmentation": batching.describe_augmentation(setup.settings.augment, d.flips)
+                 if setup.settings.augment else None,
                  "normalize": {"mean": list(setup.stats.mean), "std": list(setup.stats.std)}},
         settings=setup.settings.as_dict(), runtime=_runtime_record(setup), versions=versions(),
         epochs_done=p.epoch, best=p.best, train_seconds=sum(row["seconds"] for row in p.history))
@@ -428,7 +453,8 @@ def write_run_record(setup: Setup, state: State, status: str, **extra) -> RunRec
 
 
 def _runtime_record(setup: Setup) -> dict:
-    record = {"device": str(setup.device), "threads": setup.threads, "compile": setup.runtime.compile}
+    record = {"device": str(setup.device), "threads": setup.threads, "compile": setup.runtime.compile,
+              "log": setup.runtime.log.value}
     if setup.ranks.distributed:
         record.update(world_size=setup.ranks.world, backend=setup.ranks.backend)
     return record
@@ -444,10 +470,10 @@ def _header(setup: Setup) -> None:
     lines += [f"  input: {step}{once}" for step in setup.input_steps]
     lines += [f"  model: {change}" for change in setup.fitted.changes]
     lines += [f"  {line}" for line in (setup.started.lines() if setup.started else [])]
-    augment = batching.describe_augmentation(data.flips) if s.augment else "no augmentation"
+    augment = batching.describe_augmentation(s.augment, data.flips)
     lines.append(f"  settings: {s.optimizer.value} lr {s.lr:g}, weight decay {s.weight_decay:g}, "
                  f"{s.schedule.value} schedule, batch {s.batch_size}, {s.epochs} epochs, seed {s.seed}; {augment}"
-                 + "".join(f", {text}" for text in _extra_settings(s)))
+                 + "".join(f", {text}" for text in _extra_settings(s)) + f"; {_normalized(s)}")
     on = (f"{device}" + (", bf16 autocast" if device.type == "cuda" else "")
           + (", channels_last" if setup.channels_last else ""))
     lines.append(f"  device: {on}, {threads} CPU thread{'s' if threads != 1 else ''}"
@@ -470,6 +496,11 @@ def _header(setup: Setup) -> None:
                          "in the last bits from an uninterrupted run")
     for line in lines + setup.task.header():
         setup.show.line(line)
+
+
+def _normalized(s: Settings) -> str:
+    return {"dataset": "normalised by the training images' mean and std per channel",
+            "imagenet": "normalised by ImageNet's mean and std (torchvision's)", "none": "not normalised"}[s.normalize]
 
 
 def _extra_settings(s: Settings) -> list[str]:

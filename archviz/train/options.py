@@ -25,7 +25,7 @@ class TrainOptions:
     optimizer: str | None = None
     schedule: str | None = None
     weight_decay: float | None = None
-    augment: bool | None = None
+    augment: str | None = None  # a preset: none, light, standard, strong
     adapt: str | None = None
     device: str = "auto"
     seed: int | None = None
@@ -38,6 +38,8 @@ class TrainOptions:
     val_fraction: float | None = None
     init: str | None = None
     freeze: str | None = None
+    normalize: str | None = None
+    log: str | None = None  # csv (the default) or tensorboard
     seeds: int = 1  # runs of seeds SEED, SEED+1, ...; not an option of one run (compare.train_seeds)
 
     def train_kwargs(self) -> dict:

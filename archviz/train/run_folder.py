@@ -9,6 +9,7 @@ run folder runs no code). Used by train, pretrain, probe, the report's run secti
       confusion.csv               the confusion matrix: true classes down, predicted across
       best.pt, last.pt            checkpoints (best: lowest validation loss; last: the latest state), checkpoint.py
       run.json                    settings, model changes, dataset, versions, status and final figures (RunRecord)
+      tensorboard/                with --log tensorboard: TensorBoard event files (tensorboard_log.py)
     archviz pretrain writes all but the report's three, and archviz probe adds probe-KIND.json, source.yaml and the
     supervised/ and finetune/ runs it trains beside the pretext run.
 
@@ -45,6 +46,7 @@ SOURCE_SPEC = "source.yaml"  # a run of PyTorch code: the spec it traced to, whi
 SUPERVISED = "supervised"  # archviz probe: the supervised baseline's run, inside the pretext run's folder
 FINETUNE = "finetune"  # archviz probe --finetune: the fine-tuned run, inside the pretext run's folder
 SEED_PREFIX = "seed-"  # archviz pretrain --seeds N: one run per seed, FOLDER/seed-S
+TENSORBOARD = "tensorboard"  # --log tensorboard: the event files' folder
 METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
                   "images_per_second")
 RUN_FORMAT = "archviz-run/1"

@@ -13,9 +13,9 @@ import math
 import os
 from dataclasses import asdict, dataclass, fields
 
-from archviz.train.choices import Adapt, Device, Optimizer, Schedule
+from archviz.train.choices import Adapt, Augment, Device, Log, Normalize, Optimizer, Schedule
 
-__all__ = ["Adapt", "Device", "Optimizer", "Schedule", "Settings", "Runtime", "SGD_MOMENTUM", "Bound", "BOUNDS",
+__all__ = ["Adapt", "Augment", "Normalize", "Device", "Optimizer", "Schedule", "Settings", "Runtime", "SGD_MOMENTUM", "Bound", "BOUNDS",
            "OPTIONAL_BOUNDS", "LATER_SETTINGS"]
 
 
@@ -29,7 +29,7 @@ class Settings:
     optimizer: Optimizer = Optimizer.ADAMW
     schedule: Schedule = Schedule.COSINE
     weight_decay: float = 0.05
-    augment: bool = True
+    augment: Augment = Augment.LIGHT  # a preset (batches.AUGMENTATIONS); true/false in runs before the presets
     adapt: Adapt = Adapt.INPUT
     seed: int = 0
     patience: int | None = None  # stop after this many epochs without a lower validation loss; None: never
@@ -38,13 +38,15 @@ class Settings:
     val_fraction: float = 0.1  # data.VAL_FRACTION: the share of the images held out for validation
     init: str | None = None  # the weights the run starts from (init.py): a run folder, a file or "torchvision"
     freeze: str | None = None  # layer paths whose parameters are not trained, or "backbone" (init.py)
+    normalize: Normalize = Normalize.DATASET  # the statistics each channel is normalised with
 
     def as_dict(self) -> dict:
         return {key: (value.value if isinstance(value, enum.Enum) else value) for key, value in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> Settings:
-        kinds = {"optimizer": Optimizer, "schedule": Schedule, "adapt": Adapt}
+        kinds = {"optimizer": Optimizer, "schedule": Schedule, "adapt": Adapt, "augment": Augment.of,
+                 "normalize": Normalize}
         return cls(**{f.name: kinds[f.name](data[f.name]) if f.name in kinds else data[f.name]
                       for f in fields(cls) if f.name in data})
 
@@ -82,7 +84,7 @@ BOUNDS = {"epochs": Bound(1, EPOCHS_MAX, integer=True), "batch_size": Bound(1, B
           "label_smoothing": Bound(0, 0.99), "val_fraction": Bound(0, 0.75, above=True)}
 OPTIONAL_BOUNDS = {"patience": Bound(1, EPOCHS_MAX, integer=True), "clip_grad": Bound(0, above=True)}  # or None
 # settings added after the first runs were recorded: a run.json or checkpoint without them had their defaults
-LATER_SETTINGS = ("patience", "label_smoothing", "clip_grad", "val_fraction", "init", "freeze")
+LATER_SETTINGS = ("patience", "label_smoothing", "clip_grad", "val_fraction", "init", "freeze", "normalize")
 TEXT_SETTINGS = ("init", "freeze")  # a string or None
 
 
@@ -93,6 +95,7 @@ class Runtime:
     device: Device = Device.AUTO
     threads: int | None = None  # None: every core this process may use
     compile: bool = False  # torch.compile; measured 3-12% slower for resnet18 on a 2-core CPU after a 36 s compile
+    log: Log = Log.CSV  # tensorboard: event files too (tensorboard_log.py)
 
     def thread_count(self) -> int:
         if self.threads is not None:

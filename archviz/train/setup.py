@@ -82,6 +82,7 @@ class Setup:
     prepared: bool
     batches: int  # training batches per epoch on this rank
     started: Started | None = None  # what --init loaded and --freeze froze
+    log: Any = None  # a TensorBoardLog with --log tensorboard, on rank 0
 
 
 @dataclass
@@ -124,7 +125,7 @@ def set_up(model, kind: DatasetKind, path, *, settings: Settings, runtime: Runti
         torch.set_float32_matmul_precision("high")
     from archviz.torch_build import to_torch
 
-    stats = batching.channel_stats(data.train.images, fitted.input_shape[0])
+    stats = batching.normalization(settings.normalize, data.train.images, fitted.input_shape[0])
     net = task.wrap(to_torch(fitted.graph, device=device), model=str(model), fitted=fitted, stats=stats,
                     device=device)
     started = start_from(net, init=settings.init, freeze=settings.freeze, graph=fitted.graph, load=not saved)
@@ -154,7 +155,18 @@ def set_up(model, kind: DatasetKind, path, *, settings: Settings, runtime: Runti
         evaluator=runner if not ranks.distributed else net,  # each rank's share, without DDP's collectives
         channels_last=channels_last, params=sum(p.numel() for p in net.parameters()),
         graph_spec=_exported(fitted.graph), images=images, labels=labels, store=store, make_batch=make_batch,
-        prepared=prepared, batches=_batch_count(data, settings, ranks), started=started)
+        prepared=prepared, batches=_batch_count(data, settings, ranks), started=started,
+        log=_log(runtime, folder, ranks, saved))
+
+
+def _log(runtime: Runtime, folder: Path, ranks: distributed.Ranks, saved: dict | None):
+    from archviz.train.settings import Log
+
+    if runtime.log != Log.TENSORBOARD or not ranks.main:
+        return None
+    from archviz.train.tensorboard_log import TensorBoardLog
+
+    return TensorBoardLog(folder, first_epoch=saved["position"]["epoch"] if saved else 0)
 
 
 def start(setup: Setup) -> State:

@@ -142,12 +142,31 @@ class Supervised:
     def batch_loss(self, setup, x, y, index, generator):
         from archviz.train import loop
 
+        if setup.make_batch.mixup:
+            return self._mixup_loss(setup, x, y, generator)
         with loop.autocast(setup):
             logits = setup.runner(x)
         smoothing = setup.settings.label_smoothing
         # looked up on the module at each call: tests patch it; the validation loss is never smoothed
         loss = loop.loss_function(logits, y, label_smoothing=smoothing) if smoothing else loop.loss_function(logits, y)
         return loss, (logits.argmax(1) == y).sum(), len(y)
+
+    def _mixup_loss(self, setup, x, y, generator):
+        """mixup (Zhang et al. 2018): each image mixed with another of the batch, weight ~ U(0, 1) (Beta(1, 1)), the
+        loss mixed the same way; a right answer is the label of the larger share."""
+        import torch
+
+        from archviz.train import loop
+
+        weight = float(torch.rand(1, generator=generator))
+        other = torch.randperm(len(y), generator=generator).to(y.device)
+        with loop.autocast(setup):
+            logits = setup.runner(weight * x + (1 - weight) * x[other])
+        smoothing = {"label_smoothing": setup.settings.label_smoothing} if setup.settings.label_smoothing else {}
+        loss = (weight * loop.loss_function(logits, y, **smoothing)
+                + (1 - weight) * loop.loss_function(logits, y[other], **smoothing))
+        target = y if weight >= 0.5 else y[other]
+        return loss, (logits.argmax(1) == target).sum(), len(y)
 
     def after_step(self) -> None:
         pass
