@@ -664,7 +664,9 @@ def train_options(*, own: tuple[str, ...] = ()):
         @functools.wraps(command)
         def wrapper(**values):
             from archviz.train.options import TrainOptions
+            from archviz.train.threads import passive_openmp
 
+            passive_openmp()  # before torch loads: OpenMP reads it once (archviz/train/threads.py)
             options = TrainOptions(**{name: values.pop(name) for name in shared})
             return command(**values, options=options)
 
@@ -1111,6 +1113,9 @@ def pretrain(
     rotation (which of 4 turns), jigsaw (which shuffle of 3x3 tiles), context (where a patch lies beside the centre),
     colorization (colours from lightness), deepcluster (k-means pseudo-labels), instdisc (each image its own class,
     against a memory bank), simclr (two views of an image attract, others repel). Then: archviz probe RUN."""
+    from archviz.train.threads import passive_openmp
+
+    passive_openmp()  # before torch loads
     from archviz.pretrain.loop import pretrain as run_pretext
     from archviz.train.run import TrainingInterrupted
 
@@ -1151,18 +1156,27 @@ def probe(
                                              "neighbours by cosine.")] = _ProbeKind.LINEAR,
     finetune: Annotated[bool, typer.Option(
         "--finetune", help="Also train the whole network from the pretext weights with the labels.")] = False,
+    threads: ThreadsOpt = None,
 ):
     """For each block, the frozen features of the pretext backbone feed a classifier trained on the labels; its test
     accuracy beside the same architecture at random initialisation and trained with labels under the same budget
     (kept in RUN/supervised). Writes RUN/probe-KIND.json."""
+    from archviz.train.threads import passive_openmp
+
+    passive_openmp()  # before torch loads
     from archviz.pretrain.probe import probe as run_probe
     from archviz.render.probe import probe_table
+    from archviz.train.progress import reporter
 
     names = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
     if layers is not None and not names:
         raise ArchvizError("--layers: name at least one layer")
-    result = run_probe(run, dataset=dataset, layers=names, kind=kind.value, finetune=finetune,
-                       say=lambda line: _echo(f"archviz: {line}", err=True))
+    show = reporter(None, stream=sys.stderr)  # progress on stderr: stdout is the table
+    try:
+        result = run_probe(run, dataset=dataset, layers=names, kind=kind.value, finetune=finetune, threads=threads,
+                           progress=show, say=lambda line: show.line(f"archviz: {line}"))
+    finally:
+        show.close()
     _write(probe_table(result))
 
 

@@ -85,9 +85,14 @@ def test_resume_refuses_another_task(mnist, tmp_path):
 
 
 def test_probe_table_and_json(rotation_run):
-    result = invoke("probe", rotation_run, "--kind", "knn")
+    result = invoke("probe", rotation_run, "--kind", "knn", "--threads", "1")
     assert result.exit_code == 0, result.output
     assert "archviz: training the supervised baseline: archviz train lenet" in result.stderr
+    # every phase shows progress, on stderr: the baseline's epochs, then each backbone's features and probes
+    assert "1 CPU thread;" in result.stderr and "epoch 3/3" in result.stderr
+    for name in ("pretext", "random", "supervised"):
+        assert f"features of the {name} backbone (" in result.stderr and f"knn probes of the {name} backbone (3 " \
+            in result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("knn probe of the rotation backbone on mnist:")
     assert lines[2].split() == ["block", "features", "pretext", "random", "init", "supervised"]

@@ -72,11 +72,31 @@ def pretext_runs(folder: Path) -> list[Path]:
 
 
 def probe(folder: str | Path, *, dataset: str | None = None, layers: list[str] | None = None,
-          kind: str = ProbeKind.LINEAR, finetune: bool = False, progress: bool = False,
+          kind: str = ProbeKind.LINEAR, finetune: bool = False, progress=False, threads: int | None = None,
           say: Callable[[str], None] = lambda line: None) -> ProbeResult:
     """Probe every pretext run in `folder`; write FOLDER/probe-KIND.json; return the scores. `say` hears a line
-    before each run trained on the way (the supervised baseline, the fine-tuning), which can take a while."""
-    folder = Path(folder)
+    before each run trained on the way (the supervised baseline, the fine-tuning), which can take a while.
+    progress: as archviz.train.train's (a bar on a terminal, ...), or a progress.Reporter: the baselines' epochs, and
+    the features and classifiers of each backbone as phases. threads: CPU threads for all of it [default: the cores
+    free now, archviz/train/threads.py]."""
+    from archviz.torch_build import import_torch
+    from archviz.train.progress import reporter
+    from archviz.train.threads import choose_threads
+
+    show = progress if hasattr(progress, "line") else reporter(progress)
+    torch = import_torch()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or choose_threads().threads)
+    try:
+        return _probe(Path(folder), dataset=dataset, layers=layers, kind=kind, finetune=finetune, show=show,
+                      threads=threads, say=say)
+    finally:
+        torch.set_num_threads(previous)
+        if show is not progress:
+            show.close()
+
+
+def _probe(folder: Path, *, dataset, layers, kind, finetune: bool, show, threads: int | None, say) -> ProbeResult:
     runs = pretext_runs(folder)
     kind = ProbeKind(kind)
     records = [_pretext_record(run) for run in runs]
@@ -86,15 +106,15 @@ def probe(folder: str | Path, *, dataset: str | None = None, layers: list[str] |
     sizes: dict[str, int] = {}
     finetuned: dict[str, list[float]] = {"finetune": [], "supervised": []}
     for run, record in zip(runs, records):
-        backbones = _backbones(run, record, data_name, progress, say)
+        backbones = _backbones(run, record, data_name, show, threads, say)
         data = _probe_data(backbones["pretext"], data_name)
         blocks = layers or _default_blocks(backbones["pretext"])
         for name, trained in backbones.items():
-            for block, (accuracy, size) in _probe_backbone(trained, data, blocks, kind).items():
+            for block, (accuracy, size) in _probe_backbone(trained, data, blocks, kind, show, name).items():
                 scores.setdefault(block, {b: [] for b in BACKBONES})[name].append(accuracy)
                 sizes[block] = size
         if finetune:
-            finetuned["finetune"].append(_finetune(run, record, data_name, progress, say))
+            finetuned["finetune"].append(_finetune(run, record, data_name, show, threads, say))
             finetuned["supervised"].append(_supervised_accuracy(run))
     result = ProbeResult(folder, task, kind, data_name, data.test_split, tuple(str(r) for r in runs),
                          tuple(BlockScores(block, sizes[block], {k: tuple(v) for k, v in accuracies.items()})
@@ -114,16 +134,16 @@ def _pretext_record(run: Path) -> RunRecord:
     return record
 
 
-def _backbones(run: Path, record: RunRecord, dataset: str, progress: bool, say) -> dict:
+def _backbones(run: Path, record: RunRecord, dataset: str, progress, threads: int | None, say) -> dict:
     """The pretext backbone, its initial weights, and the same architecture trained with labels (cached)."""
     from archviz.inside.trained import load_trained
 
     pretext = load_trained(run)
-    supervised = load_trained(_supervised_run(run, record, dataset, progress, say))
+    supervised = load_trained(_supervised_run(run, record, dataset, progress, threads, say))
     return {"pretext": pretext, "random": pretext.initial(record.settings["seed"]), "supervised": supervised}
 
 
-def _supervised_run(run: Path, record: RunRecord, dataset: str, progress: bool, say) -> Path:
+def _supervised_run(run: Path, record: RunRecord, dataset: str, progress, threads: int | None, say) -> Path:
     """RUN/supervised: archviz train with the pretext run's model, settings and epochs (trained once, then reused)."""
     from archviz.train.loop import train
 
@@ -133,7 +153,7 @@ def _supervised_run(run: Path, record: RunRecord, dataset: str, progress: bool, 
         say(f"training the supervised baseline: archviz train {record.model} on {dataset}, "
             f"{settings['epochs']} epochs, seed {settings['seed']}, into {folder}")
         train(_architecture(run, record), dataset=dataset, output=folder, resume=(folder / LAST).is_file(),
-              progress=progress, **settings)
+              progress=progress, threads=threads, **settings)
     return folder
 
 
@@ -156,7 +176,7 @@ def _supervised_accuracy(run: Path) -> float:
     return run_folder.read_record(run / SUPERVISED).final["test_accuracy"]
 
 
-def _finetune(run: Path, record: RunRecord, dataset: str, progress: bool, say) -> float:
+def _finetune(run: Path, record: RunRecord, dataset: str, progress, threads: int | None, say) -> float:
     """Test accuracy of the whole network trained with the labels from the pretext weights (RUN/finetune)."""
     from archviz.train.loop import run_training
     from archviz.train.task import Supervised
@@ -167,7 +187,7 @@ def _finetune(run: Path, record: RunRecord, dataset: str, progress: bool, say) -
     say(f"fine-tuning {record.model} from {run / BEST} on {dataset}, {record.settings['epochs']} epochs, "
         f"into {folder}")
     result = run_training(_architecture(run, record), given=dict(record.settings), dataset=dataset, data=None,
-                          device="auto", threads=None, compile=False, output=folder,
+                          device="auto", threads=threads, compile=False, output=folder,
                           resume=(folder / LAST).is_file(), progress=progress, stop=None, time_budget=None,
                           task=Supervised(backbone_from=run / BEST))
     return result.test_accuracy
@@ -195,19 +215,33 @@ def _probe_data(trained, dataset: str) -> _Data:
                  data.test_split)
 
 
-def _probe_backbone(trained, data: _Data, blocks: list[str], kind: ProbeKind) -> dict[str, tuple[float, int]]:
-    """block -> (test accuracy, feature size) for one network."""
-    features = {split: _features(trained, images, blocks) for split, (images, _) in data.splits.items()}
+def _probe_backbone(trained, data: _Data, blocks: list[str], kind: ProbeKind, show, name: str
+                    ) -> dict[str, tuple[float, int]]:
+    """block -> (test accuracy, feature size) for one network; its two phases shown on `show` (a Reporter)."""
+    batches = sum(math.ceil(len(images) / BATCH) for images, _ in data.splits.values())
+    show.phase(f"features of the {name} backbone", batches)
+    done = [0]
+
+    def step():
+        done[0] += 1
+        show.step(done[0])
+
+    features = {split: _features(trained, images, blocks, step) for split, (images, _) in data.splits.items()}
     labels = {split: labels for split, (_, labels) in data.splits.items()}
+    fits = len(C_GRID) if kind == ProbeKind.LINEAR else 1
+    show.phase(f"{kind.value} probes of the {name} backbone", len(blocks) * fits)
+    done[0] = 0
     scores = {}
     for block in blocks:
         f = {split: features[split][block] for split in features}
-        score = _linear(f, labels) if kind == ProbeKind.LINEAR else _knn(f, labels)
+        score = _linear(f, labels, step) if kind == ProbeKind.LINEAR else _knn(f, labels)
+        if kind != ProbeKind.LINEAR:
+            step()
         scores[block] = (score, f["train"].shape[1])
     return scores
 
 
-def _features(trained, images, blocks: list[str]) -> dict:
+def _features(trained, images, blocks: list[str], step=lambda: None) -> dict:
     """block -> (N, D) float32 numpy: each block's output for every image, pooled to at most FEATURE_BUDGET."""
     import numpy as np
     import torch
@@ -226,6 +260,7 @@ def _features(trained, images, blocks: list[str]) -> dict:
         outputs, _ = capture_outputs(trained.net, blocks, x)
         for block in blocks:
             chunks[block].append(_pooled(outputs[block]).numpy())
+        step()
     return {block: np.concatenate(parts) for block, parts in chunks.items()}
 
 
@@ -240,7 +275,7 @@ def _pooled(output):
     return F.adaptive_avg_pool2d(output.float(), side).flatten(1)
 
 
-def _linear(features: dict, labels: dict) -> float:
+def _linear(features: dict, labels: dict, step=lambda: None) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -250,6 +285,7 @@ def _linear(features: dict, labels: dict) -> float:
     for c in C_GRID:
         model = LogisticRegression(C=c, max_iter=2000).fit(scaled["train"], labels["train"])
         score = model.score(scaled["val"], labels["val"])
+        step()
         if best is None or score > best[0]:
             best = (score, model)
     return float(best[1].score(scaled["test"], labels["test"]))

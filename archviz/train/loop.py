@@ -48,6 +48,7 @@ from archviz.train.settings import (BOUNDS, OPTIONAL_BOUNDS, Adapt, Augment, Dev
                                     Runtime, Schedule, Settings)
 from archviz.train.setup import Setup, State, lr_factor, set_up, start
 from archviz.train.task import Supervised, Task
+from archviz.train.threads import load_average, passive_openmp
 
 __all__ = ["train", "run_training", "run", "train_one_epoch", "end_epoch", "evaluate", "lr_factor", "Setup", "State"]
 
@@ -74,7 +75,8 @@ def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None
     """Train a zoo model or spec file on a dataset; write the run folder; return the final figures.
 
     Settings left as None take Settings' defaults, or with resume=True the run's own (any given must match them).
-    progress: None shows a bar on a terminal and lines elsewhere, True lines, False nothing. stop(epoch, batch),
+    progress: None shows a bar on a terminal and lines elsewhere, True lines, False nothing, or a progress.Reporter
+    to show on (left open). stop(epoch, batch),
     called after every batch, stops the run as Ctrl-C does when it returns True. time_budget (seconds of training)
     ends the run after the last epoch that fits in it, as if it were the last one (the schedule is cut short);
     patience ends it after that many epochs without a lower validation loss (best.pt is the lowest's). init: the
@@ -104,6 +106,7 @@ def run_training(model, *, given: dict, dataset: str, data, device: str, threads
                  folder_kind: str = "", overwrite: bool = False, log: str | None = None):
     """train()'s work, for any task (default Supervised(); archviz pretrain passes its PretextTask, whose kind,
     "pretrain", is the kind of run a folder may hold to be written again)."""
+    passive_openmp()  # before torch loads (the CLI has called it already; a no-op once torch is imported)
     given = {key: value for key, value in given.items() if value is not None}
     if "augment" in given:  # a preset, or true/false as before the presets
         given["augment"] = _augment_preset(given["augment"])
@@ -152,7 +155,8 @@ def _train_in(model, *, ranks: distributed.Ranks, kind: DatasetKind, path, given
     settings = Settings.from_dict(saved["settings"]) if saved else Settings.from_dict(
         {**Settings().as_dict(), **{k: (v.value if hasattr(v, "value") else v) for k, v in given.items()}})
     check_settings(settings, runtime)
-    show = reporter(progress) if ranks.main else Silent()
+    own = not hasattr(progress, "line")  # progress may be a Reporter of the caller's (archviz probe), left open
+    show = (reporter(progress) if own else progress) if ranks.main else Silent()
     previous_threads = _torch().get_num_threads()
     try:
         with _interrupt_requests() as interrupted:
@@ -163,7 +167,8 @@ def _train_in(model, *, ranks: distributed.Ranks, kind: DatasetKind, path, given
                            should_stop=should_stop, saved=saved, time_budget=time_budget, ranks=ranks, task=task)
             return run(setup, start(setup))
     finally:
-        show.close()
+        if own:
+            show.close()
         _torch().set_num_threads(previous_threads)
 
 
@@ -476,14 +481,17 @@ def _header(setup: Setup) -> None:
                  + "".join(f", {text}" for text in _extra_settings(s)) + f"; {_normalized(s)}")
     on = (f"{device}" + (", bf16 autocast" if device.type == "cuda" else "")
           + (", channels_last" if setup.channels_last else ""))
-    lines.append(f"  device: {on}, {threads} CPU thread{'s' if threads != 1 else ''}"
+    chosen = (f" ({setup.thread_choice.describe()})" if setup.thread_choice else
+              " (the run's own)" if setup.saved and setup.runtime.threads is None else "")
+    waiting = "; OpenMP threads wait passively" if passive_openmp() and device.type == "cpu" and threads > 1 else ""
+    lines.append(f"  device: {on}, {threads} CPU thread{'s' if threads != 1 else ''}{chosen}{waiting}"
                  f"{', torch.compile' if setup.runtime.compile else ''}; run folder {setup.folder}")
     if setup.ranks.distributed:
         r = setup.ranks
         lines.append(f"  data-parallel: {r.world} processes ({r.backend}), each training on a share of "
                      f"{r.shard_size(len(data.train)):,} images; batch {s.batch_size} per process, so each "
                      f"step sees {r.world * s.batch_size}")
-    busy = _load_average()
+    busy = load_average()
     if device.type == "cpu" and threads > 1 and busy > threads - 0.5:
         lines.append(f"  note: this machine is busy (load {busy:.1f} on {threads} cores); threads that wait "
                      "for each other can make training many times slower: try --threads 1")
@@ -623,12 +631,3 @@ def _epoch_line(row: dict, epochs: int, best: bool) -> str:
             f"{row['train_accuracy']:6.1%}  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:6.1%}  "
             f"lr {row['lr']:.2e}  {row['images_per_second']:,.0f} img/s  {row['seconds']:.1f} s"
             + ("  *" if best else ""))
-
-
-def _load_average() -> float:
-    import os
-
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on this platform
-        return 0.0

@@ -2,6 +2,8 @@
 
 On a terminal: one bar for the current epoch with its loss, accuracy, images/s and the ETA of the whole run, and a
 line per epoch above it. Anywhere else (a pipe, a file, CI): the same per-epoch lines only, no control characters.
+Work that is not an epoch (archviz probe's features and classifiers) shows as a phase: a bar of its steps, or one
+line as it starts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ class Reporter(Protocol):
 
     def line(self, text: str) -> None: ...
 
+    def phase(self, name: str, total: int) -> None: ...
+
+    def step(self, done: int) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -30,6 +36,12 @@ class Silent:
         pass
 
     def line(self, text):
+        pass
+
+    def phase(self, name, total):
+        pass
+
+    def step(self, done):
         pass
 
     def close(self):
@@ -47,6 +59,9 @@ class Lines(Silent):
         stream.write(visible(text) + "\n")
         stream.flush()
 
+    def phase(self, name, total):
+        self.line(f"{name} ({total} steps)")
+
 
 class Bar:
     """rich's live progress bar; epoch lines print above it."""
@@ -61,9 +76,15 @@ class Bar:
         self.progress.start()
 
     def epoch_start(self, epoch, epochs, batches, done):
+        self.phase(f"epoch {epoch}/{epochs}", batches, done)
+
+    def phase(self, name, total, done=0):
         if self.task is not None:
             self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=batches, completed=done, stats="")
+        self.task = self.progress.add_task(name, total=total, completed=done, stats="")
+
+    def step(self, done):
+        self.progress.update(self.task, completed=done)
 
     def batch(self, done, loss, accuracy, images_per_second, eta_seconds):
         stats = (f"loss {loss:.4f}  acc {accuracy:.1%}  {images_per_second:,.0f} img/s  "

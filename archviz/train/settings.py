@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import math
-import os
 from dataclasses import asdict, dataclass, fields
 
 from archviz.train.choices import Adapt, Augment, Device, Log, Normalize, Optimizer, Schedule
@@ -93,17 +92,14 @@ class Runtime:
     """Where a run computes. The thread count changes results on the CPU (1 and 2 threads differ), so it is recorded."""
 
     device: Device = Device.AUTO
-    threads: int | None = None  # None: every core this process may use
+    threads: int | None = None  # None: the cores free when the run starts (threads.choose_threads)
     compile: bool = False  # torch.compile; measured 3-12% slower for resnet18 on a 2-core CPU after a 36 s compile
     log: Log = Log.CSV  # tensorboard: event files too (tensorboard_log.py)
 
     def thread_count(self) -> int:
-        if self.threads is not None:
-            return self.threads
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            return os.cpu_count() or 1
+        from archviz.train.threads import choose_threads
+
+        return self.threads if self.threads is not None else choose_threads().threads
 
 
 SGD_MOMENTUM = 0.9  # the usual momentum for SGD (He et al. 2016 and most image classifiers since)

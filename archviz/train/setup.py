@@ -27,6 +27,7 @@ from archviz.train.progress import Reporter
 from archviz.train.run_folder import LAST
 from archviz.train.settings import SGD_MOMENTUM, Adapt, Device, Optimizer, Runtime, Schedule, Settings
 from archviz.train.task import Task
+from archviz.train.threads import ThreadChoice, choose_threads
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Setup:
     batches: int  # training batches per epoch on this rank
     started: Started | None = None  # what --init loaded and --freeze froze
     log: Any = None  # a TensorBoardLog with --log tensorboard, on rank 0
+    thread_choice: ThreadChoice | None = None  # how the default thread count was chosen (no --threads)
 
 
 @dataclass
@@ -106,7 +108,7 @@ def set_up(model, kind: DatasetKind, path, *, settings: Settings, runtime: Runti
     """Everything a run trains with, in the order that makes the weights the same on every resume: the data, the
     fitted model, then the seeded network, the batches and their count."""
     torch = _torch()
-    threads = runtime.threads or max(1, runtime.thread_count() // ranks.local_world)  # a machine's ranks share it
+    threads, thread_choice = _threads(runtime, saved, ranks)
     torch.set_num_threads(threads)
     device = _pick_device(runtime.device, torch, ranks)
     if saved:
@@ -156,7 +158,18 @@ def set_up(model, kind: DatasetKind, path, *, settings: Settings, runtime: Runti
         channels_last=channels_last, params=sum(p.numel() for p in net.parameters()),
         graph_spec=_exported(fitted.graph), images=images, labels=labels, store=store, make_batch=make_batch,
         prepared=prepared, batches=_batch_count(data, settings, ranks), started=started,
-        log=_log(runtime, folder, ranks, saved))
+        log=_log(runtime, folder, ranks, saved), thread_choice=thread_choice)
+
+
+def _threads(runtime: Runtime, saved: dict | None, ranks: distributed.Ranks) -> tuple[int, ThreadChoice | None]:
+    """--threads as given; a resumed run's own count (the weights depend on it); else the cores free now, shared by
+    this machine's ranks."""
+    if runtime.threads is not None:
+        return runtime.threads, None
+    if saved:
+        return saved["runtime"]["threads"], None
+    choice = choose_threads(share=ranks.local_world)
+    return choice.threads, choice
 
 
 def _log(runtime: Runtime, folder: Path, ranks: distributed.Ranks, saved: dict | None):
