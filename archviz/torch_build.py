@@ -197,9 +197,10 @@ def _classes() -> dict[str, type]:
             self.paths = tuple(tuple(node.name.split(".")) for node in graph.nodes)  # forward's lookups, per step
             self.output = graph.output
             last_use = {INPUT: -1}
-            for index, (_, inputs) in enumerate(self.steps):
+            for index, (name, inputs) in enumerate(self.steps):
                 for source in inputs:
                     last_use[source] = index
+                last_use.setdefault(name, index)  # a branch nothing reads (an auxiliary head): freed once made
             last_use[self.output] = len(self.steps)
             self.last_use = last_use
             # after step i, the tensors no later step reads are dropped, so memory follows the live set

@@ -462,3 +462,39 @@ def test_a_spec_with_attention_and_parameters_added_agrees_with_every_peer(tmp_p
     torchinfo = check.peer("torchinfo")
     reasons = {f.layer: f.reason for f in torchinfo.differences if f.quantity == Quantity.MACS}
     assert "multiply-accumulates nothing" in reasons["1"] and "output projection" in reasons["3"]
+
+
+AUX_HEAD = """
+name: aux_head
+input: [3, 16, 16]
+layers:
+  - conv2d: {out_channels: 8, kernel_size: 3, padding: 1}
+    name: stem
+  - flatten: {}
+    name: aux_flat
+  - linear: {out_features: 4}
+    name: aux
+  - relu: {inplace: true}
+    name: act
+    from: stem
+  - flatten: {}
+    name: flat
+  - linear: {out_features: 10}
+    name: fc
+"""
+
+
+def test_a_head_the_model_does_not_return_runs_and_fvcore_is_said_to_drop_it(write_spec):
+    """A branch no path leads from to the output (googlenet's auxiliary classifiers at inference): the built module
+    runs it on real tensors (an in-place layer after it used to look its tensor up and fail), and fvcore, whose
+    torch.jit trace leaves such a layer out, is not held to count it."""
+    import torch
+
+    from archviz.torch_build import to_torch
+
+    graph = archviz.load(write_spec(AUX_HEAD))
+    assert to_torch(graph).eval()(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    check = crosscheck(write_spec(AUX_HEAD))
+    assert_agrees(check)
+    aux = {(f.layer, f.quantity): f for f in check.peer("fvcore").layers}["aux", Quantity.MACS]
+    assert aux.reported == 0 and not aux.checked and "does not return" in aux.reason

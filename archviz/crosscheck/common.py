@@ -246,3 +246,17 @@ def without_dynamo_import():
         for fn in marked:
             with contextlib.suppress(AttributeError):
                 del fn.__dynamo_disable
+
+
+def unreturned_layers(graph) -> frozenset[str]:
+    """The layers no path leads from to the model's output (an auxiliary classifier at inference): a tracer that
+    follows what the model returns (torch.jit, which fvcore reads) leaves them out."""
+    reached, pending = set(), [graph.output]
+    by_name = {node.name: node for node in graph.nodes}
+    while pending:
+        name = pending.pop()
+        if name in reached or name not in by_name:
+            continue
+        reached.add(name)
+        pending.extend(by_name[name].inputs)
+    return frozenset(node.name for node in graph.nodes if node.name not in reached)

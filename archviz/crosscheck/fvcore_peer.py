@@ -30,7 +30,8 @@ import torch
 
 from archviz.analysis.report import LayerStats, Report
 from archviz.crosscheck.common import (
-    LayerShapes, batch_shape, meta_model, module_groups, not_counted_reason, real_batch_norm, record_shapes, version,
+    LayerShapes, batch_shape, meta_model, module_groups, not_counted_reason, real_batch_norm, record_shapes,
+    unreturned_layers, version,
 )
 from archviz.crosscheck.result import TOTAL, Figure, PeerResult, Quantity, compare
 from archviz.ops import OpKind, get_op
@@ -149,17 +150,23 @@ def _check(report: Report, *, full_trace: bool) -> PeerResult:
         unsupported_total = analysis.unsupported_ops()
         total = analysis.total()
 
+    unreturned = unreturned_layers(report.graph)
     figures: list[Figure] = []
     for path, layers in groups.items():
         layer = layers[0]
         if len(layers) > 1:  # a module called more than once: fvcore adds up its calls
             layer = dataclasses.replace(layer, macs=sum(s.macs for s in layers), counted=all(s.counted for s in layers),
                                         other_ops=sum(s.other_ops for s in layers))
-        figures.extend(_layer_figures(layer, counts.get(path, {}), unsupported[path], full[path]))
+        dropped = all(s.name in unreturned for s in layers)
+        figures.extend(_layer_figures(layer, counts.get(path, {}), unsupported[path], full[path], dropped=dropped))
     by_op = counts.get("", {})
     others = {op: n for op, n in by_op.items() if op not in MAC_OPS}
     macs = total - sum(others.values())
     conversion = "minus " + ", ".join(f"{op} {n:,}" for op, n in others.items()) + " (no MACs)" if others else ""
+    dropped_macs = sum(stats.macs for stats in report.layers if stats.name in unreturned)
+    if dropped_macs:
+        macs += dropped_macs
+        conversion = "; ".join(filter(None, (conversion, f"plus {dropped_macs:,} MACs of {DROPPED}")))
     uncounted = not_counted_reason(report.layers)
     totals = (
         compare(PEER, TOTAL, Quantity.MACS, report.totals.macs, total, macs, conversion=conversion, known=uncounted,
@@ -236,7 +243,11 @@ def _zero_weights(model) -> None:
                 module._buffers[name] = torch.zeros((), dtype=buffer.dtype).expand(buffer.shape)
 
 
-def _layer_figures(layer: LayerStats, ops, unsupported, shapes: LayerShapes) -> list[Figure]:
+DROPPED = ("layers whose output the model does not return (an auxiliary head at inference): torch.jit's trace, "
+           "which fvcore counts, leaves them out")
+
+
+def _layer_figures(layer: LayerStats, ops, unsupported, shapes: LayerShapes, *, dropped: bool = False) -> list[Figure]:
     reported = sum(ops.values())
     macs = sum(n for op, n in ops.items() if op in MAC_OPS)
     others = {op: n for op, n in ops.items() if op not in MAC_OPS}
@@ -244,9 +255,9 @@ def _layer_figures(layer: LayerStats, ops, unsupported, shapes: LayerShapes) -> 
     missing = ", ".join(f"{op} x{n}" for op, n in unsupported.items())
     opaque = not_counted_reason([layer])
     unhandled = f"fvcore has no handle for {missing} and counts it as 0" if missing else ""
-    known = "; ".join(filter(None, (opaque, unhandled)))
+    known = "; ".join(filter(None, (opaque, unhandled, DROPPED.capitalize() if dropped and not reported else "")))
     figures = [compare(PEER, layer.name, Quantity.MACS, layer.macs, reported, macs,
-                       conversion=conversion if others else "", known=known, checked=not opaque)]
+                       conversion=conversion if others else "", known=known, checked=not (opaque or dropped))]
     other = sum(others.values())
     unknown = [op for op in others if op not in OTHER_OP_REASONS]
     figures.append(compare(
