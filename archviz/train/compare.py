@@ -97,10 +97,11 @@ def _first_of(ranks: dict, index: int, order: list[int]) -> int:
 
 
 def noise_note(rows: list[Row]) -> str:
+    """The line under compare's table that says what its rank column means."""
     seeds = rows[0].seeds if rows else 1
-    spread = f" and the spread of {seeds} seeds" if seeds > 1 else "; --seeds N adds the seeds' spread"
-    return (f"rank: by test accuracy; n= shares rank n: within noise (less than {NOISE_SIGMAS} standard errors of "
-            f"the difference, from the test split's size{spread})")
+    spread = f" and {seeds} seeds' spread" if seeds > 1 else ""
+    return (f"rank by test accuracy; n= shares rank n: within noise (under {NOISE_SIGMAS} standard errors, from "
+            f"the test split's size{spread})")
 
 
 def row_of(name: str, result: RunResult, options: dict | None = None) -> Row:
@@ -236,11 +237,13 @@ def table(rows: list[Row], *, title: str, rank: bool = False):
 
     from archviz.format import human, size_bytes
 
-    view = Table(title=title, title_justify="left", box=None, header_style="bold")
+    view = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
     columns = (("rank", "right"),) if rank else ()
     columns += (("run", "left"), ("params", "right"), ("MACs", "right"), ("epochs", "right"),
                 ("best val acc", "right"), ("test acc", "right"), ("final test acc", "right"), ("train s", "right"),
                 ("images/s", "right"), ("peak memory", "right"))
+    if any(row.seeds > 1 for row in rows):  # mean ± std: shorter names keep a row on one line of 120 columns
+        columns = tuple((_SHORT.get(name, name), justify) for name, justify in columns)
     for name, justify in columns:
         view.add_column(name, justify=justify)
     ranks = ranking(rows) if rank else [None] * len(rows)
@@ -255,6 +258,9 @@ def table(rows: list[Row], *, title: str, rank: bool = False):
                  spread("images_per_second", ",.0f"), size_bytes(row.peak_memory_bytes)]
         view.add_row(*([place] if rank else []), *cells)
     return view
+
+
+_SHORT = {"best val acc": "val acc", "final test acc": "final acc", "images/s": "img/s", "peak memory": "peak mem"}
 
 
 def _write(folder: Path, kind: str, rows: list[Row]) -> None:
