@@ -8,7 +8,9 @@ Modules: data (datasets read locally), model (the spec fitted to the data), batc
 augmentation), loop (the training loop: functions over a Setup and a State), task (what a run trains for: the Task
 protocol and Supervised), checkpoint, run_folder (the run folder's files, run.json's RunRecord, reading and
 writing), run (RunResult and the claim on a folder), progress, metrics, compare (`archviz compare` and
-`archviz sweep`), settings and choices; predict, evaluate and export use a trained run (`archviz predict`,
+`archviz sweep`, --seeds), options (the options train, compare and sweep share), init (--init and --freeze),
+threads (the default thread count, OpenMP's wait policy), tensorboard_log (--log tensorboard), settings and
+choices; predict, evaluate and export use a trained run (`archviz predict`,
 `evaluate`, `export RUN`).
 """
 
