@@ -274,6 +274,11 @@ class Op(abc.ABC):
         Checked for every op against the live-storage tracker by tests/test_op_registry.py."""
         return ()
 
+    def launches(self, attrs: Attrs) -> int:
+        """The kernels its torch build runs for one call, each paying a call's fixed cost: one for every op but one
+        that splits its work (partial_conv2d: one convolution per output map, on the input maps that map sees)."""
+        return 1
+
     def output_is_input(self, attrs: Attrs) -> bool:
         """Whether the output shares the input's storage: a view (returns_view), or an op that hands its input back
         as it is (dropout with p = 0: torch returns the input itself). Checked against torch for every example."""

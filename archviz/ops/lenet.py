@@ -181,6 +181,10 @@ class PartialConv2d(Op):
                                 e.constant(f"{path}/index", dense_index(a["connections"], a["in_channels"]), "int64")],
               path, path, domain=e.domain)
 
+    def launches(self, attrs):
+        """One convolution per output map (ConnectionTableConv2d.forward)."""
+        return len(attrs["connections"])
+
     def build_torch(self, attrs, in_shapes):
         return __getattr__("ConnectionTableConv2d")(attrs["in_channels"], attrs["connections"],
                                                      pair(attrs["kernel_size"]))
