@@ -437,3 +437,35 @@ def test_zoo_pages_share_one_plotly_and_still_work_offline(browser, tmp_path, mo
         box = cell.bounding_box()
         assert box["x"] + box["width"] <= card["x"] + card["width"]  # the description wraps inside its card
     index.close()
+
+
+def test_the_training_comparison_plots_cost_on_a_linear_axis_until_asked_for_log(browser, tmp_path):
+    """archviz compare's page: accuracy against MACs and params on linear axes by default (lenet beside resnet50
+    used to switch to log by itself), the log-scale box switching both."""
+    from dataclasses import replace
+
+    from archviz.render.html.compare_runs import training_comparison_html
+    from archviz.train.compare import Row
+    from archviz.train.metrics import class_report
+    from archviz.train.run import RunResult
+    from archviz.train.settings import Settings
+
+    history = ({"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 0.9, "val_accuracy": 0.6, "lr": 0.1,
+                "seconds": 1.0, "images_per_second": 10.0},)
+    result = RunResult(folder="runs/x", model="lenet", dataset="digits", settings=Settings(), params=61_706,
+                       changes=(), history=history, best_epoch=1, best_val_accuracy=0.6, test_split="test",
+                       test_accuracy=0.5, last_test_accuracy=0.5, report=class_report([0, 1], [0, 1], ["a", "b"]),
+                       train_seconds=1.0, images_per_second=10.0, graph=None)
+    small = Row("lenet", 61_706, 416_520, 1, 0.6, 0.9, 0.5, 0.5, 1.0, 10.0, 1024, "runs/a", {})
+    large = replace(small, run="resnet50", params=25_557_032, macs=4_089_184_256, folder="runs/b")
+    path = tmp_path / "compare.html"
+    path.write_text(training_comparison_html([small, large], [result, result]))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.route("http*://**", lambda route: route.abort())
+    page.goto(path.as_uri())
+    page.wait_for_function("document.querySelectorAll('#cost .js-plotly-plot').length == 2")
+    axis_types = ("['chart-accuracy-macs', 'chart-accuracy-params']"
+                  ".map(id => document.getElementById(id).layout.xaxis.type)")
+    assert page.evaluate(axis_types) == ["linear", "linear"]
+    page.check("#log-scale")
+    assert page.evaluate(axis_types) == ["log", "log"]

@@ -22,12 +22,8 @@
     title: { text: title, font: { size: 15 } }, margin: { l: 70, r: 20, t: 40, b: 60 }, height: 380,
     showlegend: true, legend: { orientation: "h", y: -0.2 },
   }, extra || {});
-  // a log axis when the values span more than two orders of magnitude (LeNet beside ResNet-50)
-  const axisFor = (values, title) => {
-    const positive = values.filter((v) => v > 0);
-    const wide = positive.length && Math.max(...positive) / Math.min(...positive) > 100;
-    return Object.assign({ title: { text: title } }, wide ? { type: "log" } : {});
-  };
+  // linear by default, as every chart of the reports; the #log-scale box switches the cost axes to log
+  const axisFor = (title) => ({ title: { text: title }, type: "linear" });
 
   function accuracyAgainst(id, key, title) {
     Plotly.newPlot(id, models.map((m, i) => ({
@@ -36,12 +32,20 @@
       hovertext: [`${names[i]}: ${percent(m.test_accuracy)} test accuracy, ${human(m.params)} params, ` +
                   `${human(m.macs)} MACs`], hoverinfo: "text",
     })), layout(`Test accuracy against ${title}`, {
-      xaxis: axisFor(models.map((m) => m[key]), title), yaxis: { title: { text: "test accuracy (%)" } },
+      xaxis: axisFor(title), yaxis: { title: { text: "test accuracy (%)" } },
       showlegend: false,
     }), CONFIG);
   }
   accuracyAgainst("chart-accuracy-macs", "macs", "MACs per image");
   accuracyAgainst("chart-accuracy-params", "params", "parameters");
+  const toggle = document.getElementById("log-scale");
+  if (toggle) {
+    toggle.addEventListener("change", () => {
+      for (const id of ["chart-accuracy-macs", "chart-accuracy-params"]) {
+        Plotly.relayout(id, { "xaxis.type": toggle.checked ? "log" : "linear", "xaxis.autorange": true });
+      }
+    });
+  }
 
   const epochs = (m) => m.history.map((row) => row.epoch);
   Plotly.newPlot("chart-val-accuracy", models.map((m, i) => ({

@@ -77,7 +77,8 @@ def training_comparison_html(rows: list[Row], results: list[RunResult], *, links
         '</div><p class="muted">Test accuracy is best.pt\'s (the epoch of lowest validation loss); MACs per image at '
         "the input the model was trained at; peak memory: tensors alive at once (CUDA: over the run; CPU: in a "
         "training step, counted by archviz's live-storage tracker).</p></section>",
-        '<section id="cost"><h2>Accuracy against cost</h2><div class="charts">'
+        '<section id="cost"><h2>Accuracy against cost</h2><p class="chart-tools"><label><input type="checkbox" '
+        'id="log-scale"> log scale for the cost axes (linear by default)</label></p><div class="charts">'
         '<div class="chart" id="chart-accuracy-macs"></div><div class="chart" id="chart-accuracy-params"></div>'
         "</div></section>",
         '<section id="curves"><h2>Learning curves</h2><div class="charts">'
