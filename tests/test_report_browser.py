@@ -126,6 +126,15 @@ def test_the_diagram_zooms_with_the_wheel_and_the_buttons_and_fits(browser, repo
     page.locator("#diagram").scroll_into_view_if_needed()
     start = view_box(page)
     page.mouse.move(*frame_centre(page))
+    scrolled = page.evaluate("window.scrollY")
+    page.mouse.wheel(0, 300)  # not engaged yet: the page scrolls, the diagram stays, a note says how to zoom
+    page.wait_for_function(f"window.scrollY > {scrolled}")
+    assert view_box(page) == start and page.locator("#diagram-wheel-hint").is_visible()
+    page.locator("#diagram").scroll_into_view_if_needed()
+    page.mouse.move(*frame_centre(page))
+    page.mouse.down()  # pressed in (a press without moving is a click: on a box it would select it)
+    page.mouse.up()
+    start = view_box(page)
     page.mouse.wheel(0, -400)  # wheel up: closer
     page.wait_for_function(f"document.querySelector('{SHOWN_SVG}').viewBox.baseVal.width < {start[2]}")
     wheeled = view_box(page)

@@ -1,4 +1,4 @@
-// archviz report: the diagram as a tool. Zoom (wheel, + and -, Fit) and pan (drag; pinch on a phone) by moving each
+// archviz report: the diagram as a tool. Zoom (wheel once pressed in or with Ctrl, + and -, Fit) and pan (drag; pinch on a phone) by moving each
 // view's SVG viewBox; find a layer by name (it opens the view where it is drawn, or says which folded block holds
 // it); the selected layer's figures and arithmetic in a panel beside the diagram; boxes recoloured by a cost from
 // fills computed at build time (render/html/diagrams.py). No library: a viewBox is four numbers.
@@ -150,7 +150,17 @@
       const at = frame.getBoundingClientRect();
       return [event.clientX - at.left, event.clientY - at.top];
     };
+    // the wheel zooms once the diagram is engaged (pressed in, until the pointer leaves it) or with Ctrl/Cmd held;
+    // otherwise it scrolls the page, as on any page with an embedded map, and a note says how to zoom
+    let engaged = false;
+    const hint = document.getElementById("diagram-wheel-hint");
+    frame.addEventListener("pointerdown", () => { engaged = true; if (hint) hint.hidden = true; });
+    frame.addEventListener("pointerleave", () => { engaged = false; });
     frame.addEventListener("wheel", (event) => {
+      if (!engaged && !event.ctrlKey && !event.metaKey) {
+        if (hint) hint.hidden = false;
+        return;
+      }
       event.preventDefault();
       const lines = event.deltaMode === 1 ? 20 : 1;
       cameraOf(current).zoom(Math.exp(-event.deltaY * lines * 0.0015), ...offset(event));

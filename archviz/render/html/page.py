@@ -109,10 +109,13 @@ id="diagram-zoom-out" type="button" aria-label="zoom out" title="zoom out">&minu
 type="button" title="the whole diagram">Fit</button></span>
 <button id="diagram-reset" type="button">Fold all</button></div>
 <div id="diagram-key" hidden></div>
+<p id="diagram-wheel-hint" class="muted" hidden>Click the diagram (or hold Ctrl) to zoom with the wheel; the wheel
+scrolls the page until then.</p>
 <div class="diagram-body"><div id="diagram-frame">
 {blocks}
 </div><aside id="diagram-panel" aria-label="the selected layer" hidden></aside></div>
-<p class="muted">Drag to pan, the wheel or + and &minus; to zoom (pinch on a phone). Click a block (blue border) to
+<p class="muted">Drag to pan; + and &minus;, or the wheel once you have clicked the diagram (or with Ctrl), to zoom
+(pinch on a phone). Click a block (blue border) to
 open it, an open block's frame to fold it, a layer for its figures and arithmetic.</p>
 </section>"""
 
