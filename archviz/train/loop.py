@@ -65,7 +65,7 @@ def loss_function(logits, labels, *, label_smoothing: float = 0.0):
 
 def train(model: str | Path, *, dataset: str = "digits", data: str | Path | None = None, epochs: int | None = None,
           batch_size: int | None = None, lr: float | None = None, optimizer: str | None = None,
-          schedule: str | None = None, weight_decay: float | None = None, augment: bool | None = None,
+          schedule: str | None = None, weight_decay: float | None = None, augment: str | bool | None = None,
           adapt: str | None = None, seed: int | None = None, device: str = "auto", threads: int | None = None,
           compile: bool = False, output: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           progress: bool | None = None, stop: Callable[[int, int], bool] | None = None,
