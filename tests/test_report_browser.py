@@ -126,10 +126,13 @@ def test_the_diagram_zooms_with_the_wheel_and_the_buttons_and_fits(browser, repo
     page.locator("#diagram").scroll_into_view_if_needed()
     start = view_box(page)
     page.mouse.move(*frame_centre(page))
-    scrolled = page.evaluate("window.scrollY")
-    page.mouse.wheel(0, 300)  # not engaged yet: the page scrolls, the diagram stays, a note says how to zoom
-    page.wait_for_function(f"window.scrollY > {scrolled}")
-    assert view_box(page) == start and page.locator("#diagram-wheel-hint").is_visible()
+    # not engaged yet: the wheel is left to the page (not prevented), the diagram stays, a note says how to zoom
+    prevented = page.evaluate("""() => {
+        const wheel = new WheelEvent("wheel", {deltaY: 300, cancelable: true, bubbles: true});
+        document.getElementById("diagram-frame").dispatchEvent(wheel);
+        return wheel.defaultPrevented; }""")
+    assert prevented is False and view_box(page) == start
+    page.wait_for_selector("#diagram-wheel-hint", state="visible")
     page.locator("#diagram").scroll_into_view_if_needed()
     page.mouse.move(*frame_centre(page))
     page.mouse.down()  # pressed in (a press without moving is a click: on a box it would select it)
