@@ -253,15 +253,7 @@ def _legend(diagram: Diagram, rankdir: RankDir) -> list[str]:
     cells = [f'<TD BGCOLOR="{COLOURS[kind]}" BORDER="1" COLOR="#888888">{_html(names[kind])}</TD>' for kind in kinds]
     # a row across the top when the flow goes down, a column when it goes right: either way beside the input
     rows = [cells] if rankdir == RankDir.TB else [[cell] for cell in cells]
-    body = "".join("<TR>" + "".join(row) + "</TR>" for row in rows)
-    table = f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="3" CELLPADDING="3">{body}</TABLE>'
-    return [
-        '  subgraph "cluster:archviz:legend" {',
-        '    graph [id="cluster:archviz:legend", class="legend", label="", style="invis"];',
-        f'    "archviz:legend" [id="diagram:legend", shape=plaintext, style="", fontsize=9, label=<{table}>, '
-        'tooltip="layer kinds"];',
-        "  }",
-    ]
+    return _legend_node(rows, "layer kinds")
 
 
 def cost_of(node: DiagramNode, cost: Cost) -> float:
@@ -306,13 +298,19 @@ def _cost_legend(diagram: Diagram, cost: Cost, rankdir: RankDir) -> list[str]:
     cells = [f'<TD BGCOLOR="{colour}" BORDER="1" COLOR="#888888">{_html(text)}</TD>' for colour, text in key]
     rows = [[f'<TD COLSPAN="{len(cells)}">{_html(title)}</TD>'], cells] if rankdir == RankDir.TB \
         else [[f"<TD>{_html(title)}</TD>"]] + [[cell] for cell in cells]
+    return _legend_node(rows, title)
+
+
+def _legend_node(rows: list[list[str]], tooltip: str) -> list[str]:
+    """The legend: a table of cells in an invisible cluster beside the input, a row across the top when the flow
+    goes down, a column when it goes right."""
     body = "".join("<TR>" + "".join(row) + "</TR>" for row in rows)
     table = f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="3" CELLPADDING="3">{body}</TABLE>'
     return [
         '  subgraph "cluster:archviz:legend" {',
         '    graph [id="cluster:archviz:legend", class="legend", label="", style="invis"];',
         f'    "archviz:legend" [id="diagram:legend", shape=plaintext, style="", fontsize=9, label=<{table}>, '
-        f'tooltip={_quote(title)}];',
+        f'tooltip={_quote(tooltip)}];',
         "  }",
     ]
 
