@@ -270,3 +270,17 @@ def test_export_torchscript_and_state_dict(run, tmp_path):
     (first,) = ReferenceEvaluator(str(tmp_path / "again.onnx")).run(None, inputs)
     (second,) = ReferenceEvaluator(str(tmp_path / "run.onnx")).run(None, inputs)
     assert np.array_equal(first, second)
+
+
+def test_evaluate_splits_the_data_as_the_run_did(tmp_path):
+    """A run trained with --val-fraction 0.3 held out 30% for validation: evaluate's --split val is that 30%, not the
+    default 10%."""
+    from archviz.train import evaluate_run
+    from archviz.train.data import load_dataset
+    from archviz.train.loop import train
+
+    folder = tmp_path / "run"
+    train("mlp", dataset="digits", epochs=1, seed=0, threads=1, output=folder, progress=False, val_fraction=0.3)
+    held_out = len(load_dataset("digits", val_fraction=0.3).val.labels)
+    assert held_out != len(load_dataset("digits").val.labels)
+    assert evaluate_run(folder, split="val").images == held_out

@@ -49,7 +49,7 @@ def evaluate_run(run: str | Path, *, dataset: str | None = None, split: str = "t
     if split not in SPLITS:
         raise ArchvizError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
     trained = load_run(run, checkpoint=checkpoint)
-    data = _dataset(dataset or trained.dataset, trained.dataset_image_shape)
+    data = _dataset(dataset or trained.dataset, trained.dataset_image_shape, _val_fraction(Path(run)))
     labels = _labels(data, split, trained.classes)
     logits = scores(trained, getattr(data, split).images)
     target = torch.as_tensor(labels)
@@ -62,13 +62,24 @@ def evaluate_run(run: str | Path, *, dataset: str | None = None, split: str = "t
                       report.accuracy, report, recorded)
 
 
-def _dataset(source: str, image_shape: tuple[int, ...]) -> Dataset:
-    """The dataset, a folder one decoded at the run's images' size and mode."""
+def _dataset(source: str, image_shape: tuple[int, ...], val_fraction: float) -> Dataset:
+    """The dataset, split as the run split it (--val-fraction), a folder one decoded at the run's images' size and
+    mode."""
     kind, _ = parse_dataset(source)
     if kind != DatasetKind.FOLDER:
-        return load_dataset(source)
+        return load_dataset(source, val_fraction=val_fraction)
     channels, height, width = image_shape
-    return load_dataset(source, image_size=(height, width), channels=channels)
+    return load_dataset(source, image_size=(height, width), channels=channels, val_fraction=val_fraction)
+
+
+def _val_fraction(run: Path) -> float:
+    """The share the run held out for validation (a run folder's settings; a bare checkpoint: the default)."""
+    from archviz.train.run_folder import maybe_record
+    from archviz.train.settings import Settings
+
+    folder = run if run.is_dir() else run.parent
+    record = maybe_record(folder)
+    return float(record.settings.get("val_fraction", Settings().val_fraction)) if record else Settings().val_fraction
 
 
 def _labels(data: Dataset, split: str, classes: tuple[str, ...]):
