@@ -10,7 +10,8 @@ First the CPU is calibrated afresh (archviz.profile.calibrate, 3 s). Then, issue
     resnet50, vgg16 and mobilenet_v2 (random init), at each batch.
 Clocks: `wall` is archviz.profile.run.measure (perf_counter, the median of the iterations, hooks per leaf module);
 `thread` is this script's own loop with the same hooks reading time.thread_time(), the CPU time of the one thread
-that runs the model, the least of the iterations. On a machine whose cores other processes share, the wall clock
+that runs the model, the least of the iterations (at least --iterations, and as many more as fill a second, so that
+a model of a fraction of a millisecond is timed hundreds of times). On a machine whose cores other processes share, the wall clock
 counts the time this process waits for a core; the thread clock does not, so with --threads 1 (OpenMP then runs
 every kernel on the calling thread) it measures what the roofline predicts: the work itself.
 """
@@ -68,6 +69,9 @@ def main() -> None:
     text = _markdown(device, whole, ranked, options)
     Path(options.results).write_text(text, encoding="utf-8")
     print(text)
+
+
+MIN_MEASURING_S = 1.0  # per model and batch, for the whole pass and again for the layers
 
 
 def _options() -> argparse.Namespace:
@@ -159,11 +163,21 @@ def _measured(model, input_shape, batch: int, options) -> tuple[float, dict[str,
     return _thread_seconds(model, inputs, options.iterations), _thread_layers(model, inputs, options.iterations)
 
 
+def _repeats(iterations: int):
+    """At least `iterations` passes, and more until MIN_MEASURING_S have gone by: a model of a fraction of a
+    millisecond needs hundreds of passes for its least time to stand clear of the clock's and the machine's jitter."""
+    deadline = time.perf_counter() + MIN_MEASURING_S
+    done = 0
+    while done < iterations or time.perf_counter() < deadline:
+        yield done
+        done += 1
+
+
 def _thread_seconds(model, inputs, iterations: int) -> float:
     with torch.inference_mode():
         model(inputs)
         times = []
-        for _ in range(iterations):
+        for _ in _repeats(iterations):
             start = time.thread_time()
             model(inputs)
             times.append(time.thread_time() - start)
@@ -186,7 +200,7 @@ def _thread_layers(model, inputs, iterations: int) -> dict[str, float]:
     try:
         with torch.inference_mode():
             model(inputs)
-            for _ in range(iterations):
+            for _ in _repeats(iterations):
                 totals.clear()
                 model(inputs)
                 passes.append(dict(totals))
@@ -246,7 +260,8 @@ def _markdown(device, whole: list[Row], ranked: list[Row], options) -> str:
         "",
         f"Machine: {cpu_name()}, {options.threads} torch thread(s) of {torch.get_num_threads()} used, "
         f"torch {torch.__version__}, Python {platform.python_version()}; clock: {options.clock} "
-        f"({options.iterations} iterations after a warm-up). `benchmarks/latency.py` with "
+        f"(at least {options.iterations} iterations after a warm-up, more to fill {MIN_MEASURING_S:g} s on the thread "
+        "clock). `benchmarks/latency.py` with "
         f"`--batches {' '.join(map(str, options.batches))} --threads {options.threads} --clock {options.clock}`.",
         "",
         f"Calibration (measured, archviz.profile.calibrate): fp32 GEMM {device.peaks.fp32 / 1e9:.1f} GFLOP/s, "
