@@ -11,9 +11,9 @@ First the CPU is calibrated afresh (archviz.profile.calibrate, 3 s). Then, issue
 Clocks: `wall` is archviz.profile.run.measure (perf_counter, the median of the iterations, hooks per leaf module);
 `thread` is this script's own loop with the same hooks reading time.thread_time(), the CPU time of the one thread
 that runs the model, the least of the iterations (at least --iterations, and as many more as fill a second, so that
-a model of a fraction of a millisecond is timed hundreds of times). On a machine whose cores other processes share, the wall clock
-counts the time this process waits for a core; the thread clock does not, so with --threads 1 (OpenMP then runs
-every kernel on the calling thread) it measures what the roofline predicts: the work itself.
+a model of a fraction of a millisecond is timed hundreds of times). On a machine whose cores other processes share,
+the wall clock counts the time this process waits for a core; the thread clock does not, so with --threads 1
+(OpenMP then runs every kernel on the calling thread) it measures what the roofline predicts: the work itself.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ On a GPU, CUDA's defaults apply instead (analyze(on_gpu=True) sets both), each c
     makes one temporary of every parameter's size at once (torch._foreach_sqrt of all second moments), and their
     step counts stay on the CPU (a CPU tensor unless capturable or fused); measured on the CPU with foreach=True by
     tests/test_training_memory.py;
-  * `block_bytes`=512, the caching allocator's blocks: every tensor takes a whole number of 512-byte blocks (kMinBlockSize,
-    c10/cuda/CUDACachingAllocator.cpp, round_size), which is what torch.cuda.max_memory_allocated counts. Not
-    checked on a GPU yet.
+  * `block_bytes`=512, the caching allocator's blocks: every tensor takes a whole number of 512-byte blocks
+    (kMinBlockSize, c10/cuda/CUDACachingAllocator.cpp, round_size), which is what torch.cuda.max_memory_allocated
+    counts. Not checked on a GPU yet.
 Not counted (so the prediction is a lower bound there, and says so): tensors a layer without a formula keeps
 (opaque layers), temporaries inside one op's backward formula, and on a GPU, CUDA's own autocast lists (the CPU's
 are used) and batch norm's int64 step counters (a block each).

@@ -13,6 +13,7 @@ from archviz.diagram.dot import Cost, RankDir, to_dot
 from archviz.diagram.render import FORMATS, DiagramFormat, draw, render
 
 __all__ = [
-    "FORMATS", "Cost", "Diagram", "DiagramCluster", "DiagramEdge", "DiagramFormat", "DiagramNode", "FoldState", "RankDir",
+    "FORMATS", "Cost", "Diagram", "DiagramCluster", "DiagramEdge", "DiagramFormat", "DiagramNode", "FoldState",
+    "RankDir",
     "collect", "draw", "fold_state", "render", "to_dot",
 ]
