@@ -56,7 +56,7 @@ def rows(report: Report, *, depth: int | None = None) -> list[Row]:
             order.append(("layer", stats.name))
     members = _members(report, scopes)
     by_name = {s.name: s for s in report.layers}
-    seconds = _predicted_seconds(report)
+    seconds = predicted_seconds(report)
     for kind, key in order:
         if kind == "layer":
             row = _layer_row(by_name[key])
@@ -70,7 +70,7 @@ def rows(report: Report, *, depth: int | None = None) -> list[Row]:
     return out
 
 
-def _predicted_seconds(report: Report) -> dict[str, float] | None:
+def predicted_seconds(report: Report) -> dict[str, float] | None:
     """Each predicted layer's roofline seconds, where the report has a device's latency."""
     if report.latency is None:
         return None

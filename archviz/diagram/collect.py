@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from archviz.analysis.fold import predicted_seconds
 from archviz.analysis.report import LayerStats, Report
 from archviz.errors import ArchvizError, UnknownNameError, closest
 from archviz.graph.ir import INPUT, Graph, Scope, Shape
@@ -273,7 +274,7 @@ def collect(report: Report, state: FoldState | None = None) -> Diagram:
     runs = _merge_runs(items, container, tree, graph) if state.merge else [[item] for item in items]
     node_of: dict[str, str] = {}
     nodes = [DiagramNode(id=INPUT, title=INPUT, type="", detail="", kind="input", out_shape=graph.input_shape)]
-    seconds = _layer_seconds(report)
+    seconds = predicted_seconds(report)
     for run in runs:
         drawn = _group_node(run, tree, stats, container[run[0]], seconds) if run[0] in tree.scopes \
             else _layer_node(stats[run[0]], graph, container[run[0]], seconds)
@@ -336,13 +337,6 @@ def _layer_node(stats: LayerStats, graph: Graph, cluster: str | None, seconds: d
         note=graph.by_name[stats.name].note, activation_bytes=stats.activation_bytes,
         seconds=None if seconds is None else seconds.get(stats.name, 0.0),
     )
-
-
-def _layer_seconds(report: Report) -> dict[str, float] | None:
-    """Each predicted layer's roofline seconds, where the report has a device's latency."""
-    if report.latency is None:
-        return None
-    return {layer.name: layer.seconds for layer in report.latency.layers if layer.predicted}
 
 
 def _group_node(run: list[str], tree: _Tree, stats: dict[str, LayerStats], cluster: str | None,

@@ -145,14 +145,16 @@ def _from_state_dict(model: str, path: Path, state) -> Trained:
     import archviz
     from archviz.torch_build import to_torch
 
-    tensors = _tensors_of(state, path)
+    tensors = tensors_of(state, path)
     graph = archviz.load(model)
     net = to_torch(graph, device="cpu")
     _load_into(net, tensors, path=path, model=model)
     return Trained(graph, net.eval(), _class_names(graph), _stats_for(graph), f"{display_path(str(path))} (state dict)")
 
 
-def _tensors_of(state, path: Path) -> dict:
+def tensors_of(state, path: Path) -> dict:
+    """The tensors of a loaded state dict, unwrapped from the keys training scripts nest them under; one clear
+    error naming `path` for anything else."""
     import torch
 
     for key in STATE_DICT_KEYS:

@@ -85,20 +85,11 @@ def _torchvision_file(graph) -> Path:
 
 def _tensors(path: Path) -> dict:
     """The model's tensors in a checkpoint of archviz train or a state dict file (weights only, never unpickled)."""
+    from archviz.inside.trained import tensors_of
     from archviz.train.checkpoint import is_checkpoint, read_weights_only
 
     state = read_weights_only(path)
-    if is_checkpoint(state):
-        state = state["model"]
-    for key in ("state_dict", "model"):  # the usual wrappers of a saved state dict
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    import torch
-
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ArchvizError(f"--init {display_path(str(path))}: neither a checkpoint of archviz train nor a state dict "
-                           "(a dict of tensors)")
-    return state
+    return tensors_of(state["model"] if is_checkpoint(state) else state, path)
 
 
 def _head_names(net, graph) -> set[str]:
