@@ -591,10 +591,10 @@ def test_cli_image_file(run, tmp_path):
     picture.save(tmp_path / "one.png")
     result = run_cli("cam", run, "--image", tmp_path / "one.png")
     assert result.exit_code == 0, result.output
-    assert "one.png, resized 20x20 -> 32x32" in result.stdout
-    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "colour.png")  # grey for a one-channel model
+    assert "one.png, resized 20x20 -> 8x8 (the run's images) -> 32x32" in result.stdout  # as predict decodes it
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(tmp_path / "colour.png")  # grey for a one-channel model
     colour = run_cli("activations", run, "--image", tmp_path / "colour.png", "--layers", "conv1")
-    assert colour.exit_code == 0 and "resized" not in colour.stdout
+    assert colour.exit_code == 0 and "colour.png, resized 8x8 -> 32x32" in colour.stdout
 
 
 def test_cli_bad_layer(run, tmp_path):

@@ -127,6 +127,34 @@ def test_predict_a_folder_run_decodes_as_its_dataset(tmp_path, write_spec):
         assert guess.probability == pytest.approx(float(expected[guess.index]), abs=1e-6)
 
 
+def test_cam_and_activations_read_an_image_file_as_predict_does(run, tmp_path, write_spec):
+    """`--image FILE` (cam, activations, walkthrough) gives the model the input predict scores: decoded at the run's
+    dataset size first, as its images were, then adapted to the model; a digits run's 20x20 file goes 20 -> 8 -> 32."""
+    from PIL import Image
+
+    from archviz.inside.images import read_image
+    from archviz.inside.trained import load_trained
+    from archviz.train.predict import decode_images, scores
+
+    Image.fromarray(np.arange(400, dtype=np.uint8).reshape(20, 20)).save(tmp_path / "ramp.png")
+    for folder in (run, _folder_run(tmp_path, write_spec)):
+        trained = load_trained(str(folder))
+        given = read_image(trained, tmp_path / "ramp.png")
+        with torch.no_grad():
+            logits = trained.net(given.tensor)
+        assert torch.allclose(logits, scores(trained, decode_images(trained, [tmp_path / "ramp.png"])), atol=1e-6)
+    assert read_image(load_trained(str(run)), tmp_path / "ramp.png").source.endswith(
+        "ramp.png, resized 20x20 -> 8x8 (the run's images) -> 32x32")
+
+
+def _folder_run(tmp_path, write_spec):
+    from archviz.train.loop import train
+
+    photos = write_folder(tmp_path / "photos")
+    train(write_spec(TINY), dataset=f"folder:{photos}", epochs=1, threads=1, output=tmp_path / "run", progress=False)
+    return tmp_path / "run"
+
+
 def test_predict_formats(run, test_pngs):
     files = sorted((test_pngs / "first").iterdir())[:2]
     table = cli("predict", run, *files, "--top", 2)

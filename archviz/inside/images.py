@@ -26,22 +26,36 @@ class Input:
 
 
 def read_image(trained: Trained, path: str | Path) -> Input:
-    """An image file (anything Pillow reads) as the model's input."""
+    """An image file (anything Pillow reads) as the model's input: decoded as the run's dataset decoded its images
+    (data.fit_image, as archviz predict decodes them), then adapted to the model as its batches were; for weights
+    that are not a run, converted to the model's channels and adapted to its size directly."""
     import numpy as np
 
-    from archviz.train.data import open_image
+    from archviz.train.data import fit_image, image_mode, open_image
 
     path = Path(path)
     if not path.is_file():
         raise ArchvizError(f"no image file {display_path(str(path))}")
     image = open_image(path)
-    channels = trained.input_shape[0]
-    pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)  # (C, h, w)
-    height, width = pixels.shape[1:]
-    resized = f", resized {width}x{height} -> {trained.input_shape[2]}x{trained.input_shape[1]}" \
-        if (height, width) != tuple(trained.input_shape[1:]) else ""
-    return _prepared(trained, pixels, f"{display_path(str(path))}{resized}")
+    sizes = [image.size]  # (width, height) at each step
+    mode = image_mode(trained.dataset_image_shape[0]) if trained.dataset_image_shape else None
+    if mode is not None:
+        sizes.append(tuple(reversed(trained.dataset_image_shape[1:])))
+        pixels = fit_image(image, size=sizes[-1], mode=mode)
+    else:
+        pixels = np.asarray(image.convert("L" if trained.input_shape[0] == 1 else "RGB"), dtype=np.uint8)
+        pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)  # (C, h, w)
+    sizes.append(tuple(reversed(trained.input_shape[1:])))
+    return _prepared(trained, pixels, f"{display_path(str(path))}{_resizes(sizes, run=mode is not None)}")
+
+
+def _resizes(sizes: list[tuple[int, int]], *, run: bool) -> str:
+    """", resized 20x20 -> 8x8 (the run's images) -> 32x32" for the sizes that differ; "" when none does."""
+    steps = [f"{sizes[0][0]}x{sizes[0][1]}"]
+    for index, size in enumerate(sizes[1:], start=1):
+        if size != sizes[index - 1]:
+            steps.append(f"{size[0]}x{size[1]}" + (" (the run's images)" if run and index == 1 else ""))
+    return f", resized {' -> '.join(steps)}" if len(steps) > 1 else ""
 
 
 def dataset_sample(trained: Trained, index: int) -> Input:

@@ -475,11 +475,16 @@ def image_mode(channels: int) -> str | None:
 
 def decode_image(file: Path, *, size: tuple[int, int], mode: str):
     """An image file as a folder dataset decodes it: uint8 (C, H, W) in `mode`, resized (bilinear, Pillow) to `size`
-    (width, height) when it differs; archviz predict decodes a run's inputs with it too."""
+    (width, height) when it differs; archviz predict, cam, activations and walkthrough decode a run's inputs with it."""
+    return fit_image(open_image(file), size=size, mode=mode)
+
+
+def fit_image(image, *, size: tuple[int, int], mode: str):
+    """decode_image's work on an opened Pillow image."""
     import numpy as np
     from PIL import Image
 
-    image = open_image(file).convert(mode)
+    image = image.convert(mode)
     if image.size != size:
         image = image.resize(size, Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.uint8)
