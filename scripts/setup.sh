@@ -36,6 +36,6 @@ stamp=.venv/.archviz-installed
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   echo "setup: installing archviz and its dependencies into .venv" >&2
-  .venv/bin/python -m pip install --quiet -e ".[torch,report,test,onnx,train,timm,tensorboard]"
+  .venv/bin/python -m pip install --quiet -e ".[torch,report,test,onnx,train,timm,tensorboard,docs]"
   echo "$wanted" > "$stamp"
 fi

@@ -1,74 +1,13 @@
-"""Rerun every `$ archviz ...` example in README.md and paste its real output back (run from the repo root).
+"""The old name of scripts/update_docs.py, which reruns the examples of README.md and of every docs page.
 
-    .venv/bin/python scripts/update_readme.py          # rewrite README.md (after changing any output)
-    .venv/bin/python scripts/update_readme.py --check  # exit 1 if an example's output is stale
-
-Blocks are fenced ``` blocks whose first line is `$ archviz ARGS` (optionally `# comment`); error examples (several
-commands in one block, each with its one-line message) are rerun the same way. Timings are ignored by --check;
-a command marked `# abridged` or `# one run's output` (training: its speeds differ at every run) is kept as written;
-one marked `# first lines` shows the real output's first lines, as many as the block has.
+    .venv/bin/python scripts/update_readme.py [--check] [PATHS...]  # the same as scripts/update_docs.py
 """
 
 from __future__ import annotations
 
-import re
-import shlex
-import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"```\n(\$ archviz [^\n]*\n.*?)```", re.S)
-TIMING = re.compile(r"\(\d+\.\d s\)|, \d+\.\d s\]")
-KEPT_AS_WRITTEN = ("abridged", "one run's output")  # hand-shortened, or with speeds that differ at every run
-FIRST_LINES = "first lines"  # `# first lines`: the real output cut to the block's length, regenerated and checked
-ARCHVIZ = [sys.executable, "-m", "archviz.cli"]  # the interpreter running this script, with archviz installed
-
-
-def run(command: str) -> tuple[str, str]:
-    args = shlex.split(command.split("#", 1)[0])
-    done = subprocess.run([*ARCHVIZ, *args], capture_output=True, text=True, cwd=ROOT)
-    return done.stdout, done.stderr
-
-
-def render(block: str) -> str:
-    """A block's text with each command's output replaced by a fresh run."""
-    lines = block.splitlines()
-    commands = [line for line in lines if line.startswith("$ archviz ")]
-    if len(commands) > 1 or (len(lines) > 1 and lines[1].startswith("archviz: error:")):
-        out = []
-        for command in commands:
-            stdout, stderr = run(command[len("$ archviz "):])
-            out += [command, (stderr or stdout).strip()]
-        return "\n".join(out) + "\n"
-    if any(marker in commands[0] for marker in KEPT_AS_WRITTEN):
-        return block
-    stdout, stderr = run(commands[0][len("$ archviz "):])
-    lines = [line.rstrip() for line in (stdout or stderr).rstrip().splitlines()]
-    if FIRST_LINES in commands[0]:  # the real output's first lines, as many as the block shows
-        lines = lines[:max(len(block.rstrip().splitlines()) - 1, 1)]
-    body = "\n".join(lines)
-    return f"{commands[0]}\n{body}\n"
-
-
-def main(check: bool) -> int:
-    readme = (ROOT / "README.md").read_text()
-    stale = []
-
-    def replace(match: re.Match) -> str:
-        fresh = render(match.group(1))
-        if TIMING.sub("", fresh) != TIMING.sub("", match.group(1)):
-            stale.append(match.group(1).splitlines()[0])
-        return f"```\n{fresh}```"
-
-    updated = BLOCK.sub(replace, readme)
-    if check:
-        for command in stale:
-            print(f"stale README example: {command}", file=sys.stderr)
-        return 1 if stale else 0
-    (ROOT / "README.md").write_text(updated)
-    return 0
-
+from update_docs import main  # this script's own folder is first on sys.path
 
 if __name__ == "__main__":
-    sys.exit(main("--check" in sys.argv[1:]))
+    sys.exit(main())

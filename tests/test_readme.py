@@ -48,10 +48,10 @@ def test_error_examples_match_the_cli(monkeypatch):
         assert result.stderr.strip() == message, command
 
 
-def test_readme_examples_are_current_output():
+def test_readme_and_docs_examples_are_current_output():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, str(ROOT / "scripts/update_readme.py"), "--check"], capture_output=True,
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/update_docs.py"), "--check"], capture_output=True,
                           text=True)
-    assert done.returncode == 0, done.stderr + "\nrun: .venv/bin/python scripts/update_readme.py"
+    assert done.returncode == 0, done.stderr + "\nrun: .venv/bin/python scripts/update_docs.py [FILES...]"
