@@ -1,0 +1,25 @@
+"""The documentation site builds with --strict: a broken link, a missing page or a docstring mkdocstrings cannot
+render fails here, as it would fail `mkdocs build` in CI."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None,
+                    reason="mkdocs is not installed: pip install -e '.[docs]' (scripts/setup.sh does)")
+def test_site_builds_strict(tmp_path):
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # Material's banner about its successor, not a finding
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (tmp_path / "site/index.html").is_file()
+    assert (tmp_path / "site/reference/cli/index.html").is_file()
