@@ -23,3 +23,15 @@ def test_site_builds_strict(tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     assert (tmp_path / "site/index.html").is_file()
     assert (tmp_path / "site/reference/cli/index.html").is_file()
+
+
+def test_command_reference_is_the_cli_help():
+    """docs/reference/cli.md is generated from the typer app; a command or option added without regenerating it
+    fails here. Producing it imports neither torch nor numpy."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/cli_reference.py"), "--check"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    probe = ("import sys; sys.path.insert(0, 'scripts'); import cli_reference; cli_reference.reference(); "
+             "print(sorted({'torch', 'numpy'} & set(sys.modules)))")
+    imported = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert imported.stdout.strip() == "[]", imported.stderr
