@@ -86,6 +86,8 @@ def test_lenet5_1998_layer_by_layer_as_the_paper_counts():
             assert classify(gt, parse_printed(printed[layer])) == Verdict.EXACT
     total = params("lenet5_1998")
     assert total == sum(expected.values()) == 60_840 and within(total, "60,000")
+    # "60,000 trainable free parameters" is exact: the printed per-layer counts, without the hand-set RBF centres
+    assert sum(int(p.replace(",", "")) for p in printed.values()) == total - expected["output_rbf"] == 60_000
 
 
 def test_lenet5_c3_connection_table():
