@@ -6,6 +6,7 @@ its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
@@ -394,6 +395,114 @@ def list_models():
 
     width = shutil.get_terminal_size((WIDTH_WHEN_PIPED, 24)).columns if sys.stdout.isatty() else WIDTH_WHEN_PIPED
     _write(zoo_listing(width=width))
+
+
+class PickSource(enum.StrEnum):  # archviz.analysis.pick.Source's values, for the help without importing it
+    ZOO = "zoo"
+    TORCHVISION = "torchvision"
+    TIMM = "timm"
+
+
+class PickTask(enum.StrEnum):
+    IMAGENET = "imagenet"
+
+
+@app.command(short_help="Backbones within a budget, by published ImageNet top-1, with the Pareto front.")
+@user_errors
+def pick(
+    max_params: Annotated[Optional[str], typer.Option("--max-params", help="At most this many parameters: 25M, "
+                                                      "1.5e7, 3,000,000.")] = None,
+    max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="At most this many MACs per image: 1G, "
+                                                    "600M, 4.1e9.")] = None,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", help="At most this much memory at --batch: "
+                          "inference (weights and peak activations), or with --train a training step's peak: 8GB, "
+                          "512MiB.")] = None,
+    batch: BatchOpt = 1,
+    train: Annotated[bool, typer.Option("--train", help="Memory is one training step's predicted peak (with "
+                                        "--optimizer), as inspect --train.")] = False,
+    optimizer: StepOptimizerOpt = Optimizer.SGD,
+    max_latency: Annotated[Optional[str], typer.Option("--max-latency", help="At most this predicted forward pass "
+                           "of the batch on --device, in milliseconds: 5, 12.5ms, 0.5s.")] = None,
+    device: RooflineDeviceOpt = None,
+    input: Annotated[Optional[str], typer.Option("--input", "-i", help="The input every model is analysed at, CxHxW "
+                     "(default 3x224x224).")] = None,
+    task: Annotated[PickTask, typer.Option("--task", help="What the models are for: imagenet (ImageNet-1K "
+                    "classification, whose top-1 torchvision publishes).")] = PickTask.IMAGENET,
+    source: Annotated[Optional[list[PickSource]], typer.Option("--source", help="Where candidates come from, "
+                      "repeatable: zoo, torchvision (default: both), timm (needs --timm).")] = None,
+    timm: Annotated[Optional[str], typer.Option("--timm", help="timm's architectures to add, a glob of "
+                    "timm.list_models ('resnet*'); timm's configs publish no top-1.")] = None,
+    format: Annotated[DiffFormat, typer.Option("--format", "-f", help="Output format.")] = DiffFormat.TABLE,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Also write an HTML page: top-1 against "
+                      "MACs with the Pareto front (e.g. reports/pick.html).")] = None,
+):
+    """The zoo's, torchvision's (and with --timm, timm's) classifiers that fit the budget at the input, sorted by
+    published ImageNet-1K top-1 (cited: torchvision's weights metadata), with the Pareto front of top-1 against MACs
+    (and against predicted latency with --device). Every other figure is archviz's own, at this input."""
+    from archviz.analysis.pick import Budget, PickOptions, Source, parse_count, parse_milliseconds, pick as pick_models
+    from archviz.format import parse_bytes
+
+    budget = Budget(
+        max_params=None if max_params is None else parse_count(max_params, what="--max-params"),
+        max_macs=None if max_macs is None else parse_count(max_macs, what="--max-macs"),
+        max_memory_bytes=None if max_memory is None else parse_bytes(max_memory, what="--max-memory"),
+        max_latency_s=None if max_latency is None else parse_milliseconds(max_latency, what="--max-latency"))
+    if max_latency is not None and device is None:
+        raise SpecError("--max-latency needs --device (h100, a100, ..., or cpu): the roofline of which device?")
+    options = PickOptions(input=_pick_input(input), batch=batch, optimizer=optimizer.value if train else None,
+                          device=device, memory=max_memory is not None or train)
+    sources = [Source(s.value) for s in source or []] or [Source.ZOO, Source.TORCHVISION]
+    if timm is not None and Source.TIMM not in sources:
+        sources.append(Source.TIMM)
+    with _pick_progress() as progress:
+        chosen = pick_models(budget, options, sources=sources, timm_pattern=timm, progress=progress)
+    if output is not None:
+        from archviz.render.html.pick_page import write_pick_page
+
+        _echo(f"wrote {write_pick_page(chosen, output)}", err=True)
+    if format == DiffFormat.JSON:
+        from archviz.render.pick import pick_dict
+
+        _write(json.dumps(pick_dict(chosen), indent=2) + "\n")
+    else:
+        from archviz.render.pick import pick_text
+
+        _write(pick_text(chosen, width=WIDTH_WHEN_PIPED))
+
+
+def _pick_input(text: str | None) -> tuple[int, ...]:
+    from archviz.graph.build import parse_input
+
+    if text is None:
+        from archviz.analysis.pick import IMAGENET_INPUT
+
+        return IMAGENET_INPUT
+    shape = parse_input(text)
+    if len(shape) != 3:
+        raise SpecError(f"--input {text!r}: pick analyses images, C x H x W (3x224x224)")
+    return shape
+
+
+@contextlib.contextmanager
+def _pick_progress():
+    """A progress bar on stderr while models are analysed (the first pick traces each; later ones read the cache);
+    none off a terminal, where rich would leave an empty line."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from archviz.render.visible import safe_console
+
+    bar = Progress(TextColumn("analysing {task.description}"), BarColumn(), MofNCompleteColumn(),
+                   console=safe_console(stderr=True, markup=False), transient=True)
+    task = bar.add_task("", total=None)
+
+    def advance(name: str, done: int, total: int) -> None:
+        bar.update(task, description=name, completed=done, total=total)
+
+    with bar:
+        yield advance
 
 
 @app.command(short_help="The ops a spec can use: formulas, arguments, what they match.")
