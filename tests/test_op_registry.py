@@ -32,6 +32,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from archviz.format import shape as fmt_shape  # noqa: E402
 from archviz.graph.make import made as make_layer  # noqa: E402
@@ -266,6 +267,34 @@ def test_a_pool_says_whether_it_takes_the_maximum_the_mean_or_the_sum(op, exampl
     shrinks = numel(out_shape) < numel(in_shapes[0])
     assert (from_spike == 1000.0) == (op.reduction != Reduction.MEAN or not shrinks)
     assert (from_ones == pytest.approx(1.0)) == (op.reduction != Reduction.SUM or not shrinks)
+
+
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_an_op_runs_at_least_the_kernels_it_declares_and_exactly_those_when_several(op, example):
+    """launches + small_launches (the latency model's fixed cost per kernel): never more than the kernels torch runs
+    for one inference call (aten ops that are neither views nor bare allocations; a module running none, a view, still
+    pays one call), and exactly those where an op declares several (partial_conv2d's runs and gathers, rbf, LRN)."""
+    attrs, in_shapes, _ = made(op, example)
+    module, inputs = built(op, attrs, in_shapes).eval(), inputs_for(in_shapes, below=example.below)
+    with torch.no_grad(), _KernelCount() as count:
+        module(*inputs)
+    declared = op.launches(attrs) + op.small_launches(attrs)
+    ran = max(len(count.kernels), 1)
+    assert declared == ran if declared > 1 else declared <= ran, count.kernels
+
+
+class _KernelCount(TorchDispatchMode):
+    ALLOCATIONS = {"empty.memory_format", "empty_strided.default", "empty_like.default", "new_empty.default"}
+
+    def __init__(self):
+        super().__init__()
+        self.kernels = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        view = any(r.alias_info is not None and not r.alias_info.is_write for r in func._schema.returns)
+        if not view and str(func.__name__) not in self.ALLOCATIONS:
+            self.kernels.append(func.__name__)
+        return func(*args, **(kwargs or {}))
 
 
 def _kept_by_autograd(op, example, attrs, in_shapes, batch):

@@ -45,8 +45,9 @@ a roof or a ceiling measured on the machine, none fitted to the models:
   * a transcendental ceiling: a layer computing an exp, log, tanh or erf per element (its registry entry's
     transcendental: tanh, sigmoid, GELU, SiLU, softmax) takes at least its outputs / Device.transcendental_per_s
     (measured on tanh: compute-bound on a CPU, where ReLU streams);
-  * a layer whose torch build runs several kernels (its registry entry's launches: partial_conv2d runs one
-    convolution per output map) pays the fixed cost once per kernel, and fills its SIMD lanes per kernel;
+  * a layer whose torch build runs several kernels (its registry entry's launches: partial_conv2d runs a grouped
+    convolution per run of maps seeing as many input maps, and small_launches: its gathers and concatenation) pays
+    the fixed cost once per kernel, and fills its SIMD lanes per group of output channels (lane_groups);
   * a convolution's fixed cost is the one measured for its window width (Device.conv_overheads: on a CPU, torch
     runs windows wider than 3 x 3 through a path costing about 40 us a call, 5x a 3 x 3's), other layers pay the
     launch overhead;
@@ -144,7 +145,7 @@ def predict_latency(report: Report, device: Device, *, tf32_convs: bool = True) 
 def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes: int, precision: Precision,
                   groups: int = 1, in_place: bool = False, view: bool = False, sliding_pool: bool = False,
                   reduction: Reduction | None = None, window: int = 1, transcendental: bool = False,
-                  launches: int = 1, weights_in_cache: bool = False) -> LayerLatency:
+                  launches: int = 1, small_launches: int = 0, weights_in_cache: bool = False) -> LayerLatency:
     """One layer's roofline (the module docstring has the formulas).
 
     >>> from archviz import inspect
@@ -173,6 +174,7 @@ def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes:
         compute_s = _ceiling_seconds(stats, device, sliding_pool=sliding_pool, reduction=reduction,
                                      transcendental=transcendental)
     overhead = launches * (device.conv_overhead_s(window) if stats.kind == OpKind.CONV else device.launch_overhead_s)
+    overhead += small_launches * device.launch_overhead_s
     predicted = stats.counted or stats.measured
     return LayerLatency(
         name=stats.name, flops=stats.flops, bytes_moved=bytes_moved, intensity=intensity,
@@ -269,11 +271,10 @@ def _node_facts(report: Report, stats: LayerStats) -> dict:
     pools_channels = op.reduction is not None and stats.kind != OpKind.POOL  # local response norm
     sliding = pools_channels or (stats.kind == OpKind.POOL and _slides(window, node.in_shapes))
     conv = stats.kind == OpKind.CONV
-    launches = op.launches(node.attrs)
-    groups = int(node.attrs.get("groups") or 1) * launches if conv else 1  # a split conv fills lanes per call
     width = max(window.kernel) if conv and window is not None else 1
-    return {"groups": groups, "in_place": in_place, "view": view, "sliding_pool": sliding, "reduction": op.reduction,
-            "window": width, "transcendental": op.transcendental, "launches": launches}
+    return {"groups": op.lane_groups(node.attrs) if conv else 1, "in_place": in_place, "view": view,
+            "sliding_pool": sliding, "reduction": op.reduction, "window": width, "transcendental": op.transcendental,
+            "launches": op.launches(node.attrs), "small_launches": op.small_launches(node.attrs)}
 
 
 def _slides(window, in_shapes) -> bool:

@@ -276,8 +276,16 @@ class Op(abc.ABC):
 
     def launches(self, attrs: Attrs) -> int:
         """The kernels its torch build runs for one call, each paying a call's fixed cost: one for every op but one
-        that splits its work (partial_conv2d: one convolution per output map, on the input maps that map sees)."""
+        that splits its work (partial_conv2d: a grouped convolution per run of maps seeing as many input maps)."""
         return 1
+
+    def small_launches(self, attrs: Attrs) -> int:
+        """Small kernels its torch build runs besides (gathers, a concatenation), each paying a launch's fixed cost."""
+        return 0
+
+    def lane_groups(self, attrs: Attrs) -> int:
+        """The groups a convolution's output channels are split into, each filling SIMD lanes apart: its groups."""
+        return int(attrs.get("groups") or 1)
 
     def output_is_input(self, attrs: Attrs) -> bool:
         """Whether the output shares the input's storage: a view (returns_view), or an op that hands its input back

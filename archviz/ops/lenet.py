@@ -8,6 +8,8 @@ trainable bias, per map), need no op of their own: avgpool2d, mul_param and add_
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from archviz.errors import ShapeError
 from archviz.ops.base import (
     Arg, ArgKind, Example, Kept, NoWindow, Op, OpKind, Saved, SlidingAxis, Step, TorchinfoMacs, Weight, Window,
@@ -23,6 +25,30 @@ _MODULES = ("ConnectionTableConv2d", "EuclideanRBF")
 def _connections_module(m, refs):
     return Mapped("partial_conv2d", {"connections": [list(maps) for maps in m.connections],
                                      "kernel_size": m.kernel_size, "in_channels": m.in_channels}, refs)
+
+
+@dataclass(frozen=True)
+class MapRun:
+    """Consecutive output maps that see the same number of input maps: one grouped convolution computes them, each
+    map a group, from the input maps they see gathered map after map; their kernels are consecutive rows of the
+    packed weight, their biases consecutive entries, so both are slices."""
+
+    first: int  # the first output map (and its bias's entry)
+    maps: int  # how many
+    size: int  # input maps each sees
+    inputs: tuple[int, ...]  # the input maps gathered, map after map
+    row: int  # the first kernel's row in the packed weight
+
+
+def map_runs(connections) -> tuple[MapRun, ...]:
+    """The table cut where the number of input maps changes (LeNet-5's C3: 6 maps of 3, 9 of 4, 1 of 6)."""
+    runs, row, first = [], 0, 0
+    for j in range(1, len(connections) + 1):
+        if j == len(connections) or len(connections[j]) != len(connections[first]):
+            inputs = tuple(i for maps in connections[first:j] for i in maps)
+            runs.append(MapRun(first, j - first, len(connections[first]), inputs, row))
+            row, first = row + len(inputs), j
+    return tuple(runs)
 
 
 def dense_index(connections, in_channels: int) -> list[list[int]]:
@@ -125,20 +151,22 @@ class PartialConv2d(Op):
         return Window(pair(attrs["kernel_size"]), (1, 1), (0, 0))
 
     def saved(self, attrs, in_shapes, out_shape):
-        """Per output map, the input maps it sees, gathered (the convolution's input), and the int64 index that
-        gathered them (the gather's backward scatters by it)."""
+        """Per run of maps (map_runs), the input maps it sees, gathered (its convolution's input), and the int64
+        index that gathered them (the gather's backward scatters by it)."""
         positions = numel(in_shapes[0][1:])
-        made = [Kept(len(maps) * positions) for maps in attrs["connections"]]
-        made += [Kept(len(maps), per_sample=False, itemsize=8) for maps in attrs["connections"]]
+        runs = map_runs(attrs["connections"])
+        made = [Kept(len(run.inputs) * positions) for run in runs]
+        made += [Kept(len(run.inputs), per_sample=False, itemsize=8) for run in runs]
         return Saved(made=tuple(made))
 
     def scratch(self, attrs, in_shapes, out_shape):
-        """The most held at once beyond the output: output maps are computed one by one, each from its input maps
+        """The most held at once beyond the output: runs of maps are computed one by one, each from its input maps
         gathered, and kept until they are concatenated (the concatenation holds them and the output together)."""
         per_map, positions = numel(out_shape[1:]), numel(in_shapes[0][1:])
-        while_computing = max(j * per_map + len(maps) * positions + per_map
-                              for j, maps in enumerate(attrs["connections"]))
-        return (Kept(max(while_computing, 2 * numel(out_shape)) - numel(out_shape)),)
+        runs = map_runs(attrs["connections"])
+        while_computing = max(run.first * per_map + len(run.inputs) * positions + run.maps * per_map for run in runs)
+        joined = 2 * numel(out_shape) if len(runs) > 1 else numel(out_shape)
+        return (Kept(max(while_computing, joined) - numel(out_shape)),)
 
     def explain(self, attrs, in_shapes, out_shape):
         axes = self.axes(attrs, in_shapes[0])
@@ -182,7 +210,16 @@ class PartialConv2d(Op):
               path, path, domain=e.domain)
 
     def launches(self, attrs):
-        """One convolution per output map (ConnectionTableConv2d.forward)."""
+        """One grouped convolution per run of maps (ConnectionTableConv2d.forward)."""
+        return len(map_runs(attrs["connections"]))
+
+    def small_launches(self, attrs):
+        """A gather of the input maps per run, and the concatenation of the runs' outputs when there are several."""
+        runs = len(map_runs(attrs["connections"]))
+        return runs + (runs > 1)
+
+    def lane_groups(self, attrs):
+        """Every output map is a group of its own: one output channel per group fills one SIMD lane."""
         return len(attrs["connections"])
 
     def build_torch(self, attrs, in_shapes):
@@ -243,6 +280,10 @@ class EuclideanRBFUnits(NoWindow, Op):
         n, m = attrs["in_features"], attrs["out_features"]
         return (Kept(m), Kept(n * m + m, per_sample=False))
 
+    def small_launches(self, attrs):
+        """Besides the product x.w_i: |x|^2 (square, sum), 2 x.w_i, the difference, |w_i|^2 (square, sum), the sum."""
+        return 7
+
     def explain(self, attrs, in_shapes, out_shape):
         n, m = attrs["in_features"], attrs["out_features"]
         return [
@@ -287,26 +328,39 @@ def _torch_modules() -> dict[str, type]:
 
     class ConnectionTableConv2d(nn.Module):
         """A convolution whose output map j sees the input maps connections[j] (LeNet-5's C3): one kernel per
-        connection, packed in table order in `weight` (connections, kh, kw), and one bias per output map."""
+        connection, packed in table order in `weight` (connections, kh, kw), and one bias per output map. Computed
+        as one grouped convolution per run of maps seeing as many input maps (map_runs), not one per map."""
 
         def __init__(self, in_channels, connections, kernel_size):
             super().__init__()
             self.in_channels, self.kernel_size = in_channels, tuple(kernel_size)
             self.connections = tuple(tuple(maps) for maps in connections)
+            self.runs = map_runs(self.connections)
             count = sum(len(maps) for maps in self.connections)
             self.weight = nn.Parameter(torch.empty(count, *self.kernel_size))
             self.bias = nn.Parameter(torch.empty(len(self.connections)))
             bound = 1 / math.sqrt(min(len(maps) for maps in self.connections) * math.prod(self.kernel_size))
             nn.init.uniform_(self.weight, -bound, bound)
             nn.init.uniform_(self.bias, -bound, bound)
+            # the gathers' indices, made once per device: not buffers, which a state dict and a count of the
+            # model's weights would hold
+            self._indices = {torch.device("cpu"): [torch.tensor(run.inputs) for run in self.runs]}
 
         def forward(self, x):
-            maps, row = [], 0
-            for j, seen in enumerate(self.connections):
-                kernels = self.weight[row:row + len(seen)].unsqueeze(0)  # (1, |seen|, kh, kw)
-                maps.append(functional.conv2d(x[:, list(seen)], kernels, self.bias[j:j + 1]))
-                row += len(seen)
-            return torch.cat(maps, dim=1)
+            indices = self._indices_on(x.device)
+            outputs = [self._run(x, run, index) for run, index in zip(self.runs, indices)]
+            return torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0]
+
+        def _run(self, x, run, index):
+            """One run's maps (a function, so the gathered input is freed when it returns)."""
+            kernels = self.weight[run.row:run.row + run.maps * run.size].view(run.maps, run.size, *self.kernel_size)
+            return functional.conv2d(x.index_select(1, index), kernels, self.bias[run.first:run.first + run.maps],
+                                     groups=run.maps)
+
+        def _indices_on(self, device):
+            if device not in self._indices:
+                self._indices[device] = [index.to(device) for index in self._indices[torch.device("cpu")]]
+            return self._indices[device]
 
     class EuclideanRBF(nn.Module):
         """y_i = |x - w_i|^2, computed as |x|^2 - 2 x.w_i + |w_i|^2 (LeNet-5's output units)."""

@@ -281,6 +281,10 @@ class LocalResponseNorm(SameShape, NoMacs, Op):
     def summary(self, attrs):
         return f"size {attrs['size']}"
 
+    def small_launches(self, attrs):
+        """torch's local_response_norm runs seven kernels: square, pad, 3-d average pool, scale, add k, power, divide."""
+        return 6
+
     def build_torch(self, attrs, in_shapes):
         from torch import nn
 
