@@ -145,7 +145,8 @@ def parse_milliseconds(text: str, *, what: str) -> float:
     return float(match[1]) * {"ms": 1e-3, "s": 1.0, "us": 1e-6, "µs": 1e-6}[(match[2] or "ms").lower()]
 
 
-def candidates(sources: Iterable[Source], *, input: tuple[int, ...], timm_pattern: str | None = None) -> list[Candidate]:
+def candidates(sources: Iterable[Source], *, input: tuple[int, ...],
+               timm_pattern: str | None = None) -> list[Candidate]:
     """Every model of the sources, with its published top-1 where there is one: zoo, then torchvision, then timm."""
     sources = tuple(sources)
     published = torchvision_accuracies() if Source.ZOO in sources or Source.TORCHVISION in sources else {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from collections import defaultdict
 
-from archviz.analysis.pick import Budget, Pick, Row
+from archviz.analysis.pick import Budget, Pick, Row, Source
 from archviz.format import human, seconds_text, shape, size_bytes
 
 LISTED = 8  # names shown per group of left-out models before "..."
@@ -26,8 +26,8 @@ def pick_text(chosen: Pick, *, width: int = 120) -> str:
         notes.append(f"Pareto front of published top-1 against predicted latency: {', '.join(fastest) or 'none'}.")
     notes += _no_accuracy_notes(chosen.fitting)
     if chosen.over_budget:
-        notes.append(f"Over budget: {len(chosen.over_budget)} ({_names([r.candidate.name for r in chosen.over_budget])})"
-                     "; --format json lists their figures.")
+        over = _names([row.candidate.name for row in chosen.over_budget])
+        notes.append(f"Over budget: {len(chosen.over_budget)} ({over}); --format json lists their figures.")
     notes += _left_notes(chosen)
     notes += _sources_notes(chosen)
     lines.append("")
@@ -115,17 +115,26 @@ def _no_accuracy_notes(rows) -> list[str]:
 def _left_notes(chosen: Pick) -> list[str]:
     not_task = [left.candidate.name for left in chosen.left if left.not_task]
     notes = [f"Not ImageNet classifiers: {_names(not_task)}."] if not_task else []
-    notes += [f"Left out: {left.candidate.name}: {left.reason}." for left in chosen.left if not left.not_task]
+    notes += [f"Left out: {left.candidate.name}: {_sentence(left.reason)}" for left in chosen.left if not left.not_task]
     return notes
 
 
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
 def _sources_notes(chosen: Pick) -> list[str]:
-    notes = ["Top-1: ImageNet-1K acc@1 as torchvision publishes it in its weights' metadata (models/*.py, read from "
-             "the installed source), the best of a builder's weights measured at the input's size; @N: measured at "
-             "NxN, not at the analysed input. A zoo model with a torchvision builder shares its network and "
-             "accuracy. Each figure's recipe: --format json or -o PAGE.html. Params, MACs (per image)"
-             + (", memory" if chosen.options.memory else "") + (", latency" if chosen.options.device else "")
-             + ": archviz's own formulas at this input."]
+    notes = []
+    if chosen.sources != (Source.TIMM,):
+        notes.append("Top-1: ImageNet-1K acc@1 as torchvision publishes it in its weights' metadata (models/*.py, read "
+                     "from the installed source), the best of a builder's weights measured at the input's size; @N: "
+                     "measured at NxN, not at the analysed input. A zoo model with a torchvision builder shares its "
+                     "network and accuracy. Each figure's recipe: --format json or -o PAGE.html.")
+    computed = ["Params", "MACs (per image)"] + ["memory"] * chosen.options.memory + ["latency"] * bool(
+        chosen.options.device)
+    notes.append(f"{', '.join(computed)}: archviz's own formulas at {shape(chosen.options.input)}.")
+    if Source.TIMM in chosen.sources:
+        notes.append("timm's models have no top-1 here: its installed pretrained configs publish none.")
     if chosen.options.memory:
         notes.append(_memory_note(chosen))
     if chosen.options.device is not None:
