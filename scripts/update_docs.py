@@ -1,4 +1,4 @@
-"""Rerun every `$ archviz ...` example in README.md and docs/**/*.md and paste its real output back (from the repo root).
+"""Rerun every `$ archviz ...` example of README.md and docs/**/*.md and paste its real output back (repo root).
 
     .venv/bin/python scripts/update_docs.py                  # rewrite README.md and every docs page
     .venv/bin/python scripts/update_docs.py docs/lessons/*.md  # rewrite only these files

@@ -160,11 +160,12 @@ def test_cli_writes_svg_and_refuses_other_formats(tmp_path):
 
 
 @pytest.mark.parametrize("model", ["lenet", "alexnet", "vgg16", "resnet18"])
-def test_the_readme_figures_are_current(model):
-    """The README shows reports/NAME-paper.svg; scripts/paper_figures.py redraws them."""
+def test_the_documented_figures_are_current(model):
+    """docs/guide/diagram.md shows reports/NAME-paper.svg (docs/reports links to reports/); scripts/paper_figures.py
+    redraws them."""
     from pathlib import Path
 
     root = Path(__file__).parent.parent
-    assert f"](reports/{model}-paper.svg)" in (root / "README.md").read_text()
+    assert f"](../reports/{model}-paper.svg)" in (root / "docs/guide/diagram.md").read_text()
     assert (root / "reports" / f"{model}-paper.svg").read_bytes() == draw_paper(archviz.load(model)), \
         "run: .venv/bin/python scripts/paper_figures.py"

@@ -1,5 +1,5 @@
-"""The README's examples are real: its spec example is a tested file, its error messages are what the CLI says,
-and every op of the registry is documented."""
+"""The examples of the README and the docs pages are real: the spec example is a tested file, the error messages are
+what the CLI says, the op entry shown is the code, and every op of the registry documents itself."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from archviz.ops import all_ops
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
 
 
 def test_spec_example_is_the_tested_file():
-    example = re.search(r"```yaml\n(name: tiny_resnet.*?)```", README, re.S).group(1)
+    page = (DOCS / "reference/spec-language.md").read_text()
+    example = re.search(r"```yaml\n(name: tiny_resnet.*?)```", page, re.S).group(1)
     assert example == (ROOT / "tests/data/tiny_resnet.yaml").read_text()
     report = archviz.inspect(ROOT / "tests/data/tiny_resnet.yaml")
     assert report.layer("layer2.0.downsample.0").out_shape == (32, 16, 16)
@@ -26,14 +28,16 @@ def test_spec_example_is_the_tested_file():
 
 
 def test_the_op_entry_shown_is_the_code():
-    """The entry "How it is built" shows a contributor is pixel_unshuffle's, as archviz/ops/tensor.py has it."""
-    shown = re.search(r"```python\n(def _read_pixel_unshuffle.*?)```", README, re.S).group(1)
+    """The entry docs/reference/adding-an-op.md shows a contributor is pixel_unshuffle's, as archviz/ops/tensor.py has
+    it."""
+    page = (DOCS / "reference/adding-an-op.md").read_text()
+    shown = re.search(r"```python\n(def _read_pixel_unshuffle.*?)```", page, re.S).group(1)
     assert shown in (ROOT / "archviz/ops/tensor.py").read_text()
 
 
 def test_every_op_documents_itself():
-    """`archviz ops NAME` (which the README shows) is read from the entry: a docstring, and a doc for every argument
-    whose name does not say what it is."""
+    """`archviz ops NAME` (shown in docs/reference/spec-language.md) is read from the entry: a docstring, and a doc
+    for every argument whose name does not say what it is."""
     from archviz.render.ops_listing import op_entry
 
     for op in all_ops():
@@ -42,7 +46,10 @@ def test_every_op_documents_itself():
 
 def test_error_examples_match_the_cli(monkeypatch):
     monkeypatch.chdir(ROOT)
-    for command, message in re.findall(r"^\$ archviz (.+)\n(archviz: error: .+)$", README, re.M):
+    pages = [README, *(page.read_text() for page in sorted(DOCS.rglob("*.md")))]
+    examples = [found for text in pages for found in re.findall(r"^\$ archviz (.+)\n(archviz: error: .+)$", text, re.M)]
+    assert len(examples) >= 7  # docs/reference/spec-language.md's errors at least
+    for command, message in examples:
         result = CliRunner().invoke(app, command.split())
         assert result.exit_code == 2, command
         assert result.stderr.strip() == message, command
