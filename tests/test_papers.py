@@ -50,6 +50,15 @@ def test_a_printed_figure_carries_its_rounding(printed, inside, outside):
     assert within(inside, printed) and not within(outside, printed)
 
 
+def test_a_figure_marked_exact_is_held_to_every_digit():
+    """LeNet-5's "60,000 trainable free parameters" is the sum of its per-layer counts, not a rounding: archviz's
+    60,840 (the output units' 840 fixed centres counted) differs from it, and says so."""
+    from archviz.analysis.papers import paper
+
+    total = next(row for row in paper("lenet5_1998").rows if row.layer is None)
+    assert total.computed == 60_840 and total.verdict == Verdict.DIFFERS
+
+
 def test_exact_only_where_equal():
     assert classify(760, parse_printed("760")) == Verdict.EXACT
     assert classify(4_089_184_256, parse_printed("4.09 G")) == Verdict.ROUNDING
@@ -60,6 +69,8 @@ def test_exact_only_where_equal():
     ("{quantity: parameters, value: 12, source: x}", "not a valid Quantity"),
     ("{quantity: params, value: twelve, source: x}", "not a number as printed"),
     ("{quantity: params, value: 12, source: x, sorce: y}", "unknown key 'sorce'"),
+    ("{quantity: params, value: 12, source: x, exact: yes please}", "exact must be true or false"),
+    ("{quantity: params, value: 2.5, source: x, exact: true}", "is not a whole number"),
 ])
 def test_a_bad_published_entry_is_one_spec_error(entry, message):
     with pytest.raises(SpecError, match=message):

@@ -4,6 +4,7 @@ them against archviz's own (archviz/analysis/papers.py).
     published:
       - quantity: macs            # params, macs, weight_memory or outputs (a layer's output elements)
         value: 3.8 x 10^9         # as printed: the rounding is read from the digits given
+        exact: true               # the source's figure is exact though its digits end in zeros (LeNet-5's 60,000)
         called: FLOPs             # the source's own word, where it differs from the quantity's
         layer: inception3a        # a layer or group (a row of the source's table); absent: the whole network
         only: convolutions        # count only these layers (the ResNet paper's VGG-16 figure)
@@ -12,7 +13,8 @@ them against archviz's own (archviz/analysis/papers.py).
         why: torchvision's ResNet is v1.5 ...   # the reason for a difference, in words
 
 A value is read as printed: "25,557,032" is exact; "3.8 x 10^9", "15.3 billion", "2.7K", "102.23 MB" are rounded to
-their last digit; an integer's trailing zeros are taken as rounding ("60,000": to the nearest ten thousand).
+their last digit; an integer's trailing zeros are taken as rounding ("60,000": to the nearest ten thousand), unless
+the entry says `exact: true` (where the source's own figures add up to it).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Only(enum.StrEnum):
     CONVOLUTIONS = "convolutions"  # the convolution layers alone (no fully connected layers)
 
 
-ENTRY_KEYS = ("quantity", "value", "called", "layer", "only", "compare", "source", "why")
+ENTRY_KEYS = ("quantity", "value", "exact", "called", "layer", "only", "compare", "source", "why")
 REQUIRED_KEYS = ("quantity", "value", "source")
 MAX_TEXT = 1000  # characters of a `why` or `source`: a sentence or two, with the arithmetic
 
@@ -122,6 +124,13 @@ def _entry(item, index: int, file: str | None) -> Published:
         printed = parse_printed(item["value"])
     except ValueError as error:
         raise SpecError(f"published[{index}]: {error}", file=file, line=line) from None
+    if not isinstance(item.get("exact", False), bool):
+        raise SpecError(f"published[{index}].exact must be true or false, got {item['exact']!r}", file=file,
+                        line=line)
+    if item.get("exact") and printed.value.denominator != 1:
+        raise SpecError(f"published[{index}].exact: {printed.text!r} is not a whole number", file=file, line=line)
+    if item.get("exact"):
+        printed = PrintedValue(printed.text, printed.value, Fraction(1))
     texts = {key: item.get(key, "") for key in ("source", "called", "why")}
     for key, value in texts.items():
         if not isinstance(value, str) or len(value) > MAX_TEXT or (key == "source" and not value.strip()):

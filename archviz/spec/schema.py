@@ -121,6 +121,7 @@ def _published() -> dict[str, Any]:
     properties = {
         "quantity": {"enum": [q.value for q in Quantity]},
         "value": {"type": ["string", "integer", "number"], "description": "As printed: 25,557,032, 3.8 x 10^9, 2.7K."},
+        "exact": {"type": "boolean", "description": "The figure is exact though its digits end in zeros (60,000)."},
         "called": {**text, "description": "The source's word for it, e.g. FLOPs (meaning multiply-adds)."},
         "layer": {**text, "description": "A layer or group: one row of the source's table."},
         "only": {"enum": [o.value for o in Only]},
