@@ -74,6 +74,26 @@ def test_report_cli_writes_a_file(tmp_path):
     assert oct(target.stat().st_mode & 0o777) != "0o600"
 
 
+def test_the_report_holds_the_published_figures_of_a_spec_as_its_source_built_it(tmp_path):
+    """`archviz paper`'s rows in the report (issue 21 §2): each figure, published beside archviz's, its verdict and
+    its reasons; not for the model at another input, whose figures are not the paper's."""
+    from archviz.analysis.papers import paper
+
+    target = tmp_path / "lenet5_1998.html"
+    assert runner.invoke(app, ["report", "lenet5_1998", "--no-crosscheck", "-o", str(target)]).exit_code == 0
+    section = re.search(r'<section id="published">(.*?)</section>', target.read_text(), re.S).group(1)
+    rows = re.findall(r"<tr><td>(.*?)</td><td class=\"num\">(.*?)</td><td class=\"num\">(.*?)</td>"
+                      r'<td class="[^"]+">(.*?)</td>', section)
+    check = paper("lenet5_1998")
+    assert len(rows) == len(check.rows) == 7
+    assert rows[-1] == ("params", "60,000", "60,840 (60.8 K)", "differs")
+    assert "840 RBF centres" in section and '<a href="#published">' in target.read_text()
+    other = tmp_path / "other.html"
+    result = runner.invoke(app, ["report", "lenet5_1998", "--no-crosscheck", "--input", "1x36x36", "-o", str(other)])
+    assert result.exit_code == 0 and 'id="published"' not in other.read_text()
+    assert 'id="published"' not in model_report_html(archviz.inspect("lenet"))
+
+
 def test_comparison_and_diff_html(tmp_path):
     result = runner.invoke(app, ["report", "lenet", "alexnet", "mlp", "--no-crosscheck", "-o", str(tmp_path / "c.html")])
     assert result.exit_code == 0, result.output

@@ -18,11 +18,11 @@ def paper_text(check: PaperCheck, *, width: int = 120) -> str:
     counts = {verdict: sum(row.verdict == verdict for row in check.rows) for verdict in Verdict}
     summary = ", ".join(f"{n} {verdict.value}" for verdict, n in counts.items() if n)
     lines = [f"{check.model} against its published figures: {summary}", ""]
-    figure_width = max(len(_figure(row)) for row in check.rows)
+    figure_width = max(len(figure_name(row)) for row in check.rows)
     published_width = max(len(_published(row)) for row in check.rows)
     archviz_width = max(len(row.computed_text) for row in check.rows)
     for row in check.rows:
-        lines.append(f"{_MARKS[row.verdict]} {_figure(row):<{figure_width}}  {_published(row):>{published_width}}  "
+        lines.append(f"{_MARKS[row.verdict]} {figure_name(row):<{figure_width}}  {_published(row):>{published_width}}  "
                      f"archviz {row.computed_text:>{archviz_width}}  {row.verdict.value}")
         lines.extend(_wrapped(f"source: {row.source}", width))
         for reason in row.reasons:
@@ -44,7 +44,7 @@ def paper_dict(check: PaperCheck) -> dict:
     }
 
 
-def _figure(row: PaperRow) -> str:
+def figure_name(row: PaperRow) -> str:
     name = _QUANTITY_NAMES[row.quantity]
     if row.called:
         name += f' ("{row.called}")'

@@ -45,7 +45,22 @@ def write_model_report(model: str, output: str | Path | None, *, run: str | Path
         model = view.trained.graph
     report = _inspect(model, **options)
     target = Path(output) if output else default_output([report.model], ".html", run=run)
-    return write_atomic(target, model_report_html(report, views=diagram_views(report), run=view))
+    paper = published_check(model, report, options) if run is None else None
+    return write_atomic(target, model_report_html(report, views=diagram_views(report), run=view, paper=paper))
+
+
+def published_check(model, report: Report, options: dict):
+    """`archviz paper`'s comparison for a zoo model or spec file with published figures, reported as its source
+    built it (its own input and parameters: the figures are of that network); None otherwise."""
+    from archviz.analysis.papers import check_paper
+    from archviz.spec.zoo import load_spec, zoo_names
+
+    if options.get("input") or options.get("overrides") or not isinstance(model, str):
+        return None
+    if model not in zoo_names() and not model.endswith((".yaml", ".yml")):
+        return None
+    spec = load_spec(model)
+    return check_paper(report, spec.published, source=spec.source) if spec.published else None
 
 
 def write_comparison_of(reports: list[Report], output: str | Path | None, *, links: list[str] | None = None) -> Path:
@@ -68,7 +83,8 @@ def write_zoo(folder: str | Path | None, **options) -> list[Path]:
     for name in zoo_names():
         report = _inspect(name, **options)
         reports.append(report)
-        page = model_report_html(report, views=diagram_views(report), plotly=SHARED_PLOTLY)
+        page = model_report_html(report, views=diagram_views(report), plotly=SHARED_PLOTLY,
+                                 paper=published_check(name, report, options))
         written.append(write_atomic(folder / f"{name}.html", page))
     pages = written[1:]
     written.append(write_atomic(folder / "index.html", index_html(reports, [p.name for p in pages])))

@@ -17,6 +17,7 @@ from archviz.format import shape
 from archviz.render.html.data import model_data, script_json
 
 if TYPE_CHECKING:
+    from archviz.analysis.papers import PaperCheck
     from archviz.inside.run import RunView
 
 
@@ -121,10 +122,13 @@ open it, an open block's frame to fold it, a layer for its figures and arithmeti
 
 
 def model_report_html(report: Report, *, views: DiagramViews | None = None, run: RunView | None = None,
-                      plotly: str | None = None) -> str:
+                      plotly: str | None = None, paper: PaperCheck | None = None) -> str:
     """One model: summary cards, diagram, sortable layer table, charts, cross-check, each layer's arithmetic; with
-    `run`, first the training run's curves, per-class report, filters, activations and class-activation maps.
+    `run`, first the training run's curves, per-class report, filters, activations and class-activation maps; with
+    `paper`, its published figures beside archviz's (render/html/paper_section.py).
     plotly: the address of a shared plotly.min.js (None: the page carries its own copy)."""
+    from archviz.render.html.paper_section import PAPER_CSS, paper_nav, paper_section
+
     run_nav = run_body = ""
     if run is not None:
         run_nav, run_body, run_json = _run_parts(run)
@@ -133,7 +137,8 @@ def model_report_html(report: Report, *, views: DiagramViews | None = None, run:
     roofline = '<div class="chart" id="chart-roofline"></div>' if report.latency is not None else ""
     body = f"""{_header(f"archviz: {report.model}", report.description, meta)}
 <nav>{run_nav}<a href="#summary">Summary</a><a href="#diagram">Diagram</a><a href="#layers">Layers</a>
-<a href="#charts">Charts</a><a href="#crosscheck">Cross-check</a><a href="#conventions">Conventions</a></nav>
+<a href="#charts">Charts</a><a href="#crosscheck">Cross-check</a>{paper_nav(paper)}<a href="#conventions">Conventions</a>
+</nav>
 <main>
 {run_body}
 <section id="summary"><div id="cards" class="cards"></div></section>
@@ -150,20 +155,23 @@ placeholder="Filter by name (layer3, conv2); type:conv2d by type">
 <div class="chart" id="chart-memory"></div><div class="chart" id="chart-cumulative"></div>
 <div class="chart" id="chart-rf"></div>{roofline}</div></section>
 <section id="crosscheck"><h2>Cross-check</h2><div id="crosscheck-body"></div></section>
+{paper_section(paper)}
 <section id="conventions"><h2>Conventions</h2><p>{html.escape(CONVENTIONS)}</p></section>
 </main>"""
     data = {"kind": "model", "models": [model_data(report)]}
+    css = PAPER_CSS if paper is not None else ""
     scripts = (asset("diagram.js"),)
     if views is not None:
         data["diagram"] = {"default": views.default, "toggles": views.toggles, "costs": views.costs,
                            "merged": views.merged}
     if run is None:
-        return _page(f"archviz: {report.model}", body, data, scripts=scripts, plotly=plotly)
+        return _page(f"archviz: {report.model}", body, data, scripts=scripts, css=css, plotly=plotly)
     from archviz.render.html.run_section import RUN_CSS
     from archviz.render.html.walkthrough_section import WALK_CSS
 
     return _page(f"archviz: {report.model}", body, {**data, "run": run_json},
-                 scripts=(*scripts, asset("run.js"), asset("walkthrough.js")), css=RUN_CSS + WALK_CSS, plotly=plotly)
+                 scripts=(*scripts, asset("run.js"), asset("walkthrough.js")), css=RUN_CSS + WALK_CSS + css,
+                 plotly=plotly)
 
 
 def _run_parts(run) -> tuple[str, str, dict]:
