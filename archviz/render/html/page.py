@@ -137,8 +137,8 @@ def model_report_html(report: Report, *, views: DiagramViews | None = None, run:
     roofline = '<div class="chart" id="chart-roofline"></div>' if report.latency is not None else ""
     body = f"""{_header(f"archviz: {report.model}", report.description, meta)}
 <nav>{run_nav}<a href="#summary">Summary</a><a href="#diagram">Diagram</a><a href="#layers">Layers</a>
-<a href="#charts">Charts</a><a href="#crosscheck">Cross-check</a>{paper_nav(paper)}<a href="#conventions">Conventions</a>
-</nav>
+<a href="#charts">Charts</a><a href="#crosscheck">Cross-check</a>{paper_nav(paper)}
+<a href="#conventions">Conventions</a></nav>
 <main>
 {run_body}
 <section id="summary"><div id="cards" class="cards"></div></section>
