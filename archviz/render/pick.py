@@ -101,7 +101,9 @@ def _latency(row: Row) -> str:
 
 
 def _names(names: list[str]) -> str:
-    return ", ".join(names[:LISTED]) + (", ..." if len(names) > LISTED else "")
+    if len(names) <= LISTED + 1:  # "and 1 more" would take the room of the name
+        return ", ".join(names)
+    return ", ".join(names[:LISTED]) + f" and {len(names) - LISTED} more"
 
 
 def _no_accuracy_notes(rows) -> list[str]:
