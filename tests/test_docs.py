@@ -35,3 +35,25 @@ def test_command_reference_is_the_cli_help():
              "print(sorted({'torch', 'numpy'} & set(sys.modules)))")
     imported = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
     assert imported.stdout.strip() == "[]", imported.stderr
+
+
+def test_the_worked_op_example_passes_the_registry_wide_checks(tmp_path):
+    """docs/reference/adding-an-op.md's softshrink, run as the lines it says to add to archviz/ops/activation.py,
+    registers, works in a spec and passes tests/test_op_registry.py (in a fresh process: the registry here stays as
+    it was)."""
+    pytest.importorskip("torch")
+    import re
+
+    page = (ROOT / "docs/reference/adding-an-op.md").read_text()
+    code = re.search(r"```python\n(.*?)```", page.split("## A worked example", 1)[1], re.S).group(1)
+    spec = tmp_path / "shrunk.yaml"
+    spec.write_text("name: shrunk\ninput: [3, 4, 4]\nlayers:\n  - softshrink: {lambd: 0.3}\n")
+    run = ("import sys, pytest, archviz, archviz.ops.activation as family\n"
+           f"exec({code!r}, dict(vars(family)))\n"
+           f"assert archviz.inspect({str(spec)!r}).layers[0].out_shape == (3, 4, 4)\n"
+           "sys.exit(pytest.main(['tests/test_op_registry.py', '-k', 'softshrink', '-p', 'no:cacheprovider']))")
+    done = subprocess.run([sys.executable, "-c", run], cwd=ROOT, capture_output=True, text=True)
+    # pytest's status is 0 only when tests ran (5: none collected) and all passed
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:] + (
+        "\nif softshrink is a real op now, the page needs another example")
+    assert " passed" in done.stdout
