@@ -7,7 +7,7 @@
 scripts/update_docs.py keeps these blocks as written, because their speeds differ at every run; the commands after a
 training command read the run folder it writes, so they are kept too. This script is their regeneration: it runs every
 such block of a page top to bottom (a run folder is written before the commands that read it), in the repo root, and
-pastes the real output. The lessons train with `--threads 1` and a fixed seed, so on one machine every figure but the
+pastes the real output: stdout (a picture's caption: input, weights, prediction), then stderr (where it wrote it). The lessons train with `--threads 1` and a fixed seed, so on one machine every figure but the
 speeds comes out the same at every run; --check compares the outputs with the speeds and times masked. A block marked
 `# one run's output, last lines` shows the end of its output (a comparison's table after its training logs), as many
 lines as the block has.
@@ -39,7 +39,8 @@ def rerun(block: str) -> str:
         return block
     remove_earlier_run(command)
     stdout, stderr = run(command[len("$ archviz "):])
-    lines = [line.rstrip() for line in (stdout or stderr).rstrip().splitlines()]
+    shown = "\n".join(part.rstrip() for part in (stdout, stderr) if part.strip())  # as a terminal shows them
+    lines = [line.rstrip() for line in shown.splitlines()]
     if LAST_LINES in command:  # a long log whose end (the table) is what the lesson reads
         lines = lines[-max(len(block.rstrip().splitlines()) - 1, 1):]
     return "\n".join([command, *lines]) + "\n"
