@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from archviz.analysis.pick import (
-    Budget, Candidate, Figures, PickOptions, Row, Source, candidates, chosen_accuracy, exceeded, mark_fronts, ordered,
-    parse_count, parse_milliseconds, pareto_front, pick,
+    Budget, Candidate, Figures, PickOptions, Row, Source, analyse, candidates, chosen_accuracy, exceeded,
+    mark_fronts, ordered, params_checked, parse_count, parse_milliseconds, pareto_front, pick,
 )
 from archviz.analysis.published import PublishedAccuracy, read_weights_file, torchvision_accuracies
 from archviz.cli import app
@@ -207,6 +207,24 @@ def test_zoo_candidates_carry_their_torchvision_builders_accuracy():
         assert found["resnet50"].accuracy.weights == "ResNet50_Weights.IMAGENET1K_V2"
         assert found["resnet50"].accuracy_note == "the network of torchvision:resnet50"
     assert found["resnet50_v1"].accuracy is None  # the paper's network: torchvision publishes no weights for it
+
+
+def test_weights_of_another_size_than_the_network_are_noted():
+    published = PublishedAccuracy("m", "W.V1", 77.0, None, 299, 27_161_264, "", "")
+    candidate = Candidate("m", Source.TORCHVISION, published, "published at 299x299, analysed at 224x224")
+    noted = params_checked(candidate, Figures(params=23_834_568, macs=1, classes=1000))
+    assert noted.accuracy_note == ("published at 299x299, analysed at 224x224; its weights hold 27,161,264 params, "
+                                   "the network analysed 23,834,568")
+    assert params_checked(candidate, Figures(params=27_161_264, macs=1, classes=1000)) is candidate
+
+
+def test_a_torchvision_model_is_traced_at_the_input_or_left_out_with_the_reason():
+    pytest.importorskip("torchvision")
+    small = analyse(Candidate("torchvision:mobilenet_v3_small", Source.TORCHVISION, None, ""), PickOptions())
+    assert (small["params"], small["classes"]) == (2_542_856, 1000)  # torchvision's num_params for its weights
+    vit = analyse(Candidate("torchvision:vit_b_16", Source.TORCHVISION, None, ""), PickOptions(input=(3, 160, 160)))
+    assert not vit["not_task"] and vit["reason"].startswith("not analysable at 3x160x160: ")
+    assert "Expected 224 but got 160" in vit["reason"]
 
 
 def test_timm_needs_a_pattern():

@@ -236,12 +236,24 @@ def pick(budget: Budget, options: PickOptions, *, sources: Iterable[Source] = DE
         if isinstance(outcome, Left):
             left.append(outcome)
         else:
-            rows.append(Row(candidate, outcome, exceeded(outcome, budget)))
+            rows.append(Row(params_checked(candidate, outcome), outcome, exceeded(outcome, budget)))
     if progress is not None:
         progress("", len(found), len(found))
     fitting = mark_fronts([row for row in rows if row.fits])
     over = [row for row in rows if not row.fits]
     return Pick(options, budget, sources, tuple(ordered(fitting)), tuple(ordered(over)), tuple(left))
+
+
+def params_checked(candidate: Candidate, figures: Figures) -> Candidate:
+    """The candidate with a note where its published weights hold another number of parameters than the network
+    analysed (inception_v3's weights carry the auxiliary classifier, which inference does not run)."""
+    import dataclasses
+
+    published = candidate.accuracy.num_params if candidate.accuracy is not None else None
+    if published is None or published == figures.params:
+        return candidate
+    note = f"its weights hold {published:,} params, the network analysed {figures.params:,}"
+    return dataclasses.replace(candidate, accuracy_note="; ".join(filter(None, [candidate.accuracy_note, note])))
 
 
 def exceeded(figures: Figures, budget: Budget) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ def pick_text(chosen: Pick, *, width: int = 120) -> str:
         fastest = [row.candidate.name for row in chosen.fitting if row.on_latency_front]
         notes.append(f"Pareto front of published top-1 against predicted latency: {', '.join(fastest) or 'none'}.")
     notes += _no_accuracy_notes(chosen.fitting)
+    notes += _params_notes(chosen.fitting)
     if chosen.over_budget:
         over = _names([row.candidate.name for row in chosen.over_budget])
         notes.append(f"Over budget: {len(chosen.over_budget)} ({over}); --format json lists their figures.")
@@ -112,6 +113,17 @@ def _no_accuracy_notes(rows) -> list[str]:
         if row.candidate.accuracy is None:
             by_note[row.candidate.accuracy_note].append(row.candidate.name)
     return [f"No top-1 ({note}): {_names(names)}." for note, names in by_note.items()]
+
+
+def _params_notes(rows) -> list[str]:
+    """Where the cited weights hold another number of parameters than the network analysed."""
+    notes = []
+    for row in rows:
+        published = row.candidate.accuracy.num_params if row.candidate.accuracy is not None else None
+        if published not in (None, row.figures.params):
+            notes.append(f"{row.candidate.name}: its published weights hold {published:,} params, the network "
+                         f"analysed {row.figures.params:,}.")
+    return notes
 
 
 def _left_notes(chosen: Pick) -> list[str]:
