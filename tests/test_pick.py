@@ -292,3 +292,34 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.output
+
+
+def test_the_page_draws_the_front_and_switches_its_axis(tmp_path):
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium (scripts/setup.sh installs it)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    from archviz.render.html.pick_page import write_pick_page
+
+    chosen = pick(Budget(max_macs=8 * 10**9), PickOptions(), sources=[Source.ZOO])
+    path = write_pick_page(chosen, tmp_path / "pick.html")
+    front = sorted((row.figures.macs, row.candidate.name) for row in chosen.fitting if row.on_front)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        problems = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(path.as_uri())
+        page.wait_for_function("document.getElementById('chart-accuracy-macs').data !== undefined")
+        traces = page.evaluate("document.getElementById('chart-accuracy-macs').data.map(t => [t.name, t.x, t.text])")
+        assert page.evaluate("document.getElementById('chart-accuracy-macs').layout.xaxis.type") == "log"
+        page.click("#log-scale")
+        assert page.evaluate("document.getElementById('chart-accuracy-macs').layout.xaxis.type") == "linear"
+        browser.close()
+    assert not problems, problems
+    drawn = {name: (x, text) for name, x, text in traces}
+    assert drawn["Pareto front"] == ([macs for macs, _ in front], [name for _, name in front])
+    assert len(drawn["within budget"][0]) + len(front) == sum(row.candidate.accuracy is not None
+                                                                for row in chosen.fitting)
