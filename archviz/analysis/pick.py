@@ -300,17 +300,18 @@ def mark_fronts(rows: list[Row]) -> list[Row]:
 
 
 def _cached_analysis(options: PickOptions, sources: tuple[Source, ...]) -> Callable[[Candidate], Figures | Left]:
-    """analyse(), each result cached on disk under the code, the sources' versions, the options and the model."""
+    """analyse(), each result cached on disk under the code, the sources' versions, the options and the model: one
+    file per model and options, which a change of code or version overwrites rather than adds to."""
     from archviz.format import slug
 
+    options_key = json.dumps(_options_key(options))
     base = hashlib.sha256(json.dumps([PICK_CACHE_FORMAT, _code_key(sources), _versions(sources),
-                                      _options_key(options)]).encode()).hexdigest()
-    shape = "x".join(map(str, options.input))
+                                      options_key]).encode()).hexdigest()
+    file_id = f"{'x'.join(map(str, options.input))}-{hashlib.sha256(options_key.encode()).hexdigest()[:12]}"
 
     def analysed(candidate: Candidate) -> Figures | Left:
         key = hashlib.sha256(f"{base} {candidate.name}".encode()).hexdigest()
-        stored = cached_json(f"pick/{slug(candidate.name)}-{shape}-{base[:12]}", key,
-                             lambda: analyse(candidate, options))
+        stored = cached_json(f"pick/{slug(candidate.name)}-{file_id}", key, lambda: analyse(candidate, options))
         if "reason" in stored:
             return Left(candidate, stored["reason"], stored["not_task"])
         return Figures(**stored)
