@@ -1,4 +1,5 @@
-"""Redraw the README's paper-style figures (run from the repo root after changing archviz/diagram/paper.py).
+"""Redraw the paper-style figures of docs/guide/diagram.md and the README (from the repo root, after changing
+archviz/diagram/paper.py).
 
     .venv/bin/python scripts/paper_figures.py          # rewrite reports/NAME-paper.svg
     .venv/bin/python scripts/paper_figures.py --check  # exit 1 if a figure is stale

@@ -1,6 +1,6 @@
 """Screenshots of the main HTML reports, as a reader sees them in Chromium, at 1440x900 and at 390x844 (a phone).
 
-    .venv/bin/python scripts/report_screenshots.py                      # the README's pictures, into reports/
+    .venv/bin/python scripts/report_screenshots.py                      # the docs' pictures, into reports/
     .venv/bin/python scripts/report_screenshots.py --all .artifacts/screens   # every page at both sizes, to look at
 
 Pages: vgg16, resnet50, googlenet, a comparison of alexnet, vgg16 and resnet50, and the report of a training run

@@ -5,7 +5,7 @@ rendered, the diagram is visible and a block opens on click, zooms (wheel, butto
 layer by name, shows the selected layer beside it (below it on a phone) and colours its boxes by a cost, the table
 sorts and filters, a row shows its arithmetic beside the table (never over it), every chart axis says its unit, and
 the pages of a zoo share one plotly.min.js and still work offline. The screenshots are kept in .artifacts/ (not
-committed); scripts/report_screenshots.py makes the README's.
+committed); scripts/report_screenshots.py makes the docs' (docs/guide/report.md).
 """
 
 from __future__ import annotations
