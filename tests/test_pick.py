@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from archviz.analysis.pick import (
     Budget, Candidate, Figures, PickOptions, Row, Source, analyse, candidates, chosen_accuracy, exceeded,
-    mark_fronts, ordered, params_checked, parse_count, parse_milliseconds, pareto_front, pick,
+    mark_fronts, ordered, params_checked, without_twins, parse_count, parse_milliseconds, pareto_front, pick,
 )
 from archviz.analysis.published import PublishedAccuracy, read_weights_file, torchvision_accuracies
 from archviz.cli import app
@@ -225,6 +225,17 @@ def test_a_torchvision_model_is_traced_at_the_input_or_left_out_with_the_reason(
     vit = analyse(Candidate("torchvision:vit_b_16", Source.TORCHVISION, None, ""), PickOptions(input=(3, 160, 160)))
     assert not vit["not_task"] and vit["reason"].startswith("not analysable at 3x160x160: ")
     assert "Expected 224 but got 160" in vit["reason"]
+
+
+def test_a_zoo_model_and_its_torchvision_twin_are_listed_once():
+    pytest.importorskip("torchvision")
+    kept, twins = without_twins(candidates([Source.ZOO, Source.TORCHVISION], input=(3, 224, 224)))
+    names = {candidate.name for candidate in kept}
+    assert {("resnet50", "torchvision:resnet50"), ("alexnet_owt", "torchvision:alexnet")} <= set(twins)
+    assert "resnet50" not in names and "alexnet_owt" not in names
+    assert {"torchvision:resnet50", "torchvision:alexnet", "resnet50_v1", "alexnet_paper"} <= names
+    zoo_only, none = without_twins(candidates([Source.ZOO], input=(3, 224, 224)))
+    assert none == () and "resnet50" in {candidate.name for candidate in zoo_only}
 
 
 def test_timm_needs_a_pattern():

@@ -82,6 +82,7 @@ class Candidate:
     source: Source
     accuracy: PublishedAccuracy | None
     accuracy_note: str  # how the accuracy relates to this model, or why there is none
+    same_as: str | None = None  # a zoo model's torchvision twin, its spec's `torchvision:` builder
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class Pick:
     fitting: tuple[Row, ...]  # sorted: published top-1 best first, then the rows without one by MACs
     over_budget: tuple[Row, ...]
     left: tuple[Left, ...]
+    twins: tuple[tuple[str, str], ...] = ()  # (zoo model, torchvision model): the same network, analysed once
 
 
 def parse_count(text: str, *, what: str) -> int:
@@ -190,7 +192,7 @@ def _zoo_candidates(published: dict[str, tuple[PublishedAccuracy, ...]], input: 
         if builder in published:
             accuracy, note = chosen_accuracy(published[builder], input)
             note = "; ".join(filter(None, [f"the network of torchvision:{builder}", note]))
-            found.append(Candidate(name, Source.ZOO, accuracy, note))
+            found.append(Candidate(name, Source.ZOO, accuracy, note, same_as=f"torchvision:{builder}"))
         else:
             found.append(Candidate(name, Source.ZOO, None, "no published weights: the zoo's spec names no "
                                    "torchvision builder"))
@@ -226,7 +228,7 @@ def pick(budget: Budget, options: PickOptions, *, sources: Iterable[Source] = DE
     ['googlenet', 'resnet18', 'alexnet_owt']
     """
     sources = tuple(dict.fromkeys(Source(s) for s in sources))
-    found = candidates(sources, input=options.input, timm_pattern=timm_pattern)
+    found, twins = without_twins(candidates(sources, input=options.input, timm_pattern=timm_pattern))
     analyse = _cached_analysis(options, sources)
     rows, left = [], []
     for index, candidate in enumerate(found):
@@ -241,7 +243,16 @@ def pick(budget: Budget, options: PickOptions, *, sources: Iterable[Source] = DE
         progress("", len(found), len(found))
     fitting = mark_fronts([row for row in rows if row.fits])
     over = [row for row in rows if not row.fits]
-    return Pick(options, budget, sources, tuple(ordered(fitting)), tuple(ordered(over)), tuple(left))
+    return Pick(options, budget, sources, tuple(ordered(fitting)), tuple(ordered(over)), tuple(left), twins)
+
+
+def without_twins(found: list[Candidate]) -> tuple[list[Candidate], tuple[tuple[str, str], ...]]:
+    """The candidates less the zoo models whose torchvision twin is among them (the same network, held equal by
+    tests/test_zoo_torchvision.py: listed once, under torchvision's name), and those pairs (zoo, torchvision)."""
+    names = {candidate.name for candidate in found}
+    twins = tuple((c.name, c.same_as) for c in found if c.same_as in names)
+    kept = [c for c in found if c.same_as not in names]
+    return kept, twins
 
 
 def params_checked(candidate: Candidate, figures: Figures) -> Candidate:

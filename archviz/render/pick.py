@@ -25,6 +25,9 @@ def pick_text(chosen: Pick, *, width: int = 120) -> str:
         fastest = [row.candidate.name for row in chosen.fitting if row.on_latency_front]
         notes.append(f"Pareto front of published top-1 against predicted latency: {', '.join(fastest) or 'none'}.")
     notes += _no_accuracy_notes(chosen.fitting)
+    if chosen.twins:
+        same = ", ".join(zoo if twin == f"torchvision:{zoo}" else f"{zoo} (= {twin})" for zoo, twin in chosen.twins)
+        notes.append(f"Listed once, under torchvision's name: the zoo's {same}, the same networks.")
     notes += _params_notes(chosen.fitting)
     if chosen.over_budget:
         over = _names([row.candidate.name for row in chosen.over_budget])
@@ -176,6 +179,7 @@ def pick_dict(chosen: Pick) -> dict:
                    "max_memory_bytes": budget.max_memory_bytes, "max_latency_s": budget.max_latency_s},
         "fitting": [row_dict(row) for row in chosen.fitting],
         "over_budget": [row_dict(row) for row in chosen.over_budget],
+        "twins": [{"zoo": zoo, "torchvision": twin} for zoo, twin in chosen.twins],
         "left": [{"model": left.candidate.name, "source": left.candidate.source.value, "reason": left.reason,
                   "not_imagenet_classifier": left.not_task} for left in chosen.left],
     }

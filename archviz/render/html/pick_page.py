@@ -107,6 +107,7 @@ def _citation(row: Row) -> str:
 
 def _sources(chosen: Pick) -> str:
     over = ", ".join(row.candidate.name for row in chosen.over_budget)
+    twins = ", ".join(f"{zoo} = {twin}" for zoo, twin in chosen.twins)
     left = "".join(f"<li>{html.escape(item.candidate.name)}: {html.escape(item.reason)}</li>" for item in chosen.left)
     return (
         "<p>Top-1: ImageNet-1K acc@1 as torchvision publishes it in its weights' metadata (read from its installed "
@@ -114,5 +115,6 @@ def _sources(chosen: Pick) -> str:
         "with that size named. A zoo model whose spec names a torchvision builder shares that network and its "
         "accuracy. timm's installed configs publish no top-1. Params, MACs (multiply-accumulates per image), memory "
         "and latency are archviz's own formulas at this input; latency is the roofline's prediction.</p>"
-        f"<p>Over the budget ({len(chosen.over_budget)}): {html.escape(over) or 'none'}.</p>"
+        + (f"<p>Zoo models listed once, under torchvision's name (the same networks): {html.escape(twins)}.</p>" if twins else "")
+        + f"<p>Over the budget ({len(chosen.over_budget)}): {html.escape(over) or 'none'}.</p>"
         + (f"<p>Left out:</p><ul>{left}</ul>" if left else ""))
