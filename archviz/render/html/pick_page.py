@@ -115,6 +115,7 @@ def _sources(chosen: Pick) -> str:
         "with that size named. A zoo model whose spec names a torchvision builder shares that network and its "
         "accuracy. timm's installed configs publish no top-1. Params, MACs (multiply-accumulates per image), memory "
         "and latency are archviz's own formulas at this input; latency is the roofline's prediction.</p>"
-        + (f"<p>Zoo models listed once, under torchvision's name (the same networks): {html.escape(twins)}.</p>" if twins else "")
+        + (f"<p>Zoo models listed once, under torchvision's name (the same networks): {html.escape(twins)}.</p>"
+           if twins else "")
         + f"<p>Over the budget ({len(chosen.over_budget)}): {html.escape(over) or 'none'}.</p>"
         + (f"<p>Left out:</p><ul>{left}</ul>" if left else ""))
