@@ -19,7 +19,7 @@ from archviz.render.html.page import asset, page_head, plotly_js
 from archviz.render.pick import budget_text, pick_dict
 
 EXTRA_CSS = """
-td.cite { font-size: 12px; max-width: 420px; overflow-wrap: anywhere; }
+td.cite { font-size: 12px; min-width: 360px; max-width: 520px; white-space: normal; overflow-wrap: anywhere; }
 tr.front td:first-child { font-weight: 600; }
 """
 
@@ -48,7 +48,7 @@ id="log-scale" checked> log scale for the cost axis</label></p><div class="chart
 <div class="chart" id="chart-accuracy-macs"></div>{latency_chart}</div>
 <p class="muted">Each point is a model within the budget that has a published top-1 (hover for its citation); the
 line joins the Pareto front: no other model has fewer MACs and a higher top-1. Models over the budget are in the
-legend, hidden until clicked.</p></section>
+legend, hidden until clicked. tv: stands for torchvision:.</p></section>
 <section id="models"><h2>Models within the budget</h2><div class="table-wrap">{_table(chosen)}</div></section>
 <section id="sources"><h2>Sources</h2>{_sources(chosen)}</section>
 </main>"""
