@@ -75,7 +75,7 @@ def check_paper(report: Report, published: tuple[Published, ...], *, source: str
 
     >>> check = paper("resnet50")
     >>> [(row.printed, row.verdict.value) for row in check.rows][:2]
-    [('25,557,032', 'exact'), ('4.09 G', "within the paper's rounding")]
+    [('25,557,032', 'exact'), ('4.089 G', "within the paper's rounding")]
     """
     if inspect_model is None:
         import archviz
