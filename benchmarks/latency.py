@@ -244,8 +244,9 @@ def _ceilings(device) -> str:
         parts.append(f"{device.vector_lanes} fp32 SIMD lanes")
     if device.depthwise_flops is not None:
         parts.append(f"depthwise conv {device.depthwise_flops / 1e9:.1f} GFLOP/s")
-    if device.pool_outputs_per_s is not None:
-        parts.append(f"max pool {1e9 / device.pool_outputs_per_s:.1f} ns per output")
+    if device.max_pool is not None:
+        parts.append(f"max pool {device.max_pool.per_output_s * 1e9:.1f} ns per output + "
+                     f"{device.max_pool.per_element_s * 1e9:.2f} ns per window element")
     if device.fresh_memory_s_per_byte is not None:
         parts.append(f"page faults {device.fresh_memory_s_per_byte * 4096 * 1e6:.2f} us per 4 KiB page of outputs from "
                      f"{(device.fresh_memory_from_bytes or 0) / 2**20:.0f} MiB")

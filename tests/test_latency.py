@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import archviz
-from archviz.analysis.devices import DEVICES, Device, DeviceKind, Peaks, Precision, get_device
+from archviz.analysis.devices import DEVICES, Device, DeviceKind, Peaks, PoolCost, Precision, get_device
 from archviz.analysis.latency import layer_bytes, predict_latency
 from archviz.errors import ArchvizError, UnknownNameError
 
@@ -204,12 +204,12 @@ CPU_NET = """
 LANES = 16
 CACHE_BANDWIDTH = 4 * BANDWIDTH
 CACHE_BYTES = 2**20
-POOL_RATE = 10**8  # outputs per second
+POOL = PoolCost(per_output_s=1e-8, per_element_s=2e-9)  # 10 ns per output, 2 ns per window element
 DEPTHWISE = 10**10  # FLOP/s
 FRESH = 1e-9  # seconds per byte of a fresh output
 CPU_LIKE = dataclasses.replace(
     ROUND, kind=DeviceKind.CPU, cache_bytes=CACHE_BYTES, cache_bandwidth=CACHE_BANDWIDTH, vector_lanes=LANES,
-    pool_outputs_per_s=POOL_RATE, depthwise_flops=DEPTHWISE, fresh_memory_s_per_byte=FRESH,
+    max_pool=POOL, depthwise_flops=DEPTHWISE, fresh_memory_s_per_byte=FRESH,
     fresh_memory_from_bytes=4 * 16 * 24 * 8 * 8)  # pw's output (at batch 16) and larger: not dw's, 16 channels
 
 
@@ -243,9 +243,16 @@ def test_depthwise_convolution_runs_at_its_measured_ceiling(cpu_layers):
     assert not dw.memory_bound
 
 
+def test_a_pool_cost_is_the_line_through_its_two_measured_windows():
+    cost = PoolCost.through((4, 21e-9), (16, 45e-9))  # 2x2 and 4x4: 2 ns per element more, 13 ns at no window
+    assert cost.per_element_s == pytest.approx(2e-9) and cost.per_output_s == pytest.approx(13e-9)
+    assert cost.seconds(100, 9) == pytest.approx(100 * 31e-9)
+    assert PoolCost.through((4, 21e-9), (16, 20e-9)).per_element_s == 0  # noise never makes a wider window cheaper
+
+
 def test_sliding_pools_have_a_ceiling_and_global_ones_do_not(cpu_layers):
     pool, gap = cpu_layers["pool"], cpu_layers["gap"]
-    assert pool.compute_s == pytest.approx(16 * 24 * 4 * 4 / POOL_RATE)
+    assert pool.compute_s == pytest.approx(16 * 24 * 4 * 4 * (1e-8 + 2e-9 * 2 * 2))  # outputs x (10 ns + 4 x 2)
     assert gap.compute_s == 0 and gap.memory_bound
 
 
@@ -259,7 +266,7 @@ def test_only_fresh_outputs_past_the_threshold_pay_page_faults(cpu_layers):
 
 def test_datasheet_devices_model_none_of_the_cpu_ceilings(net):
     a100 = get_device("a100")
-    assert (a100.cache_bytes, a100.vector_lanes, a100.pool_outputs_per_s, a100.fresh_memory_s_per_byte) == \
+    assert (a100.cache_bytes, a100.vector_lanes, a100.max_pool, a100.fresh_memory_s_per_byte) == \
         (None, None, None, None)
     layers = predict_latency(archviz.inspect(net), a100).layers
     assert {layer.lane_fill for layer in layers} == {1.0}
@@ -273,3 +280,44 @@ def test_weights_come_from_memory_when_the_model_does_not_fit_in_half_the_cache(
     activations, weights = 4 * 16 * (16 + 24) * 64, 4 * 24 * 16
     fresh = 4 * 16 * 24 * 64 * FRESH
     assert pw.memory_s == pytest.approx(activations / CACHE_BANDWIDTH + weights / BANDWIDTH + fresh)
+
+
+CONV_SPECS = [  # (op, input, args, batch): each side of torch's rule for the CPU path
+    ("conv2d", [1, 3, 3], {"out_channels": 1, "kernel_size": 3}, 1),  # small, one image: native
+    ("conv2d", [1, 3, 3], {"out_channels": 1, "kernel_size": 3}, 2),  # two images: oneDNN
+    ("conv2d", [3, 224, 224], {"out_channels": 8, "kernel_size": 3}, 1),  # past 20,480 input elements
+    ("conv2d", [20, 32, 32], {"out_channels": 8, "kernel_size": 1}, 1),  # 1x1, one image, one thread: native
+    ("conv2d", [20, 32, 32], {"out_channels": 8, "kernel_size": 1, "stride": 2}, 1),  # strided 1x1: oneDNN
+    ("conv2d", [20, 32, 32], {"out_channels": 8, "kernel_size": 1}, 16),  # 16 images
+    ("conv2d", [1, 8, 8], {"out_channels": 4, "kernel_size": 5}, 1),  # wider than 3x3
+    ("conv2d", [1, 8, 8], {"out_channels": 4, "kernel_size": [5, 3]}, 1),  # 5x3: not wider on both axes
+    ("conv2d", [4, 8, 8], {"out_channels": 4, "kernel_size": 3, "groups": 2}, 1),  # grouped
+    ("conv2d", [4, 8, 8], {"out_channels": 4, "kernel_size": 3, "dilation": 2}, 1),
+    ("conv1d", [4, 30], {"out_channels": 4, "kernel_size": 5}, 1),  # viewed as 2-d: a 1x5 kernel
+    ("conv1d", [4, 9000], {"out_channels": 4, "kernel_size": 3}, 1),  # 36,000 elements
+    ("conv3d", [2, 4, 6, 6], {"out_channels": 2, "kernel_size": 3}, 1),
+    ("conv3d", [2, 6, 6, 6], {"out_channels": 2, "kernel_size": 5}, 1),
+]
+
+
+@pytest.mark.parametrize("op, shape, args, batch", CONV_SPECS)
+def test_the_cpu_conv_path_is_the_one_torch_takes(op, shape, args, batch, write_spec):
+    """onednn_conv against torch's own choice (torch._C._select_conv_backend) at one thread, for the layer as the
+    latency model reads it from the graph."""
+    torch = pytest.importorskip("torch")
+    from archviz.analysis.latency import _node_facts, onednn_conv
+    from archviz.torch_build import to_torch
+
+    spec = f"name: c\ninput: {shape}\nlayers:\n  - {op}: {json.dumps(args)}\n    name: conv\n"
+    report = archviz.inspect(write_spec(spec), crosscheck=False)
+    call = _node_facts(report, report.layer("conv"))["conv_call"]
+    module = to_torch(report.graph).conv
+    x = torch.randn(batch, *shape)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        backend = torch._C._select_conv_backend(x, module.weight, module.bias, module.stride, module.padding,
+                                                module.dilation, False, [0] * len(module.stride), module.groups, None)
+    finally:
+        torch.set_num_threads(threads)
+    assert onednn_conv(call, batch=batch, threads=1, precision=Precision.FP32) == (backend.name == "Mkldnn"), backend

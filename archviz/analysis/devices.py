@@ -47,6 +47,27 @@ class Peaks:
 
 
 @dataclass(frozen=True)
+class PoolCost:
+    """A CPU pooling kernel's time per output: a fixed part, and a part per element of its window, from two measured
+    windows (torch 2.14's NCHW max pool here: about 13 ns + 2 ns per element, 21 ns at 2 x 2, 91 at 7 x 7; an
+    average pool about 6 ns + 0.35 ns per element)."""
+
+    per_output_s: float
+    per_element_s: float
+
+    def seconds(self, outputs: int, window_elements: int) -> float:
+        return outputs * (self.per_output_s + self.per_element_s * window_elements)
+
+    @classmethod
+    def through(cls, small: tuple[int, float], large: tuple[int, float]) -> PoolCost:
+        """The line through two (window elements, seconds per output) measurements; never falling with the window,
+        never below zero at no window."""
+        (n1, t1), (n2, t2) = small, large
+        per_element = max((t2 - t1) / (n2 - n1), 0.0)
+        return cls(per_output_s=max(t1 - per_element * n1, 0.0), per_element_s=per_element)
+
+
+@dataclass(frozen=True)
 class Device:
     """One device's roofline: its peaks, its memory bandwidth (bytes/s) and a fixed cost per launched op (seconds)."""
 
@@ -71,11 +92,17 @@ class Device:
     # of nanoseconds per output, far below the memory roof; a depthwise conv runs at a fraction of the GEMM peak; an
     # output written to freshly mapped memory pays a page fault per 4 KiB page (glibc mmap()s a block of 32 MiB or
     # more afresh each time). None: not modelled.
-    pool_outputs_per_s: float | None = None  # a max pool's
-    mean_pool_outputs_per_s: float | None = None  # an average (or sum) pool's, about 3x a max pool's on a CPU
-    # (window size k, seconds) of one k x k convolution on one channel: its fixed cost per call, which on a CPU jumps
-    # past 3 x 3 (torch 2.14: 7.5 us at 1 x 1 and 3 x 3, 42 us at 5 x 5 and wider); empty: launch_overhead_s
-    conv_overheads: tuple[tuple[int, float], ...] = ()
+    max_pool: PoolCost | None = None
+    mean_pool: PoolCost | None = None  # an average (or sum) pool's, about a third of a max pool's on a CPU
+    # torch runs a CPU convolution through oneDNN or through its own native kernels, by a rule of the shapes
+    # (analysis/latency.py, onednn_conv); the fixed cost of a call on each path, measured on a one-channel 3 x 3
+    # convolution (torch 2.14 here: 8 us native, about 40 us through oneDNN), and whether oneDNN copies the weights
+    # into its blocked layout at every call (it does for NCHW tensors: the copy streams them from memory first).
+    # None: launch_overhead_s, no copy (the GPUs)
+    native_conv_overhead_s: float | None = None
+    onednn_conv_overhead_s: float | None = None
+    reorders_conv_weights: bool = False
+    threads: int | None = None  # torch's CPU threads when calibrated (the oneDNN rule reads it)
     # elements per second of an exp-like activation (tanh, sigmoid, GELU, softmax: Op.transcendental), compute-bound
     # on a CPU (about 2.5 ns an element here, where a ReLU streams at the memory roof); None: not modelled
     transcendental_per_s: float | None = None
@@ -90,13 +117,10 @@ class Device:
     def peak(self, precision: Precision) -> float | None:
         return self.peaks.of(precision)
 
-    def conv_overhead_s(self, window: int) -> float:
-        """The fixed cost of a convolution whose window is `window` wide: the measured one of the smallest measured
-        window at least as wide (the widest measured beyond them)."""
-        if not self.conv_overheads:
-            return self.launch_overhead_s
-        wider = [seconds for size, seconds in self.conv_overheads if size >= window]
-        return wider[0] if wider else self.conv_overheads[-1][1]
+    def conv_overhead_s(self, *, onednn: bool) -> float:
+        """The fixed cost of a convolution call on the path torch takes (launch_overhead_s where not measured)."""
+        measured = self.onednn_conv_overhead_s if onednn else self.native_conv_overhead_s
+        return self.launch_overhead_s if measured is None else measured
 
     def bandwidth_for(self, bytes_moved: int) -> float:
         """The roof a layer moving `bytes_moved` streams at: the cache's when they fit in half of it, else memory's."""

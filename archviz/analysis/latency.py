@@ -35,8 +35,8 @@ a roof or a ceiling measured on the machine, none fitted to the models:
     measured Device.depthwise_flops (lane_fill(channels) where none is stated);
   * pooling ceilings: a pool sliding a window (larger than one position, smaller than its input: not a global
     pool; or local response norm's window of channels) takes at least its outputs / the rate measured for its
-    reduction (the op's registry fact): a max pool's
-    Device.pool_outputs_per_s, an average or sum pool's Device.mean_pool_outputs_per_s (torch's NCHW pooling
+    reduction (the op's registry fact), a fixed part per output and a part per element of its window (Op.
+    window_elements): a max pool's Device.max_pool, an average or sum pool's Device.mean_pool (torch's NCHW pooling
     kernels run far below the memory roof on a CPU, a max pool 3x slower than an average pool);
   * packed weights: on a CPU (Device.packs_gemm_weights), a linear layer multiplying more than one row copies its
     weight matrix into the BLAS's blocked layout first, so its compute time adds the weights at the memory's
@@ -48,9 +48,11 @@ a roof or a ceiling measured on the machine, none fitted to the models:
   * a layer whose torch build runs several kernels (its registry entry's launches: partial_conv2d runs a grouped
     convolution per run of maps seeing as many input maps, and small_launches: its gathers and concatenation) pays
     the fixed cost once per kernel, and fills its SIMD lanes per group of output channels (lane_groups);
-  * a convolution's fixed cost is the one measured for its window width (Device.conv_overheads: on a CPU, torch
-    runs windows wider than 3 x 3 through a path costing about 40 us a call, 5x a 3 x 3's), other layers pay the
-    launch overhead;
+  * a convolution's fixed cost is the one measured for the path torch takes on a CPU (onednn_conv: oneDNN, about
+    40 us a call, or its native kernels, about 8 us: Device.onednn_conv_overhead_s, native_conv_overhead_s); on
+    the oneDNN path, which copies an NCHW convolution's weights into its blocked layout at every call
+    (Device.reorders_conv_weights), the compute time adds the weights at the memory's bandwidth, as a packed GEMM's
+    does; other layers pay the launch overhead;
   * fresh memory: a layer writing a new tensor (not in place, not a view) of at least Device.fresh_memory_from_bytes
     pays Device.fresh_memory_s_per_byte for each of its bytes: the page faults of memory the allocator maps anew.
 Pure Python.
@@ -60,7 +62,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archviz.analysis.devices import Device, Precision
+from archviz.analysis.devices import Device, DeviceKind, PoolCost, Precision
 from archviz.analysis.report import DType, LayerStats, Report
 from archviz.errors import ArchvizError
 from archviz.ops import OpKind, get_op
@@ -142,9 +144,40 @@ def predict_latency(report: Report, device: Device, *, tf32_convs: bool = True) 
     )
 
 
+@dataclass(frozen=True)
+class ConvCall:
+    """What torch reads of a convolution to choose its CPU path (onednn_conv)."""
+
+    kernel: tuple[int, int]  # the weight's last two dims (a 1-d conv's (1, k): torch views it as 2-d)
+    groups: int
+    strided: bool
+    dilated: bool
+    leading: int  # the input's size(1) * size(2) * size(3) (as viewed in 4-d): channels times the first spatial dims
+
+
+def onednn_conv(call: ConvCall, *, batch: int, threads: int, precision: Precision) -> bool:
+    """Whether torch runs the convolution through oneDNN on a CPU, as ConvParams::use_mkldnn decides
+    (aten/src/ATen/native/Convolution.cpp, torch 2.x): bf16 and fp16 always; float32 unless a 1 x 1 kernel,
+    unstrided and undilated, on fewer than 16 images with one thread, or a kernel of at most 3 wide, ungrouped, on
+    one image of at most 20,480 input elements ("for some case, native is faster").
+
+    >>> call = ConvCall(kernel=(3, 3), groups=1, strided=False, dilated=False, leading=6 * 14 * 14)
+    >>> onednn_conv(call, batch=1, threads=1, precision=Precision.FP32), onednn_conv(call, batch=2, threads=1,
+    ...     precision=Precision.FP32)
+    (False, True)
+    """
+    if precision != Precision.FP32:
+        return True
+    kh, kw = call.kernel
+    one_by_one = (kh, kw) == (1, 1) and not call.strided and not call.dilated
+    small = call.groups == 1 and not (kh > 3 and kw > 3) and batch == 1 and call.leading <= 20480
+    return not (one_by_one and batch < 16 and threads == 1) and not small
+
+
 def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes: int, precision: Precision,
                   groups: int = 1, in_place: bool = False, view: bool = False, sliding_pool: bool = False,
-                  reduction: Reduction | None = None, window: int = 1, transcendental: bool = False,
+                  reduction: Reduction | None = None, window_elements: int = 1, conv_call: ConvCall | None = None,
+                  transcendental: bool = False,
                   launches: int = 1, small_launches: int = 0, weights_in_cache: bool = False) -> LayerLatency:
     """One layer's roofline (the module docstring has the formulas).
 
@@ -156,6 +189,8 @@ def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes:
     (12.9, False)
     """
     bytes_moved = 0 if view else layer_bytes(stats, batch=batch, dtype_bytes=dtype_bytes)
+    onednn = conv_call is not None and device.kind == DeviceKind.CPU and onednn_conv(
+        conv_call, batch=batch, threads=device.threads or 1, precision=precision)
     fill = lane_fill(stats, groups=groups, lanes=device.vector_lanes)
     peak = device.peak(precision) * fill
     if device.depthwise_flops is not None and _is_depthwise(stats, groups):
@@ -169,11 +204,13 @@ def layer_latency(stats: LayerStats, device: Device, *, batch: int, dtype_bytes:
         compute_s = stats.flops / peak
         if stats.kind == OpKind.LINEAR and device.packs_gemm_weights and _rows(stats, batch) > 1:
             compute_s += (stats.params + stats.buffers) * dtype_bytes / device.memory_bandwidth
+        if onednn and device.reorders_conv_weights:
+            compute_s += stats.params * dtype_bytes / device.memory_bandwidth
     else:
         attainable, compute_s = 0.0, 0.0
         compute_s = _ceiling_seconds(stats, device, sliding_pool=sliding_pool, reduction=reduction,
-                                     transcendental=transcendental)
-    overhead = launches * (device.conv_overhead_s(window) if stats.kind == OpKind.CONV else device.launch_overhead_s)
+                                     window_elements=window_elements, transcendental=transcendental)
+    overhead = launches * (device.conv_overhead_s(onednn=onednn) if conv_call else device.launch_overhead_s)
     overhead += small_launches * device.launch_overhead_s
     predicted = stats.counted or stats.measured
     return LayerLatency(
@@ -204,14 +241,14 @@ def _memory_seconds(stats: LayerStats, device: Device, *, bytes_moved: int, dtyp
 
 
 def _ceiling_seconds(stats: LayerStats, device: Device, *, sliding_pool: bool, reduction: Reduction | None,
-                     transcendental: bool) -> float:
+                     window_elements: int, transcendental: bool) -> float:
     """A layer without MACs at its CPU ceilings: its outputs at the pooling rate of its reduction where it pools a
     window, plus at the transcendental rate where it computes an exp-like function (local response norm does both:
     an average of squares over channels, then a power)."""
     seconds = 0.0
-    rate = _pool_rate(device, reduction) if sliding_pool else None
-    if rate is not None:
-        seconds += stats.activation_elements / rate
+    cost = _pool_cost(device, reduction) if sliding_pool else None
+    if cost is not None:
+        seconds += cost.seconds(stats.activation_elements, window_elements)
     if transcendental and device.transcendental_per_s is not None:
         seconds += stats.activation_elements / device.transcendental_per_s
     return seconds
@@ -222,10 +259,8 @@ def _rows(stats: LayerStats, batch: int) -> int:
     return batch * numel(stats.in_shapes[0][:-1]) if stats.in_shapes else batch
 
 
-def _pool_rate(device: Device, reduction: Reduction | None) -> float | None:
-    if reduction == Reduction.MAX:
-        return device.pool_outputs_per_s
-    return device.mean_pool_outputs_per_s
+def _pool_cost(device: Device, reduction: Reduction | None) -> PoolCost | None:
+    return device.max_pool if reduction == Reduction.MAX else device.mean_pool
 
 
 def layer_bytes(stats: LayerStats, *, batch: int, dtype_bytes: int) -> int:
@@ -260,7 +295,7 @@ def _filled(count: int, lanes: int) -> float:
 
 def _node_facts(report: Report, stats: LayerStats) -> dict:
     """What the roofline needs beyond LayerStats, from the layer's node and its op's registry entry: a conv's groups
-    and window width, whether the layer writes into its input (no new memory), whether its output is its input (a
+    and what torch reads of it to choose its CPU path, whether the layer writes into its input (no new memory), whether its output is its input (a
     view, or a regularisation, which hands its input back at inference: it moves nothing), and whether it is a pool
     sliding a window, and of which reduction, and whether it computes an exp-like function per element."""
     node = report.graph.node(stats.name)
@@ -271,10 +306,27 @@ def _node_facts(report: Report, stats: LayerStats) -> dict:
     pools_channels = op.reduction is not None and stats.kind != OpKind.POOL  # local response norm
     sliding = pools_channels or (stats.kind == OpKind.POOL and _slides(window, node.in_shapes))
     conv = stats.kind == OpKind.CONV
-    width = max(window.kernel) if conv and window is not None else 1
     return {"groups": op.lane_groups(node.attrs) if conv else 1, "in_place": in_place, "view": view,
-            "sliding_pool": sliding, "reduction": op.reduction, "window": width, "transcendental": op.transcendental,
+            "sliding_pool": sliding, "reduction": op.reduction, "transcendental": op.transcendental,
+            "window_elements": op.window_elements(node.attrs, list(node.in_shapes)),
+            "conv_call": _conv_call(node.attrs, node.in_shapes[0], op.lane_groups(node.attrs)) if conv else None,
             "launches": op.launches(node.attrs), "small_launches": op.small_launches(node.attrs)}
+
+
+def _conv_call(attrs, in_shape: tuple[int, ...], groups: int) -> ConvCall:
+    """A conv layer's attributes as torch's convolution sees them: a 1-d one viewed as 2-d, a 3-d one's last two
+    kernel dims and its input's channels, depth and height."""
+    rank = len(in_shape) - 1
+
+    def per_axis(value) -> tuple[int, ...]:
+        value = 1 if value is None or isinstance(value, str) else value
+        return tuple(value) if isinstance(value, (tuple, list)) else (int(value),) * rank
+
+    kernel = per_axis(attrs.get("kernel_size"))
+    viewed = (1, *in_shape) if rank == 1 else in_shape  # (C, L) -> (C, 1, L)
+    return ConvCall(kernel=((1, *kernel) if rank == 1 else kernel)[-2:], groups=groups,
+                    strided=any(s != 1 for s in per_axis(attrs.get("stride"))),
+                    dilated=any(d != 1 for d in per_axis(attrs.get("dilation"))), leading=numel(viewed[:3]))
 
 
 def _slides(window, in_shapes) -> bool:

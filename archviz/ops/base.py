@@ -279,6 +279,12 @@ class Op(abc.ABC):
         that splits its work (partial_conv2d: a grouped convolution per run of maps seeing as many input maps)."""
         return 1
 
+    def window_elements(self, attrs: Attrs, in_shapes: list[Shape]) -> int:
+        """The input elements one output of a pooling op reads (its window's area; local response norm: its size):
+        a CPU pool's time grows with it (analysis/latency.py)."""
+        window = self.window(attrs, in_shapes)
+        return window.kernel[0] * window.kernel[1] if window is not None else 1
+
     def small_launches(self, attrs: Attrs) -> int:
         """Small kernels its torch build runs besides (gathers, a concatenation), each paying a launch's fixed cost."""
         return 0

@@ -281,6 +281,9 @@ class LocalResponseNorm(SameShape, NoMacs, Op):
     def summary(self, attrs):
         return f"size {attrs['size']}"
 
+    def window_elements(self, attrs, in_shapes):
+        return attrs["size"]
+
     def small_launches(self, attrs):
         """torch's local_response_norm runs seven kernels: square, pad, 3-d average pool, scale, add k, power, divide."""
         return 6

@@ -11,12 +11,14 @@ processes does not count the time this one waits for a core):
   * per-op overhead: the median time of one call of a module on a one-element tensor, over a convolution, a linear
     layer, a batch norm, a ReLU and a max pool: what every layer of an eagerly run model pays before it touches its
     data.
-  * pooling ceilings: outputs per second of a 3x3 stride-2 max pool, and of the same average pool, on a
-    cache-resident NCHW tensor (torch's CPU pooling runs far below the memory roof, a max pool 3x slower);
+  * pooling ceilings: the time per output of a 2x2 and a 4x4 stride-2 max pool, and of the same average pools, on a
+    cache-resident NCHW tensor: a fixed part and a part per window element (torch's CPU pooling runs far below the
+    memory roof, a max pool 3x slower);
   * transcendental ceiling: elements per second of tanh over a cache-resident tensor (exp-like activations are
     compute-bound on a CPU);
-  * convolution overheads: the least time of one call of a k x k convolution on a k x k one-channel input, for k
-    of 1, 3, 5 and 7 (torch runs windows wider than 3 x 3 through a path with a fixed cost 5x larger);
+  * convolution overheads: the least time of one call of a one-channel 3 x 3 convolution on one 3 x 3 image (torch's
+    native kernel) and on two (oneDNN, which torch takes for more than one image: analysis/latency.onednn_conv),
+    about 5x the native one's;
   * depthwise ceiling: FLOP/s of a 3x3 depthwise conv (64 channels, 56x56, batch 1), which oneDNN runs with a direct
     kernel far below the GEMM peak;
   * fresh memory: the time to fill a newly allocated tensor of 64 MiB (past glibc's largest mmap threshold, 32 MiB
@@ -36,18 +38,18 @@ from pathlib import Path
 
 import torch
 
-from archviz.analysis.devices import Device, DeviceKind, Peaks
+from archviz.analysis.devices import Device, DeviceKind, Peaks, PoolCost
 from archviz.cache import cache_dir
 from archviz.errors import ArchvizError
 from archviz.output import write_atomic
 
-CALIBRATION_FORMAT = 8  # bump when what is measured or stored changes
+CALIBRATION_FORMAT = 10  # bump when what is measured or stored changes
 GEMM_SIZES = (256, 512, 1024)
+POOL_WINDOWS = (2, 4)  # pools' time per output is measured at two windows: a fixed part and one per element
 STREAM_BYTES = 256 * 2**20  # per tensor: far past any CPU's last-level cache
 SHORT_STREAM_BYTES = 64 * 2**20  # for a calibration under a second (tests): still past most last-level caches
 SHARES = {"gemm": 0.27, "stream": 0.22, "cache": 0.1, "overhead": 0.08, "conv": 0.06, "pool": 0.08, "depthwise": 0.06,
           "fresh": 0.1, "transcendental": 0.03}
-CONV_WINDOWS = (1, 3, 5, 7)
 FRESH_BYTES = 64 * 2**20
 GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20  # 64-bit glibc: a block this large is always mmap()ed afresh (mallopt(3))
 LANES = {"AVX512": 16, "AVX2": 8}  # fp32 lanes per vector, by torch.backends.cpu.get_cpu_capability()
@@ -89,9 +91,9 @@ def calibrate(*, seconds: float = 3.0) -> Device:
     cache_bandwidth = None if cache_bytes is None else \
         _best_stream_bandwidth(seconds * SHARES["cache"], cache_bytes // 4)
     overhead = _op_overhead(seconds * SHARES["overhead"])
-    pool_rate = _pool_outputs_per_s(torch.nn.MaxPool2d(3, stride=2, padding=1), seconds * SHARES["pool"] / 2)
-    mean_pool_rate = _pool_outputs_per_s(torch.nn.AvgPool2d(3, stride=2, padding=1), seconds * SHARES["pool"] / 2)
-    conv_overheads = _conv_overheads(seconds * SHARES["conv"])
+    max_pool = _pool_cost(torch.nn.MaxPool2d, seconds * SHARES["pool"] / 2)
+    mean_pool = _pool_cost(torch.nn.AvgPool2d, seconds * SHARES["pool"] / 2)
+    native_conv, onednn_conv = _conv_overheads(seconds * SHARES["conv"])
     transcendental = _transcendental_per_s(seconds * SHARES["transcendental"])
     fresh = _fresh_memory_s_per_byte(seconds * SHARES["fresh"])
     depthwise = _depthwise_flops(seconds * SHARES["depthwise"])
@@ -100,8 +102,9 @@ def calibrate(*, seconds: float = 3.0) -> Device:
         key="cpu", name=f"{cpu_name()} ({threads} thread{'s' if threads > 1 else ''})", kind=DeviceKind.CPU,
         peaks=Peaks(fp32=peak), memory_bandwidth=bandwidth, launch_overhead_s=overhead, memory_bytes=None,
         cache_bytes=cache_bytes, cache_bandwidth=cache_bandwidth,
-        vector_lanes=LANES.get(torch.backends.cpu.get_cpu_capability()), pool_outputs_per_s=pool_rate,
-        mean_pool_outputs_per_s=mean_pool_rate, conv_overheads=conv_overheads, depthwise_flops=depthwise,
+        vector_lanes=LANES.get(torch.backends.cpu.get_cpu_capability()), max_pool=max_pool,
+        mean_pool=mean_pool, native_conv_overhead_s=native_conv,
+        onednn_conv_overhead_s=onednn_conv, reorders_conv_weights=True, threads=threads, depthwise_flops=depthwise,
         transcendental_per_s=transcendental, packs_gemm_weights=True,
         fresh_memory_s_per_byte=fresh, fresh_memory_from_bytes=GLIBC_MMAP_THRESHOLD_MAX,
         source=f"measured by archviz.profile.calibrate: best fp32 matmul of sizes {GEMM_SIZES}, best tensor copy/add "
@@ -170,12 +173,12 @@ def _op_overhead(budget_s: float) -> float:
     return statistics.median(times)
 
 
-def _conv_overheads(budget_s: float) -> tuple[tuple[int, float], ...]:
-    found = []
-    for size in CONV_WINDOWS:  # the wall clock, as _op_overhead's; the least time, as a ceiling's
-        conv, one = torch.nn.Conv2d(1, 1, size), torch.ones(1, 1, size, size)
-        found.append((size, min(_times(lambda: conv(one), budget_s / len(CONV_WINDOWS), clock=time.perf_counter))))
-    return tuple(found)
+def _conv_overheads(budget_s: float) -> tuple[float, float]:
+    """(native, oneDNN): a one-channel 3 x 3 convolution's least time per call on one image (torch's native kernel)
+    and on two (oneDNN: more than one image), by the wall clock, as _op_overhead's."""
+    conv = torch.nn.Conv2d(1, 1, 3)
+    return tuple(min(_times(lambda: conv(one), budget_s / 2, clock=time.perf_counter))
+                 for one in (torch.ones(1, 1, 3, 3), torch.ones(2, 1, 3, 3)))
 
 
 def _transcendental_per_s(budget_s: float) -> float:
@@ -183,10 +186,14 @@ def _transcendental_per_s(budget_s: float) -> float:
     return inputs.numel() / _best_time(lambda: torch.tanh(inputs), budget_s)
 
 
-def _pool_outputs_per_s(pool, budget_s: float) -> float:
-    inputs = torch.randn(1, 64, 56, 56)
-    outputs = 64 * 28 * 28
-    return outputs / _best_time(lambda: pool(inputs), budget_s)
+def _pool_cost(pool_class, budget_s: float) -> PoolCost:
+    """Through a 2 x 2 and a 4 x 4 window, both at stride 2 (the common pools' stride), on a cache-resident input."""
+    inputs, measured = torch.randn(1, 64, 56, 56), []
+    for size in POOL_WINDOWS:
+        pool = pool_class(size, stride=2)
+        outputs = pool(inputs).numel()
+        measured.append((size * size, _best_time(lambda: pool(inputs), budget_s / len(POOL_WINDOWS)) / outputs))
+    return PoolCost.through(*measured)
 
 
 def _depthwise_flops(budget_s: float) -> float:
@@ -227,9 +234,10 @@ def _to_json(device: Device) -> dict:
             "launch_overhead_s": device.launch_overhead_s, "source": device.source,
             "overhead_source": device.overhead_source, "cache_bytes": device.cache_bytes,
             "cache_bandwidth": device.cache_bandwidth, "vector_lanes": device.vector_lanes,
-            "pool_outputs_per_s": device.pool_outputs_per_s,
-            "mean_pool_outputs_per_s": device.mean_pool_outputs_per_s,
-            "conv_overheads": [list(entry) for entry in device.conv_overheads],
+            "max_pool": _pool_json(device.max_pool), "mean_pool": _pool_json(device.mean_pool),
+            "native_conv_overhead_s": device.native_conv_overhead_s,
+            "onednn_conv_overhead_s": device.onednn_conv_overhead_s,
+            "reorders_conv_weights": device.reorders_conv_weights, "threads": device.threads,
             "transcendental_per_s": device.transcendental_per_s, "packs_gemm_weights": device.packs_gemm_weights,
             "fresh_memory_s_per_byte": device.fresh_memory_s_per_byte,
             "fresh_memory_from_bytes": device.fresh_memory_from_bytes, "depthwise_flops": device.depthwise_flops}
@@ -241,10 +249,19 @@ def _from_json(entry: dict) -> Device:
                   launch_overhead_s=float(entry["launch_overhead_s"]), memory_bytes=None, source=entry["source"],
                   overhead_source=entry["overhead_source"], cache_bytes=entry["cache_bytes"],
                   cache_bandwidth=entry["cache_bandwidth"], vector_lanes=entry["vector_lanes"],
-                  pool_outputs_per_s=entry["pool_outputs_per_s"],
-                  mean_pool_outputs_per_s=entry["mean_pool_outputs_per_s"],
-                  conv_overheads=tuple((int(size), float(seconds)) for size, seconds in entry["conv_overheads"]),
+                  max_pool=_pool_from_json(entry["max_pool"]), mean_pool=_pool_from_json(entry["mean_pool"]),
+                  native_conv_overhead_s=entry["native_conv_overhead_s"],
+                  onednn_conv_overhead_s=entry["onednn_conv_overhead_s"],
+                  reorders_conv_weights=bool(entry["reorders_conv_weights"]), threads=entry["threads"],
                   transcendental_per_s=entry["transcendental_per_s"],
                   packs_gemm_weights=bool(entry["packs_gemm_weights"]),
                   fresh_memory_s_per_byte=entry["fresh_memory_s_per_byte"],
                   fresh_memory_from_bytes=entry["fresh_memory_from_bytes"], depthwise_flops=entry["depthwise_flops"])
+
+
+def _pool_json(cost: PoolCost | None) -> list[float] | None:
+    return None if cost is None else [cost.per_output_s, cost.per_element_s]
+
+
+def _pool_from_json(entry) -> PoolCost | None:
+    return None if entry is None else PoolCost(float(entry[0]), float(entry[1]))

@@ -21,17 +21,23 @@ def device_table(device: Device) -> Table:
     if device.cache_bytes is not None and device.cache_bandwidth is not None:
         table.add_row("Cache", f"{size_bytes(device.cache_bytes)} at {device.cache_bandwidth / 1e9:.3g} GB/s")
     table.add_row("Per-op overhead", seconds_text(device.launch_overhead_s))
-    if device.conv_overheads:
-        table.add_row("Conv overhead", ", ".join(f"{size}x{size} {seconds_text(seconds)}"
-                                                 for size, seconds in device.conv_overheads))
+    if device.native_conv_overhead_s is not None and device.onednn_conv_overhead_s is not None:
+        table.add_row("Conv overhead", f"native {seconds_text(device.native_conv_overhead_s)}, oneDNN "
+                      f"{seconds_text(device.onednn_conv_overhead_s)}"
+                      + (" and its weight copy" if device.reorders_conv_weights else ""))
     if device.depthwise_flops is not None:
         table.add_row("Depthwise conv", f"{device.depthwise_flops / 1e9:.3g} GFLOP/s")
-    if device.pool_outputs_per_s is not None:
-        table.add_row("Max pool", f"{device.pool_outputs_per_s / 1e6:.3g} M outputs/s")
+    if device.max_pool is not None:
+        table.add_row("Max pool", _pool_text(device.max_pool))
     if device.transcendental_per_s is not None:
         table.add_row("tanh, sigmoid, GELU", f"{device.transcendental_per_s / 1e6:.3g} M elements/s")
-    if device.mean_pool_outputs_per_s is not None:
-        table.add_row("Average pool", f"{device.mean_pool_outputs_per_s / 1e6:.3g} M outputs/s")
+    if device.mean_pool is not None:
+        table.add_row("Average pool", _pool_text(device.mean_pool))
     table.add_row("Ridge (FP32)", f"{device.ridge_intensity:.3g} FLOPs per byte")
     table.add_row("Source", device.source)
     return table
+
+
+def _pool_text(cost) -> str:
+    return (f"{cost.per_output_s * 1e9:.3g} ns per output + {cost.per_element_s * 1e9:.3g} ns per window element "
+            f"(3x3: {cost.seconds(1, 9) * 1e9:.3g} ns)")
