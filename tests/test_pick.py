@@ -271,6 +271,11 @@ def test_cli_pick_from_the_zoo_as_text_and_json(tmp_path):
     assert data["budget"]["max_params"] == 30 * 10**6
     assert all(m["params"] <= 30 * 10**6 and m["over"] == [] for m in data["fitting"])
     assert [m["model"] for m in data["fitting"] if m["on_front"]]
+    resnet50 = next(m for m in data["fitting"] if m["model"] == "resnet50")
+    if resnet50["top1"] is not None:  # torchvision installed: its weights, best first, the chosen one named
+        assert [w["weights"] for w in resnet50["published_weights"]] == [
+            "ResNet50_Weights.IMAGENET1K_V2", "ResNet50_Weights.IMAGENET1K_V1"]
+        assert resnet50["weights"] == "ResNet50_Weights.IMAGENET1K_V2" and resnet50["top1"] == 80.858
     page = (tmp_path / "pick.html").read_text()
     assert "Plotly" in page and 'id="chart-accuracy-macs"' in page and "pick-table" in page
 

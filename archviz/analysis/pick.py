@@ -83,6 +83,7 @@ class Candidate:
     accuracy: PublishedAccuracy | None
     accuracy_note: str  # how the accuracy relates to this model, or why there is none
     same_as: str | None = None  # a zoo model's torchvision twin, its spec's `torchvision:` builder
+    variants: tuple[PublishedAccuracy, ...] = ()  # every published weights of its builder, best first
 
 
 @dataclass(frozen=True)
@@ -156,8 +157,8 @@ def candidates(sources: Iterable[Source], *, input: tuple[int, ...],
     if Source.ZOO in sources:
         found += _zoo_candidates(published, input)
     if Source.TORCHVISION in sources:
-        found += [Candidate(f"torchvision:{builder}", Source.TORCHVISION, *chosen_accuracy(weights, input))
-                  for builder, weights in published.items()]
+        found += [Candidate(f"torchvision:{builder}", Source.TORCHVISION, *chosen_accuracy(weights, input),
+                            variants=weights) for builder, weights in published.items()]
     if Source.TIMM in sources:
         found += [Candidate(f"timm:{name}", Source.TIMM, None, NO_TIMM_ACCURACY) for name in timm_names(timm_pattern)]
     return found
@@ -192,7 +193,8 @@ def _zoo_candidates(published: dict[str, tuple[PublishedAccuracy, ...]], input: 
         if builder in published:
             accuracy, note = chosen_accuracy(published[builder], input)
             note = "; ".join(filter(None, [f"the network of torchvision:{builder}", note]))
-            found.append(Candidate(name, Source.ZOO, accuracy, note, same_as=f"torchvision:{builder}"))
+            found.append(Candidate(name, Source.ZOO, accuracy, note, same_as=f"torchvision:{builder}",
+                                   variants=published[builder]))
         else:
             found.append(Candidate(name, Source.ZOO, None, "no published weights: the zoo's spec names no "
                                    "torchvision builder"))

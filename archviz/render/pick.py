@@ -197,6 +197,8 @@ def row_dict(row: Row) -> dict:
         "citation": None if accuracy is None else {"weights": accuracy.weights, "recipe": accuracy.recipe,
                                                    "file": accuracy.source, "published_params": accuracy.num_params},
         "accuracy_note": row.candidate.accuracy_note,
+        "published_weights": [{"weights": w.weights, "top1": w.top1, "eval_crop": w.crop_size}
+                              for w in row.candidate.variants],
         "params": figures.params, "macs": figures.macs, "memory_bytes": figures.memory_bytes,
         "latency_s": figures.latency_s, "latency_lower_bound": figures.latency_partial,
         "over": list(row.over), "on_front": row.on_front, "on_latency_front": row.on_latency_front,
