@@ -7,10 +7,11 @@
 scripts/update_docs.py keeps these blocks as written, because their speeds differ at every run; the commands after a
 training command read the run folder it writes, so they are kept too. This script is their regeneration: it runs every
 such block of a page top to bottom (a run folder is written before the commands that read it), in the repo root, and
-pastes the real output: stdout (a picture's caption: input, weights, prediction), then stderr (where it wrote it). The lessons train with `--threads 1` and a fixed seed, so on one machine every figure but the
-speeds comes out the same at every run; --check compares the outputs with the speeds and times masked. A block marked
-`# one run's output, last lines` shows the end of its output (a comparison's table after its training logs), as many
-lines as the block has.
+pastes the real output: stdout (a picture's caption: input, weights, prediction), then stderr's `wrote FILE` line
+(its progress lines are left out). The lessons train with `--threads 1` and a fixed seed, so on one machine every
+figure but the speeds comes out the same at every run; --check compares the outputs with the speeds and times masked.
+A block marked `# one run's output, last lines` shows the end of its output (a comparison's table after its training
+logs), as many lines as the block has.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ LESSONS = ROOT / "docs" / "lessons"
 RUNS = "runs/lessons/"  # the lessons' run folders: written anew at every rerun
 ONE_RUN = "# one run's output"
 LAST_LINES = "last lines"  # `# one run's output, last lines`: the output's end, as many lines as the block shows
-SPEEDS = re.compile(  # they differ at every run: "2,301 img/s  0.5 s", "load 5.7", a table's "train s  images/s" columns
-    r"[\d,]+ (?:img|images)/s|\d+\.\d+ s\b|\d+(?:\.\d+)? ?ms\b|load \d+\.\d+|\d+\.\d +[\d,]+(?= +[\d.]+ [KMG]?B$)", re.M)
+# They differ at every run: "2,301 img/s  0.5 s", "load 5.7", and a table's "train s  images/s" columns.
+SPEEDS = re.compile(r"[\d,]+ (?:img|images)/s|\d+\.\d+ s\b|\d+(?:\.\d+)? ?ms\b|load \d+\.\d+"
+                    r"|\d+\.\d +[\d,]+(?= +[\d.]+ [KMG]?B$)", re.M)
 
 
 def rerun(block: str) -> str:
@@ -39,8 +41,10 @@ def rerun(block: str) -> str:
         return block
     remove_earlier_run(command)
     stdout, stderr = run(command[len("$ archviz "):])
-    shown = "\n".join(part.rstrip() for part in (stdout, stderr) if part.strip())  # as a terminal shows them
-    lines = [line.rstrip() for line in shown.splitlines()]
+    shown = stderr.splitlines()
+    if stdout.strip():  # stdout, then where a picture went; stderr's progress lines are left out
+        shown = [*stdout.rstrip().splitlines(), *(line for line in shown if line.startswith("wrote "))]
+    lines = [line.rstrip() for line in shown]
     if LAST_LINES in command:  # a long log whose end (the table) is what the lesson reads
         lines = lines[-max(len(block.rstrip().splitlines()) - 1, 1):]
     return "\n".join([command, *lines]) + "\n"
@@ -76,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         updated, changed = refresh(path)
         for command in changed:
-            print(f"{'changed' if options.check else 'updated'} in {path.relative_to(ROOT)}: {command}", file=sys.stderr)
+            verb = "changed" if options.check else "updated"
+            print(f"{verb} in {path.relative_to(ROOT)}: {command}", file=sys.stderr)
         any_changed = any_changed or bool(changed)
         if not options.check:
             path.write_text(updated)
