@@ -439,7 +439,9 @@ def pick(
     """The zoo's, torchvision's (and with --timm, timm's) classifiers that fit the budget at the input, sorted by
     published ImageNet-1K top-1 (cited: torchvision's weights metadata), with the Pareto front of top-1 against MACs
     (and against predicted latency with --device). Every other figure is archviz's own, at this input."""
-    from archviz.analysis.pick import Budget, PickOptions, Source, parse_count, parse_milliseconds, pick as pick_models
+    from archviz.analysis.pick import (
+        Budget, PickOptions, Source, default_sources, parse_count, parse_milliseconds, pick as pick_models,
+    )
     from archviz.format import parse_bytes
 
     budget = Budget(
@@ -451,7 +453,7 @@ def pick(
         raise SpecError("--max-latency needs --device (h100, a100, ..., or cpu): the roofline of which device?")
     options = PickOptions(input=_pick_input(input), batch=batch, optimizer=optimizer.value if train else None,
                           device=device, memory=max_memory is not None or train)
-    sources = [Source(s.value) for s in source or []] or [Source.ZOO, Source.TORCHVISION]
+    sources = [Source(s.value) for s in source or []] or default_sources()
     if timm is not None and Source.TIMM not in sources:
         sources.append(Source.TIMM)
     with _pick_progress() as progress:

@@ -238,6 +238,18 @@ def test_a_zoo_model_and_its_torchvision_twin_are_listed_once():
     assert none == () and "resnet50" in {candidate.name for candidate in zoo_only}
 
 
+def test_without_torchvision_the_default_is_the_zoo_and_asking_for_torchvision_is_an_error(monkeypatch):
+    import archviz.analysis.pick as pick_module
+    import archviz.analysis.published as published_module
+    from archviz.errors import MissingDependencyError
+
+    monkeypatch.setattr(published_module, "torchvision_models_dir", lambda: None)
+    monkeypatch.setattr(pick_module, "torchvision_accuracies", lambda: {})
+    assert pick_module.default_sources() == [Source.ZOO]
+    with pytest.raises(MissingDependencyError, match="--source torchvision needs torchvision"):
+        candidates([Source.TORCHVISION], input=(3, 224, 224))
+
+
 def test_timm_needs_a_pattern():
     with pytest.raises(SpecError, match="--timm PATTERN"):
         candidates([Source.TIMM], input=(3, 224, 224))

@@ -43,6 +43,13 @@ class Task(enum.StrEnum):
 DEFAULT_SOURCES = (Source.ZOO, Source.TORCHVISION)  # timm only on request: ~1,300 architectures, no accuracies
 
 
+def default_sources() -> list[Source]:
+    """The zoo, and torchvision where it is installed."""
+    from archviz.analysis.published import torchvision_models_dir
+
+    return [source for source in DEFAULT_SOURCES if source != Source.TORCHVISION or torchvision_models_dir()]
+
+
 @dataclass(frozen=True)
 class Budget:
     """The limits a model must stay within; None: no limit on that figure."""
@@ -153,6 +160,10 @@ def candidates(sources: Iterable[Source], *, input: tuple[int, ...],
     """Every model of the sources, with its published top-1 where there is one: zoo, then torchvision, then timm."""
     sources = tuple(sources)
     published = torchvision_accuracies() if Source.ZOO in sources or Source.TORCHVISION in sources else {}
+    if Source.TORCHVISION in sources and not published:
+        from archviz.errors import MissingDependencyError
+
+        raise MissingDependencyError("--source torchvision needs torchvision: pip install torchvision")
     found = []
     if Source.ZOO in sources:
         found += _zoo_candidates(published, input)
