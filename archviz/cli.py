@@ -480,8 +480,9 @@ def _pick_input(text: str | None) -> tuple[int, ...]:
 
         return IMAGENET_INPUT
     shape = parse_input(text)
-    if len(shape) != 3:
-        raise SpecError(f"--input {text!r}: pick analyses images, C x H x W (3x224x224)")
+    if len(shape) != 3 or shape[0] != 3:
+        raise SpecError(f"--input {text!r}: pick analyses ImageNet classifiers, which take RGB images: 3 x H x W "
+                        "(3x224x224)")
     return shape
 
 

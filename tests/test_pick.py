@@ -312,7 +312,8 @@ def test_cli_memory_and_latency_columns(tmp_path):
     (["--device", "a9000"], "a9000"),
     (["--source", "timm"], "--source timm needs --timm PATTERN"),
     (["--source", "nowhere"], "--source"),
-    (["--input", "3x5"], "--input '3x5': pick analyses images"),
+    (["--input", "3x5"], "--input '3x5': pick analyses ImageNet classifiers"),
+    (["--input", "1x224x224"], "which take RGB images"),
     (["--task", "coco"], "--task"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
