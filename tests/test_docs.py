@@ -57,3 +57,18 @@ def test_the_worked_op_example_passes_the_registry_wide_checks(tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:] + (
         "\nif softshrink is a real op now, the page needs another example")
     assert " passed" in done.stdout
+
+
+def test_the_python_api_session_is_what_archviz_returns(monkeypatch):
+    """docs/reference/api.md's session, run as a doctest from the repo root."""
+    pytest.importorskip("torch")
+    import doctest
+    import re
+
+    monkeypatch.chdir(ROOT)
+    page = (ROOT / "docs/reference/api.md").read_text()
+    session = re.search(r"```pycon\n(.*?)```", page, re.S).group(1)
+    test = doctest.DocTestParser().get_doctest(session, {}, "docs/reference/api.md", "docs/reference/api.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
