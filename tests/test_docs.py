@@ -1,9 +1,11 @@
-"""The documentation site builds with --strict: a broken link, a missing page or a docstring mkdocstrings cannot
-render fails here, as it would fail `mkdocs build` in CI."""
+"""The documentation site: it builds with --strict (a broken link, a page missing from the nav or a docstring
+mkdocstrings cannot render fails here), its command reference is the CLI's help, and the examples update_docs.py
+cannot rerun (an op entry, a Python session, abridged JSON) are run or held to a fresh run here."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -72,3 +74,43 @@ def test_the_python_api_session_is_what_archviz_returns(monkeypatch):
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+def shown_apart_from(shown, real, path="$") -> list[str]:
+    """Where an abridged JSON example departs from the real output: a dict shows some of the real keys with their
+    values; a list with "..." shows some of the real items, in their order; a list without it shows them all."""
+    if isinstance(shown, dict):
+        if not isinstance(real, dict):
+            return [path]
+        return [gap for key, value in shown.items()
+                for gap in (shown_apart_from(value, real[key], f"{path}.{key}") if key in real else [f"{path}.{key}"])]
+    if not isinstance(shown, list):
+        return [] if shown == real else [f"{path}: {shown!r}, really {real!r}"]
+    if not isinstance(real, list) or ("..." not in shown and len(shown) != len(real)):
+        return [f"{path}: not the real list"]
+    if "..." not in shown:
+        return [gap for i, item in enumerate(shown) for gap in shown_apart_from(item, real[i], f"{path}[{i}]")]
+    start = 0
+    for item in (item for item in shown if item != "..."):
+        found = next((j for j in range(start, len(real)) if not shown_apart_from(item, real[j])), None)
+        if found is None:
+            return [f"{path}: {json.dumps(item)[:300]} is none of the real items (in this order)"]
+        start = found + 1
+    return []
+
+
+def test_abridged_json_examples_are_parts_of_the_real_output(monkeypatch):
+    """A `--format json ... # abridged` example is kept as written (update_docs.py cannot cut JSON), so what it shows
+    is held to a fresh run here."""
+    pytest.importorskip("torch")
+    import re
+    import shlex
+
+    pattern = re.compile(r"```\n\$ archviz ([^\n]*--format json[^\n]*)# abridged\n(.*?)```", re.S)
+    examples = [found for page in sorted((ROOT / "docs").rglob("*.md")) for found in pattern.findall(page.read_text())]
+    assert examples, "docs/reference/formats.md shows the JSON output"
+    for command, shown in examples:
+        done = subprocess.run([sys.executable, "-m", "archviz.cli", *shlex.split(command)], cwd=ROOT,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert shown_apart_from(json.loads(shown), json.loads(done.stdout)) == [], command
