@@ -5,7 +5,8 @@
     .venv/bin/python scripts/lesson_runs.py --check                # exit 1 naming each block whose output changed
 
 scripts/update_docs.py keeps these blocks as written, because their speeds differ at every run; the commands after a
-training command read the run folder it writes, so they are kept too. This script is their regeneration: it runs every
+training command read the run folder it writes, so they are kept too, as is a figure whose last digits depend on the
+machine (the float32 rounding in lesson 2's walkthrough). This script is their regeneration: it runs every
 such block of a page top to bottom (a run folder is written before the commands that read it), in the repo root, and
 pastes the real output: stdout (a picture's caption: input, weights, prediction), then stderr's `wrote FILE` line
 (its progress lines are left out). The lessons train with `--threads 1` and a fixed seed, so on one machine every

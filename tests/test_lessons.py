@@ -123,3 +123,14 @@ def test_the_lessons_digit_is_the_script_s():
 
     committed = np.asarray(Image.open(LESSONS / "img" / "digit-7.png"))
     assert np.array_equal(committed, np.asarray(first_digit(7)))
+
+
+def test_the_training_examples_check_ignores_speeds_only():
+    """scripts/lesson_runs.py --check masks what differs at every run (speeds, seconds, the load), not the results."""
+    from lesson_runs import SPEEDS
+
+    epoch = "epoch  1/10  train loss 1.7429 acc  {}%  val loss 0.7507 acc  77.7%  lr 3.00e-03  {} img/s  {} s  *"
+    row = "  1=  mlp  338,610  338.2 K  10  98.88%  98.33%  98.33%      {}     {}      8.01 MB"  # train s, images/s
+    assert SPEEDS.sub("", epoch.format("46.9", "2,301", "0.5")) == SPEEDS.sub("", epoch.format("46.9", "999", "1.3"))
+    assert SPEEDS.sub("", row.format("2.5", "5,007")) == SPEEDS.sub("", row.format("1.5", "8,282"))
+    assert SPEEDS.sub("", epoch.format("46.9", "999", "1.3")) != SPEEDS.sub("", epoch.format("47.0", "999", "1.3"))
