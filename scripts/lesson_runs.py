@@ -12,7 +12,8 @@ pastes the real output: stdout (a picture's caption: input, weights, prediction)
 (its progress lines are left out). The lessons train with `--threads 1` and a fixed seed, so on one machine every
 figure but the speeds comes out the same at every run; --check compares the outputs with the speeds and times masked.
 A block marked `# one run's output, last lines` shows the end of its output (a comparison's table after its training
-logs), as many lines as the block has.
+logs), `# one run's output, first lines` its start, as many lines as the block has. The stand-in MNIST and CIFAR-10
+files that lesson 7 reads are written first (scripts/lesson_datasets.py).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from lesson_datasets import write_cifar10, write_mnist
 from update_docs import BLOCK, ROOT, run  # this script's own folder is first on sys.path
 
 LESSONS = ROOT / "docs" / "lessons"
 RUNS = "runs/lessons/"  # the lessons' run folders: written anew at every rerun
 ONE_RUN = "# one run's output"
 LAST_LINES = "last lines"  # `# one run's output, last lines`: the output's end, as many lines as the block shows
+FIRST_LINES = "first lines"  # `# one run's output, first lines`: the output's start, as many lines as the block shows
 # They differ at every run: "2,301 img/s  0.5 s", "load 5.7", and a table's "train s  images/s" columns.
 SPEEDS = re.compile(r"[\d,]+ (?:img|images)/s|\d+\.\d+ s\b|\d+(?:\.\d+)? ?ms\b|load \d+\.\d+"
                     r"|\d+\.\d +[\d,]+(?= +[\d.]+ [KMG]?B$)", re.M)
@@ -46,8 +49,11 @@ def rerun(block: str) -> str:
     if stdout.strip():  # stdout, then where a picture went; stderr's progress lines are left out
         shown = [*stdout.rstrip().splitlines(), *(line for line in shown if line.startswith("wrote "))]
     lines = [line.rstrip() for line in shown]
+    shown_lines = max(len(block.rstrip().splitlines()) - 1, 1)
     if LAST_LINES in command:  # a long log whose end (the table) is what the lesson reads
-        lines = lines[-max(len(block.rstrip().splitlines()) - 1, 1):]
+        lines = lines[-shown_lines:]
+    elif FIRST_LINES in command:  # a long log whose start (what was adapted, the first epochs) is what it reads
+        lines = lines[:shown_lines]
     return "\n".join([command, *lines]) + "\n"
 
 
@@ -77,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", type=Path, help="only these pages (default: docs/lessons/*.md)")
     options = parser.parse_args(argv)
     paths = [path.resolve() for path in options.paths] or sorted(LESSONS.glob("*.md"))
+    write_mnist()  # lesson 7's commands read them; cheap, and the same bytes every time
+    write_cifar10()
     any_changed = False
     for path in paths:
         updated, changed = refresh(path)
