@@ -25,7 +25,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from lesson_datasets import write_cifar10, write_mnist
 from update_docs import BLOCK, ROOT, run  # this script's own folder is first on sys.path
 
 LESSONS = ROOT / "docs" / "lessons"
@@ -83,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", type=Path, help="only these pages (default: docs/lessons/*.md)")
     options = parser.parse_args(argv)
     paths = [path.resolve() for path in options.paths] or sorted(LESSONS.glob("*.md"))
+    from lesson_datasets import write_cifar10, write_mnist  # numpy, Pillow and scikit-learn: only when rerunning
+
     write_mnist()  # lesson 7's commands read them; cheap, and the same bytes every time
     write_cifar10()
     any_changed = False
