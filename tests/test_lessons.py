@@ -117,7 +117,7 @@ def test_the_lessons_digit_is_the_script_s():
     """docs/lessons/img/digit-7.png, the input of lesson 2's walkthrough, is what scripts/lesson_images.py writes."""
     np = pytest.importorskip("numpy")
     pytest.importorskip("sklearn")
-    from PIL import Image
+    Image = pytest.importorskip("PIL.Image")
 
     from lesson_images import first_digit
 
