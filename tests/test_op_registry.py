@@ -251,6 +251,19 @@ def test_autocast_lowers_exactly_the_ops_that_say_so(op, example):
 
 
 @pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_an_op_widens_2_byte_inputs_under_autocast_exactly_where_it_says_so(op, example):
+    """widens_under_autocast: under torch.autocast (bf16, on the CPU) from bf16 inputs, the output is float32 exactly
+    where the op says so (autocast's float32 list, or float32 weights promoting the input); others keep bf16."""
+    attrs, in_shapes, _ = made(op, example)
+    module = built(op, attrs, in_shapes)
+    inputs = [x.to(torch.bfloat16) if x.is_floating_point() else x for x in inputs_for(in_shapes, below=example.below)]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        output = module(*inputs)
+    output = output if isinstance(output, torch.Tensor) else output[0]
+    assert (output.dtype == torch.float32) == op.widens_under_autocast(attrs), output.dtype
+
+
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
 def test_a_pool_says_whether_it_takes_the_maximum_the_mean_or_the_sum(op, example):
     """reduction (which the latency model reads for a pool's CPU cost): one large element among zeros comes out
     whole from a max or sum pool and divided from a mean pool, and ones come out as one from a max or mean pool and

@@ -8,7 +8,8 @@ What is alive, step by step (the timeline torch's autograd follows; each op's fa
     the last layer reading it has run, or, where a layer keeps it for its backward pass (Op.saved), until that
     layer's backward has run; the tensors a layer makes for backward alone (batch norm's statistics, max pool's
     indices, dropout's mask) from its forward to its backward;
-  * loss: cross-entropy over a classifier's (N, classes) output keeps its log-softmax and the int64 labels;
+  * loss: cross-entropy over a classifier's (N, classes) output keeps its log-softmax and the int64 labels; the
+    mean of any other output keeps nothing (under autocast its float32 copy is alive while it runs);
   * backward, last layer first: the gradient of a layer's output until the layer's backward has run; the gradient
     of each input that needs one (an input computed from trained weights: the image needs none), added to one
     already there by a new tensor; each parameter's gradient, kept to the optimizer step;
@@ -16,7 +17,9 @@ What is alive, step by step (the timeline torch's autograd follows; each op's fa
     matmul, attention) compute in 2-byte floats from 2-byte copies of their weights (kept for backward) and of any
     float32 input (the image: kept instead of it); every other op keeps its inputs' precision, so the activations
     and their gradients are 2 bytes from the first convolution on, while the parameters, their gradients and the
-    optimizer's state stay float32; the loss runs on a float32 copy of the output;
+    optimizer's state stay float32; an op that widens (Op.widens_under_autocast: local response norm, 3-d pools,
+    reflection padding, float32 weights promoting its input) makes float32 again, up to the next that autocasts;
+    the loss runs on a float32 copy of the output;
   * optimizer step: Adam and AdamW update one parameter tensor at a time on the CPU (torch's default there), whose
     denominator sqrt(v) / c + eps is two temporaries of that tensor's size at once: twice the largest parameter
     tensor; SGD with or without momentum updates in place.
@@ -223,11 +226,14 @@ class _Timeline:
         return _blocks(numel(shape) * self.batch * (itemsize or self.dtype_bytes), self.granule)
 
     def _output_itemsize(self, op, node) -> int:
-        """Under autocast an op that autocasts makes 2-byte floats, and any other its inputs' widest."""
+        """Under autocast an op that autocasts makes 2-byte floats, one that widens float32, and any other its inputs'
+        widest."""
         if self.amp is None:
             return self.dtype_bytes
         if op.autocasts:
             return LOWER_PRECISION_BYTES
+        if op.widens_under_autocast(node.attrs):
+            return self.dtype_bytes
         return max(self.itemsize[i] for i in node.inputs)
 
     def _prepare(self) -> None:
@@ -277,12 +283,13 @@ class _Timeline:
 
     def _loss_bytes(self) -> int:
         """Cross-entropy over an (N, classes) output keeps its log-softmax and the labels; else a mean keeps
-        nothing."""
+        nothing. Under autocast either runs on a float32 copy of the 2-byte output (the mean's only while it runs)."""
         out_shape = self.graph.node(self.graph.output).out_shape
-        if len(out_shape) != 1:
-            return 0
         narrow = self.itemsize[self.graph.output] < self.dtype_bytes  # autocast's output, copied to float32 first
-        return self._bytes(out_shape) * (2 if narrow else 1) + _blocks(self.batch * LABEL_BYTES, self.granule)
+        copy = self._bytes(out_shape) if narrow else 0
+        if len(out_shape) != 1:
+            return copy
+        return self._bytes(out_shape) + copy + _blocks(self.batch * LABEL_BYTES, self.granule)
 
     def forward(self) -> tuple[int, str, int]:
         """(the most bytes alive in the forward pass, the layer then, bytes kept for backward at its end)."""

@@ -208,6 +208,10 @@ class Op(abc.ABC):
     # runs in the lower precision under torch.autocast (torch's list: conv, linear, matmul, bmm, attention), its
     # inputs and weights cast to bf16 or fp16 copies; every other op computes in its inputs' dtype
     autocasts: ClassVar[bool] = False
+    # its output is float32 under torch.autocast on the CPU though its inputs are 2-byte floats: it is in autocast's
+    # float32 list (3-d pools, local response norm's avg_pool3d) or mixes them with float32 weights by type promotion
+    # (add_param, mul_param, rbf, embedding); see widens_under_autocast
+    widens: ClassVar[bool] = False
     # arguments a module's call (not its constructor) gives that are the op's own (nn.MultiheadAttention's
     # need_weights): the tracer copies them from the call into the layer's arguments
     call_arguments: ClassVar[tuple[str, ...]] = ()
@@ -284,6 +288,11 @@ class Op(abc.ABC):
         a CPU pool's time grows with it (analysis/latency.py)."""
         window = self.window(attrs, in_shapes)
         return window.kernel[0] * window.kernel[1] if window is not None else 1
+
+    def widens_under_autocast(self, attrs: Attrs) -> bool:
+        """Whether its output is float32 under CPU autocast from 2-byte inputs (its `widens`; pad: by mode).
+        Checked for every op by tests/test_op_registry.py."""
+        return self.widens
 
     def small_launches(self, attrs: Attrs) -> int:
         """Small kernels its torch build runs besides (gathers, a concatenation), each paying a launch's fixed cost."""

@@ -239,6 +239,7 @@ class EuclideanRBFUnits(NoWindow, Op):
     """
 
     name = "rbf"
+    widens = True  # its float32 centres promote a 2-byte input
     aliases = ("euclidean_rbf",)
     kind = OpKind.LINEAR
     torch_class = "archviz EuclideanRBF"

@@ -231,6 +231,7 @@ class Embedding(NoWindow, Free, Op):
         return self.saved(attrs, in_shapes, out_shape).made
 
     name = "embedding"
+    widens = True  # it reads its output from float32 weights
     takes_folded_batch = True
     examples = (Example({"num_embeddings": 10, "embedding_dim": 4}, ((6,),), below=10),
                 Example({"num_embeddings": 7, "embedding_dim": 3, "padding_idx": 0}, ((2, 5),), below=7))

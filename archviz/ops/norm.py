@@ -248,6 +248,7 @@ class LocalResponseNorm(SameShape, NoMacs, Op):
         return (Kept(numel(in_shapes[0])),) * 2
 
     name = "local_response_norm"
+    widens = True  # torch computes it through avg_pool3d, in the CPU autocast float32 list
     examples = (Example({"size": 5}, ((7, 6, 5),)), Example({"size": 2, "k": 2.0}, ((3, 4, 4),)))
     aliases = ("lrn", "localresponsenorm")
     kind = OpKind.NORM

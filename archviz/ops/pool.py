@@ -493,6 +493,7 @@ class MaxPool3d(_MaxPoolNd):
     and width axes (the depth is not tracked)."""
 
     name = "maxpool3d"
+    widens = True  # in torch's CPU autocast float32 list
     spatial = 3
     examples = (Example({"kernel_size": 2}, ((2, 4, 6, 5),)),
                 Example({"kernel_size": [1, 3, 3], "stride": [1, 2, 2], "padding": [0, 1, 1]}, ((2, 3, 7, 7),)),
@@ -529,6 +530,7 @@ class AvgPool3d(_AvgPoolNd):
     element (adds and one divide; border windows counted at full size). Window: its height and width axes."""
 
     name = "avgpool3d"
+    widens = True  # in torch's CPU autocast float32 list
     spatial = 3
     examples = (Example({"kernel_size": 2}, ((2, 4, 6, 5),)),
                 Example({"kernel_size": [1, 3, 3], "stride": [1, 2, 2], "padding": [0, 1, 1]}, ((2, 3, 7, 7),)),
@@ -939,6 +941,7 @@ class AdaptiveAvgPool3d(_AdaptiveAvgNd):
         return NOTHING_SAVED if all(side == 1 for side in out_shape[1:]) else INPUT_SAVED
 
     name = "adaptive_avgpool3d"
+    widens = True  # in torch's CPU autocast float32 list
     spatial = 3
     examples = (Example({"output_size": 2}, ((2, 4, 7, 8),)), Example({"output_size": [1, 2, 3]}, ((3, 3, 8, 8),)),
                 Example({"output_size": 1}, ((2, 3, 4, 5),)))
@@ -1074,6 +1077,7 @@ class AdaptiveMaxPool3d(_AdaptiveMaxNd):
     adaptive_avgpool2d's."""
 
     name = "adaptive_maxpool3d"
+    widens = True  # in torch's CPU autocast float32 list
     spatial = 3
     examples = (Example({"output_size": 2}, ((2, 4, 7, 8),)), Example({"output_size": [1, 2, 3]}, ((3, 3, 8, 8),)),
                 Example({"output_size": 1}, ((2, 3, 4, 5),)))

@@ -128,6 +128,10 @@ class Pad(Free, Op):
     and its centre is right away from the border.
     """
 
+    def widens_under_autocast(self, attrs):
+        """Reflection and replication padding are in torch's CPU autocast float32 list."""
+        return attrs["mode"] in ("reflect", "replicate")
+
     def saved(self, attrs, in_shapes, out_shape):
         """Reflect and replicate padding keep the input (their gradient folds back onto it); constant and circular
         padding keep nothing."""

@@ -978,6 +978,7 @@ class _WithParameter(SameShape, NoMacs, Op):
 
     kind = OpKind.JOIN
     sign = ""
+    widens = True  # its float32 tensor promotes a 2-byte input
     args = (Arg("shape", ArgKind.SHAPE, doc="the learned tensor's shape as torch holds it, e.g. [1, 197, 768]"),)
 
     def resolve(self, attrs, in_shapes):
