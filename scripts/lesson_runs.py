@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from update_docs import BLOCK, ROOT, run  # this script's own folder is first on sys.path
+from update_docs import ROOT, refresh, run  # this script's own folder is first on sys.path
 
 LESSONS = ROOT / "docs" / "lessons"
 RUNS = "runs/lessons/"  # the lessons' run folders: written anew at every rerun
@@ -63,19 +63,6 @@ def remove_earlier_run(command: str) -> None:
         shutil.rmtree(ROOT / args[args.index("-o") + 1], ignore_errors=True)
 
 
-def refresh(path: Path) -> tuple[str, list[str]]:
-    """The page with its training examples rerun, and the command of each whose output changed beyond its speeds."""
-    changed = []
-
-    def replace(match: re.Match) -> str:
-        fresh = rerun(match.group(1))
-        if SPEEDS.sub("", fresh) != SPEEDS.sub("", match.group(1)):
-            changed.append(match.group(1).splitlines()[0])
-        return f"```\n{fresh}```"
-
-    return BLOCK.sub(replace, path.read_text()), changed
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if an output changed")
@@ -88,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     write_cifar10()
     any_changed = False
     for path in paths:
-        updated, changed = refresh(path)
+        updated, changed = refresh(path, rendered=rerun, varying=SPEEDS)
         for command in changed:
             verb = "changed" if options.check else "updated"
             print(f"{verb} in {path.relative_to(ROOT)}: {command}", file=sys.stderr)

@@ -59,13 +59,14 @@ def render(block: str) -> str:
     return f"{commands[0]}\n{body}\n"
 
 
-def refresh(path: Path) -> tuple[str, list[str]]:
-    """The file's text with every example rerun, and the first line of each example whose output changed."""
-    stale = []
+def refresh(path: Path, *, rendered=None, varying: re.Pattern = TIMING) -> tuple[str, list[str]]:
+    """The file's text with every example rerun (by `rendered`, render by default), and the first line of each
+    example whose output changed beyond what `varying` matches (timings)."""
+    stale, rendered = [], rendered or render
 
     def replace(match: re.Match) -> str:
-        fresh = render(match.group(1))
-        if TIMING.sub("", fresh) != TIMING.sub("", match.group(1)):
+        fresh = rendered(match.group(1))
+        if varying.sub("", fresh) != varying.sub("", match.group(1)):
             stale.append(match.group(1).splitlines()[0])
         return f"```\n{fresh}```"
 
