@@ -32,7 +32,8 @@ On a GPU, CUDA's defaults apply instead (analyze(on_gpu=True) sets both), each c
     (kMinBlockSize, c10/cuda/CUDACachingAllocator.cpp, round_size), which is what torch.cuda.max_memory_allocated
     counts. Not checked on a GPU yet.
 Not counted (so the prediction is a lower bound there, and says so): tensors a layer without a formula keeps
-(opaque layers), temporaries inside one op's backward formula, and on a GPU, CUDA's own autocast lists (the CPU's
+(opaque layers), temporaries inside one op's backward formula where its registry entry does not state them
+(Op.backward_scratch: local response norm does), and on a GPU, CUDA's own autocast lists (the CPU's
 are used) and batch norm's int64 step counters (a block each).
 """
 
@@ -218,6 +219,7 @@ class _Timeline:
         self.keepers: dict[str, set[str]] = {}  # a storage -> the layers keeping it for backward
         self.kept_by: dict[str, set[str]] = {}  # a layer -> the storages it keeps
         self.made: dict[str, int] = {}  # a layer -> bytes of the tensors it makes for backward alone
+        self.backward_scratch: dict[str, int] = {}  # a layer -> bytes its backward formula holds for a moment
         self.saved_per_layer: dict[str, int] = {}
         self.uncounted: tuple[str, ...] = ()
         self._prepare()
@@ -271,6 +273,9 @@ class _Timeline:
                 self.keepers.setdefault(storage, set()).add(node.name)
             self.made[node.name] = casts + sum(_blocks(k.bytes(batch=self.batch, activation_itemsize=itemsize),
                                                        self.granule) for k in saved.made)
+            self.backward_scratch[node.name] = sum(
+                _blocks(k.bytes(batch=self.batch, activation_itemsize=itemsize), self.granule)
+                for k in op.backward_scratch(node.attrs, in_shapes, node.out_shape))
             self.saved_per_layer[node.name] = self.made[node.name] + sum(self.size[s] for s in kept)
         self.uncounted = tuple(uncounted)
         self.loss_bytes = self._loss_bytes()
@@ -354,9 +359,10 @@ class _Timeline:
                 size = self.size[target] if target in self.size else 0
                 activations += size
                 grads[target] = grads.get(target, 0) + size
-            if activations + grads_made > peak:
-                peak, peak_at, peak_grads, peak_activations = (activations + grads_made, node.name, grads_made,
-                                                               activations)
+            transient = self.backward_scratch.get(node.name, 0)
+            if activations + transient + grads_made > peak:
+                peak, peak_at, peak_grads, peak_activations = (activations + transient + grads_made, node.name,
+                                                               grads_made, activations + transient)
             for source in node.inputs:  # an input's gradient made twice is added into one
                 target = self.buffer_of[source]
                 extra = grads.get(target, 0) - self.size.get(target, 0)

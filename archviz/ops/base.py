@@ -278,6 +278,12 @@ class Op(abc.ABC):
         Checked for every op against the live-storage tracker by tests/test_op_registry.py."""
         return ()
 
+    def backward_scratch(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> tuple[Kept, ...]:
+        """What its backward pass holds at its peak beyond what was alive when it began and the input gradients it
+        returns: the temporaries of a backward formula made of several ops (local response norm's). Checked against
+        the live-storage tracker by tests/test_op_registry.py, which lists the ops not modelled yet."""
+        return ()
+
     def launches(self, attrs: Attrs) -> int:
         """The kernels its torch build runs for one call, each paying a call's fixed cost: one for every op but one
         that splits its work (partial_conv2d: a grouped convolution per run of maps seeing as many input maps)."""

@@ -282,6 +282,11 @@ class LocalResponseNorm(SameShape, NoMacs, Op):
     def summary(self, attrs):
         return f"size {attrs['size']}"
 
+    def backward_scratch(self, attrs, in_shapes, out_shape):
+        """Four tensors of the input's size at once: the gradients of the division's two operands, of the power's
+        base and of the average of squares, before the last is folded back onto the input."""
+        return (Kept(4 * numel(in_shapes[0])),)
+
     def window_elements(self, attrs, in_shapes):
         return attrs["size"]
 
