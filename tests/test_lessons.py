@@ -1,7 +1,7 @@
 """The lessons (docs/lessons/*.md) follow the course: the figures it prints are in the outputs the pages show.
 
 The outputs themselves are regenerated and checked by scripts/update_docs.py (tests/test_readme.py runs its --check),
-and the training examples by scripts/lesson_runs.py; here each course figure is looked for in the output of the
+and the training examples by scripts/run_examples.py; here each course figure is looked for in the output of the
 command that shows it, written as the course printed it. The pages' structure (a command, its output, an exercise),
 their pictures and the repeatability of their training commands are checked too.
 """
@@ -126,11 +126,14 @@ def test_the_lessons_digit_is_the_script_s():
 
 
 def test_the_training_examples_check_ignores_speeds_only():
-    """scripts/lesson_runs.py --check masks what differs at every run (speeds, seconds, the load), not the results."""
-    from lesson_runs import SPEEDS
+    """scripts/run_examples.py --check masks what differs at every run (speeds, seconds, the load), not the results."""
+    from run_examples import SPEEDS
 
     epoch = "epoch  1/10  train loss 1.7429 acc  {}%  val loss 0.7507 acc  77.7%  lr 3.00e-03  {} img/s  {} s  *"
     row = "  1=  mlp  338,610  338.2 K  10  98.88%  98.33%  98.33%      {}     {}      8.01 MB"  # train s, images/s
     assert SPEEDS.sub("", epoch.format("46.9", "2,301", "0.5")) == SPEEDS.sub("", epoch.format("46.9", "999", "1.3"))
     assert SPEEDS.sub("", row.format("2.5", "5,007")) == SPEEDS.sub("", row.format("1.5", "8,282"))
     assert SPEEDS.sub("", epoch.format("46.9", "999", "1.3")) != SPEEDS.sub("", epoch.format("47.0", "999", "1.3"))
+    seeds = "   1  lenet   61,706  416.5 K  20  100.00 ± 0.00%  98.79 ± 0.43%  98.98 ± 0.32%  {}  2.43 MB"
+    fast, slow = seeds.format("5.5 ± 0.8  4,626 ± 660"), seeds.format("9.9 ± 0.3   2,548 ± 83")
+    assert SPEEDS.sub("", fast) == SPEEDS.sub("", slow)
