@@ -82,7 +82,6 @@ def summary_text(result: RunResult) -> str:
         f"{result.test_split} accuracy {result.test_accuracy:.2%} ({result.report.support:,} images) with best.pt "
         f"(epoch {result.best_epoch}, lowest val loss; val accuracy {result.best_val_accuracy:.2%}); final weights "
         f"{result.last_test_accuracy:.2%}",
-        *([f"stopped early: {result.stopped_early}"] if result.stopped_early else []),
         f"trained {len(result.history)} epochs in {result.train_seconds:.1f} s, {result.images_per_second:,.0f} "
         f"images/s" + (f"; final train loss {last['train_loss']:.4f}" if last else "")
         + (f"; peak memory {size_bytes(result.peak_memory_bytes)}" if result.peak_memory_bytes else ""),
