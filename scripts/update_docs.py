@@ -6,7 +6,8 @@
 
 Blocks are fenced ``` blocks whose first line is `$ archviz ARGS` (optionally `# comment`); error examples (several
 commands in one block, each with its one-line message) are rerun the same way. Timings are ignored by --check;
-a command marked `# abridged` or `# one run's output` (training: its speeds differ at every run) is kept as written;
+a command marked `# abridged` (a --format json example, held to a fresh run by tests/test_docs.py) or `# one run's
+output` (training: its speeds differ at every run; scripts/run_examples.py reruns those, in page order) is kept;
 one marked `# first lines` shows the real output's first lines, as many as the block has. Every command runs in the
 repo root, so the files an example writes land where the text says.
 """
