@@ -144,7 +144,9 @@ def main(argv: list[str]) -> int:
                 inference.append(inference_run(source, batch))
             except Exception as error:
                 skipped.append(f"{source} at batch {batch}, inference: {str(error).splitlines()[0][:120]}")
-        _write(rows, inference, skipped, done=models.index(source) + 1, of=len(models))  # after each model
+        # after each model; with --resume the count holds the results file's models too
+        _write(rows, inference, skipped, done=len(measured | set(models[:models.index(source) + 1])),
+               of=len(measured | set(models)))
     return 0
 
 
