@@ -31,7 +31,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from update_docs import ROOT, documented_files, refresh, run  # this script's own folder is first on sys.path
+from update_docs import ROOT, documented_files, refresh_files, run  # this script's own folder is first on sys.path
 
 # Pages that train a run another page reads come before it; every other page follows in documented_files' order.
 PAGE_ORDER = ("docs/lessons/", "README.md", "docs/getting-started.md", "docs/guide/training.md",
@@ -115,16 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     paths = [path.resolve() for path in options.paths] or pages()
     write_inputs()
-    any_changed = False
-    for path in paths:
-        updated, changed = refresh(path, rendered=rerun, varying=SPEEDS)
-        for command in changed:
-            verb = "changed" if options.check else "updated"
-            print(f"{verb} in {path.relative_to(ROOT)}: {command}", file=sys.stderr)
-        any_changed = any_changed or bool(changed)
-        if not options.check and changed:
-            path.write_text(updated)
-    return 1 if options.check and any_changed else 0
+    return refresh_files(paths, check=options.check, rendered=rerun, varying=SPEEDS)
 
 
 if __name__ == "__main__":

@@ -80,16 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", type=Path, help="only these files (default: README.md and docs/**/*.md)")
     options = parser.parse_args(argv)
     paths = [path.resolve() for path in options.paths] or documented_files()
+    return refresh_files(paths, check=options.check)
+
+
+def refresh_files(paths: list[Path], *, check: bool, rendered=None, varying: re.Pattern = TIMING) -> int:
+    """Rerun the examples of each file (refresh), naming each changed one on stderr; with check, write nothing and
+    return 1 if any changed; else write the files that changed and return 0."""
     any_stale = False
     for path in paths:
-        updated, stale = refresh(path)
+        updated, stale = refresh(path, rendered=rendered, varying=varying)
         shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         for command in stale:
-            print(f"{'stale' if options.check else 'updated'} example in {shown}: {command}", file=sys.stderr)
+            print(f"{'stale' if check else 'updated'} example in {shown}: {command}", file=sys.stderr)
         any_stale = any_stale or bool(stale)
-        if not options.check and stale:
+        if not check and stale:
             path.write_text(updated)
-    return 1 if options.check and any_stale else 0
+    return 1 if check and any_stale else 0
 
 
 if __name__ == "__main__":
