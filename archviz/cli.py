@@ -115,7 +115,8 @@ DTypeOpt = Annotated[DTypeChoice, typer.Option("--dtype", help="Element type for
 TrainOpt = Annotated[bool, typer.Option("--train", help="Also predict one training step's memory: its peak, when it "
                                         "comes and what it holds.")]
 StepOptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", help="The optimizer of the training step "
-                                                     "(momentum: SGD with momentum 0.9).")]
+                                                     "(sgd: plain SGD, no state; momentum: SGD with momentum 0.9, "
+                                                     "as archviz train's sgd).")]
 RooflineDeviceOpt = Annotated[Optional[str], typer.Option("--device", help=(
     "Predict each layer's time on a device by a roofline: h100, h100-pcie, h200, a100, a100-40gb, l4, t4, rtx4090, "
     "rtx3090, or cpu (this machine, calibrated once)."))]
@@ -703,7 +704,9 @@ TRAIN_OPTIONS = {  # name: (annotation, default); every option of train, compare
     "batch_size": (Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, max=MAX_COUNT, help="Batch size [default: 32].")], None),
     "lr": (Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate [default: 0.003].")], None),
-    "optimizer": (Annotated[Optional[_TrainOptimizer], typer.Option("--optimizer", help="[default: adamw]")], None),
+    "optimizer": (Annotated[Optional[_TrainOptimizer], typer.Option("--optimizer", help=(
+        "sgd: SGD with Nesterov momentum 0.9 (inspect --train --optimizer momentum predicts its memory); adam; adamw "
+        "[default: adamw]."))], None),
     "schedule": (Annotated[Optional[_TrainSchedule], typer.Option(
         "--schedule", help="Learning rate per batch: cosine (after a warm-up epoch), step, none [default: cosine].")],
         None),
@@ -1304,8 +1307,8 @@ def profile(
     kwargs: KwargsOpt = None,
     train: Annotated[bool, typer.Option("--train", help="Measure a training step: forward, loss, backward, "
                                         "optimizer step (default: forward only, under no_grad).")] = False,
-    optimizer: Annotated[Optimizer, typer.Option("--optimizer", help="With --train; momentum is SGD with "
-                                                         "momentum 0.9.")] = Optimizer.SGD,
+    optimizer: Annotated[Optimizer, typer.Option("--optimizer", help=(
+        "With --train; sgd is plain SGD, momentum SGD with momentum 0.9 (archviz train's sgd)."))] = Optimizer.SGD,
     amp: Annotated[Optional[Amp], typer.Option("--amp", help="Autocast to bf16 or fp16 (fp16 with a "
                                                        "GradScaler on CUDA).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, or cuda (cuda:N).")] = "cpu",
