@@ -305,11 +305,11 @@ def _node_facts(report: Report, stats: LayerStats) -> dict:
     window = op.window(node.attrs, list(node.in_shapes))
     pools_channels = op.reduction is not None and stats.kind != OpKind.POOL  # local response norm
     sliding = pools_channels or (stats.kind == OpKind.POOL and _slides(window, node.in_shapes))
-    conv = stats.kind == OpKind.CONV
-    return {"groups": op.lane_groups(node.attrs) if conv else 1, "in_place": in_place, "view": view,
+    groups = op.lane_groups(node.attrs) if stats.kind == OpKind.CONV else None
+    return {"groups": groups or 1, "in_place": in_place, "view": view,
             "sliding_pool": sliding, "reduction": op.reduction, "transcendental": op.transcendental,
             "window_elements": op.window_elements(node.attrs, list(node.in_shapes)),
-            "conv_call": _conv_call(node.attrs, node.in_shapes[0], op.lane_groups(node.attrs)) if conv else None,
+            "conv_call": _conv_call(node.attrs, node.in_shapes[0], groups) if groups else None,
             "launches": op.launches(node.attrs), "small_launches": op.small_launches(node.attrs)}
 
 

@@ -15,9 +15,7 @@ _MARKS = {Verdict.EXACT: "=", Verdict.ROUNDING: "~", Verdict.DIFFERS: "x"}
 
 def paper_text(check: PaperCheck, *, width: int = 120) -> str:
     """One block per published figure: what, published, archviz, verdict; then its source and every reason."""
-    counts = {verdict: sum(row.verdict == verdict for row in check.rows) for verdict in Verdict}
-    summary = ", ".join(f"{n} {verdict.value}" for verdict, n in counts.items() if n)
-    lines = [f"{check.model} against its published figures: {summary}", ""]
+    lines = [f"{check.model} against its published figures: {verdict_summary(check)}", ""]
     figure_width = max(len(figure_name(row)) for row in check.rows)
     published_width = max(len(_published(row)) for row in check.rows)
     archviz_width = max(len(row.computed_text) for row in check.rows)
@@ -42,6 +40,12 @@ def paper_dict(check: PaperCheck) -> dict:
             "explained": row.explained, "source": row.source,
         } for row in check.rows],
     }
+
+
+def verdict_summary(check: PaperCheck) -> str:
+    """'1 exact, 1 within the paper's rounding, 2 differs': how many rows have each verdict, those with any."""
+    counts = {verdict: sum(row.verdict == verdict for row in check.rows) for verdict in Verdict}
+    return ", ".join(f"{n} {verdict.value}" for verdict, n in counts.items() if n)
 
 
 def figure_name(row: PaperRow) -> str:

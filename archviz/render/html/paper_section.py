@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 
 from archviz.analysis.papers import PaperCheck, PaperRow, Verdict
-from archviz.render.paper import figure_name
+from archviz.render.paper import figure_name, verdict_summary
 
 PAPER_CSS = """
 .paper-table td.reasons { white-space: normal; max-width: 60ch; }
@@ -23,8 +23,7 @@ def paper_nav(check: PaperCheck | None) -> str:
 def paper_section(check: PaperCheck | None) -> str:
     if check is None:
         return ""
-    counts = ", ".join(f"{sum(row.verdict == verdict for row in check.rows)} {verdict.value}" for verdict in Verdict
-                       if any(row.verdict == verdict for row in check.rows))
+    counts = verdict_summary(check)
     source = f" ({html.escape(check.source)})" if check.source else ""
     rows = "".join(_row(row) for row in check.rows)
     return (f'<section id="published"><h2>Published figures</h2><p>Each figure its source printed{source}, beside '
