@@ -38,7 +38,7 @@ from archviz.format import shape as fmt_shape  # noqa: E402
 from archviz.graph.make import made as make_layer  # noqa: E402
 from archviz.ops import OpKind, all_ops  # noqa: E402
 from archviz.ops.resample import pad_list  # noqa: E402
-from archviz.ops.base import Reduction, numel  # noqa: E402
+from archviz.ops.base import Op, Precision, Reduction, numel  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 
@@ -93,7 +93,7 @@ SCRATCH_NOT_MODELLED = {
 # inside their backward is a lower bound.
 BACKWARD_SCRATCH_NOT_MODELLED = {name: "its backward formula's temporaries are not stated yet" for name in (
     "absolute", "clamp", "conv1d", "conv2d", "conv3d", "div", "erf", "group_norm", "instance_norm", "matmul", "mul",
-    "mul_param", "multihead_attention", "pad", "partial_conv2d", "pow", "prelu", "rbf", "reduce_max", "rms_norm",
+    "mul_param", "multihead_attention", "pad", "pow", "prelu", "rbf", "reduce_max", "rms_norm",
     "rsqrt", "scalar_arith", "scaled_dot_product_attention", "softmin", "sqrt")}
 # Ops that rearrange a tensor's axes: the output's last two dims are no longer the input's rows and columns.
 REARRANGES_AXES = {"permute": "moves the axes", "reshape": "regroups the elements"}
@@ -244,28 +244,51 @@ def test_scratch_is_what_an_inference_pass_adds_while_the_layer_runs(op, example
         assert scratch == expected, f"scratch at batch {batch}"
 
 
+# Under bf16 autocast: from a float32 input (an op that autocasts copies it down), and from a bf16 input (its
+# weights stay float32).
+AUTOCAST_INPUTS = {"float32 input": torch.float32, "bf16 input": torch.bfloat16}
+STATES_SCRATCH = [(op, example) for op, example in CASES if type(op).backward_scratch is not Op.backward_scratch]
+
+
 @pytest.mark.parametrize("op, example", CASES, ids=IDS)
 def test_backward_scratch_is_what_a_backward_pass_holds_for_a_moment(op, example):
     """backward_scratch(): the most bytes the op's backward holds beyond what was alive when it began (its saved
-    tensors, the output's gradient) and the input gradients it returns, as the live-storage tracker counts them, at
-    two batch sizes; ops whose backward formulas' temporaries are not stated yet are listed, and must have some."""
-    from archviz.profile.tracker import LiveMemoryTracker
+    tensors, the output's gradient) and the gradients it returns, as the live-storage tracker counts them, at two
+    batch sizes; ops whose backward formulas' temporaries are not stated yet are listed, and must have some."""
+    _check_backward_scratch(op, example, amp=None, input_dtype=torch.float32)
 
+
+@pytest.mark.parametrize("input_dtype", AUTOCAST_INPUTS)
+@pytest.mark.parametrize("op, example", STATES_SCRATCH, ids=[f"{op.name}-{i}" for i, (op, _) in
+                                                               enumerate(STATES_SCRATCH)])
+def test_backward_scratch_under_autocast(op, example, input_dtype):
+    """The same, under bf16 autocast, for the ops that state some: their Precision says what is 2 bytes."""
+    _check_backward_scratch(op, example, amp=torch.bfloat16, input_dtype=AUTOCAST_INPUTS[input_dtype])
+
+
+def _check_backward_scratch(op, example, *, amp, input_dtype):
     attrs, in_shapes, out_shape = made(op, example)
-    declared = sum(k.elements * (BATCH if k.per_sample else 1) * (k.itemsize or 4)
-                   for k in op.backward_scratch(attrs, in_shapes, out_shape))
-    measured = [_backward_scratch(op, example, attrs, in_shapes, batch) for batch in (BATCH, BATCH + 1)]
+    stated = Precision(input_dtype.itemsize, 4, autocast=amp is not None)
+    declared = op.backward_scratch(attrs, in_shapes, out_shape, stated)
+    measured = [_backward_scratch(op, example, attrs, in_shapes, batch, amp, input_dtype)
+                for batch in (BATCH, BATCH + 1)]
     if measured[0] is None:
         return  # nothing to differentiate (integer inputs, no parameters)
     if op.name in BACKWARD_SCRATCH_NOT_MODELLED and not declared and max(measured) > 0:
         pytest.xfail(BACKWARD_SCRATCH_NOT_MODELLED[op.name])
     for batch, scratch in zip((BATCH, BATCH + 1), measured):
-        expected = sum(k.elements * (batch if k.per_sample else 1) * (k.itemsize or 4)
-                       for k in op.backward_scratch(attrs, in_shapes, out_shape))
+        expected = sum(k.bytes(batch=batch, activation_itemsize=_output_itemsize(op, attrs, amp, input_dtype))
+                       for k in declared)
         assert max(scratch, 0) == expected, f"backward scratch at batch {batch}"
 
 
-def _backward_scratch(op, example, attrs, in_shapes, batch):
+def _output_itemsize(op, attrs, amp, input_dtype) -> int:
+    if amp is None:
+        return input_dtype.itemsize
+    return 2 if op.autocasts else 4 if op.widens_under_autocast(attrs) else input_dtype.itemsize
+
+
+def _backward_scratch(op, example, attrs, in_shapes, batch, amp=None, input_dtype=torch.float32):
     from archviz.profile.tracker import LiveMemoryTracker
 
     torch.manual_seed(0)
@@ -274,43 +297,57 @@ def _backward_scratch(op, example, attrs, in_shapes, batch):
         inputs = [torch.randint(0, example.below, (batch, *s)).float() for s in in_shapes]
     else:
         leaves = [torch.randn(batch, *s, requires_grad=True) for s in in_shapes]
-        inputs = [leaf * 1 for leaf in leaves]
-    output = module(*inputs)
+        inputs = [(leaf * 1).to(input_dtype) for leaf in leaves]
+    saved = []  # what autograd keeps: counted from the start, and as freed when the backward pass frees it
+    with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None), \
+            torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        output = module(*inputs)
     output = output if isinstance(output, torch.Tensor) else output[0]
     wanted = [x for x in inputs if x.requires_grad] + [p for p in module.parameters() if p.requires_grad]
     if not output.requires_grad or not wanted:
         return None
     gradient = torch.randn_like(output)
-    with LiveMemoryTracker(baseline=[*module.parameters(), *module.buffers(), *inputs, output, gradient]) as tracker:
+    tracker = LiveMemoryTracker(baseline=[*module.parameters(), *module.buffers(), *inputs, output, gradient, *saved])
+    saved.clear()
+    with tracker:
         grads = torch.autograd.grad(output, wanted, gradient, allow_unused=True)
         memory = tracker.result()
     returned = {id(g.untyped_storage()): g.untyped_storage().nbytes() for g in grads if g is not None}
     return memory.peak_bytes - memory.baseline_bytes - sum(returned.values())
 
 
-@pytest.mark.parametrize("op, example", CASES, ids=IDS)
-def test_autocast_lowers_exactly_the_ops_that_say_so(op, example):
-    """autocasts: under torch.autocast (bf16, on the CPU) from float32 inputs, the op's output is bf16 exactly where
-    it declares it runs in the lower precision; every other op keeps float32."""
-    attrs, in_shapes, _ = made(op, example)
-    module = built(op, attrs, in_shapes)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        output = module(*inputs_for(in_shapes, below=example.below))
-    output = output if isinstance(output, torch.Tensor) else output[0]
-    assert (output.dtype == torch.bfloat16) == op.autocasts
+AUTOCAST_DEVICES = ("cpu", "cuda")  # cuda: fake CUDA tensors, whose autocast follows CUDA's lists (fake_cuda.py)
 
 
-@pytest.mark.parametrize("op, example", CASES, ids=IDS)
-def test_an_op_widens_2_byte_inputs_under_autocast_exactly_where_it_says_so(op, example):
-    """widens_under_autocast: under torch.autocast (bf16, on the CPU) from bf16 inputs, the output is float32 exactly
-    where the op says so (autocast's float32 list, or float32 weights promoting the input); others keep bf16."""
+def _output_dtype_under_autocast(op, example, device, input_dtype):
+    from fake_cuda import output_dtype_on_cuda
+
     attrs, in_shapes, _ = made(op, example)
     module = built(op, attrs, in_shapes)
-    inputs = [x.to(torch.bfloat16) if x.is_floating_point() else x for x in inputs_for(in_shapes, below=example.below)]
+    inputs = [x.to(input_dtype) if x.is_floating_point() else x for x in inputs_for(in_shapes, below=example.below)]
+    if device == "cuda":
+        return output_dtype_on_cuda(module, inputs)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         output = module(*inputs)
-    output = output if isinstance(output, torch.Tensor) else output[0]
-    assert (output.dtype == torch.float32) == op.widens_under_autocast(attrs), output.dtype
+    return (output if isinstance(output, torch.Tensor) else output[0]).dtype
+
+
+@pytest.mark.parametrize("device", AUTOCAST_DEVICES)
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_autocast_lowers_exactly_the_ops_that_say_so(op, example, device):
+    """autocasts: under torch.autocast (bf16, on the CPU and on CUDA) from float32 inputs, the op's output is bf16
+    exactly where it declares it runs in the lower precision; every other op keeps float32."""
+    assert (_output_dtype_under_autocast(op, example, device, torch.float32) == torch.bfloat16) == op.autocasts
+
+
+@pytest.mark.parametrize("device", AUTOCAST_DEVICES)
+@pytest.mark.parametrize("op, example", CASES, ids=IDS)
+def test_an_op_widens_2_byte_inputs_under_autocast_exactly_where_it_says_so(op, example, device):
+    """widens_under_autocast: under torch.autocast (bf16, on the CPU and on CUDA) from bf16 inputs, the output is
+    float32 exactly where the op says so (that device's autocast float32 list, or float32 weights promoting the
+    input); others keep bf16."""
+    dtype = _output_dtype_under_autocast(op, example, device, torch.bfloat16)
+    assert (dtype == torch.float32) == op.widens_under_autocast(made(op, example)[0], device), dtype
 
 
 @pytest.mark.parametrize("op, example", CASES, ids=IDS)

@@ -218,3 +218,25 @@ def test_on_a_gpu_every_tensor_takes_whole_512_byte_blocks():
     assert memory.optimizer_bytes == 2 * memory.params_bytes  # the step counts stay on the CPU
     plain = inspect("lenet", batch=1, optimizer="adam").totals.training_memory
     assert (plain.foreach, plain.block_bytes) == (False, 1)
+
+
+def test_on_a_gpu_autocast_widens_where_cuda_lists_say(tmp_path):
+    """Under autocast, layer norm gives float32 on CUDA (its float32 list) and bf16 on the CPU; reflection padding
+    the other way round. The timeline sizes each output by the device's lists, and a GPU report uses CUDA's."""
+    from archviz.analysis.training import _Timeline
+    from archviz.profile.choices import Amp
+
+    path = tmp_path / "widen.yaml"
+    path.write_text("name: widen\ninput: [3, 8, 8]\nlayers:\n"
+                    "  - conv2d: {out_channels: 4, kernel_size: 3}\n    name: conv\n"
+                    "  - layer_norm: {normalized_shape: [6]}\n    name: norm\n"
+                    "  - pad: {padding_left: 1, padding_right: 1, padding_top: 1, padding_bottom: 1, mode: reflect}\n"
+                    "    name: pad\n")
+    graph = load(str(path))
+    itemsizes = {device: _Timeline(graph, 2, 4, Amp.BF16, autocast_device=device).itemsize
+                 for device in ("cpu", "cuda")}
+    assert [itemsizes["cpu"][name] for name in ("conv", "norm", "pad")] == [2, 2, 4]
+    assert [itemsizes["cuda"][name] for name in ("conv", "norm", "pad")] == [2, 4, 4]  # pad keeps its input's
+    on_gpu = inspect(graph, batch=2, optimizer="sgd", amp="bf16", device="h100").totals.training_memory
+    on_cpu = inspect(graph, batch=2, optimizer="sgd", amp="bf16").totals.training_memory
+    assert (on_gpu.autocast_device, on_cpu.autocast_device) == ("cuda", "cpu")

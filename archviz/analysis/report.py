@@ -156,11 +156,12 @@ def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32,
 
 
 def _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp, on_gpu):
+    autocast_device = "cuda" if on_gpu else "cpu"
     memory = training_memory(graph, batch=batch, dtype_bytes=dtype.bytes, optimizer=optimizer, params=totals.params,
                              buffers=totals.buffers, fit_bytes=fit_bytes, amp=amp, foreach=on_gpu,
-                             block_bytes=CUDA_BLOCK_BYTES if on_gpu else 1)
+                             block_bytes=CUDA_BLOCK_BYTES if on_gpu else 1, autocast_device=autocast_device)
     saved = saved_bytes_per_layer(graph, batch=batch, dtype_bytes=dtype.bytes, amp=amp,
-                                  block_bytes=CUDA_BLOCK_BYTES if on_gpu else 1)
+                                  block_bytes=CUDA_BLOCK_BYTES if on_gpu else 1, autocast_device=autocast_device)
     layers = tuple(dataclasses.replace(s, saved_bytes=saved.get(s.name, 0)) for s in layers)
     return layers, dataclasses.replace(totals, training_memory=memory)
 

@@ -17,24 +17,27 @@ What is alive, step by step (the timeline torch's autograd follows; each op's fa
     matmul, attention) compute in 2-byte floats from 2-byte copies of their weights (kept for backward) and of any
     float32 input (the image: kept instead of it); every other op keeps its inputs' precision, so the activations
     and their gradients are 2 bytes from the first convolution on, while the parameters, their gradients and the
-    optimizer's state stay float32; an op that widens (Op.widens_under_autocast: local response norm, 3-d pools,
-    reflection padding, float32 weights promoting its input) makes float32 again, up to the next that autocasts;
-    the loss runs on a float32 copy of the output;
+    optimizer's state stay float32; an op that widens (Op.widens_under_autocast: on the CPU local response norm,
+    3-d pools, reflection padding; anywhere float32 weights promoting its input) makes float32 again, up to the
+    next that autocasts; the loss runs on a float32 copy of the output;
   * optimizer step: Adam and AdamW update one parameter tensor at a time on the CPU (torch's default there), whose
     denominator sqrt(v) / c + eps is two temporaries of that tensor's size at once: twice the largest parameter
     tensor; SGD with or without momentum updates in place.
-On a GPU, CUDA's defaults apply instead (analyze(on_gpu=True) sets both), each checked where the CPU can run it:
+On a GPU, CUDA's defaults apply instead (analyze(on_gpu=True) sets all three), each checked where the CPU can run it:
   * `foreach`: torch's for-each optimizer kernels (its default when every parameter is on CUDA): Adam's and AdamW's step
     makes one temporary of every parameter's size at once (torch._foreach_sqrt of all second moments), and their
     step counts stay on the CPU (a CPU tensor unless capturable or fused); measured on the CPU with foreach=True by
     tests/test_training_memory.py;
   * `block_bytes`=512, the caching allocator's blocks: every tensor takes a whole number of 512-byte blocks
     (kMinBlockSize, c10/cuda/CUDACachingAllocator.cpp, round_size), which is what torch.cuda.max_memory_allocated
-    counts. Not checked on a GPU yet.
+    counts. Not checked on a GPU yet;
+  * `autocast_device`="cuda": CUDA's autocast lists, in which layer and group norm, softmax, exp, pow, sum and
+    interpolation widen to float32 and 3-d pools and reflection padding do not (Op.widens_under_autocast(attrs,
+    "cuda")), checked for every op on fake CUDA tensors, whose autocast takes CUDA's lists without a GPU.
 Not counted (so the prediction is a lower bound there, and says so): tensors a layer without a formula keeps
 (opaque layers), temporaries inside one op's backward formula where its registry entry does not state them
-(Op.backward_scratch: local response norm does), and on a GPU, CUDA's own autocast lists (the CPU's
-are used) and batch norm's int64 step counters (a block each).
+(Op.backward_scratch: local response norm and the connection table do, as measured on the CPU, where the ops their
+backward runs may differ from CUDA's), and on a GPU batch norm's int64 step counters (a block each).
 """
 
 from __future__ import annotations
@@ -46,10 +49,8 @@ from dataclasses import dataclass
 from archviz.analysis.memory import held_by_callers
 from archviz.graph.ir import INPUT, Graph
 from archviz.ops import get_op
-from archviz.ops.base import numel
+from archviz.ops.base import LOWER_PRECISION_BYTES, Precision, numel
 from archviz.profile.choices import Amp, Optimizer
-
-LOWER_PRECISION_BYTES = 2  # bf16 and fp16
 
 STEP_COUNT_BYTES = 4  # Adam's step count: a one-element float32 tensor per parameter tensor
 CUDA_BLOCK_BYTES = 512  # the CUDA caching allocator rounds every tensor up to whole 512-byte blocks
@@ -88,6 +89,7 @@ class TrainingMemory:
     fit_bytes: int | None = None
     foreach: bool = False  # the optimizer's for-each kernels (CUDA's default): one temporary of all the parameters
     block_bytes: int = 1  # every tensor rounded up to whole blocks of this many bytes (CUDA's allocator: 512)
+    autocast_device: str = "cpu"  # whose autocast lists say which ops widen to float32 ("cpu" or "cuda")
 
     @property
     def baseline_bytes(self) -> int:
@@ -97,9 +99,9 @@ class TrainingMemory:
 
 def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Optimizer | str = Optimizer.SGD,
                     params: int, buffers: int, fit_bytes: int | None = None, amp: str | None = None,
-                    foreach: bool = False, block_bytes: int = 1) -> TrainingMemory:
-    """The predicted training step of `graph` at `batch`, tensors and weights at `dtype_bytes` an element; foreach
-    and block_bytes: CUDA's defaults are True and 512 (see the module docstring).
+                    foreach: bool = False, block_bytes: int = 1, autocast_device: str = "cpu") -> TrainingMemory:
+    """The predicted training step of `graph` at `batch`, tensors and weights at `dtype_bytes` an element; foreach,
+    block_bytes and autocast_device: CUDA's defaults are True, 512 and "cuda" (see the module docstring).
 
     >>> from archviz import load
     >>> from archviz.analysis.report import analyze
@@ -111,7 +113,8 @@ def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Op
     amp = None if amp is None else Amp(amp)
 
     def step_at(size: int) -> TrainingMemory:
-        return _step(graph, size, dtype_bytes, Optimizer(optimizer), params, buffers, amp, foreach, block_bytes)[0]
+        return _step(graph, size, dtype_bytes, Optimizer(optimizer), params, buffers, amp, foreach, block_bytes,
+                     autocast_device)[0]
 
     memory = step_at(batch)
     if fit_bytes is None:
@@ -121,10 +124,11 @@ def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Op
 
 
 def saved_bytes_per_layer(graph: Graph, *, batch: int, dtype_bytes: int, amp: str | None = None,
-                          block_bytes: int = 1) -> dict[str, int]:
+                          block_bytes: int = 1, autocast_device: str = "cpu") -> dict[str, int]:
     """Bytes each layer has autograd keep for its backward pass (tensors shared with other layers counted at each);
     layers without a formula and layers autograd records nothing of are left out."""
-    return _Timeline(graph, batch, dtype_bytes, None if amp is None else Amp(amp), block_bytes).saved_per_layer
+    return _Timeline(graph, batch, dtype_bytes, None if amp is None else Amp(amp), block_bytes,
+                     autocast_device).saved_per_layer
 
 
 def _blocks(size: int, granule: int) -> int:
@@ -147,8 +151,8 @@ def largest_batch(peak_at_batch, budget: int, *, most: int = 1 << 24) -> int:
 
 
 def _step(graph: Graph, batch: int, dtype_bytes: int, optimizer: Optimizer, params: int, buffers: int,
-          amp: Amp | None, foreach: bool = False, granule: int = 1):
-    timeline = _Timeline(graph, batch, dtype_bytes, amp, granule)
+          amp: Amp | None, foreach: bool = False, granule: int = 1, autocast_device: str = "cpu"):
+    timeline = _Timeline(graph, batch, dtype_bytes, amp, granule, autocast_device)
     tensors = _parameter_tensors(graph)
     params_bytes, buffers_bytes = params * dtype_bytes, buffers * dtype_bytes
     if granule > 1:
@@ -173,7 +177,7 @@ def _step(graph: Graph, batch: int, dtype_bytes: int, optimizer: Optimizer, para
         optimizer_bytes=state, input_bytes=timeline.input_bytes, grads_bytes=params_bytes, saved_bytes=saved,
         peak_bytes=base + peak, peak_phase=phase, peak_at=at, peak_activations_bytes=activations,
         peak_grads_bytes=grads, step_temporary_bytes=temporary, uncounted=timeline.uncounted,
-        amp=None if amp is None else amp.value, foreach=foreach, block_bytes=granule,
+        amp=None if amp is None else amp.value, foreach=foreach, block_bytes=granule, autocast_device=autocast_device,
     ), timeline
 
 
@@ -206,8 +210,10 @@ def _weight_tensors(graph: Graph) -> list:
 class _Timeline:
     """Bytes alive at each moment of one step, beyond the weights and the optimizer's state."""
 
-    def __init__(self, graph: Graph, batch: int, dtype_bytes: int, amp: Amp | None = None, granule: int = 1):
+    def __init__(self, graph: Graph, batch: int, dtype_bytes: int, amp: Amp | None = None, granule: int = 1,
+                 autocast_device: str = "cpu"):
         self.graph, self.batch, self.dtype_bytes, self.amp = graph, batch, dtype_bytes, amp
+        self.autocast_device = autocast_device
         self.granule = granule  # every tensor's bytes rounded up to it (CUDA's allocator blocks)
         self.nodes = graph.nodes
         self.input_bytes = _blocks(numel(graph.input_shape) * batch * dtype_bytes, granule)
@@ -234,7 +240,7 @@ class _Timeline:
             return self.dtype_bytes
         if op.autocasts:
             return LOWER_PRECISION_BYTES
-        if op.widens_under_autocast(node.attrs):
+        if op.widens_under_autocast(node.attrs, self.autocast_device):
             return self.dtype_bytes
         return max(self.itemsize[i] for i in node.inputs)
 
@@ -275,10 +281,14 @@ class _Timeline:
                                                        self.granule) for k in saved.made)
             self.backward_scratch[node.name] = sum(
                 _blocks(k.bytes(batch=self.batch, activation_itemsize=itemsize), self.granule)
-                for k in op.backward_scratch(node.attrs, in_shapes, node.out_shape))
+                for k in op.backward_scratch(node.attrs, in_shapes, node.out_shape, self._precision(node)))
             self.saved_per_layer[node.name] = self.made[node.name] + sum(self.size[s] for s in kept)
         self.uncounted = tuple(uncounted)
         self.loss_bytes = self._loss_bytes()
+
+    def _precision(self, node) -> Precision:
+        """Where the layer's backward runs: its input's bytes per element, its weights' (float32 under autocast)."""
+        return Precision(self.itemsize[node.inputs[0]], self.dtype_bytes, self.amp is not None)
 
     def _cast_bytes(self, storage: str) -> int:
         """A 2-byte copy of a wider tensor."""

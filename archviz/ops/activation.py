@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
+    ON_CUDA,
     INPUT_SAVED, OUTPUT_SAVED, Arg, ArgKind, Example, Kept, NoMacs, Op, OpKind, SameShape, Saved, Step, fmt_int,
     fmt_shape, numel,
 )
@@ -112,7 +113,7 @@ def _traced(name: str, torch_class: str, module_attrs: tuple[str, ...], function
 
 def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), inplace=False, doc="",
                 examples=POINTWISE_EXAMPLES, calls: TorchCalls, onnx, reads: dict, saves: Saved,
-                clones_in_place=False, transcendental=False):
+                clones_in_place=False, transcendental=False, widens=frozenset()):
     cls = type(
         torch_class.removeprefix("nn."),
         (_Activation,),
@@ -122,7 +123,7 @@ def _activation(name, torch_class, per_element, reason, *, aliases=(), args=(), 
             "ops_per_element": per_element, "ops_reason": reason, "args": (*args, *((_INPLACE,) if inplace else ())),
             "inplace_capable": inplace, "examples": examples, "torch_calls": calls, "write_onnx": onnx,
             "onnx_reads": reads, "saves": saves, "clones_in_place": clones_in_place,
-            "transcendental": transcendental,
+            "transcendental": transcendental, "widens": widens,
         },
     )
     return register(cls)
@@ -233,6 +234,7 @@ class Softmax(AlongDim):
     """
 
     name = "softmax"
+    widens = ON_CUDA  # in torch's CUDA autocast float32 list, not the CPU's
     examples = (Example({}, ((10,),)), Example({"dim": 1}, ((3, 4, 5),)), Example({"dim": -1}, ((3, 4, 5),)))
     torch_class = "nn.Softmax"
     keras_class = "Softmax"

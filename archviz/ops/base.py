@@ -171,6 +171,24 @@ class Saved:
     made: tuple[Kept, ...] = ()
 
 
+LOWER_PRECISION_BYTES = 2  # autocast's bf16 and fp16
+ON_CPU, ON_CUDA = frozenset({"cpu"}), frozenset({"cuda"})  # where an op widens under autocast (Op.widens)
+EVERYWHERE = ON_CPU | ON_CUDA
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Where a layer's backward runs: bytes per element of its input (and that input's gradient) and of its weights
+    (and theirs); `autocast`: under torch.autocast, where an op that autocasts computes from 2-byte copies of its
+    inputs and weights, so makes their gradients in 2 bytes first and copies them back."""
+
+    input_itemsize: int = 4
+    weight_itemsize: int = 4
+    autocast: bool = False
+
+
+FLOAT32 = Precision()
+
 NOTHING_SAVED = Saved()
 INPUT_SAVED = Saved(inputs=(0,))
 OUTPUT_SAVED = Saved(output=True)
@@ -208,10 +226,11 @@ class Op(abc.ABC):
     # runs in the lower precision under torch.autocast (torch's list: conv, linear, matmul, bmm, attention), its
     # inputs and weights cast to bf16 or fp16 copies; every other op computes in its inputs' dtype
     autocasts: ClassVar[bool] = False
-    # its output is float32 under torch.autocast on the CPU though its inputs are 2-byte floats: it is in autocast's
-    # float32 list (3-d pools, local response norm's avg_pool3d) or mixes them with float32 weights by type promotion
-    # (add_param, mul_param, rbf, embedding); see widens_under_autocast
-    widens: ClassVar[bool] = False
+    # the devices ("cpu", "cuda") where its output is float32 under torch.autocast though its inputs are 2-byte
+    # floats: it is in that device's autocast float32 list (the CPU's: 3-d pools, reflection padding; CUDA's: layer
+    # and group norm, softmax, exp, pow, sum, interpolation) or mixes them with float32 weights by type promotion
+    # (add_param, mul_param, rbf, embedding: EVERYWHERE); see widens_under_autocast
+    widens: ClassVar[frozenset[str]] = frozenset()
     # arguments a module's call (not its constructor) gives that are the op's own (nn.MultiheadAttention's
     # need_weights): the tracer copies them from the call into the layer's arguments
     call_arguments: ClassVar[tuple[str, ...]] = ()
@@ -278,10 +297,12 @@ class Op(abc.ABC):
         Checked for every op against the live-storage tracker by tests/test_op_registry.py."""
         return ()
 
-    def backward_scratch(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape) -> tuple[Kept, ...]:
-        """What its backward pass holds at its peak beyond what was alive when it began and the input gradients it
-        returns: the temporaries of a backward formula made of several ops (local response norm's). Checked against
-        the live-storage tracker by tests/test_op_registry.py, which lists the ops not modelled yet."""
+    def backward_scratch(self, attrs: Attrs, in_shapes: list[Shape], out_shape: Shape,
+                         precision: Precision = FLOAT32) -> tuple[Kept, ...]:
+        """What its backward pass holds at its peak beyond what was alive when it began and the gradients it
+        returns: the temporaries of a backward formula made of several ops (local response norm's, a connection
+        table's), at the precision its input and weights have. Checked against the live-storage tracker, in float32
+        and under autocast, by tests/test_op_registry.py, which lists the ops not modelled yet."""
         return ()
 
     def launches(self, attrs: Attrs) -> int:
@@ -295,10 +316,11 @@ class Op(abc.ABC):
         window = self.window(attrs, in_shapes)
         return window.kernel[0] * window.kernel[1] if window is not None else 1
 
-    def widens_under_autocast(self, attrs: Attrs) -> bool:
-        """Whether its output is float32 under CPU autocast from 2-byte inputs (its `widens`; pad: by mode).
-        Checked for every op by tests/test_op_registry.py."""
-        return self.widens
+    def widens_under_autocast(self, attrs: Attrs, device: str = "cpu") -> bool:
+        """Whether its output is float32 under autocast on `device` ("cpu" or "cuda") from 2-byte inputs (its
+        `widens`; pad and scalar_arith: by their arguments). Checked for every op, on the CPU and on fake CUDA
+        tensors (torch's CUDA autocast runs on them without a GPU), by tests/test_op_registry.py."""
+        return device in self.widens
 
     def small_launches(self, attrs: Attrs) -> int:
         """Small kernels its torch build runs besides (gathers, a concatenation), each paying a launch's fixed cost."""

@@ -15,6 +15,7 @@ from archviz.ops.activation import (
     read_along_dim,
 )
 from archviz.ops.base import (
+    ON_CUDA,
     INPUT_SAVED, NOTHING_SAVED, OUTPUT_SAVED, Arg, ArgKind, Example, Fill, Kept, NoMacs, NoWindow, Op, OpKind,
     SameShape, Saved, SavesInputs, SavesNothing, Step, Weight, fmt_int, fmt_shape, numel,
 )
@@ -116,7 +117,7 @@ _activation(
     reads={"Softplus": onnx_reads_as("softplus"),
            "archviz::Softplus": onnx_reads_as("softplus", lambda r: {"beta": onnx_float(r.constant(1)),
                                                                      "threshold": onnx_float(r.constant(2))})},
-    saves=INPUT_SAVED, transcendental=True)
+    saves=INPUT_SAVED, transcendental=True, widens=ON_CUDA)
 
 
 @register
@@ -157,6 +158,7 @@ class LogSoftmax(AlongDim):
     """
 
     name = "log_softmax"
+    widens = ON_CUDA  # in torch's CUDA autocast float32 list, not the CPU's
     examples = (Example({}, ((10,),)), Example({"dim": 1}, ((3, 4, 5),)), Example({"dim": -1}, ((3, 4, 5),)))
     torch_class = "nn.LogSoftmax"
     keras_class = "Activation"
@@ -189,6 +191,7 @@ class Softmin(AlongDim):
         return (Kept(numel(in_shapes[0])),)
 
     name = "softmin"
+    widens = ON_CUDA  # in torch's CUDA autocast float32 list, not the CPU's
     examples = (Example({}, ((10,),)), Example({"dim": 1}, ((3, 4, 5),)), Example({"dim": -1}, ((4, 5),)))
     torch_class = "nn.Softmin"
     keras_class = "Activation"
@@ -515,6 +518,10 @@ class Scalar(SameShape, NoMacs, Op):
     def summary(self, attrs):
         return _SCALAR[attrs["operation"]][0].format(v=f"{attrs['value']:g}")
 
+    def widens_under_autocast(self, attrs, device="cpu"):
+        """c / x is torch's c * reciprocal(x), and reciprocal is in torch's CUDA autocast float32 list."""
+        return device == "cuda" and attrs["operation"] == "rdiv"
+
     def scratch(self, attrs, in_shapes, out_shape):
         """c / x holds the reciprocal while it multiplies."""
         return self.saved(attrs, in_shapes, out_shape).made
@@ -568,7 +575,7 @@ _function("sqrt", "sqrt", 1, "one square root", "Sqrt", _paths("sqrt"),
 _function("exp", "exp", 1, "one exp", "Exp", _paths("exp"),
           "e to the power of each element (torch.exp). Other ops: 1 per element (one exp, as a library call counts; "
           "sigmoid counts its exp as 1 too). No params. ONNX Exp.",
-          saves=OUTPUT_SAVED, transcendental=True)
+          saves=OUTPUT_SAVED, transcendental=True, widens=ON_CUDA)
 _function("absolute", "abs", 1, "one absolute value", "Abs", _paths("abs", "torch.absolute", "Tensor.absolute",
                                                                "operator.abs", "Tensor.__abs__"),
           "Absolute value of each element (torch.abs; abs(x)). Other ops: 1 per element. No params. ONNX Abs.",
@@ -591,7 +598,7 @@ _function("rsqrt", "rsqrt", 2, "square root, reciprocal", "Sqrt", _paths("rsqrt"
           "uses it). Other ops: 2 per element (square root, reciprocal). No params. ONNX has no Rsqrt: the "
           "model-local function archviz.Rsqrt, Sqrt then Reciprocal.",
           write_onnx=_write_rsqrt, onnx_reads={"archviz::Rsqrt": onnx_reads_as("rsqrt")},
-          saves=OUTPUT_SAVED)
+          saves=OUTPUT_SAVED, widens=ON_CUDA)
 
 
 def _pow(a, out):
@@ -623,7 +630,7 @@ _function("pow", "pow", 1, "one power", "Pow", (), "x to the power of a number, 
           function_args=lambda self, attrs: {"exponent": attrs["exponent"]},
           summary=lambda self, attrs: f"^{attrs['exponent']:g}",
           write_onnx=_write_pow, onnx_reads={"Pow": _read_pow},
-          saves=INPUT_SAVED)
+          saves=INPUT_SAVED, widens=ON_CUDA)
 
 
 def _clamp(a, out):

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
-    Arg, ArgKind, Example, Kept, NoWindow, Op, OpKind, Saved, SlidingAxis, Step, TorchinfoMacs, Weight, Window,
-    check_window_fits,
-    fmt_int, fmt_shape, lazy_torch_classes, numel, pair, require_rank,
+    EVERYWHERE, FLOAT32, LOWER_PRECISION_BYTES, Arg, ArgKind, Example, Kept, NoWindow, Op, OpKind, Saved, SlidingAxis,
+    Step, TorchinfoMacs, Weight, Window, check_window_fits, fmt_int, fmt_shape, lazy_torch_classes, numel, pair,
+    require_rank,
 )
 from archviz.ops.interop import Mapped, NotRepresentable, TorchCalls
 from archviz.ops.registry import register
@@ -74,6 +74,32 @@ def _read_connections(r):
                    stored=r.stored())
 
 
+class _BytesHeld:
+    """Bytes alive, per sample and once per pass, and the most at any moment (compared per sample first)."""
+
+    def __init__(self):
+        self.now = self.peak = (0, 0)
+
+    def make(self, per_sample: int, once: int = 0) -> None:
+        self.now = (self.now[0] + per_sample, self.now[1] + once)
+        self.peak = max(self.peak, self.now)
+
+    def free(self, per_sample: int, once: int = 0) -> None:
+        self.now = (self.now[0] - per_sample, self.now[1] - once)
+
+    def scatter(self, whole: int, whole_once: int, part: int, part_once: int, into_earlier: bool) -> None:
+        """A part's gradient scattered into a zeroed tensor of the whole's size (made next to the zeros, which are
+        then freed with the part), then, after an earlier one, added into that into a new tensor."""
+        self.make(whole, whole_once)
+        if whole:  # index_add: out of place, beside its zeros
+            self.make(whole, whole_once)
+            self.free(whole, whole_once)
+        self.free(part, part_once)
+        if into_earlier:
+            self.make(whole, whole_once)
+            self.free(2 * whole, 2 * whole_once)
+
+
 @register
 class PartialConv2d(Op):
     """2-D convolution in which output map j sees only the input maps connections[j] lists (LeNet-5's C3: "each unit
@@ -98,7 +124,12 @@ class PartialConv2d(Op):
     draws_kernels = False  # its weight is one kernel per connection, not (out, in/groups, kh, kw)
     torchinfo_macs = TorchinfoMacs.CONV  # torchinfo: (weights + bias) x output positions, the paper's "connections"
     examples = (Example({"connections": [[0, 1], [1, 2], [0, 2], [0, 1, 2]], "kernel_size": 3}, ((3, 7, 6),)),
-                Example({"connections": [[1], [0, 1]], "kernel_size": [2, 3]}, ((2, 5, 5),)))
+                Example({"connections": [[1], [0, 1]], "kernel_size": [2, 3]}, ((2, 5, 5),)),
+                # one run; and two whose first differentiated holds the most
+                Example({"connections": [[0, 1, 2, 3]], "kernel_size": 3}, ((4, 6, 6),)),
+                Example({"connections": [[0], [0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3]],
+                         "kernel_size": 3}, ((4, 6, 6),)),
+                Example({"connections": [[0], [1], [0, 1, 2], [1, 2, 3], [0, 2, 3]], "kernel_size": 3}, ((4, 6, 6),)))
     torch_calls = TorchCalls(modules={"archviz.ops.lenet.ConnectionTableConv2d": _connections_module})
     onnx_reads = {"archviz::PartialConv2d": _read_connections}  # the function archviz writes
     args = (
@@ -167,6 +198,38 @@ class PartialConv2d(Op):
         while_computing = max(run.first * per_map + len(run.inputs) * positions + run.maps * per_map for run in runs)
         joined = 2 * numel(out_shape) if len(runs) > 1 else numel(out_shape)
         return (Kept(max(while_computing, joined) - numel(out_shape)),)
+
+    def backward_scratch(self, attrs, in_shapes, out_shape, precision=FLOAT32):
+        """Followed tensor by tensor (torch's autograd, read from the live-storage tracker): runs are differentiated
+        last first. A run's convolution makes the gradients of its gathered maps, kernels and biases (under autocast
+        in 2 bytes, then copied back), and frees the maps it kept; the biases' and kernels' are scattered into
+        gradients of the whole bias and weight, and the maps' into a zeroed tensor of the input's size, next to it;
+        a run after the first adds each into the earlier runs'. The most held at once beyond the gradients returned
+        (the input's, the weight's and the bias's, which the last additions make): in bytes."""
+        gathered_per_map, input_maps = numel(in_shapes[0][1:]), numel(in_shapes[0])
+        kernel = numel(pair(attrs["kernel_size"]))
+        weights, biases = kernel * self.connection_count(attrs), len(attrs["connections"])
+        a, w = precision.input_itemsize, precision.weight_itemsize
+        lowered = LOWER_PRECISION_BYTES if precision.autocast else None
+        bytes_held = _BytesHeld()
+        for position, run in enumerate(reversed(map_runs(attrs["connections"]))):
+            gathered, kernels, later = len(run.inputs) * gathered_per_map, len(run.inputs) * kernel, position > 0
+            bytes_held.make((lowered or a) * gathered, (lowered or w) * (kernels + run.maps))
+            bytes_held.free((lowered or a) * gathered, (lowered or 0) * kernels)  # the maps and kernels it kept
+            if lowered and lowered != a:
+                bytes_held.make(a * gathered)
+                bytes_held.free(lowered * gathered)
+            if lowered:
+                bytes_held.make(0, w * kernels)
+                bytes_held.free(0, lowered * kernels)
+                bytes_held.make(0, w * run.maps)
+                bytes_held.free(0, lowered * run.maps)
+            bytes_held.scatter(0, w * biases, 0, w * run.maps, later)
+            bytes_held.scatter(a * input_maps, 0, a * gathered, 0, later)
+            bytes_held.scatter(0, w * weights, 0, w * kernels, later)
+        per_sample, once = bytes_held.peak
+        return (Kept(per_sample - a * input_maps, itemsize=1),  # in bytes
+                Kept(once - w * (weights + biases), per_sample=False, itemsize=1))
 
     def explain(self, attrs, in_shapes, out_shape):
         axes = self.axes(attrs, in_shapes[0])
@@ -239,7 +302,7 @@ class EuclideanRBFUnits(NoWindow, Op):
     """
 
     name = "rbf"
-    widens = True  # its float32 centres promote a 2-byte input
+    widens = EVERYWHERE  # its float32 centres promote a 2-byte input
     aliases = ("euclidean_rbf",)
     kind = OpKind.LINEAR
     torch_class = "archviz EuclideanRBF"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
+    EVERYWHERE,
     Arg, ArgKind, Example, Free, Kept, NoWindow, Op, OpKind, Saved, SavesInput, Step, TorchinfoMacs, Weight, fmt_int,
     fmt_shape, lazy_torch_classes, numel,
 )
@@ -231,7 +232,7 @@ class Embedding(NoWindow, Free, Op):
         return self.saved(attrs, in_shapes, out_shape).made
 
     name = "embedding"
-    widens = True  # it reads its output from float32 weights
+    widens = EVERYWHERE  # it reads its output from float32 weights
     takes_folded_batch = True
     examples = (Example({"num_embeddings": 10, "embedding_dim": 4}, ((6,),), below=10),
                 Example({"num_embeddings": 7, "embedding_dim": 3, "padding_idx": 0}, ((2, 5),), below=7))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
+    EVERYWHERE, ON_CUDA,
+    FLOAT32,
     Arg, ArgKind, Example, Fill, Kept, NoMacs, Op, OpKind, Reduction, SameShape, Saved, Step, Weight, fmt_int,
     fmt_shape, numel, TorchinfoMacs,
 )
@@ -248,7 +250,7 @@ class LocalResponseNorm(SameShape, NoMacs, Op):
         return (Kept(numel(in_shapes[0])),) * 2
 
     name = "local_response_norm"
-    widens = True  # torch computes it through avg_pool3d, in the CPU autocast float32 list
+    widens = EVERYWHERE  # torch computes it through avg_pool3d (the CPU's autocast float32 list) and pow (CUDA's)
     examples = (Example({"size": 5}, ((7, 6, 5),)), Example({"size": 2, "k": 2.0}, ((3, 4, 4),)))
     aliases = ("lrn", "localresponsenorm")
     kind = OpKind.NORM
@@ -282,10 +284,14 @@ class LocalResponseNorm(SameShape, NoMacs, Op):
     def summary(self, attrs):
         return f"size {attrs['size']}"
 
-    def backward_scratch(self, attrs, in_shapes, out_shape):
-        """Four tensors of the input's size at once: the gradients of the division's two operands, of the power's
-        base and of the average of squares, before the last is folded back onto the input."""
-        return (Kept(4 * numel(in_shapes[0])),)
+    def backward_scratch(self, attrs, in_shapes, out_shape, precision=FLOAT32):
+        """Three tensors of the input's size at its output's precision at once, beside the tensors it kept, which
+        its backward frees step by step; from a 2-byte input (under autocast: it computes in float32) one more, at
+        the input's, the input's gradient before it is added to the one returned (the live-storage tracker's count
+        in tests/test_op_registry.py)."""
+        elements = numel(in_shapes[0])
+        narrow_input = precision.autocast and precision.input_itemsize < 4
+        return (Kept(3 * elements),) + ((Kept(elements, itemsize=precision.input_itemsize),) if narrow_input else ())
 
     def window_elements(self, attrs, in_shapes):
         return attrs["size"]
@@ -362,6 +368,7 @@ class LayerNorm(_TrailingNorm):
         return self.saved(attrs, in_shapes, out_shape).made
 
     name = "layer_norm"
+    widens = ON_CUDA  # in torch's CUDA autocast float32 list, not the CPU's
     takes_folded_batch = True
     ops_per_element = 5
     examples = (Example({"normalized_shape": [6]}, ((4, 6),)), Example({"normalized_shape": [3, 4, 4]}, ((3, 4, 4),)),
@@ -474,6 +481,7 @@ class GroupNorm(SameShape, NoMacs, Op):
         return self.saved(attrs, in_shapes, out_shape).made
 
     name = "group_norm"
+    widens = ON_CUDA  # in torch's CUDA autocast float32 list, not the CPU's
     examples = (Example({"num_groups": 2}, ((4, 5, 6),)), Example({"num_groups": 3, "affine": False}, ((6, 4, 4),)),
                 Example({"num_groups": 1}, ((4, 7),)), Example({"num_groups": 4, "eps": 1e-3}, ((4, 3, 4, 3),)))
     aliases = ("groupnorm", "gn")
@@ -792,6 +800,7 @@ class RMSNorm(_TrailingNorm):
         return (Kept(rows, itemsize=STATISTIC_BYTES),) * 2
 
     name = "rms_norm"
+    widens = ON_CUDA  # in torch's CUDA autocast float32 list, not the CPU's
     takes_folded_batch = True
     ops_per_element = 4
     examples = (Example({"normalized_shape": [6]}, ((4, 6),)), Example({"normalized_shape": [3, 4, 4]}, ((3, 4, 4),)),

@@ -8,6 +8,7 @@ import math
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
+    ON_CPU, ON_CUDA,
     AXES, INPUT_SAVED, NOTHING_SAVED, Arg, ArgKind, Example, Kept, NoMacs, Op, OpKind, Reduction, Saved, SavesInput,
     SavesNothing, SlidingAxis, Step, Window, check_window_fits, compact, fmt_int, fmt_shape, numel, pair,
     require_rank,
@@ -493,7 +494,7 @@ class MaxPool3d(_MaxPoolNd):
     and width axes (the depth is not tracked)."""
 
     name = "maxpool3d"
-    widens = True  # in torch's CPU autocast float32 list
+    widens = ON_CPU  # in torch's CPU autocast float32 list, not CUDA's
     spatial = 3
     examples = (Example({"kernel_size": 2}, ((2, 4, 6, 5),)),
                 Example({"kernel_size": [1, 3, 3], "stride": [1, 2, 2], "padding": [0, 1, 1]}, ((2, 3, 7, 7),)),
@@ -530,7 +531,7 @@ class AvgPool3d(_AvgPoolNd):
     element (adds and one divide; border windows counted at full size). Window: its height and width axes."""
 
     name = "avgpool3d"
-    widens = True  # in torch's CPU autocast float32 list
+    widens = ON_CPU  # in torch's CPU autocast float32 list, not CUDA's
     spatial = 3
     examples = (Example({"kernel_size": 2}, ((2, 4, 6, 5),)),
                 Example({"kernel_size": [1, 3, 3], "stride": [1, 2, 2], "padding": [0, 1, 1]}, ((2, 3, 7, 7),)),
@@ -941,7 +942,7 @@ class AdaptiveAvgPool3d(_AdaptiveAvgNd):
         return NOTHING_SAVED if all(side == 1 for side in out_shape[1:]) else INPUT_SAVED
 
     name = "adaptive_avgpool3d"
-    widens = True  # in torch's CPU autocast float32 list
+    widens = ON_CPU  # in torch's CPU autocast float32 list, not CUDA's
     spatial = 3
     examples = (Example({"output_size": 2}, ((2, 4, 7, 8),)), Example({"output_size": [1, 2, 3]}, ((3, 3, 8, 8),)),
                 Example({"output_size": 1}, ((2, 3, 4, 5),)))
@@ -1077,7 +1078,7 @@ class AdaptiveMaxPool3d(_AdaptiveMaxNd):
     adaptive_avgpool2d's."""
 
     name = "adaptive_maxpool3d"
-    widens = True  # in torch's CPU autocast float32 list
+    widens = ON_CPU  # in torch's CPU autocast float32 list, not CUDA's
     spatial = 3
     examples = (Example({"output_size": 2}, ((2, 4, 7, 8),)), Example({"output_size": [1, 2, 3]}, ((3, 3, 8, 8),)),
                 Example({"output_size": 1}, ((2, 3, 4, 5),)))
@@ -1237,6 +1238,7 @@ class ReduceSum(SavesNothing, _Reduce):
     reduction = Reduction.SUM
 
     name = "reduce_sum"
+    widens = ON_CUDA  # in torch's CUDA autocast float32 list, not the CPU's
     takes_folded_batch = True
     mode, onnx_type, verb = "sum", "ReduceSum", "adds"
     examples = (Example({"dim": [1]}, ((4, 5, 6),)), Example({"dim": [2, 3], "keepdim": True}, ((3, 5, 6),)),

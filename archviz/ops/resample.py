@@ -9,6 +9,7 @@ from fractions import Fraction
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
+    ON_CUDA,
     INPUT_SAVED, NOTHING_SAVED, Arg, ArgKind, Example, Free, NoMacs, Op, OpKind, SavesNothing, Step, Window, fmt_int,
     fmt_shape, numel,
 )
@@ -128,9 +129,9 @@ class Pad(Free, Op):
     and its centre is right away from the border.
     """
 
-    def widens_under_autocast(self, attrs):
-        """Reflection and replication padding are in torch's CPU autocast float32 list."""
-        return attrs["mode"] in ("reflect", "replicate")
+    def widens_under_autocast(self, attrs, device="cpu"):
+        """Reflection and replication padding are in torch's CPU autocast float32 list, not CUDA's."""
+        return device == "cpu" and attrs["mode"] in ("reflect", "replicate")
 
     def saved(self, attrs, in_shapes, out_shape):
         """Reflect and replicate padding keep the input (their gradient folds back onto it); constant and circular
@@ -526,6 +527,7 @@ class Interpolate(SavesNothing, NoMacs, Op):
     """
 
     name = "interpolate"
+    widens = ON_CUDA  # in torch's CUDA autocast float32 list, not the CPU's
     examples = (
         Example({"scale_factor": 2.0}, ((3, 4, 5),)),
         Example({"size": [8, 15]}, ((2, 4, 5),)),

@@ -12,6 +12,7 @@ from fractions import Fraction
 
 from archviz.errors import ShapeError
 from archviz.ops.base import (
+    EVERYWHERE,
     INPUT_SAVED, NOTHING_SAVED, Arg, ArgKind, Example, Fill, Free, Kept, NoMacs, NoWindow, Op, OpKind, SameShape,
     Saved, SavesNothing, Shape, Step, Weight, Window, fmt_int, fmt_shape, numel, require_rank,
 )
@@ -978,7 +979,7 @@ class _WithParameter(SameShape, NoMacs, Op):
 
     kind = OpKind.JOIN
     sign = ""
-    widens = True  # its float32 tensor promotes a 2-byte input
+    widens = EVERYWHERE  # its float32 tensor promotes a 2-byte input
     args = (Arg("shape", ArgKind.SHAPE, doc="the learned tensor's shape as torch holds it, e.g. [1, 197, 768]"),)
 
     def resolve(self, attrs, in_shapes):

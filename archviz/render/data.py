@@ -6,11 +6,11 @@ activation_bytes, peak_activation_bytes, peak_at, depth, layers, uncounted, meas
 last_spatial_field (null where fields are not tracked: {layer, size, out_shape, merged_at, merged_by, covers_input}: the
 receptive field of the last map of more than one position, the headline figure), training_memory (null unless --train:
 {batch, optimizer, params_bytes, buffers_bytes, optimizer_bytes, input_bytes, grads_bytes, saved_bytes, peak_bytes,
-peak_phase, peak_at, peak_activations_bytes, peak_grads_bytes, step_temporary_bytes, uncounted, fits_batch,
-fit_bytes, foreach, block_bytes})}, layers [{name, type, kind, summary, input_shapes, output_shape,
-params, buffers, macs, flops, other_ops, activation_elements, activation_bytes, receptive_field, jump, start, line,
-counted, measured, shares, receptive_field_via; saved_bytes with --train; predicted_seconds, memory_bound with
---device}], latency (null unless --device: {device, device_name, seconds, images_per_second, memory_bound_seconds,
+peak_phase, peak_at, peak_activations_bytes, peak_grads_bytes, step_temporary_bytes, uncounted, fits_batch, fit_bytes,
+foreach, block_bytes, autocast_device})}, layers [{name, type, kind, summary, input_shapes, output_shape, params,
+buffers, macs, flops, other_ops, activation_elements, activation_bytes, receptive_field, jump, start, line, counted,
+measured, shares, receptive_field_via; saved_bytes with --train; predicted_seconds, memory_bound with --device}],
+latency (null unless --device: {device, device_name, seconds, images_per_second, memory_bound_seconds,
 not_predicted}),
 crosscheck (null when not run; else {model, input, batch, agrees, skipped, message, conventions, peers [{peer,
 version, method, agrees, skipped, message, seconds, notes, totals, layers, differences}]}, each figure {layer,

@@ -182,8 +182,9 @@ def _training_rows(table: Table, memory) -> None:
     table.add_row("Training step (predicted)", f"{size_bytes(memory.peak_bytes)} at its peak ({where}), "
                   f"{memory.optimizer}{amp}, batch {memory.batch}")
     if memory.foreach or memory.block_bytes > 1:
+        lists = ", its autocast lists" if memory.amp and memory.autocast_device == "cuda" else ""
         table.add_row("  on the GPU", f"CUDA's defaults: for-each optimizer kernels, {memory.block_bytes}-byte "
-                                      "allocator blocks (not yet checked on a GPU)")
+                                      f"allocator blocks{lists} (not yet checked on a GPU)")
     parts = [("params", memory.params_bytes), ("buffers", memory.buffers_bytes),
              ("optimizer state", memory.optimizer_bytes), ("gradients so far", memory.peak_grads_bytes),
              ("activations, their gradients and the batch", memory.peak_activations_bytes + memory.input_bytes)]
