@@ -125,13 +125,15 @@ def _read_onnx(path: str, *, input=None) -> Graph:
 def inspect(source: Any, *, input=None, overrides: Mapping[str, Any] | None = None,
             kwargs: Mapping[str, Any] | None = None, batch: int = 1, dtype: DType | str = "float32",
             crosscheck: bool = False, fvcore_full: bool = False, optimizer: str | None = None,
-            fit_bytes: int | None = None, device: str | None = None, amp: str | None = None) -> Report:
+            fit_bytes: int | None = None, device: str | None = None, amp: str | None = None,
+            checkpointing: int | None = None) -> Report:
     """Every figure of every layer, by formula; with crosscheck=True also the peers' counts (needs torch); with an
     optimizer (sgd, momentum, adam, adamw) one training step's memory predicted, and with fit_bytes the largest batch
     whose step fits in that many bytes, and with amp (bf16, fp16) the step under torch.autocast; with a device
     (h100, a100, t4, ... or cpu: this machine's, calibrated once and cached) each layer's time predicted by a roofline
     (analysis/latency.py), and on a GPU the training step with CUDA's defaults (for-each optimizer kernels,
-    512-byte allocator blocks).
+    512-byte allocator blocks, CUDA's autocast lists); with checkpointing=N the step with activation checkpointing
+    in N segments (analysis/checkpointing.py).
 
     `source` is anything load() reads (a zoo name, a spec file, torchvision:NAME, timm:NAME, FILE.py:Name, an
     nn.Module, ...) or a Graph. fvcore_full lets fvcore run a CPU forward pass at the full input when no smaller one
@@ -150,7 +152,7 @@ def inspect(source: Any, *, input=None, overrides: Mapping[str, Any] | None = No
     graph = source if isinstance(source, Graph) else load(source, input=input, overrides=overrides, kwargs=kwargs)
     target = None if device is None else device_named(device)
     report = analyze(graph, batch=batch, dtype=dtype, optimizer=optimizer, fit_bytes=fit_bytes, amp=amp,
-                     on_gpu=target is not None and target.kind == DeviceKind.GPU)
+                     on_gpu=target is not None and target.kind == DeviceKind.GPU, checkpointing=checkpointing)
     if target is not None:
         report = dataclasses.replace(report, latency=predict_latency(report, target))
     if crosscheck:

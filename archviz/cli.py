@@ -124,6 +124,9 @@ AmpOpt = Annotated[Optional[Amp], typer.Option("--amp", help="With --train: the 
                                                "fp16 (weights, their gradients and the optimizer state stay float32).")]
 FitOpt = Annotated[Optional[str], typer.Option("--fit", help="The largest batch whose training step fits in this much "
                                                "memory: 24GB, 80GiB, 512MB (implies --train).")]
+CheckpointingOpt = Annotated[Optional[int], typer.Option("--checkpointing", min=2, max=MAX_COUNT, help=(
+    "Activation checkpointing in N segments, cut where one tensor alone crosses: every segment but the last keeps "
+    "only its input and runs its forward again in backward (torch.utils.checkpoint)."))]
 KwargsOpt = Annotated[Optional[str], typer.Option("--kwargs", help=(
     "Keyword arguments for a PyTorch model's class or factory, as a JSON object: '{\"num_classes\": 10}'."))]
 
@@ -185,12 +188,14 @@ def _console():
 
 def _inspect(model: str, input: str | None, batch: int, set_: list[str] | None, dtype: DTypeChoice, crosscheck: bool,
              fvcore_full: bool = False, kwargs: str | None = None, *, optimizer: str | None = None,
-             fit_bytes: int | None = None, device: str | None = None, amp: str | None = None):
+             fit_bytes: int | None = None, device: str | None = None, amp: str | None = None,
+             checkpointing: int | None = None):
     import archviz
 
     return archviz.inspect(_resolve(model), input=input, overrides=parse_overrides(set_), kwargs=_kwargs(kwargs),
                            batch=batch, dtype=dtype.value, crosscheck=crosscheck, fvcore_full=fvcore_full,
-                           optimizer=optimizer, fit_bytes=fit_bytes, device=device, amp=amp)
+                           optimizer=optimizer, fit_bytes=fit_bytes, device=device, amp=amp,
+                           checkpointing=checkpointing)
 
 
 def _resolve(model: str) -> str:
@@ -242,6 +247,7 @@ def inspect(
     fit: FitOpt = None,
     device: RooflineDeviceOpt = None,
     amp: AmpOpt = None,
+    checkpointing: CheckpointingOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every cross-check peer: how it counted, its "
                                           "notes and figures (a disagreement is always shown in full).")] = False,
 ):
@@ -250,9 +256,10 @@ def inspect(
     from archviz.format import parse_bytes
 
     fit_bytes = parse_bytes(fit, what="--fit") if fit is not None else None
-    training = optimizer.value if train or fit_bytes is not None or amp is not None else None
+    wants_step = train or fit_bytes is not None or amp is not None or checkpointing is not None
+    training = optimizer.value if wants_step else None
     report = _inspect(model, input, batch, set_, dtype, crosscheck, fvcore_full, kwargs, optimizer=training,
-                      fit_bytes=fit_bytes, device=device, amp=amp and amp.value)
+                      fit_bytes=fit_bytes, device=device, amp=amp and amp.value, checkpointing=checkpointing)
     if format == OutputFormat.TABLE:
         from archviz.render.table import inspect_view
 
@@ -1312,6 +1319,7 @@ def profile(
     amp: Annotated[Optional[Amp], typer.Option("--amp", help="Autocast to bf16 or fp16 (fp16 with a "
                                                        "GradScaler on CUDA).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, or cuda (cuda:N).")] = "cpu",
+    checkpointing: CheckpointingOpt = None,
     warmup: Annotated[int, typer.Option("--warmup", min=0, max=MAX_COUNT, help="Untimed iterations first.")] = 1,
     iterations: Annotated[int, typer.Option("--iterations", "-n", min=1, max=MAX_COUNT,
                                             help="Timed iterations (medians are shown).")] = 3,
@@ -1323,18 +1331,22 @@ def profile(
     from archviz.profile.run import measure_model
     from archviz.profile.view import measurement_json, measurement_view
 
+    if checkpointing is not None and not train:
+        raise ArchvizError("--checkpointing saves memory in a training step: add --train")
     measurement = measure_model(_resolve(model), input_shape=input, overrides=parse_overrides(set_),
                                 kwargs=_kwargs(kwargs), batch=batch, train=train, optimizer=optimizer.value,
-                                amp=amp and amp.value, device=device, warmup=warmup, iterations=iterations)
+                                amp=amp and amp.value, device=device, warmup=warmup, iterations=iterations,
+                                checkpointing=checkpointing)
     predicted = _predicted_peak(model, input, set_, kwargs, batch=batch, optimizer=optimizer.value if train else None,
-                                amp=amp, device=device)
+                                amp=amp, device=device, checkpointing=checkpointing)
     if json_:
         _write(measurement_json(measurement, model=model, predicted=predicted))
     else:
         _console().print(measurement_view(measurement, model=model, predicted=predicted))
 
 
-def _predicted_peak(model, input, set_, kwargs, *, batch: int, optimizer: str | None, amp, device: str):
+def _predicted_peak(model, input, set_, kwargs, *, batch: int, optimizer: str | None, amp, device: str,
+                    checkpointing: int | None = None):
     """The same run's peak by formula: a training step's (analysis/training.py) or the inference pass's weights
     and peak activations (analysis/memory.py), as torch runs them on the CPU."""
     from archviz.profile.view import Prediction
@@ -1343,7 +1355,8 @@ def _predicted_peak(model, input, set_, kwargs, *, batch: int, optimizer: str | 
         return Prediction(None, "an inference pass under autocast is not predicted yet")
     on_cpu = device == "cpu"
     report = _inspect(model, input, batch, set_, DTypeChoice.FLOAT32, False, kwargs=kwargs, optimizer=optimizer,
-                      device="cpu" if on_cpu and optimizer is None else None, amp=amp and amp.value)
+                      device="cpu" if on_cpu and optimizer is None else None, amp=amp and amp.value,
+                      checkpointing=checkpointing)
     totals = report.totals
     note = "" if on_cpu else "predicted as torch runs it on the CPU"
     if optimizer is None:

@@ -149,6 +149,7 @@ def _classes() -> dict[str, type]:
     """The nn.Module classes, made once torch is wanted; named as module attributes so that they pickle."""
     torch = import_torch()
     nn = torch.nn
+    from torch.utils.checkpoint import checkpoint
 
     class AddJoin(nn.Module):
         """Element-wise sum of its inputs (the residual join)."""
@@ -208,9 +209,41 @@ def _classes() -> dict[str, type]:
                 tuple(name for name, last in last_use.items() if last == index) for index in range(len(self.steps))
             )
 
+            self.checkpoint_starts: tuple[int, ...] = ()  # set by checkpoint(): where segments after the first start
+
+        def checkpoint(self, segments) -> None:
+            """Run every segment but the last (analysis/checkpointing.Segments, or None: no checkpointing) under
+            torch.utils.checkpoint when gradients are recorded: what its layers save for backward is made again in
+            the backward pass from the one tensor it starts from, which alone is kept."""
+            self.checkpoint_starts = () if segments is None else tuple(segments.starts)
+
         def forward(self, x):
             values = {INPUT: x}
-            for index, ((name, inputs), path, done) in enumerate(zip(self.steps, self.paths, self.release)):
+            bounds = (0, *self.checkpoint_starts, len(self.steps))
+            for start, stop in zip(bounds, bounds[1:]):
+                if stop == len(self.steps) or not torch.is_grad_enabled():
+                    self._run(values, start, stop)
+                    continue
+                ((name, value),) = values.items()  # a cut: one tensor alone crosses it
+                output = checkpoint(self._segment, start, stop, name, value, use_reentrant=False)
+                values = {self._crossing(stop): output}
+            return values[self.output]
+
+        def _segment(self, start: int, stop: int, name: str, value):
+            values = {name: value}
+            self._run(values, start, stop)
+            ((_, output),) = values.items()
+            return output
+
+        def _crossing(self, step: int) -> str:
+            """The one tensor made before `step` and read at or after it."""
+            made_before = {INPUT} | {name for name, _ in self.steps[:step]}
+            (name,) = [n for n in made_before if self.last_use[n] >= step]
+            return name
+
+        def _run(self, values: dict, start: int, stop: int) -> None:
+            for index in range(start, stop):
+                (name, inputs), path, done = self.steps[index], self.paths[index], self.release[index]
                 module = self
                 for part in path:  # get_submodule's walk without its checks: a few microseconds a layer less
                     module = module._modules[part]
@@ -220,7 +253,6 @@ def _classes() -> dict[str, type]:
                 values[name] = module(*args)
                 for source in done:
                     del values[source]
-            return values[self.output]
 
         def _private(self, tensor, values, index: int):
             """The tensor, or a copy where an in-place layer would change what a later layer reads.

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from archviz.analysis.checkpointing import segments
 from archviz.analysis.memory import peak_activation_bytes
 from archviz.analysis.training import CUDA_BLOCK_BYTES, TrainingMemory, saved_bytes_per_layer, training_memory
 from archviz.analysis.receptive import SpatialField, last_spatial_field, receptive_fields
@@ -129,10 +130,11 @@ class Report:
 
 
 def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32, optimizer: str | None = None,
-            fit_bytes: int | None = None, amp: str | None = None, on_gpu: bool = False) -> Report:
+            fit_bytes: int | None = None, amp: str | None = None, on_gpu: bool = False,
+            checkpointing: int | None = None) -> Report:
     """Per-layer figures and totals of a validated graph; with an optimizer (sgd, momentum, adam, adamw), one
-    training step's memory too (analysis/training.py; on_gpu: with CUDA's defaults), and with fit_bytes the
-    largest batch that fits in it.
+    training step's memory too (analysis/training.py; on_gpu: with CUDA's defaults; checkpointing: in that many
+    segments, analysis/checkpointing.py), and with fit_bytes the largest batch that fits in it.
 
     >>> from archviz import load
     >>> analyze(load("vgg16")).totals.params
@@ -148,20 +150,24 @@ def analyze(graph: Graph, *, batch: int = 1, dtype: DType | str = DType.FLOAT32,
     if fields:
         totals = dataclasses.replace(totals, last_spatial_field=last_spatial_field(graph, fields))
     if optimizer is not None:
-        layers, totals = _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp, on_gpu)
+        layers, totals = _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp, on_gpu,
+                                        checkpointing)
     return Report(
         model=graph.name, description=graph.description, input=graph.input_shape, batch=batch, dtype=dtype,
         layers=layers, totals=totals, graph=graph,
     )
 
 
-def _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp, on_gpu):
+def _with_training(graph, layers, totals, batch, dtype, optimizer, fit_bytes, amp, on_gpu, checkpointing):
     autocast_device = "cuda" if on_gpu else "cpu"
+    cut = None if checkpointing is None else segments(graph, checkpointing)
     memory = training_memory(graph, batch=batch, dtype_bytes=dtype.bytes, optimizer=optimizer, params=totals.params,
                              buffers=totals.buffers, fit_bytes=fit_bytes, amp=amp, foreach=on_gpu,
-                             block_bytes=CUDA_BLOCK_BYTES if on_gpu else 1, autocast_device=autocast_device)
+                             block_bytes=CUDA_BLOCK_BYTES if on_gpu else 1, autocast_device=autocast_device,
+                             segments=cut)
     saved = saved_bytes_per_layer(graph, batch=batch, dtype_bytes=dtype.bytes, amp=amp,
-                                  block_bytes=CUDA_BLOCK_BYTES if on_gpu else 1, autocast_device=autocast_device)
+                                  block_bytes=CUDA_BLOCK_BYTES if on_gpu else 1, autocast_device=autocast_device,
+                                  segments=cut)
     layers = tuple(dataclasses.replace(s, saved_bytes=saved.get(s.name, 0)) for s in layers)
     return layers, dataclasses.replace(totals, training_memory=memory)
 

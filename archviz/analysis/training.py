@@ -46,6 +46,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 
+from archviz.analysis.checkpointing import Segments
 from archviz.analysis.memory import held_by_callers
 from archviz.graph.ir import INPUT, Graph
 from archviz.ops import get_op
@@ -90,6 +91,7 @@ class TrainingMemory:
     foreach: bool = False  # the optimizer's for-each kernels (CUDA's default): one temporary of all the parameters
     block_bytes: int = 1  # every tensor rounded up to whole blocks of this many bytes (CUDA's allocator: 512)
     autocast_device: str = "cpu"  # whose autocast lists say which ops widen to float32 ("cpu" or "cuda")
+    checkpoint_starts: tuple[str, ...] = ()  # with activation checkpointing: the layers starting segments 2, 3, ...
 
     @property
     def baseline_bytes(self) -> int:
@@ -99,9 +101,11 @@ class TrainingMemory:
 
 def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Optimizer | str = Optimizer.SGD,
                     params: int, buffers: int, fit_bytes: int | None = None, amp: str | None = None,
-                    foreach: bool = False, block_bytes: int = 1, autocast_device: str = "cpu") -> TrainingMemory:
+                    foreach: bool = False, block_bytes: int = 1, autocast_device: str = "cpu",
+                    segments: Segments | None = None) -> TrainingMemory:
     """The predicted training step of `graph` at `batch`, tensors and weights at `dtype_bytes` an element; foreach,
-    block_bytes and autocast_device: CUDA's defaults are True, 512 and "cuda" (see the module docstring).
+    block_bytes and autocast_device: CUDA's defaults are True, 512 and "cuda" (see the module docstring); segments:
+    activation checkpointing's (analysis/checkpointing.py), every segment but the last run again in backward.
 
     >>> from archviz import load
     >>> from archviz.analysis.report import analyze
@@ -114,7 +118,7 @@ def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Op
 
     def step_at(size: int) -> TrainingMemory:
         return _step(graph, size, dtype_bytes, Optimizer(optimizer), params, buffers, amp, foreach, block_bytes,
-                     autocast_device)[0]
+                     autocast_device, segments)[0]
 
     memory = step_at(batch)
     if fit_bytes is None:
@@ -124,11 +128,13 @@ def training_memory(graph: Graph, *, batch: int, dtype_bytes: int, optimizer: Op
 
 
 def saved_bytes_per_layer(graph: Graph, *, batch: int, dtype_bytes: int, amp: str | None = None,
-                          block_bytes: int = 1, autocast_device: str = "cpu") -> dict[str, int]:
+                          block_bytes: int = 1, autocast_device: str = "cpu",
+                          segments: Segments | None = None) -> dict[str, int]:
     """Bytes each layer has autograd keep for its backward pass (tensors shared with other layers counted at each);
-    layers without a formula and layers autograd records nothing of are left out."""
+    layers without a formula and layers autograd records nothing of are left out; in a checkpointed segment a layer
+    keeps nothing through the forward pass (its figure is what it keeps once run again)."""
     return _Timeline(graph, batch, dtype_bytes, None if amp is None else Amp(amp), block_bytes,
-                     autocast_device).saved_per_layer
+                     autocast_device, segments).saved_per_layer
 
 
 def _blocks(size: int, granule: int) -> int:
@@ -151,8 +157,9 @@ def largest_batch(peak_at_batch, budget: int, *, most: int = 1 << 24) -> int:
 
 
 def _step(graph: Graph, batch: int, dtype_bytes: int, optimizer: Optimizer, params: int, buffers: int,
-          amp: Amp | None, foreach: bool = False, granule: int = 1, autocast_device: str = "cpu"):
-    timeline = _Timeline(graph, batch, dtype_bytes, amp, granule, autocast_device)
+          amp: Amp | None, foreach: bool = False, granule: int = 1, autocast_device: str = "cpu",
+          segments: Segments | None = None):
+    timeline = _Timeline(graph, batch, dtype_bytes, amp, granule, autocast_device, segments)
     tensors = _parameter_tensors(graph)
     params_bytes, buffers_bytes = params * dtype_bytes, buffers * dtype_bytes
     if granule > 1:
@@ -178,7 +185,13 @@ def _step(graph: Graph, batch: int, dtype_bytes: int, optimizer: Optimizer, para
         peak_bytes=base + peak, peak_phase=phase, peak_at=at, peak_activations_bytes=activations,
         peak_grads_bytes=grads, step_temporary_bytes=temporary, uncounted=timeline.uncounted,
         amp=None if amp is None else amp.value, foreach=foreach, block_bytes=granule, autocast_device=autocast_device,
+        checkpoint_starts=() if segments is None else tuple(graph.nodes[step].name for step in segments.starts),
     ), timeline
+
+
+def _checkpoint(segment: int) -> str:
+    """The name standing for a checkpoint, which keeps its segment's input as a layer keeps what it saves."""
+    return f"(checkpoint {segment})"
 
 
 def _optimizer_state_bytes(optimizer: Optimizer, params_bytes: int, tensors: int) -> int:
@@ -211,9 +224,11 @@ class _Timeline:
     """Bytes alive at each moment of one step, beyond the weights and the optimizer's state."""
 
     def __init__(self, graph: Graph, batch: int, dtype_bytes: int, amp: Amp | None = None, granule: int = 1,
-                 autocast_device: str = "cpu"):
+                 autocast_device: str = "cpu", segments: Segments | None = None):
         self.graph, self.batch, self.dtype_bytes, self.amp = graph, batch, dtype_bytes, amp
         self.autocast_device = autocast_device
+        self.checkpointed = () if segments is None else segments.checkpointed
+        self.segment_of = {graph.nodes[step].name: k for k, steps in enumerate(self.checkpointed) for step in steps}
         self.granule = granule  # every tensor's bytes rounded up to it (CUDA's allocator blocks)
         self.nodes = graph.nodes
         self.input_bytes = _blocks(numel(graph.input_shape) * batch * dtype_bytes, granule)
@@ -225,6 +240,7 @@ class _Timeline:
         self.keepers: dict[str, set[str]] = {}  # a storage -> the layers keeping it for backward
         self.kept_by: dict[str, set[str]] = {}  # a layer -> the storages it keeps
         self.made: dict[str, int] = {}  # a layer -> bytes of the tensors it makes for backward alone
+        self.cached_casts: dict[str, int] = {}  # a layer -> bytes of its weights' 2-byte copies (autocast caches them)
         self.backward_scratch: dict[str, int] = {}  # a layer -> bytes its backward formula holds for a moment
         self.saved_per_layer: dict[str, int] = {}
         self.uncounted: tuple[str, ...] = ()
@@ -270,8 +286,9 @@ class _Timeline:
                 wider = {s for s in kept if self.itemsize[s] > LOWER_PRECISION_BYTES}
                 kept -= wider
                 casts = sum(self._cast_bytes(s) for s in wider)
-                casts += sum(_blocks(numel(w.shape) * LOWER_PRECISION_BYTES, self.granule)
-                             for w in op.weights(node.attrs, in_shapes) if w.trainable)
+                self.cached_casts[node.name] = sum(_blocks(numel(w.shape) * LOWER_PRECISION_BYTES, self.granule)
+                                                   for w in op.weights(node.attrs, in_shapes) if w.trainable)
+                casts += self.cached_casts[node.name]
             if saved.output:
                 kept.add(self.buffer_of[node.name])
             self.kept_by[node.name] = kept
@@ -314,11 +331,13 @@ class _Timeline:
                 last_read[self.buffer_of[source]] = max(last_read.get(self.buffer_of[source], -1), step)
             last_read.setdefault(self.buffer_of[node.name], step)
         last_read[self.buffer_of[self.graph.output]] = len(self.nodes)
-        for name, step in held_by_callers(self.graph).items():  # a module's arguments, held by its caller
-            last_read[self.buffer_of[name]] = max(last_read.get(self.buffer_of[name], -1), step)
+        if not self.checkpointed:  # archviz's build, which checkpoints, frees every tensor at its last use
+            for name, step in held_by_callers(self.graph).items():  # a module's arguments, held by its caller
+                last_read[self.buffer_of[name]] = max(last_read.get(self.buffer_of[name], -1), step)
         freed_after: dict[int, list[str]] = {}  # a tensor held past its last read is freed at a step not reading it
         for storage, step in last_read.items():
             freed_after.setdefault(step, []).append(storage)
+        keepers = self._forward_keepers()
         alive, peak, peak_at = self.input_bytes, self.input_bytes, INPUT
         live = {INPUT}
         for step, node in enumerate(self.nodes):
@@ -326,65 +345,144 @@ class _Timeline:
             if storage == node.name:
                 alive += self.size[storage]
                 live.add(storage)
-            alive += self.made.get(node.name, 0)
-            if alive > peak:
-                peak, peak_at = alive, node.name
+            made = self.made.get(node.name, 0)
+            if alive + made > peak:
+                peak, peak_at = alive + made, node.name
+            # in a checkpointed segment what a layer makes for backward is dropped at once, but for the weights'
+            # 2-byte copies, which autocast caches to the end of the forward pass
+            alive += self.cached_casts.get(node.name, 0) if node.name in self.segment_of else made
             for source in freed_after.get(step, ()):
-                if source in live and not self.keepers.get(source):
+                if source in live and not keepers.get(source):
                     alive -= self.size[source]
                     live.discard(source)
         alive += self.loss_bytes
         if alive > peak:
             peak, peak_at = alive, self.graph.output
         output = self.buffer_of[self.graph.output]
-        if not self.keepers.get(output):  # the loop holds the loss, not the output
+        if not keepers.get(output):  # the loop holds the loss, not the output
             live.discard(output)
         self._live_after_forward = live
-        saved = sum(self.size[s] for s in live if self.keepers.get(s)) + sum(self.made.values())
+        saved = sum(self.size[s] for s in live if keepers.get(s)) + self._made_in_forward()
         return peak, peak_at, saved
+
+    def _forward_keepers(self) -> dict[str, set[str]]:
+        """The layers keeping each storage through the forward pass: none in a checkpointed segment, whose input the
+        checkpoint keeps instead."""
+        keepers = {storage: {name for name in names if name not in self.segment_of}
+                   for storage, names in self.keepers.items()}
+        for segment, storages in enumerate(self.segment_inputs):
+            for storage in storages:
+                keepers.setdefault(storage, set()).add(_checkpoint(segment))
+        return keepers
+
+    @property
+    def segment_inputs(self) -> list[set[str]]:
+        """The storages each checkpointed segment reads from before it: the one tensor at its cut (the image for
+        the first)."""
+        inputs = []
+        for steps in self.checkpointed:
+            inside = {self.nodes[step].name for step in steps}
+            inputs.append({self.buffer_of[source] for step in steps for source in self.nodes[step].inputs
+                           if source not in inside})
+        return inputs
+
+    def _made_in_forward(self) -> int:
+        return sum(made for name, made in self.made.items() if name not in self.segment_of)
 
     def backward(self, dtype_bytes: int) -> tuple[int, str, int, int]:
         """(the most bytes alive in the backward pass, the layer then, parameter gradients then, the rest then)."""
         live = set(self._live_after_forward)
         keepers = {storage: set(names) for storage, names in self.keepers.items()}
-        activations = sum(self.size[s] for s in live) + sum(self.made.values())
+        segment_inputs = self.segment_inputs
+        for segment, storages in enumerate(segment_inputs):
+            for storage in storages:
+                keepers.setdefault(storage, set()).add(_checkpoint(segment))
+        activations = sum(self.size[s] for s in live) + self._made_in_forward()
         output = self.buffer_of[self.graph.output]
         grads = {output: self.size[output]}  # the loss's gradient of the output
         activations += self.size[output]
         grads_made = 0
         peak, peak_at, peak_grads, peak_activations = activations, self.graph.output, 0, activations
-        for node in reversed(self.nodes):
-            if not self.needs_grad[node.name]:
-                continue
-            storage = self.buffer_of[node.name]
-            op = get_op(node.op)
-            if node.shares is None:
-                grads_made += sum(_blocks(numel(w.shape) * dtype_bytes, self.granule)
-                                  for w in op.weights(node.attrs, list(node.in_shapes)) if w.trainable)
-            passes_through = storage != node.name  # a view's or in-place op's gradient is its output's
-            for source in node.inputs:
-                target = self.buffer_of[source]
-                if not self.needs_grad.get(source, False) or passes_through:
-                    continue
-                size = self.size[target] if target in self.size else 0
-                activations += size
-                grads[target] = grads.get(target, 0) + size
-            transient = self.backward_scratch.get(node.name, 0)
-            if activations + transient + grads_made > peak:
-                peak, peak_at, peak_grads, peak_activations = (activations + transient + grads_made, node.name,
-                                                               grads_made, activations + transient)
-            for source in node.inputs:  # an input's gradient made twice is added into one
-                target = self.buffer_of[source]
-                extra = grads.get(target, 0) - self.size.get(target, 0)
-                if extra > 0 and not passes_through:
-                    activations -= extra
-                    grads[target] -= extra
-            if not passes_through and storage in grads:
-                activations -= grads.pop(storage)
-            activations -= self.made.get(node.name, 0)
-            for kept in self.kept_by.get(node.name, ()):
-                keepers[kept].discard(node.name)
-                if not keepers[kept] and kept in live and kept != INPUT:
-                    activations -= self.size[kept]
-                    live.discard(kept)
+        for index in reversed(range(len(self.nodes))):
+            node = self.nodes[index]
+            segment = self.segment_of.get(node.name)
+            if segment is not None and index == self.checkpointed[segment][-1]:  # its forward runs again first
+                kept, most, at = self._run_again(segment, live)
+                if activations + most + grads_made > peak:
+                    peak, peak_at, peak_grads, peak_activations = (activations + most + grads_made,
+                                                                   f"{at} (run again)", grads_made, activations + most)
+                activations += kept
+            if self.needs_grad[node.name]:
+                storage = self.buffer_of[node.name]
+                op = get_op(node.op)
+                if node.shares is None:
+                    grads_made += sum(_blocks(numel(w.shape) * dtype_bytes, self.granule)
+                                      for w in op.weights(node.attrs, list(node.in_shapes)) if w.trainable)
+                passes_through = storage != node.name  # a view's or in-place op's gradient is its output's
+                for source in node.inputs:
+                    target = self.buffer_of[source]
+                    if not self.needs_grad.get(source, False) or passes_through:
+                        continue
+                    size = self.size[target] if target in self.size else 0
+                    activations += size
+                    grads[target] = grads.get(target, 0) + size
+                transient = self.backward_scratch.get(node.name, 0)
+                if activations + transient + grads_made > peak:
+                    peak, peak_at, peak_grads, peak_activations = (activations + transient + grads_made, node.name,
+                                                                   grads_made, activations + transient)
+                for source in node.inputs:  # an input's gradient made twice is added into one
+                    target = self.buffer_of[source]
+                    extra = grads.get(target, 0) - self.size.get(target, 0)
+                    if extra > 0 and not passes_through:
+                        activations -= extra
+                        grads[target] -= extra
+                if not passes_through and storage in grads:
+                    activations -= grads.pop(storage)
+                activations -= self.made.get(node.name, 0)
+                for kept in self.kept_by.get(node.name, ()):
+                    keepers[kept].discard(node.name)
+                    activations -= self._free_if_unkept(kept, keepers, live)
+            if segment is not None and index == self.checkpointed[segment][0]:  # the checkpoint lets its input go
+                for storage in segment_inputs[segment]:
+                    keepers[storage].discard(_checkpoint(segment))
+                    activations -= self._free_if_unkept(storage, keepers, live)
         return peak, peak_at, peak_grads, peak_activations
+
+    def _free_if_unkept(self, storage: str, keepers: dict[str, set[str]], live: set[str]) -> int:
+        """The bytes freed when nothing keeps `storage` any more (the input batch stays, held by the loop)."""
+        if keepers.get(storage) or storage not in live or storage == INPUT:
+            return 0
+        live.discard(storage)
+        return self.size[storage]
+
+    def _run_again(self, segment: int, live: set[str]) -> tuple[int, int, str]:
+        """A checkpointed segment's forward pass, run again at the start of its backward: (bytes it leaves alive,
+        the most alive while it runs, the layer then). torch's checkpoint stops once every tensor the segment's
+        layers save is made again; what they save stays, the rest is freed as it would be in a forward pass."""
+        steps = self.checkpointed[segment]
+        saving = [step for step in steps if self.kept_by.get(self.nodes[step].name)
+                  or self.made.get(self.nodes[step].name)]
+        if not saving:
+            return 0, 0, ""
+        stop = saving[-1] + 1
+        kept = set().union(*(self.kept_by.get(self.nodes[step].name, ()) for step in range(steps.start, stop)))
+        last_read = {}
+        for step in range(steps.start, stop):
+            for source in self.nodes[step].inputs:
+                last_read[self.buffer_of[source]] = step
+        alive, most, at = 0, 0, ""
+        made: set[str] = set()
+        for step in range(steps.start, stop):
+            node = self.nodes[step]
+            storage = self.buffer_of[node.name]
+            if storage == node.name and storage not in live:
+                alive += self.size[storage]
+                made.add(storage)
+            alive += self.made.get(node.name, 0)
+            if alive > most:
+                most, at = alive, node.name
+            for done in [s for s in made if s not in kept and last_read.get(s, stop - 1) <= step]:
+                alive -= self.size[done]
+                made.discard(done)
+        live.update(made)
+        return alive, most, at

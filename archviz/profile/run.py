@@ -49,6 +49,7 @@ class Measurement:
     seconds: float  # median per iteration, without tracker or hooks
     iterations: int
     layers: tuple[LayerTiming, ...]
+    checkpoint_starts: tuple[str, ...] = ()  # with activation checkpointing: the layers starting segments 2, 3, ...
 
     @property
     def images_per_s(self) -> float:
@@ -100,8 +101,10 @@ def _model_errors(shape, *, batch: int, train: bool):
                            f"{type(error).__name__}: {first_line}") from None
 
 
-def measure_graph(graph: Graph, **options) -> Measurement:
-    """measure() of the graph built by archviz's own to_torch, at its input shape, with layers named by Graph nodes.
+def measure_graph(graph: Graph, *, checkpointing: int | None = None, **options) -> Measurement:
+    """measure() of the graph built by archviz's own to_torch, at its input shape, with layers named by Graph nodes;
+    with checkpointing=N, activation checkpointing in N segments (analysis/checkpointing.py), and no per-layer times
+    (a checkpointed layer runs twice a step).
 
     to_torch places node "layer1.0.conv1" at that module path, so a leaf module's path is its node's name, or (an op
     built as several modules) starts with it: their times add up under the node. A node that shares another's module
@@ -114,9 +117,18 @@ def measure_graph(graph: Graph, **options) -> Measurement:
     """
     from archviz.torch_build import to_torch
 
+    from archviz.analysis.checkpointing import segments
+
     device = options.get("device", "cpu")
     _checked_device(device)
-    measured = measure(to_torch(graph, device=device), graph.input_shape, **options)
+    module = to_torch(graph, device=device)
+    starts: tuple[str, ...] = ()
+    if checkpointing is not None:
+        cut = segments(graph, checkpointing)
+        module.checkpoint(cut)
+        options["per_layer"] = False
+        starts = tuple(graph.nodes[step].name for step in cut.starts)
+    measured = replace(measure(module, graph.input_shape, **options), checkpoint_starts=starts)
     calls = _shared_calls(graph)
     layers = [replace(layer, path=_caller(layer.path, calls)) for layer in measured.layers]
     return replace(measured, layers=by_node(layers, [node.name for node in graph.nodes]))
@@ -296,7 +308,9 @@ def _peak_memory(run: _Step) -> tuple[int, int, MemoryMethod, PeakPlace | None]:
         run()
         run.sync()
         return torch.cuda.max_memory_allocated(run.device), baseline, MemoryMethod.CUDA, None
-    with LiveMemoryTracker(baseline=run.alive_before()) as tracker:
+    # module hooks would hold the tensors a checkpointed segment makes again in backward (ModuleTracker's)
+    checkpointed = bool(getattr(run.module, "checkpoint_starts", ()))
+    with LiveMemoryTracker(baseline=run.alive_before(), modules=not checkpointed) as tracker:
         tracker.track(run.inputs)
         run()
     result = tracker.result()
@@ -315,20 +329,22 @@ def _timed(run: _Step, iterations: int) -> list[float]:
 
 
 def measure_model(source: str, *, input_shape: Sequence[int] | None = None, overrides=None, kwargs=None,
-                  **options) -> Measurement:
+                  checkpointing: int | None = None, **options) -> Measurement:
     """measure() of a model named as `archviz inspect` names it: a zoo name, spec or ONNX file (built by to_torch,
     layers named by Graph node), or torchvision:NAME / timm:NAME (built with random weights, never downloaded) or
     FILE.py:Name / module:name (IMPORTS AND RUNS that code), timed by leaf module call: for these, a leaf module's
     path is the traced Graph's node name, and a second call is named as the trace names it (torchvision BasicBlock's
-    relu, then relu_1). `options` are measure()'s.
+    relu, then relu_1). `options` are measure()'s. With checkpointing=N every source is measured as archviz builds
+    its graph (measure_graph), which is what cuts it into segments.
     """
     import archviz
     from archviz.graph.build import parse_input
     from archviz.trace.load import SourceKind, default_input, is_model_source, parse_source
 
     input_shape = None if input_shape is None else parse_input(input_shape)
-    if not is_model_source(source):
-        return measure_graph(archviz.load(source, input=input_shape, overrides=overrides, kwargs=kwargs), **options)
+    if not is_model_source(source) or checkpointing is not None:
+        graph = archviz.load(source, input=input_shape, overrides=overrides, kwargs=kwargs)
+        return measure_graph(graph, checkpointing=checkpointing, **options)
     parsed = parse_source(source, kwargs=kwargs)
     if overrides:
         raise ArchvizError(f"{source}: --set changes a spec's params; a PyTorch model takes --kwargs")

@@ -36,13 +36,17 @@ class Prediction:
 
 def measurement_view(measurement: Measurement, *, model: str, predicted: Prediction | None = None) -> Group:
     header = Text(f"{model}: measured, {_what(measurement)}", style="bold")
+    if not measurement.layers:
+        return Group(header, totals_table(measurement, predicted=predicted))
     return Group(header, layer_table(measurement, predicted=predicted), totals_table(measurement, predicted=predicted))
 
 
 def _what(measurement: Measurement) -> str:
     step = f"training step ({measurement.optimizer})" if measurement.train else "forward (no_grad)"
     amp = f", autocast {measurement.amp}" if measurement.amp else ""
-    return (f"{step}{amp}, batch {measurement.batch}, input {shape(measurement.input_shape)}, on "
+    segments = len(measurement.checkpoint_starts) + 1
+    checkpointing = f", checkpointing in {segments} segments" if measurement.checkpoint_starts else ""
+    return (f"{step}{amp}{checkpointing}, batch {measurement.batch}, input {shape(measurement.input_shape)}, on "
             f"{measurement.device}")
 
 
@@ -89,7 +93,7 @@ def totals_table(measurement: Measurement, *, predicted: Prediction | None = Non
     if measurement.peak_place is not None:
         place = measurement.peak_place
         where = f" in {place.module}" if place.module else ""
-        outside = " (outside the modules: loss or optimizer step)"
+        outside = "" if measurement.checkpoint_starts else " (outside the modules: loss or optimizer step)"
         phase = " (backward)" if place.backward else "" if place.module else outside
         table.add_row("Peak at", f"{place.op}{where}{phase}")
     table.add_row("Time per iteration", f"{_ms(measurement.seconds)} ms (median, measured without hooks)")
@@ -100,6 +104,10 @@ def totals_table(measurement: Measurement, *, predicted: Prediction | None = Non
     if measurement.layers:
         table.add_row("Layer times", f"medians of {measurement.iterations} iteration(s) with hooks on every leaf "
                                      "module, run apart from the two above")
+    if measurement.checkpoint_starts:
+        table.add_row("Checkpointing", f"segments starting at {', '.join(measurement.checkpoint_starts)}: every "
+                                       "segment but the last runs its forward again in backward, so no layer times "
+                                       "and no layer at the peak (module hooks would keep what it makes)")
     return table
 
 
@@ -133,6 +141,7 @@ def measurement_dict(measurement: Measurement, *, model: str, predicted: Predict
         "optimizer": None if measurement.optimizer is None else str(measurement.optimizer),
         "amp": None if measurement.amp is None else str(measurement.amp),
         "iterations": measurement.iterations,
+        "checkpoint_starts": list(measurement.checkpoint_starts),
         "measured": {
             "peak_bytes": measurement.peak_bytes,
             "baseline_bytes": measurement.baseline_bytes,

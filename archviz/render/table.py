@@ -192,6 +192,10 @@ def _training_rows(table: Table, memory) -> None:
         parts[-1] = ("the batch and the step's temporary", memory.input_bytes + memory.step_temporary_bytes)
     table.add_row("  at the peak", ", ".join(f"{name} {size_bytes(value)}" for name, value in parts if value))
     table.add_row("  kept for backward", f"{size_bytes(memory.saved_bytes)} at the end of the forward pass")
+    if memory.checkpoint_starts:
+        table.add_row("  checkpointing", f"{len(memory.checkpoint_starts) + 1} segments, starting at "
+                                         f"{', '.join(memory.checkpoint_starts)}: every segment but the last keeps "
+                                         "only its input and runs its forward again in backward")
     if memory.fit_bytes is not None:
         answer = (f"batch {exact(memory.fits_batch)} at most" if memory.fits_batch
                   else "not even batch 1")
