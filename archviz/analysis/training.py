@@ -220,6 +220,28 @@ def _weight_tensors(graph: Graph) -> list:
     return tensors
 
 
+@dataclass
+class _Backward:
+    """The backward pass so far: bytes alive besides the weights (activations, their gradients, what layers keep),
+    parameter gradients made, and the peak."""
+
+    live: set[str]
+    keepers: dict[str, set[str]]
+    grads: dict[str, int]  # a storage -> bytes of its gradient, made and not yet consumed
+    activations: int
+    grads_made: int = 0
+    peak: int = 0
+    peak_at: str = ""
+    peak_grads: int = 0
+    peak_activations: int = 0
+
+    def note(self, transient: int, at: str) -> None:
+        """A moment with `transient` bytes held besides: the peak if it is the most yet."""
+        if self.activations + transient + self.grads_made > self.peak:
+            self.peak, self.peak_at = self.activations + transient + self.grads_made, at
+            self.peak_grads, self.peak_activations = self.grads_made, self.activations + transient
+
+
 class _Timeline:
     """Bytes alive at each moment of one step, beyond the weights and the optimizer's state."""
 
@@ -393,60 +415,54 @@ class _Timeline:
         """(the most bytes alive in the backward pass, the layer then, parameter gradients then, the rest then)."""
         live = set(self._live_after_forward)
         keepers = {storage: set(names) for storage, names in self.keepers.items()}
-        segment_inputs = self.segment_inputs
-        for segment, storages in enumerate(segment_inputs):
+        for segment, storages in enumerate(self.segment_inputs):
             for storage in storages:
                 keepers.setdefault(storage, set()).add(_checkpoint(segment))
-        activations = sum(self.size[s] for s in live) + self._made_in_forward()
         output = self.buffer_of[self.graph.output]
-        grads = {output: self.size[output]}  # the loss's gradient of the output
-        activations += self.size[output]
-        grads_made = 0
-        peak, peak_at, peak_grads, peak_activations = activations, self.graph.output, 0, activations
+        state = _Backward(live, keepers, grads={output: self.size[output]},  # the loss's gradient of the output
+                          activations=sum(self.size[s] for s in live) + self._made_in_forward() + self.size[output])
+        state.note(0, self.graph.output)
         for index in reversed(range(len(self.nodes))):
             node = self.nodes[index]
             segment = self.segment_of.get(node.name)
             if segment is not None and index == self.checkpointed[segment][-1]:  # its forward runs again first
                 kept, most, at = self._run_again(segment, live)
-                if activations + most + grads_made > peak:
-                    peak, peak_at, peak_grads, peak_activations = (activations + most + grads_made,
-                                                                   f"{at} (run again)", grads_made, activations + most)
-                activations += kept
+                state.note(most, f"{at} (run again)")
+                state.activations += kept
             if self.needs_grad[node.name]:
-                storage = self.buffer_of[node.name]
-                op = get_op(node.op)
-                if node.shares is None:
-                    grads_made += sum(_blocks(numel(w.shape) * dtype_bytes, self.granule)
-                                      for w in op.weights(node.attrs, list(node.in_shapes)) if w.trainable)
-                passes_through = storage != node.name  # a view's or in-place op's gradient is its output's
-                for source in node.inputs:
-                    target = self.buffer_of[source]
-                    if not self.needs_grad.get(source, False) or passes_through:
-                        continue
-                    size = self.size[target] if target in self.size else 0
-                    activations += size
-                    grads[target] = grads.get(target, 0) + size
-                transient = self.backward_scratch.get(node.name, 0)
-                if activations + transient + grads_made > peak:
-                    peak, peak_at, peak_grads, peak_activations = (activations + transient + grads_made, node.name,
-                                                                   grads_made, activations + transient)
-                for source in node.inputs:  # an input's gradient made twice is added into one
-                    target = self.buffer_of[source]
-                    extra = grads.get(target, 0) - self.size.get(target, 0)
-                    if extra > 0 and not passes_through:
-                        activations -= extra
-                        grads[target] -= extra
-                if not passes_through and storage in grads:
-                    activations -= grads.pop(storage)
-                activations -= self.made.get(node.name, 0)
-                for kept in self.kept_by.get(node.name, ()):
-                    keepers[kept].discard(node.name)
-                    activations -= self._free_if_unkept(kept, keepers, live)
+                self._backward_layer(node, state, dtype_bytes)
             if segment is not None and index == self.checkpointed[segment][0]:  # the checkpoint lets its input go
-                for storage in segment_inputs[segment]:
+                for storage in self.segment_inputs[segment]:
                     keepers[storage].discard(_checkpoint(segment))
-                    activations -= self._free_if_unkept(storage, keepers, live)
-        return peak, peak_at, peak_grads, peak_activations
+                    state.activations -= self._free_if_unkept(storage, keepers, live)
+        return state.peak, state.peak_at, state.peak_grads, state.peak_activations
+
+    def _backward_layer(self, node, state: _Backward, dtype_bytes: int) -> None:
+        """One layer's backward: its input gradients made (one made twice added into one), its output's gradient,
+        what it made for backward and what no other layer keeps then freed; its weights' gradients kept."""
+        storage = self.buffer_of[node.name]
+        op = get_op(node.op)
+        if node.shares is None:
+            state.grads_made += sum(_blocks(numel(w.shape) * dtype_bytes, self.granule)
+                                    for w in op.weights(node.attrs, list(node.in_shapes)) if w.trainable)
+        passes_through = storage != node.name  # a view's or in-place op's gradient is its output's
+        targets = [] if passes_through else [self.buffer_of[s] for s in node.inputs if self.needs_grad.get(s, False)]
+        for target in targets:
+            size = self.size.get(target, 0)
+            state.activations += size
+            state.grads[target] = state.grads.get(target, 0) + size
+        state.note(self.backward_scratch.get(node.name, 0), node.name)
+        for target in targets:
+            extra = state.grads.get(target, 0) - self.size.get(target, 0)
+            if extra > 0:
+                state.activations -= extra
+                state.grads[target] -= extra
+        if not passes_through and storage in state.grads:
+            state.activations -= state.grads.pop(storage)
+        state.activations -= self.made.get(node.name, 0)
+        for kept in self.kept_by.get(node.name, ()):
+            state.keepers[kept].discard(node.name)
+            state.activations -= self._free_if_unkept(kept, state.keepers, state.live)
 
     def _free_if_unkept(self, storage: str, keepers: dict[str, set[str]], live: set[str]) -> int:
         """The bytes freed when nothing keeps `storage` any more (the input batch stays, held by the loop)."""
