@@ -214,7 +214,9 @@ def _classes() -> dict[str, type]:
         def checkpoint(self, segments) -> None:
             """Run every segment but the last (analysis/checkpointing.Segments, or None: no checkpointing) under
             torch.utils.checkpoint when gradients are recorded: what its layers save for backward is made again in
-            the backward pass from the one tensor it starts from, which alone is kept."""
+            the backward pass from the one tensor it starts from, which alone is kept. As with torch's checkpoint
+            itself, batch norm's running statistics are updated again when a segment runs again (profile measures
+            memory with it; archviz train does not checkpoint)."""
             self.checkpoint_starts = () if segments is None else tuple(segments.starts)
 
         def forward(self, x):
