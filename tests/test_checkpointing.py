@@ -66,7 +66,7 @@ def test_the_checkpointed_build_computes_the_same_outputs_and_gradients(source, 
 @pytest.mark.parametrize("amp", [None, "bf16"])
 def test_the_checkpointed_step_is_predicted_as_measured(source, input_shape, count, amp):
     """The recomputation of each segment in backward, what it keeps, what autocast caches in the forward pass:
-    within 1% of the tracker's peak (a layer inside a segment saves nothing in the forward pass)."""
+    within 0.5% of the tracker's peak (a layer inside a segment saves nothing in the forward pass)."""
     from archviz.profile.run import measure_model
 
     batch = 2
@@ -75,7 +75,7 @@ def test_the_checkpointed_step_is_predicted_as_measured(source, input_shape, cou
     measured = measure_model(source, input_shape=input_shape, batch=batch, train=True, optimizer="sgd", amp=amp,
                              iterations=1, warmup=1, checkpointing=count)
     assert measured.checkpoint_starts == predicted.checkpoint_starts
-    assert abs(predicted.peak_bytes - measured.peak_bytes) <= 0.01 * measured.peak_bytes
+    assert abs(predicted.peak_bytes - measured.peak_bytes) <= 0.005 * measured.peak_bytes
 
 
 def test_checkpointing_keeps_less_for_backward_and_fits_a_larger_batch():

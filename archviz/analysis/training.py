@@ -263,6 +263,7 @@ class _Timeline:
         self.kept_by: dict[str, set[str]] = {}  # a layer -> the storages it keeps
         self.made: dict[str, int] = {}  # a layer -> bytes of the tensors it makes for backward alone
         self.cached_casts: dict[str, int] = {}  # a layer -> bytes of its weights' 2-byte copies (autocast caches them)
+        self.in_place: set[str] = set()  # layers writing their output over their input (relu with inplace)
         self.backward_scratch: dict[str, int] = {}  # a layer -> bytes its backward formula holds for a moment
         self.saved_per_layer: dict[str, int] = {}
         self.uncounted: tuple[str, ...] = ()
@@ -287,7 +288,10 @@ class _Timeline:
         for node in self.nodes:
             op = get_op(node.op)
             in_shapes = list(node.in_shapes)
-            aliases = op.output_is_input(node.attrs) or (op.inplace_capable and bool(node.attrs.get("inplace")))
+            in_place = op.inplace_capable and bool(node.attrs.get("inplace"))
+            if in_place:
+                self.in_place.add(node.name)
+            aliases = op.output_is_input(node.attrs) or in_place
             self.buffer_of[node.name] = self.buffer_of[node.inputs[0]] if aliases else node.name
             itemsize = self.itemsize[node.inputs[0]] if aliases else self._output_itemsize(op, node)
             self.itemsize[node.name] = itemsize
@@ -451,7 +455,11 @@ class _Timeline:
             size = self.size.get(target, 0)
             state.activations += size
             state.grads[target] = state.grads.get(target, 0) + size
-        state.note(self.backward_scratch.get(node.name, 0), node.name)
+        # an in-place layer's backward makes its input's gradient anew (relu_'s threshold_backward) beside its
+        # output's, which it then replaces; a view's passes its output's on
+        renewed = self.size[storage] if node.name in self.in_place and any(
+            self.needs_grad.get(source, False) for source in node.inputs) else 0
+        state.note(self.backward_scratch.get(node.name, 0) + renewed, node.name)
         for target in targets:
             extra = state.grads.get(target, 0) - self.size.get(target, 0)
             if extra > 0:
