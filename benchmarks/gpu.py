@@ -40,7 +40,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import archviz  # noqa: E402
 from archviz.errors import ArchvizError  # noqa: E402
 from archviz.profile.calibrate import cpu_name  # noqa: E402
-from latency import SPEARMAN_TARGET as CPU_SPEARMAN_TARGET, _paired, spearman  # noqa: E402
+from latency import SPEARMAN_TARGET as CPU_SPEARMAN_TARGET, paired, spearman  # noqa: E402
 from training_memory import TARGET as CPU_MEMORY_TARGET  # noqa: E402
 
 MODELS = ("torchvision:resnet50", "torchvision:vgg16", "torchvision:mobilenet_v3_large", "torchvision:convnext_tiny")
@@ -200,7 +200,7 @@ def _latency(graph, source: str, *, batch: int, amp: str, card: Card, options) -
                                  device=options.device, per_layer=True, iterations=options.iterations, warmup=1)
     except Exception as error:  # as _memory's
         return {"latency_failed": _one_line(error)}
-    pairs = _paired(predicted, {layer.path: layer.forward_s for layer in measured.layers})
+    pairs = paired(predicted, {layer.path: layer.forward_s for layer in measured.layers})
     rho = spearman([p for p, _ in pairs], [m for _, m in pairs]) if len(pairs) > 2 else None
     rho = None if rho is not None and rho != rho else rho  # NaN: every layer measured alike, no ranking
     return {"predicted_ms": predicted.seconds * 1e3, "measured_ms": measured.seconds * 1e3,

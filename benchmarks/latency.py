@@ -99,7 +99,7 @@ def _zoo_row(name: str, batch: int, device, options) -> Row:
     seconds, layers = _measured(model, graph.input_shape, batch, options)
     per_node = {timing.path: timing.forward_s for timing in by_node(
         [_Timing(path, value) for path, value in layers.items()], [node.name for node in graph.nodes])}
-    row = _row(name, batch, predicted, seconds, _paired(predicted, per_node))
+    row = _row(name, batch, predicted, seconds, paired(predicted, per_node))
     print(f"{name:14s} b{batch}: predicted {row.predicted_s * 1e3:9.2f} ms, measured {row.measured_s * 1e3:9.2f} ms, "
           f"{row.error:+.0%}, Spearman {_rank_text(row.spearman)}", flush=True)
     return row
@@ -116,7 +116,7 @@ def _torchvision_row(name: str, batch: int, device, options) -> Row:
     predicted = predict_latency(archviz.analyze(graph, batch=batch), device)
     model = torchvision.models.get_model(name, weights=None).eval()
     seconds, layers = _measured(model, graph.input_shape, batch, options)
-    row = _row(f"torchvision:{name}", batch, predicted, seconds, _paired(predicted, layers))
+    row = _row(f"torchvision:{name}", batch, predicted, seconds, paired(predicted, layers))
     print(f"{row.model:24s} b{batch}: predicted {row.predicted_s * 1e3:9.2f} ms, measured "
           f"{row.measured_s * 1e3:9.2f} ms, {row.error:+.0%}, Spearman {_rank_text(row.spearman)} over {row.layers} "
           "layers",
@@ -138,7 +138,7 @@ def _row(name: str, batch: int, predicted: ModelLatency, seconds: float, pairs: 
                layers=len(pairs))
 
 
-def _paired(predicted: ModelLatency, measured: dict[str, float]) -> list[tuple[float, float]]:
+def paired(predicted: ModelLatency, measured: dict[str, float]) -> list[tuple[float, float]]:
     """(predicted, measured) seconds per measured module. A module called several times (torchvision's ReLU in a
     Bottleneck) is one measured row, archviz's relu, relu_1, relu_2: their predictions add up. Layers without a
     module of their own (a functional add or flatten) have no measured row and are left out."""
