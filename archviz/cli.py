@@ -1148,6 +1148,8 @@ RunArg = Annotated[str, typer.Argument(help="A run folder of archviz train (or o
 CheckpointOpt = Annotated[Optional[_Checkpoint], typer.Option(
     "--checkpoint", help="The run's best.pt (the lowest validation loss, which its test figures are for) or last.pt "
     "[default: best].")]
+ScoringDeviceOpt = Annotated[_TrainDevice, typer.Option(
+    "--device", help="Where the images are scored: auto picks CUDA when available.")]
 
 
 class _UseFormat(enum.StrEnum):
@@ -1164,6 +1166,7 @@ def predict(
     top: Annotated[int, typer.Option("--top", "-k", min=1, max=MAX_COUNT, help="Classes shown per image.")] = 5,
     format: Annotated[_UseFormat, typer.Option("--format", "-f", help="Output format.")] = _UseFormat.TABLE,
     checkpoint: CheckpointOpt = None,
+    device: ScoringDeviceOpt = _TrainDevice.AUTO,
 ):
     """Print the most probable classes of each image, with their probabilities (softmax). Each image is decoded and
     prepared as the run prepared its own (its size and channels, the model's input steps, its normalisation); a
@@ -1171,7 +1174,7 @@ def predict(
     before anything is printed."""
     from archviz.train.predict import predict as run_predict, predictions_csv, predictions_dict, predictions_text
 
-    result = run_predict(run, images, top=top, checkpoint=checkpoint)
+    result = run_predict(run, images, top=top, checkpoint=checkpoint, device=device)
     if format == _UseFormat.JSON:
         _write(json.dumps(predictions_dict(result), indent=1) + "\n")
     elif format == _UseFormat.CSV:
@@ -1190,13 +1193,14 @@ def evaluate(
     split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
     format: Annotated[_WalkFormat, typer.Option("--format", "-f", help="Output format.")] = _WalkFormat.TABLE,
     checkpoint: CheckpointOpt = None,
+    device: ScoringDeviceOpt = _TrainDevice.AUTO,
 ):
     """Score the run's weights on a split of its dataset, or of another one: accuracy, loss, the per-class report
     (precision, recall, F1, support) and the confusion matrix. On the run's own test split with best.pt the figures
     are those the run recorded, and it says so."""
     from archviz.train.evaluate import evaluate_run, evaluation_dict, evaluation_text
 
-    result = evaluate_run(run, dataset=dataset, split=split, checkpoint=checkpoint)
+    result = evaluate_run(run, dataset=dataset, split=split, checkpoint=checkpoint, device=device)
     if format == _WalkFormat.JSON:
         _write(json.dumps(evaluation_dict(result), indent=1) + "\n")
     else:

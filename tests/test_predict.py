@@ -183,6 +183,15 @@ def test_predict_an_unreadable_image_is_one_line(run, tmp_path):
     one_error_line(cli("predict", run / "best.pt", tmp_path / "a.png", "--checkpoint", "last"), "--checkpoint")
 
 
+def test_predict_and_evaluate_score_where_device_says(run, test_pngs):
+    """--device cpu scores as the default does on a machine without CUDA; --device cuda there is one line."""
+    torch = pytest.importorskip("torch")
+    for command in (("predict", run, test_pngs / "first", "--format", "json"), ("evaluate", run, "--format", "json")):
+        assert cli(*command, "--device", "cpu").stdout == cli(*command).stdout
+        if not torch.cuda.is_available():
+            one_error_line(cli(*command, "--device", "cuda"), "--device cuda", "no CUDA device")
+
+
 # --- evaluate -------------------------------------------------------------------------------------------------------
 
 def test_evaluate_gives_the_runs_recorded_test_figures(run):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archviz.errors import ArchvizError
+from archviz.train.choices import Device
 from archviz.train.data import Dataset, DatasetKind, load_dataset, parse_dataset
 from archviz.train.metrics import ClassReport, class_report
 from archviz.train.predict import Checkpoint, load_run, scores
@@ -37,7 +38,7 @@ class Evaluation:
 
 
 def evaluate_run(run: str | Path, *, dataset: str | None = None, split: str = "test",
-                 checkpoint: Checkpoint | None = None) -> Evaluation:
+                 checkpoint: Checkpoint | None = None, device: Device = Device.CPU) -> Evaluation:
     """Accuracy, loss, per-class report and confusion of the run's weights on a split of a dataset.
 
     >>> evaluate_run("runs/lenet").accuracy  # doctest: +SKIP
@@ -51,7 +52,7 @@ def evaluate_run(run: str | Path, *, dataset: str | None = None, split: str = "t
     trained = load_run(run, checkpoint=checkpoint)
     data = _dataset(dataset or trained.dataset, trained.dataset_image_shape, _val_fraction(Path(run)))
     labels = _labels(data, split, trained.classes)
-    logits = scores(trained, getattr(data, split).images)
+    logits = scores(trained, getattr(data, split).images, device=device)
     target = torch.as_tensor(labels)
     loss = float(F.cross_entropy(logits.float(), target)) if len(target) else float("nan")
     predicted = logits.argmax(1).numpy()

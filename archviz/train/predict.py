@@ -17,6 +17,7 @@ from pathlib import Path
 
 from archviz.errors import ArchvizError, display_path
 from archviz.inside.trained import Trained, load_trained
+from archviz.train.choices import Device
 from archviz.train.data import IMAGE_SUFFIXES, decode_image, image_mode
 from archviz.train.run_folder import BEST, LAST
 
@@ -103,32 +104,35 @@ def decode_images(trained: Trained, files: list[Path]):
     return np.stack([decode_image(file, size=(width, height), mode=mode) for file in files])
 
 
-def probabilities(trained: Trained, images, *, batch: int = BATCH):
+def probabilities(trained: Trained, images, *, batch: int = BATCH, device: Device = Device.CPU):
     """Softmax of the logits, float64 (N, classes), of uint8 images (N, C, h, w) prepared as training batches are."""
     import torch
 
-    logits = scores(trained, images, batch=batch)
+    logits = scores(trained, images, batch=batch, device=device)
     return torch.softmax(logits.double(), dim=1)
 
 
-def scores(trained: Trained, images, *, batch: int = BATCH):
-    """The logits (N, classes) of uint8 images (N, C, h, w): each batch made by the run's BatchMaker, as training
-    made its validation and test batches (no augmentation), and scored in eval mode without gradients."""
+def scores(trained: Trained, images, *, batch: int = BATCH, device: Device = Device.CPU):
+    """The logits (N, classes), on the CPU, of uint8 images (N, C, h, w): each batch made by the run's BatchMaker, as
+    training made its validation and test batches (no augmentation), and scored in eval mode without gradients on
+    `device` (auto: CUDA when available)."""
     import torch
 
     from archviz.train.batches import BatchMaker
+    from archviz.train.setup import pick_device
 
-    make_batch = BatchMaker(input_shape=trained.input_shape, stats=trained.stats, device=torch.device("cpu"),
+    target = pick_device(device, torch)
+    make_batch = BatchMaker(input_shape=trained.input_shape, stats=trained.stats, device=target,
                             channels_last=False, augment=False, flips=False)
     pixels = torch.as_tensor(images)
-    trained.net.eval()
+    net = trained.net.to(target).eval()
     with torch.no_grad():
-        parts = [trained.net(make_batch(pixels[first:first + batch])) for first in range(0, len(pixels), batch)]
+        parts = [net(make_batch(pixels[first:first + batch])).cpu() for first in range(0, len(pixels), batch)]
     return torch.cat(parts) if parts else torch.zeros(0, len(trained.classes))
 
 
 def predict(run: str | Path, images: list[str | Path], *, top: int = TOP,
-            checkpoint: Checkpoint | None = None) -> Predictions:
+            checkpoint: Checkpoint | None = None, device: Device = Device.CPU) -> Predictions:
     """The `top` most probable classes of each image (files, or folders of them).
 
     >>> result = predict("runs/lenet", ["seven.png"], top=2)  # doctest: +SKIP
@@ -139,7 +143,7 @@ def predict(run: str | Path, images: list[str | Path], *, top: int = TOP,
         raise ArchvizError(f"--top {top}: at least 1")
     trained = load_run(run, checkpoint=checkpoint)
     files = image_files(images)
-    chances = probabilities(trained, decode_images(trained, files))
+    chances = probabilities(trained, decode_images(trained, files), device=device)
     count = min(top, len(trained.classes))
     values, indices = chances.topk(count, dim=1)
     rows = tuple(Prediction(str(file), tuple(Guess(int(i), trained.classes[int(i)], float(p))

@@ -110,7 +110,7 @@ def set_up(model, kind: DatasetKind, path, *, settings: Settings, runtime: Runti
     torch = _torch()
     threads, thread_choice = _threads(runtime, saved, ranks)
     torch.set_num_threads(threads)
-    device = _pick_device(runtime.device, torch, ranks)
+    device = pick_device(runtime.device, torch, ranks)
     if saved:
         _check_world(saved, folder, ranks)
         task.check_resumable(saved, folder)
@@ -268,7 +268,9 @@ def _has_convolutions(graph) -> bool:
     return any(get_op(node.op).kind == OpKind.CONV for node in graph.nodes)
 
 
-def _pick_device(choice: Device, torch, ranks: distributed.Ranks = distributed.Ranks()):
+def pick_device(choice: Device, torch, ranks: distributed.Ranks = distributed.Ranks()):
+    """The torch device for --device: cpu, cuda (refused in one line where torch sees none), or auto (CUDA when
+    available; under torchrun this process's own GPU)."""
     if choice == Device.CPU:
         return torch.device("cpu")
     available = torch.cuda.is_available()
