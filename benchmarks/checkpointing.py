@@ -23,9 +23,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from statistics import median_high
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from archviz.profile.calibrate import cpu_name  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 
 MODELS = ("torchvision:resnet18", "torchvision:mobilenet_v2", "resnet50", "torchvision:densenet121", "vgg11")
@@ -139,7 +143,7 @@ def _write(folder: Path, rows: list[dict], skipped: list[str], *, note: str, don
 def _header(note: str) -> dict:
     import torch
 
-    return {"machine": f"{platform.processor() or platform.machine()}, {_cpu_name()}", "threads":
+    return {"machine": f"{platform.processor() or platform.machine()}, {cpu_name()}", "threads":
             torch.get_num_threads(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "note": note}
 
 
@@ -147,7 +151,7 @@ def summary(rows: list[dict]) -> dict:
     errors = [abs(r["error"]) for r in rows]
     checkpointed = [r for r in rows if r["segments"] and "peak_ratio" in r]
     return {"runs": len(rows), "within_target": sum(e <= TARGET for e in errors),
-            "largest_error": max(errors, default=0.0), "median_error": _median(errors),
+            "largest_error": max(errors, default=0.0), "median_error": median_high(errors or [0.0]),
             "peak_ratio": _span([r["peak_ratio"] for r in checkpointed]),
             "time_ratio": _span([r["time_ratio"] for r in checkpointed]),
             "starts_agree": sum(r["starts"] == r["predicted_starts"] for r in rows)}
@@ -190,19 +194,6 @@ def _span(values: list[float]) -> list[float] | None:
     return [min(values), max(values)] if values else None
 
 
-def _median(values: list[float]) -> float:
-    values = sorted(values)
-    return values[len(values) // 2] if values else 0.0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -26,9 +26,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from statistics import median_high
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from archviz.profile.calibrate import cpu_name  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 
 LIBRARY = ("torchvision:resnet50", "torchvision:mobilenet_v2", "torchvision:mobilenet_v3_large",
@@ -205,20 +209,22 @@ def markdown(rows, inference, skipped) -> str:
 
     within = sum(abs(r["error"]) <= TARGET for r in rows)
     with_torchinfo = [r for r in rows if r.get("torchinfo")]
+    errors = [abs(r["error"]) for r in rows]
+    torchinfo_errors = [abs(r["torchinfo"] - r["measured"]) / r["measured"] for r in with_torchinfo]
+    inference_errors = [abs(r["error"]) for r in inference]
     lines = [
         "# Training memory: predicted against measured (CPU)", "",
-        f"Machine: {platform.processor() or platform.machine()}, {_cpu_name()}; {time.strftime('%Y-%m-%d')}; "
-        "float32 and bf16 autocast. Measured: the live-storage tracker (archviz/profile/tracker.py) over one steady-state training "
-        "step (forward, cross-entropy, backward, optimizer step). Predicted: `archviz inspect MODEL --train`.", "",
+        f"Machine: {platform.processor() or platform.machine()}, {cpu_name()}; {time.strftime('%Y-%m-%d')}; "
+        "float32 and bf16 autocast. Measured: the live-storage tracker (archviz/profile/tracker.py) over one "
+        "steady-state training step (forward, cross-entropy, backward, optimizer step). Predicted: `archviz inspect "
+        "MODEL --train`.", "",
         f"- training steps: {len(rows)}; predicted within {TARGET:.0%} of the measured peak: {within} "
-        f"({within / max(len(rows), 1):.0%}); largest error {max((abs(r['error']) for r in rows), default=0):.1%}; "
-        f"median |error| {_median([abs(r['error']) for r in rows]):.2%}",
+        f"({within / max(len(rows), 1):.0%}); largest error {max(errors, default=0):.1%}; "
+        f"median |error| {median_high(errors or [0.0]):.2%}",
         f"- torchinfo's Estimated Total Size against the same SGD steps ({len(with_torchinfo)} runs): median |error| "
-        f"{_median([abs(r['torchinfo'] - r['measured']) / r['measured'] for r in with_torchinfo]):.1%}, largest "
-        f"{max((abs(r['torchinfo'] - r['measured']) / r['measured'] for r in with_torchinfo), default=0):.1%}",
+        f"{median_high(torchinfo_errors or [0.0]):.1%}, largest {max(torchinfo_errors, default=0):.1%}",
         f"- inference (forward under no_grad): {len(inference)} runs, median |error| "
-        f"{_median([abs(r['error']) for r in inference]):.2%}, largest "
-        f"{max((abs(r['error']) for r in inference), default=0):.1%}",
+        f"{median_high(inference_errors or [0.0]):.2%}, largest {max(inference_errors, default=0):.1%}",
         "- on the CPU, torch's defaults: for-loop optimizers, no allocator rounding, the CPU's autocast lists (a GPU's "
         "for-each optimizers, 512-byte blocks and CUDA's autocast lists are predicted by `--device <gpu>` and not "
         "measured here; which ops CUDA's lists widen is checked on fake CUDA tensors by tests/test_op_registry.py)",
@@ -240,19 +246,6 @@ def markdown(rows, inference, skipped) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _median(values):
-    values = sorted(values)
-    return values[len(values) // 2] if values else 0.0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":
