@@ -210,6 +210,7 @@ def _classes() -> dict[str, type]:
             )
 
             self.checkpoint_starts: tuple[int, ...] = ()  # set by checkpoint(): where segments after the first start
+            self.crossing: dict[int, str] = {}  # a start -> the one tensor crossing into it
 
         def checkpoint(self, segments) -> None:
             """Run every segment but the last (analysis/checkpointing.Segments, or None: no checkpointing) under
@@ -218,6 +219,7 @@ def _classes() -> dict[str, type]:
             itself, batch norm's running statistics are updated again when a segment runs again (profile measures
             memory with it; archviz train does not checkpoint)."""
             self.checkpoint_starts = () if segments is None else tuple(segments.starts)
+            self.crossing = {step: self._crossing(step) for step in self.checkpoint_starts}
 
         def forward(self, x):
             values = {INPUT: x}
@@ -228,7 +230,7 @@ def _classes() -> dict[str, type]:
                     continue
                 ((name, value),) = values.items()  # a cut: one tensor alone crosses it
                 output = checkpoint(self._segment, start, stop, name, value, use_reentrant=False)
-                values = {self._crossing(stop): output}
+                values = {self.crossing[stop]: output}
             return values[self.output]
 
         def _segment(self, start: int, stop: int, name: str, value):

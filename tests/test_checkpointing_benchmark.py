@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from script_module import load_script
 
 pytest.importorskip("torch")
 
@@ -17,11 +17,7 @@ SCRIPT = ROOT / "benchmarks" / "checkpointing.py"
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("checkpointing_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "checkpointing_benchmark")
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@ and the example notebook runs top to bottom in a fresh kernel, so it never rots.
 
 from __future__ import annotations
 
-import importlib.util
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
 
 import archviz
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,9 +52,7 @@ def test_a_drawing_refuses_an_unknown_extension(tmp_path):
 def test_the_example_notebook_runs_and_every_model_shows_itself():
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    spec = importlib.util.spec_from_file_location("update_notebooks", ROOT / "scripts" / "update_notebooks.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(ROOT / "scripts" / "update_notebooks.py", "update_notebooks")
     notebook = script.executed(ROOT / "examples" / "tour.ipynb")
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]

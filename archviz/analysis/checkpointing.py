@@ -23,7 +23,6 @@ class Segments:
     checkpointed."""
 
     starts: tuple[int, ...]
-    steps: int  # the graph's node count
 
     @property
     def checkpointed(self) -> tuple[range, ...]:
@@ -79,4 +78,4 @@ def segments(graph: Graph, count: int) -> Segments:
         nearest = min((c for c in cuts if not starts or c > starts[-1]), key=lambda c: abs(c - target), default=None)
         if nearest is not None:
             starts.append(nearest)
-    return Segments(tuple(starts), steps)
+    return Segments(tuple(starts))

@@ -268,6 +268,7 @@ class _Timeline:
         self.saved_per_layer: dict[str, int] = {}
         self.uncounted: tuple[str, ...] = ()
         self._prepare()
+        self.segment_inputs = self._segment_inputs()
 
     def _bytes(self, shape, itemsize: int | None = None) -> int:
         return _blocks(numel(shape) * self.batch * (itemsize or self.dtype_bytes), self.granule)
@@ -394,15 +395,17 @@ class _Timeline:
     def _forward_keepers(self) -> dict[str, set[str]]:
         """The layers keeping each storage through the forward pass: none in a checkpointed segment, whose input the
         checkpoint keeps instead."""
-        keepers = {storage: {name for name in names if name not in self.segment_of}
-                   for storage, names in self.keepers.items()}
+        return self._with_checkpoints({storage: {name for name in names if name not in self.segment_of}
+                                       for storage, names in self.keepers.items()})
+
+    def _with_checkpoints(self, keepers: dict[str, set[str]]) -> dict[str, set[str]]:
+        """`keepers`, each checkpoint added as a keeper of its segment's input."""
         for segment, storages in enumerate(self.segment_inputs):
             for storage in storages:
                 keepers.setdefault(storage, set()).add(_checkpoint(segment))
         return keepers
 
-    @property
-    def segment_inputs(self) -> list[set[str]]:
+    def _segment_inputs(self) -> list[set[str]]:
         """The storages each checkpointed segment reads from before it: the one tensor at its cut (the image for
         the first)."""
         inputs = []
@@ -418,10 +421,7 @@ class _Timeline:
     def backward(self, dtype_bytes: int) -> tuple[int, str, int, int]:
         """(the most bytes alive in the backward pass, the layer then, parameter gradients then, the rest then)."""
         live = set(self._live_after_forward)
-        keepers = {storage: set(names) for storage, names in self.keepers.items()}
-        for segment, storages in enumerate(self.segment_inputs):
-            for storage in storages:
-                keepers.setdefault(storage, set()).add(_checkpoint(segment))
+        keepers = self._with_checkpoints({storage: set(names) for storage, names in self.keepers.items()})
         output = self.buffer_of[self.graph.output]
         state = _Backward(live, keepers, grads={output: self.size[output]},  # the loss's gradient of the output
                           activations=sum(self.size[s] for s in live) + self._made_in_forward() + self.size[output])
